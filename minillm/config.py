@@ -1,0 +1,80 @@
+"""ModelConfig: the one configuration object both backends take."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+POSITIONALS = ("learned", "sinusoidal")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shapes and choices of a Transformer, shared by ``reference`` and ``torch_backend``.
+
+    d_ff defaults to 4 * d_model when left at 0. ``norm_first`` selects pre-norm (GPT-2)
+    over post-norm (the original Transformer and BERT).
+    """
+
+    vocab_size: int = 256
+    block_size: int = 64
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    d_ff: int = 0
+    dropout: float = 0.0
+    activation: str = "gelu"
+    norm_first: bool = True
+    layer_norm_eps: float = 1e-5
+    tie_embeddings: bool = False
+    positional: str = "learned"
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "d_model", "n_heads", "n_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+        if self.d_ff == 0:
+            object.__setattr__(self, "d_ff", 4 * self.d_model)
+        if not isinstance(self.d_ff, int) or self.d_ff < 1:
+            raise ValueError(f"ModelConfig.d_ff must be a positive int, got {self.d_ff!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model must be divisible by n_heads: expected d_model % n_heads == 0, "
+                f"got d_model={self.d_model}, n_heads={self.n_heads}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"ModelConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.positional not in POSITIONALS:
+            raise ValueError(f"ModelConfig.positional must be one of {POSITIONALS}, got {self.positional!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"ModelConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {unknown}; expected a subset of {sorted(known)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,20 @@
+"""The NumPy reference: every formula as it reads, every gradient written by hand.
+
+This package never imports torch (a test checks it in a process where torch cannot be
+imported). Each op ``f`` has ``f_backward(dout, cache)`` beside it; the layers and
+models chain those backwards so that ``loss.backward()`` is plain NumPy.
+"""
+from . import (
+    activations, attention, dropout, embedding, feed_forward, layer_norm, layers,
+    linear, losses, models, optim, parameter, softmax,
+)
+
+_MODULES = (
+    softmax, activations, losses, linear, embedding, layer_norm, feed_forward, dropout,
+    attention, parameter, optim, layers, models,
+)
+__all__ = [name for module in _MODULES for name in module.__all__]
+for _module in _MODULES:
+    for _name in _module.__all__:
+        globals()[_name] = getattr(_module, _name)
+del _module, _name
