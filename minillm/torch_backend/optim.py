@@ -1,2 +1,279 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+r"""Optimizers in PyTorch: SGD with momentum, Adam (chapter section 4.3) and AdamW.
+
+The same formulas as ``minillm.reference.optim``, line for line, written with tensor
+ops under ``torch.no_grad()`` (not by wrapping ``torch.optim``; the tests compare both
+against ``torch.optim``). Parameters are tensors (``nn.Parameter``) on any device; the
+state lives on each parameter's device and dtype.
+
+Legend: \theta a parameter, g its gradient, t the number of updates this parameter has
+received (starting at 1), \alpha = lr, \lambda = weight_decay.
+
+``state_dict()`` returns plain Python plus NumPy arrays with exactly the keys of the
+reference (see ``minillm.reference.optim``); ``load_state_dict`` moves the arrays back
+onto the parameters' device and dtype. So either backend resumes the other's
+checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+
+import numpy as np
+import torch
+
+from ..reference.optim import _check_betas, _check_loaded, _check_number, _materialise
+from ..schedule import warmup_cosine
+
+__all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "warmup_cosine"]
+
+logger = logging.getLogger("minillm")
+
+
+def _is_param(p) -> bool:
+    return isinstance(p, torch.Tensor) and p.is_floating_point()
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A NumPy copy of a state tensor (bfloat16, which NumPy lacks, as float32)."""
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    return t.cpu().numpy().copy()
+
+
+def _grad_of(p: torch.Tensor) -> torch.Tensor:
+    if p.grad.shape != p.shape:
+        raise ValueError(f"expected a gradient of shape {tuple(p.shape)}, got {tuple(p.grad.shape)}")
+    if p.grad.is_sparse:
+        raise ValueError("expected a dense gradient, got a sparse one")
+    return p.grad.to(p.dtype)
+
+
+class _Optimizer:
+    """What SGD, Adam and AdamW share: the parameter list, ``lr``, ``zero_grad``."""
+
+    _array_keys: tuple[str, ...] = ()
+
+    def __init__(self, params, lr):
+        self.params = _materialise(type(self).__name__, params, _is_param,
+                                   "floating-point torch.Tensor (nn.Parameter)")
+        self.lr = lr
+        self.steps = 0  # calls to step()
+        self.state = [self._fresh_state(p) for p in self.params]
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value) -> None:  # the trainer sets it each step from the schedule
+        self._lr = _check_number(type(self).__name__, "lr", value, 0.0)
+
+    def zero_grad(self) -> None:
+        """Forget the gradients (``.grad = None``, torch's default)."""
+        for p in self.params:
+            p.grad = None
+
+    def _fresh_state(self, p: torch.Tensor) -> dict:
+        return {"step": 0, **{k: torch.zeros_like(p, memory_format=torch.preserve_format).detach()
+                              for k in self._array_keys}}
+
+    def state_dict(self) -> dict:
+        """Hyper-parameters, the step count and a NumPy copy of every state tensor."""
+        state = [{"step": s["step"], **{k: _to_numpy(s[k]) for k in self._array_keys}}
+                 for s in self.state]
+        return {"type": type(self).__name__, "step": self.steps, "lr": self.lr,
+                **self._hyper(), "state": state}
+
+    def _array_keys_for(self, sd: dict) -> tuple[str, ...]:
+        """The state arrays a loaded state dict must carry."""
+        return self._array_keys
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore what ``state_dict()`` (of either backend) returned: hyper-parameters,
+        step counts and arrays (onto each parameter's device and dtype). Everything is
+        checked before anything changes."""
+        owner = type(self).__name__
+        if not isinstance(sd, dict):
+            raise ValueError(f"{owner}.load_state_dict: expected a dict, got {type(sd).__name__}")
+        keys = self._array_keys_for(sd)
+        _check_loaded(owner, sd, [tuple(p.shape) for p in self.params], keys)
+        hyper = self._parse_hyper(sd)
+        lr = _check_number(owner, "lr", sd.get("lr"), 0.0)
+        steps = sd.get("step")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise ValueError(f"{owner}.load_state_dict: expected step >= 0, got {steps!r}")
+        for name, value in hyper.items():
+            setattr(self, name, value)
+        self._array_keys = keys
+        self.lr, self.steps = lr, int(steps)
+        self.state = [
+            {"step": int(entry["step"]),
+             **{k: torch.as_tensor(np.array(entry[k], copy=True)).to(device=p.device, dtype=p.dtype)
+                for k in keys}}
+            for entry, p in zip(sd["state"], self.params)
+        ]
+
+
+class SGD(_Optimizer):
+    r"""Stochastic gradient descent with (heavy-ball) momentum, as ``torch.optim.SGD``.
+
+    .. math::
+
+        g_t \leftarrow g_t + \lambda \theta_{t-1}, \qquad
+        b_t = \mu\, b_{t-1} + g_t \;(b_0 = 0), \qquad
+        \theta_t = \theta_{t-1} - \alpha\, b_t
+
+    With ``momentum`` \mu = 0 this is plain \theta_t = \theta_{t-1} - \alpha g_t (Robbins &
+    Monro, 1951; momentum: Polyak, 1964). Shapes: each buffer b has its parameter's shape.
+    """
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        self.momentum = _check_number("SGD", "momentum", momentum, 0.0, 1.0)
+        self.weight_decay = _check_number("SGD", "weight_decay", weight_decay, 0.0)
+        self._array_keys = ("momentum_buffer",) if self.momentum else ()
+        super().__init__(params, lr)
+
+    def _hyper(self) -> dict:
+        return {"momentum": self.momentum, "weight_decay": self.weight_decay}
+
+    def _parse_hyper(self, sd: dict) -> dict:
+        return {"momentum": _check_number("SGD", "momentum", sd.get("momentum"), 0.0, 1.0),
+                "weight_decay": _check_number("SGD", "weight_decay", sd.get("weight_decay"), 0.0)}
+
+    def _array_keys_for(self, sd: dict) -> tuple[str, ...]:
+        # a momentum buffer exists only when the loaded momentum is not 0
+        return ("momentum_buffer",) if sd.get("momentum") else ()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        self.steps += 1
+        for p, s in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            g = _grad_of(p)
+            if self.weight_decay:
+                g = g + self.weight_decay * p  # L2 penalty \lambda/2 ||θ||² in the gradient
+            if self.momentum:
+                s["momentum_buffer"].copy_(self.momentum * s["momentum_buffer"] + g)
+                g = s["momentum_buffer"]
+            p.sub_(self.lr * g)
+            s["step"] += 1
+
+
+class Adam(_Optimizer):
+    r"""Adam, written as the chapter's five formulas (section 4.3; Kingma & Ba, 2015,
+    Algorithm 1):
+
+    .. math::
+
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+        v_t = \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+        \hat m_t = \frac{m_t}{1 - \beta_1^t} \\
+        \hat v_t = \frac{v_t}{1 - \beta_2^t} \\
+        \theta_t = \theta_{t-1} - \alpha \frac{\hat m_t}{\sqrt{\hat v_t} + \epsilon}
+
+    with m_0 = v_0 = 0. ``weight_decay`` \lambda > 0 adds the L2 term to the gradient
+    first, g_t \leftarrow g_t + \lambda\theta_{t-1}, as ``torch.optim.Adam`` does.
+    Why the bias correction: see ``minillm.reference.optim.Adam``.
+    Shapes: m and v have their parameter's shape.
+    """
+
+    _array_keys = ("m", "v")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        owner = type(self).__name__
+        self.betas = _check_betas(owner, betas)
+        self.eps = _check_number(owner, "eps", eps, 0.0, low_open=True)
+        self.weight_decay = _check_number(owner, "weight_decay", weight_decay, 0.0)
+        super().__init__(params, lr)
+
+    def _hyper(self) -> dict:
+        return {"betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def _parse_hyper(self, sd: dict) -> dict:
+        owner = type(self).__name__
+        return {"betas": _check_betas(owner, sd.get("betas")),
+                "eps": _check_number(owner, "eps", sd.get("eps"), 0.0, low_open=True),
+                "weight_decay": _check_number(owner, "weight_decay", sd.get("weight_decay"), 0.0)}
+
+    def _decay(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Adam's weight decay: the L2 gradient \\lambda\\theta added to g."""
+        return g + self.weight_decay * p
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        self.steps += 1
+        beta1, beta2 = self.betas
+        alpha, eps = self.lr, self.eps
+        for p, s in zip(self.params, self.state):
+            if p.grad is None:
+                continue
+            g = _grad_of(p)
+            if self.weight_decay:
+                g = self._decay(p, g)
+            s["step"] += 1
+            t = s["step"]
+            m, v = s["m"], s["v"]
+            m.copy_(beta1 * m + (1 - beta1) * g)              # m_t
+            v.copy_(beta2 * v + (1 - beta2) * g * g)          # v_t
+            m_hat = m / (1 - beta1 ** t)                      # \hat m_t
+            v_hat = v / (1 - beta2 ** t)                      # \hat v_t
+            p.sub_(alpha * m_hat / (torch.sqrt(v_hat) + eps))  # θ_t
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter, 2019, Algorithm 2), as
+    ``torch.optim.AdamW``: the parameter shrinks before the Adam update, and the decay
+    never enters m or v:
+
+    .. math::
+
+        \theta_{t-1} \leftarrow \theta_{t-1} - \alpha \lambda \theta_{t-1},
+        \qquad \text{then Adam's five formulas on } g_t.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _decay(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        p.mul_(1 - self.lr * self.weight_decay)  # θ ← θ - αλθ, in place
+        return g
+
+
+@torch.no_grad()
+def clip_grad_norm(params, max_norm) -> float:
+    r"""Scale all gradients together so that their global L2 norm is at most ``max_norm``.
+
+    .. math::
+
+        \|g\| = \sqrt{\textstyle\sum_p \|g_p\|_2^2}, \qquad
+        g_p \leftarrow g_p \cdot \min\!\left(1, \frac{\text{max\_norm}}{\|g\| + 10^{-6}}\right)
+
+    as ``torch.nn.utils.clip_grad_norm_`` (Pascanu et al., 2013, section 3.2); the 1e-6
+    keeps the division finite when every gradient is 0. Parameters whose ``.grad`` is
+    ``None`` are skipped. Gradients are scaled in place, keeping their dtype.
+
+    Returns:
+        \|g\| before clipping, a Python float (inf or nan if a gradient is not finite;
+        a warning is logged then).
+    """
+    params = _materialise("clip_grad_norm", params, _is_param,
+                          "floating-point torch.Tensor (nn.Parameter)")
+    max_norm = _check_number("clip_grad_norm", "max_norm", max_norm, 0.0, low_open=True)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    device = grads[0].device
+    norms = torch.stack([torch.sqrt(torch.sum(g * g)).to(device) for g in grads])  # ||g_p||
+    total = float(torch.sqrt(torch.sum(norms * norms)))                               # ||g||
+    if not math.isfinite(total):
+        logger.warning("clip_grad_norm: the gradient norm is %s", total)
+    clip_coef = min(1.0, max_norm / (total + 1e-6))
+    if clip_coef < 1.0:
+        for g in grads:
+            g.mul_(clip_coef)
+    return total
