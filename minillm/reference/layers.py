@@ -1,2 +1,243 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+"""Layers: the ops of this package wrapped with their parameters — NumPy reference.
+
+Dimension legend:
+    B  batch size          T  sequence length          C  d_model
+    H  number of heads     D  head size, C / H         F  d_ff (feed-forward width)
+    V  vocabulary size
+
+Every layer's ``forward`` stores ONE cache of its last call in ``self._cache``
+(overwritten each call, never a growing list); ``backward(dout)`` adds the gradients of
+its parameters into ``Parameter.grad`` and returns the gradient of its input. A layer
+used twice in one forward would lose the first cache, so the models never do that.
+
+The parameter names (``W``, ``b``, ``gamma``, ``W_Q``, ``W1``, ...) and their order are
+the torch backend's too (``minillm/torch_backend/layers.py``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ModelConfig
+from .attention import (
+    merge_heads, scaled_dot_product_attention_backward,
+    scaled_dot_product_attention_forward, split_heads,
+)
+from .dropout import dropout_backward, dropout_forward
+from .embedding import embedding_backward, embedding_forward
+from .feed_forward import feed_forward_backward, feed_forward_forward
+from .layer_norm import layer_norm_backward, layer_norm_forward
+from .linear import linear_backward, linear_forward
+from .module import Module
+from .parameter import Parameter
+
+__all__ = [
+    "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "Dropout",
+    "TransformerBlock",
+]
+
+
+def _empty(shape, dtype):
+    # filled by minillm.init.init_parameters (or load_state_dict) before any use
+    return Parameter(np.zeros(shape, dtype=dtype))
+
+
+class Linear(Module):
+    r""":math:`y = xW + b`, with ``W`` of shape ``(d_in, d_out)`` as the formula writes it.
+
+    Shapes: x (..., d_in) -> (..., d_out).
+    """
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = True, dtype="float32"):
+        super().__init__()
+        self.W = _empty((d_in, d_out), dtype)
+        self.b = _empty((d_out,), dtype) if bias else None
+
+    def forward(self, x):
+        b = None if self.b is None else self.b.data
+        y, self._cache = linear_forward(x, self.W.data, b)        # (..., d_out)
+        return y
+
+    def backward(self, dy):
+        dx, dW, db = linear_backward(dy, self._cache)             # (..., d_in)
+        self.W.accumulate(dW)
+        if self.b is not None:
+            self.b.accumulate(db)
+        return dx
+
+
+class Embedding(Module):
+    r"""Row lookup :math:`E[\mathrm{ids}]`: ``W`` (V, C). Shapes: ids (...) int -> (..., C).
+
+    Its backward adds each row of ``dout`` into the row of ``W`` its id picked and
+    returns nothing (token ids have no gradient).
+    """
+
+    def __init__(self, n: int, d: int, dtype="float32"):
+        super().__init__()
+        self.W = _empty((n, d), dtype)
+
+    def forward(self, ids):
+        out, self._cache = embedding_forward(ids, self.W.data)    # (..., C)
+        return out
+
+    def backward(self, dout):
+        self.W.accumulate(embedding_backward(dout, self._cache))
+        return None
+
+
+class LayerNorm(Module):
+    r""":math:`\mathrm{LN}(x) = \gamma \odot (x - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta`
+    over the last axis (Ba et al. 2016). Shapes: x (..., C) -> (..., C)."""
+
+    def __init__(self, d: int, eps: float = 1e-5, dtype="float32"):
+        super().__init__()
+        self.eps = eps
+        self.gamma = _empty((d,), dtype)
+        self.beta = _empty((d,), dtype)
+
+    def forward(self, x):
+        y, self._cache = layer_norm_forward(x, self.gamma.data, self.beta.data, self.eps)
+        return y                                                   # (..., C)
+
+    def backward(self, dy):
+        dx, dgamma, dbeta = layer_norm_backward(dy, self._cache)
+        self.gamma.accumulate(dgamma)
+        self.beta.accumulate(dbeta)
+        return dx                                                  # (..., C)
+
+
+class Dropout(Module):
+    r"""Inverted dropout: :math:`y = x \odot m / (1 - p)`, :math:`m = [u \ge p]`,
+    :math:`u \sim U[0, 1)` from the model's ``numpy.random.Generator`` (the same masks
+    in both backends). Identity in eval mode or when ``p == 0``."""
+
+    def __init__(self, p: float, rng: np.random.Generator):
+        super().__init__()
+        self.p = p
+        self.rng = rng
+
+    def forward(self, x):
+        self._active = self.training and self.p > 0
+        if not self._active:
+            return x
+        y, self._cache = dropout_forward(x, self.p, True, self.rng)
+        return y
+
+    def backward(self, dy):
+        return dropout_backward(dy, self._cache) if self._active else dy
+
+
+class MultiHeadAttention(Module):
+    r"""Multi-head self-attention (chapter section 4.1; Vaswani et al. 2017, 3.2.2).
+
+    .. math::
+        Q = XW_Q + b_Q,\ K = XW_K + b_K,\ V = XW_V + b_V, \quad
+        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M\Big) V_h,
+        \quad Y = \mathrm{Concat}(\mathrm{head}_1..\mathrm{head}_H)\, W_O + b_O
+
+    ``mask`` is boolean, broadcastable to (B, H, T, T), True = may attend; the model
+    builds it (causal and/or padding). Shapes: x (B, T, C) -> (B, T, C).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dtype="float32"):
+        super().__init__()
+        self.n_heads = n_heads
+        for name in ("Q", "K", "V", "O"):
+            setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
+            setattr(self, f"b_{name}", _empty((d_model,), dtype))
+
+    def forward(self, x, mask=None):
+        H = self.n_heads
+        q, c_q = linear_forward(x, self.W_Q.data, self.b_Q.data)  # (B, T, C)
+        k, c_k = linear_forward(x, self.W_K.data, self.b_K.data)  # (B, T, C)
+        v, c_v = linear_forward(x, self.W_V.data, self.b_V.data)  # (B, T, C)
+        (heads, _), c_att = scaled_dot_product_attention_forward(
+            split_heads(q, H), split_heads(k, H), split_heads(v, H), mask)  # (B, H, T, D)
+        y, c_o = linear_forward(merge_heads(heads), self.W_O.data, self.b_O.data)  # (B, T, C)
+        self._cache = (c_q, c_k, c_v, c_att, c_o)
+        return y
+
+    def backward(self, dy):
+        c_q, c_k, c_v, c_att, c_o = self._cache
+        H = self.n_heads
+        dmerged, dW_O, db_O = linear_backward(dy, c_o)             # (B, T, C)
+        dq, dk, dv = scaled_dot_product_attention_backward(
+            split_heads(dmerged, H), c_att)                        # (B, H, T, D) each
+        dx = 0
+        for (W, b), d, cache in (((self.W_Q, self.b_Q), dq, c_q),
+                                 ((self.W_K, self.b_K), dk, c_k),
+                                 ((self.W_V, self.b_V), dv, c_v)):
+            dx_i, dW, db = linear_backward(merge_heads(d), cache)  # (B, T, C)
+            W.accumulate(dW)
+            b.accumulate(db)
+            dx = dx + dx_i
+        self.W_O.accumulate(dW_O)
+        self.b_O.accumulate(db_O)
+        return dx                                                  # (B, T, C)
+
+
+class FeedForward(Module):
+    r"""Position-wise feed-forward network (chapter section 4.2):
+    :math:`\mathrm{FFN}(x) = \phi(xW_1 + b_1)W_2 + b_2`, :math:`\phi` = ReLU (the
+    chapter), GELU or its tanh form. Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32"):
+        super().__init__()
+        self.activation = activation
+        self.W1 = _empty((d_model, d_ff), dtype)
+        self.b1 = _empty((d_ff,), dtype)
+        self.W2 = _empty((d_ff, d_model), dtype)
+        self.b2 = _empty((d_model,), dtype)
+
+    def forward(self, x):
+        y, self._cache = feed_forward_forward(
+            x, self.W1.data, self.b1.data, self.W2.data, self.b2.data, self.activation)
+        return y                                                   # (..., C)
+
+    def backward(self, dy):
+        dx, dW1, db1, dW2, db2 = feed_forward_backward(dy, self._cache)
+        for p, g in ((self.W1, dW1), (self.b1, db1), (self.W2, dW2), (self.b2, db2)):
+            p.accumulate(g)
+        return dx                                                  # (..., C)
+
+
+class TransformerBlock(Module):
+    r"""One Transformer layer, pre-norm (GPT-2) or post-norm (Vaswani et al.; BERT).
+
+    .. math::
+        \text{pre-norm:}\quad  x' = x + \mathrm{Drop}(\mathrm{MHA}(\mathrm{LN}_1(x))),\quad
+                               y = x' + \mathrm{Drop}(\mathrm{FFN}(\mathrm{LN}_2(x')))
+
+        \text{post-norm:}\quad x' = \mathrm{LN}_1(x + \mathrm{Drop}(\mathrm{MHA}(x))),\quad
+                               y = \mathrm{LN}_2(x' + \mathrm{Drop}(\mathrm{FFN}(x')))
+
+    Causal or bidirectional is decided by the ``mask`` the model passes.
+    Shapes: x (B, T, C) -> (B, T, C).
+    """
+
+    def __init__(self, config: ModelConfig, rng: np.random.Generator):
+        super().__init__()
+        c, dt = config, config.dtype
+        self.norm_first = c.norm_first
+        self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dt)
+        self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
+        self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, dt)
+        self.drop_attn = Dropout(c.dropout, rng)
+        self.drop_ffn = Dropout(c.dropout, rng)
+
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.drop_attn(self.attn(self.ln1(x), mask))     # (B, T, C)
+            return x + self.drop_ffn(self.ffn(self.ln2(x)))          # (B, T, C)
+        x = self.ln1(x + self.drop_attn(self.attn(x, mask)))         # (B, T, C)
+        return self.ln2(x + self.drop_ffn(self.ffn(x)))              # (B, T, C)
+
+    def backward(self, dy):
+        if self.norm_first:
+            dx = dy + self.ln2.backward(self.ffn.backward(self.drop_ffn.backward(dy)))
+            return dx + self.ln1.backward(self.attn.backward(self.drop_attn.backward(dx)))
+        ds = self.ln2.backward(dy)                                   # d(x' + FFN)
+        dx = ds + self.ffn.backward(self.drop_ffn.backward(ds))      # dx'
+        ds = self.ln1.backward(dx)                                   # d(x + MHA)
+        return ds + self.attn.backward(self.drop_attn.backward(ds))  # (B, T, C)

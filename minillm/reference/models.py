@@ -1,2 +1,284 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+"""Models: GPT (causal LM), TransformerEncoder (masked LM), SequenceClassifier — NumPy.
+
+Dimension legend:
+    B  batch size      T  sequence length (<= block_size)      C  d_model
+    V  vocabulary      K  number of classes
+
+All three share one body (token + position embedding, dropout, ``n_layers`` blocks and,
+for pre-norm, a final LayerNorm):
+
+.. math::
+    h_0 = \\mathrm{Drop}(E[\\mathrm{idx}] + P_{0..T-1}), \\quad
+    h_l = \\mathrm{Block}_l(h_{l-1}), \\quad h = \\mathrm{LN}_f(h_L)
+
+and differ in the mask and the head. ``forward`` returns ``(logits, loss)``; ``loss`` is
+a :class:`~minillm.reference.module.Loss` whose ``backward()`` runs the hand-written
+backward of the whole model, so a step reads as in torch:
+``logits, loss = model(x, y); loss.backward(); opt.step(); opt.zero_grad()``.
+
+Initialisation is :func:`minillm.init.init_parameters` with the model's seed; dropout
+masks come from ``model.dropout_rng`` (:func:`minillm.init.dropout_rng`), the same
+stream in both backends. Attention weights themselves are not dropped.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _validate as v
+from ..config import ModelConfig
+from ..init import dropout_rng, init_parameters, sinusoidal_positions
+from .attention import causal_mask
+from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
+from .linear import linear_backward, linear_forward
+from .losses import cross_entropy_backward, cross_entropy_forward
+from .module import Loss, Module, ModuleList
+
+__all__ = ["GPT", "TransformerEncoder", "SequenceClassifier"]
+
+IGNORE_INDEX = -100
+
+
+def _check_config(config):
+    if not isinstance(config, ModelConfig):
+        raise ValueError(f"expected a minillm.config.ModelConfig, got {type(config).__name__}")
+
+
+def _check_ids(name, ids, config):
+    ids = np.asarray(ids)
+    v.require_integer(name, ids)
+    v.require_ndim(name, ids, 2)
+    if ids.shape[1] > config.block_size or ids.shape[1] < 1:
+        raise ValueError(f"expected {name} with 1 to block_size={config.block_size} positions, "
+                         f"got shape {ids.shape}")
+    v.require_index_range(name, ids, config.vocab_size, what=f"vocab_size={config.vocab_size}")
+    return ids
+
+
+def _check_targets(name, targets, shape, high):
+    targets = np.asarray(targets)
+    v.require_integer(name, targets)
+    v.require_shape(name, targets, shape)
+    v.require_index_range(name, targets, high, ignore=IGNORE_INDEX)
+    return targets
+
+
+def _check_attention_mask(mask, shape):
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    if v.is_integer(mask):
+        mask = mask != 0
+    v.require_bool("attention_mask", mask)
+    v.require_shape("attention_mask", mask, shape, "True at real tokens")
+    return mask
+
+
+class _Body(Module):
+    """Embeddings + blocks (+ final LayerNorm): what the three models share."""
+
+    def __init__(self, config: ModelConfig, seed: int, causal: bool):
+        _check_config(config)
+        super().__init__()
+        c, dt = config, config.dtype
+        self.config, self.causal, self.seed = c, causal, seed
+        self.dropout_rng = dropout_rng(seed)
+        self._forward_id = 0
+        self.tok_emb = Embedding(c.vocab_size, c.d_model, dt)
+        if c.positional == "learned":
+            self.pos_emb = Embedding(c.block_size, c.d_model, dt)
+        else:  # a fixed table (a buffer), neither trained nor saved
+            self.pos_emb = None
+            self.pos_table = sinusoidal_positions(c.block_size, c.d_model, dt)  # (block, C)
+        self.drop = Dropout(c.dropout, self.dropout_rng)
+        self.blocks = ModuleList([TransformerBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
+        self.ln_f = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
+
+    def _init_weights(self, scale_residual: bool):
+        shapes = [(n, p.shape) for n, p in self.named_parameters()]
+        values = init_parameters(shapes, self.seed, self.config.dtype,
+                                 self.config.n_layers, scale_residual)
+        for name, p in self.named_parameters():
+            p.data[...] = values[name]
+
+    def _encode(self, idx, key_mask=None):
+        """Shapes: idx (B, T) int, key_mask (B, T) bool or None -> h (B, T, C)."""
+        self._forward_id += 1
+        T = idx.shape[1]
+        if self.pos_emb is not None:
+            pos = self.pos_emb(np.arange(T))                          # (T, C)
+        else:
+            pos = self.pos_table[:T]                                  # (T, C)
+        x = self.drop(self.tok_emb(idx) + pos)                        # (B, T, C)
+        mask = causal_mask(T) if self.causal else None                # (T, T)
+        if key_mask is not None:
+            pad = key_mask[:, None, None, :]                          # (B, 1, 1, T)
+            mask = pad if mask is None else mask & pad                # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, mask)                                        # (B, T, C)
+        return self.ln_f(x) if self.ln_f is not None else x           # (B, T, C)
+
+    def _encode_backward(self, dh):
+        """The reverse of :meth:`_encode`: dh (B, T, C) -> gradients in the parameters."""
+        if self.ln_f is not None:
+            dh = self.ln_f.backward(dh)
+        for block in reversed(list(self.blocks)):
+            dh = block.backward(dh)                                   # (B, T, C)
+        dx = self.drop.backward(dh)                                   # (B, T, C)
+        self.tok_emb.backward(dx)
+        if self.pos_emb is not None:
+            self.pos_emb.backward(dx.sum(axis=0))                     # (T, C)
+
+    def _loss(self, logits, targets, backward_head):
+        """Cross-entropy over the counted targets, as a Loss that backpropagates."""
+        K = logits.shape[-1]
+        value, cache = cross_entropy_forward(logits.reshape(-1, K), targets.reshape(-1),
+                                             ignore_index=IGNORE_INDEX)
+
+        def backward():
+            dlogits = cross_entropy_backward(np.ones((), dtype=logits.dtype), cache)  # (N, K)
+            backward_head(dlogits.reshape(logits.shape))
+
+        return Loss(value, backward, self, self._forward_id)
+
+
+class _LanguageModel(_Body):
+    """Body + LM head: logits = h W_out, W_out (C, V), or h E^T with tied embeddings."""
+
+    def __init__(self, config, seed, causal, scale_residual):
+        super().__init__(config, seed, causal)
+        c = config
+        self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, False, c.dtype)
+        self._init_weights(scale_residual)
+
+    def _head(self, h):
+        if self.lm_head is not None:
+            return self.lm_head(h)                                    # (B, T, V)
+        logits, self._tied_cache = linear_forward(h, self.tok_emb.W.data.T)  # (B, T, V)
+        return logits
+
+    def _backward(self, dlogits):
+        if self.lm_head is not None:
+            dh = self.lm_head.backward(dlogits)                       # (B, T, C)
+        else:  # tied: this use's dW (C, V) adds, transposed, to the embedding's gradient
+            dh, dW_T, _ = linear_backward(dlogits, self._tied_cache)  # (B, T, C), (C, V)
+            self.tok_emb.W.accumulate(dW_T.T)
+        self._encode_backward(dh)
+
+
+class GPT(_LanguageModel):
+    r"""Decoder-only causal language model (Radford et al. 2018/2019; chapter 3.3).
+
+    Position :math:`t` attends to positions :math:`\le t` only — the causal mask the
+    chapter's sample code forgot — and is trained to predict token :math:`t+1`:
+
+    .. math::
+        L = -\frac{1}{N}\sum_{b,t} \log \mathrm{softmax}(h_{b,t} W_{out})_{y_{b,t}}
+
+    Shapes: idx (B, T) int, targets (B, T) int (``-100`` = not counted) ->
+    logits (B, T, V), loss (a Loss, or None without targets). GPT-2's scaled
+    initialisation of the residual projections is used (see :mod:`minillm.init`).
+    """
+
+    def __init__(self, config: ModelConfig, seed: int = 0):
+        super().__init__(config, seed, causal=True, scale_residual=True)
+
+    def forward(self, idx, targets=None):
+        idx = _check_ids("idx", idx, self.config)
+        if targets is not None:
+            targets = _check_targets("targets", targets, idx.shape, self.config.vocab_size)
+        logits = self._head(self._encode(idx))                        # (B, T, V)
+        loss = None if targets is None else self._loss(logits, targets, self._backward)
+        return logits, loss
+
+
+class TransformerEncoder(_LanguageModel):
+    r"""Bidirectional encoder with a masked-LM head (BERT, Devlin et al. 2019; chapter 3.3).
+
+    Every position sees every real token; ``attention_mask`` (B, T), True at real tokens,
+    hides padding. The loss counts only the positions whose target is not ``-100``
+    (the masked ones):
+
+    .. math::
+        L = -\frac{1}{|M|}\sum_{(b,t) \in M} \log \mathrm{softmax}(h_{b,t} W_{out})_{y_{b,t}}
+
+    Shapes: idx (B, T) int, targets (B, T) int, attention_mask (B, T) bool ->
+    logits (B, T, V), loss.
+    """
+
+    def __init__(self, config: ModelConfig, seed: int = 0):
+        super().__init__(config, seed, causal=False, scale_residual=False)
+
+    def forward(self, idx, targets=None, attention_mask=None):
+        idx = _check_ids("idx", idx, self.config)
+        attention_mask = _check_attention_mask(attention_mask, idx.shape)
+        if targets is not None:
+            targets = _check_targets("targets", targets, idx.shape, self.config.vocab_size)
+        logits = self._head(self._encode(idx, attention_mask))        # (B, T, V)
+        loss = None if targets is None else self._loss(logits, targets, self._backward)
+        return logits, loss
+
+
+class SequenceClassifier(_Body):
+    r"""Encoder + pooling + linear head: fine-tuning with a real classification head.
+
+    .. math::
+        \bar h_b = \frac{\sum_t m_{bt} h_{bt}}{\sum_t m_{bt}} \ (\text{mean}) \quad\text{or}\quad
+        \bar h_b = h_{b,0}\ (\text{cls}), \qquad
+        \mathrm{logits}_b = \mathrm{Drop}(\bar h_b)\, W + b
+
+    Start from a pretrained encoder with :meth:`load_encoder_state`.
+    Shapes: idx (B, T), labels (B,) int in [0, K), attention_mask (B, T) ->
+    logits (B, K), loss.
+    """
+
+    def __init__(self, config: ModelConfig, n_classes: int = 2, pooling: str = "mean",
+                 seed: int = 0):
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+            raise ValueError(f"expected n_classes to be an int >= 2, got {n_classes!r}")
+        v.require_choice("pooling", pooling, ("mean", "cls"))
+        super().__init__(config, seed, causal=False)
+        self.n_classes, self.pooling = n_classes, pooling
+        self.head_drop = Dropout(config.dropout, self.dropout_rng)
+        self.head = Linear(config.d_model, n_classes, True, config.dtype)
+        self._init_weights(scale_residual=False)
+
+    def load_encoder_state(self, encoder_state) -> None:
+        """Copy a :class:`TransformerEncoder`'s body weights (everything but its LM head);
+        the classification head keeps its initialisation."""
+        from ..model_io import as_numpy_state
+
+        state = {k: a for k, a in as_numpy_state(encoder_state).items()
+                 if not k.startswith("lm_head.")}
+        state.update({k: p.data for k, p in self.named_parameters() if k.startswith("head.")})
+        self.load_state_dict(state)
+
+    def forward(self, idx, labels=None, attention_mask=None):
+        idx = _check_ids("idx", idx, self.config)
+        B, T = idx.shape
+        attention_mask = _check_attention_mask(attention_mask, idx.shape)
+        if labels is not None:
+            labels = _check_targets("labels", labels, (B,), self.n_classes)
+        h = self._encode(idx, attention_mask)                         # (B, T, C)
+        if self.pooling == "cls":
+            pooled = h[:, 0]                                          # (B, C)
+            self._pool_cache = T
+        else:
+            m = (np.ones((B, T), h.dtype) if attention_mask is None
+                 else attention_mask.astype(h.dtype))[:, :, None]     # (B, T, 1)
+            count = np.maximum(m.sum(axis=1), 1)                      # (B, 1)
+            pooled = (h * m).sum(axis=1) / count                      # (B, C)
+            self._pool_cache = (m, count, T)
+        logits = self.head(self.head_drop(pooled))                    # (B, K)
+        loss = None if labels is None else self._loss(logits, labels, self._backward)
+        return logits, loss
+
+    def _backward(self, dlogits):
+        dpooled = self.head_drop.backward(self.head.backward(dlogits))  # (B, C)
+        B, C = dpooled.shape
+        if self.pooling == "cls":
+            dh = np.zeros((B, self._pool_cache, C), dpooled.dtype)    # (B, T, C)
+            dh[:, 0] = dpooled
+        else:
+            m, count, T = self._pool_cache
+            dh = (dpooled / count)[:, None, :] * m                    # (B, T, C)
+        self._encode_backward(dh)

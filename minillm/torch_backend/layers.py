@@ -1,2 +1,172 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+"""Layers: the ops of this package wrapped with their parameters — PyTorch backend.
+
+Dimension legend:
+    B  batch size          T  sequence length          C  d_model
+    H  number of heads     D  head size, C / H         F  d_ff (feed-forward width)
+    V  vocabulary size
+
+The same classes, parameter names, shapes and order as ``minillm/reference/layers.py``
+(``W`` of a Linear is (d_in, d_out), as the formula writes it); gradients come from
+autograd, so there is no ``backward`` here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .attention import fused_attention, merge_heads, scaled_dot_product_attention, split_heads
+from .dropout import dropout
+from .embedding import embedding
+from .feed_forward import feed_forward
+from .layer_norm import layer_norm
+from .linear import linear
+from .module import Module
+
+__all__ = [
+    "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "Dropout",
+    "TransformerBlock",
+]
+
+
+def _empty(shape, dtype):
+    # filled by minillm.init.init_parameters (or load_state_dict) before any use
+    return nn.Parameter(torch.zeros(shape, dtype=getattr(torch, str(dtype))))
+
+
+class Linear(Module):
+    r""":math:`y = xW + b`, with ``W`` of shape ``(d_in, d_out)`` as the formula writes it.
+
+    Shapes: x (..., d_in) -> (..., d_out).
+    """
+
+    def __init__(self, d_in: int, d_out: int, bias: bool = True, dtype="float32"):
+        super().__init__()
+        self.W = _empty((d_in, d_out), dtype)
+        self.b = _empty((d_out,), dtype) if bias else None
+
+    def forward(self, x):
+        return linear(x, self.W, self.b)                           # (..., d_out)
+
+
+class Embedding(Module):
+    r"""Row lookup :math:`E[\mathrm{ids}]`: ``W`` (V, C). Shapes: ids (...) int -> (..., C)."""
+
+    def __init__(self, n: int, d: int, dtype="float32"):
+        super().__init__()
+        self.W = _empty((n, d), dtype)
+
+    def forward(self, ids):
+        return embedding(ids, self.W)                              # (..., C)
+
+
+class LayerNorm(Module):
+    r""":math:`\mathrm{LN}(x) = \gamma \odot (x - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta`
+    over the last axis (Ba et al. 2016). Shapes: x (..., C) -> (..., C)."""
+
+    def __init__(self, d: int, eps: float = 1e-5, dtype="float32"):
+        super().__init__()
+        self.eps = eps
+        self.gamma = _empty((d,), dtype)
+        self.beta = _empty((d,), dtype)
+
+    def forward(self, x):
+        return layer_norm(x, self.gamma, self.beta, self.eps)      # (..., C)
+
+
+class Dropout(Module):
+    r"""Inverted dropout: :math:`y = x \odot m / (1 - p)`, :math:`m = [u \ge p]`,
+    :math:`u \sim U[0, 1)` from the model's ``numpy.random.Generator`` (the same masks
+    as the reference). Identity in eval mode or when ``p == 0``."""
+
+    def __init__(self, p: float, rng: np.random.Generator):
+        super().__init__()
+        self.p = p
+        self.rng = rng
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        return dropout(x, self.p, True, self.rng)
+
+
+class MultiHeadAttention(Module):
+    r"""Multi-head self-attention (chapter section 4.1; Vaswani et al. 2017, 3.2.2).
+
+    .. math::
+        Q = XW_Q + b_Q,\ K = XW_K + b_K,\ V = XW_V + b_V, \quad
+        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M\Big) V_h,
+        \quad Y = \mathrm{Concat}(\mathrm{head}_1..\mathrm{head}_H)\, W_O + b_O
+
+    ``fused = True`` (torch only; see ``set_fused_attention`` on the models) computes
+    the heads with ``torch.nn.functional.scaled_dot_product_attention`` instead of the
+    explicit formula. Shapes: x (B, T, C) -> (B, T, C).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dtype="float32"):
+        super().__init__()
+        self.n_heads = n_heads
+        self.fused = False
+        for name in ("Q", "K", "V", "O"):
+            setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
+            setattr(self, f"b_{name}", _empty((d_model,), dtype))
+
+    def forward(self, x, mask=None):
+        H = self.n_heads
+        q = split_heads(linear(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
+        k = split_heads(linear(x, self.W_K, self.b_K), H)          # (B, H, T, D)
+        v = split_heads(linear(x, self.W_V, self.b_V), H)          # (B, H, T, D)
+        attend = fused_attention if self.fused else scaled_dot_product_attention
+        heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
+        return linear(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
+
+
+class FeedForward(Module):
+    r"""Position-wise feed-forward network (chapter section 4.2):
+    :math:`\mathrm{FFN}(x) = \phi(xW_1 + b_1)W_2 + b_2`, :math:`\phi` = ReLU (the
+    chapter), GELU or its tanh form. Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32"):
+        super().__init__()
+        self.activation = activation
+        self.W1 = _empty((d_model, d_ff), dtype)
+        self.b1 = _empty((d_ff,), dtype)
+        self.W2 = _empty((d_ff, d_model), dtype)
+        self.b2 = _empty((d_model,), dtype)
+
+    def forward(self, x):
+        return feed_forward(x, self.W1, self.b1, self.W2, self.b2, self.activation)
+
+
+class TransformerBlock(Module):
+    r"""One Transformer layer, pre-norm (GPT-2) or post-norm (Vaswani et al.; BERT).
+
+    .. math::
+        \text{pre-norm:}\quad  x' = x + \mathrm{Drop}(\mathrm{MHA}(\mathrm{LN}_1(x))),\quad
+                               y = x' + \mathrm{Drop}(\mathrm{FFN}(\mathrm{LN}_2(x')))
+
+        \text{post-norm:}\quad x' = \mathrm{LN}_1(x + \mathrm{Drop}(\mathrm{MHA}(x))),\quad
+                               y = \mathrm{LN}_2(x' + \mathrm{Drop}(\mathrm{FFN}(x')))
+
+    Causal or bidirectional is decided by the ``mask`` the model passes.
+    Shapes: x (B, T, C) -> (B, T, C).
+    """
+
+    def __init__(self, config: ModelConfig, rng: np.random.Generator):
+        super().__init__()
+        c, dt = config, config.dtype
+        self.norm_first = c.norm_first
+        self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dt)
+        self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
+        self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, dt)
+        self.drop_attn = Dropout(c.dropout, rng)
+        self.drop_ffn = Dropout(c.dropout, rng)
+
+    def forward(self, x, mask=None):
+        if self.norm_first:
+            x = x + self.drop_attn(self.attn(self.ln1(x), mask))     # (B, T, C)
+            return x + self.drop_ffn(self.ffn(self.ln2(x)))          # (B, T, C)
+        x = self.ln1(x + self.drop_attn(self.attn(x, mask)))         # (B, T, C)
+        return self.ln2(x + self.drop_ffn(self.ffn(x)))              # (B, T, C)

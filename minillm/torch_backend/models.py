@@ -1,2 +1,242 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+"""Models: GPT (causal LM), TransformerEncoder (masked LM), SequenceClassifier — PyTorch.
+
+Dimension legend:
+    B  batch size      T  sequence length (<= block_size)      C  d_model
+    V  vocabulary      K  number of classes
+
+The same classes, parameter names and order, initialisation and dropout stream as
+``minillm/reference/models.py``; see its docstrings for the formulas. The body:
+
+.. math::
+    h_0 = \\mathrm{Drop}(E[\\mathrm{idx}] + P_{0..T-1}), \\quad
+    h_l = \\mathrm{Block}_l(h_{l-1}), \\quad h = \\mathrm{LN}_f(h_L)
+
+``forward`` returns ``(logits, loss)`` with ``loss`` a scalar tensor: a training step is
+``logits, loss = model(x, y); loss.backward(); opt.step(); opt.zero_grad()``.
+Models are built on the CPU with ``config.dtype``; ``model.to(device)`` moves them
+(the inputs may be NumPy arrays or tensors; they follow the model's device).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import _validate as v
+from ..config import ModelConfig
+from ..init import dropout_rng, init_parameters, sinusoidal_positions
+from .attention import causal_mask
+from .layers import Dropout, Embedding, LayerNorm, Linear, MultiHeadAttention, TransformerBlock
+from .linear import linear
+from .losses import cross_entropy
+from .module import Module
+
+__all__ = ["GPT", "TransformerEncoder", "SequenceClassifier"]
+
+IGNORE_INDEX = -100
+
+
+def _check_config(config):
+    if not isinstance(config, ModelConfig):
+        raise ValueError(f"expected a minillm.config.ModelConfig, got {type(config).__name__}")
+
+
+def _as_tensor(x, device):
+    if not isinstance(x, torch.Tensor):
+        x = torch.from_numpy(np.asarray(x))
+    return x.to(device)
+
+
+def _check_ids(name, ids, config, device):
+    ids = _as_tensor(ids, device)
+    v.require_integer(name, ids)
+    v.require_ndim(name, ids, 2)
+    if ids.shape[1] > config.block_size or ids.shape[1] < 1:
+        raise ValueError(f"expected {name} with 1 to block_size={config.block_size} positions, "
+                         f"got shape {tuple(ids.shape)}")
+    v.require_index_range(name, ids, config.vocab_size, what=f"vocab_size={config.vocab_size}")
+    return ids.long()
+
+
+def _check_targets(name, targets, shape, high, device):
+    targets = _as_tensor(targets, device)
+    v.require_integer(name, targets)
+    v.require_shape(name, targets, shape)
+    v.require_index_range(name, targets, high, ignore=IGNORE_INDEX)
+    return targets.long()
+
+
+def _check_attention_mask(mask, shape, device):
+    if mask is None:
+        return None
+    mask = _as_tensor(mask, device)
+    if v.is_integer(mask):
+        mask = mask != 0
+    v.require_bool("attention_mask", mask)
+    v.require_shape("attention_mask", mask, shape, "True at real tokens")
+    return mask
+
+
+class _Body(Module):
+    """Embeddings + blocks (+ final LayerNorm): what the three models share."""
+
+    def __init__(self, config: ModelConfig, seed: int, causal: bool):
+        _check_config(config)
+        super().__init__()
+        c, dt = config, config.dtype
+        self.config, self.causal, self.seed = c, causal, seed
+        self.dropout_rng = dropout_rng(seed)
+        self.tok_emb = Embedding(c.vocab_size, c.d_model, dt)
+        if c.positional == "learned":
+            self.pos_emb = Embedding(c.block_size, c.d_model, dt)
+        else:  # a fixed table (a non-persistent buffer), neither trained nor saved
+            self.pos_emb = None
+            table = torch.from_numpy(sinusoidal_positions(c.block_size, c.d_model, dt))
+            self.register_buffer("pos_table", table, persistent=False)  # (block, C)
+        self.drop = Dropout(c.dropout, self.dropout_rng)
+        self.blocks = nn.ModuleList([TransformerBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
+        self.ln_f = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
+
+    @property
+    def device(self):
+        return self.tok_emb.W.device
+
+    def set_fused_attention(self, fused: bool = True):
+        """Torch only: compute attention with torch's fused kernel (same results)."""
+        for m in self.modules():
+            if isinstance(m, MultiHeadAttention):
+                m.fused = bool(fused)
+        return self
+
+    def _init_weights(self, scale_residual: bool):
+        shapes = [(n, tuple(p.shape)) for n, p in self.named_parameters()]
+        values = init_parameters(shapes, self.seed, self.config.dtype,
+                                 self.config.n_layers, scale_residual)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                p.copy_(torch.from_numpy(values[name]))
+
+    def _encode(self, idx, key_mask=None):
+        """Shapes: idx (B, T) int, key_mask (B, T) bool or None -> h (B, T, C)."""
+        T = idx.shape[1]
+        if self.pos_emb is not None:
+            pos = self.pos_emb(torch.arange(T, device=idx.device))    # (T, C)
+        else:
+            pos = self.pos_table[:T]                                  # (T, C)
+        x = self.drop(self.tok_emb(idx) + pos)                        # (B, T, C)
+        mask = causal_mask(T).to(idx.device) if self.causal else None  # (T, T)
+        if key_mask is not None:
+            pad = key_mask[:, None, None, :]                          # (B, 1, 1, T)
+            mask = pad if mask is None else mask & pad                # (B, 1, T, T)
+        for block in self.blocks:
+            x = block(x, mask)                                        # (B, T, C)
+        return self.ln_f(x) if self.ln_f is not None else x           # (B, T, C)
+
+    @staticmethod
+    def _loss(logits, targets):
+        K = logits.shape[-1]
+        return cross_entropy(logits.reshape(-1, K), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+class _LanguageModel(_Body):
+    """Body + LM head: logits = h W_out, W_out (C, V), or h E^T with tied embeddings."""
+
+    def __init__(self, config, seed, causal, scale_residual):
+        super().__init__(config, seed, causal)
+        c = config
+        self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, False, c.dtype)
+        self._init_weights(scale_residual)
+
+    def _head(self, h):
+        if self.lm_head is not None:
+            return self.lm_head(h)                                    # (B, T, V)
+        return linear(h, self.tok_emb.W.t())                          # (B, T, V), tied
+
+
+class GPT(_LanguageModel):
+    r"""Decoder-only causal language model; see ``minillm.reference.GPT``.
+
+    .. math::
+        L = -\frac{1}{N}\sum_{b,t} \log \mathrm{softmax}(h_{b,t} W_{out})_{y_{b,t}}
+
+    Shapes: idx (B, T) int, targets (B, T) int (``-100`` = not counted) ->
+    logits (B, T, V), loss (scalar tensor, or None without targets).
+    """
+
+    def __init__(self, config: ModelConfig, seed: int = 0):
+        super().__init__(config, seed, causal=True, scale_residual=True)
+
+    def forward(self, idx, targets=None):
+        idx = _check_ids("idx", idx, self.config, self.device)
+        if targets is not None:
+            targets = _check_targets("targets", targets, tuple(idx.shape),
+                                     self.config.vocab_size, self.device)
+        logits = self._head(self._encode(idx))                        # (B, T, V)
+        return logits, None if targets is None else self._loss(logits, targets)
+
+
+class TransformerEncoder(_LanguageModel):
+    r"""Bidirectional encoder with a masked-LM head; see ``minillm.reference.TransformerEncoder``.
+
+    Shapes: idx (B, T) int, targets (B, T) int, attention_mask (B, T) bool ->
+    logits (B, T, V), loss.
+    """
+
+    def __init__(self, config: ModelConfig, seed: int = 0):
+        super().__init__(config, seed, causal=False, scale_residual=False)
+
+    def forward(self, idx, targets=None, attention_mask=None):
+        idx = _check_ids("idx", idx, self.config, self.device)
+        attention_mask = _check_attention_mask(attention_mask, tuple(idx.shape), self.device)
+        if targets is not None:
+            targets = _check_targets("targets", targets, tuple(idx.shape),
+                                     self.config.vocab_size, self.device)
+        logits = self._head(self._encode(idx, attention_mask))        # (B, T, V)
+        return logits, None if targets is None else self._loss(logits, targets)
+
+
+class SequenceClassifier(_Body):
+    r"""Encoder + pooling + linear head; see ``minillm.reference.SequenceClassifier``.
+
+    Shapes: idx (B, T), labels (B,) int in [0, K), attention_mask (B, T) ->
+    logits (B, K), loss.
+    """
+
+    def __init__(self, config: ModelConfig, n_classes: int = 2, pooling: str = "mean",
+                 seed: int = 0):
+        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
+            raise ValueError(f"expected n_classes to be an int >= 2, got {n_classes!r}")
+        v.require_choice("pooling", pooling, ("mean", "cls"))
+        super().__init__(config, seed, causal=False)
+        self.n_classes, self.pooling = n_classes, pooling
+        self.head_drop = Dropout(config.dropout, self.dropout_rng)
+        self.head = Linear(config.d_model, n_classes, True, config.dtype)
+        self._init_weights(scale_residual=False)
+
+    def load_encoder_state(self, encoder_state) -> None:
+        """Copy a :class:`TransformerEncoder`'s body weights (everything but its LM head);
+        the classification head keeps its initialisation."""
+        from ..model_io import as_numpy_state
+
+        state = {k: a for k, a in as_numpy_state(encoder_state).items()
+                 if not k.startswith("lm_head.")}
+        state.update({k: p for k, p in as_numpy_state(dict(self.named_parameters())).items()
+                      if k.startswith("head.")})
+        self.load_state_dict(state)
+
+    def forward(self, idx, labels=None, attention_mask=None):
+        idx = _check_ids("idx", idx, self.config, self.device)
+        B, T = idx.shape
+        attention_mask = _check_attention_mask(attention_mask, (B, T), self.device)
+        if labels is not None:
+            labels = _check_targets("labels", labels, (B,), self.n_classes, self.device)
+        h = self._encode(idx, attention_mask)                         # (B, T, C)
+        if self.pooling == "cls":
+            pooled = h[:, 0]                                          # (B, C)
+        else:
+            m = (torch.ones(B, T, dtype=h.dtype, device=h.device) if attention_mask is None
+                 else attention_mask.to(h.dtype))[:, :, None]         # (B, T, 1)
+            count = m.sum(dim=1).clamp_min(1)                         # (B, 1)
+            pooled = (h * m).sum(dim=1) / count                       # (B, C)
+        logits = self.head(self.head_drop(pooled))                    # (B, K)
+        return logits, None if labels is None else self._loss(logits, labels)

@@ -1,0 +1,112 @@
+"""Seeded initialisation shared by both backends: the same seed gives the same weights.
+
+Both ``minillm.reference`` and ``minillm.torch_backend`` build their models and then
+call :func:`init_parameters` with the list of ``(name, shape)`` pairs of
+``model.named_parameters()``. Every random value comes from ONE
+``numpy.random.default_rng(seed)``, drawn in float64 in that order and only then cast
+to the model's dtype, so the two backends receive bit-identical arrays.
+
+The rule for each parameter is chosen by its name (the last component after the dot):
+
+=====================  ==========================================  =====================
+leaf name              what it is                                  initial value
+=====================  ==========================================  =====================
+``gamma``              LayerNorm scale                             1
+``beta``               LayerNorm shift                             0
+``b``, ``b1``, ``b_Q``  biases (any leaf starting with ``b``)       0
+anything else          weights: ``W``, ``W1``, ``W_Q``, embeddings  :math:`\\mathcal{N}(0, 0.02^2)`
+=====================  ==========================================  =====================
+
+Scaled residual projections (GPT-2, Radford et al. 2019, section 2.3): with
+``scale_residual=True`` the two matrices that write into the residual stream,
+``attn.W_O`` and ``ffn.W2``, get standard deviation :math:`0.02/\\sqrt{2 L}` (``L``
+layers), so the variance of the residual stream does not grow with depth. ``GPT`` uses
+it; ``TransformerEncoder`` and ``SequenceClassifier`` follow BERT and do not.
+
+Sinusoidal positions (Vaswani et al. 2017, section 3.5) are a fixed table, not a
+parameter: :func:`sinusoidal_positions` computes it and the models keep it as a buffer
+that is neither trained nor saved.
+
+Dropout draws its masks from a second generator, :func:`dropout_rng`, seeded from the
+same seed but independent of the initialisation stream.
+
+Dimension legend: T positions, C = d_model.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+
+__all__ = ["INIT_STD", "init_parameters", "init_rule", "sinusoidal_positions", "dropout_rng"]
+
+INIT_STD = 0.02
+RESIDUAL_PROJECTIONS = ("attn.W_O", "ffn.W2")
+
+
+def init_rule(name: str, n_layers: int = 1, scale_residual: bool = False):
+    """Return ``("ones" | "zeros" | "normal", std)`` for the parameter called ``name``."""
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "gamma":
+        return "ones", 0.0
+    if leaf == "beta" or leaf.startswith("b"):
+        return "zeros", 0.0
+    std = INIT_STD
+    if scale_residual and name.endswith(RESIDUAL_PROJECTIONS):
+        std = INIT_STD / math.sqrt(2 * n_layers)
+    return "normal", std
+
+
+def init_parameters(named_shapes: Iterable[tuple[str, tuple[int, ...]]], seed: int,
+                    dtype="float32", n_layers: int = 1,
+                    scale_residual: bool = False) -> dict[str, np.ndarray]:
+    """Initial values for every parameter, drawn from ``default_rng(seed)`` in order.
+
+    ``named_shapes``: ``(name, shape)`` in ``named_parameters()`` order. A weight is
+    :math:`W = 0.02\\,z`, :math:`z \\sim \\mathcal{N}(0, 1)` drawn in float64 and cast to
+    ``dtype`` afterwards, which is what makes the backends agree bit for bit.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
+    dtype = np.dtype(dtype)
+    values = {}
+    for name, shape in named_shapes:
+        shape = tuple(int(s) for s in shape)
+        kind, std = init_rule(name, n_layers, scale_residual)
+        if kind == "ones":
+            values[name] = np.ones(shape, dtype=dtype)
+        elif kind == "zeros":
+            values[name] = np.zeros(shape, dtype=dtype)
+        else:
+            values[name] = (std * rng.standard_normal(shape)).astype(dtype)
+    return values
+
+
+def sinusoidal_positions(T: int, d_model: int, dtype="float32") -> np.ndarray:
+    """The fixed position table of Vaswani et al. (2017), section 3.5.
+
+    .. math::
+        P_{t, 2i} = \\sin(t / 10000^{2i/C}), \\qquad P_{t, 2i+1} = \\cos(t / 10000^{2i/C})
+
+    Shapes: -> (T, C). Computed in float64, then cast.
+    """
+    t = np.arange(T, dtype=np.float64)[:, None]                          # (T, 1)
+    two_i = np.arange(0, d_model, 2, dtype=np.float64)                   # (ceil(C/2),)
+    angle = t / np.power(10000.0, two_i / d_model)                        # (T, ceil(C/2))
+    P = np.zeros((T, d_model), dtype=np.float64)                          # (T, C)
+    P[:, 0::2] = np.sin(angle)
+    P[:, 1::2] = np.cos(angle[:, : d_model // 2])
+    return P.astype(dtype)
+
+
+def dropout_rng(seed: int) -> np.random.Generator:
+    """The generator a model's dropout masks come from, in BOTH backends.
+
+    Seeded from ``[seed, 1]`` (a different stream from the initialisation's
+    ``default_rng(seed)``). Both backends draw the keep mask as
+    ``rng.random(x.shape) >= p`` in the same order of calls, so runs with dropout > 0
+    stay comparable between backends; its ``bit_generator.state`` goes into checkpoints.
+    """
+    return np.random.default_rng([int(seed), 1])

@@ -1,0 +1,29 @@
+"""Module: ``torch.nn.Module`` with a state-dict loader that also takes NumPy arrays.
+
+The torch layers are ordinary ``nn.Module`` s; this base only changes
+``load_state_dict`` so that a state dict from the NumPy reference (or from a
+safetensors checkpoint) loads directly, after the same check of names and shapes the
+reference does (``minillm.model_io.check_model_state``: a checkpoint of another
+configuration is a ``ValueError`` naming the first mismatch).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = []  # internal base class; the public layers live in layers.py / models.py
+
+
+class Module(nn.Module):
+    """``nn.Module`` whose ``load_state_dict`` accepts NumPy or torch values."""
+
+    def load_state_dict(self, state, strict: bool = True):  # noqa: D102 - see module doc
+        from ..model_io import as_numpy_state, check_model_state
+
+        state = as_numpy_state(state)
+        params = dict(self.named_parameters())
+        check_model_state(params, state, type(self).__name__, strict=strict)
+        with torch.no_grad():
+            for name, p in params.items():
+                if name in state:
+                    p.copy_(torch.from_numpy(state[name]).to(dtype=p.dtype, device=p.device))
