@@ -15,9 +15,9 @@ import numpy as np
 
 __all__ = [
     "dtype_name", "is_floating", "is_integer", "is_bool", "shape_of",
-    "require_array", "require_float", "require_integer", "require_bool",
+    "require_array", "require_tensor", "require_float", "require_integer", "require_bool",
     "require_ndim_at_least", "require_ndim", "require_axis", "require_shape",
-    "require_same_dtype", "require_last_dim", "require_broadcastable",
+    "require_same_dtype", "require_nonempty_axis", "require_last_dim", "require_broadcastable",
     "require_choice", "require_number_in", "require_probability", "require_index_range",
 ]
 
@@ -53,6 +53,16 @@ def is_integer(x) -> bool:
 def require_array(name: str, x) -> None:
     if not (hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "ndim")):
         raise ValueError(f"expected {name} to be an array or tensor, got {type(x).__name__}")
+
+
+def require_tensor(name: str, x) -> None:
+    """For the torch backend: a torch tensor (checked by its attributes, so this module
+    need not import torch), not a NumPy array or a list."""
+    if not (hasattr(x, "requires_grad") and hasattr(x, "grad_fn") and hasattr(x, "device")):
+        raise ValueError(
+            f"expected {name} to be a torch.Tensor, got {type(x).__name__} "
+            f"(convert with torch.as_tensor)"
+        )
 
 
 def require_float(name: str, x) -> None:
@@ -121,6 +131,14 @@ def require_same_dtype(name: str, x, ref_name: str, ref) -> None:
         raise ValueError(
             f"expected {name} to have the dtype of {ref_name} ({dtype_name(ref.dtype)}), "
             f"got {dtype_name(x.dtype)}"
+        )
+
+
+def require_nonempty_axis(name: str, x, axis: int = -1) -> None:
+    if x.ndim == 0 or x.shape[axis] == 0:
+        raise ValueError(
+            f"expected {name} to have at least one entry along axis {axis}, "
+            f"got shape {shape_of(x)}"
         )
 
 

@@ -33,6 +33,7 @@ def layer_norm_forward(x, gamma, beta, eps=1e-5):
     x, gamma, beta = np.asarray(x), np.asarray(gamma), np.asarray(beta)
     v.require_float("x", x)
     v.require_ndim_at_least("x", x, 1)
+    v.require_nonempty_axis("x", x, -1)
     C = x.shape[-1]
     for name, p in (("gamma", gamma), ("beta", beta)):
         v.require_float(name, p)

@@ -30,6 +30,7 @@ def _check(logits, targets, ignore_index, label_smoothing, reduction):
     logits, targets = np.asarray(logits), np.asarray(targets)
     v.require_float("logits", logits)
     v.require_ndim_at_least("logits", logits, 1)
+    v.require_nonempty_axis("logits", logits, -1)
     v.require_integer("targets", targets)
     v.require_shape("targets", targets, logits.shape[:-1],
                     f"logits {logits.shape} without its class axis")

@@ -28,7 +28,9 @@ def _check(x, axis):
     x = np.asarray(x)
     v.require_float("x", x)
     v.require_ndim_at_least("x", x, 1)
-    return x, v.require_axis("x", x, axis)
+    axis = v.require_axis("x", x, axis)
+    v.require_nonempty_axis("x", x, axis)
+    return x, axis
 
 
 def softmax_forward(x, axis=-1):

@@ -1,2 +1,60 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+r"""Activation functions: ReLU, GELU (exact, erf form) and GELU's tanh approximation,
+written with tensor ops; autograd gives the gradients.
+
+Dimension legend: elementwise ops, ``x`` of any shape ``(...)``.
+"""
+import math
+
+import torch
+
+from .. import _validate as v
+
+__all__ = ["relu", "gelu", "gelu_tanh"]
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_TANH_C = 0.044715  # Hendrycks & Gimpel (2016), section 2
+
+
+def _check(x):
+    v.require_tensor("x", x)
+    v.require_float("x", x)
+
+
+def relu(x):
+    r"""ReLU (chapter, section 4.2, inside the FFN).
+
+    .. math:: \mathrm{ReLU}(x) = \max(0, x)
+
+    Written with ``where`` so that the gradient at exactly 0 is 0, as in the reference.
+    Shapes: x (...) -> (...).
+    """
+    _check(x)
+    return torch.where(x > 0, x, torch.zeros_like(x))          # (...)
+
+
+def gelu(x):
+    r"""GELU, the exact form (Hendrycks & Gimpel 2016, eq. 1; torch's default).
+
+    .. math::
+        \mathrm{GELU}(x) = x\,\Phi(x) = \frac{x}{2}\,\mathrm{erfc}\big(-x/\sqrt2\big)
+
+    ``erfc(-z)`` rather than ``1 + erf(z)``: the same value, without the cancellation
+    to 0 for very negative x (the reference computes it the same way).
+    Shapes: x (...) -> (...).
+    """
+    _check(x)
+    return 0.5 * x * torch.special.erfc(-x / math.sqrt(2.0))   # (...)
+
+
+def gelu_tanh(x):
+    r"""GELU's tanh approximation (Hendrycks & Gimpel 2016, section 2; used by GPT-2).
+
+    .. math::
+        \mathrm{GELU}_{\tanh}(x) = \frac{x}{2}\Big(1 + \tanh\big(\sqrt{2/\pi}\,
+            (x + 0.044715\,x^3)\big)\Big)
+
+    Shapes: x (...) -> (...).
+    """
+    _check(x)
+    u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
+    return 0.5 * x * (1.0 + torch.tanh(u))                      # (...)

@@ -1,2 +1,24 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+r"""Token embedding: a lookup of rows of a table; autograd scatter-adds the gradient.
+
+Dimension legend: ``V`` rows (vocabulary size), ``d`` embedding width, ``...`` the shape
+of the ids. ids ``(...)`` int, W ``(V, d)``, out ``(..., d)``.
+"""
+from .. import _validate as v
+
+__all__ = ["embedding"]
+
+
+def embedding(ids, W):
+    r"""Row lookup, :math:`\mathrm{out}_{\ldots} = W_{\mathrm{ids}_{\ldots},\,:}`.
+
+    Its gradient (autograd's ``index`` backward) adds the upstream gradient of every
+    position into the row it looked up, so repeated ids add up.
+    Shapes: ids (...) int, W (V, d) -> out (..., d).
+    """
+    v.require_tensor("ids", ids)
+    v.require_tensor("W", W)
+    v.require_integer("ids", ids)
+    v.require_float("W", W)
+    v.require_ndim("W", W, 2)
+    v.require_index_range("ids", ids, W.shape[0], what=f"V={W.shape[0]} rows of W")
+    return W[ids.long()]                                        # (..., d)

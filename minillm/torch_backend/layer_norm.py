@@ -1,2 +1,39 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+r"""Layer normalisation over the last (feature) axis, written with tensor ops (not
+``F.layer_norm``; the tests use that as a third opinion).
+
+Dimension legend: ``C`` features, ``...`` any leading dimensions. x ``(..., C)``,
+gamma and beta ``(C,)``.
+"""
+import torch
+
+from .. import _validate as v
+
+__all__ = ["layer_norm"]
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    r"""Layer norm (Ba, Kiros & Hinton 2016, eq. 4; the chapter's encoder, section 4.2),
+    with the biased variance:
+
+    .. math::
+        \mu = \frac{1}{C}\sum_c x_c, \quad
+        \sigma^2 = \frac{1}{C}\sum_c (x_c - \mu)^2, \quad
+        y = \gamma \odot \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta
+
+    Shapes: x (..., C), gamma (C,), beta (C,) -> y (..., C).
+    """
+    for name, t in (("x", x), ("gamma", gamma), ("beta", beta)):
+        v.require_tensor(name, t)
+        v.require_float(name, t)
+    v.require_ndim_at_least("x", x, 1)
+    v.require_nonempty_axis("x", x, -1)
+    C = x.shape[-1]
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        v.require_same_dtype(name, p, "x", x)
+        v.require_shape(name, p, (C,), f"the last axis of x {tuple(x.shape)}")
+    v.require_number_in("eps", eps, 0.0, float("inf"), low_open=True, high_open=True)
+    mu = x.mean(dim=-1, keepdim=True)                           # (..., 1)
+    centered = x - mu                                           # (..., C)
+    var = (centered * centered).mean(dim=-1, keepdim=True)      # (..., 1), biased
+    x_hat = centered * torch.rsqrt(var + eps)                   # (..., C)
+    return gamma * x_hat + beta                                 # (..., C)

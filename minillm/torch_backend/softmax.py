@@ -1,2 +1,51 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+r"""Softmax and log-softmax, written with tensor ops; autograd gives the gradients.
+
+Dimension legend: ``x`` has any shape ``(..., C)``; the normalised axis (``axis``,
+default the last one) has ``C`` entries. Every output has the shape of ``x``.
+
+The maximum is subtracted first, as in the reference. It is detached: softmax does not
+depend on the shift, so its true gradient through the max is exactly zero, and
+detaching keeps autograd from routing rounding noise through the argmax.
+"""
+import torch
+
+from .. import _validate as v
+
+__all__ = ["softmax", "log_softmax"]
+
+
+def _check(x, axis):
+    v.require_tensor("x", x)
+    v.require_float("x", x)
+    v.require_ndim_at_least("x", x, 1)
+    axis = v.require_axis("x", x, axis)
+    v.require_nonempty_axis("x", x, axis)
+    return axis
+
+
+def softmax(x, axis=-1):
+    r"""Softmax along ``axis`` (chapter, section 4.1).
+
+    .. math::
+        \mathrm{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}}, \quad m = \max_j x_j
+
+    Shapes: x (..., C) -> (..., C).
+    """
+    axis = _check(x, axis)
+    shifted = x - x.amax(dim=axis, keepdim=True).detach()      # (..., C), max entry 0
+    e = torch.exp(shifted)                                      # (..., C)
+    return e / e.sum(dim=axis, keepdim=True)                    # (..., C)
+
+
+def log_softmax(x, axis=-1):
+    r"""Log-softmax along ``axis``, computed with log-sum-exp.
+
+    .. math::
+        \log \mathrm{softmax}(x)_i = x_i - m - \log \sum_j e^{x_j - m},
+        \quad m = \max_j x_j
+
+    Shapes: x (..., C) -> (..., C).
+    """
+    axis = _check(x, axis)
+    shifted = x - x.amax(dim=axis, keepdim=True).detach()      # (..., C)
+    return shifted - torch.log(torch.exp(shifted).sum(dim=axis, keepdim=True))  # (..., C)
