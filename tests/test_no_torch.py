@@ -36,6 +36,8 @@ BLOCK_TORCH = textwrap.dedent("""
 # random upstream gradient and checks every gradient is finite; it records the op in
 # EXERCISED so the coverage check can see which ops ran.
 OP_HELPERS = textwrap.dedent("""
+    import copy
+
     import numpy as np
     import minillm
     import minillm.reference as ref
@@ -44,8 +46,10 @@ OP_HELPERS = textwrap.dedent("""
     EXERCISED = set()
 
     def run_op(name, *args, **kwargs):
+        # the second call gets copies, so a random generator (dropout) starts equal
+        args_again, kwargs_again = copy.deepcopy((args, kwargs))
         out, cache = getattr(ref, name + "_forward")(*args, **kwargs)
-        again = getattr(ref, name)(*args, **kwargs)
+        again = getattr(ref, name)(*args_again, **kwargs_again)
         outs = out if isinstance(out, tuple) else (out,)
         agains = again if isinstance(again, tuple) else (again,)
         for a, b in zip(outs, agains):
@@ -76,8 +80,31 @@ EVERY_REFERENCE_OP = textwrap.dedent("""
     # softmax.py
     run_op("softmax", x)
     run_op("log_softmax", x, axis=1)
+    # activations.py
+    run_op("relu", x)
+    run_op("gelu", x)
+    run_op("gelu_tanh", x)
+    # losses.py
+    targets = rng.integers(0, C, size=(B, T))
+    targets[0, 0] = -100
+    run_op("cross_entropy", x, targets)
+    run_op("cross_entropy", x, targets, label_smoothing=0.1, reduction="sum")
+    # linear.py, embedding.py
+    W, b = rng.standard_normal((C, 5)), rng.standard_normal(5)
+    run_op("linear", x, W, b)
+    run_op("linear", x, W)
+    run_op("embedding", targets.clip(0), rng.standard_normal((C, 3)))
+    # layer_norm.py, feed_forward.py, dropout.py
+    run_op("layer_norm", x, rng.standard_normal(C), rng.standard_normal(C))
+    W1, b1 = rng.standard_normal((C, 8)), rng.standard_normal(8)
+    W2, b2 = rng.standard_normal((8, C)), rng.standard_normal(C)
+    for activation in ("relu", "gelu", "gelu_tanh"):
+        run_op("feed_forward", x, W1, b1, W2, b2, activation=activation)
+    run_op("dropout", x, 0.3, training=True, rng=np.random.default_rng(1))
 
-    forward_names = {n[: -len("_forward")] for n in ref.__all__ if n.endswith("_forward")}
+    # ops with a forward/backward pair (feed_forward is an op, feed_forward_forward its forward)
+    forward_names = {n[: -len("_forward")] for n in ref.__all__
+                     if n.endswith("_forward") and n[: -len("_forward")] in ref.__all__}
     missing = sorted(forward_names - EXERCISED)
     assert not missing, f"reference ops not exercised without torch: {missing}"
 """)

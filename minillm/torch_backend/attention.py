@@ -1,2 +1,240 @@
-"""Placeholder: filled in by the work on this module."""
-__all__ = []
+"""Scaled dot-product attention, its masks, and splitting into heads — PyTorch backend.
+
+Dimensions:
+    B    batch size
+    H    number of heads
+    T_q  number of queries (positions that ask)
+    T_k  number of keys and values (positions that are looked at)
+    d_k  size of a query / key vector
+    d_v  size of a value vector
+    C    model width, C = H * D
+    D    size of one head, D = C / H
+    ...  any leading (batch, head) dimensions
+
+Attention (chapter section 4.1; Vaswani et al. 2017, eq. 1):
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
+
+The same formulas as ``minillm.reference.attention``, with gradients from autograd.
+Masks are boolean, True = may attend; a query row with nothing to attend to gets zero
+weights and a zero output (never NaN). ``fused_attention`` is the one name that exists
+only here: it calls torch's fused kernel, which is faster but returns no weights.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+
+from .._validate import (
+    require_bool, require_broadcastable, require_float, require_integer, require_ndim,
+    require_ndim_at_least, require_same_dtype, shape_of,
+)
+from .softmax import softmax
+
+__all__ = [
+    "scaled_dot_product_attention", "causal_mask", "padding_mask", "length_mask",
+    "split_heads", "merge_heads", "fused_attention",
+]
+
+
+# ----------------------------------------------------------------------------------------
+# scaled dot-product attention
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    r"""Attention with its weights (chapter section 4.1).
+
+    .. math::
+        \mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V
+
+    Shapes: q (..., T_q, d_k), k (..., T_k, d_k), v (..., T_k, d_v),
+    mask bool broadcastable to (..., T_q, T_k), True = may attend
+    -> out (..., T_q, d_v), weights (..., T_q, T_k).
+
+    Masked scores become :math:`-\infty` before the softmax. A fully masked row would
+    be softmax of all :math:`-\infty` (0/0): its scores are set to 0 and its weights
+    multiplied by 0, so its output and its gradients are zero. A mask on another device
+    than ``q`` is moved to ``q``'s device.
+    """
+    q, k, v, mask = _check_attention_inputs(q, k, v, mask)
+    d_k = q.shape[-1]
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d_k)  # (..., T_q, T_k)
+    if mask is None:
+        probs = softmax(scores, axis=-1)  # (..., T_q, T_k)
+        return probs @ v, probs
+    mask, scores = torch.broadcast_tensors(mask, scores)  # (..., T_q, T_k) both
+    has_any = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
+    scores = scores.masked_fill(~mask, -math.inf)  # (..., T_q, T_k)
+    scores = scores.masked_fill(~has_any, 0.0)  # (..., T_q, T_k)
+    weights = softmax(scores, axis=-1) * has_any  # (..., T_q, T_k)
+    out = weights @ v  # (..., T_q, d_v)
+    return out, weights
+
+
+def fused_attention(q, k, v, mask=None):
+    r"""The same attention through ``torch.nn.functional.scaled_dot_product_attention``.
+
+    .. math::
+        \mathrm{Attention}(Q, K, V) = \mathrm{softmax}\!\left(\frac{QK^\top}{\sqrt{d_k}}\right) V
+
+    Shapes: as :func:`scaled_dot_product_attention` -> ``(out (..., T_q, d_v), None)``.
+
+    The fused kernel never materialises the weights, so the second element is always
+    ``None``. Torch-only (the reference has no fused kernel). Fully masked rows are
+    given an all-True mask row for the kernel and their output is then multiplied by 0,
+    so they are zero here too, and their gradients are zero.
+    """
+    q, k, v, mask = _check_attention_inputs(q, k, v, mask)
+    batch = _broadcast_batch(q, k, v)
+    q = q.expand(*batch, *q.shape[-2:])  # (..., T_q, d_k)
+    k = k.expand(*batch, *k.shape[-2:])  # (..., T_k, d_k)
+    v = v.expand(*batch, *v.shape[-2:])  # (..., T_k, d_v)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v), None
+    mask = mask.expand(*batch, q.shape[-2], k.shape[-2])  # (..., T_q, T_k)
+    has_any = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_any)  # (..., T_q, d_v)
+    return out * has_any, None
+
+
+# ----------------------------------------------------------------------------------------
+# masks
+
+def causal_mask(T_q, T_k=None):
+    r"""Causal mask, aligned at the end: query ``i`` may see keys ``j <= T_k - T_q + i``.
+
+    .. math::
+        M_{ij} = [\, j \le T_k - T_q + i \,]
+
+    Shapes: -> (T_q, T_k) bool tensor, on the CPU (``scaled_dot_product_attention``
+    moves it to the queries' device; or call ``.to(device)``).
+    """
+    T_q = _positive_int("T_q", T_q)
+    T_k = T_q if T_k is None else _positive_int("T_k", T_k)
+    if T_k < T_q:
+        raise ValueError(
+            f"causal_mask expects T_k >= T_q (the queries are the last T_q of the T_k "
+            f"positions), got T_q={T_q}, T_k={T_k}"
+        )
+    i = torch.arange(T_q)[:, None]  # (T_q, 1)
+    j = torch.arange(T_k)[None, :]  # (1, T_k)
+    return j <= T_k - T_q + i  # (T_q, T_k)
+
+
+def padding_mask(ids, pad_id):
+    r"""True at real tokens, False at padding: :math:`M_{bt} = [\,\mathrm{ids}_{bt} \ne \mathrm{pad}\,]`.
+
+    Shapes: ids (B, T) int -> (B, T) bool, on ids' device.
+    """
+    ids = _integer_tensor("ids", ids, ndim=2)
+    return ids != pad_id  # (B, T)
+
+
+def length_mask(lengths, T):
+    r"""True at the first ``lengths[b]`` positions of each row: :math:`M_{bt} = [\,t < L_b\,]`.
+
+    Shapes: lengths (B,) int -> (B, T) bool, on lengths' device.
+    """
+    lengths = _integer_tensor("lengths", lengths, ndim=1)
+    T = _positive_int("T", T)
+    if lengths.numel() and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(
+            f"lengths must lie in [0, T={T}], got min {int(lengths.min())}, "
+            f"max {int(lengths.max())}"
+        )
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]  # (B, T)
+
+
+# ----------------------------------------------------------------------------------------
+# heads
+
+def split_heads(x, n_heads):
+    r"""Split the last dimension into heads: (..., T, C) -> (..., H, T, D), D = C / H.
+
+    .. math::
+        X \in \mathbb{R}^{T \times C} \mapsto [X_1, \dots, X_H],\ X_h \in \mathbb{R}^{T \times D}
+
+    Head ``h`` takes columns ``h*D`` to ``(h+1)*D - 1``.
+    """
+    x = torch.as_tensor(x)
+    require_float("x", x)
+    require_ndim_at_least("x", x, 2)
+    n_heads = _positive_int("n_heads", n_heads)
+    *lead, T, C = x.shape
+    if C % n_heads:
+        raise ValueError(
+            f"d_model not divisible by n_heads: expected C % n_heads == 0, "
+            f"got C={C}, n_heads={n_heads} (x: {shape_of(x)})"
+        )
+    D = C // n_heads
+    return x.reshape(*lead, T, n_heads, D).transpose(-3, -2)  # (..., H, T, D)
+
+
+def merge_heads(x):
+    r"""Concatenate the heads: (..., H, T, D) -> (..., T, H*D), the inverse of split_heads.
+
+    .. math::
+        \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_H)
+    """
+    x = torch.as_tensor(x)
+    require_float("x", x)
+    require_ndim_at_least("x", x, 3)
+    *lead, H, T, D = x.shape
+    return x.transpose(-3, -2).reshape(*lead, T, H * D)  # (..., T, C)
+
+
+# ----------------------------------------------------------------------------------------
+# private helpers
+
+def _check_attention_inputs(q, k, v, mask):
+    """Tensors of the right kinds and matching sizes; the mask moved to q's device."""
+    q, k, v = torch.as_tensor(q), torch.as_tensor(k), torch.as_tensor(v)
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        require_float(name, x)
+        require_ndim_at_least(name, x, 2)
+    require_same_dtype("k", k, "q", q)
+    require_same_dtype("v", v, "q", q)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q has d_k={q.shape[-1]} but k has d_k={k.shape[-1]} "
+            f"(q: {shape_of(q)}, k: {shape_of(k)})"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k has T_k={k.shape[-2]} but v has T_k={v.shape[-2]} "
+            f"(k: {shape_of(k)}, v: {shape_of(v)})"
+        )
+    batch = _broadcast_batch(q, k, v)
+    scores_shape = batch + (q.shape[-2], k.shape[-2])
+    if mask is not None:
+        mask = torch.as_tensor(mask)
+        require_bool("mask", mask)
+        require_broadcastable("mask", mask, scores_shape, "the scores (..., T_q, T_k)")
+        mask = mask.to(q.device)
+    return q, k, v, mask
+
+
+def _broadcast_batch(q, k, v):
+    """The leading dimensions q, k and v broadcast to, or a ValueError naming all three."""
+    try:
+        return tuple(torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2]))
+    except RuntimeError:
+        raise ValueError(
+            f"expected the leading dimensions of q, k and v to broadcast together, "
+            f"got q: {shape_of(q)}, k: {shape_of(k)}, v: {shape_of(v)}"
+        ) from None
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
+def _integer_tensor(name, x, ndim):
+    x = torch.as_tensor(x)
+    require_integer(name, x)
+    require_ndim(name, x, ndim)
+    return x
