@@ -140,7 +140,8 @@ def precision_recall_f1(y_true, y_pred, *, average: str | None = "macro",
       - ``"weighted"``: the mean over classes weighted by support (true count).
       - ``"micro"``: scores from the summed counts :math:`\sum_c TP_c`, ... (for
         single-label data over all classes this equals the accuracy).
-      - ``None``: the per-class arrays.
+      - ``None``: per-class arrays, one entry per counted class in id order (pass
+        ``n_classes`` to get exactly one entry per id ``0 .. C-1``).
 
     Which classes count: ``0 .. n_classes-1`` when ``n_classes`` is given; otherwise the
     ids that occur in ``y_true`` or ``y_pred`` (scikit-learn's default), so an id that
