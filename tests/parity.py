@@ -182,7 +182,7 @@ def shapes(draw, min_dims: int = 1, max_dims: int = 3, min_side: int = 1,
 
 def random_array(rng: np.random.Generator, shape, dtype=np.float64, scale: float = 1.0):
     """Standard-normal values times ``scale``, in ``dtype``."""
-    return (rng.standard_normal(shape) * scale).astype(dtype)
+    return np.asarray(rng.standard_normal(shape) * scale, dtype=dtype)  # 0-d stays an array
 
 
 scales = st.sampled_from([1e-3, 1.0, 3.0, 30.0])

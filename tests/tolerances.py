@@ -1,0 +1,89 @@
+"""Every tolerance the parity tests use, in one place, each with its reason.
+
+A comparison passes when ``|ours - theirs| <= atol + rtol * |theirs|`` elementwise
+(``tests/parity.py:assert_close``). Look one up with ``tolerance(op, dtype)``.
+
+float64: DESIGN.md fixes rtol 1e-7, atol 1e-9 for every op. Both backends compute the
+same formula in double precision, so they differ only by rounding (~1e-16 relative per
+operation); 1e-7 leaves nine orders of magnitude for accumulation and still fails on
+any real formula error (a wrong sign, a missing term, a transposed matrix).
+
+float32: each op computes in single precision in both backends, but with different
+kernels (NumPy's pairwise sums and SIMD exp versus torch's vectorised ones), so results
+differ by a few units in the last place (eps = 1.2e-7), times the condition number of the
+op. Inputs in the tests are O(1) to O(30) (tests/parity.py ``scales``).
+"""
+from typing import NamedTuple
+
+
+class Tolerance(NamedTuple):
+    rtol: float
+    atol: float
+    reason: str
+
+
+FLOAT64 = Tolerance(1e-7, 1e-9, "DESIGN.md: the two backends agree in double precision")
+
+FLOAT32 = {
+    "softmax": Tolerance(
+        1e-5, 1e-6,
+        "exp of the shifted logits and one sum over C: a few ulps of relative error per "
+        "probability; the backward's sum over C of dy*y adds a few more. Near-zero "
+        "probabilities are judged by atol."),
+    "log_softmax": Tolerance(
+        1e-5, 1e-5,
+        "x - max - log(sum exp): the subtraction of two O(scale) numbers leaves an "
+        "absolute error of a few ulps of the larger (scale 30 -> ~1e-5)."),
+    "relu": Tolerance(0.0, 0.0, "exact: a comparison and a copy, no rounding"),
+    "gelu": Tolerance(
+        1e-5, 1e-6,
+        "the reference evaluates erfc in float64 and rounds Phi(x) to float32; torch "
+        "evaluates erfc in float32 (a few ulps), then x * Phi rounds again"),
+    "gelu_tanh": Tolerance(
+        1e-5, 1e-6,
+        "tanh of a cubic: the cubic's rounding (a few ulps) passes through tanh' <= 1; "
+        "the backward's (1 - t^2) cancels where |u| is large, judged by atol"),
+    "cross_entropy": Tolerance(
+        1e-5, 1e-5,
+        "log-sum-exp over C, then a sum or mean over up to ~200 targets: each "
+        "per-target loss carries a few ulps of the O(scale) logits; the gradient is "
+        "softmax - target, with softmax's error"),
+    "linear": Tolerance(
+        1e-4, 1e-5,
+        "a dot product of d_in terms in a different summation order (BLAS vs torch "
+        "kernels): error ~ d_in * eps * sum|x_i W_ij|, which is relative to the "
+        "terms, not to a result that may cancel to ~0, hence the atol"),
+    "embedding": Tolerance(
+        1e-6, 1e-6,
+        "a copy forward (exact); the backward adds up the gradients of repeated ids, "
+        "in a different order in each backend"),
+    "layer_norm": Tolerance(
+        1e-4, 1e-5,
+        "mean and variance over C in float32, then the backward's mean(g * x_hat) "
+        "cancels against g: the gradient's error is a few ulps of |g| times C, "
+        "amplified by rstd"),
+    "feed_forward": Tolerance(
+        1e-4, 1e-4,
+        "two linear maps in a row (each 1e-4 relative, see linear) and an activation; "
+        "the hidden pre-activation error moves the ReLU/GELU output by the same amount"),
+    "dropout": Tolerance(
+        1e-6, 0.0,
+        "the same mask in both; x * mask * (1/(1-p)) is the same two roundings"),
+}
+
+# Finite differences (tests/test_ops_gradcheck.py), float64 only: central differences
+# with step h have truncation error O(h^2 f''') ~ 1e-12 and rounding error
+# O(eps_64 * |f| / h) ~ 1e-16 * |f| / 1e-6 = 1e-10 * |f|, where f = sum(out * dout) is
+# O(10) for the small arrays used; 1e-6 relative / 1e-7 absolute is ~100x that.
+FD_STEP = 1e-6
+FD = Tolerance(1e-6, 1e-7, "central differences, step 1e-6, in float64 (see above)")
+
+
+def tolerance(op: str, dtype) -> Tolerance:
+    """The tolerance for comparing ``op``'s outputs and gradients in ``dtype``."""
+    name = getattr(dtype, "__name__", str(dtype)).replace("torch.", "")
+    if name == "float64":
+        return FLOAT64
+    if name == "float32":
+        return FLOAT32[op]
+    raise KeyError(f"no tolerance for dtype {name}")
