@@ -1,0 +1,39 @@
+"""Data preparation (chapter sections 3.1 and 5.1), backend-agnostic: NumPy arrays out.
+
+- cleaning: :func:`clean_text`, :data:`STOPWORDS`, :func:`remove_stopwords`
+- vocabulary: :class:`Vocabulary` (special tokens at ids 0..6, deterministic order)
+- tokenizers: :class:`WordTokenizer` (nltk, no data), :class:`CharTokenizer`,
+  :class:`BPETokenizer` (byte-level), :func:`load_tokenizer`
+- batching: :class:`LMBatches`, :func:`sequential_batches`, :func:`mask_tokens`,
+  :func:`pad_batch`, :func:`classification_batches`, :func:`shard`
+- corpora: :func:`python_docs`, :func:`synthetic_language`, :func:`sentiment`
+- loaders: :func:`load_text`, :func:`load_jsonl`, :func:`load_csv`, :func:`split`,
+  :func:`split_contiguous`
+
+Nothing here downloads anything; nltk is imported only by :class:`WordTokenizer`.
+"""
+from .batching import (IGNORE_INDEX, LMBatches, classification_batches, mask_tokens, pad_batch,
+                       sequential_batches, shard)
+from .bpe import PRETOKENIZE_PATTERN, BPETokenizer, pretokenize
+from .char_tokenizer import CharTokenizer
+from .cleaning import clean_text, remove_stopwords
+from .corpora import (SyntheticLanguage, bag_of_words_ceiling, markov_entropy_rate, markov_stationary,
+                      python_docs, sentiment, synthetic_language)
+from .loaders import LabelledTexts, Splits, load_csv, load_jsonl, load_text, split, split_contiguous
+from .stopwords import NEGATIONS, STOPWORDS
+from .tokenizer_base import Tokenizer
+from .tokenizers import load_tokenizer
+from .vocab import SPECIAL_TOKENS, Vocabulary
+from .word_tokenizer import WordTokenizer, word_tokenize
+
+__all__ = [
+    "clean_text", "remove_stopwords", "STOPWORDS", "NEGATIONS",
+    "Vocabulary", "SPECIAL_TOKENS",
+    "Tokenizer", "WordTokenizer", "CharTokenizer", "BPETokenizer", "load_tokenizer",
+    "word_tokenize", "pretokenize", "PRETOKENIZE_PATTERN",
+    "LMBatches", "sequential_batches", "mask_tokens", "pad_batch", "classification_batches",
+    "shard", "IGNORE_INDEX",
+    "python_docs", "synthetic_language", "SyntheticLanguage", "markov_stationary",
+    "markov_entropy_rate", "sentiment", "bag_of_words_ceiling",
+    "load_text", "load_jsonl", "load_csv", "split", "split_contiguous", "LabelledTexts", "Splits",
+]

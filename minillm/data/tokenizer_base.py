@@ -1,0 +1,184 @@
+"""What every minillm tokenizer shares: special-token ids, decode, JSON save/load.
+
+Every tokenizer numbers its tokens the same way at the start:
+
+    ids 0..6   <pad> <unk> <bos> <eos> <mask> <cls> <sep>   (``vocab.SPECIAL_TOKENS``)
+
+and then its own tokens. Each token id stands for a byte string
+(``self._id_bytes[i]``), so ``decode`` is one function for all of them: join the
+bytes, decode as UTF-8. The special tokens stand for their own text ("<eos>"), which
+``decode(..., skip_special_tokens=True)`` leaves out.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .vocab import BOS_ID, CLS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS, UNK_ID
+
+N_SPECIAL = len(SPECIAL_TOKENS)
+FORMAT_VERSION = 1
+
+
+def byte_token(b: int) -> str:
+    """The display name of the token for byte ``b``: ``<0x41>``."""
+    return f"<0x{b:02X}>"
+
+
+def training_texts(texts_or_text: str | Iterable[str], who: str) -> list[str]:
+    """Normalise ``train``'s input to a list of str; reject empty or whitespace-only input."""
+    texts = [texts_or_text] if isinstance(texts_or_text, str) else list(texts_or_text)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"{who}.train expects str or an iterable of str; item {i} is {type(t).__name__}")
+    if not any(t.strip() for t in texts):
+        raise ValueError(
+            f"{who}.train expected non-empty training text, got "
+            f"{len(texts)} text(s) that are empty or whitespace only"
+        )
+    return texts
+
+
+def utf8(text: str, who: str) -> bytes:
+    """``text`` as UTF-8; a clear error for lone surrogates, which have no UTF-8 form."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{who}: the text has a lone surrogate {text[e.start]!r} at index {e.start}, "
+            "which is not valid Unicode text and has no UTF-8 encoding"
+        ) from None
+
+
+class Tokenizer:
+    """Base class: ``train`` (classmethod), ``encode``, ``decode``, ``vocab_size``,
+    ``save``/``load`` (JSON), and the special-token ids."""
+
+    kind: ClassVar[str] = "Tokenizer"
+    _id_bytes: list[bytes]     # id -> the bytes the token stands for
+
+    # --- to be provided by subclasses ------------------------------------------
+    @classmethod
+    def train(cls, texts_or_text: str | Iterable[str], **kwargs: Any) -> "Tokenizer":
+        raise NotImplementedError
+
+    def _encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> "Tokenizer":
+        raise NotImplementedError
+
+    # --- shared -----------------------------------------------------------------
+    def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        """Token ids of ``text`` (ordinary tokens only; optionally <bos> ... <eos>).
+
+        Literal text such as "<eos>" inside ``text`` is ordinary text, never a special id.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"{self.kind}.encode expects a str, got {type(text).__name__}")
+        ids = self._encode(text)
+        return ([BOS_ID] if add_bos else []) + ids + ([EOS_ID] if add_eos else [])
+
+    def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = False) -> str:
+        """The text of ``ids``. Special tokens appear as their text ("<eos>"), or are left
+        out with ``skip_special_tokens=True`` (except <unk>, which stands for content).
+        Byte sequences that are not valid UTF-8 (possible for sampled ids) become U+FFFD.
+        """
+        V = self.vocab_size
+        parts = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < V:
+                raise ValueError(f"{self.kind}.decode: token id must be in [0, {V}), got {i}")
+            if skip_special_tokens and i < N_SPECIAL and i != UNK_ID:
+                continue
+            parts.append(self._id_bytes[i])
+        return b"".join(parts).decode("utf-8", errors="replace")
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids, specials included: ids are ``0 .. vocab_size - 1``."""
+        return len(self._id_bytes)
+
+    def id_to_token(self, index: int) -> str:
+        """A readable name for token ``index`` (bytes shown as ``<0x..>`` if not UTF-8)."""
+        raw = self._id_bytes[index]
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "".join(byte_token(b) for b in raw)
+
+    special_tokens: ClassVar[tuple[str, ...]] = SPECIAL_TOKENS
+    pad_id = property(lambda self: PAD_ID, doc="id of <pad> (0)")
+    unk_id = property(lambda self: UNK_ID, doc="id of <unk> (1)")
+    bos_id = property(lambda self: BOS_ID, doc="id of <bos> (2)")
+    eos_id = property(lambda self: EOS_ID, doc="id of <eos> (3)")
+    mask_id = property(lambda self: MASK_ID, doc="id of <mask> (4)")
+    cls_id = property(lambda self: CLS_ID, doc="id of <cls> (5)")
+    sep_id = property(lambda self: SEP_ID, doc="id of <sep> (6)")
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """All special ids, (0, ..., 6)."""
+        return tuple(range(N_SPECIAL))
+
+    # --- JSON -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Tokenizer":
+        """Rebuild from :meth:`to_dict`'s output (``Tokenizer.from_dict`` dispatches on "type")."""
+        kind = data.get("type") if isinstance(data, dict) else None
+        if cls is Tokenizer:
+            from .tokenizers import TOKENIZER_TYPES
+            if kind not in TOKENIZER_TYPES:
+                raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {sorted(TOKENIZER_TYPES)}")
+            return TOKENIZER_TYPES[kind]._from_dict(data)
+        if kind != cls.kind:
+            raise ValueError(f"expected a {cls.kind} JSON (\"type\": \"{cls.kind}\"), got type {kind!r}")
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{cls.kind}: unsupported format version {data.get('version')!r}, expected {FORMAT_VERSION}")
+        return cls._from_dict(data)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the tokenizer as JSON, atomically (temp file, fsync, rename)."""
+        path = Path(path)
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Tokenizer":
+        """Read a tokenizer saved with :meth:`save` (``Tokenizer.load`` accepts any type)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such tokenizer file (expected JSON written by save())")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a tokenizer JSON file ({e})") from None
+        try:
+            return cls.from_dict(data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"{self.kind}(vocab_size={self.vocab_size})"
