@@ -96,6 +96,7 @@ def dump_diff_log(path=None):
         }
     with open(path, "w") as f:
         json.dump(merged, f, indent=1, sort_keys=True)
+    DIFF_LOG.clear()   # written: a later dump from this process adds only new records
 
 
 def assert_close(name: str, ours, theirs, rtol: float, atol: float, check_dtype: bool = True):
