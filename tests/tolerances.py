@@ -87,3 +87,24 @@ def tolerance(op: str, dtype) -> Tolerance:
     if name == "float32":
         return FLOAT32[op]
     raise KeyError(f"no tolerance for dtype {name}")
+
+
+# ----------------------------------------------------------------------------------
+# attention (tests/test_attention.py), appended by H1b. Measured with the dev profile
+# (300 examples per test, shapes up to (3, 3, 5, 6), scale up to 3): largest float32
+# differences 2.4e-6 absolute (dk), 6e-7 on the output; the atol below leaves ~4x.
+FLOAT32["attention"] = Tolerance(
+    1e-4, 1e-5,
+    "scores are dot products over d_k (different summation order in each backend), "
+    "O(scale^2 * sqrt(d_k)) up to ~20 in the tests, so a few ulps of 20 ~ 5e-6 absolute "
+    "enter the softmax; the output sums T_k weighted values; the backward's "
+    "dA - sum(dA * A) cancels, so small gradients are judged by atol")
+FLOAT32["fused_attention"] = Tolerance(
+    1e-4, 1e-5,
+    "torch's fused CPU kernel against the explicit path: the softmax is accumulated "
+    "block by block (online max and sum) instead of in one pass, so the same ulps as "
+    "'attention' arrive in another order")
+FLOAT32["heads"] = Tolerance(
+    0.0, 0.0,
+    "split_heads / merge_heads are reshapes and transposes: no rounding in any dtype, "
+    "so the tests use this exact bound for float64 too")

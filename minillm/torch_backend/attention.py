@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .._validate import (
     require_bool, require_broadcastable, require_float, require_integer, require_ndim,
-    require_ndim_at_least, require_same_dtype, shape_of,
+    require_ndim_at_least, require_same_dtype, require_tensor, shape_of,
 )
 from .softmax import softmax
 
@@ -158,7 +158,7 @@ def split_heads(x, n_heads):
 
     Head ``h`` takes columns ``h*D`` to ``(h+1)*D - 1``.
     """
-    x = torch.as_tensor(x)
+    require_tensor("x", x)
     require_float("x", x)
     require_ndim_at_least("x", x, 2)
     n_heads = _positive_int("n_heads", n_heads)
@@ -178,7 +178,7 @@ def merge_heads(x):
     .. math::
         \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_H)
     """
-    x = torch.as_tensor(x)
+    require_tensor("x", x)
     require_float("x", x)
     require_ndim_at_least("x", x, 3)
     *lead, H, T, D = x.shape
@@ -190,8 +190,8 @@ def merge_heads(x):
 
 def _check_attention_inputs(q, k, v, mask):
     """Tensors of the right kinds and matching sizes; the mask moved to q's device."""
-    q, k, v = torch.as_tensor(q), torch.as_tensor(k), torch.as_tensor(v)
     for name, x in (("q", q), ("k", k), ("v", v)):
+        require_tensor(name, x)
         require_float(name, x)
         require_ndim_at_least(name, x, 2)
     require_same_dtype("k", k, "q", q)
@@ -209,7 +209,7 @@ def _check_attention_inputs(q, k, v, mask):
     batch = _broadcast_batch(q, k, v)
     scores_shape = batch + (q.shape[-2], k.shape[-2])
     if mask is not None:
-        mask = torch.as_tensor(mask)
+        require_tensor("mask", mask)
         require_bool("mask", mask)
         require_broadcastable("mask", mask, scores_shape, "the scores (..., T_q, T_k)")
         mask = mask.to(q.device)
@@ -234,7 +234,7 @@ def _positive_int(name, value):
 
 
 def _integer_tensor(name, x, ndim):
-    x = torch.as_tensor(x)
+    require_tensor(name, x)
     require_integer(name, x)
     require_ndim(name, x, ndim)
     return x
