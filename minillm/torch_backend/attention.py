@@ -84,7 +84,9 @@ def fused_attention(q, k, v, mask=None):
     The fused kernel never materialises the weights, so the second element is always
     ``None``. Torch-only (the reference has no fused kernel). Fully masked rows are
     given an all-True mask row for the kernel and their output is then multiplied by 0,
-    so they are zero here too, and their gradients are zero.
+    so they are zero here too, and their gradients are zero. (Recent CPU kernels already
+    return 0 for such rows, but torch 2.1 and some GPU kernels return NaN, and NaN * 0
+    would still be NaN: hence the all-True row.)
     """
     q, k, v, mask = _check_attention_inputs(q, k, v, mask)
     batch = _broadcast_batch(q, k, v)
