@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from .stopwords import STOPWORDS
 
-_NON_WORD = re.compile(r"[^\w\s]|_")   # punctuation and symbols; \w also matches "_"
+_NON_WORD = re.compile(r"[^\w\s]")   # neither word character nor whitespace
 _WHITESPACE = re.compile(r"\s+")
 _NORMAL_FORMS = ("NFC", "NFKC", "NFD", "NFKD")
 
@@ -39,8 +39,9 @@ def clean_text(
     1. Unicode normalisation (``normalize``: "NFKC" by default, which folds
        compatibility characters such as "ﬁ" -> "fi" and full-width letters; None skips).
     2. ``strip_non_word``: every character that is neither a word character nor
-       whitespace becomes a space (the chapter's ``re.sub(r'\W', ' ', text)``; the
-       underscore, which ``\w`` counts as a word character, is replaced too).
+       whitespace becomes a space (the chapter's ``re.sub(r'\W', ' ', text)``, except
+       that whitespace is left to step 3, so ``collapse_whitespace=False`` keeps line
+       breaks; as in the chapter, "_" is a word character and stays).
     3. ``collapse_whitespace``: every run of whitespace becomes one space
        (``re.sub(r'\s+', ' ', text)``).
     4. ``lowercase`` (``str.lower``, Unicode-aware).
