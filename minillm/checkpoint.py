@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import numbers
 import os
 import shutil
@@ -90,7 +91,9 @@ def _split_arrays(obj, path: str, arrays: dict):
     if isinstance(obj, (list, tuple)):
         return [_split_arrays(v, f"{path}.{i}", arrays) for i, v in enumerate(obj)]
     if isinstance(obj, np.generic):
-        return obj.item()
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"checkpoint: expected finite floats (JSON has no nan or inf), got {obj} at {path}")
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     raise ValueError(
@@ -259,6 +262,12 @@ def save_checkpoint(folder, *, weights: dict, config: dict, optimizer: dict | No
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     _recover(folder)
+    if folder.exists() and not (folder / MANIFEST).is_file() and (
+            not folder.is_dir() or any(folder.iterdir())):
+        raise ValueError(
+            f"save_checkpoint: expected {folder} to be a checkpoint folder, an empty folder or "
+            f"absent, got a non-empty folder without {MANIFEST}: refusing to replace it"
+        )
     token = uuid.uuid4().hex[:12]
     tmp = folder.parent / f".{folder.name}.tmp-{token}"
     aside = folder.parent / f".{folder.name}.old-{token}"

@@ -49,7 +49,8 @@ def _code(name: str, array: np.ndarray) -> str:
 def to_bytes(tensors: dict, metadata: dict | None = None) -> bytes:
     """The safetensors encoding of ``tensors`` (name -> array) and string ``metadata``.
 
-    Arrays are written in name order, each in C order and little-endian."""
+    Arrays are written in the dict's order (which reading gives back), each in C order
+    and little-endian."""
     if not isinstance(tensors, dict):
         raise ValueError(f"safetensors: expected a dict of name -> array, got {type(tensors).__name__}")
     header: dict = {}
@@ -58,7 +59,7 @@ def to_bytes(tensors: dict, metadata: dict | None = None) -> bytes:
             raise ValueError(f"safetensors: expected metadata of str -> str, got {metadata!r}")
         header["__metadata__"] = dict(metadata)
     blobs, offset = [], 0
-    for name in sorted(tensors):
+    for name in tensors:
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise ValueError(f"safetensors: expected a non-empty str name other than '__metadata__', got {name!r}")
         array = np.asarray(tensors[name])
