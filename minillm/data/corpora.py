@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .loaders import LabelledTexts, Splits, split
+from .loaders import LabelledTexts, Splits, _split_sizes
 
 
 def python_docs() -> str:
@@ -192,8 +192,8 @@ def sentiment(n: int = 2000, *, seed: int = 0, fractions: Sequence[float] = (0.8
 
     Returns ``Splits(train, validation, test)`` of :class:`LabelledTexts`.
     """
-    if n < 3:
-        raise ValueError(f"n must be >= 3 (one example per split), got {n}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     rng = np.random.default_rng(seed)
     groups: list[list[tuple[str, int]]] = []
     count = 0
@@ -206,7 +206,16 @@ def sentiment(n: int = 2000, *, seed: int = 0, fractions: Sequence[float] = (0.8
         else:
             groups.append([(f"{_clause(rng, label, rng.random() < negation)}.", label)])
         count += len(groups[-1])
-    parts = split(groups, fractions, seed)
+    # split whole groups (a mirror pair stays together); fill validation, then test, to
+    # their target sizes in a seeded order, so each size is off by at most one
+    _, n_val, n_test = _split_sizes(count, fractions)
+    parts: tuple[list, list, list] = ([], [], [])
+    filled = [0, 0]
+    for g in np.random.default_rng([seed, 1]).permutation(len(groups)).tolist():
+        k = 1 if filled[0] < n_val else 2 if filled[1] < n_test else 0
+        parts[k].append(groups[g])
+        if k:
+            filled[k - 1] += len(groups[g])
     names = ("negative", "positive")
     return Splits(*(LabelledTexts([t for g in p for t, _ in g], [y for g in p for _, y in g], names)
                     for p in parts))
