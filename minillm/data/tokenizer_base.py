@@ -144,6 +144,8 @@ class Tokenizer:
             raise ValueError(f"expected a {cls.kind} JSON (\"type\": \"{cls.kind}\"), got type {kind!r}")
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"{cls.kind}: unsupported format version {data.get('version')!r}, expected {FORMAT_VERSION}")
+        if list(data.get("special_tokens", SPECIAL_TOKENS)) != list(SPECIAL_TOKENS):
+            raise ValueError(f"{cls.kind}: special tokens {data['special_tokens']} differ from {list(SPECIAL_TOKENS)}")
         return cls._from_dict(data)
 
     def save(self, path: str | os.PathLike) -> None:
