@@ -1,0 +1,243 @@
+"""The ``minillm`` command: demo, prepare, pretrain, finetune, evaluate, generate.
+
+Only this module prints; the library logs through ``logging.getLogger("minillm")``.
+Bad input ends with ``error: ...`` and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import pipeline
+from .config import ModelConfig
+from .runtime import BACKENDS, DEVICES
+from .training import TrainConfig, TrainingDiverged
+
+logger = logging.getLogger("minillm")
+
+
+def _default_backend() -> str:
+    try:
+        import torch  # noqa: F401
+        return "torch"
+    except ImportError:
+        return "numpy"
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+def _add_training_args(p: argparse.ArgumentParser, *, steps: int, lr: float, d_model: int, n_layers: int,
+                       block_size: int, batch_size: int) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--backend", choices=BACKENDS, default=_default_backend(),
+                   help="numpy: the reference with hand-written gradients; torch: autograd (default: %(default)s)")
+    g.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend only (default: %(default)s)")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast (torch backend on CUDA)")
+    g.add_argument("--out", type=Path, required=True, help="run folder to write")
+    g.add_argument("--steps", type=int, default=steps, help="optimizer steps (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="seed of weights, batches and masks (default: %(default)s)")
+    g.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last, exactly")
+    g.add_argument("--batch-size", type=int, default=batch_size, help="global batch size (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=lr, help="peak learning rate (default: %(default)s)")
+    g.add_argument("--warmup-steps", type=int, default=None, help="default: 5%% of --steps")
+    g.add_argument("--weight-decay", type=float, default=0.01)
+    g.add_argument("--grad-clip", type=float, default=1.0)
+    g.add_argument("--eval-every", type=int, default=None, help="default: --steps / 4")
+    m = p.add_argument_group("model")
+    m.add_argument("--d-model", type=int, default=d_model)
+    m.add_argument("--n-layers", type=int, default=n_layers)
+    m.add_argument("--n-heads", type=int, default=4)
+    m.add_argument("--block-size", type=int, default=block_size)
+    m.add_argument("--dropout", type=float, default=0.0)
+    m.add_argument("--activation", choices=("relu", "gelu", "gelu_tanh"), default="gelu")
+    m.add_argument("--post-norm", action="store_true", help="post-norm blocks (default: pre-norm)")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+
+
+def _train_config(a) -> TrainConfig:
+    warmup = a.warmup_steps if a.warmup_steps is not None else max(1, a.steps // 20) if a.steps > 1 else 0
+    every = a.eval_every or max(1, a.steps // 4)
+    return TrainConfig(steps=a.steps, lr=a.lr, min_lr=a.lr / 10, warmup_steps=min(warmup, a.steps - 1),
+                       weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_every=every,
+                       checkpoint_every=every, seed=a.seed)
+
+
+def _model_config(a, vocab_size: int) -> ModelConfig:
+    return ModelConfig(vocab_size=vocab_size, block_size=a.block_size, d_model=a.d_model, n_heads=a.n_heads,
+                       n_layers=a.n_layers, dropout=a.dropout, activation=a.activation,
+                       norm_first=not a.post_norm, dtype=a.dtype)
+
+
+def _corpus(a):
+    """(tokenizer, splits, source) from --data (prepared) or --corpus."""
+    if a.data is not None:
+        tok, splits = pipeline.load_prepared(a.data)
+        return tok, splits, str(a.data)
+    if a.resume and (a.out / "tokenizer.json").exists():
+        tok = pipeline.Tokenizer.load(a.out / "tokenizer.json")       # the same ids as before
+    else:
+        tok = pipeline.train_tokenizer(a.tokenizer, pipeline.load_corpus(a.corpus), a.vocab_size)
+    import numpy as np
+    ids = np.asarray(tok.encode(pipeline.load_corpus(a.corpus)), dtype=np.int64)
+    return tok, pipeline.split_contiguous(ids, (0.9, 0.05, 0.05)), a.corpus
+
+
+def _add_corpus_args(p):
+    p.add_argument("--corpus", default="python_docs", help="'python_docs' (embedded) or a .txt/.jsonl/.csv file")
+    p.add_argument("--data", type=Path, default=None, help="a folder written by `minillm prepare` (overrides --corpus)")
+    p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe")
+    p.add_argument("--vocab-size", type=int, default=1024)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+def cmd_prepare(a) -> int:
+    info = pipeline.prepare(a.corpus, a.out, tokenizer=a.tokenizer, vocab_size=a.vocab_size)
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def cmd_pretrain(a) -> int:
+    tok, splits, source = _corpus(a)
+    res = pipeline.pretrain(tok, splits, a.out, task=a.task, model_config=_model_config(a, tok.vocab_size),
+                            train_config=_train_config(a), batch_size=a.batch_size, backend=a.backend,
+                            device=a.device, amp=a.amp, resume=a.resume, source=source)
+    if res["runtime"].is_main:
+        print(json.dumps({k: v for k, v in res.items() if k not in ("model", "runtime")}, indent=2))
+    return 0
+
+
+def cmd_finetune(a) -> int:
+    data = pipeline.load_labelled(a.dataset, seed=a.seed, text_column=a.text_column, label_column=a.label_column)
+    encoder_state = None
+    if a.pretrained is not None:
+        _, encoder, tok, extra = pipeline.load_run_model(a.pretrained, "numpy")
+        if extra.get("task") != "masked_lm":
+            raise ValueError(f"--pretrained {a.pretrained}: expected a masked_lm (encoder) run, "
+                             f"got task {extra.get('task')!r}")
+        cfg = encoder.config
+        encoder_state = encoder.state_dict()
+    else:
+        tok = pipeline.train_tokenizer(a.tokenizer, "\n".join(data.train.texts), a.vocab_size)
+        cfg = _model_config(a, tok.vocab_size)
+    res = pipeline.finetune(tok, data, a.out, model_config=cfg, train_config=_train_config(a),
+                            encoder_state=encoder_state, pooling=a.pooling, batch_size=a.batch_size,
+                            backend=a.backend, device=a.device, amp=a.amp, resume=a.resume, source=a.dataset)
+    print(json.dumps({k: v for k, v in res.items() if k not in ("model", "runtime")}, indent=2))
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    scores = pipeline.evaluate(a.run, backend=a.backend, device=a.device, dataset=a.dataset,
+                               corpus_dir=a.data, split_name=a.split)
+    run = Path(a.run)
+    if (run / "run.json").exists():
+        (run / "eval.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
+        if "confusion_matrix" in scores:
+            try:
+                from .plots import plot_confusion_matrix
+                plot_confusion_matrix(scores["confusion_matrix"], scores.get("label_names"), run / "confusion.png")
+            except ImportError:
+                pass
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
+def cmd_generate(a) -> int:
+    text = pipeline.generate_text(a.run, a.prompt, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                                  top_k=a.top_k, top_p=a.top_p, seed=a.seed, backend=a.backend,
+                                  device=a.device, use_cache=not a.no_cache)
+    print(a.prompt + text)
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .demo import run_demo
+    return run_demo(a.out, backend=a.backend, quick=a.quick, seed=a.seed)
+
+
+# -- parser -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minillm", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded corpora, in a few minutes")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: %(default)s)")
+    p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a few steps only (a smoke test)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("prepare", help="train a tokenizer and tokenize a corpus into train/validation/test")
+    _add_corpus_args(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("pretrain", help="pretrain a GPT (causal LM) or an encoder (masked LM)")
+    _add_corpus_args(p)
+    p.add_argument("--task", choices=("causal_lm", "masked_lm"), default="causal_lm")
+    _add_training_args(p, steps=300, lr=3e-3, d_model=128, n_layers=4, block_size=64, batch_size=16)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("finetune", help="fine-tune a classifier (a real head) from a pretrained encoder")
+    p.add_argument("--pretrained", type=Path, default=None, help="a masked_lm run folder (default: from scratch)")
+    p.add_argument("--dataset", default="sentiment", help="'sentiment' (embedded) or a labelled .csv/.jsonl")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--pooling", choices=("mean", "cls"), default="mean")
+    p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe",
+                   help="only without --pretrained")
+    p.add_argument("--vocab-size", type=int, default=512, help="only without --pretrained")
+    _add_training_args(p, steps=300, lr=1e-3, d_model=128, n_layers=2, block_size=64, batch_size=32)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="perplexity of an LM run, accuracy/P/R/F1 of a classifier run")
+    p.add_argument("run", type=Path, help="a run folder or a checkpoint folder")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--split", choices=("train", "validation", "test"), default="test")
+    p.add_argument("--dataset", default=None, help="classifier: labelled set (default: sentiment); "
+                                                   "LM: corpus (default: python_docs)")
+    p.add_argument("--data", type=Path, default=None, help="LM: a folder written by `minillm prepare`")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("generate", help="continue a prompt with a GPT run")
+    p.add_argument("run", type=Path, help="a causal_lm run folder or a checkpoint folder")
+    p.add_argument("--prompt", default="The ")
+    p.add_argument("--max-new-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--no-cache", action="store_true", help="recompute every position each step")
+    p.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the last checkpoint was saved; continue with --resume", file=sys.stderr)
+        return 130
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

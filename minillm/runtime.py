@@ -1,0 +1,120 @@
+"""Runtime: which backend, which device, and how NumPy batches reach it.
+
+The trainer, the generator, the evaluator and the server are written once; a
+``Runtime`` is the only thing that knows whether arrays are NumPy arrays (the
+reference) or torch tensors on a device (the torch backend). Importing this module
+does not import torch: ``Runtime("numpy")`` works where torch is not installed.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["BACKENDS", "DEVICES", "Runtime", "load_backend"]
+
+BACKENDS = ("numpy", "torch")
+DEVICES = ("cpu", "cuda", "mps")
+
+
+def load_backend(name: str):
+    """``"numpy"`` -> ``minillm.reference``; ``"torch"`` -> ``minillm.torch_backend``."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+    return importlib.import_module("minillm.reference" if name == "numpy" else "minillm.torch_backend")
+
+
+@dataclass
+class Runtime:
+    """A backend, a device and the distributed rank this process runs as.
+
+    ``amp`` turns on bf16 autocast, which only the torch backend on CUDA supports.
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the torch backend joins the process group
+    (gloo on CPU, nccl on CUDA); ``rank`` 0 is the one that writes files and prints.
+    """
+
+    backend: str = "numpy"
+    device: str = "cpu"
+    amp: bool = False
+    rank: int = 0
+    world_size: int = 1
+    module: object = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        self.module = load_backend(self.backend)
+        if self.backend == "numpy":
+            if self.device != "cpu":
+                raise ValueError(f"the numpy backend runs on the CPU only; got device={self.device!r}")
+            if self.amp:
+                raise ValueError("bf16 autocast needs the torch backend on CUDA; got backend='numpy'")
+            return
+        import torch
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' was asked for, but torch sees no CUDA device")
+        if self.device == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("device='mps' was asked for, but torch sees no MPS device")
+        if self.amp and self.device != "cuda":
+            raise ValueError(f"bf16 autocast is offered on CUDA only; got device={self.device!r}")
+
+    # -- distributed ------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, backend: str, device: str = "cpu", amp: bool = False) -> "Runtime":
+        """A Runtime that joins ``torchrun``'s process group when ``WORLD_SIZE`` > 1."""
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size <= 1:
+            return cls(backend, device, amp)
+        if backend != "torch":
+            raise ValueError(f"distributed training runs on the torch backend; got backend={backend!r}")
+        import torch
+        import torch.distributed as dist
+        rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "cuda":
+            torch.cuda.set_device(local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        return cls(backend, device, amp, rank=rank, world_size=world_size)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # -- arrays -----------------------------------------------------------------------
+    def tensor(self, array):
+        """A NumPy array as this backend's array, on this runtime's device."""
+        if self.backend == "numpy":
+            return np.asarray(array)
+        import torch
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    @staticmethod
+    def to_numpy(x) -> np.ndarray:
+        if hasattr(x, "detach"):
+            return x.detach().float().cpu().numpy() if str(x.dtype) == "torch.bfloat16" else x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    def prepare(self, model):
+        """Move a freshly built model to this runtime's device."""
+        return model if self.backend == "numpy" else model.to(self.device)
+
+    def no_grad(self):
+        if self.backend == "numpy":
+            return contextlib.nullcontext()
+        import torch
+        return torch.no_grad()
+
+    def autocast(self):
+        """bf16 autocast on CUDA when ``amp`` is on; otherwise nothing."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        import torch
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+
+    def synchronize(self) -> None:
+        if self.backend == "torch" and self.device == "cuda":
+            import torch
+            torch.cuda.synchronize()

@@ -1,0 +1,115 @@
+"""The three training tasks as batch sources: ``batch(step) -> model keyword arguments``.
+
+Each source is a pure function of ``(seed, step)`` (and of the rank under distributed
+training, where each rank reads its own shard), so a resumed run sees exactly the
+batches an uninterrupted one would have seen.
+
+- :class:`CausalLMData` — GPT pretraining: ``{"idx": x, "targets": y}`` with y = x
+  shifted by one, both (B, T); no ragged last batch.
+- :class:`MaskedLMData` — encoder pretraining (BERT's objective): windows of the
+  corpus, 15% of tokens selected, 80/10/10 <mask>/random/unchanged, targets -100
+  elsewhere.
+- :class:`ClassificationData` — fine-tuning: padded sequences, their padding mask and
+  labels, reshuffled every epoch from ``(seed, epoch)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .data.batching import (LMBatches, classification_batches, mask_tokens, pad_batch,
+                            sequential_batches, shard)
+
+__all__ = ["CausalLMData", "MaskedLMData", "ClassificationData",
+           "causal_lm_eval_batches", "masked_lm_eval_batches", "classification_eval_batches"]
+
+
+class CausalLMData:
+    """Random windows of ``ids`` for next-token prediction."""
+
+    def __init__(self, ids, block_size: int, batch_size: int, seed: int = 0, *,
+                 rank: int = 0, world_size: int = 1):
+        self.windows = LMBatches(ids, block_size, batch_size, seed, rank=rank, world_size=world_size)
+
+    def batch(self, step: int) -> dict:
+        x, y = self.windows.batch(step)                    # (B, T), (B, T)
+        return {"idx": x, "targets": y}
+
+
+class MaskedLMData:
+    """Random windows of ``ids``, corrupted for masked-LM training.
+
+    The masking generator is seeded from ``(seed, step, rank)``, so masks too are a pure
+    function of the step.
+    """
+
+    def __init__(self, ids, block_size: int, batch_size: int, *, mask_id: int, vocab_size: int,
+                 special_ids: Sequence[int], seed: int = 0, p: float = 0.15,
+                 rank: int = 0, world_size: int = 1):
+        self.windows = LMBatches(ids, block_size, batch_size, seed, rank=rank, world_size=world_size)
+        self.mask_id, self.vocab_size, self.special_ids = mask_id, vocab_size, tuple(special_ids)
+        self.seed, self.p, self.rank = seed, p, rank
+
+    def batch(self, step: int) -> dict:
+        x, _ = self.windows.batch(step)                    # (B, T)
+        rng = np.random.default_rng([self.seed, step, self.rank, 1])
+        inputs, targets = mask_tokens(x, rng, self.mask_id, self.vocab_size, self.special_ids, self.p)
+        return {"idx": inputs, "targets": targets}
+
+
+class ClassificationData:
+    """Labelled sequences in shuffled, padded batches.
+
+    Step ``s`` is batch ``s % steps_per_epoch`` of epoch ``s // steps_per_epoch``, the
+    epoch's order drawn from ``(seed, epoch)``; incomplete last batches are dropped, so
+    every batch has ``batch_size`` rows.
+    """
+
+    def __init__(self, seqs: Sequence[Sequence[int]], labels: Sequence[int], batch_size: int, *,
+                 pad_id: int, max_len: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if len(seqs) != len(labels):
+            raise ValueError(f"got {len(seqs)} sequences but {len(labels)} labels")
+        per_rank = len(seqs) // world_size
+        if per_rank < batch_size:
+            raise ValueError(f"need at least batch_size * world_size = {batch_size * world_size} "
+                             f"labelled examples, got {len(seqs)}")
+        self.seqs, self.labels, self.batch_size = list(seqs), list(labels), batch_size
+        self.pad_id, self.max_len, self.seed = pad_id, max_len, seed
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = per_rank // batch_size
+
+    def batch(self, step: int) -> dict:
+        epoch, k = divmod(step, self.steps_per_epoch)
+        # the same order classification_batches(seed=..., epoch=...) walks through
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.seqs))
+        rows = shard(order, self.rank, self.world_size)[k * self.batch_size:(k + 1) * self.batch_size]
+        ids, mask = pad_batch([self.seqs[i] for i in rows], self.pad_id, self.max_len)  # (B, T), (B, T)
+        labels = np.asarray([self.labels[i] for i in rows], dtype=np.int64)           # (B,)
+        return {"idx": ids, "labels": labels, "attention_mask": mask}
+
+
+def causal_lm_eval_batches(ids, block_size: int, batch_size: int) -> list[dict]:
+    """One in-order pass over ``ids``: every token after the first is a target once."""
+    return [{"idx": x, "targets": y} for x, y in sequential_batches(ids, block_size, batch_size)]
+
+
+def masked_lm_eval_batches(ids, block_size: int, batch_size: int, *, mask_id: int, vocab_size: int,
+                           special_ids: Sequence[int], seed: int = 0) -> list[dict]:
+    """Non-overlapping windows of ``ids`` with one fixed (seeded) masking."""
+    ids = np.asarray(ids, dtype=np.int64)
+    n = len(ids) // block_size
+    if n == 0:
+        raise ValueError(f"masked-LM evaluation needs at least block_size = {block_size} tokens, got {len(ids)}")
+    windows = ids[: n * block_size].reshape(n, block_size)              # (n, T)
+    rng = np.random.default_rng([seed, 2])
+    inputs, targets = mask_tokens(windows, rng, mask_id, vocab_size, special_ids)
+    return [{"idx": inputs[i:i + batch_size], "targets": targets[i:i + batch_size]}
+            for i in range(0, n, batch_size)]
+
+
+def classification_eval_batches(seqs, labels, batch_size: int, *, pad_id: int, max_len: int) -> list[dict]:
+    """All examples in order (no shuffling, the last batch may be smaller)."""
+    return [{"idx": ids, "labels": y, "attention_mask": mask}
+            for ids, mask, y in classification_batches(seqs, labels, batch_size, pad_id, max_len=max_len)]
+

@@ -1,0 +1,318 @@
+"""One trainer for both backends: pretraining (causal or masked LM) and fine-tuning.
+
+The step is the one every backend shares (chapter sections 3.3 and 3.4)::
+
+    logits, loss = model(**batch)     # batch: idx, targets / labels, attention_mask
+    loss.backward()                   # reference: the hand-written backward pass
+    grad_norm = clip_grad_norm(model.parameters(), grad_clip)
+    opt.lr = warmup_cosine(step, ...); opt.step(); opt.zero_grad()
+
+Around it: evaluation every ``eval_every`` steps, the best and the last checkpoint,
+per-step metrics in JSON lines, a progress bar (silent when stderr is not a
+terminal), loss curves as PNG, and the robustness the chapter's loop lacks:
+
+- a non-finite loss or gradient skips the step (counted); ``max_bad_steps`` in a row
+  stop the run with :class:`TrainingDiverged`, the last good checkpoint untouched;
+- Ctrl-C writes the last checkpoint before the ``KeyboardInterrupt`` goes on;
+- the batches are a pure function of ``(seed, step)``, so ``resume=True`` continues
+  exactly: the same losses as a run that was never interrupted.
+
+Under ``torchrun`` the torch model is wrapped in DistributedDataParallel; each rank's
+batch source yields that rank's shard of the global batch (see :mod:`minillm.tasks`),
+and only rank 0 writes files and the bar.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Protocol
+
+import numpy as np
+
+from . import model_io
+from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
+from .schedule import warmup_cosine
+
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS"]
+
+logger = logging.getLogger("minillm")
+
+TASKS = ("causal_lm", "masked_lm", "classification")
+
+
+class BatchSource(Protocol):
+    """Anything with ``batch(step) -> dict`` of NumPy arrays: the model's keyword
+    arguments for this rank's part of that step's batch, a pure function of
+    (seed, step, rank)."""
+
+    def batch(self, step: int) -> Mapping[str, np.ndarray]: ...
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many non-finite steps in a row."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of a run (written to the run folder as ``train_config.json``)."""
+
+    steps: int = 300
+    lr: float = 3e-3
+    min_lr: float = 3e-4
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    betas: tuple = (0.9, 0.95)
+    grad_clip: float | None = 1.0
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    seed: int = 0
+    max_bad_steps: int = 5
+
+    def __post_init__(self):
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {self.steps!r}")
+        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} with steps={self.steps}")
+        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"expected lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        for name in ("eval_every", "checkpoint_every", "max_bad_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+    def lr_at(self, step: int) -> float:
+        # step + 1: the first update already moves (a warmup starting at 0 wastes it)
+        return warmup_cosine(step + 1, max_lr=self.lr, warmup_steps=self.warmup_steps,
+                             total_steps=self.steps, min_lr=self.min_lr)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    last_loss: float
+    best_val: float | None
+    skipped_steps: int
+    run_dir: Path | None
+    losses: list = field(default_factory=list)   # (step, loss) of this call's steps
+
+
+class Trainer:
+    """Trains ``model`` on ``train_data`` with ``optimizer`` in ``runtime``.
+
+    ``task`` is one of :data:`TASKS`; ``eval_data`` is a list of batches (the model's
+    keyword arguments), evaluated every ``eval_every`` steps and at the end. With
+    ``run_dir`` the trainer writes ``metrics.jsonl``, ``checkpoints/{last,best}``,
+    ``loss.png`` and ``train_config.json`` there; ``tokenizer`` (its ``to_dict()``) and
+    ``metadata`` (the task's settings, label names) go into every checkpoint, so a
+    checkpoint folder is all that generation, evaluation and serving need.
+    """
+
+    def __init__(self, runtime, model, optimizer, train_data: BatchSource, config: TrainConfig, *,
+                 task: str = "causal_lm", eval_data=None, run_dir=None, metadata: dict | None = None,
+                 tokenizer: dict | None = None,
+                 n_classes: int | None = None, progress: bool = True,
+                 on_step: Callable[[int, float], None] | None = None):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        if task == "classification" and not n_classes:
+            raise ValueError("task='classification' needs n_classes")
+        self.runtime, self.model, self.optimizer = runtime, model, optimizer
+        self.train_data, self.eval_data, self.config, self.task = train_data, eval_data, config, task
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
+        self.n_classes, self.progress, self.on_step = n_classes, progress, on_step
+        self.step, self.skipped_steps, self.best_val = 0, 0, None
+        self._ddp_model = self._wrap_distributed(model)
+
+    # -- set-up -----------------------------------------------------------------------
+    def _wrap_distributed(self, model):
+        if self.runtime.world_size <= 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [int(str(self.runtime.device).split(":")[-1] or 0)] if self.runtime.device.startswith("cuda") else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    @property
+    def _writes(self) -> bool:
+        return self.run_dir is not None and self.runtime.is_main
+
+    def _ckpt(self, name: str) -> Path:
+        return self.run_dir / "checkpoints" / name
+
+    # -- one step ---------------------------------------------------------------------
+    def _inputs(self, batch: Mapping[str, np.ndarray]) -> dict:
+        return {k: self.runtime.tensor(v) for k, v in batch.items()}
+
+    def _train_step(self, step: int) -> tuple[float, float, int]:
+        batch = self.train_data.batch(step)          # this rank's rows of the global batch
+        tokens = int(np.asarray(batch["idx"]).size) * self.runtime.world_size
+        self.optimizer.lr = self.config.lr_at(step)
+        self.model.train()
+        with self.runtime.autocast():
+            _, loss = self._ddp_model(**self._inputs(batch))
+        loss.backward()
+        loss_value = self._mean_over_ranks(loss.item())
+        clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
+        grad_norm = float(self.runtime.module.clip_grad_norm(self.model.parameters(), clip))
+        if math.isfinite(loss_value) and math.isfinite(grad_norm):
+            self.optimizer.step()
+        self.optimizer.zero_grad()
+        return loss_value, grad_norm, tokens
+
+    def _mean_over_ranks(self, value: float) -> float:
+        if self.runtime.world_size <= 1:
+            return value
+        import torch
+        import torch.distributed as dist
+        t = torch.tensor([value], dtype=torch.float64, device=self.runtime.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.runtime.world_size
+
+    # -- evaluation -------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        if not self.eval_data:
+            return {}
+        if self.task == "classification":
+            return evaluate_classifier(self.runtime, self.model, self.eval_data, self.n_classes)
+        return evaluate_lm(self.runtime, self.model, self.eval_data)
+
+    # -- files ------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        if self._writes:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _truncate_metrics(self, after_step: int) -> None:
+        """On resume: drop records of steps the resumed run will do again."""
+        path = self.run_dir / "metrics.jsonl"
+        if not self._writes or not path.exists():
+            return
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) < after_step]
+        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def save(self, name: str = "last") -> None:
+        if not self._writes:
+            return
+        extra = {"task": self.task, "skipped_steps": self.skipped_steps, "best_val": self.best_val,
+                 "train_config": _jsonable(asdict(self.config)), **self.metadata}
+        model_io.save_checkpoint(self._ckpt(name), self.model, self.optimizer, step=self.step,
+                                 tokenizer=self.tokenizer, extra=extra)
+
+    def _resume(self) -> None:
+        folder = self._ckpt("last")
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from: expected {folder}/config.json")
+        ckpt = model_io.resume(folder, self.model, self.optimizer)
+        self.step = int(ckpt.step)
+        extra = ckpt.extra or {}
+        self.skipped_steps = int(extra.get("skipped_steps", 0))
+        self.best_val = extra.get("best_val")
+        self._truncate_metrics(self.step)
+        logger.info("resumed from %s at step %d", folder, self.step)
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg = self.config
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if resume:
+                self._resume()
+            elif self._writes:
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            if self._writes:
+                (self.run_dir / "train_config.json").write_text(
+                    json.dumps(_jsonable(asdict(cfg)), indent=2), encoding="utf-8")
+        elif resume:
+            raise ValueError("resume=True needs a run_dir to resume from")
+
+        bar = self._progress_bar()
+        losses, bad_in_a_row, loss_value = [], 0, float("nan")
+        try:
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                loss_value, grad_norm, tokens = self._train_step(self.step)
+                self.runtime.synchronize()
+                dt = time.perf_counter() - t0
+                finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
+                record = {"step": self.step, "loss": loss_value if finite else None,
+                          "lr": self.optimizer.lr, "grad_norm": grad_norm if finite else None,
+                          "tokens_per_s": tokens / dt if dt > 0 else None}
+                if not finite:
+                    self.skipped_steps += 1
+                    bad_in_a_row += 1
+                    record["skipped"] = True
+                    logger.warning("step %d: non-finite loss or gradient (loss=%s, grad norm=%s); "
+                                   "step skipped (%d in a row)", self.step, loss_value, grad_norm, bad_in_a_row)
+                    if bad_in_a_row >= cfg.max_bad_steps:
+                        self._log(record)
+                        raise TrainingDiverged(
+                            f"{bad_in_a_row} steps in a row had a non-finite loss or gradient "
+                            f"(last at step {self.step}); stopping. The last good checkpoint is "
+                            f"{self._ckpt('last') if self.run_dir else 'not kept (no run_dir)'}; "
+                            f"try a lower --lr or a smaller --grad-clip.")
+                else:
+                    bad_in_a_row = 0
+                    losses.append((self.step, loss_value))
+                self.step += 1
+                if self.on_step is not None:
+                    self.on_step(self.step, loss_value)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    self._evaluate_and_keep_best(record)
+                self._log(record)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{self.optimizer.lr:.2e}")
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save("last")
+        except KeyboardInterrupt:
+            logger.warning("interrupted at step %d: saving the last checkpoint", self.step)
+            self.save("last")
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self._plot()
+        return TrainResult(self.step, loss_value, self.best_val, self.skipped_steps, self.run_dir, losses)
+
+    def _evaluate_and_keep_best(self, record: dict) -> None:
+        scores = self.evaluate()
+        if not scores:
+            return
+        record["val_loss"] = scores["loss"]
+        for key in ("perplexity", "accuracy", "f1"):
+            if key in scores:
+                record[f"val_{key}"] = scores[key]
+        if self.best_val is None or scores["loss"] < self.best_val:
+            self.best_val = scores["loss"]
+            self.save("best")
+
+    def _progress_bar(self):
+        if not (self.progress and self.runtime.is_main):
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        # disable=None: tqdm stays silent when stderr is not a terminal (CI, logs)
+        return tqdm(total=self.config.steps, initial=self.step, desc=self.task, disable=None, leave=False)
+
+    def _plot(self) -> None:
+        if not self._writes:
+            return
+        try:
+            from .plots import plot_loss_curves
+            plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png",
+                             title=f"{self.task} ({self.runtime.backend})")
+        except ImportError:
+            logger.info("matplotlib is not installed: no loss.png (pip install 'minillm[pipeline]')")
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
