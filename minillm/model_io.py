@@ -11,8 +11,9 @@ JSON, atomic): this module decides what goes in it and how it comes back:
   (data position, data RNG state).
 
 What one backend saves the other loads: nothing in the folder depends on torch, and
-nothing is a pickle. ``load_checkpoint`` checks the configuration before it touches the
-model, so a checkpoint of another configuration is a ``ValueError``.
+nothing is a pickle. :func:`load_model` builds the saved model in the backend asked for;
+:func:`resume` loads into an existing model and optimizer after checking the
+configuration, so a checkpoint of another configuration is a ``ValueError``.
 
 Also here, used by both backends' ``load_state_dict``: :func:`as_numpy_state` and
 :func:`check_model_state`. This module never imports torch.
@@ -25,7 +26,7 @@ import numpy as np
 
 from .config import ModelConfig
 
-__all__ = ["as_numpy_state", "check_model_state", "save_checkpoint", "load_checkpoint",
+__all__ = ["as_numpy_state", "check_model_state", "save_checkpoint", "load_model", "resume",
            "model_state", "model_kind"]
 
 
@@ -47,24 +48,132 @@ def as_numpy_state(state) -> "OrderedDict[str, np.ndarray]":
 def check_model_state(params, state, where: str, strict: bool = True) -> None:
     """Names and shapes of ``state`` against the model's ``params`` (name -> Parameter).
 
-    Raises ``ValueError`` naming the missing and unexpected keys, or the first parameter
-    whose shape differs (expected vs got). With ``strict=False`` only the keys present
-    in both are checked. Values of another float dtype are accepted (cast on load).
+    With ``strict=True`` this is :func:`minillm.checkpoint.check_state_dict`: a
+    ``ValueError`` listing the missing and unexpected names and the wrong shapes
+    (expected vs got). With ``strict=False`` only the names present in both are checked.
+    Values of another float dtype are accepted (cast on load); integer ones are not.
     """
-    missing = [k for k in params if k not in state]
-    unexpected = [k for k in state if k not in params]
-    if strict and (missing or unexpected):
-        raise ValueError(
-            f"{where}: state dict does not match the model (a checkpoint of another "
-            f"configuration?): missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
-            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
-    for name, p in params.items():
-        if name not in state:
-            continue
-        expected, got = tuple(p.shape), tuple(state[name].shape)
-        if expected != got:
-            raise ValueError(f"{where}: parameter {name!r} expected shape {expected}, got {got} "
-                             f"(a checkpoint of another configuration?)")
-        if not np.issubdtype(state[name].dtype, np.floating):
+    from .checkpoint import check_state_dict
+
+    expected = {name: tuple(p.shape) for name, p in params.items()}
+    if strict:
+        check_state_dict(expected, state, where)
+    else:
+        check_state_dict({n: s for n, s in expected.items() if n in state},
+                         {n: a for n, a in state.items() if n in expected}, where)
+    for name, array in state.items():
+        if name in expected and not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"{where}: parameter {name!r} expected a floating-point array, "
-                             f"got dtype {state[name].dtype}")
+                             f"got dtype {array.dtype}")
+
+
+# ----------------------------------------------------------------------------------------
+# whole checkpoints
+
+MODEL_KEY = "minillm_model"   # in the checkpoint's ``extra``: the model class and its arguments
+
+
+def model_kind(model) -> dict:
+    """The model's class name and constructor arguments beyond the config (JSON)."""
+    kind = {"class": type(model).__name__, "seed": int(model.seed)}
+    if kind["class"] == "SequenceClassifier":
+        kind.update(n_classes=int(model.n_classes), pooling=model.pooling)
+    return kind
+
+
+def model_state(model) -> "OrderedDict[str, np.ndarray]":
+    """``model.state_dict()`` as NumPy arrays, whichever backend the model is."""
+    return as_numpy_state(model.state_dict())
+
+
+def save_checkpoint(folder, model, optimizer=None, step: int = 0, *, data_state=None,
+                    rng_state=None, tokenizer=None, extra=None):
+    """Save ``model`` (+ ``optimizer``, ``step``, the model's dropout generator, and the
+    caller's data position / generators / tokenizer / extra) atomically to ``folder``.
+
+    Works for either backend; returns the folder's path.
+    """
+    from .checkpoint import generator_state, save_checkpoint as write
+
+    extra = dict(extra or {})
+    if MODEL_KEY in extra:
+        raise ValueError(f"save_checkpoint: the extra key {MODEL_KEY!r} is reserved")
+    extra[MODEL_KEY] = model_kind(model)
+    rng_state = dict(rng_state or {})
+    if "dropout" in rng_state:
+        raise ValueError("save_checkpoint: the rng_state key 'dropout' is reserved for the model's")
+    rng_state["dropout"] = generator_state(model.dropout_rng)
+    return write(folder, weights=dict(model_state(model)), config=model.config.to_dict(),
+                 optimizer=None if optimizer is None else optimizer.state_dict(),
+                 step=step, rng_state=rng_state, data_state=data_state,
+                 tokenizer=tokenizer, extra=extra)
+
+
+def _backend(backend):
+    if backend in ("numpy", "reference"):
+        from . import reference
+        return reference
+    if backend == "torch":
+        from . import torch_backend
+        return torch_backend
+    raise ValueError(f"expected backend 'numpy' or 'torch', got {backend!r}")
+
+
+def load_model(folder, backend="numpy"):
+    """Build the saved model in ``backend`` ('numpy' or 'torch') and load its weights.
+
+    Returns ``(model, checkpoint)``; ``checkpoint`` (a :class:`minillm.checkpoint.Checkpoint`)
+    carries the optimizer state, step, data position and extra for the caller.
+    """
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(folder)
+    kind = (ckpt.extra or {}).get(MODEL_KEY)
+    if not isinstance(kind, dict) or kind.get("class") not in (
+            "GPT", "TransformerEncoder", "SequenceClassifier"):
+        raise ValueError(f"{folder}: expected the model class in the checkpoint's extra "
+                         f"[{MODEL_KEY!r}], got {kind!r}")
+    kwargs = {k: kind[k] for k in ("n_classes", "pooling") if k in kind}
+    model = getattr(_backend(backend), kind["class"])(
+        ModelConfig.from_dict(ckpt.config), seed=kind.get("seed", 0), **kwargs)
+    _restore(model, ckpt, None, folder)
+    return model, ckpt
+
+
+def resume(folder, model, optimizer=None):
+    """Load a checkpoint into an existing ``model`` (and ``optimizer``), of either backend.
+
+    Checks first that the checkpoint holds the same kind of model with the same
+    configuration (``ValueError`` naming the differing fields otherwise), then restores
+    weights, optimizer state and the dropout generator. Returns the
+    :class:`~minillm.checkpoint.Checkpoint` (step, data_state, rng_state, extra).
+    """
+    from .checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(folder)
+    saved = ModelConfig.from_dict(ckpt.config)
+    if saved != model.config:
+        diff = {k: (v, ckpt.config[k]) for k, v in model.config.to_dict().items()
+                if ckpt.config.get(k) != v}
+        raise ValueError(f"{folder}: a checkpoint of another configuration: "
+                         + ", ".join(f"{k} expected {a!r}, got {b!r}" for k, (a, b) in diff.items()))
+    kind = (ckpt.extra or {}).get(MODEL_KEY, {})
+    mine = model_kind(model)
+    for key in ("class", "n_classes", "pooling"):
+        if kind.get(key) != mine.get(key):
+            raise ValueError(f"{folder}: expected a checkpoint of {key}={mine.get(key)!r}, "
+                             f"got {kind.get(key)!r}")
+    _restore(model, ckpt, optimizer, folder)
+    return ckpt
+
+
+def _restore(model, ckpt, optimizer, folder):
+    model.load_state_dict(ckpt.weights)
+    if optimizer is not None:
+        if ckpt.optimizer is None:
+            raise ValueError(f"{folder}: expected optimizer state in the checkpoint, it has none")
+        optimizer.load_state_dict(ckpt.optimizer)
+    state = (ckpt.rng_state or {}).get("dropout")
+    if state is not None:
+        # in place: the model's Dropout layers hold this same Generator object
+        model.dropout_rng.bit_generator.state = state
