@@ -155,7 +155,7 @@ def test_gpt_learns_to_the_entropy_floor(backend, record_property):
     chain needs, so the expected loss floor is exactly the entropy rate."""
     P, pi, H = markov_source()
     config = ModelConfig(vocab_size=len(pi), block_size=16, d_model=32, n_heads=2,
-                         n_layers=1, dtype="float32")
+                         n_layers=1, activation="relu", dtype="float32")  # the chapter's FFN
     model = backend.GPT(config, seed=0)
     opt = backend.Adam(model.parameters(), lr=1e-2)
     rng = np.random.default_rng(1)
