@@ -13,7 +13,8 @@ terminal), loss curves as PNG, and the robustness the chapter's loop lacks:
 
 - a non-finite loss or gradient skips the step (counted); ``max_bad_steps`` in a row
   stop the run with :class:`TrainingDiverged`, the last good checkpoint untouched;
-- Ctrl-C writes the last checkpoint before the ``KeyboardInterrupt`` goes on;
+- Ctrl-C finishes the current step, writes the last checkpoint, then raises
+  ``KeyboardInterrupt``;
 - the batches are a pure function of ``(seed, step)``, so ``resume=True`` continues
   exactly: the same losses as a run that was never interrupted.
 
@@ -26,7 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -234,6 +236,7 @@ class Trainer:
 
         bar = self._progress_bar()
         losses, bad_in_a_row, loss_value = [], 0, float("nan")
+        interrupted, restore_sigint = _defer_sigint()
         try:
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
@@ -261,8 +264,6 @@ class Trainer:
                     bad_in_a_row = 0
                     losses.append((self.step, loss_value))
                 self.step += 1
-                if self.on_step is not None:
-                    self.on_step(self.step, loss_value)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     self._evaluate_and_keep_best(record)
                 self._log(record)
@@ -271,11 +272,17 @@ class Trainer:
                     bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{self.optimizer.lr:.2e}")
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save("last")
+                if self.on_step is not None:
+                    self.on_step(self.step, loss_value)
+                if interrupted:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
-            logger.warning("interrupted at step %d: saving the last checkpoint", self.step)
+            # raised at a step boundary, so the saved state is exactly `self.step` steps in
+            logger.warning("interrupted after step %d: saving the last checkpoint", self.step)
             self.save("last")
             raise
         finally:
+            restore_sigint()
             if bar is not None:
                 bar.close()
         self._plot()
@@ -312,6 +319,35 @@ class Trainer:
                              title=f"{self.task} ({self.runtime.backend})")
         except ImportError:
             logger.info("matplotlib is not installed: no loss.png (pip install 'minillm[pipeline]')")
+
+
+class _Flag:
+    def __init__(self):
+        self.set = False
+
+    def __bool__(self):
+        return self.set
+
+
+def _defer_sigint():
+    """Ctrl-C during a step is held until the step is done (so the checkpoint written
+    on interrupt is a consistent state); a second Ctrl-C interrupts at once.
+
+    Returns ``(flag, restore)``. Outside the main thread, signals cannot be caught and
+    Ctrl-C behaves as usual."""
+    flag = _Flag()
+    if threading.current_thread() is not threading.main_thread():
+        return flag, lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if flag.set:
+            raise KeyboardInterrupt
+        flag.set = True
+        logger.warning("Ctrl-C: stopping after this step (press again to stop at once)")
+
+    signal.signal(signal.SIGINT, handler)
+    return flag, lambda: signal.signal(signal.SIGINT, previous)
 
 
 def _jsonable(d: dict) -> dict:
