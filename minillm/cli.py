@@ -155,6 +155,14 @@ def cmd_generate(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    from . import serving          # lazily: FastAPI and uvicorn are the optional `serve` extra
+    limits = serving.Limits(max_body_bytes=a.max_body_bytes, max_text_chars=a.max_text_chars,
+                            max_new_tokens=a.max_new_tokens)
+    serving.serve(a.run, host=a.host, port=a.port, backend=a.backend, device=a.device, limits=limits)
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import run_demo
     return run_demo(a.out, backend=a.backend, quick=a.quick, seed=a.seed)
@@ -219,6 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--no-cache", action="store_true", help="recompute every position each step")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; needs the 'serve' extra)")
+    p.add_argument("run", type=Path, help="a run folder or a checkpoint folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="per request (default: %(default)s)")
+    p.add_argument("--max-text-chars", type=int, default=16384, help="prompt/text length (default: %(default)s)")
+    p.add_argument("--max-body-bytes", type=int, default=65536, help="request body; larger gets 413 "
+                                                                     "(default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

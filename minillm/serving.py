@@ -1,0 +1,388 @@
+"""A trained model behind a REST API (the chapter's deployment step, sections 3.6 and 5.6).
+
+The chapter serves its model with Flask's debug server and a pickled ``torch.load``.
+Here a FastAPI app runs under uvicorn, bound to 127.0.0.1 unless told otherwise, and
+loads the run's safetensors checkpoint once, at start-up, in either backend:
+
+    POST /v1/generate   prompt -> continuation (causal LM runs)
+    POST /v1/classify   text -> label and class probabilities (fine-tuned runs)
+    POST /v1/score      text -> loss and perplexity (causal LM runs)
+    GET  /health        liveness
+    GET  /v1/model      task, backend, model config, tokenizer summary, limits
+    GET  /openapi.json  the schema of all of the above
+
+Bad input is answered with a 4xx and a message, never a 5xx, and nothing in a request
+can name a file: every request is checked up-front (pydantic models that forbid
+unknown fields, limits on text length, on tokens against ``block_size`` and on
+``max_new_tokens``), and the request body is counted as it streams in, by
+:class:`BodySizeLimit`, so an oversized body is refused with 413 before it is read.
+Words the tokenizer does not know become ``<unk>``, as in training.
+
+The reference layers keep their caches on ``self``, so one model must not run two
+forwards at once: inference runs in FastAPI's thread pool behind one lock. Sampling
+draws from ``numpy.random.default_rng(seed)`` per request, so one request (same prompt,
+same seed) gives the same tokens over HTTP as :func:`minillm.generation.generate`
+called directly, in both backends.
+
+FastAPI and uvicorn are the ``serve`` extra: ``pip install 'minillm[serve]'``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import math
+import secrets
+import threading
+from dataclasses import asdict, dataclass
+from typing import Annotated, Literal, Optional
+
+import numpy as np
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("minillm.serving needs FastAPI and uvicorn: pip install 'minillm[serve]'") from exc
+
+from .data.batching import pad_batch
+from .generation import generate
+from .pipeline import load_run_model
+
+__all__ = ["Limits", "BodySizeLimit", "create_app", "serve"]
+
+logger = logging.getLogger("minillm")
+
+MAX_SEED = 2**63 - 1          # numpy's default_rng takes any int >= 0; keep seeds in int64
+MAX_TOP_K = 2**31 - 1
+MAX_TEMPERATURE = 1e4         # above this every distribution is uniform to float64 precision
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for.
+
+    ``max_body_bytes`` bounds the request body (413 beyond it); ``max_text_chars`` the
+    prompt or text before tokenizing; ``max_new_tokens`` one generation. The prompt's
+    length in tokens is bounded by the model itself: at most ``block_size`` tokens for
+    generation and classification, ``block_size + 1`` for scoring (T inputs predict T
+    targets).
+    """
+
+    max_body_bytes: int = 64 * 1024
+    max_text_chars: int = 16 * 1024
+    max_new_tokens: int = 256
+
+    def __post_init__(self):
+        for name, value in asdict(self).items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{name} must be an int >= 1, got {value!r}")
+
+
+# -- errors -------------------------------------------------------------------------------
+
+def _error(status: int, kind: str, message: str, details: list | None = None) -> JSONResponse:
+    """Every error has one shape: ``{"error": kind, "message": ..., ["details": [...]]}``."""
+    body = {"error": kind, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers={"cache-control": "no-store"})
+
+
+class BadRequest(Exception):
+    """A request that is well-formed but cannot be served (too many tokens, wrong task)."""
+
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict]:
+    """Pydantic's errors without the echoed input: where, and what was expected."""
+    return [{"loc": [str(p) for p in err.get("loc", ())], "message": str(err.get("msg", ""))}
+            for err in exc.errors()]
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        details = _validation_details(exc)
+        summary = "; ".join(f"{'.'.join(d['loc'])}: {d['message']}" for d in details[:5])
+        return _error(422, "invalid_request", summary or "the request body is not valid", details)
+
+    @app.exception_handler(BadRequest)
+    async def bad(request: Request, exc: BadRequest):
+        return _error(exc.status, exc.kind, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):
+        # a bug, not bad input: logged here in full, answered without a traceback or a path
+        logger.exception("internal error while serving %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", "the server failed to handle this request")
+
+
+# -- the body-size limit ------------------------------------------------------------------
+
+class BodySizeLimit:
+    """Pure ASGI middleware: refuses request bodies over ``max_bytes`` with 413.
+
+    A ``Content-Length`` over the limit is refused at once, before a byte of the body is
+    read. Otherwise (chunked transfer encoding, or a declared length within the limit)
+    the body is counted as it streams in and refused as soon as the count passes the
+    limit; an accepted body (at most ``max_bytes``) is handed to the app unchanged.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    async def _refuse(self, send, status: int, kind: str, message: str) -> None:
+        body = json.dumps({"error": kind, "message": message}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_big = f"the request body is larger than the limit of {self.max_bytes} bytes"
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await self._refuse(send, 400, "bad_request", "Content-Length must be a non-negative integer")
+                return
+            if int(declared) > self.max_bytes:
+                await self._refuse(send, 413, "payload_too_large", too_big)
+                return
+        chunks, n_bytes, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            n_bytes += len(chunk)
+            if n_bytes > self.max_bytes:
+                await self._refuse(send, 413, "payload_too_large", too_big)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()          # after the body: wait for the disconnect
+
+        await self.app(scope, replay, send)
+
+
+# -- request and response models ----------------------------------------------------------
+
+def _check_text(value: str) -> str:
+    """A lone surrogate (legal in JSON, ``"\\ud800"``) is not text: it has no UTF-8 form."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"text must be valid Unicode; found a lone surrogate at index {e.start}") from None
+    return value
+
+
+def _request_models(limits: Limits):
+    """The request bodies, with this server's limits in their schema (so in /openapi.json)."""
+    Text = Annotated[str, Field(max_length=limits.max_text_chars)]
+    strict = ConfigDict(extra="forbid")
+
+    class GenerateRequest(BaseModel):
+        model_config = strict
+        prompt: Text = Field("", description="the text to continue; empty starts from <bos>")
+        max_new_tokens: StrictInt = Field(32, ge=0, le=limits.max_new_tokens)
+        temperature: StrictFloat = Field(0.8, ge=0.0, le=MAX_TEMPERATURE, allow_inf_nan=False,
+                                   description="0 = greedy (argmax)")
+        top_k: Optional[StrictInt] = Field(None, ge=1, le=MAX_TOP_K)
+        top_p: Optional[StrictFloat] = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+        seed: Optional[StrictInt] = Field(None, ge=0, le=MAX_SEED,
+                                          description="same seed, same prompt: same tokens; "
+                                                      "omitted: a fresh seed, returned in the answer")
+        check_prompt = field_validator("prompt")(_check_text)
+
+    class TextRequest(BaseModel):
+        model_config = strict
+        text: Text = Field(..., min_length=1)
+        check_text = field_validator("text")(_check_text)
+
+    class ClassifyRequest(TextRequest):
+        pass
+
+    class ScoreRequest(TextRequest):
+        pass
+
+    return GenerateRequest, ClassifyRequest, ScoreRequest
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    tokens: list[int]
+    prompt_tokens: list[int]
+    finish_reason: Literal["eos", "length"]
+    seed: int
+
+
+class ClassifyResponse(BaseModel):
+    label: str
+    label_id: int
+    probabilities: dict[str, float]
+    tokens: int
+
+
+class ScoreResponse(BaseModel):
+    loss: float
+    perplexity: Optional[float] = Field(description="e^loss; null where it overflows float64")
+    tokens: int
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+    details: Optional[list[dict]] = None
+
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 422)}
+
+
+# -- the app ------------------------------------------------------------------------------
+
+class _Model:
+    """The loaded run and one lock: the reference layers keep caches on ``self``."""
+
+    def __init__(self, run_folder, backend: str, device: str):
+        self.runtime, self.model, self.tokenizer, extra = load_run_model(run_folder, backend, device)
+        self.task = extra.get("task", "causal_lm")
+        self.label_names = list(extra.get("label_names") or
+                                [str(k) for k in range(getattr(self.model, "n_classes", 0))])
+        self.config = self.model.config
+        self.model.eval()
+        self.lock = threading.Lock()
+        self.use_cache = hasattr(self.model, "forward_cached")
+
+    def require(self, task: str, endpoint: str) -> None:
+        if self.task != task:
+            raise BadRequest(400, "wrong_task", f"{endpoint} needs a {task} run; this server runs a "
+                                                f"{self.task} model")
+
+    def encode(self, text: str, max_tokens: int, what: str) -> list[int]:
+        ids = self.tokenizer.encode(text)
+        if len(ids) > max_tokens:
+            raise BadRequest(422, "too_many_tokens", f"{what} has {len(ids)} tokens; this model takes at most "
+                                                     f"{max_tokens} (block_size = {self.config.block_size})")
+        return ids
+
+
+def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: Limits | None = None) -> FastAPI:
+    """The FastAPI app serving the run in ``run_folder`` (loaded now, once)."""
+    limits = limits or Limits()
+    served = _Model(run_folder, backend, device)
+    tok, cfg, T = served.tokenizer, served.config, served.config.block_size
+    GenerateRequest, ClassifyRequest, ScoreRequest = _request_models(limits)
+
+    app = FastAPI(title="minillm", version="1", debug=False, docs_url=None, redoc_url=None,
+                  description="A minillm run served over HTTP (the docs pages are off: they load "
+                              "scripts from a CDN, and minillm runs offline).")
+    _install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    def model_info() -> dict:
+        return {"task": served.task, "backend": backend, "device": device, "config": cfg.to_dict(),
+                "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size,
+                              "special_tokens": list(tok.special_tokens)},
+                "label_names": served.label_names if served.task == "classification" else None,
+                "limits": {**asdict(limits), "max_prompt_tokens": T}}
+
+    @app.post("/v1/generate", response_model=GenerateResponse, responses=ERRORS)
+    def generate_endpoint(req: GenerateRequest) -> GenerateResponse:
+        served.require("causal_lm", "/v1/generate")
+        prompt_ids = served.encode(req.prompt, T, "the prompt") or [tok.bos_id]
+        seed = req.seed if req.seed is not None else secrets.randbits(63)
+        with served.lock:
+            new = generate(served.runtime, served.model, prompt_ids, req.max_new_tokens,
+                           temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, seed=seed,
+                           eos_id=tok.eos_id, use_cache=served.use_cache)
+        finish = "eos" if new and new[-1] == tok.eos_id else "length"
+        return GenerateResponse(text=tok.decode(new, skip_special_tokens=True), tokens=new,
+                                prompt_tokens=prompt_ids, finish_reason=finish, seed=seed)
+
+    @app.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS)
+    def classify(req: ClassifyRequest) -> ClassifyResponse:
+        r"""Class probabilities :math:`p = \mathrm{softmax}(\ell)` of the fine-tuned head (section 5.4)."""
+        served.require("classification", "/v1/classify")
+        ids = served.encode(req.text, T, "the text")
+        if not ids:
+            raise BadRequest(422, "empty_text", "the text has no tokens")
+        idx, mask = pad_batch([ids], tok.pad_id, max_len=T)         # (1, T), (1, T) as in evaluation
+        with served.lock, served.runtime.no_grad():
+            logits, _ = served.model(served.runtime.tensor(idx), attention_mask=served.runtime.tensor(mask))
+            logits = served.runtime.to_numpy(logits)[0].astype(np.float64)   # (K,)
+        p = np.exp(logits - logits.max())
+        p /= p.sum()                                                  # (K,)
+        k = int(np.argmax(p))
+        return ClassifyResponse(label=served.label_names[k], label_id=k, tokens=len(ids),
+                                probabilities={name: float(q) for name, q in zip(served.label_names, p)})
+
+    @app.post("/v1/score", response_model=ScoreResponse, responses=ERRORS)
+    def score(req: ScoreRequest) -> ScoreResponse:
+        r"""Mean next-token loss of the text and its perplexity (section 3.5):
+
+        .. math:: L = -\frac{1}{n-1}\sum_{t=2}^{n} \log p(x_t \mid x_{<t}), \quad \mathrm{PPL} = e^{L}
+        """
+        served.require("causal_lm", "/v1/score")
+        ids = served.encode(req.text, T + 1, "the text")
+        if len(ids) < 2:
+            raise BadRequest(422, "too_few_tokens", f"scoring needs at least 2 tokens (one to predict from, "
+                                                    f"one to predict), the text has {len(ids)}")
+        x = np.asarray([ids[:-1]], dtype=np.int64)                    # (1, n-1)
+        y = np.asarray([ids[1:]], dtype=np.int64)                     # (1, n-1)
+        with served.lock, served.runtime.no_grad():
+            _, loss = served.model(served.runtime.tensor(x), served.runtime.tensor(y))
+            loss = float(served.runtime.to_numpy(loss))
+        perplexity = math.exp(loss) if loss < math.log(np.finfo(np.float64).max) else None
+        return ScoreResponse(loss=loss, perplexity=perplexity, tokens=len(ids) - 1)
+
+    app.state.minillm = served
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(run_folder, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "numpy",
+          device: str = "cpu", limits: Limits | None = None, log_level: str = "info") -> None:
+    """Serve ``run_folder`` with uvicorn until interrupted (no reload, no debug)."""
+    import uvicorn
+
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an int in [0, 65535], got {port!r}")
+    app = create_app(run_folder, backend, device, limits)
+    if not _is_loopback(host):
+        logger.warning("serving on %s: reachable from other machines, with no authentication", host)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
