@@ -33,7 +33,7 @@ PROMPTS = ("The ", "A list ")
 
 
 def _train_config(steps: int, lr: float, seed: int) -> TrainConfig:
-    every = max(1, steps // 4)
+    every = max(1, steps // 4) if steps >= 100 else steps
     return TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=max(1, steps // 20) if steps > 1 else 0,
                        eval_every=every, checkpoint_every=every, seed=seed)
 

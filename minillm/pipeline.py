@@ -157,9 +157,8 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
                       run_dir=out, tokenizer=tok.to_dict(), progress=progress,
                       metadata={"batch_size": batch_size})
     result = trainer.fit(resume=resume)
-    final = trainer.evaluate()
     return {"task": task, "steps": result.step, "train_loss": result.last_loss,
-            "skipped_steps": result.skipped_steps, "validation": final, "run_dir": str(out),
+            "skipped_steps": result.skipped_steps, "validation": trainer.last_eval or trainer.evaluate(), "run_dir": str(out),
             "model": model, "runtime": rt}
 
 
@@ -192,7 +191,7 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
     test = classification_eval_batches(encode(data.test.texts), data.test.labels, EVAL_BATCH,
                                        pad_id=tok.pad_id, max_len=T)
     return {"task": "classification", "steps": result.step, "train_loss": result.last_loss,
-            "validation": trainer.evaluate(),
+            "validation": trainer.last_eval or trainer.evaluate(),
             "test": evaluate_classifier(rt, model, test, n_classes),
             "label_names": list(data.train.label_names), "run_dir": str(out), "model": model, "runtime": rt}
 

@@ -130,6 +130,7 @@ class Trainer:
         self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
         self.n_classes, self.progress, self.on_step = n_classes, progress, on_step
         self.step, self.skipped_steps, self.best_val = 0, 0, None
+        self.last_eval: dict = {}            # the latest evaluation's scores
         self._ddp_model = self._wrap_distributed(model)
 
     # -- set-up -----------------------------------------------------------------------
@@ -292,6 +293,7 @@ class Trainer:
         scores = self.evaluate()
         if not scores:
             return
+        self.last_eval = scores
         record["val_loss"] = scores["loss"]
         for key in ("perplexity", "accuracy", "f1"):
             if key in scores:

@@ -19,14 +19,14 @@ import numpy as np
 
 from ..config import ModelConfig
 from .attention import (
-    merge_heads, scaled_dot_product_attention_backward,
+    causal_mask, merge_heads, scaled_dot_product_attention, scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward, split_heads,
 )
 from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
 from .feed_forward import feed_forward_backward, feed_forward_forward
 from .layer_norm import layer_norm_backward, layer_norm_forward
-from .linear import linear_backward, linear_forward
+from .linear import linear, linear_backward, linear_forward
 from .module import Module
 from .parameter import Parameter
 
@@ -175,6 +175,24 @@ class MultiHeadAttention(Module):
         self.b_O.accumulate(db_O)
         return dx                                                  # (B, T, C)
 
+    def forward_cached(self, x, past=None):
+        """Causal attention of ``T`` new positions over the ``P`` cached ones and
+        themselves, for generation (no backward). ``past`` is ``(K, V)`` of the earlier
+        positions, each (B, H, P, D), or None.
+
+        Shapes: x (B, T, C) -> y (B, T, C), present (K, V) each (B, H, P + T, D).
+        """
+        H = self.n_heads
+        q = split_heads(linear(x, self.W_Q.data, self.b_Q.data), H)       # (B, H, T, D)
+        k = split_heads(linear(x, self.W_K.data, self.b_K.data), H)       # (B, H, T, D)
+        v = split_heads(linear(x, self.W_V.data, self.b_V.data), H)       # (B, H, T, D)
+        if past is not None:
+            k = np.concatenate([past[0], k], axis=2)                      # (B, H, P+T, D)
+            v = np.concatenate([past[1], v], axis=2)                      # (B, H, P+T, D)
+        mask = causal_mask(q.shape[2], k.shape[2])                        # (T, P+T)
+        heads, _ = scaled_dot_product_attention(q, k, v, mask)            # (B, H, T, D)
+        return linear(merge_heads(heads), self.W_O.data, self.b_O.data), (k, v)
+
 
 class FeedForward(Module):
     r"""Position-wise feed-forward network (chapter section 4.2):
@@ -241,3 +259,14 @@ class TransformerBlock(Module):
         dx = ds + self.ffn.backward(self.drop_ffn.backward(ds))      # dx'
         ds = self.ln1.backward(dx)                                   # d(x + MHA)
         return ds + self.attn.backward(self.drop_attn.backward(ds))  # (B, T, C)
+
+    def forward_cached(self, x, past=None):
+        """:meth:`forward` for generation, attention reading and extending the KV cache
+        (``past``: this block's (K, V) or None). Returns ``(y, present)``."""
+        if self.norm_first:
+            a, present = self.attn.forward_cached(self.ln1(x), past)
+            x = x + self.drop_attn(a)                                # (B, T, C)
+            return x + self.drop_ffn(self.ffn(self.ln2(x))), present
+        a, present = self.attn.forward_cached(x, past)
+        x = self.ln1(x + self.drop_attn(a))                          # (B, T, C)
+        return self.ln2(x + self.drop_ffn(self.ffn(x))), present

@@ -190,6 +190,30 @@ class GPT(_LanguageModel):
         loss = None if targets is None else self._loss(logits, targets, self._backward)
         return logits, loss
 
+    def forward_cached(self, idx, cache=None):
+        """Logits of ``T`` new tokens given the KV cache of the ``P`` before them: the
+        decoding step of generation (no loss, no backward). ``cache`` is what the last
+        call returned (a tuple of per-layer (K, V), each (B, H, P, D)) or None; the
+        result's logits equal ``forward``'s on the whole sequence at these positions.
+
+        Shapes: idx (B, T) int -> logits (B, T, V), cache with P + T positions.
+        """
+        idx = _check_ids("idx", idx, self.config)
+        P = 0 if cache is None else cache[0][0].shape[2]
+        T = idx.shape[1]
+        if P + T > self.config.block_size:
+            raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
+                             f"most block_size={self.config.block_size} in all, got {P + T}")
+        positions = np.arange(P, P + T)                                   # (T,)
+        pos = self.pos_emb(positions) if self.pos_emb is not None else self.pos_table[positions]
+        x = self.drop(self.tok_emb(idx) + pos)                            # (B, T, C)
+        present = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
+            present.append(kv)
+        h = self.ln_f(x) if self.ln_f is not None else x                  # (B, T, C)
+        return self._head(h), tuple(present)                              # (B, T, V)
+
 
 class TransformerEncoder(_LanguageModel):
     r"""Bidirectional encoder with a masked-LM head (BERT, Devlin et al. 2019; chapter 3.3).

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .attention import fused_attention, merge_heads, scaled_dot_product_attention, split_heads
+from .attention import causal_mask, fused_attention, merge_heads, scaled_dot_product_attention, split_heads
 from .dropout import dropout
 from .embedding import embedding
 from .feed_forward import feed_forward
@@ -121,6 +121,24 @@ class MultiHeadAttention(Module):
         heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
         return linear(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
 
+    def forward_cached(self, x, past=None):
+        """Causal attention of ``T`` new positions over the ``P`` cached ones and
+        themselves, for generation; see ``minillm.reference.MultiHeadAttention``.
+
+        Shapes: x (B, T, C) -> y (B, T, C), present (K, V) each (B, H, P + T, D).
+        """
+        H = self.n_heads
+        q = split_heads(linear(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
+        k = split_heads(linear(x, self.W_K, self.b_K), H)          # (B, H, T, D)
+        v = split_heads(linear(x, self.W_V, self.b_V), H)          # (B, H, T, D)
+        if past is not None:
+            k = torch.cat([past[0], k], dim=2)                     # (B, H, P+T, D)
+            v = torch.cat([past[1], v], dim=2)                     # (B, H, P+T, D)
+        mask = causal_mask(q.shape[2], k.shape[2]).to(x.device)    # (T, P+T)
+        attend = fused_attention if self.fused else scaled_dot_product_attention
+        heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
+        return linear(merge_heads(heads), self.W_O, self.b_O), (k, v)
+
 
 class FeedForward(Module):
     r"""Position-wise feed-forward network (chapter section 4.2):
@@ -170,3 +188,14 @@ class TransformerBlock(Module):
             return x + self.drop_ffn(self.ffn(self.ln2(x)))          # (B, T, C)
         x = self.ln1(x + self.drop_attn(self.attn(x, mask)))         # (B, T, C)
         return self.ln2(x + self.drop_ffn(self.ffn(x)))              # (B, T, C)
+
+    def forward_cached(self, x, past=None):
+        """:meth:`forward` for generation, attention reading and extending the KV cache
+        (``past``: this block's (K, V) or None). Returns ``(y, present)``."""
+        if self.norm_first:
+            a, present = self.attn.forward_cached(self.ln1(x), past)
+            x = x + self.drop_attn(a)                                # (B, T, C)
+            return x + self.drop_ffn(self.ffn(self.ln2(x))), present
+        a, present = self.attn.forward_cached(x, past)
+        x = self.ln1(x + self.drop_attn(a))                          # (B, T, C)
+        return self.ln2(x + self.drop_ffn(self.ffn(x))), present

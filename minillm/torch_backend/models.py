@@ -174,6 +174,28 @@ class GPT(_LanguageModel):
         logits = self._head(self._encode(idx))                        # (B, T, V)
         return logits, None if targets is None else self._loss(logits, targets)
 
+    def forward_cached(self, idx, cache=None):
+        """Logits of ``T`` new tokens given the KV cache of the ``P`` before them; see
+        ``minillm.reference.GPT.forward_cached``.
+
+        Shapes: idx (B, T) int -> logits (B, T, V), cache with P + T positions.
+        """
+        idx = _check_ids("idx", idx, self.config, self.device)
+        P = 0 if cache is None else cache[0][0].shape[2]
+        T = idx.shape[1]
+        if P + T > self.config.block_size:
+            raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
+                             f"most block_size={self.config.block_size} in all, got {P + T}")
+        positions = torch.arange(P, P + T, device=idx.device)             # (T,)
+        pos = self.pos_emb(positions) if self.pos_emb is not None else self.pos_table[positions]
+        x = self.drop(self.tok_emb(idx) + pos)                            # (B, T, C)
+        present = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
+            present.append(kv)
+        h = self.ln_f(x) if self.ln_f is not None else x                  # (B, T, C)
+        return self._head(h), tuple(present)                              # (B, T, V)
+
 
 class TransformerEncoder(_LanguageModel):
     r"""Bidirectional encoder with a masked-LM head; see ``minillm.reference.TransformerEncoder``.
