@@ -26,8 +26,6 @@ called directly, in both backends.
 
 FastAPI and uvicorn are the ``serve`` extra: ``pip install 'minillm[serve]'``.
 """
-from __future__ import annotations
-
 import ipaddress
 import json
 import logging
@@ -37,13 +35,14 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Annotated, Literal, Optional
 
+import anyio
 import numpy as np
 
 try:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+    from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("minillm.serving needs FastAPI and uvicorn: pip install 'minillm[serve]'") from exc
@@ -133,14 +132,22 @@ def _install_error_handlers(app: FastAPI) -> None:
 class BodySizeLimit:
     """Pure ASGI middleware: refuses request bodies over ``max_bytes`` with 413.
 
-    A ``Content-Length`` over the limit is refused at once, before a byte of the body is
-    read. Otherwise (chunked transfer encoding, or a declared length within the limit)
-    the body is counted as it streams in and refused as soon as the count passes the
-    limit; an accepted body (at most ``max_bytes``) is handed to the app unchanged.
+    The body is counted as it streams in, chunked transfer encoding included, and
+    refused as soon as the count passes the limit; a ``Content-Length`` over the limit
+    is refused before a byte of the body is read. An accepted body (at most
+    ``max_bytes``) is handed to the app unchanged.
+
+    Before answering, up to ``linger_bytes`` more of a refused body are read and thrown
+    away (for at most ``linger_s`` seconds), as nginx's lingering close does: a server
+    that closes a socket with unread bytes in it makes the kernel send a reset, and the
+    client sees "connection reset" instead of the 413. Nothing lingers for a client that
+    sent ``Expect: 100-continue`` (it has sent no body yet) or declared a body larger
+    than ``linger_bytes``.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, linger_bytes: int = 1 << 20, linger_s: float = 1.0):
         self.app, self.max_bytes = app, int(max_bytes)
+        self.linger_bytes, self.linger_s = int(linger_bytes), float(linger_s)
 
     async def _refuse(self, send, status: int, kind: str, message: str) -> None:
         body = json.dumps({"error": kind, "message": message}).encode()
@@ -150,17 +157,31 @@ class BodySizeLimit:
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
+    async def _discard(self, receive, more: bool) -> None:
+        """Read and drop what is left of a refused body, within the linger budget."""
+        n_bytes = 0
+        with anyio.move_on_after(self.linger_s):
+            while more and n_bytes < self.linger_bytes:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                n_bytes += len(message.get("body", b""))
+                more = message.get("more_body", False)
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         too_big = f"the request body is larger than the limit of {self.max_bytes} bytes"
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 await self._refuse(send, 400, "bad_request", "Content-Length must be a non-negative integer")
                 return
             if int(declared) > self.max_bytes:
+                if int(declared) <= self.linger_bytes and headers.get(b"expect", b"").lower() != b"100-continue":
+                    await self._discard(receive, more=True)
                 await self._refuse(send, 413, "payload_too_large", too_big)
                 return
         chunks, n_bytes, more = [], 0, True
@@ -169,12 +190,14 @@ class BodySizeLimit:
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
+            more = message.get("more_body", False)
             n_bytes += len(chunk)
             if n_bytes > self.max_bytes:
+                chunks.clear()
+                await self._discard(receive, more)
                 await self._refuse(send, 413, "payload_too_large", too_big)
                 return
             chunks.append(chunk)
-            more = message.get("more_body", False)
         body, replayed = b"".join(chunks), False
 
         async def replay():
@@ -189,24 +212,20 @@ class BodySizeLimit:
 
 # -- request and response models ----------------------------------------------------------
 
-def _check_text(value: str) -> str:
-    """A lone surrogate (legal in JSON, ``"\\ud800"``) is not text: it has no UTF-8 form."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(f"text must be valid Unicode; found a lone surrogate at index {e.start}") from None
-    return value
-
-
 def _request_models(limits: Limits):
-    """The request bodies, with this server's limits in their schema (so in /openapi.json)."""
+    """The request bodies, with this server's limits in their schema (so in /openapi.json).
+
+    Numbers are strict (``"0.5"`` and ``true`` are not numbers; NaN and infinities are
+    refused); pydantic's ``str`` refuses lone surrogates (legal in JSON as ``"\\ud800"``,
+    but not text), so the tokenizer only ever sees text it can encode.
+    """
     Text = Annotated[str, Field(max_length=limits.max_text_chars)]
     strict = ConfigDict(extra="forbid")
 
     class GenerateRequest(BaseModel):
         model_config = strict
         prompt: Text = Field("", description="the text to continue; empty starts from <bos>")
-        max_new_tokens: StrictInt = Field(32, ge=0, le=limits.max_new_tokens)
+        max_new_tokens: StrictInt = Field(min(32, limits.max_new_tokens), ge=0, le=limits.max_new_tokens)
         temperature: StrictFloat = Field(0.8, ge=0.0, le=MAX_TEMPERATURE, allow_inf_nan=False,
                                    description="0 = greedy (argmax)")
         top_k: Optional[StrictInt] = Field(None, ge=1, le=MAX_TOP_K)
@@ -214,12 +233,10 @@ def _request_models(limits: Limits):
         seed: Optional[StrictInt] = Field(None, ge=0, le=MAX_SEED,
                                           description="same seed, same prompt: same tokens; "
                                                       "omitted: a fresh seed, returned in the answer")
-        check_prompt = field_validator("prompt")(_check_text)
 
     class TextRequest(BaseModel):
         model_config = strict
         text: Text = Field(..., min_length=1)
-        check_text = field_validator("text")(_check_text)
 
     class ClassifyRequest(TextRequest):
         pass
