@@ -25,7 +25,7 @@ ACTIVATIONS = {
 
 class FeedForwardCache(NamedTuple):
     first: LinearCache                        # x -> h = x W1 + b1
-    act: activations.ActivationCache          # h -> a = act(h)
+    act: tuple                                # h -> a = act(h): ActivationCache or GeluCache
     second: LinearCache                       # a -> out = a W2 + b2
     activation: str
 
