@@ -1,0 +1,120 @@
+"""The notebooks: each runs top to bottom in this Python, offline, on the CPU, in time.
+
+- every ``notebooks/NN_*.ipynb`` is executed with nbclient in a kernel that runs THIS
+  interpreter (checked by a first cell added in memory), in a temporary working folder,
+  with ``MPLBACKEND=Agg`` and one BLAS/OpenMP thread (small models on a shared 2-core
+  machine run several times faster single-threaded than with threads fighting over the
+  cores); a cell that raises fails the test, and so does a notebook slower than
+  ``TIMEOUT_S`` seconds in all (each notebook promises under 2 minutes on a laptop CPU);
+- the committed notebooks carry no outputs and no execution counts (the decision is
+  written in CONTRIBUTING.md), and are exactly what ``notebooks/build.py`` makes of
+  their sources in ``notebooks/src/``;
+- the notebooks import minillm and never redefine it: no ``def`` or ``class`` whose name
+  minillm already uses for a public name.
+"""
+import ast
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="pip install 'minillm[notebooks]'")
+nbclient = pytest.importorskip("nbclient", reason="pip install 'minillm[notebooks]'")
+if importlib.util.find_spec("ipykernel") is None:  # pragma: no cover
+    pytest.skip("ipykernel is missing: pip install 'minillm[notebooks]'", allow_module_level=True)
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+TIMEOUT_S = 120          # per notebook, and per cell (nbclient's timeout)
+EXPECTED = 9             # the issue's reading order: attention ... deployment
+
+# the kernel must be this interpreter (the tests' venv), not whatever "python" is on PATH
+KERNEL_CHECK = (
+    "import sys\n"
+    f"assert sys.prefix == {sys.prefix!r}, f'kernel runs {{sys.executable}}, expected the tests venv {sys.prefix}'"
+)
+
+
+def test_the_nine_notebooks_are_there():
+    assert len(NOTEBOOKS) == EXPECTED, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
+    for name, value in {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                        "OPENBLAS_NUM_THREADS": "1", "IPYTHONDIR": str(tmp_path / ".ipython"),
+                        "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}.items():
+        monkeypatch.setenv(name, value)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(KERNEL_CHECK))
+    client = nbclient.NotebookClient(nb, timeout=TIMEOUT_S, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as e:
+        pytest.fail(f"{path.name}: a cell raised\n{e}")
+    elapsed = time.perf_counter() - start
+    print(f"{path.name}: {elapsed:.1f} s")
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: error outputs {[(o['ename'], o['evalue']) for o in errors]}"
+    assert elapsed < TIMEOUT_S, f"{path.name} took {elapsed:.0f} s, expected < {TIMEOUT_S} s"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.outputs == [], f"{path.name} cell {i} has committed outputs (run build.py)"
+        assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
+        errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+        assert not errors, f"{path.name} cell {i} has a committed error output"
+
+
+def test_notebooks_match_their_sources():
+    result = subprocess.run([sys.executable, str(NOTEBOOK_DIR / "build.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _minillm_public_names() -> set[str]:
+    import minillm.reference as ref
+
+    names = set(ref.__all__)
+    for module in ("minillm.pipeline", "minillm.training", "minillm.metrics", "minillm.plots",
+                   "minillm.generation", "minillm.data"):
+        names |= set(getattr(importlib.import_module(module), "__all__", ()))
+    return names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_imports_minillm_and_never_redefines_it(path):
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    tree = ast.parse(code)
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "minillm" in imported, f"{path.name} does not import minillm"
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    clash = defined & _minillm_public_names()
+    assert not clash, f"{path.name} redefines minillm's {sorted(clash)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_ends_with_a_parity_check_against_torch(path):
+    """The last code cells compare the reference with the torch backend (or run the
+    project's parity tests), as the notebooks' contract says."""
+    nb = nbformat.read(path, as_version=4)
+    code_cells = [c.source for c in nb.cells if c.cell_type == "code"]
+    tail = "\n".join(code_cells[-2:])
+    assert "tb." in tail or "torch_backend" in tail, f"{path.name}: no torch backend in the last cells"
+    assert "assert" in tail, f"{path.name}: the last cells check nothing"
