@@ -25,6 +25,11 @@ same seed) gives the same tokens over HTTP as :func:`minillm.generation.generate
 called directly, in both backends.
 
 FastAPI and uvicorn are the ``serve`` extra: ``pip install 'minillm[serve]'``.
+
+Dimension legend:
+    T   block_size, the most positions the model sees
+    n   tokens of one request's text
+    K   classes of a classifier
 """
 import ipaddress
 import json
@@ -57,7 +62,7 @@ logger = logging.getLogger("minillm")
 
 MAX_SEED = 2**63 - 1          # numpy's default_rng takes any int >= 0; keep seeds in int64
 MAX_TOP_K = 2**31 - 1
-MAX_TEMPERATURE = 1e4         # above this every distribution is uniform to float64 precision
+MAX_TEMPERATURE = 1e4         # a bound for the schema, far above any useful temperature
 
 
 @dataclass(frozen=True)
@@ -290,7 +295,6 @@ class _Model:
         self.config = self.model.config
         self.model.eval()
         self.lock = threading.Lock()
-        self.use_cache = hasattr(self.model, "forward_cached")
 
     def require(self, task: str, endpoint: str) -> None:
         if self.task != task:
@@ -338,7 +342,7 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
         with served.lock:
             new = generate(served.runtime, served.model, prompt_ids, req.max_new_tokens,
                            temperature=req.temperature, top_k=req.top_k, top_p=req.top_p, seed=seed,
-                           eos_id=tok.eos_id, use_cache=served.use_cache)
+                           eos_id=tok.eos_id)          # with the KV cache, as the library's default
         finish = "eos" if new and new[-1] == tok.eos_id else "length"
         return GenerateResponse(text=tok.decode(new, skip_special_tokens=True), tokens=new,
                                 prompt_tokens=prompt_ids, finish_reason=finish, seed=seed)
@@ -371,7 +375,7 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
         if len(ids) < 2:
             raise BadRequest(422, "too_few_tokens", f"scoring needs at least 2 tokens (one to predict from, "
                                                     f"one to predict), the text has {len(ids)}")
-        x = np.asarray([ids[:-1]], dtype=np.int64)                    # (1, n-1)
+        x = np.asarray([ids[:-1]], dtype=np.int64)                    # (1, n-1), n-1 <= T
         y = np.asarray([ids[1:]], dtype=np.int64)                     # (1, n-1)
         with served.lock, served.runtime.no_grad():
             _, loss = served.model(served.runtime.tensor(x), served.runtime.tensor(y))
