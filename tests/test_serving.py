@@ -386,7 +386,7 @@ def test_fifty_concurrent_requests_are_all_answered_correctly(servers, library):
 @pytest.mark.parametrize("server", ["numpy", "cls", pytest.param("torch", marks=needs_torch)])
 def test_schemathesis_finds_no_server_error(servers, server):
     """Requests generated from /openapi.json, valid (positive) and invalid (negative,
-    POST bodies only): none gets a 5xx. 30 derandomized examples per operation and mode."""
+    POST bodies only): none gets a 5xx. 50 derandomized examples per operation and mode."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
     from schemathesis import GenerationMode
@@ -400,7 +400,7 @@ def test_schemathesis_finds_no_server_error(servers, server):
         modes = [GenerationMode.POSITIVE] + [GenerationMode.NEGATIVE] * (operation.method.upper() == "POST")
         for mode in modes:
             @given(case=operation.as_strategy(mode))
-            @settings(max_examples=30, deadline=None, database=None, derandomize=True,
+            @settings(max_examples=50, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
             def check(case):
                 response = case.call(base_url=url, timeout=30)
@@ -408,7 +408,7 @@ def test_schemathesis_finds_no_server_error(servers, server):
                 case.validate_response(response, checks=[not_a_server_error])
             check()
     assert max(statuses) < 500, statuses
-    assert len(statuses) > 3 * 2 * 20          # 3 POST bodies x 2 modes actually generated (182 when written)
+    assert len(statuses) > 3 * 2 * 40          # 3 POST bodies x 2 modes actually generated (302 when written)
     # the run reached the model, and refused what it had to: not a run of 4xx only
     assert 200 in statuses and 422 in statuses and (400 in statuses if server == "cls" else True)
 
