@@ -163,6 +163,22 @@ def cmd_serve(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    from . import bench
+    result = bench.run_all(threads=a.threads, sizes=tuple(a.sizes), repeats=a.repeats, device=a.device,
+                           compile_model=a.compile, generate=not a.no_generate,
+                           attention_Ts=tuple(a.attention_T), new_tokens=a.new_tokens, gpu=a.gpu)
+    report = bench.format_report(result)
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "results.json").write_text(json.dumps(result, indent=2))
+    (a.out / "report.md").write_text(report + "\n")
+    if result["attention"]:
+        bench.plot_attention(result["attention"], a.out / "attention_cost.png")
+    print(report)
+    print(f"written: {a.out}/results.json, report.md" + (", attention_cost.png" if result["attention"] else ""))
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import run_demo
     return run_demo(a.out, backend=a.backend, quick=a.quick, seed=a.seed)
@@ -239,6 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=65536, help="request body; larger gets 413 "
                                                                      "(default: %(default)s)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench", help="train-step time and memory of both backends, generation, attention cost")
+    p.add_argument("--threads", type=int, default=1, help="NumPy BLAS and torch threads (default: %(default)s)")
+    p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium", "gpt2-small"),
+                   default=["tiny", "small", "medium"])
+    p.add_argument("--repeats", type=int, default=5, help="timed train steps per variant (median)")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="the torch variants' device")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast path (slow to start)")
+    p.add_argument("--no-generate", action="store_true", help="skip the KV-cache generation benchmark")
+    p.add_argument("--new-tokens", type=int, default=256, help="generation length = block size")
+    p.add_argument("--attention-T", type=int, nargs="*", default=[64, 128, 256, 512, 1024],
+                   help="sequence lengths of the attention-cost sweep (none: skip)")
+    p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
+                   help="GPT-2-small tokens/s and MFU on CUDA (default: when CUDA is available)")
+    p.add_argument("--out", type=Path, default=Path("runs/bench"), help="folder for results (default: %(default)s)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
