@@ -379,6 +379,8 @@ def bench_generate(backends=("numpy", "torch"), new_tokens: int = 256, block_siz
             continue
         runtime = Runtime(backend, device if backend == "torch" else "cpu")
         model = runtime.prepare(runtime.module.GPT(cfg, seed=0))
+        for use_cache in (True, False):                     # warm-up: first calls, allocator
+            generate(runtime, model, [0], min(new_tokens, 4), temperature=0.0, use_cache=use_cache)
         for use_cache in (True, False):
             times, tokens = [], None
             for _ in range(repeats):

@@ -1,0 +1,27 @@
+"""Benchmark: one training step (forward, backward, Adam) of every variant, side by side.
+
+    python benchmarks/bench_train.py [--sizes tiny small medium] [--repeats 5] [--threads 1] [--compile]
+
+Variants: the reference (NumPy, float32, hand-written backward), the torch backend's
+explicit formulas, its fast path (fused attention; ``--compile`` adds torch.compile),
+and a plain ``torch.nn`` GPT of the same architecture (the yardstick). Times are the
+median of ``--repeats`` steps, the variants interleaved so that they share the load.
+"""
+from _common import parser, report
+
+from minillm import bench
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", default=["tiny", "small", "medium"], choices=sorted(bench.SIZES))
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--compile", action="store_true")
+    a = p.parse_args()
+    with bench.thread_limit(a.threads) as info:
+        rows = bench.bench_train(a.sizes, repeats=a.repeats, device=a.device, compile_model=a.compile)
+    report(info, a.device, train=rows, targets=bench.check_targets(rows, []))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Smoke tests of the benchmark code (minillm/bench.py, ``minillm bench``) on tiny sizes,
+so that it cannot rot; the timings themselves are not judged here (a shared CI machine
+is no place for speed thresholds), only that every part runs and reports consistently."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from minillm import bench
+from minillm.cli import main
+
+MICRO = bench.BenchSize("micro", bench._gpt(1, 2, 16, 8, vocab_size=32), 2)
+
+
+def test_thread_limit_sets_and_restores_torch_threads():
+    before = torch.get_num_threads()
+    with bench.thread_limit(1) as info:
+        assert torch.get_num_threads() == 1 and info["torch_threads"] == 1
+        assert info["threads"] == 1 and info["blas"]
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n_threads must be an int >= 1, got 0"):
+        with bench.thread_limit(0):
+            pass
+
+
+def test_train_rows_cover_every_variant_with_memory():
+    rows = bench.bench_train([MICRO], repeats=1, warmup=1)
+    assert [r["variant"] for r in rows] == list(bench.TRAIN_VARIANTS)
+    for r in rows:
+        assert r["median_s"] > 0 and r["min_s"] <= r["median_s"] and r["n"] == 1
+        assert r["activations_mib"] > 0, r["variant"]
+    ref = rows[0]
+    assert ref["peak_mib"] >= ref["activations_mib"]   # the step's peak holds the activations
+    assert all(r["peak_mib"] is None for r in rows[1:])  # torch on the CPU: not measurable
+
+
+def test_explicit_attention_keeps_the_weights_the_fused_kernel_does_not():
+    """The explicit path saves softmax weights (B, H, T, T) per layer for the backward."""
+    size = bench.BenchSize("t64", bench._gpt(1, 4, 32, 64, vocab_size=32), 4)
+    rows = {r["variant"]: r for r in bench.bench_train([size], variants=("torch", "torch_fused"),
+                                                       repeats=1, warmup=0)}
+    weights_mib = 4 * 4 * 64 * 64 * 4 / 2**20                # B H T T float32 = 0.25 MiB
+    saved = rows["torch"]["activations_mib"] - rows["torch_fused"]["activations_mib"]
+    assert saved >= weights_mib * 0.99, saved
+
+
+def test_generation_same_tokens_with_and_without_cache():
+    rows = bench.bench_generate(new_tokens=6, block_size=8)
+    assert {(r["backend"], r["use_cache"]) for r in rows} == {
+        ("numpy", True), ("numpy", False), ("torch", True), ("torch", False)}
+    heads = {tuple(r["tokens_head"]) for r in rows}
+    assert len(heads) == 1 and all(r["new_tokens"] == 6 for r in rows)
+    with pytest.raises(ValueError, match="new_tokens must be <= block_size=8"):
+        bench.bench_generate(new_tokens=9, block_size=8)
+
+
+def test_flops_per_token_by_hand():
+    c = bench._gpt(2, 2, 8, 4, vocab_size=10)                # d_ff = 32
+    n = 2 * (4 * 8 * 8 + 2 * 8 * 32) + 8 * 10                # 1104 weights a token meets
+    assert bench.flops_per_token(c) == 6 * n + 12 * 2 * 4 * 8
+
+
+def test_targets_are_ratios_of_the_same_run():
+    train = [{"size": "small", "variant": v, "median_s": t}
+             for v, t in [("reference", 3.0), ("torch", 2.0), ("torch_fused+compile", 1.0),
+                          ("torch_nn", 1.0)]]
+    gen = [{"backend": "numpy", "use_cache": True, "seconds": 1.0, "new_tokens": 256},
+           {"backend": "numpy", "use_cache": False, "seconds": 4.0, "new_tokens": 256}]
+    targets = bench.check_targets(train, gen)
+    assert [(t["ratio"], t["met"]) for t in targets] == [(1.5, True), (2.0, False), (0.5, True), (4.0, False)]
+    assert targets[0]["target"].startswith("reference / torch explicit")
+    assert bench.check_targets([], []) == []                  # nothing measured, nothing claimed
+
+
+def test_cli_bench_writes_results_report_and_plot(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(bench.SIZES, "tiny", replace(MICRO, name="tiny"))
+    code = main(["bench", "--sizes", "tiny", "--repeats", "1", "--new-tokens", "4",
+                 "--attention-T", "16", "32", "--no-gpu", "--out", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert {r["variant"] for r in result["train"]} == set(bench.TRAIN_VARIANTS)
+    assert sorted({r["T"] for r in result["attention"]}) == [16, 32]
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("Machine: ") and "Threads: 1 (torch: 1;" in report
+    assert "| tiny | 1/2/16/8, 2 | reference |" in report
+    assert (tmp_path / "attention_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "written:" in capsys.readouterr().out
