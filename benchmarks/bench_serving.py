@@ -1,7 +1,7 @@
 """Benchmark: requests/s and latency of POST /v1/generate on a real `minillm serve`.
 
     python benchmarks/bench_serving.py [--run RUN] [--backend numpy torch]
-        [--requests 100] [--concurrency 1 8 32] [--max-new-tokens 16]
+        [--requests 100] [--concurrency 1 8 32] [--max-new-tokens 16] [--server-threads N]
 
 Starts ``minillm serve`` as a separate process on a free 127.0.0.1 port (so the client
 does not share the server's interpreter), waits for /health, then fires a bounded
@@ -11,13 +11,17 @@ prints requests/s and the p50/p99 latency. Without ``--run`` a small GPT (d_mode
 for 2 steps into a temporary folder: speed does not depend on how well it is trained.
 Every request has its own seed and ``temperature=0.8``; a request may stop early at
 ``<eos>``, so the table also reports the mean number of tokens generated per request.
-The machine's other load shows in these numbers: compare rows of one run only.
+The machine's other load shows in these numbers: compare rows of one run only. On a
+busy 2-core machine the torch server's sequential latency suffers from waking torch's
+intra-op threads for every tiny forward; ``--server-threads 1`` (OMP_NUM_THREADS=1 for
+the server process) removes that.
 Traffic goes to the loopback address only; every loop is bounded in count.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
 import socket
 import subprocess
 import sys
@@ -50,11 +54,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, backend: str, max_new_tokens: int) -> tuple[subprocess.Popen, str]:
+def start_server(run: Path, backend: str, max_new_tokens: int,
+                 threads: int | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     proc = subprocess.Popen([sys.executable, "-m", "minillm.cli", "serve", str(run), "--port", str(port),
                              "--backend", backend, "--max-new-tokens", str(max_new_tokens)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -99,17 +105,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="requests per row (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--server-threads", type=int, default=None,
+                        help="OMP_NUM_THREADS of the server process (default: inherited)")
     args = parser.parse_args()
     if not 1 <= args.requests <= 10_000:
         parser.error(f"--requests must be in [1, 10000], got {args.requests}")
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or tiny_run(Path(tmp) / "run")
-        print(f"POST /v1/generate, {args.requests} requests per row, max_new_tokens={args.max_new_tokens}")
+        print(f"POST /v1/generate, {args.requests} requests per row, max_new_tokens={args.max_new_tokens}, "
+              f"server threads: {args.server_threads or os.environ.get('OMP_NUM_THREADS', 'default')}")
         print(f"{'backend':>8} {'clients':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'tokens/req':>11} "
               f"{'tokens/s':>9}")
         for backend in args.backend:
-            proc, url = start_server(run, backend, args.max_new_tokens)
+            proc, url = start_server(run, backend, args.max_new_tokens, args.server_threads)
             try:
                 for concurrency in args.concurrency:
                     m = fire(url, args.requests, concurrency, args.max_new_tokens)
