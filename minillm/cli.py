@@ -260,12 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="NumPy BLAS and torch threads (default: %(default)s)")
     p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium", "gpt2-small"),
                    default=["tiny", "small", "medium"])
-    p.add_argument("--repeats", type=int, default=5, help="timed train steps per variant (median)")
+    p.add_argument("--repeats", type=int, default=9, help="timed train steps per variant (median); "
+                                                          "generation and attention use a third and a half")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="the torch variants' device")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path (slow to start)")
     p.add_argument("--no-generate", action="store_true", help="skip the KV-cache generation benchmark")
     p.add_argument("--new-tokens", type=int, default=256, help="generation length = block size")
-    p.add_argument("--attention-T", type=int, nargs="*", default=[64, 128, 256, 512, 1024],
+    p.add_argument("--attention-T", type=int, nargs="*", default=[64, 128, 256, 512, 1024, 2048],
                    help="sequence lengths of the attention-cost sweep (none: skip)")
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="GPT-2-small tokens/s and MFU on CUDA (default: when CUDA is available)")
