@@ -1,0 +1,122 @@
+"""Sphinx configuration of the minillm documentation.
+
+Build (what CI runs, in tests/test_docs.py; warnings are errors):
+
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+The notebooks (``docs/notebooks`` links to ``../notebooks``) are rendered as committed:
+without outputs, since CI executes them separately (tests/test_notebooks.py) and the
+committed files carry none (see CONTRIBUTING.md). For a local site with every plot and
+printout, execute them during the build (about 3 minutes on a laptop CPU):
+
+    MINILLM_DOCS_EXECUTE=1 python -m sphinx -b html docs docs/_build/html
+"""
+import os
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))          # autodoc imports the package from this checkout
+
+import minillm  # noqa: E402
+
+project = "minillm"
+author = "the minillm authors"
+copyright = "the minillm authors, MIT licence"
+release = version = minillm.__version__
+
+extensions = [
+    "myst_nb",                 # Markdown (MyST) pages and .ipynb notebooks
+    "sphinx.ext.autodoc",      # the API reference, from the docstrings
+    "sphinx.ext.mathjax",      # LaTeX in pages and docstrings
+    "sphinx.ext.viewcode",     # "[source]" links: the code beside its formula
+]
+
+# -- MyST: $...$ and $$...$$ math, ::: fences ------------------------------------------
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_heading_anchors = 3
+
+# -- notebooks -------------------------------------------------------------------------
+if os.environ.get("MINILLM_DOCS_EXECUTE") == "1":
+    nb_execution_mode = "force"
+    nb_execution_timeout = 120
+    nb_execution_raise_on_error = True
+    nb_execution_in_temp = True        # figures and runs land in a temporary folder
+else:
+    nb_execution_mode = "off"
+
+# -- autodoc ---------------------------------------------------------------------------
+autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_member_order = "bysource"      # the order the file reads in
+autodoc_typehints = "description"
+autodoc_preserve_defaults = True
+
+# -- sources and output ----------------------------------------------------------------
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = [
+    "_build", "**/.ipynb_checkpoints",
+    "notebooks/README.md",     # the GitHub view of the folder; notebooks.md is the docs' index
+    "notebooks/runs", "notebooks/src",
+]
+html_theme = "alabaster"
+html_title = f"minillm {release}"
+html_theme_options = {"description": "every formula of LLM training, twice, proven equal",
+                      "fixed_sidebar": True}
+
+# Other modules' docstrings this site renders are RST read by autodoc; their tables and
+# layouts must be valid RST or the build (warnings as errors) fails. Ambiguous short
+# cross-references (":mod:`linear`" exists in both backends, on purpose) are not errors.
+suppress_warnings = ["ref.python"]
+
+
+# -- docstring repairs -------------------------------------------------------------------
+# A few docstrings written for readers of the source are not quite valid RST. Rather than
+# hide docutils' errors, these repairs make them valid when rendered, without changing
+# what they say. Each one is a no-op once the docstring itself is fixed (then delete it).
+
+_BORDER = re.compile(r"^(\s*)=+(\s+=+)+\s*$")
+
+
+def _realign_simple_tables(lines):
+    """Re-draw RST simple tables whose cells overflow their column (text wider than the
+    ``===`` border above it): columns are re-measured from the cells, which are
+    separated by two or more spaces."""
+    i = 0
+    while i < len(lines):
+        m = _BORDER.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        borders = [i] + [j for j in range(i + 1, len(lines)) if _BORDER.match(lines[j])][:2]
+        if len(borders) < 3:
+            return
+        first, last = borders[0], borders[2]
+        indent, n_cols = m.group(1), len(lines[first].split())
+        rows = {j: re.split(r"\s{2,}", lines[j].strip()) for j in range(first + 1, last)
+                if j not in borders and lines[j].strip()}
+        if rows and all(len(cells) == n_cols for cells in rows.values()):
+            widths = [max(len(cells[c]) for cells in rows.values()) for c in range(n_cols)]
+            for j in range(first, last + 1):
+                if j in borders:
+                    lines[j] = indent + "  ".join("=" * w for w in widths)
+                elif j in rows:
+                    lines[j] = indent + "  ".join(cell.ljust(w) for cell, w in zip(rows[j], widths)).rstrip()
+        i = last + 1
+
+
+def _repair_docstring(app, what, name, obj, options, lines):
+    if not name.startswith("minillm"):
+        return
+    _realign_simple_tables(lines)
+    for k, line in enumerate(lines):
+        # "(|g_1| + eps)" is an absolute value, not an RST substitution reference
+        lines[k] = re.sub(r"\(\|(\w+)\|", r"(\\|\1\\|", line)
+        # "The layout (...):" followed by an indented diagram: a literal block
+        if line.rstrip().endswith("):") and k + 2 < len(lines) and not lines[k + 1].strip() \
+                and lines[k + 2].startswith("    ["):
+            lines[k] = line.rstrip() + ":"
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _repair_docstring)
