@@ -471,48 +471,73 @@ def flops_per_token(c: ModelConfig) -> float:
 
 def bench_gpu(size: str = "gpt2-small", batch_size: int = 16, steps: int = 10, warmup: int = 3,
               compile_model: bool = False, optimizers=("minillm", "torch_fused"),
-              peak_flops: float | None = None) -> list[dict]:
-    """Tokens/s and model FLOPs utilisation of the torch backend's GPT on CUDA with bf16
-    autocast and fused attention, MFU = tokens/s * flops_per_token / peak (None without
-    a known peak). ``optimizers``: "minillm" is the backend's own Adam (the formulas, one
+              peak_flops: float | None = None, device: str = "cuda") -> list[dict]:
+    """Tokens/s and model FLOPs utilisation of the torch backend's GPT in bf16 with fused
+    attention, MFU = tokens/s * flops_per_token / peak (None without a known
+    peak). ``optimizers``: "minillm" is the backend's own Adam (the formulas, one
     parameter at a time); "torch_fused" is ``torch.optim.Adam(fused=True)``, to show what
-    the optimizer's kernel launches cost."""
+    the optimizer's kernel launches cost. ``device="cpu"`` runs the same code (bf16
+    on the CPU) so that it can be smoke-tested without a GPU.
+
+    bf16 is autocast (float32 weights, bf16 matrix products) when the backend accepts
+    it; when one of its ops rejects the mixed dtypes autocast produces (a ValueError),
+    the model's weights are cast to bf16 instead, and the row says so (``precision``).
+    """
     import torch
     from . import torch_backend as T
-    if not torch.cuda.is_available():
+    if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("bench_gpu needs a CUDA device; torch sees none")
     s = replace(SIZES[size], batch_size=batch_size)
-    name = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name() if device == "cuda" else _cpu_name()
     if peak_flops is None:
         peak_flops = next((p for key, p in PEAK_BF16.items() if key in name), None)
-    x, y = (torch.from_numpy(a).cuda() for a in _batch(s))
+    x, y = (torch.from_numpy(a).to(device) for a in _batch(s))
+    sync = _sync(device)
     rows = []
+    precision = "bf16 autocast"
     for which in optimizers:
-        model = T.GPT(s.config, seed=0).to("cuda").set_fused_attention(True)
+        model = T.GPT(s.config, seed=0).to(device).set_fused_attention(True)
+        if precision != "bf16 autocast":
+            model = model.to(torch.bfloat16)
         opt = (T.Adam(model.parameters(), lr=1e-4) if which == "minillm"
                else torch.optim.Adam(model.parameters(), lr=1e-4, fused=True))
         forward = torch.compile(model) if compile_model else model
 
         def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16 autocast"):
                 _, loss = forward(x, y)
             loss.backward()
             opt.step()
             opt.zero_grad()
-        t = _interleaved_times({"gpu": step}, steps, warmup, torch.cuda.synchronize)["gpu"]
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        torch.cuda.synchronize()
+        try:
+            step()
+        except ValueError as exc:
+            if precision != "bf16 autocast" or "dtype" not in str(exc):
+                raise
+            logger.warning("bench_gpu: the backend rejects autocast (%s); using bf16 weights", exc)
+            precision = f"bf16 weights (autocast rejected: {exc})"
+            model = model.to(torch.bfloat16)
+            opt = (T.Adam(model.parameters(), lr=1e-4) if which == "minillm"
+                   else torch.optim.Adam(model.parameters(), lr=1e-4, fused=True))
+            forward = torch.compile(model) if compile_model else model
+        t = _interleaved_times({"gpu": step}, steps, warmup, sync)["gpu"]
+        peak_mib = None
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            sync()
+            peak_mib = torch.cuda.max_memory_allocated() / 2**20   # weights, grads, Adam included
         tokens_per_s = s.batch_size * s.config.block_size / t["median_s"]
         achieved = tokens_per_s * flops_per_token(s.config)
         rows.append({"size": size, "gpu": name, "batch_size": s.batch_size,
                      "block_size": s.config.block_size, "optimizer": which, "compile": compile_model,
+                     "precision": precision,
                      "step_s": t["median_s"], "tokens_per_s": tokens_per_s,
                      "model_tflops": achieved / 1e12, "peak_tflops": peak_flops and peak_flops / 1e12,
-                     "mfu": achieved / peak_flops if peak_flops else None,
-                     "peak_mib": torch.cuda.max_memory_allocated() / 2**20})  # weights, grads, Adam included
+                     "mfu": achieved / peak_flops if peak_flops else None, "peak_mib": peak_mib})
         del model, opt, forward
-        torch.cuda.empty_cache()
+        if device == "cuda":
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -598,15 +623,16 @@ def format_report(result: dict) -> str:
             lines.append(f"| {T_len} | " + " | ".join(cells) + " |")
         lines.append("")
     if result.get("gpu"):
-        lines += ["GPU, torch backend, bf16 autocast, fused attention (MFU: 6N + 12LTC FLOPs per token "
+        lines += ["GPU, torch backend, bf16, fused attention (MFU: 6N + 12LTC FLOPs per token "
                   "over the dense bf16 peak):", "",
-                  "| GPU | model | batch x T | optimizer | compile | ms/step | tokens/s | model TFLOP/s "
-                  "| MFU | peak MiB |", "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+                  "| GPU | model | batch x T | precision | optimizer | compile | ms/step | tokens/s "
+                  "| model TFLOP/s | MFU | peak MiB |", "|---|---|---|---|---|---|---:|---:|---:|---:|---:|"]
         for g in result["gpu"]:
             mfu = "n/a" if g["mfu"] is None else f"{100 * g['mfu']:.1f}%"
             lines.append(f"| {g['gpu']} | {g['size']} | {g['batch_size']} x {g['block_size']} | "
-                         f"{g['optimizer']} | {'yes' if g['compile'] else 'no'} | {g['step_s'] * 1e3:.1f} | "
-                         f"{g['tokens_per_s']:,.0f} | {g['model_tflops']:.1f} | {mfu} | {g['peak_mib']:.0f} |")
+                         f"{g['precision']} | {g['optimizer']} | {'yes' if g['compile'] else 'no'} | {g['step_s'] * 1e3:.1f} | "
+                         f"{g['tokens_per_s']:,.0f} | {g['model_tflops']:.1f} | {mfu} | "
+                         + ("n/a" if g["peak_mib"] is None else f"{g['peak_mib']:.0f}") + " |")
         lines.append("")
     if result.get("targets"):
         lines += ["| target | ratio | of | met |", "|---|---:|---|---|"]

@@ -87,3 +87,18 @@ def test_cli_bench_writes_results_report_and_plot(tmp_path, monkeypatch, capsys)
     assert "| tiny | 1/2/16/8, 2 | reference |" in report
     assert (tmp_path / "attention_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "written:" in capsys.readouterr().out
+
+
+def test_gpu_throughput_code_runs_on_the_cpu_with_bf16_autocast():
+    """bench_gpu's code path (autocast, fused attention, both optimizers, MFU arithmetic)
+    on a tiny model on the CPU, so that the GPU run cannot fail on a typo."""
+    rows = bench.bench_gpu("tiny", batch_size=2, steps=1, warmup=1, device="cpu", peak_flops=1e12)
+    assert [r["optimizer"] for r in rows] == ["minillm", "torch_fused"]
+    for r in rows:
+        expected = r["tokens_per_s"] * bench.flops_per_token(bench.SIZES["tiny"].config) / 1e12
+        assert r["mfu"] == pytest.approx(expected) and r["peak_mib"] is None
+    assert "| minillm | no |" in bench.format_report(
+        {"environment": bench.environment(), "threads": {"threads": 1, "blas": []}, "gpu": rows})
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs a CUDA device"):
+            bench.bench_gpu("tiny", steps=1)
