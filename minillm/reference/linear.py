@@ -46,9 +46,11 @@ def linear_forward(x, W, b=None):
     Returns ``(y, LinearCache)``.
     """
     x, W, b = check_linear(x, W, b)
-    y = x @ W                                                   # (..., d_out)
+    d_in, d_out = W.shape
+    # one matrix product over all N positions: a single BLAS call, not one per batch row
+    y = (x.reshape(-1, d_in) @ W).reshape(*x.shape[:-1], d_out)  # (..., d_out)
     if b is not None:
-        y = y + b                                               # (..., d_out)
+        y += b                                                  # (..., d_out), in place
     return y, LinearCache(x, W, b is not None)
 
 
@@ -66,9 +68,9 @@ def linear_backward(dy, cache: LinearCache):
     x, W, has_bias = cache
     dy = np.asarray(dy)
     v.require_shape("dy", dy, x.shape[:-1] + (W.shape[1],), "the shape of linear's output")
-    dx = dy @ W.T                                               # (..., d_in)
     x_rows = x.reshape(-1, W.shape[0])                          # (N, d_in), N = prod(...)
     dy_rows = dy.reshape(-1, W.shape[1])                        # (N, d_out)
+    dx = (dy_rows @ W.T).reshape(x.shape)                       # (..., d_in)
     dW = x_rows.T @ dy_rows                                     # (d_in, d_out)
     db = dy_rows.sum(axis=0) if has_bias else None              # (d_out,)
     return dx, dW, db
