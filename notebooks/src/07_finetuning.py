@@ -134,7 +134,7 @@ print(f"copied {len(body)} body tensors; the head {[n for n, _ in classifier.nam
 # %%
 cfg64 = ModelConfig(vocab_size=tok.vocab_size, block_size=24, d_model=16, n_heads=2, n_layers=2,
                     positional="sinusoidal", dtype="float64")
-labels = np.array([1, 0, 0, 1, 0])
+labels = np.array([1, 0, 1, 0, 1, 1, 0])                     # one per probe sentence
 ours, theirs = ref.SequenceClassifier(cfg64, seed=1), tb.SequenceClassifier(cfg64, seed=1)
 logits_r, loss_r = ours(ids, labels=labels, attention_mask=mask)
 loss_r.backward()
