@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="train-step time and memory of both backends, generation, attention cost")
     p.add_argument("--threads", type=int, default=1, help="NumPy BLAS and torch threads (default: %(default)s)")
-    p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium", "gpt2-small"),
+    p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium"),
                    default=["tiny", "small", "medium"])
     p.add_argument("--repeats", type=int, default=9, help="timed train steps per variant (median); "
                                                           "generation and attention use a third and a half")
