@@ -10,6 +10,7 @@ and a torch tensor. This module never imports torch: the reference imports it to
 """
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -125,9 +126,19 @@ def require_shape(name: str, x, expected: tuple, hint: str = "") -> None:
         raise ValueError(f"expected {name} of shape {tuple(expected)}{extra}, got {shape_of(x)}")
 
 
+def _autocasting(x) -> bool:
+    """True for a torch tensor inside ``torch.autocast``, where mixed float dtypes
+    (bf16 activations, float32 weights) are what autocast means. Looked up through
+    ``sys.modules``: a torch tensor implies torch is already imported."""
+    torch = sys.modules.get("torch")
+    return (torch is not None and isinstance(x, torch.Tensor)
+            and torch.is_autocast_enabled(x.device.type))
+
+
 def require_same_dtype(name: str, x, ref_name: str, ref) -> None:
-    """Keeps float32 runs float32: NumPy would silently promote a float64 partner."""
-    if dtype_name(x.dtype) != dtype_name(ref.dtype):
+    """Keeps float32 runs float32: NumPy would silently promote a float64 partner.
+    (Under torch's autocast, mixed float dtypes are allowed.)"""
+    if x.dtype != ref.dtype and not _autocasting(x):
         raise ValueError(
             f"expected {name} to have the dtype of {ref_name} ({dtype_name(ref.dtype)}), "
             f"got {dtype_name(x.dtype)}"

@@ -7,7 +7,21 @@ The default outside CI is ``ci`` too, so the README's command stays quick.
 """
 import os
 
-from hypothesis import HealthCheck, settings
+# One BLAS/OpenMP thread per process, set before NumPy or torch load their thread pools:
+# on the 2-core CI machine, torch's and OpenBLAS's pools oversubscribe the cores and turn
+# 0.01 ms matrix products into 20-75 ms ones (measured by the benchmark work, issue 6).
+# Tests compare results, not speed, so one thread loses nothing.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # the NumPy-only tests still run
+    pass
+else:
+    torch.set_num_threads(1)
 
 settings.register_profile(
     "ci", max_examples=25, derandomize=True, deadline=None, print_blob=True,
