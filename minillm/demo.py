@@ -3,9 +3,11 @@
 1. data: a byte-level BPE tokenizer trained on the Python documentation that ships
    with CPython (pydoc_data), split 90/5/5 in corpus order;
 2. pretraining: a small GPT (causal LM), then a few lines of generated text;
-3. pretraining an encoder with the masked-LM objective (BERT's);
-4. fine-tuning: a classifier (the encoder + mean pooling + a real head) on the
-   embedded sentiment set, whose labels need word order ("not good", "... but ...");
+3. pretraining an encoder with the masked-LM objective (BERT's) on the sentiment set's
+   training text, labels unseen, with a word-level tokenizer (nltk, no data needed);
+4. fine-tuning: a classifier (that encoder + mean pooling + a real head) on the
+   embedded sentiment set, whose labels need word order ("not good", "... but ..."),
+   so that no bag-of-words model can get them all right;
 5. evaluation: validation perplexity, and accuracy / precision / recall / F1 on the
    held-out test split.
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from . import pipeline
 from .config import ModelConfig
-from .data import python_docs, sentiment, split_contiguous
+from .data import Splits, python_docs, sentiment, split_contiguous
 from .generation import generate
 from .training import TrainConfig
 
@@ -41,7 +43,7 @@ def _train_config(steps: int, lr: float, seed: int) -> TrainConfig:
 def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0) -> int:
     out = Path(out)
     t_start = time.perf_counter()
-    steps_gpt, steps_mlm, steps_cls = (4, 4, 4) if quick else (600, 150, 300)
+    steps_gpt, steps_mlm, steps_cls = (4, 4, 4) if quick else (1200, 200, 600)
     print(f"minillm demo: backend={backend}, run folder {out}")
 
     # 1. data --------------------------------------------------------------------------
@@ -54,7 +56,8 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
           f"{len(splits.train):,}/{len(splits.validation):,}/{len(splits.test):,}")
 
     # 2. GPT ---------------------------------------------------------------------------
-    gpt_cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, d_model=128, n_heads=4, n_layers=4)
+    gpt_cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, d_model=128, n_heads=4, n_layers=4,
+                          dropout=0.1)   # 145k training tokens: without dropout it overfits by ~1000 steps
     t0 = time.perf_counter()
     gpt = pipeline.pretrain(tok, splits, out / "gpt", task="causal_lm", model_config=gpt_cfg,
                             train_config=_train_config(steps_gpt, 3e-3, seed), batch_size=16,
@@ -70,21 +73,24 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
         samples[prompt] = prompt + tok.decode(new, skip_special_tokens=True)
         print(f"[generate] {samples[prompt]!r}")
 
-    # 3. masked-LM encoder -------------------------------------------------------------
-    enc_cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, d_model=128, n_heads=4, n_layers=2)
+    # 3. masked-LM encoder, pretrained on the sentiment set's (unlabelled) training text
+    data = sentiment(n=2000, seed=seed)
+    word_tok = pipeline.train_tokenizer("word", "\n".join(data.train.texts), vocab_size=1024)
+    text_ids = [np.asarray(word_tok.encode("\n".join(part.texts)), dtype=np.int64)
+                for part in (data.train, data.validation, data.test)]
+    enc_cfg = ModelConfig(vocab_size=word_tok.vocab_size, block_size=48, d_model=64, n_heads=4, n_layers=2)
     t0 = time.perf_counter()
-    enc = pipeline.pretrain(tok, splits, out / "encoder", task="masked_lm", model_config=enc_cfg,
-                            train_config=_train_config(steps_mlm, 2e-3, seed), batch_size=16,
-                            backend=backend, source="python_docs")
-    print(f"[pretrain] encoder (masked LM): {steps_mlm} steps in {time.perf_counter() - t0:.0f}s; "
-          f"validation loss on masked tokens {enc['validation']['loss']:.3f}")
+    enc = pipeline.pretrain(word_tok, Splits(*text_ids), out / "encoder", task="masked_lm", model_config=enc_cfg,
+                            train_config=_train_config(steps_mlm, 2e-3, seed), batch_size=32,
+                            backend=backend, source="sentiment (text only)")
+    print(f"[pretrain] encoder (masked LM) on the sentiment texts: {steps_mlm} steps in "
+          f"{time.perf_counter() - t0:.0f}s; validation loss on masked tokens {enc['validation']['loss']:.3f}")
 
     # 4. fine-tuning -------------------------------------------------------------------
-    data = sentiment(n=2000, seed=seed)
     t0 = time.perf_counter()
-    cls = pipeline.finetune(tok, data, out / "classifier", model_config=enc_cfg,
-                            train_config=_train_config(steps_cls, 1e-3, seed),
-                            encoder_state=enc["model"].state_dict(), batch_size=32, backend=backend,
+    cls = pipeline.finetune(word_tok, data, out / "classifier", model_config=enc_cfg,
+                            train_config=_train_config(steps_cls, 2e-3, seed),
+                            encoder_state=enc["model"].state_dict(), batch_size=64, backend=backend,
                             source="sentiment")
     test = cls["test"]
     print(f"[finetune] classifier on sentiment ({len(data.train)} train / {len(data.test)} test): "
