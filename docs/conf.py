@@ -12,7 +12,6 @@ printout, execute them during the build (about 3 minutes on a laptop CPU):
     MINILLM_DOCS_EXECUTE=1 python -m sphinx -b html docs docs/_build/html
 """
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -68,55 +67,3 @@ html_theme_options = {"description": "every formula of LLM training, twice, prov
 # layouts must be valid RST or the build (warnings as errors) fails. Ambiguous short
 # cross-references (":mod:`linear`" exists in both backends, on purpose) are not errors.
 suppress_warnings = ["ref.python"]
-
-
-# -- docstring repairs -------------------------------------------------------------------
-# A few docstrings written for readers of the source are not quite valid RST. Rather than
-# hide docutils' errors, these repairs make them valid when rendered, without changing
-# what they say. Each one is a no-op once the docstring itself is fixed (then delete it).
-
-_BORDER = re.compile(r"^(\s*)=+(\s+=+)+\s*$")
-
-
-def _realign_simple_tables(lines):
-    """Re-draw RST simple tables whose cells overflow their column (text wider than the
-    ``===`` border above it): columns are re-measured from the cells, which are
-    separated by two or more spaces."""
-    i = 0
-    while i < len(lines):
-        m = _BORDER.match(lines[i])
-        if not m:
-            i += 1
-            continue
-        borders = [i] + [j for j in range(i + 1, len(lines)) if _BORDER.match(lines[j])][:2]
-        if len(borders) < 3:
-            return
-        first, last = borders[0], borders[2]
-        indent, n_cols = m.group(1), len(lines[first].split())
-        rows = {j: re.split(r"\s{2,}", lines[j].strip()) for j in range(first + 1, last)
-                if j not in borders and lines[j].strip()}
-        if rows and all(len(cells) == n_cols for cells in rows.values()):
-            widths = [max(len(cells[c]) for cells in rows.values()) for c in range(n_cols)]
-            for j in range(first, last + 1):
-                if j in borders:
-                    lines[j] = indent + "  ".join("=" * w for w in widths)
-                elif j in rows:
-                    lines[j] = indent + "  ".join(cell.ljust(w) for cell, w in zip(rows[j], widths)).rstrip()
-        i = last + 1
-
-
-def _repair_docstring(app, what, name, obj, options, lines):
-    if not name.startswith("minillm"):
-        return
-    _realign_simple_tables(lines)
-    for k, line in enumerate(lines):
-        # "(|g_1| + eps)" is an absolute value, not an RST substitution reference
-        lines[k] = re.sub(r"\(\|(\w+)\|", r"(\\|\1\\|", line)
-        # "The layout (...):" followed by an indented diagram: a literal block
-        if line.rstrip().endswith("):") and k + 2 < len(lines) and not lines[k + 1].strip() \
-                and lines[k + 2].startswith("    ["):
-            lines[k] = line.rstrip() + ":"
-
-
-def setup(app):
-    app.connect("autodoc-process-docstring", _repair_docstring)

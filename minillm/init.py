@@ -8,14 +8,14 @@ to the model's dtype, so the two backends receive bit-identical arrays.
 
 The rule for each parameter is chosen by its name (the last component after the dot):
 
-=====================  ==========================================  =====================
-leaf name              what it is                                  initial value
-=====================  ==========================================  =====================
-``gamma``              LayerNorm scale                             1
-``beta``               LayerNorm shift                             0
-``b``, ``b1``, ``b_Q``  biases (any leaf starting with ``b``)       0
-anything else          weights: ``W``, ``W1``, ``W_Q``, embeddings  :math:`\\mathcal{N}(0, 0.02^2)`
-=====================  ==========================================  =====================
+========================  ============================================  ===================================
+leaf name                 what it is                                    initial value
+========================  ============================================  ===================================
+``gamma``                 LayerNorm scale                               1
+``beta``                  LayerNorm shift                               0
+``b``, ``b1``, ``b_Q``    biases (any leaf starting with ``b``)         0
+anything else             weights: ``W``, ``W1``, ``W_Q``, embeddings   :math:`\\mathcal{N}(0, 0.02^2)`
+========================  ============================================  ===================================
 
 Scaled residual projections (GPT-2, Radford et al. 2019, section 2.3): with
 ``scale_residual=True`` the two matrices that write into the residual stream,

@@ -1,7 +1,7 @@
 """The safetensors file format, read and written with NumPy alone.
 
 A safetensors file holds named arrays and nothing executable, which is why checkpoints
-use it instead of a pickle. The layout (https://github.com/huggingface/safetensors):
+use it instead of a pickle. The layout (https://github.com/huggingface/safetensors)::
 
     [8 bytes]  N, the header length, an unsigned little-endian 64-bit integer
     [N bytes]  a UTF-8 JSON object, padded with spaces to a multiple of 8 bytes:

@@ -1,12 +1,12 @@
 """The three tokenizers behind one interface, and a loader that reads any of them.
 
-======================  =========================================  ==========================
-tokenizer               token                                      decode(encode(s)) == s
-======================  =========================================  ==========================
-``WordTokenizer``       a word or punctuation mark (nltk, no data)  when every piece is known
-``CharTokenizer``       a Unicode character (byte fallback)         for every string
-``BPETokenizer``        a learned byte sequence (byte-level BPE)    for every string
-======================  =========================================  ==========================
+=================  ==========================================  ==========================
+tokenizer          token                                       decode(encode(s)) == s
+=================  ==========================================  ==========================
+``WordTokenizer``  a word or punctuation mark (nltk, no data)  when every piece is known
+``CharTokenizer``  a Unicode character (byte fallback)         for every string
+``BPETokenizer``   a learned byte sequence (byte-level BPE)    for every string
+=================  ==========================================  ==========================
 
 All share ids 0..6 for ``<pad> <unk> <bos> <eos> <mask> <cls> <sep>``, ``train``
 (classmethod), ``encode``, ``decode``, ``vocab_size``, ``save``/``load`` (JSON).

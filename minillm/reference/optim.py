@@ -245,7 +245,7 @@ class Adam(_Optimizer):
 
     Why the bias correction: m and v start at 0, so after one step m_1 = (1-\beta_1) g_1
     and v_1 = (1-\beta_2) g_1^2 are far from g_1 and g_1^2; dividing by 1-\beta^t undoes
-    that, and the first update is \alpha\, g_1 / (|g_1| + \epsilon) \approx \alpha
+    that, and the first update is \alpha\, g_1 / (\lvert g_1 \rvert + \epsilon) \approx \alpha
     elementwise. Shapes: m and v have their parameter's shape.
     """
 
