@@ -8,16 +8,10 @@ import subprocess
 import sys
 import textwrap
 
-CHILD = textwrap.dedent("""
-    import importlib.abc, sys, tempfile, os
+from test_no_torch import BLOCK_TORCH
 
-    class _RefuseTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, fullname, path=None, target=None):
-            if fullname == "torch" or fullname.startswith("torch."):
-                raise ModuleNotFoundError(f"No module named {fullname!r} (blocked)")
-            return None
-
-    sys.meta_path.insert(0, _RefuseTorch())
+CHILD = BLOCK_TORCH + textwrap.dedent("""
+    import os, tempfile
 
     import numpy as np
     import minillm.reference as ref
