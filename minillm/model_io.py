@@ -78,6 +78,8 @@ def model_kind(model) -> dict:
     kind = {"class": type(model).__name__, "seed": int(model.seed)}
     if kind["class"] == "SequenceClassifier":
         kind.update(n_classes=int(model.n_classes), pooling=model.pooling)
+    if kind["class"] == "EncoderDecoder":
+        kind.update(label_smoothing=float(model.label_smoothing))
     return kind
 
 
@@ -130,10 +132,10 @@ def load_model(folder, backend="numpy"):
     ckpt = load_checkpoint(folder)
     kind = (ckpt.extra or {}).get(MODEL_KEY)
     if not isinstance(kind, dict) or kind.get("class") not in (
-            "GPT", "TransformerEncoder", "SequenceClassifier"):
+            "GPT", "TransformerEncoder", "SequenceClassifier", "EncoderDecoder", "SpanQA"):
         raise ValueError(f"{folder}: expected the model class in the checkpoint's extra "
                          f"[{MODEL_KEY!r}], got {kind!r}")
-    kwargs = {k: kind[k] for k in ("n_classes", "pooling") if k in kind}
+    kwargs = {k: kind[k] for k in ("n_classes", "pooling", "label_smoothing") if k in kind}
     model = getattr(_backend(backend), kind["class"])(
         ModelConfig.from_dict(ckpt.config), seed=kind.get("seed", 0), **kwargs)
     _restore(model, ckpt, None, folder)
