@@ -12,10 +12,17 @@ DTYPES = ("float32", "float64")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shapes and choices of a Transformer, shared by ``reference`` and ``torch_backend``.
+    r"""Shapes and choices of a Transformer, shared by ``reference`` and ``torch_backend``.
 
     d_ff defaults to 4 * d_model when left at 0. ``norm_first`` selects pre-norm (GPT-2)
     over post-norm (the original Transformer and BERT).
+
+    Options that pretrained checkpoints need (``minillm.interop``), all off by default:
+    ``type_vocab_size`` > 0 adds token-type (segment) embeddings to the input (BERT);
+    ``embedding_norm`` puts a LayerNorm after the summed embeddings (BERT);
+    ``lm_head_transform`` puts BERT's prediction transform
+    :math:`\mathrm{LN}(\phi(hW_t + b_t))` before the output projection;
+    ``lm_head_bias`` adds a bias ``b_out`` (V,) to the logits (BERT's decoder bias).
     """
 
     vocab_size: int = 256
@@ -31,6 +38,10 @@ class ModelConfig:
     tie_embeddings: bool = False
     positional: str = "learned"
     dtype: str = "float32"
+    type_vocab_size: int = 0
+    embedding_norm: bool = False
+    lm_head_transform: bool = False
+    lm_head_bias: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "d_model", "n_heads", "n_layers"):
@@ -54,6 +65,12 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.positional must be one of {POSITIONALS}, got {self.positional!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if (not isinstance(self.type_vocab_size, int) or isinstance(self.type_vocab_size, bool)
+                or self.type_vocab_size < 0):
+            raise ValueError(f"ModelConfig.type_vocab_size must be an int >= 0, got {self.type_vocab_size!r}")
+        for name in ("embedding_norm", "lm_head_transform", "lm_head_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ModelConfig.{name} must be a bool, got {getattr(self, name)!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"ModelConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
 

@@ -28,14 +28,21 @@ from .. import _validate as v
 from ..config import ModelConfig
 from ..init import dropout_rng, init_parameters, sinusoidal_positions
 from .attention import causal_mask
+from .activations import (gelu_backward, gelu_forward, gelu_tanh_backward, gelu_tanh_forward,
+                          relu_backward, relu_forward)
 from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
 from .module import Loss, Module, ModuleList
+from .parameter import Parameter
 
 __all__ = ["GPT", "TransformerEncoder", "SequenceClassifier"]
 
 IGNORE_INDEX = -100
+# the names a language model's head adds to the body; a classifier leaves them out
+LM_HEAD_PARAMETERS = ("lm_head.", "lm_transform.", "lm_ln.", "b_out")
+ACTIVATION_FORWARD = {"relu": relu_forward, "gelu": gelu_forward, "gelu_tanh": gelu_tanh_forward}
+ACTIVATION_BACKWARD = {"relu": relu_backward, "gelu": gelu_backward, "gelu_tanh": gelu_tanh_backward}
 
 
 def _check_config(config):
@@ -89,6 +96,8 @@ class _Body(Module):
         else:  # a fixed table (a buffer), neither trained nor saved
             self.pos_emb = None
             self.pos_table = sinusoidal_positions(c.block_size, c.d_model, dt)  # (block, C)
+        self.type_emb = Embedding(c.type_vocab_size, c.d_model, dt) if c.type_vocab_size else None
+        self.emb_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.embedding_norm else None
         self.drop = Dropout(c.dropout, self.dropout_rng)
         self.blocks = ModuleList([TransformerBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
         self.ln_f = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
@@ -100,15 +109,30 @@ class _Body(Module):
         for name, p in self.named_parameters():
             p.data[...] = values[name]
 
-    def _encode(self, idx, key_mask=None):
+    def _embed(self, idx, positions, token_type_ids=None):
+        r""":math:`x = \mathrm{Drop}(\mathrm{LN}_e(E[\mathrm{idx}] + P_{pos} + S[\mathrm{types}]))`;
+        the segment table ``S`` and ``LN_e`` only where the config asks (BERT, Devlin et
+        al. 2019, section 3.2). Token types default to 0.
+
+        Shapes: idx (B, T) int, positions (T,) int, token_type_ids (B, T) or None -> (B, T, C).
+        """
+        if self.pos_emb is not None:
+            pos = self.pos_emb(positions)                             # (T, C)
+        else:
+            pos = self.pos_table[positions]                           # (T, C)
+        x = self.tok_emb(idx) + pos                                   # (B, T, C)
+        if self.type_emb is not None:
+            types = np.zeros_like(idx) if token_type_ids is None else token_type_ids
+            x = x + self.type_emb(types)                              # (B, T, C)
+        if self.emb_ln is not None:
+            x = self.emb_ln(x)                                        # (B, T, C)
+        return self.drop(x)                                           # (B, T, C)
+
+    def _encode(self, idx, key_mask=None, token_type_ids=None):
         """Shapes: idx (B, T) int, key_mask (B, T) bool or None -> h (B, T, C)."""
         self._forward_id += 1
         T = idx.shape[1]
-        if self.pos_emb is not None:
-            pos = self.pos_emb(np.arange(T))                          # (T, C)
-        else:
-            pos = self.pos_table[:T]                                  # (T, C)
-        x = self.drop(self.tok_emb(idx) + pos)                        # (B, T, C)
+        x = self._embed(idx, np.arange(T), token_type_ids)            # (B, T, C)
         mask = causal_mask(T) if self.causal else None                # (T, T)
         if key_mask is not None:
             pad = key_mask[:, None, None, :]                          # (B, 1, 1, T)
@@ -124,9 +148,35 @@ class _Body(Module):
         for block in reversed(list(self.blocks)):
             dh = block.backward(dh)                                   # (B, T, C)
         dx = self.drop.backward(dh)                                   # (B, T, C)
+        if self.emb_ln is not None:
+            dx = self.emb_ln.backward(dx)                             # (B, T, C)
+        if self.type_emb is not None:
+            self.type_emb.backward(dx)
         self.tok_emb.backward(dx)
         if self.pos_emb is not None:
             self.pos_emb.backward(dx.sum(axis=0))                     # (T, C)
+
+    def encode(self, idx, attention_mask=None, token_type_ids=None):
+        """The last hidden states, before any head (what ``transformers`` calls
+        ``last_hidden_state``). Shapes: idx (B, T) int, attention_mask (B, T) bool or
+        None, token_type_ids (B, T) int or None -> h (B, T, C)."""
+        idx = _check_ids("idx", idx, self.config)
+        attention_mask = _check_attention_mask(attention_mask, idx.shape)
+        token_type_ids = self._check_types(token_type_ids, idx.shape)
+        return self._encode(idx, attention_mask, token_type_ids)     # (B, T, C)
+
+    def _check_types(self, token_type_ids, shape):
+        if token_type_ids is None:
+            return None
+        if self.type_emb is None:
+            raise ValueError("token_type_ids given, but the model has no token-type embeddings: "
+                             "expected ModelConfig.type_vocab_size > 0, got 0")
+        types = np.asarray(token_type_ids)
+        v.require_integer("token_type_ids", types)
+        v.require_shape("token_type_ids", types, shape)
+        v.require_index_range("token_type_ids", types, self.config.type_vocab_size,
+                              what=f"type_vocab_size={self.config.type_vocab_size}")
+        return types
 
     def _loss(self, logits, targets, backward_head):
         """Cross-entropy over the counted targets, as a Loss that backpropagates."""
@@ -142,26 +192,50 @@ class _Body(Module):
 
 
 class _LanguageModel(_Body):
-    """Body + LM head: logits = h W_out, W_out (C, V), or h E^T with tied embeddings."""
+    r"""Body + LM head: logits = h W_out, W_out (C, V), or h E^T with tied embeddings.
+
+    With ``lm_head_transform`` the head first maps
+    :math:`h \mapsto \mathrm{LN}_t(\phi(h W_t + b_t))` and with ``lm_head_bias`` adds
+    ``b_out`` (V,) to the logits: BERT's masked-LM head (Devlin et al. 2019, appendix A.1).
+    """
 
     def __init__(self, config, seed, causal, scale_residual):
         super().__init__(config, seed, causal)
         c = config
+        if c.lm_head_transform:
+            self.lm_transform = Linear(c.d_model, c.d_model, True, c.dtype)
+            self.lm_ln = LayerNorm(c.d_model, c.layer_norm_eps, c.dtype)
+        else:
+            self.lm_transform = self.lm_ln = None
         self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, False, c.dtype)
+        self.b_out = Parameter(np.zeros(c.vocab_size, c.dtype)) if c.lm_head_bias else None
         self._init_weights(scale_residual)
 
     def _head(self, h):
+        if self.lm_transform is not None:
+            a, self._act_cache = ACTIVATION_FORWARD[self.config.activation](
+                self.lm_transform(h))                                 # (B, T, C)
+            h = self.lm_ln(a)                                         # (B, T, C)
         if self.lm_head is not None:
-            return self.lm_head(h)                                    # (B, T, V)
-        logits, self._tied_cache = linear_forward(h, self.tok_emb.W.data.T)  # (B, T, V)
+            logits = self.lm_head(h)                                  # (B, T, V)
+        else:
+            logits, self._tied_cache = linear_forward(h, self.tok_emb.W.data.T)  # (B, T, V)
+        if self.b_out is not None:
+            logits = logits + self.b_out.data                         # (B, T, V)
         return logits
 
     def _backward(self, dlogits):
+        if self.b_out is not None:
+            self.b_out.accumulate(dlogits.reshape(-1, dlogits.shape[-1]).sum(axis=0))  # (V,)
         if self.lm_head is not None:
             dh = self.lm_head.backward(dlogits)                       # (B, T, C)
         else:  # tied: this use's dW (C, V) adds, transposed, to the embedding's gradient
             dh, dW_T, _ = linear_backward(dlogits, self._tied_cache)  # (B, T, C), (C, V)
             self.tok_emb.W.accumulate(dW_T.T)
+        if self.lm_transform is not None:
+            da = self.lm_ln.backward(dh)                              # (B, T, C)
+            dh = self.lm_transform.backward(
+                ACTIVATION_BACKWARD[self.config.activation](da, self._act_cache))  # (B, T, C)
         self._encode_backward(dh)
 
 
@@ -204,9 +278,7 @@ class GPT(_LanguageModel):
         if P + T > self.config.block_size:
             raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
                              f"most block_size={self.config.block_size} in all, got {P + T}")
-        positions = np.arange(P, P + T)                                   # (T,)
-        pos = self.pos_emb(positions) if self.pos_emb is not None else self.pos_table[positions]
-        x = self.drop(self.tok_emb(idx) + pos)                            # (B, T, C)
+        x = self._embed(idx, np.arange(P, P + T))                         # (B, T, C)
         present = []
         for i, block in enumerate(self.blocks):
             x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
@@ -225,19 +297,21 @@ class TransformerEncoder(_LanguageModel):
     .. math::
         L = -\frac{1}{|M|}\sum_{(b,t) \in M} \log \mathrm{softmax}(h_{b,t} W_{out})_{y_{b,t}}
 
-    Shapes: idx (B, T) int, targets (B, T) int, attention_mask (B, T) bool ->
+    Shapes: idx (B, T) int, targets (B, T) int, attention_mask (B, T) bool,
+    token_type_ids (B, T) int or None (needs ``type_vocab_size`` > 0) ->
     logits (B, T, V), loss.
     """
 
     def __init__(self, config: ModelConfig, seed: int = 0):
         super().__init__(config, seed, causal=False, scale_residual=False)
 
-    def forward(self, idx, targets=None, attention_mask=None):
+    def forward(self, idx, targets=None, attention_mask=None, token_type_ids=None):
         idx = _check_ids("idx", idx, self.config)
         attention_mask = _check_attention_mask(attention_mask, idx.shape)
+        token_type_ids = self._check_types(token_type_ids, idx.shape)
         if targets is not None:
             targets = _check_targets("targets", targets, idx.shape, self.config.vocab_size)
-        logits = self._head(self._encode(idx, attention_mask))        # (B, T, V)
+        logits = self._head(self._encode(idx, attention_mask, token_type_ids))  # (B, T, V)
         loss = None if targets is None else self._loss(logits, targets, self._backward)
         return logits, loss
 
@@ -251,7 +325,8 @@ class SequenceClassifier(_Body):
         \mathrm{logits}_b = \mathrm{Drop}(\bar h_b)\, W + b
 
     Start from a pretrained encoder with :meth:`load_encoder_state`.
-    Shapes: idx (B, T), labels (B,) int in [0, K), attention_mask (B, T) ->
+    Shapes: idx (B, T), labels (B,) int in [0, K), attention_mask (B, T),
+    token_type_ids (B, T) or None ->
     logits (B, K), loss.
     """
 
@@ -272,17 +347,18 @@ class SequenceClassifier(_Body):
         from ..model_io import as_numpy_state
 
         state = {k: a for k, a in as_numpy_state(encoder_state).items()
-                 if not k.startswith("lm_head.")}
+                 if not k.startswith(LM_HEAD_PARAMETERS)}
         state.update({k: p.data for k, p in self.named_parameters() if k.startswith("head.")})
         self.load_state_dict(state)
 
-    def forward(self, idx, labels=None, attention_mask=None):
+    def forward(self, idx, labels=None, attention_mask=None, token_type_ids=None):
         idx = _check_ids("idx", idx, self.config)
         B, T = idx.shape
         attention_mask = _check_attention_mask(attention_mask, idx.shape)
+        token_type_ids = self._check_types(token_type_ids, idx.shape)
         if labels is not None:
             labels = _check_targets("labels", labels, (B,), self.n_classes)
-        h = self._encode(idx, attention_mask)                         # (B, T, C)
+        h = self._encode(idx, attention_mask, token_type_ids)         # (B, T, C)
         if self.pooling == "cls":
             pooled = h[:, 0]                                          # (B, C)
             self._pool_cache = T

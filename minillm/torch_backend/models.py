@@ -27,6 +27,7 @@ from ..config import ModelConfig
 from ..init import dropout_rng, init_parameters, sinusoidal_positions
 from .attention import causal_mask
 from .layers import Dropout, Embedding, LayerNorm, Linear, MultiHeadAttention, TransformerBlock
+from .activations import gelu, gelu_tanh, relu
 from .linear import linear
 from .losses import cross_entropy
 from .module import Module
@@ -34,6 +35,9 @@ from .module import Module
 __all__ = ["GPT", "TransformerEncoder", "SequenceClassifier"]
 
 IGNORE_INDEX = -100
+ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh}
+# the names a language model's head adds to the body; a classifier leaves them out
+LM_HEAD_PARAMETERS = ("lm_head.", "lm_transform.", "lm_ln.", "b_out")
 
 
 def _check_config(config):
@@ -93,6 +97,8 @@ class _Body(Module):
             self.pos_emb = None
             table = torch.from_numpy(sinusoidal_positions(c.block_size, c.d_model, dt))
             self.register_buffer("pos_table", table, persistent=False)  # (block, C)
+        self.type_emb = Embedding(c.type_vocab_size, c.d_model, dt) if c.type_vocab_size else None
+        self.emb_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.embedding_norm else None
         self.drop = Dropout(c.dropout, self.dropout_rng)
         self.blocks = nn.ModuleList([TransformerBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
         self.ln_f = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
@@ -116,14 +122,25 @@ class _Body(Module):
             for name, p in self.named_parameters():
                 p.copy_(torch.from_numpy(values[name]))
 
-    def _encode(self, idx, key_mask=None):
+    def _embed(self, idx, positions, token_type_ids=None):
+        """Token + position (+ token-type) embeddings, LayerNorm'd where the config asks,
+        then dropout; see ``minillm.reference`` for the formula.
+
+        Shapes: idx (B, T) int, positions (T,) int, token_type_ids (B, T) or None -> (B, T, C).
+        """
+        pos = self.pos_emb(positions) if self.pos_emb is not None else self.pos_table[positions]
+        x = self.tok_emb(idx) + pos                                   # (B, T, C)
+        if self.type_emb is not None:
+            types = torch.zeros_like(idx) if token_type_ids is None else token_type_ids
+            x = x + self.type_emb(types)                              # (B, T, C)
+        if self.emb_ln is not None:
+            x = self.emb_ln(x)                                        # (B, T, C)
+        return self.drop(x)                                           # (B, T, C)
+
+    def _encode(self, idx, key_mask=None, token_type_ids=None):
         """Shapes: idx (B, T) int, key_mask (B, T) bool or None -> h (B, T, C)."""
         T = idx.shape[1]
-        if self.pos_emb is not None:
-            pos = self.pos_emb(torch.arange(T, device=idx.device))    # (T, C)
-        else:
-            pos = self.pos_table[:T]                                  # (T, C)
-        x = self.drop(self.tok_emb(idx) + pos)                        # (B, T, C)
+        x = self._embed(idx, torch.arange(T, device=idx.device), token_type_ids)  # (B, T, C)
         mask = causal_mask(T).to(idx.device) if self.causal else None  # (T, T)
         if key_mask is not None:
             pad = key_mask[:, None, None, :]                          # (B, 1, 1, T)
@@ -132,6 +149,28 @@ class _Body(Module):
             x = block(x, mask)                                        # (B, T, C)
         return self.ln_f(x) if self.ln_f is not None else x           # (B, T, C)
 
+    def encode(self, idx, attention_mask=None, token_type_ids=None):
+        """The last hidden states, before any head; see ``minillm.reference``.
+        Shapes: idx (B, T) int, attention_mask (B, T) bool or None,
+        token_type_ids (B, T) int or None -> h (B, T, C)."""
+        idx = _check_ids("idx", idx, self.config, self.device)
+        attention_mask = _check_attention_mask(attention_mask, tuple(idx.shape), self.device)
+        token_type_ids = self._check_types(token_type_ids, tuple(idx.shape))
+        return self._encode(idx, attention_mask, token_type_ids)     # (B, T, C)
+
+    def _check_types(self, token_type_ids, shape):
+        if token_type_ids is None:
+            return None
+        if self.type_emb is None:
+            raise ValueError("token_type_ids given, but the model has no token-type embeddings: "
+                             "expected ModelConfig.type_vocab_size > 0, got 0")
+        types = _as_tensor(token_type_ids, self.device)
+        v.require_integer("token_type_ids", types)
+        v.require_shape("token_type_ids", types, shape)
+        v.require_index_range("token_type_ids", types, self.config.type_vocab_size,
+                              what=f"type_vocab_size={self.config.type_vocab_size}")
+        return types.long()
+
     @staticmethod
     def _loss(logits, targets):
         K = logits.shape[-1]
@@ -139,18 +178,30 @@ class _Body(Module):
 
 
 class _LanguageModel(_Body):
-    """Body + LM head: logits = h W_out, W_out (C, V), or h E^T with tied embeddings."""
+    """Body + LM head: logits = h W_out, W_out (C, V), or h E^T with tied embeddings;
+    optionally BERT's transform LN(phi(h W_t + b_t)) first and a bias ``b_out`` (V,)."""
 
     def __init__(self, config, seed, causal, scale_residual):
         super().__init__(config, seed, causal)
         c = config
+        if c.lm_head_transform:
+            self.lm_transform = Linear(c.d_model, c.d_model, True, c.dtype)
+            self.lm_ln = LayerNorm(c.d_model, c.layer_norm_eps, c.dtype)
+        else:
+            self.lm_transform = self.lm_ln = None
         self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, False, c.dtype)
+        self.b_out = (nn.Parameter(torch.zeros(c.vocab_size, dtype=getattr(torch, c.dtype)))
+                      if c.lm_head_bias else None)
         self._init_weights(scale_residual)
 
     def _head(self, h):
+        if self.lm_transform is not None:
+            h = self.lm_ln(ACTIVATIONS[self.config.activation](self.lm_transform(h)))  # (B, T, C)
         if self.lm_head is not None:
-            return self.lm_head(h)                                    # (B, T, V)
-        return linear(h, self.tok_emb.W.t())                          # (B, T, V), tied
+            logits = self.lm_head(h)                                  # (B, T, V)
+        else:
+            logits = linear(h, self.tok_emb.W.t())                    # (B, T, V), tied
+        return logits if self.b_out is None else logits + self.b_out  # (B, T, V)
 
 
 class GPT(_LanguageModel):
@@ -186,9 +237,7 @@ class GPT(_LanguageModel):
         if P + T > self.config.block_size:
             raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
                              f"most block_size={self.config.block_size} in all, got {P + T}")
-        positions = torch.arange(P, P + T, device=idx.device)             # (T,)
-        pos = self.pos_emb(positions) if self.pos_emb is not None else self.pos_table[positions]
-        x = self.drop(self.tok_emb(idx) + pos)                            # (B, T, C)
+        x = self._embed(idx, torch.arange(P, P + T, device=idx.device))  # (B, T, C)
         present = []
         for i, block in enumerate(self.blocks):
             x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
@@ -200,27 +249,30 @@ class GPT(_LanguageModel):
 class TransformerEncoder(_LanguageModel):
     r"""Bidirectional encoder with a masked-LM head; see ``minillm.reference.TransformerEncoder``.
 
-    Shapes: idx (B, T) int, targets (B, T) int, attention_mask (B, T) bool ->
+    Shapes: idx (B, T) int, targets (B, T) int, attention_mask (B, T) bool,
+    token_type_ids (B, T) int or None (needs ``type_vocab_size`` > 0) ->
     logits (B, T, V), loss.
     """
 
     def __init__(self, config: ModelConfig, seed: int = 0):
         super().__init__(config, seed, causal=False, scale_residual=False)
 
-    def forward(self, idx, targets=None, attention_mask=None):
+    def forward(self, idx, targets=None, attention_mask=None, token_type_ids=None):
         idx = _check_ids("idx", idx, self.config, self.device)
         attention_mask = _check_attention_mask(attention_mask, tuple(idx.shape), self.device)
+        token_type_ids = self._check_types(token_type_ids, tuple(idx.shape))
         if targets is not None:
             targets = _check_targets("targets", targets, tuple(idx.shape),
                                      self.config.vocab_size, self.device)
-        logits = self._head(self._encode(idx, attention_mask))        # (B, T, V)
+        logits = self._head(self._encode(idx, attention_mask, token_type_ids))  # (B, T, V)
         return logits, None if targets is None else self._loss(logits, targets)
 
 
 class SequenceClassifier(_Body):
     r"""Encoder + pooling + linear head; see ``minillm.reference.SequenceClassifier``.
 
-    Shapes: idx (B, T), labels (B,) int in [0, K), attention_mask (B, T) ->
+    Shapes: idx (B, T), labels (B,) int in [0, K), attention_mask (B, T),
+    token_type_ids (B, T) or None ->
     logits (B, K), loss.
     """
 
@@ -241,18 +293,19 @@ class SequenceClassifier(_Body):
         from ..model_io import as_numpy_state
 
         state = {k: a for k, a in as_numpy_state(encoder_state).items()
-                 if not k.startswith("lm_head.")}
+                 if not k.startswith(LM_HEAD_PARAMETERS)}
         state.update({k: p for k, p in as_numpy_state(dict(self.named_parameters())).items()
                       if k.startswith("head.")})
         self.load_state_dict(state)
 
-    def forward(self, idx, labels=None, attention_mask=None):
+    def forward(self, idx, labels=None, attention_mask=None, token_type_ids=None):
         idx = _check_ids("idx", idx, self.config, self.device)
         B, T = idx.shape
         attention_mask = _check_attention_mask(attention_mask, (B, T), self.device)
+        token_type_ids = self._check_types(token_type_ids, (B, T))
         if labels is not None:
             labels = _check_targets("labels", labels, (B,), self.n_classes, self.device)
-        h = self._encode(idx, attention_mask)                         # (B, T, C)
+        h = self._encode(idx, attention_mask, token_type_ids)         # (B, T, C)
         if self.pooling == "cls":
             pooled = h[:, 0]                                          # (B, C)
         else:

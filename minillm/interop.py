@@ -1,0 +1,440 @@
+r"""Hugging Face checkpoints in and out: GPT-2 and BERT weights as minillm state dicts.
+
+The chapter's section 7.4 points at pretrained models. This module reads a LOCAL
+Hugging Face model folder (nothing is downloaded) and returns a
+:class:`~minillm.config.ModelConfig` and a state dict of NumPy arrays with minillm's
+parameter names, which either backend loads; :func:`save_hf` writes a minillm model
+back in the Hugging Face layout. Only NumPy is used, except for ``pytorch_model.bin``,
+a pickle, read with ``torch.load(weights_only=True)`` and only when ``allow_bin=True``.
+
+Supported folders (``config.json`` + ``model.safetensors``, or a sharded
+``model.safetensors.index.json``):
+
+====================================  =========================  ==================================
+Hugging Face architecture             minillm class              what the config sets
+====================================  =========================  ==================================
+``GPT2Model``, ``GPT2LMHeadModel``    ``GPT``                    pre-norm, ``gelu_tanh`` (GPT-2's
+                                                                 ``gelu_new``), tied LM head
+``BertModel``, ``BertForMaskedLM``    ``TransformerEncoder``     post-norm, ``embedding_norm``,
+                                                                 ``type_vocab_size``, exact GELU,
+                                                                 eps 1e-12; MLM: ``lm_head_transform``
+                                                                 and ``lm_head_bias``
+sentence-transformers (BERT first)    ``TransformerEncoder``     + the pooling of ``1_Pooling``
+====================================  =========================  ==================================
+
+Layout differences the conversion handles. Dimension legend: C d_model, F d_ff, V vocab.
+
+- GPT-2's ``Conv1D`` stores its weight as ``(in, out)``, as minillm does: copied as is.
+  Its ``c_attn`` holds :math:`[W_Q\,|\,W_K\,|\,W_V]` side by side, ``(C, 3C)``: split.
+- BERT's ``nn.Linear`` stores ``(out, in)`` for :math:`y = xW^\top + b`: transposed.
+- LayerNorm ``weight``/``bias`` (old BERT files: ``gamma``/``beta``) are ``gamma``/``beta``.
+- A tied output layer is the token embedding; an untied one becomes ``lm_head.W`` (C, V).
+- BERT's pooler (``pooler.dense``, for next-sentence prediction) has no minillm
+  counterpart and is reported in :attr:`HFCheckpoint.ignored`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from . import safetensors_io
+from .config import ModelConfig
+
+__all__ = ["HFCheckpoint", "read_hf", "load_hf", "save_hf", "sentence_embeddings",
+           "GPT2_ARCHITECTURES", "BERT_ARCHITECTURES"]
+
+log = logging.getLogger("minillm")
+
+GPT2_ARCHITECTURES = ("GPT2Model", "GPT2LMHeadModel")
+BERT_ARCHITECTURES = ("BertModel", "BertForMaskedLM")
+HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
+                  "relu": "relu"}
+ST_TRANSFORMER = "sentence_transformers.models.Transformer"
+ST_POOLING = "sentence_transformers.models.Pooling"
+ST_NORMALIZE = "sentence_transformers.models.Normalize"
+
+
+class HFCheckpoint(NamedTuple):
+    """What :func:`read_hf` found: ``architecture`` (e.g. ``"GPT2LMHeadModel"``),
+    ``model_class`` (``"GPT"`` or ``"TransformerEncoder"``), the ``config``, the minillm
+    ``state`` (name -> NumPy array), the sentence-transformers ``pooling``
+    (``"mean"``, ``"cls"`` or None) and ``normalize`` flag, and the Hugging Face tensors
+    that were ``ignored``."""
+
+    architecture: str
+    model_class: str
+    config: ModelConfig
+    state: dict
+    pooling: str | None
+    normalize: bool
+    ignored: tuple
+
+
+# -- the name tables: (Hugging Face name, minillm name, how, HF shape) -------------------
+# how: "copy" (same layout), "T" (transpose), "qkv0/1/2" (third of GPT-2's c_attn)
+
+def _norm(theirs, ours, C):
+    return [(f"{theirs}.weight", f"{ours}.gamma", "copy", (C,)),
+            (f"{theirs}.bias", f"{ours}.beta", "copy", (C,))]
+
+
+def _gpt2_table(c: ModelConfig, tied: bool):
+    C, F, V = c.d_model, c.d_ff, c.vocab_size
+    rows = [("wte.weight", "tok_emb.W", "copy", (V, C)),
+            ("wpe.weight", "pos_emb.W", "copy", (c.block_size, C))]
+    for i in range(c.n_layers):
+        h, b = f"h.{i}", f"blocks.{i}"
+        rows += _norm(f"{h}.ln_1", f"{b}.ln1", C)
+        for j, q in enumerate("QKV"):
+            rows += [(f"{h}.attn.c_attn.weight", f"{b}.attn.W_{q}", f"qkv{j}", (C, 3 * C)),
+                     (f"{h}.attn.c_attn.bias", f"{b}.attn.b_{q}", f"qkv{j}", (3 * C,))]
+        rows += [(f"{h}.attn.c_proj.weight", f"{b}.attn.W_O", "copy", (C, C)),
+                 (f"{h}.attn.c_proj.bias", f"{b}.attn.b_O", "copy", (C,))]
+        rows += _norm(f"{h}.ln_2", f"{b}.ln2", C)
+        rows += [(f"{h}.mlp.c_fc.weight", f"{b}.ffn.W1", "copy", (C, F)),
+                 (f"{h}.mlp.c_fc.bias", f"{b}.ffn.b1", "copy", (F,)),
+                 (f"{h}.mlp.c_proj.weight", f"{b}.ffn.W2", "copy", (F, C)),
+                 (f"{h}.mlp.c_proj.bias", f"{b}.ffn.b2", "copy", (C,))]
+    rows += _norm("ln_f", "ln_f", C)
+    if not tied:
+        rows.append(("lm_head.weight", "lm_head.W", "T", (V, C)))
+    return rows
+
+
+def _bert_table(c: ModelConfig, mlm: bool, tied: bool):
+    C, F, V = c.d_model, c.d_ff, c.vocab_size
+    rows = [("embeddings.word_embeddings.weight", "tok_emb.W", "copy", (V, C)),
+            ("embeddings.position_embeddings.weight", "pos_emb.W", "copy", (c.block_size, C)),
+            ("embeddings.token_type_embeddings.weight", "type_emb.W", "copy",
+             (c.type_vocab_size, C))]
+    rows += _norm("embeddings.LayerNorm", "emb_ln", C)
+    for i in range(c.n_layers):
+        h, b = f"encoder.layer.{i}", f"blocks.{i}"
+        for theirs, q in (("self.query", "Q"), ("self.key", "K"), ("self.value", "V"),
+                          ("output.dense", "O")):
+            rows += [(f"{h}.attention.{theirs}.weight", f"{b}.attn.W_{q}", "T", (C, C)),
+                     (f"{h}.attention.{theirs}.bias", f"{b}.attn.b_{q}", "copy", (C,))]
+        rows += _norm(f"{h}.attention.output.LayerNorm", f"{b}.ln1", C)
+        rows += [(f"{h}.intermediate.dense.weight", f"{b}.ffn.W1", "T", (F, C)),
+                 (f"{h}.intermediate.dense.bias", f"{b}.ffn.b1", "copy", (F,)),
+                 (f"{h}.output.dense.weight", f"{b}.ffn.W2", "T", (C, F)),
+                 (f"{h}.output.dense.bias", f"{b}.ffn.b2", "copy", (C,))]
+        rows += _norm(f"{h}.output.LayerNorm", f"{b}.ln2", C)
+    if mlm:
+        rows = [("bert." + t, o, how, s) for t, o, how, s in rows]
+        rows += [("cls.predictions.transform.dense.weight", "lm_transform.W", "T", (C, C)),
+                 ("cls.predictions.transform.dense.bias", "lm_transform.b", "copy", (C,))]
+        rows += _norm("cls.predictions.transform.LayerNorm", "lm_ln", C)
+        rows.append(("cls.predictions.bias", "b_out", "copy", (V,)))
+        if not tied:
+            rows.append(("cls.predictions.decoder.weight", "lm_head.W", "T", (V, C)))
+    return rows
+
+
+# -- reading -------------------------------------------------------------------------------
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise ValueError(f"expected {path.name} in {path.parent}, but there is no such file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: expected JSON, got a parse error: {e}") from None
+
+
+def _read_tensors(folder: Path, allow_bin: bool) -> tuple[dict, str]:
+    """All tensors of the folder (name -> NumPy array) and the file(s) they came from."""
+    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+    if single.is_file():
+        return safetensors_io.load_file(single), str(single)
+    if index.is_file():
+        shards = sorted(set(_read_json(index)["weight_map"].values()))
+        tensors = {}
+        for shard in shards:
+            tensors.update(safetensors_io.load_file(folder / shard))
+        return tensors, str(index)
+    pickle = folder / "pytorch_model.bin"
+    if pickle.is_file():
+        if not allow_bin:
+            raise ValueError(f"{folder} has only pytorch_model.bin, a pickle; expected "
+                             "model.safetensors. Pass allow_bin=True (--allow-bin) to read it "
+                             "with torch.load(weights_only=True)")
+        import torch  # only this path needs torch
+
+        state = torch.load(pickle, map_location="cpu", weights_only=True)
+        return {k: t.detach().float().numpy() if t.dtype == torch.bfloat16 else t.detach().numpy()
+                for k, t in state.items()}, str(pickle)
+    raise ValueError(f"expected model.safetensors (or model.safetensors.index.json, or "
+                     f"pytorch_model.bin with allow_bin=True) in {folder}, found none of them")
+
+
+def _strip(tensors: dict, prefix: str) -> dict:
+    if any(k.startswith(prefix) for k in tensors):
+        return {(k[len(prefix):] if k.startswith(prefix) else k): a for k, a in tensors.items()}
+    return tensors
+
+
+def _old_layer_norm_names(tensors: dict) -> dict:
+    """Early BERT files call LayerNorm's parameters gamma/beta."""
+    out = {}
+    for k, a in tensors.items():
+        if "LayerNorm" in k and k.endswith((".gamma", ".beta")):
+            k = k.rsplit(".", 1)[0] + (".weight" if k.endswith(".gamma") else ".bias")
+        out[k] = a
+    return out
+
+
+def _gpt2_config(hf: dict, dtype: str) -> ModelConfig:
+    for key, wanted in (("scale_attn_by_inverse_layer_idx", False), ("add_cross_attention", False)):
+        if hf.get(key, wanted) != wanted:
+            raise ValueError(f"config.json: expected {key}={wanted} (plain GPT-2), got {hf[key]!r}")
+    act = hf.get("activation_function", "gelu_new")
+    if act not in HF_ACTIVATIONS:
+        raise ValueError(f"config.json: expected activation_function in {sorted(HF_ACTIVATIONS)}, "
+                         f"got {act!r}")
+    return ModelConfig(
+        vocab_size=hf["vocab_size"], block_size=hf.get("n_positions", 1024),
+        d_model=hf["n_embd"], n_heads=hf["n_head"], n_layers=hf["n_layer"],
+        d_ff=hf.get("n_inner") or 4 * hf["n_embd"], dropout=float(hf.get("resid_pdrop", 0.0)),
+        activation=HF_ACTIVATIONS[act], norm_first=True,
+        layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)), tie_embeddings=True,
+        dtype=dtype)
+
+
+def _bert_config(hf: dict, dtype: str, mlm: bool) -> ModelConfig:
+    if hf.get("position_embedding_type", "absolute") != "absolute":
+        raise ValueError(f"config.json: expected position_embedding_type='absolute', "
+                         f"got {hf['position_embedding_type']!r}")
+    if hf.get("is_decoder", False):
+        raise ValueError("config.json: expected an encoder (is_decoder=false), got is_decoder=true")
+    act = hf.get("hidden_act", "gelu")
+    if act not in HF_ACTIVATIONS:
+        raise ValueError(f"config.json: expected hidden_act in {sorted(HF_ACTIVATIONS)}, got {act!r}")
+    return ModelConfig(
+        vocab_size=hf["vocab_size"], block_size=hf.get("max_position_embeddings", 512),
+        d_model=hf["hidden_size"], n_heads=hf["num_attention_heads"],
+        n_layers=hf["num_hidden_layers"], d_ff=hf["intermediate_size"],
+        dropout=float(hf.get("hidden_dropout_prob", 0.0)), activation=HF_ACTIVATIONS[act],
+        norm_first=False, layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+        tie_embeddings=True, type_vocab_size=hf.get("type_vocab_size", 2),
+        embedding_norm=True, lm_head_transform=mlm, lm_head_bias=mlm, dtype=dtype)
+
+
+def _architecture(hf: dict, tensors: dict, where: Path) -> str:
+    archs = hf.get("architectures") or []
+    known = GPT2_ARCHITECTURES + BERT_ARCHITECTURES
+    for a in archs:
+        if a in known:
+            return a
+    model_type = hf.get("model_type")
+    if tensors is None:  # decided from config.json alone, or after reading the tensors
+        if not archs and model_type in ("gpt2", "bert"):
+            return None
+        tensors = {}
+    if not archs and model_type == "gpt2":
+        return "GPT2LMHeadModel" if any(k.startswith("transformer.") for k in tensors) else "GPT2Model"
+    if not archs and model_type == "bert":
+        return "BertForMaskedLM" if any(k.startswith("cls.predictions") for k in tensors) else "BertModel"
+    raise ValueError(f"{where}: expected one of the architectures {list(known)} "
+                     f"(model_type 'gpt2' or 'bert'), got architectures={archs}, "
+                     f"model_type={model_type!r}")
+
+
+def _sentence_transformers(folder: Path):
+    """(folder of the Transformer module, pooling, normalize) of a sentence-transformers
+    folder, or (folder, None, False) for a plain model folder."""
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        return folder, None, False
+    modules = _read_json(modules_file)
+    if not modules or modules[0].get("type") != ST_TRANSFORMER:
+        raise ValueError(f"{modules_file}: expected the first module to be {ST_TRANSFORMER}, "
+                         f"got {modules[0].get('type') if modules else 'no module'}")
+    body = folder / modules[0].get("path", "")
+    pooling, normalize = None, False
+    for m in modules[1:]:
+        if m.get("type") == ST_POOLING:
+            pc = _read_json(folder / m["path"] / "config.json")
+            modes = [k for k, on in pc.items() if k.startswith("pooling_mode") and on]
+            choice = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
+            if len(modes) != 1 or modes[0] not in choice:
+                raise ValueError(f"{folder / m['path'] / 'config.json'}: expected exactly one of "
+                                 f"{sorted(choice)} set, got {modes}")
+            pooling = choice[modes[0]]
+        elif m.get("type") == ST_NORMALIZE:
+            normalize = True
+        else:
+            raise ValueError(f"{modules_file}: expected Pooling or Normalize modules after the "
+                             f"Transformer, got {m.get('type')!r}")
+    return body, pooling or "mean", normalize
+
+
+def read_hf(folder, *, dtype: str = "float32", allow_bin: bool = False) -> HFCheckpoint:
+    """Read a local Hugging Face GPT-2 or BERT folder into minillm's config and state.
+
+    Every tensor the architecture needs must be present with the shape ``config.json``
+    implies; otherwise a ``ValueError`` names the file, the tensor, and the expected and
+    found shapes. Tensors the model does not use are listed in ``ignored``.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"expected a Hugging Face model folder, got {folder}, which is not a folder")
+    body, pooling, normalize = _sentence_transformers(folder)
+    hf = _read_json(body / "config.json")
+    arch = _architecture(hf, None, body / "config.json")
+    tensors, source = _read_tensors(body, allow_bin)
+    arch = arch or _architecture(hf, tensors, body / "config.json")
+    if arch in GPT2_ARCHITECTURES:
+        tensors = _strip(tensors, "transformer.")
+        config = _gpt2_config(hf, dtype)
+        tied = "lm_head.weight" not in tensors or np.array_equal(tensors["lm_head.weight"],
+                                                                  tensors.get("wte.weight"))
+        rows, model_class = _gpt2_table(config, tied), "GPT"
+    else:
+        mlm = arch == "BertForMaskedLM"
+        tensors = _old_layer_norm_names(tensors)
+        if not mlm:
+            tensors = _strip(tensors, "bert.")
+        config = _bert_config(hf, dtype, mlm)
+        decoder = tensors.get("cls.predictions.decoder.weight")
+        tied = decoder is None or np.array_equal(decoder, tensors.get("bert.embeddings.word_embeddings.weight"))
+        rows, model_class = _bert_table(config, mlm, tied), "TransformerEncoder"
+        if mlm and "cls.predictions.bias" not in tensors and "cls.predictions.decoder.bias" in tensors:
+            tensors["cls.predictions.bias"] = tensors["cls.predictions.decoder.bias"]
+    if not tied:
+        config = ModelConfig.from_dict({**config.to_dict(), "tie_embeddings": False})
+    state, used = {}, set()
+    for theirs, ours, how, shape in rows:
+        if theirs not in tensors:
+            raise ValueError(f"{source}: missing tensor {theirs!r} (minillm {ours!r}), which "
+                             f"{arch} with this config.json needs")
+        a = np.asarray(tensors[theirs])
+        if tuple(a.shape) != shape:
+            raise ValueError(f"{source}: tensor {theirs!r} has shape {tuple(a.shape)}, but "
+                             f"config.json implies {shape} (minillm {ours!r})")
+        used.add(theirs)
+        if how == "T":
+            a = a.T
+        elif how.startswith("qkv"):
+            a = np.split(a, 3, axis=-1)[int(how[3])]
+        state[ours] = np.ascontiguousarray(a, dtype=dtype)
+    ignored = tuple(sorted(k for k in tensors if k not in used and not _is_buffer(k)))
+    if ignored:
+        log.info("%s: %d tensors not used by minillm: %s", source, len(ignored), ", ".join(ignored))
+    return HFCheckpoint(arch, model_class, config, state, pooling, normalize, ignored)
+
+
+def _is_buffer(name: str) -> bool:
+    """Saved buffers that are not weights: GPT-2's causal-mask tables, BERT's position ids,
+    the decoder weight/bias that merely repeat tied ones."""
+    if name.endswith(("attn.bias", "attn.masked_bias")) and "c_attn" not in name:
+        return True
+    return name.endswith(("position_ids", "token_type_ids")) or name in (
+        "lm_head.weight", "cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+
+
+def load_hf(folder, backend="numpy", *, dtype: str = "float32", allow_bin: bool = False):
+    """Build the minillm model of a Hugging Face folder in ``backend`` (``"numpy"``,
+    ``"torch"`` or a backend module) with its weights, in eval mode.
+    Returns ``(model, checkpoint)``; see :func:`read_hf`."""
+    from .model_io import _backend
+
+    ckpt = read_hf(folder, dtype=dtype, allow_bin=allow_bin)
+    model = getattr(_backend(backend), ckpt.model_class)(ckpt.config)
+    model.load_state_dict(ckpt.state)
+    model.eval()
+    return model, ckpt
+
+
+def sentence_embeddings(model, idx, attention_mask=None, pooling: str = "mean",
+                        normalize: bool = False) -> np.ndarray:
+    r"""Sentence vectors from an encoder, as sentence-transformers computes them.
+
+    .. math::
+        e_b = \frac{\sum_t m_{bt} h_{bt}}{\max(\sum_t m_{bt}, 10^{-9})}\ (\text{mean})
+        \quad\text{or}\quad e_b = h_{b,0}\ (\text{cls}), \qquad
+        e_b \leftarrow e_b / \max(\lVert e_b \rVert_2, 10^{-12})\ (\text{normalize})
+
+    Works with either backend's model. Shapes: idx (B, T), attention_mask (B, T) -> (B, C).
+    """
+    if pooling not in ("mean", "cls"):
+        raise ValueError(f"expected pooling 'mean' or 'cls', got {pooling!r}")
+    h = model.encode(idx, attention_mask)                             # (B, T, C)
+    h = h.detach().cpu().numpy() if hasattr(h, "detach") else np.asarray(h)
+    if pooling == "cls":
+        e = h[:, 0]                                                   # (B, C)
+    else:
+        m = np.ones(h.shape[:2], h.dtype) if attention_mask is None else np.asarray(attention_mask)
+        m = m.astype(h.dtype)[:, :, None]                             # (B, T, 1)
+        e = (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)     # (B, C)
+    if normalize:
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)  # (B, C)
+    return e
+
+
+# -- writing -------------------------------------------------------------------------------
+
+def _require(config: ModelConfig, arch: str, **wanted):
+    for key, value in wanted.items():
+        if getattr(config, key) != value:
+            raise ValueError(f"{arch} needs ModelConfig.{key}={value!r}, got {getattr(config, key)!r}")
+
+
+def save_hf(model, folder) -> str:
+    """Write a minillm ``GPT`` (as ``GPT2LMHeadModel``) or ``TransformerEncoder`` (as
+    ``BertForMaskedLM`` with ``lm_head_transform``, else ``BertModel``) to ``folder`` as
+    ``config.json`` + ``model.safetensors``, which ``transformers`` loads. Returns the
+    architecture name. The model's config must be one the architecture can express."""
+    from .model_io import as_numpy_state
+
+    config, kind = model.config, type(model).__name__
+    state = as_numpy_state(model.state_dict())
+    inverse_act = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}
+    if kind == "GPT":
+        arch = "GPT2LMHeadModel"
+        _require(config, arch, norm_first=True, positional="learned", type_vocab_size=0,
+                 embedding_norm=False, lm_head_transform=False, lm_head_bias=False)
+        rows = [("transformer." + t if not t.startswith("lm_head") else t, o, how, s)
+                for t, o, how, s in _gpt2_table(config, config.tie_embeddings)]
+        hf = {"architectures": [arch], "model_type": "gpt2", "vocab_size": config.vocab_size,
+              "n_positions": config.block_size, "n_embd": config.d_model,
+              "n_head": config.n_heads, "n_layer": config.n_layers, "n_inner": config.d_ff,
+              "activation_function": inverse_act[config.activation],
+              "layer_norm_epsilon": config.layer_norm_eps, "resid_pdrop": config.dropout,
+              "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
+              "tie_word_embeddings": config.tie_embeddings}
+    elif kind == "TransformerEncoder":
+        mlm = config.lm_head_transform
+        arch = "BertForMaskedLM" if mlm else "BertModel"
+        _require(config, arch, norm_first=False, positional="learned", embedding_norm=True,
+                 lm_head_bias=mlm)
+        if config.type_vocab_size < 1:
+            raise ValueError(f"{arch} needs ModelConfig.type_vocab_size >= 1, got 0")
+        rows = _bert_table(config, mlm, config.tie_embeddings)
+        hf = {"architectures": [arch], "model_type": "bert", "vocab_size": config.vocab_size,
+              "max_position_embeddings": config.block_size, "hidden_size": config.d_model,
+              "num_attention_heads": config.n_heads, "num_hidden_layers": config.n_layers,
+              "intermediate_size": config.d_ff, "hidden_act": inverse_act[config.activation],
+              "layer_norm_eps": config.layer_norm_eps, "type_vocab_size": config.type_vocab_size,
+              "hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.dropout,
+              "tie_word_embeddings": config.tie_embeddings}
+    else:
+        raise ValueError(f"expected a minillm GPT or TransformerEncoder, got {kind}")
+    tensors: dict = {}
+    for theirs, ours, how, shape in rows:
+        a = state[ours]
+        if how == "T":
+            a = a.T
+        elif how.startswith("qkv"):
+            a = np.concatenate([state[ours[:-1] + q] for q in "QKV"], axis=-1)  # (.., 3C)
+        tensors[theirs] = np.ascontiguousarray(a)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf["torch_dtype"] = config.dtype
+    (folder / "config.json").write_text(json.dumps(hf, indent=2), encoding="utf-8")
+    safetensors_io.save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    return arch
