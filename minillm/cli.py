@@ -12,8 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import pipeline
 from .config import ModelConfig
+from .data import Tokenizer, split_contiguous
 from .runtime import BACKENDS, DEVICES
 from .training import TrainConfig, TrainingDiverged
 
@@ -77,13 +80,13 @@ def _corpus(a):
     if a.data is not None:
         tok, splits = pipeline.load_prepared(a.data)
         return tok, splits, str(a.data)
+    text = pipeline.load_corpus(a.corpus)
     if a.resume and (a.out / "tokenizer.json").exists():
-        tok = pipeline.Tokenizer.load(a.out / "tokenizer.json")       # the same ids as before
+        tok = Tokenizer.load(a.out / "tokenizer.json")                # the same ids as before
     else:
-        tok = pipeline.train_tokenizer(a.tokenizer, pipeline.load_corpus(a.corpus), a.vocab_size)
-    import numpy as np
-    ids = np.asarray(tok.encode(pipeline.load_corpus(a.corpus)), dtype=np.int64)
-    return tok, pipeline.split_contiguous(ids, (0.9, 0.05, 0.05)), a.corpus
+        tok = pipeline.train_tokenizer(a.tokenizer, text, a.vocab_size)
+    ids = np.asarray(tok.encode(text), dtype=np.int64)
+    return tok, split_contiguous(ids, (0.9, 0.05, 0.05)), a.corpus
 
 
 def _add_corpus_args(p):

@@ -18,7 +18,6 @@ downloaded.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -256,7 +255,3 @@ def generate_text(run, prompt: str, *, max_new_tokens: int = 100, temperature: f
                     seed=seed, eos_id=tok.eos_id, use_cache=use_cache)
     return tok.decode(new, skip_special_tokens=True)
 
-
-def model_config_from(tok: Tokenizer, **overrides) -> ModelConfig:
-    fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(vocab_size=tok.vocab_size, **{k: v for k, v in overrides.items() if k in fields and v is not None})
