@@ -7,6 +7,8 @@
 - batching: :class:`LMBatches`, :func:`sequential_batches`, :func:`mask_tokens`,
   :func:`pad_batch`, :func:`classification_batches`, :func:`shard`
 - corpora: :func:`python_docs`, :func:`synthetic_language`, :func:`sentiment`
+- applications: :func:`dates_corpus` (translation), :func:`qa_corpus` (extractive QA),
+  :class:`PieceTokenizer`
 - loaders: :func:`load_text`, :func:`load_jsonl`, :func:`load_csv`, :func:`split`,
   :func:`split_contiguous`
 
@@ -19,6 +21,8 @@ from .char_tokenizer import CharTokenizer
 from .cleaning import clean_text, remove_stopwords
 from .corpora import (SyntheticLanguage, bag_of_words_ceiling, markov_entropy_rate, markov_stationary,
                       python_docs, sentiment, synthetic_language)
+from .parallel import PieceTokenizer, dates_corpus
+from .qa import qa_corpus
 from .loaders import LabelledTexts, Splits, load_csv, load_jsonl, load_text, split, split_contiguous
 from .stopwords import NEGATIONS, STOPWORDS
 from .tokenizer_base import Tokenizer
@@ -35,5 +39,6 @@ __all__ = [
     "shard", "IGNORE_INDEX",
     "python_docs", "synthetic_language", "SyntheticLanguage", "markov_stationary",
     "markov_entropy_rate", "sentiment", "bag_of_words_ceiling",
+    "dates_corpus", "qa_corpus", "PieceTokenizer",
     "load_text", "load_jsonl", "load_csv", "split", "split_contiguous", "LabelledTexts", "Splits",
 ]

@@ -1,0 +1,80 @@
+"""An embedded, seeded set of extractive question-answering examples.
+
+Each context states a few facts about two or three people, in random order; the
+question asks for one fact about one of them, and the answer is a span of the context
+(chapter section 6.3 names question answering as an application)::
+
+    context:  "dana was born in 1987 . omar lives in lisbon . dana has a grey cat ."
+    question: "where does omar live ?"
+    answer:   "lisbon"            (answer_start = 9: the index of its first piece)
+
+Finding the span needs the question's person AND relation to be matched in the
+context, since the same relation appears for other people and the same person has
+other facts. Answers are one piece (a city, a job), two (a colour and an animal) or
+four (a year's digits). Pieces are those of :class:`~minillm.data.parallel.PieceTokenizer`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .parallel import PieceTokenizer
+
+__all__ = ["qa_corpus"]
+
+NAMES = ("alice", "bruno", "chen", "dana", "emeka", "fatima", "goran", "hana", "ivan", "julia",
+         "kofi", "lena", "mateo", "nadia", "omar", "priya", "quinn", "rosa", "sven", "tomas")
+CITIES = ("paris", "lisbon", "oslo", "cairo", "lima", "seoul", "quito", "dublin", "nairobi",
+          "hanoi", "vienna", "bogota", "madrid", "tokyo")
+JOBS = ("baker", "nurse", "pilot", "farmer", "teacher", "lawyer", "painter", "plumber", "chef",
+        "doctor", "tailor", "miner")
+COLOURS = ("red", "blue", "grey", "black", "white", "brown", "green")
+ANIMALS = ("cat", "dog", "horse", "parrot", "rabbit", "goat")
+
+# relation -> (fact template, question template, how to draw the answer)
+RELATIONS = {
+    "city": ("{n} lives in {a} .", "where does {n} live ?", lambda r: str(r.choice(CITIES))),
+    "job": ("{n} works as a {a} .", "what is the job of {n} ?", lambda r: str(r.choice(JOBS))),
+    "pet": ("{n} has a {a} .", "what pet does {n} have ?",
+            lambda r: f"{r.choice(COLOURS)} {r.choice(ANIMALS)}"),
+    "born": ("{n} was born in {a} .", "when was {n} born ?", lambda r: str(int(r.integers(1940, 2010)))),
+}
+
+
+def _example(rng):
+    people = [str(p) for p in rng.choice(NAMES, size=int(rng.integers(2, 4)), replace=False)]
+    facts = [(p, rel) for p in people for rel in RELATIONS]
+    chosen = [facts[i] for i in rng.choice(len(facts), size=int(rng.integers(3, 6)), replace=False)]
+    answers = {fact: RELATIONS[fact[1]][2](rng) for fact in chosen}
+    asked = chosen[int(rng.integers(len(chosen)))]
+    pieces, sentences, start = [], [], None
+    for fact in chosen:
+        template = RELATIONS[fact[1]][0]
+        before = template.split("{a}")[0].format(n=fact[0])
+        if fact == asked:
+            start = len(pieces) + len(PieceTokenizer.pieces(before))
+        sentences.append(template.format(n=fact[0], a=answers[fact]))
+        pieces += PieceTokenizer.pieces(sentences[-1])
+    context = " ".join(sentences)
+    return {"context": context, "question": RELATIONS[asked[1]][1].format(n=asked[0]),
+            "answer": answers[asked], "answer_start": start}
+
+
+def qa_corpus(n_train: int = 4000, n_test: int = 400, seed: int = 0):
+    """``(train, test)``: lists of dicts with ``context``, ``question``, ``answer`` and
+    ``answer_start`` (the index of the answer's first piece in the context's pieces).
+
+    Drawn from ``numpy.random.default_rng(seed)``; no test (context, question) pair
+    occurs in the training split. Raises ``ValueError`` for sizes below 1.
+    """
+    for name, n in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"expected {name} to be an int >= 1, got {n!r}")
+    rng = np.random.default_rng(seed)
+    seen, out = set(), []
+    while len(out) < n_train + n_test:
+        ex = _example(rng)
+        key = (ex["context"], ex["question"])
+        if key not in seen:
+            seen.add(key)
+            out.append(ex)
+    return out[:n_train], out[n_train:]
