@@ -4,6 +4,8 @@
 - vocabulary: :class:`Vocabulary` (special tokens at ids 0..6, deterministic order)
 - tokenizers: :class:`WordTokenizer` (nltk, no data), :class:`CharTokenizer`,
   :class:`BPETokenizer` (byte-level), :func:`load_tokenizer`
+- pretrained models' tokenizers, with their own ids: :class:`GPT2Tokenizer`
+  (vocab.json + merges.txt), :class:`WordPieceTokenizer` (BERT's vocab.txt)
 - batching: :class:`LMBatches`, :func:`sequential_batches`, :func:`mask_tokens`,
   :func:`pad_batch`, :func:`classification_batches`, :func:`shard`
 - corpora: :func:`python_docs`, :func:`synthetic_language`, :func:`sentiment`
@@ -19,6 +21,7 @@ from .batching import (IGNORE_INDEX, LMBatches, classification_batches, mask_tok
 from .bpe import PRETOKENIZE_PATTERN, BPETokenizer, pretokenize
 from .char_tokenizer import CharTokenizer
 from .cleaning import clean_text, remove_stopwords
+from .hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
 from .corpora import (SyntheticLanguage, bag_of_words_ceiling, markov_entropy_rate, markov_stationary,
                       python_docs, sentiment, synthetic_language)
 from .parallel import PieceTokenizer, dates_corpus
@@ -34,7 +37,7 @@ __all__ = [
     "clean_text", "remove_stopwords", "STOPWORDS", "NEGATIONS",
     "Vocabulary", "SPECIAL_TOKENS",
     "Tokenizer", "WordTokenizer", "CharTokenizer", "BPETokenizer", "load_tokenizer",
-    "word_tokenize", "pretokenize", "PRETOKENIZE_PATTERN",
+    "word_tokenize", "pretokenize", "PRETOKENIZE_PATTERN", "GPT2Tokenizer", "WordPieceTokenizer",
     "LMBatches", "sequential_batches", "mask_tokens", "pad_batch", "classification_batches",
     "shard", "IGNORE_INDEX",
     "python_docs", "synthetic_language", "SyntheticLanguage", "markov_stationary",

@@ -1,0 +1,381 @@
+"""The tokenizers of pretrained Hugging Face models, read offline from their vocabulary files.
+
+- :class:`GPT2Tokenizer`: GPT-2's byte-level BPE (Radford et al. 2019, section 2.2) from
+  ``vocab.json`` + ``merges.txt``.
+- :class:`WordPieceTokenizer`: BERT's basic tokenizer (clean-up, CJK splitting,
+  lowercasing, accent stripping, punctuation splitting) followed by greedy
+  longest-match-first WordPiece (Devlin et al. 2019, section 3; Wu et al. 2016) from
+  ``vocab.txt``.
+
+Ids. These tokenizers keep the ids of the files they read, because a pretrained model's
+embedding rows are indexed by them: they do NOT use minillm's special ids 0..6
+(``minillm.data.vocab``). So they mirror :class:`~minillm.data.Tokenizer`'s interface
+(``encode``, ``decode``, ``vocab_size``, ``id_to_token``, and the special ids as
+properties, ``None`` where the model has no such token) without subclassing it, and
+they are not trainable or saved as minillm JSON: the vocabulary files are their format.
+
+Special tokens written in the text (``<|endoftext|>``, ``[MASK]``) become their ids, as
+``transformers`` does for its special tokens.
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["GPT2Tokenizer", "WordPieceTokenizer", "bytes_to_unicode"]
+
+
+def _read(path: Path, what: str) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"expected {what} at {path}, but there is no such file")
+    return path.read_text(encoding="utf-8")
+
+
+def _special_splitter(specials):
+    """A pattern that cuts the text around literal special tokens (longest first)."""
+    if not specials:
+        return None
+    return re.compile("(" + "|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)) + ")")
+
+
+# -- GPT-2: byte-level BPE ------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from the 256 byte values to printable characters.
+
+    Bytes that are printable Latin-1 characters (``!``..``~``, ``¡``..``¬``, ``®``..``ÿ``)
+    stand for themselves; the other 68 (control bytes, space, ...) are given the
+    characters U+0100, U+0101, ... in byte order, so no token contains whitespace or
+    control characters and every byte string has a text form.
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def _class_of(first_letter: str) -> str:
+    """A regex character class of every code point whose Unicode category starts with
+    ``first_letter`` ("L" letters, "N" numbers): the stdlib ``re`` has no ``\\p{L}``."""
+    ranges, start, prev = [], None, None
+    for c in range(0x110000):
+        if unicodedata.category(chr(c))[0] == first_letter:
+            if start is None:
+                start = c
+            prev = c
+        elif start is not None:
+            ranges.append((start, prev))
+            start = None
+    if start is not None:
+        ranges.append((start, prev))
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+                   for a, b in ranges)
+
+
+@lru_cache(maxsize=1)
+def _gpt2_pattern() -> re.Pattern:
+    """GPT-2's pre-tokenizer: contractions | letters | numbers | other symbols (each with
+    one optional leading space) | whitespace not followed by a word | whitespace."""
+    L, N = _class_of("L"), _class_of("N")
+    return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+| ?[{N}]+| ?[^\s{L}{N}]+|\s+(?!\S)|\s+")
+
+
+class GPT2Tokenizer:
+    r"""GPT-2's byte-level BPE with the ids of ``vocab.json``.
+
+    A pre-token's UTF-8 bytes, written with :func:`bytes_to_unicode`, start as single
+    characters; the adjacent pair with the lowest rank in ``merges.txt`` is merged,
+    everywhere in the pre-token, until no ranked pair is left:
+
+    .. math:: (a, b)^* = \arg\min_{(a, b) \in \mathrm{pairs}(w)} \mathrm{rank}(a, b)
+
+    ``<|endoftext|>`` is both ``bos_id`` and ``eos_id``; GPT-2 has no padding or unknown
+    token (every byte has a token).
+    """
+
+    kind = "GPT2Tokenizer"
+    EOT = "<|endoftext|>"
+
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]]):
+        self.vocab = dict(vocab)
+        self.ranks = {tuple(pair): r for r, pair in enumerate(merges)}
+        self._tokens = {i: t for t, i in self.vocab.items()}
+        self._byte_char = bytes_to_unicode()
+        self._char_byte = {c: b for b, c in self._byte_char.items()}
+        self._cache: dict[str, list[str]] = {}
+        self._specials = _special_splitter([t for t in self.vocab if t == self.EOT])
+
+    @classmethod
+    def from_files(cls, vocab_json, merges_txt) -> "GPT2Tokenizer":
+        """Read ``vocab.json`` (token -> id) and ``merges.txt`` (one ``a b`` pair a line,
+        best first, after an optional ``#version`` line)."""
+        try:
+            vocab = json.loads(_read(vocab_json, "GPT-2's vocab.json"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{vocab_json}: expected JSON (token -> id), got a parse error: {e}") from None
+        merges = []
+        for n, line in enumerate(_read(merges_txt, "GPT-2's merges.txt").splitlines(), start=1):
+            if not line.strip() or (n == 1 and line.startswith("#version")):
+                continue
+            pair = line.split(" ")
+            if len(pair) != 2:
+                raise ValueError(f"{merges_txt}, line {n}: expected two tokens separated by one "
+                                 f"space, got {line!r}")
+            merges.append((pair[0], pair[1]))
+        return cls(vocab, merges)
+
+    @classmethod
+    def from_folder(cls, folder) -> "GPT2Tokenizer":
+        """The tokenizer of a Hugging Face GPT-2 folder (its vocab.json and merges.txt)."""
+        folder = Path(folder)
+        return cls.from_files(folder / "vocab.json", folder / "merges.txt")
+
+    def _bpe(self, word: str) -> list[str]:
+        if word in self._cache:
+            return self._cache[word]
+        symbols = list(word)
+        while len(symbols) > 1:
+            pairs = {(a, b) for a, b in zip(symbols, symbols[1:])}
+            best = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
+            if best not in self.ranks:
+                break
+            merged, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    merged.append(symbols[i] + symbols[i + 1])
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            symbols = merged
+        if len(self._cache) < 1 << 16:
+            self._cache[word] = symbols
+        return symbols
+
+    def _encode_plain(self, text: str) -> list[int]:
+        ids = []
+        for piece in _gpt2_pattern().findall(text):
+            word = "".join(self._byte_char[b] for b in piece.encode("utf-8"))
+            for token in self._bpe(word):
+                if token not in self.vocab:
+                    raise ValueError(f"{self.kind}: the merges produced {token!r}, which vocab.json "
+                                     "does not have: expected vocab.json and merges.txt of one model")
+                ids.append(self.vocab[token])
+        return ids
+
+    def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        """Token ids of ``text`` (``transformers``' ``encode`` of GPT-2 adds no special token;
+        ``add_bos`` / ``add_eos`` put ``<|endoftext|>`` around it)."""
+        if not isinstance(text, str):
+            raise TypeError(f"{self.kind}.encode expects a str, got {type(text).__name__}")
+        ids = []
+        parts = self._specials.split(text) if self._specials else [text]
+        for part in parts:
+            if part == self.EOT:
+                ids.append(self.vocab[part])
+            elif part:
+                ids += self._encode_plain(part)
+        return ([self.bos_id] if add_bos else []) + ids + ([self.eos_id] if add_eos else [])
+
+    def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
+        """The text of ``ids``; byte sequences that are not UTF-8 become U+FFFD."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i not in self._tokens:
+                raise ValueError(f"{self.kind}.decode: token id must be in [0, {self.vocab_size}), got {i}")
+            if skip_special_tokens and self._tokens[i] == self.EOT:
+                continue
+            out.append(self._tokens[i])
+        text = "".join(out)
+        return bytes(self._char_byte[c] for c in text).decode("utf-8", errors="replace")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def id_to_token(self, index: int) -> str:
+        return self._tokens[int(index)]
+
+    bos_id = eos_id = property(lambda self: self.vocab.get(self.EOT), doc="id of <|endoftext|>")
+    pad_id = unk_id = mask_id = cls_id = sep_id = property(lambda self: None, doc="GPT-2 has none")
+
+    def __repr__(self) -> str:
+        return f"{self.kind}(vocab_size={self.vocab_size}, merges={len(self.ranks)})"
+
+
+# -- BERT: basic tokenizer + WordPiece ----------------------------------------------------
+
+def _is_whitespace(ch: str) -> bool:
+    return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
+
+
+def _is_control(ch: str) -> bool:
+    return ch not in "\t\n\r" and unicodedata.category(ch).startswith("C")
+
+
+def _is_punctuation(ch: str) -> bool:
+    """Unicode punctuation, and every non-letter non-digit ASCII symbol ($, +, ^, `)."""
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+def _is_cjk(cp: int) -> bool:
+    """CJK Unified Ideographs blocks (not Hangul or kana), which BERT splits per character."""
+    return any(a <= cp <= b for a, b in (
+        (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+        (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F)))
+
+
+class WordPieceTokenizer:
+    """BERT's tokenizer with the ids of ``vocab.txt`` (line ``i`` is token ``i``).
+
+    Basic tokenization: drop NUL, U+FFFD and control characters, turn whitespace into
+    spaces, put spaces around CJK ideographs, then per whitespace-separated word:
+    lowercase and strip accents (NFD, drop combining marks) when ``lowercase``, and cut
+    before and after every punctuation character. WordPiece: each word is split greedily
+    into the longest vocabulary prefix, then the longest ``##``-continuation, and so on;
+    a word that cannot be split (or is longer than ``max_chars_per_word``) is ``[UNK]``.
+    """
+
+    kind = "WordPieceTokenizer"
+    SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+    def __init__(self, vocab: list[str], *, lowercase: bool = True, strip_accents: bool | None = None,
+                 max_chars_per_word: int = 100):
+        self.tokens = list(vocab)
+        self.vocab = {t: i for i, t in enumerate(self.tokens)}
+        if "[UNK]" not in self.vocab:
+            raise ValueError("WordPieceTokenizer: expected [UNK] in the vocabulary, got none")
+        self.lowercase = lowercase
+        self.strip_accents = lowercase if strip_accents is None else strip_accents
+        self.max_chars_per_word = max_chars_per_word
+        self._specials = _special_splitter([t for t in self.SPECIALS if t in self.vocab])
+
+    @classmethod
+    def from_file(cls, vocab_txt, **options) -> "WordPieceTokenizer":
+        """Read ``vocab.txt``, one token a line."""
+        return cls(_read(vocab_txt, "BERT's vocab.txt").splitlines(), **options)
+
+    @classmethod
+    def from_folder(cls, folder) -> "WordPieceTokenizer":
+        """The tokenizer of a Hugging Face BERT folder: vocab.txt, and ``do_lower_case`` /
+        ``strip_accents`` from tokenizer_config.json when it has them."""
+        folder = Path(folder)
+        options = {}
+        cfg = folder / "tokenizer_config.json"
+        if cfg.is_file():
+            data = json.loads(cfg.read_text(encoding="utf-8"))
+            options["lowercase"] = bool(data.get("do_lower_case", True))
+            options["strip_accents"] = data.get("strip_accents")
+        return cls.from_file(folder / "vocab.txt", **options)
+
+    def basic_tokenize(self, text: str) -> list[str]:
+        """The words and punctuation marks WordPiece then splits."""
+        chars = []
+        for ch in text:
+            cp = ord(ch)
+            if cp == 0 or cp == 0xFFFD or _is_control(ch):
+                continue
+            if _is_whitespace(ch):
+                chars.append(" ")
+            elif _is_cjk(cp):
+                chars.append(f" {ch} ")
+            else:
+                chars.append(ch)
+        words = []
+        for word in "".join(chars).split():
+            if self.lowercase:
+                word = word.lower()
+            if self.strip_accents:
+                word = "".join(c for c in unicodedata.normalize("NFD", word)
+                               if unicodedata.category(c) != "Mn")
+            current = ""
+            for ch in word:
+                if _is_punctuation(ch):
+                    words += [current, ch] if current else [ch]
+                    current = ""
+                else:
+                    current += ch
+            if current:
+                words.append(current)
+        return words
+
+    def wordpiece(self, word: str) -> list[str]:
+        """Greedy longest-match-first split of one word; ``["[UNK]"]`` if impossible."""
+        if len(word) > self.max_chars_per_word:
+            return ["[UNK]"]
+        pieces, start = [], 0
+        while start < len(word):
+            end = len(word)
+            while end > start:
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in self.vocab:
+                    break
+                end -= 1
+            if end == start:
+                return ["[UNK]"]
+            pieces.append(piece)
+            start = end
+        return pieces
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of ``text``, as ``[CLS] ... [SEP]`` by default (``transformers``'
+        default for BERT)."""
+        if not isinstance(text, str):
+            raise TypeError(f"{self.kind}.encode expects a str, got {type(text).__name__}")
+        ids = []
+        parts = self._specials.split(text) if self._specials else [text]
+        for part in parts:
+            if part in self.vocab and part in self.SPECIALS:
+                ids.append(self.vocab[part])
+                continue
+            for word in self.basic_tokenize(part):
+                ids += [self.vocab[p] for p in self.wordpiece(word)]
+        if add_special_tokens:
+            ids = [self.cls_id] + ids + [self.sep_id]
+        return ids
+
+    def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
+        """Tokens joined by spaces, ``##`` continuations glued to what precedes them."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"{self.kind}.decode: token id must be in [0, {self.vocab_size}), got {i}")
+            token = self.tokens[i]
+            if skip_special_tokens and token in self.SPECIALS and token != "[UNK]":
+                continue
+            out.append(token)
+        return " ".join(out).replace(" ##", "")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokens)
+
+    def id_to_token(self, index: int) -> str:
+        return self.tokens[int(index)]
+
+    pad_id = property(lambda self: self.vocab.get("[PAD]"), doc="id of [PAD]")
+    unk_id = property(lambda self: self.vocab["[UNK]"], doc="id of [UNK]")
+    cls_id = property(lambda self: self.vocab.get("[CLS]"), doc="id of [CLS]")
+    sep_id = property(lambda self: self.vocab.get("[SEP]"), doc="id of [SEP]")
+    mask_id = property(lambda self: self.vocab.get("[MASK]"), doc="id of [MASK]")
+    bos_id = property(lambda self: self.vocab.get("[CLS]"), doc="BERT starts with [CLS]")
+    eos_id = property(lambda self: self.vocab.get("[SEP]"), doc="BERT ends with [SEP]")
+
+    def __repr__(self) -> str:
+        return f"{self.kind}(vocab_size={self.vocab_size}, lowercase={self.lowercase})"
