@@ -1,9 +1,11 @@
 """Shared test set-up: hypothesis profiles.
 
 - ``ci``: derandomized and small, so CI is fast and repeatable (chosen when CI=true);
+- ``quick``: as small, but with fresh random examples on every run, so local runs keep
+  exploring (the default outside CI, so the README's command stays quick);
 - ``dev``: many more examples, for a thorough local run:
   ``MINILLM_HYPOTHESIS_PROFILE=dev scripts/test.sh``.
-The default outside CI is ``ci`` too, so the README's command stays quick.
+``MINILLM_HYPOTHESIS_PROFILE`` overrides the choice.
 """
 import os
 
@@ -28,7 +30,12 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
+    "quick", max_examples=25, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
     "dev", max_examples=300, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.load_profile(os.environ.get("MINILLM_HYPOTHESIS_PROFILE", "ci"))
+_in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+settings.load_profile(os.environ.get("MINILLM_HYPOTHESIS_PROFILE", "ci" if _in_ci else "quick"))
