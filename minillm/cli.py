@@ -1,4 +1,4 @@
-"""The ``minillm`` command: demo, prepare, pretrain, finetune, evaluate, generate.
+"""The ``minillm`` command: demo, prepare, pretrain, finetune, evaluate, generate, embed.
 
 Only this module prints; the library logs through ``logging.getLogger("minillm")``.
 Bad input ends with ``error: ...`` and exit status 2, never a traceback.
@@ -151,10 +151,36 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_generate(a) -> int:
+    if a.from_hf is not None:  # a Hugging Face GPT-2 folder (minillm.interop)
+        from . import interop
+        text = interop.generate_text(a.from_hf, a.prompt, max_new_tokens=a.max_new_tokens,
+                                     temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed,
+                                     backend=a.backend, device=a.device, use_cache=not a.no_cache,
+                                     allow_bin=a.allow_bin)
+        print(a.prompt + text)
+        return 0
+    if a.run is None:
+        raise ValueError("generate: expected a run folder or --from-hf FOLDER, got neither")
     text = pipeline.generate_text(a.run, a.prompt, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
                                   top_k=a.top_k, top_p=a.top_p, seed=a.seed, backend=a.backend,
                                   device=a.device, use_cache=not a.no_cache)
     print(a.prompt + text)
+    return 0
+
+
+def cmd_embed(a) -> int:
+    from . import interop
+    texts = list(a.texts)
+    if a.file is not None:
+        texts += [line for line in a.file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    vectors = interop.embed_texts(a.from_hf, texts, backend=a.backend, device=a.device,
+                                  pooling=a.pooling, allow_bin=a.allow_bin)    # (N, C)
+    if a.out is not None:
+        np.save(a.out, vectors)
+        print(f"wrote {vectors.shape[0]} embeddings of size {vectors.shape[1]} to {a.out}")
+    else:
+        for text, v in zip(texts, vectors):
+            print(json.dumps({"text": text, "embedding": [round(float(x), 6) for x in v]}, ensure_ascii=False))
     return 0
 
 
@@ -235,7 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("generate", help="continue a prompt with a GPT run")
-    p.add_argument("run", type=Path, help="a causal_lm run folder or a checkpoint folder")
+    p.add_argument("run", type=Path, nargs="?", default=None,
+                   help="a causal_lm run folder or a checkpoint folder (or use --from-hf)")
+    p.add_argument("--from-hf", type=Path, default=None, metavar="FOLDER",
+                   help="a local Hugging Face GPT-2 folder (config.json, model.safetensors, vocab.json, merges.txt)")
+    p.add_argument("--allow-bin", action="store_true",
+                   help="--from-hf: read pytorch_model.bin (torch.load, weights_only=True) if no safetensors")
     p.add_argument("--prompt", default="The ")
     p.add_argument("--max-new-tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
@@ -246,6 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--no-cache", action="store_true", help="recompute every position each step")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("embed", help="sentence embeddings with a local Hugging Face BERT / sentence-transformers folder")
+    p.add_argument("texts", nargs="*", help="texts to embed")
+    p.add_argument("--from-hf", type=Path, required=True, metavar="FOLDER",
+                   help="a BERT or sentence-transformers folder (config.json, model.safetensors, vocab.txt)")
+    p.add_argument("--file", type=Path, default=None, help="also embed each non-empty line of this file")
+    p.add_argument("--pooling", choices=("mean", "cls"), default=None,
+                   help="default: the folder's (sentence-transformers), else mean")
+    p.add_argument("--out", type=Path, default=None, help="write a .npy (N, d_model) instead of printing JSON lines")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--allow-bin", action="store_true",
+                   help="read pytorch_model.bin (torch.load, weights_only=True) if no safetensors")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; needs the 'serve' extra)")
     p.add_argument("run", type=Path, help="a run folder or a checkpoint folder")

@@ -45,6 +45,7 @@ from . import safetensors_io
 from .config import ModelConfig
 
 __all__ = ["HFCheckpoint", "read_hf", "load_hf", "save_hf", "sentence_embeddings",
+           "load_hf_tokenizer", "generate_text", "embed_texts",
            "GPT2_ARCHITECTURES", "BERT_ARCHITECTURES"]
 
 log = logging.getLogger("minillm")
@@ -368,7 +369,8 @@ def sentence_embeddings(model, idx, attention_mask=None, pooling: str = "mean",
     if pooling == "cls":
         e = h[:, 0]                                                   # (B, C)
     else:
-        m = np.ones(h.shape[:2], h.dtype) if attention_mask is None else np.asarray(attention_mask)
+        m = np.ones(h.shape[:2], h.dtype) if attention_mask is None else attention_mask
+        m = m.detach().cpu().numpy() if hasattr(m, "detach") else np.asarray(m)
         m = m.astype(h.dtype)[:, :, None]                             # (B, T, 1)
         e = (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)     # (B, C)
     if normalize:
@@ -438,3 +440,79 @@ def save_hf(model, folder) -> str:
     (folder / "config.json").write_text(json.dumps(hf, indent=2), encoding="utf-8")
     safetensors_io.save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     return arch
+
+
+# -- running a folder: its tokenizer, generation, sentence embeddings ----------------------
+
+def load_hf_tokenizer(folder):
+    """The tokenizer of a Hugging Face folder: :class:`~minillm.data.GPT2Tokenizer` from
+    vocab.json + merges.txt, or :class:`~minillm.data.WordPieceTokenizer` from vocab.txt
+    (in a sentence-transformers folder, those of its Transformer module)."""
+    from .data.hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
+
+    body, _, _ = _sentence_transformers(Path(folder))
+    if (body / "vocab.json").is_file() and (body / "merges.txt").is_file():
+        return GPT2Tokenizer.from_folder(body)
+    if (body / "vocab.txt").is_file():
+        return WordPieceTokenizer.from_folder(body)
+    raise ValueError(f"expected a tokenizer in {body}: vocab.json + merges.txt (GPT-2) or "
+                     "vocab.txt (BERT), found neither")
+
+
+def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature: float = 0.8,
+                  top_k: int | None = 40, top_p: float | None = None, seed: int | None = 0,
+                  backend: str = "numpy", device: str = "cpu", use_cache: bool = True,
+                  allow_bin: bool = False) -> str:
+    """Continue ``prompt`` with the GPT-2 of a Hugging Face folder (its own tokenizer);
+    returns the new text. Stops after ``<|endoftext|>``."""
+    from .generation import generate
+    from .runtime import Runtime
+
+    ckpt = read_hf(folder, allow_bin=allow_bin)
+    if ckpt.model_class != "GPT":
+        raise ValueError(f"{folder}: generation needs a GPT-2 folder, got {ckpt.architecture}")
+    tok = load_hf_tokenizer(folder)
+    rt = Runtime(backend, device)
+    model = rt.module.GPT(ckpt.config)
+    model.load_state_dict(ckpt.state)
+    model = rt.prepare(model)
+    ids = tok.encode(prompt) or [tok.eos_id]
+    new = generate(rt, model, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                   seed=seed, eos_id=tok.eos_id, use_cache=use_cache)
+    return tok.decode(new, skip_special_tokens=True)
+
+
+def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
+                pooling: str | None = None, normalize: bool | None = None,
+                allow_bin: bool = False) -> np.ndarray:
+    """Sentence embeddings of ``texts`` with the BERT of a Hugging Face folder: each text
+    is ``[CLS] ... [SEP]`` (cut to the model's positions), the batch right-padded, then
+    :func:`sentence_embeddings` with the folder's pooling (sentence-transformers) or mean
+    pooling. Shapes: -> (len(texts), C)."""
+    from .runtime import Runtime
+
+    ckpt = read_hf(folder, allow_bin=allow_bin)
+    if ckpt.model_class != "TransformerEncoder":
+        raise ValueError(f"{folder}: sentence embeddings need a BERT folder, got {ckpt.architecture}")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        raise ValueError("expected at least one text to embed, got none")
+    tok = load_hf_tokenizer(folder)
+    T = ckpt.config.block_size
+    rows = [tok.encode(t) for t in texts]
+    rows = [r if len(r) <= T else r[:T - 1] + [tok.sep_id] for r in rows]
+    L = max(len(r) for r in rows)
+    pad = tok.pad_id if tok.pad_id is not None else 0
+    idx = np.full((len(rows), L), pad, dtype=np.int64)                # (B, L)
+    mask = np.zeros((len(rows), L), dtype=bool)                       # (B, L)
+    for b, r in enumerate(rows):
+        idx[b, :len(r)], mask[b, :len(r)] = r, True
+    rt = Runtime(backend, device)
+    model = rt.module.TransformerEncoder(ckpt.config)
+    model.load_state_dict(ckpt.state)
+    model = rt.prepare(model)
+    model.eval()
+    with rt.no_grad():
+        return sentence_embeddings(model, rt.tensor(idx), rt.tensor(mask),
+                                   pooling or ckpt.pooling or "mean",
+                                   ckpt.normalize if normalize is None else normalize)

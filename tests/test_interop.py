@@ -355,3 +355,77 @@ def test_error_export_of_a_config_gpt2_cannot_express(tmp_path):
     gpt = ref.GPT(ModelConfig(vocab_size=V, norm_first=False))
     with pytest.raises(ValueError, match="GPT2LMHeadModel needs ModelConfig.norm_first=True"):
         save_hf(gpt, tmp_path)
+
+
+# -- the CLI: generate --from-hf, embed --from-hf ------------------------------------------
+
+TEXTS = ["The cat sat on the mat.", "A dog barked at the mailman!", "Élan vital, naïve café."]
+
+
+def _tokenizer_files(folder, kind):
+    tokenizers = pytest.importorskip("tokenizers")
+    corpus = TEXTS * 5
+    if kind == "gpt2":
+        t = tokenizers.ByteLevelBPETokenizer()
+        t.train_from_iterator(corpus, vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False)
+    else:
+        t = tokenizers.BertWordPieceTokenizer(lowercase=True)
+        t.train_from_iterator(corpus, vocab_size=150, show_progress=False)
+    t.save_model(str(folder))
+    return t.get_vocab_size()
+
+
+def test_cli_generate_from_hf_is_transformers_greedy(tmp_path, capsys):
+    from minillm.cli import main
+    from minillm.data import GPT2Tokenizer
+
+    n = _tokenizer_files(tmp_path, "gpt2")
+    cfg = transformers.GPT2Config(vocab_size=n, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                                  bos_token_id=0, eos_token_id=0)
+    hf = _randomize(transformers.GPT2LMHeadModel(cfg), 2)
+    hf.save_pretrained(tmp_path)
+    tok = GPT2Tokenizer.from_folder(tmp_path)
+    ids = tok.encode("The cat")
+    with torch.no_grad():                                          # transformers, greedy
+        for _ in range(8):
+            nxt = int(hf(torch.tensor([ids])).logits[0, -1].argmax())
+            ids.append(nxt)
+            if nxt == tok.eos_id:
+                break
+    expected = tok.decode(ids[len(tok.encode("The cat")):], skip_special_tokens=True)
+    for backend in BACKENDS:
+        assert main(["generate", "--from-hf", str(tmp_path), "--prompt", "The cat", "--temperature", "0",
+                     "--max-new-tokens", "8", "--backend", backend]) == 0
+        assert capsys.readouterr().out == "The cat" + expected + "\n"
+
+
+def test_cli_embed_from_hf(tmp_path, capsys):
+    from minillm.cli import main
+    from minillm.data import WordPieceTokenizer
+
+    n = _tokenizer_files(tmp_path, "bert")
+    cfg = transformers.BertConfig(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=48, max_position_embeddings=32)
+    hf = _randomize(transformers.BertModel(cfg), 3)
+    hf.save_pretrained(tmp_path)
+    tok = WordPieceTokenizer.from_folder(tmp_path)
+    rows = [tok.encode(t) for t in TEXTS]
+    L = max(map(len, rows))
+    ids = torch.tensor([r + [tok.pad_id] * (L - len(r)) for r in rows])
+    mask = (torch.arange(L)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    with torch.no_grad():
+        h = hf(ids, attention_mask=mask).last_hidden_state
+    expected = ((h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)).numpy()  # mean pooling
+    assert main(["embed", "--from-hf", str(tmp_path), *TEXTS]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["text"] for x in lines] == TEXTS
+    # printed with 6 decimals: 5e-7 of rounding on top of the float32 tolerance
+    assert_close("printed embeddings", np.array([x["embedding"] for x in lines]),
+                 expected.astype(np.float64), 0.0, 1e-5 + 5e-7)
+    assert main(["embed", "--from-hf", str(tmp_path), "--backend", "torch", "--out",
+                 str(tmp_path / "e.npy"), *TEXTS]) == 0
+    _check("saved embeddings", np.load(tmp_path / "e.npy"), expected, "float32")
+    assert main(["embed", "--from-hf", str(tmp_path)]) == 2
+    assert "expected at least one text" in capsys.readouterr().err
+    assert main(["generate", "--from-hf", str(tmp_path)]) == 2    # a BERT folder cannot generate
+    assert "generation needs a GPT-2 folder, got BertModel" in capsys.readouterr().err
