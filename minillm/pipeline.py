@@ -157,7 +157,8 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
                       metadata={"batch_size": batch_size})
     result = trainer.fit(resume=resume)
     return {"task": task, "steps": result.step, "train_loss": result.last_loss,
-            "skipped_steps": result.skipped_steps, "validation": trainer.last_eval or trainer.evaluate(), "run_dir": str(out),
+            "skipped_steps": result.skipped_steps,
+            "validation": trainer.last_eval or (trainer.evaluate() if rt.is_main else {}), "run_dir": str(out),
             "model": model, "runtime": rt}
 
 

@@ -265,8 +265,8 @@ class Trainer:
                     bad_in_a_row = 0
                     losses.append((self.step, loss_value))
                 self.step += 1
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                    self._evaluate_and_keep_best(record)
+                if (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.runtime.is_main:
+                    self._evaluate_and_keep_best(record)      # other ranks wait at the next step
                 self._log(record)
                 if bar is not None:
                     bar.update(1)
