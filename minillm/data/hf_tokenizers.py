@@ -208,7 +208,7 @@ class GPT2Tokenizer:
     def id_to_token(self, index: int) -> str:
         return self._tokens[int(index)]
 
-    bos_id = eos_id = property(lambda self: self.vocab.get(self.EOT), doc="id of <|endoftext|>")
+    bos_id = eos_id = property(lambda self: self.vocab.get(self.EOT), doc="id of ``<|endoftext|>``")
     pad_id = unk_id = mask_id = cls_id = sep_id = property(lambda self: None, doc="GPT-2 has none")
 
     def __repr__(self) -> str:
