@@ -1,0 +1,170 @@
+r"""Extractive question answering with :class:`SpanQA` (chapter section 6.3; BERT,
+Devlin et al. 2019, section 4.2), for either backend: batches, span decoding, exact
+match / token F1, and a training entry point over the embedded QA set.
+
+Dimension legend:
+    B  batch size      T  input length (question + context + 3 special tokens)
+
+The input is ``<cls> question <sep> context <sep>``; the answer is the context span
+:math:`[i, j]` with the highest :math:`s_i + e_j` among ``i <= j < i + max_answer_len``
+inside the context (the question and the special tokens are never an answer).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from . import model_io
+from .config import ModelConfig
+from .data.parallel import PieceTokenizer
+from .data.qa import qa_corpus
+from .runtime import Runtime
+from .text_metrics import exact_match, token_f1
+from .training import TrainConfig, Trainer
+
+__all__ = ["QAData", "encode_qa", "best_span", "answer", "evaluate_qa", "train_qa",
+           "load_answerer", "QA_CONFIG"]
+
+logger = logging.getLogger("minillm")
+
+QA_CONFIG = ModelConfig(vocab_size=128, block_size=64, d_model=64, n_heads=4, n_layers=2,
+                        d_ff=128, dropout=0.0, activation="gelu")
+
+
+def _input_ids(tok: PieceTokenizer, context: str, question: str):
+    """``(ids, context_start)``: ``<cls> question <sep> context <sep>``."""
+    q, c = tok.encode(question), tok.encode(context)
+    return [tok.cls_id] + q + [tok.sep_id] + c + [tok.sep_id], len(q) + 2
+
+
+def encode_qa(examples, tok: PieceTokenizer, max_len: int) -> dict:
+    """Padded arrays. Shapes: N examples -> idx (N, T), attention_mask (N, T),
+    start_positions, end_positions (N,) (indices into idx). Raises ``ValueError`` when
+    an input is longer than ``max_len``."""
+    rows, starts, ends = [], [], []
+    for ex in examples:
+        ids, offset = _input_ids(tok, ex["context"], ex["question"])
+        if len(ids) > max_len:
+            raise ValueError(f"expected inputs of at most {max_len} pieces (block_size), got {len(ids)}")
+        rows.append(ids)
+        starts.append(offset + ex["answer_start"])
+        ends.append(offset + ex["answer_start"] + len(tok.pieces(ex["answer"])) - 1)
+    T = max(map(len, rows))
+    idx = np.full((len(rows), T), tok.pad_id, np.int64)
+    for r, ids in enumerate(rows):
+        idx[r, :len(ids)] = ids
+    return {"idx": idx, "start_positions": np.array(starts, np.int64),
+            "end_positions": np.array(ends, np.int64), "attention_mask": idx != tok.pad_id}
+
+
+class QAData:
+    """Batches of ``batch_size`` random examples; ``batch(step)`` is a pure function of
+    ``(seed, step)``."""
+
+    def __init__(self, examples, tok: PieceTokenizer, batch_size: int, seed: int = 0, max_len: int = 64):
+        self.arrays = encode_qa(examples, tok, max_len)
+        self.batch_size, self.seed, self.n = batch_size, seed, len(examples)
+
+    def batch(self, step: int) -> dict:
+        rows = np.random.default_rng([self.seed, step]).integers(0, self.n, self.batch_size)
+        out = {k: a[rows] for k, a in self.arrays.items()}
+        width = int(out["attention_mask"].sum(axis=1).max())             # trim shared padding
+        out["idx"], out["attention_mask"] = out["idx"][:, :width], out["attention_mask"][:, :width]
+        return out
+
+
+def best_span(start_logits, end_logits, lo: int, hi: int, max_answer_len: int = 6):
+    r""":math:`\arg\max_{lo \le i \le j < \min(hi, i + L)} s_i + e_j`. Shapes: (T,), (T,) -> (i, j)."""
+    s = np.asarray(start_logits, np.float64)[lo:hi]
+    e = np.asarray(end_logits, np.float64)[lo:hi]
+    n = len(s)
+    score = s[:, None] + e[None, :]                                        # (n, n)
+    i, j = np.indices((n, n))
+    score = np.where((j >= i) & (j < i + max_answer_len), score, -np.inf)
+    a, b = np.unravel_index(int(np.argmax(score)), score.shape)
+    return lo + int(a), lo + int(b)
+
+
+def answer(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
+           max_answer_len: int = 6) -> list[str]:
+    """The answer span of each (context, question), as text."""
+    if isinstance(contexts, str) or isinstance(questions, str):
+        raise ValueError("expected contexts and questions as lists of str")
+    if len(contexts) != len(questions):
+        raise ValueError(f"expected one question per context, got {len(contexts)} contexts and "
+                         f"{len(questions)} questions")
+    T_max = model.config.block_size
+    rows = []
+    for c, q in zip(contexts, questions):
+        if not isinstance(c, str) or not isinstance(q, str):
+            raise ValueError("expected contexts and questions as lists of str")
+        ids, offset = _input_ids(tok, c, q)
+        if len(ids) > T_max or len(ids) == offset + 1:
+            raise ValueError(f"expected a non-empty context and at most {T_max} pieces in all "
+                             f"(block_size), got {len(ids)} with a context of {len(ids) - offset - 1}")
+        rows.append((ids, offset))
+    T = max(len(ids) for ids, _ in rows)
+    idx = np.full((len(rows), T), tok.pad_id, np.int64)
+    for r, (ids, _) in enumerate(rows):
+        idx[r, :len(ids)] = ids
+    model.eval()
+    with runtime.no_grad():
+        logits, _ = model(runtime.tensor(idx), attention_mask=runtime.tensor(idx != tok.pad_id))
+    logits = runtime.to_numpy(logits)                                      # (B, 2, T)
+    out = []
+    for r, (ids, offset) in enumerate(rows):
+        i, j = best_span(logits[r, 0], logits[r, 1], offset, len(ids) - 1, max_answer_len)
+        out.append(tok.decode(ids[i:j + 1]))
+    return out
+
+
+def evaluate_qa(model, runtime: Runtime, tok: PieceTokenizer, examples, batch_size: int = 256) -> dict:
+    """Mean exact match and token F1 (SQuAD's definitions) over ``examples``."""
+    preds = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        preds += answer(model, runtime, tok, [e["context"] for e in chunk], [e["question"] for e in chunk])
+    gold = [e["answer"] for e in examples]
+    return {"exact_match": float(np.mean([exact_match(p, g) for p, g in zip(preds, gold)])),
+            "f1": float(np.mean([token_f1(p, g) for p, g in zip(preds, gold)])),
+            "n": len(examples), "examples": list(zip(gold[:3], preds[:3]))}
+
+
+def train_qa(out=None, *, backend: str = "torch", steps: int = 1000, batch_size: int = 32,
+             lr: float = 2e-3, seed: int = 0, config: ModelConfig | None = None,
+             n_train: int = 4000, n_test: int = 400, progress: bool = False) -> dict:
+    """Train a SpanQA model on :func:`~minillm.data.qa_corpus`; with ``out``, the run
+    folder (checkpoints/last holds the model and its tokenizer)."""
+    train, test = qa_corpus(n_train, n_test, seed=0)
+    tok = PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
+    cfg = config or QA_CONFIG
+    if tok.vocab_size > cfg.vocab_size:
+        raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
+                         f"got {cfg.vocab_size}")
+    rt = Runtime(backend)
+    model = rt.prepare(rt.module.SpanQA(cfg, seed=seed))
+    tc = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=min(50, steps // 10),
+                     weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
+    opt = rt.module.AdamW(list(model.parameters()), lr=tc.lr, betas=tuple(tc.betas),
+                          weight_decay=tc.weight_decay)
+    data = QAData(train, tok, batch_size, seed, cfg.block_size)
+    trainer = Trainer(rt, model, opt, data, tc, run_dir=None if out is None else Path(out),
+                      tokenizer=tok.to_dict(), progress=progress,
+                      metadata={"application": "question_answering", "corpus": "facts"})
+    result = trainer.fit()
+    return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
+            "train_loss": result.last_loss, "steps": result.step}
+
+
+def load_answerer(run_dir, backend: str = "numpy"):
+    """``(model, runtime, tokenizer)`` from a run folder (or a checkpoint folder)."""
+    folder = Path(run_dir)
+    if (folder / "checkpoints" / "last").is_dir():
+        folder = folder / "checkpoints" / "last"
+    model, ckpt = model_io.load_model(folder, backend)
+    if type(model).__name__ != "SpanQA":
+        raise ValueError(f"{run_dir}: expected a SpanQA checkpoint, got {type(model).__name__}")
+    rt = Runtime(backend)
+    return rt.prepare(model), rt, PieceTokenizer.from_dict(ckpt.tokenizer)

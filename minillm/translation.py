@@ -1,0 +1,240 @@
+r"""Machine translation with the encoder-decoder (chapter sections 2.3 and 6.2), for
+either backend: batches for teacher forcing, greedy and beam-search decoding, scores,
+and a training entry point over the embedded dates corpus.
+
+Dimension legend:
+    B  batch size      S  source length      T  target length      V  vocabulary
+    K  beam size
+
+Teacher forcing: the decoder reads the reference shifted right, ``<bos> y_1 .. y_{n}``,
+and is trained to predict ``y_1 .. y_n <eos>`` (padded targets are ``-100``, not
+counted). At inference it reads its own predictions instead:
+
+- greedy: :math:`y_t = \arg\max_v p(v \mid y_{<t}, x)` until ``<eos>``;
+- beam search (Sutskever et al. 2014; length penalty of Wu et al. 2016, eq. 14): keep
+  the ``K`` best prefixes by :math:`\log p(y \mid x)`; a finished hypothesis is scored
+  :math:`\log p(y \mid x) / \mathrm{lp}(y)`, :math:`\mathrm{lp}(y) = ((5 + |y|)/6)^\alpha`,
+  so that ``alpha > 0`` stops short outputs from winning only by being short.
+
+Decoding re-runs the decoder on the whole prefix at each step (no KV cache): the
+sequences here are at most ``block_size`` pieces long.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from . import model_io
+from .config import ModelConfig
+from .data.parallel import PieceTokenizer, dates_corpus
+from .runtime import Runtime
+from .text_metrics import corpus_bleu
+from .training import TrainConfig, Trainer
+
+__all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "translate",
+           "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
+
+logger = logging.getLogger("minillm")
+IGNORE_INDEX = -100
+
+# the benchmark's model: small enough for 2 CPU cores, enough to learn the dates corpus
+TRANSLATION_CONFIG = ModelConfig(vocab_size=128, block_size=16, d_model=64, n_heads=4, n_layers=2,
+                                 d_ff=128, dropout=0.0, activation="gelu")
+
+
+def encode_pairs(pairs, tok: PieceTokenizer, max_len: int) -> dict:
+    """Padded arrays for teacher forcing. Raises ``ValueError`` when a side is longer
+    than ``max_len`` pieces (the target with its ``<bos>``/``<eos>``).
+
+    Shapes: N pairs -> idx (N, S) source ids, attention_mask (N, S) True at real
+    source pieces, tgt_idx (N, T) ``<bos>`` + target, targets (N, T) target + ``<eos>``
+    (``-100`` at padding).
+    """
+    srcs = [tok.encode(s) for s, _ in pairs]
+    tgts = [tok.encode(t) for _, t in pairs]
+    S, T = max(map(len, srcs)), max(map(len, tgts)) + 1
+    if S > max_len or T > max_len:
+        raise ValueError(f"expected sources and targets of at most {max_len} pieces "
+                         f"(block_size), got {S} and {T} (with <bos>/<eos>)")
+    n = len(pairs)
+    idx = np.full((n, S), tok.pad_id, np.int64)
+    tgt_idx = np.full((n, T), tok.pad_id, np.int64)
+    targets = np.full((n, T), IGNORE_INDEX, np.int64)
+    for i, (s, t) in enumerate(zip(srcs, tgts)):
+        idx[i, :len(s)] = s
+        tgt_idx[i, :len(t) + 1] = [tok.bos_id] + t
+        targets[i, :len(t) + 1] = t + [tok.eos_id]
+    return {"idx": idx, "tgt_idx": tgt_idx, "targets": targets, "attention_mask": idx != tok.pad_id}
+
+
+class TranslationData:
+    """Batches of ``batch_size`` random pairs: ``batch(step)`` is a pure function of
+    ``(seed, step)``, so a resumed run sees the same batches."""
+
+    def __init__(self, pairs, tok: PieceTokenizer, batch_size: int, seed: int = 0, max_len: int = 16):
+        self.arrays = encode_pairs(pairs, tok, max_len)
+        self.batch_size, self.seed, self.n = batch_size, seed, len(pairs)
+
+    def batch(self, step: int) -> dict:
+        rows = np.random.default_rng([self.seed, step]).integers(0, self.n, self.batch_size)
+        out = {k: a[rows] for k, a in self.arrays.items()}
+        width = int(out["attention_mask"].sum(axis=1).max())              # trim shared padding
+        out["idx"], out["attention_mask"] = out["idx"][:, :width], out["attention_mask"][:, :width]
+        return out
+
+
+def _logits(model, runtime, tgt, memory, src_mask):
+    with runtime.no_grad():
+        out = model.decode(runtime.tensor(tgt), memory, runtime.tensor(src_mask))  # (B, T, V)
+    return runtime.to_numpy(out)[:, -1].astype(np.float64)                          # (B, V)
+
+
+def _log_softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def greedy_decode(model, runtime: Runtime, idx, attention_mask, bos_id: int, eos_id: int,
+                  max_len: int) -> list[list[int]]:
+    """Greedy decoding of a batch. Shapes: idx (B, S), attention_mask (B, S) -> B lists
+    of at most ``max_len - 1`` ids each, without ``<bos>`` and ``<eos>``."""
+    model.eval()
+    with runtime.no_grad():
+        memory = model.encode(runtime.tensor(idx), runtime.tensor(attention_mask))  # (B, S, C)
+    B = len(idx)
+    tgt = np.full((B, 1), bos_id, np.int64)                                         # (B, 1)
+    done = np.zeros(B, bool)
+    while tgt.shape[1] < max_len and not done.all():
+        nxt = _logits(model, runtime, tgt, memory, attention_mask).argmax(axis=-1)  # (B,)
+        nxt = np.where(done, eos_id, nxt)
+        tgt = np.concatenate([tgt, nxt[:, None]], axis=1)                           # (B, t+1)
+        done |= nxt == eos_id
+    out = []
+    for row in tgt[:, 1:].tolist():
+        out.append(row[:row.index(eos_id)] if eos_id in row else row)
+    return out
+
+
+def beam_search(model, runtime: Runtime, idx, attention_mask, bos_id: int, eos_id: int,
+                max_len: int, beam_size: int = 4, length_penalty: float = 0.6) -> list[int]:
+    r"""Beam search for ONE source sentence (Wu et al. 2016's length penalty
+    :math:`((5 + |y|)/6)^\alpha`, ``alpha = length_penalty``). Shapes: idx (1, S),
+    attention_mask (1, S) -> the best ids, without ``<bos>``/``<eos>``."""
+    if not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"expected beam_size to be an int >= 1, got {beam_size!r}")
+    if not length_penalty >= 0:
+        raise ValueError(f"expected length_penalty >= 0, got {length_penalty!r}")
+    model.eval()
+    idx, attention_mask = np.repeat(idx, beam_size, 0), np.repeat(attention_mask, beam_size, 0)
+    with runtime.no_grad():                            # the source once per beam: (K, S, C)
+        memory = model.encode(runtime.tensor(idx), runtime.tensor(attention_mask))
+    beams = [([bos_id], 0.0)]                                  # (prefix, log p) of live beams
+    finished = []                                              # (ids, normalised score)
+
+    def lp(n):
+        return ((5.0 + n) / 6.0) ** length_penalty
+
+    while beams and len(beams[0][0]) < max_len:
+        K = len(beams)
+        tgt = np.array([b[0] for b in beams], np.int64)                              # (K, t)
+        logp = _log_softmax(_logits(model, runtime, tgt, memory[:K], attention_mask[:K]))  # (K, V)
+        scores = np.array([b[1] for b in beams])[:, None] + logp                    # (K, V)
+        order = np.argsort(-scores, axis=None)[: 2 * beam_size]                      # best 2K
+        new = []
+        for flat in order:
+            k, v = divmod(int(flat), scores.shape[1])
+            ids, s = beams[k][0] + [v], float(scores[k, v])
+            if v == eos_id:
+                finished.append((ids[1:-1], s / lp(len(ids) - 1)))
+            else:
+                new.append((ids, s))
+            if len(new) == beam_size:
+                break
+        beams = new
+        # stop once no live beam can beat the best finished one: log p <= 0 only
+        # decreases, and lp grows with length, so log p / lp(max_len - 1) bounds it
+        if finished and beams and max(b[1] for b in beams) / lp(max_len - 1) < max(f[1] for f in finished):
+            break
+    if not finished:                                  # no beam ended: the best unfinished one
+        finished = [(b[0][1:], b[1] / lp(len(b[0]) - 1)) for b in beams]
+    return max(finished, key=lambda f: f[1])[0]
+
+
+def translate(model, runtime: Runtime, tok: PieceTokenizer, texts, beam_size: int = 1,
+              length_penalty: float = 0.6) -> list[str]:
+    """Translate ``texts`` (a list of str): greedy with ``beam_size=1``, else beam search."""
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("expected texts as a list of str")
+    max_len = model.config.block_size
+    ids = [tok.encode(t) for t in texts]
+    for t, i in zip(texts, ids):
+        if not 1 <= len(i) <= max_len:
+            raise ValueError(f"expected a source of 1 to {max_len} pieces, got {len(i)}: {t!r:.60}")
+    S = max(map(len, ids))
+    idx = np.full((len(ids), S), tok.pad_id, np.int64)
+    for r, i in enumerate(ids):
+        idx[r, :len(i)] = i
+    mask = idx != tok.pad_id
+    if beam_size == 1:
+        out = greedy_decode(model, runtime, idx, mask, tok.bos_id, tok.eos_id, max_len)
+    else:
+        out = [beam_search(model, runtime, idx[r:r + 1], mask[r:r + 1], tok.bos_id, tok.eos_id,
+                           max_len, beam_size, length_penalty) for r in range(len(ids))]
+    return [tok.decode(o) for o in out]
+
+
+def evaluate_translation(model, runtime: Runtime, tok: PieceTokenizer, pairs, beam_size: int = 1,
+                         length_penalty: float = 0.6, batch_size: int = 256) -> dict:
+    """``exact``: the share of outputs equal to the reference; ``bleu``: corpus BLEU
+    over the target pieces (characters of the ISO date)."""
+    hyps = []
+    for i in range(0, len(pairs), batch_size):
+        chunk = pairs[i:i + batch_size]
+        hyps += translate(model, runtime, tok, [s for s, _ in chunk], beam_size, length_penalty)
+    refs = [t for _, t in pairs]
+    exact = float(np.mean([h == r for h, r in zip(hyps, refs)]))
+    bleu = corpus_bleu([tok.pieces(h) for h in hyps], [tok.pieces(r) for r in refs])
+    return {"exact": exact, "bleu": bleu, "n": len(pairs), "examples": list(zip(refs[:3], hyps[:3]))}
+
+
+def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, batch_size: int = 64,
+                      lr: float = 2e-3, label_smoothing: float = 0.1, seed: int = 0,
+                      config: ModelConfig | None = None, n_train: int = 4000, n_test: int = 400,
+                      progress: bool = False) -> dict:
+    """Train an EncoderDecoder on :func:`~minillm.data.dates_corpus` with teacher forcing
+    and label smoothing; with ``out``, the run folder (checkpoints/last holds the model
+    and its tokenizer). Returns the model, the runtime, the tokenizer and the splits."""
+    train, test = dates_corpus(n_train, n_test, seed=0)
+    tok = PieceTokenizer.train([s for p in train + test for s in p])
+    cfg = config or TRANSLATION_CONFIG
+    if tok.vocab_size > cfg.vocab_size:
+        raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
+                         f"got {cfg.vocab_size}")
+    rt = Runtime(backend)
+    model = rt.prepare(rt.module.EncoderDecoder(cfg, label_smoothing=label_smoothing, seed=seed))
+    tc = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=min(50, steps // 10),
+                     weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
+    opt = rt.module.AdamW(list(model.parameters()), lr=tc.lr, betas=tuple(tc.betas),
+                          weight_decay=tc.weight_decay)
+    data = TranslationData(train, tok, batch_size, seed, cfg.block_size)
+    trainer = Trainer(rt, model, opt, data, tc, run_dir=None if out is None else Path(out),
+                      tokenizer=tok.to_dict(), progress=progress,
+                      metadata={"application": "translation", "corpus": "dates"})
+    result = trainer.fit()
+    return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
+            "train_loss": result.last_loss, "steps": result.step}
+
+
+def load_translator(run_dir, backend: str = "numpy"):
+    """``(model, runtime, tokenizer)`` from a run folder (or a checkpoint folder)."""
+    folder = Path(run_dir)
+    if (folder / "checkpoints" / "last").is_dir():
+        folder = folder / "checkpoints" / "last"
+    model, ckpt = model_io.load_model(folder, backend)
+    if type(model).__name__ != "EncoderDecoder":
+        raise ValueError(f"{run_dir}: expected an EncoderDecoder checkpoint, got {type(model).__name__}")
+    rt = Runtime(backend)
+    return rt.prepare(model), rt, PieceTokenizer.from_dict(ckpt.tokenizer)
