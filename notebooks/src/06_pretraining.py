@@ -128,6 +128,54 @@ display(Image(filename=str(plot_loss_curves(OUT / "encoder" / "metrics.jsonl", O
                                             title="masked LM (loss on masked letters only)"))))
 
 # %% [markdown]
+# ## Pretrained weights: GPT-2 from Hugging Face
+#
+# Section 7.4 of the chapter points at pretrained models. `minillm.interop` reads a local
+# Hugging Face folder (`config.json` + `model.safetensors`) of GPT-2 or BERT into either
+# backend, and writes a minillm model back in that layout. GPT-2 is this notebook's GPT with
+# biases everywhere, `gelu_tanh` and a tied head; its `Conv1D` weights are already stored as
+# $(d_\text{in}, d_\text{out})$, and its `c_attn` holds $[W_Q\,|\,W_K\,|\,W_V]$ side by side.
+# First the way there and back with the tiny GPT trained above (nothing to download):
+
+# %%
+from minillm.interop import load_hf, read_hf, save_hf
+from minillm.model_io import as_numpy_state
+
+print(save_hf(gpt["model"], OUT / "gpt_hf"), sorted(p.name for p in (OUT / "gpt_hf").iterdir()))
+back = read_hf(OUT / "gpt_hf")
+ours = as_numpy_state(gpt["model"].state_dict())
+assert list(back.state) == list(ours) and all(np.array_equal(back.state[k], ours[k]) for k in ours)
+print("read back:", back.architecture, "->", back.model_class, f"({len(back.state)} tensors, all equal)")
+
+# %% [markdown]
+# With a real GPT-2 folder on disk (saved once, where there is a network, with
+# `AutoModelForCausalLM.from_pretrained("gpt2").save_pretrained(folder)` and the same for
+# its tokenizer; see the docs page *Pretrained weights*), set `MINILLM_GPT2_FOLDER` to it:
+# the cell below loads it into both backends, checks that their logits agree, and lets the
+# NumPy reference continue a prompt. Without the variable it only says how.
+
+# %%
+import os
+
+from minillm.data import GPT2Tokenizer
+from minillm.runtime import Runtime
+
+gpt2_folder = os.environ.get("MINILLM_GPT2_FOLDER")
+if gpt2_folder and (Path(gpt2_folder) / "config.json").is_file():
+    gpt2_tok = GPT2Tokenizer.from_folder(gpt2_folder)
+    prompt = gpt2_tok.encode("The attention mechanism lets a model")
+    gpt2_np, info = load_hf(gpt2_folder, "numpy")
+    gpt2_t, _ = load_hf(gpt2_folder, "torch")
+    with torch.no_grad():
+        diff = np.abs(gpt2_np([prompt])[0] - gpt2_t([prompt])[0].numpy()).max()
+    print(info.architecture, info.config, f"\nlargest logit difference numpy vs torch: {diff:.1e}")
+    new = generate(Runtime("numpy"), gpt2_np, prompt, 20, temperature=0.0)
+    print(gpt2_tok.decode(prompt + new))
+else:
+    print("Set MINILLM_GPT2_FOLDER to a local Hugging Face GPT-2 folder to run GPT-2 here "
+          "(or use `minillm generate --from-hf FOLDER`).")
+
+# %% [markdown]
 # ## Parity check: the NumPy reference trains the same run
 #
 # The same pipeline, a float64 model, 10 steps, once with `backend="numpy"` (the
