@@ -429,3 +429,22 @@ def test_cli_embed_from_hf(tmp_path, capsys):
     assert "expected at least one text" in capsys.readouterr().err
     assert main(["generate", "--from-hf", str(tmp_path)]) == 2    # a BERT folder cannot generate
     assert "generation needs a GPT-2 folder, got BertModel" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_classifier_fine_tunes_from_a_bert_checkpoint(tmp_path, batch, backend):
+    """A SequenceClassifier takes a BertForMaskedLM's body (not its MLM head) and then
+    computes, before its own head, exactly the hidden states of transformers' BertModel."""
+    ids, mask, types = batch
+    hf = _bert("BertForMaskedLM")
+    hf.save_pretrained(tmp_path)
+    ckpt = read_hf(tmp_path)
+    B = ref if backend == "numpy" else tb
+    clf = B.SequenceClassifier(ckpt.config, n_classes=3, pooling="cls", seed=0)
+    clf.load_encoder_state(ckpt.state)
+    clf.eval()
+    with torch.no_grad():
+        h = hf.bert(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask.astype(np.int64)),
+                    token_type_ids=torch.from_numpy(types)).last_hidden_state
+    _check("classifier body", clf.encode(ids, mask, types), h, "float32", where=mask)
+    assert _np(clf(ids, attention_mask=mask, token_type_ids=types)[0]).shape == (3, 3)
