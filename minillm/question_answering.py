@@ -24,7 +24,7 @@ from .runtime import Runtime
 from .text_metrics import exact_match, token_f1
 from .training import TrainConfig, Trainer
 
-__all__ = ["QAData", "encode_qa", "best_span", "answer", "evaluate_qa", "train_qa",
+__all__ = ["QAData", "encode_qa", "best_span", "answer", "answer_spans", "evaluate_qa", "train_qa",
            "load_answerer", "QA_CONFIG"]
 
 logger = logging.getLogger("minillm")
@@ -87,9 +87,10 @@ def best_span(start_logits, end_logits, lo: int, hi: int, max_answer_len: int = 
     return lo + int(a), lo + int(b)
 
 
-def answer(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
-           max_answer_len: int = 6) -> list[str]:
-    """The answer span of each (context, question), as text."""
+def answer_spans(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
+                 max_answer_len: int = 6) -> list[tuple[str, int, int]]:
+    """``(text, i, j)`` for each (context, question): the answer and its first and last
+    piece as indices into the context's pieces (:meth:`PieceTokenizer.pieces`)."""
     if isinstance(contexts, str) or isinstance(questions, str):
         raise ValueError("expected contexts and questions as lists of str")
     if len(contexts) != len(questions):
@@ -116,8 +117,14 @@ def answer(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
     out = []
     for r, (ids, offset) in enumerate(rows):
         i, j = best_span(logits[r, 0], logits[r, 1], offset, len(ids) - 1, max_answer_len)
-        out.append(tok.decode(ids[i:j + 1]))
+        out.append((tok.decode(ids[i:j + 1]), i - offset, j - offset))
     return out
+
+
+def answer(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
+           max_answer_len: int = 6) -> list[str]:
+    """The answer span of each (context, question), as text."""
+    return [a for a, _, _ in answer_spans(model, runtime, tok, contexts, questions, max_answer_len)]
 
 
 def evaluate_qa(model, runtime: Runtime, tok: PieceTokenizer, examples, batch_size: int = 256) -> dict:
@@ -152,7 +159,7 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = 1000, batch_size:
     data = QAData(train, tok, batch_size, seed, cfg.block_size)
     trainer = Trainer(rt, model, opt, data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"application": "question_answering", "corpus": "facts"})
+                      metadata={"task": "question_answering", "corpus": "facts"})
     result = trainer.fit()
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}

@@ -7,6 +7,8 @@ loads the run's safetensors checkpoint once, at start-up, in either backend:
     POST /v1/generate   prompt -> continuation (causal LM runs)
     POST /v1/classify   text -> label and class probabilities (fine-tuned runs)
     POST /v1/score      text -> loss and perplexity (causal LM runs)
+    POST /v1/translate  text -> translation, greedy or beam search (translation runs)
+    POST /v1/answer     context + question -> answer span (question-answering runs)
     GET  /health        liveness
     GET  /v1/model      task, backend, model config, tokenizer summary, limits
     GET  /openapi.json  the schema of all of the above
@@ -52,9 +54,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("minillm.serving needs FastAPI and uvicorn: pip install 'minillm[serve]'") from exc
 
+from . import model_io
 from .data.batching import pad_batch
+from .data.parallel import PieceTokenizer
 from .generation import generate
-from .pipeline import load_run_model
+from .pipeline import _checkpoint_folder, load_run_model
+from .runtime import Runtime
 
 __all__ = ["Limits", "BodySizeLimit", "create_app", "serve"]
 
@@ -63,6 +68,8 @@ logger = logging.getLogger("minillm")
 MAX_SEED = 2**63 - 1          # numpy's default_rng takes any int >= 0; keep seeds in int64
 MAX_TOP_K = 2**31 - 1
 MAX_TEMPERATURE = 1e4         # a bound for the schema, far above any useful temperature
+MAX_BEAM = 8                  # beam search runs one decoder call per step for the whole beam
+MAX_LENGTH_PENALTY = 10.0
 
 
 @dataclass(frozen=True)
@@ -249,7 +256,17 @@ def _request_models(limits: Limits):
     class ScoreRequest(TextRequest):
         pass
 
-    return GenerateRequest, ClassifyRequest, ScoreRequest
+    class TranslateRequest(TextRequest):
+        beam_size: StrictInt = Field(1, ge=1, le=MAX_BEAM, description="1 = greedy decoding")
+        length_penalty: StrictFloat = Field(0.6, ge=0.0, le=MAX_LENGTH_PENALTY, allow_inf_nan=False,
+                                            description="alpha of ((5 + |y|) / 6)^alpha (beam search)")
+
+    class AnswerRequest(BaseModel):
+        model_config = strict
+        context: Text = Field(..., min_length=1)
+        question: Text = Field(..., min_length=1)
+
+    return GenerateRequest, ClassifyRequest, ScoreRequest, TranslateRequest, AnswerRequest
 
 
 class GenerateResponse(BaseModel):
@@ -273,6 +290,17 @@ class ScoreResponse(BaseModel):
     tokens: int
 
 
+class TranslateResponse(BaseModel):
+    translation: str
+    tokens: int
+
+
+class AnswerResponse(BaseModel):
+    answer: str
+    start: int = Field(description="index of the answer's first piece in the context's pieces")
+    end: int = Field(description="index of its last piece (inclusive)")
+
+
 class ErrorResponse(BaseModel):
     error: str
     message: str
@@ -288,7 +316,7 @@ class _Model:
     """The loaded run and one lock: the reference layers keep caches on ``self``."""
 
     def __init__(self, run_folder, backend: str, device: str):
-        self.runtime, self.model, self.tokenizer, extra = load_run_model(run_folder, backend, device)
+        self.runtime, self.model, self.tokenizer, extra = _load_run(run_folder, backend, device)
         self.task = extra.get("task", "causal_lm")
         self.label_names = list(extra.get("label_names") or
                                 [str(k) for k in range(getattr(self.model, "n_classes", 0))])
@@ -309,12 +337,24 @@ class _Model:
         return ids
 
 
+def _load_run(run_folder, backend: str, device: str):
+    """:func:`minillm.pipeline.load_run_model`, and the translation / QA runs, whose
+    tokenizer is a :class:`~minillm.data.parallel.PieceTokenizer`."""
+    folder = _checkpoint_folder(run_folder)
+    tok_file = folder / "tokenizer.json"
+    if tok_file.exists() and json.loads(tok_file.read_text(encoding="utf-8")).get("kind") == PieceTokenizer.kind:
+        rt = Runtime(backend, device)
+        model, ckpt = model_io.load_model(folder, backend)
+        return rt, rt.prepare(model), PieceTokenizer.from_dict(ckpt.tokenizer), dict(ckpt.extra or {})
+    return load_run_model(run_folder, backend, device)
+
+
 def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: Limits | None = None) -> FastAPI:
     """The FastAPI app serving the run in ``run_folder`` (loaded now, once)."""
     limits = limits or Limits()
     served = _Model(run_folder, backend, device)
     tok, cfg, T = served.tokenizer, served.config, served.config.block_size
-    GenerateRequest, ClassifyRequest, ScoreRequest = _request_models(limits)
+    GenerateRequest, ClassifyRequest, ScoreRequest, TranslateRequest, AnswerRequest = _request_models(limits)
 
     app = FastAPI(title="minillm", version="1", debug=False, docs_url=None, redoc_url=None,
                   description="A minillm run served over HTTP (the docs pages are off: they load "
@@ -382,6 +422,38 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
             loss = float(served.runtime.to_numpy(loss))
         perplexity = math.exp(loss) if loss < math.log(np.finfo(np.float64).max) else None
         return ScoreResponse(loss=loss, perplexity=perplexity, tokens=len(ids) - 1)
+
+    @app.post("/v1/translate", response_model=TranslateResponse, responses=ERRORS)
+    def translate_endpoint(req: TranslateRequest) -> TranslateResponse:
+        r"""The encoder-decoder's translation (section 6.2): greedy, or beam search with the
+        length penalty :math:`((5 + |y|)/6)^\alpha` when ``beam_size`` > 1."""
+        from .translation import translate
+
+        served.require("translation", "/v1/translate")
+        n = len(served.encode(req.text, T, "the text"))
+        if n == 0:
+            raise BadRequest(422, "empty_text", "the text has no tokens")
+        with served.lock:
+            out = translate(served.model, served.runtime, tok, [req.text], req.beam_size, req.length_penalty)
+        return TranslateResponse(translation=out[0], tokens=n)
+
+    @app.post("/v1/answer", response_model=AnswerResponse, responses=ERRORS)
+    def answer_endpoint(req: AnswerRequest) -> AnswerResponse:
+        r"""The span of the context that answers the question (section 6.3):
+        :math:`\arg\max_{i \le j} s_i + e_j` over the context's pieces."""
+        from .question_answering import answer_spans
+
+        served.require("question_answering", "/v1/answer")
+        n_q = len(served.encode(req.question, T, "the question"))
+        n_c = len(served.encode(req.context, T, "the context"))
+        if n_q == 0 or n_c == 0:
+            raise BadRequest(422, "empty_text", "the context and the question need at least one token each")
+        if n_q + n_c + 3 > T:
+            raise BadRequest(422, "too_many_tokens", f"question ({n_q} tokens) + context ({n_c}) + 3 special "
+                                                     f"tokens exceed this model's block_size = {T}")
+        with served.lock:
+            text, i, j = answer_spans(served.model, served.runtime, tok, [req.context], [req.question])[0]
+        return AnswerResponse(answer=text, start=i, end=j)
 
     app.state.minillm = served
     return app

@@ -222,7 +222,7 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
     data = TranslationData(train, tok, batch_size, seed, cfg.block_size)
     trainer = Trainer(rt, model, opt, data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"application": "translation", "corpus": "dates"})
+                      metadata={"task": "translation", "corpus": "dates"})
     result = trainer.fit()
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}

@@ -394,7 +394,8 @@ def test_schemathesis_finds_no_server_error(servers, server):
 
     url = servers[server]
     operations = [result.ok() for result in schemathesis.openapi.from_url(url + "/openapi.json").get_all_operations()]
-    assert sorted(op.path for op in operations) == ["/health", "/v1/classify", "/v1/generate", "/v1/model", "/v1/score"]
+    assert sorted(op.path for op in operations) == ["/health", "/v1/answer", "/v1/classify", "/v1/generate",
+                                                    "/v1/model", "/v1/score", "/v1/translate"]
     statuses = []
     for operation in operations:
         modes = [GenerationMode.POSITIVE] + [GenerationMode.NEGATIVE] * (operation.method.upper() == "POST")

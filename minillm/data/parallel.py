@@ -111,6 +111,7 @@ class PieceTokenizer:
     """
 
     kind = "piece"
+    special_tokens = SPECIAL_TOKENS
 
     def __init__(self, tokens):
         tokens = list(tokens)

@@ -1,0 +1,137 @@
+"""POST /v1/translate and POST /v1/answer over real HTTP (uvicorn on a loopback port,
+the fixture pattern of tests/test_serving.py): the answers equal the library's, in both
+backends, and every bad request is a 4xx with a message, never a 5xx."""
+import contextlib
+import importlib.util
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("uvicorn")
+
+from minillm.config import ModelConfig  # noqa: E402
+from minillm.question_answering import answer_spans, load_answerer, train_qa  # noqa: E402
+from minillm.serving import Limits, create_app  # noqa: E402
+from minillm.translation import load_translator, translate, train_translation  # noqa: E402
+
+from test_serving import live_server  # noqa: E402
+
+LIMITS = Limits(max_body_bytes=8192, max_text_chars=2000, max_new_tokens=16)
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+BACKENDS = ["numpy"] + ["torch"] * HAVE_TORCH
+CONTEXT = "alice lives in paris . bruno works as a chef . alice has a red cat ."
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A translation run and a QA run, 30 numpy steps each (tiny: only the plumbing)."""
+    root = tmp_path_factory.mktemp("app_runs")
+    train_translation(root / "tr", backend="numpy", steps=30, batch_size=8, n_train=200, n_test=10,
+                      config=ModelConfig(vocab_size=128, block_size=16, d_model=16, n_heads=2, n_layers=1))
+    train_qa(root / "qa", backend="numpy", steps=30, batch_size=8, n_train=200, n_test=10,
+             config=ModelConfig(vocab_size=128, block_size=64, d_model=16, n_heads=2, n_layers=1))
+    return {"tr": root / "tr", "qa": root / "qa"}
+
+
+@pytest.fixture(scope="module")
+def servers(runs):
+    with contextlib.ExitStack() as stack:
+        yield {(kind, backend): stack.enter_context(live_server(create_app(runs[kind], backend, limits=LIMITS)))
+               for kind in ("tr", "qa") for backend in BACKENDS}
+
+
+def post(url, path, body):
+    return httpx.post(url + path, json=body, timeout=60)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_translate_equals_the_library(servers, runs, backend):
+    model, rt, tok = load_translator(runs["tr"], backend)
+    text = "the third of may , nineteen ninety-nine"
+    for beam in (1, 3):
+        r = post(servers["tr", backend], "/v1/translate", {"text": text, "beam_size": beam})
+        assert r.status_code == 200, r.text
+        assert r.json()["translation"] == translate(model, rt, tok, [text], beam_size=beam)[0]
+        assert r.json()["tokens"] == len(tok.encode(text))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_answer_equals_the_library(servers, runs, backend):
+    model, rt, tok = load_answerer(runs["qa"], backend)
+    q = "where does alice live ?"
+    r = post(servers["qa", backend], "/v1/answer", {"context": CONTEXT, "question": q})
+    assert r.status_code == 200, r.text
+    text, i, j = answer_spans(model, rt, tok, [CONTEXT], [q])[0]
+    assert r.json() == {"answer": text, "start": i, "end": j}
+    pieces = tok.pieces(CONTEXT)
+    assert 0 <= i <= j < len(pieces)
+    assert tok.decode(tok.encode(" ".join(pieces[i:j + 1]))) == text
+
+
+@pytest.mark.parametrize("path, body, status, kind", [
+    ("/v1/translate", {"text": "may first , two thousand", "extra": 1}, 422, "invalid_request"),
+    ("/v1/translate", {"text": ""}, 422, "invalid_request"),
+    ("/v1/translate", {"text": "may first", "beam_size": 0}, 422, "invalid_request"),
+    ("/v1/translate", {"text": "may first", "beam_size": 99}, 422, "invalid_request"),
+    ("/v1/translate", {"text": "may first", "beam_size": "2"}, 422, "invalid_request"),
+    ("/v1/translate", {"text": "may first", "length_penalty": -1.0}, 422, "invalid_request"),
+    ("/v1/translate", {"text": "one two three " * 10}, 422, "too_many_tokens"),
+    ("/v1/translate", {"text": "   "}, 422, "empty_text"),
+    ("/v1/translate", {"text": "x" * 3000}, 422, "invalid_request"),
+    ("/v1/answer", {"context": CONTEXT, "question": "where ?"}, 400, "wrong_task"),
+    ("/v1/generate", {"prompt": "may"}, 400, "wrong_task"),
+])
+def test_bad_translate_requests_are_4xx(servers, path, body, status, kind):
+    r = post(servers["tr", "numpy"], path, body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == kind and r.json()["message"]
+
+
+@pytest.mark.parametrize("body, status, kind", [
+    ({"context": CONTEXT}, 422, "invalid_request"),
+    ({"context": CONTEXT, "question": "who ?", "text": "x"}, 422, "invalid_request"),
+    ({"context": "", "question": "who ?"}, 422, "invalid_request"),
+    ({"context": " . " * 70, "question": "who ?"}, 422, "too_many_tokens"),
+    ({"context": "alice " * 40, "question": "alice " * 30}, 422, "too_many_tokens"),
+    ({"context": "  ", "question": "who ?"}, 422, "empty_text"),
+    ({"context": CONTEXT, "question": 3}, 422, "invalid_request"),
+])
+def test_bad_answer_requests_are_4xx(servers, body, status, kind):
+    r = post(servers["qa", "numpy"], "/v1/answer", body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == kind and r.json()["message"]
+    r = post(servers["qa", "numpy"], "/v1/translate", {"text": "may first"})
+    assert r.status_code == 400 and r.json()["error"] == "wrong_task"
+
+
+def test_model_info_names_the_task(servers):
+    for kind, task in (("tr", "translation"), ("qa", "question_answering")):
+        info = httpx.get(servers[kind, "numpy"] + "/v1/model", timeout=30).json()
+        assert info["task"] == task and info["tokenizer"]["type"] == "piece"
+
+
+@pytest.mark.parametrize("kind, path", [("tr", "/v1/translate"), ("qa", "/v1/answer")])
+def test_schemathesis_finds_no_server_error(servers, kind, path):
+    """Requests generated from /openapi.json for this endpoint, valid and invalid bodies,
+    30 derandomized examples each: none gets a 5xx, and some reach the model (200)."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+
+    url = servers[kind, "numpy"]
+    operations = [result.ok() for result in schemathesis.openapi.from_url(url + "/openapi.json").get_all_operations()]
+    (operation,) = [op for op in operations if op.path == path]
+    statuses = []
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+        @given(case=operation.as_strategy(mode))
+        @settings(max_examples=30, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        def check(case):
+            response = case.call(base_url=url, timeout=30)
+            statuses.append(response.status_code)
+            case.validate_response(response, checks=[not_a_server_error])
+        check()
+    assert max(statuses) < 500, statuses
+    assert 200 in statuses and 422 in statuses
