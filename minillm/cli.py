@@ -1,4 +1,5 @@
-"""The ``minillm`` command: demo, prepare, pretrain, finetune, evaluate, generate, embed.
+"""The ``minillm`` command: demo, prepare, pretrain, finetune, evaluate, generate, embed,
+translate, answer.
 
 Only this module prints; the library logs through ``logging.getLogger("minillm")``.
 Bad input ends with ``error: ...`` and exit status 2, never a traceback.
@@ -21,6 +22,9 @@ from .runtime import BACKENDS, DEVICES
 from .training import TrainConfig, TrainingDiverged
 
 logger = logging.getLogger("minillm")
+
+TRANSLATION_STEPS = 400   # benchmarks/bench_apps.py: enough for >= 95% exact dates (torch backend)
+QA_STEPS = 1000           # benchmarks/bench_apps.py: the QA run's steps
 
 
 def _default_backend() -> str:
@@ -184,6 +188,50 @@ def cmd_embed(a) -> int:
     return 0
 
 
+def _application_args(a, what: str):
+    if a.train == (a.run is not None):
+        raise ValueError(f"{what}: expected either --train --out RUN or a RUN folder to use, got "
+                         + ("both" if a.train else "neither"))
+    if a.train and a.out is None:
+        raise ValueError(f"{what} --train: expected --out RUN, the run folder to write")
+
+
+def cmd_translate(a) -> int:
+    from . import translation
+    _application_args(a, "translate")
+    if a.train:
+        run = translation.train_translation(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size,
+                                            lr=a.lr, label_smoothing=a.label_smoothing, seed=a.seed,
+                                            progress=True)
+        scores = translation.evaluate_translation(run["model"], run["runtime"], run["tokenizer"], run["test"])
+        print(f"held-out dates: {100 * scores['exact']:.1f}% exact, BLEU {scores['bleu']:.1f} "
+              f"({scores['n']} sentences); run folder: {a.out}")
+        return 0
+    if not a.text:
+        raise ValueError("translate: expected --text TEXT (one or more)")
+    model, rt, tok = translation.load_translator(a.run, a.backend)
+    for out in translation.translate(model, rt, tok, list(a.text), a.beam_size, a.length_penalty):
+        print(out)
+    return 0
+
+
+def cmd_answer(a) -> int:
+    from . import question_answering as qa
+    _application_args(a, "answer")
+    if a.train:
+        run = qa.train_qa(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                          seed=a.seed, progress=True)
+        scores = qa.evaluate_qa(run["model"], run["runtime"], run["tokenizer"], run["test"])
+        print(f"held-out questions: exact match {100 * scores['exact_match']:.1f}%, "
+              f"F1 {100 * scores['f1']:.1f}% ({scores['n']} questions); run folder: {a.out}")
+        return 0
+    if a.context is None or a.question is None:
+        raise ValueError("answer: expected --context TEXT and --question TEXT")
+    model, rt, tok = qa.load_answerer(a.run, a.backend)
+    print(qa.answer(model, rt, tok, [a.context], [a.question])[0])
+    return 0
+
+
 def cmd_serve(a) -> int:
     from . import serving          # lazily: FastAPI and uvicorn are the optional `serve` extra
     limits = serving.Limits(max_body_bytes=a.max_body_bytes, max_text_chars=a.max_text_chars,
@@ -291,6 +339,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-bin", action="store_true",
                    help="read pytorch_model.bin (torch.load, weights_only=True) if no safetensors")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("translate", help="train on the embedded dates corpus (--train), or translate with a run")
+    p.add_argument("run", type=Path, nargs="?", default=None, help="a translation run folder to use")
+    p.add_argument("--text", action="append", default=[], help="a sentence to translate (repeatable)")
+    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (default: %(default)s)")
+    p.add_argument("--length-penalty", type=float, default=0.6, help="alpha of beam search (default: %(default)s)")
+    p.add_argument("--train", action="store_true", help="train an encoder-decoder on the dates corpus")
+    p.add_argument("--out", type=Path, default=None, help="--train: the run folder to write")
+    p.add_argument("--steps", type=int, default=TRANSLATION_STEPS)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("answer", help="train extractive QA on the embedded set (--train), or answer with a run")
+    p.add_argument("run", type=Path, nargs="?", default=None, help="a question-answering run folder to use")
+    p.add_argument("--context", default=None, help="the text the answer is a span of")
+    p.add_argument("--question", default=None)
+    p.add_argument("--train", action="store_true", help="train a span-QA encoder on the embedded set")
+    p.add_argument("--out", type=Path, default=None, help="--train: the run folder to write")
+    p.add_argument("--steps", type=int, default=QA_STEPS)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
+    p.set_defaults(func=cmd_answer)
 
     p = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; needs the 'serve' extra)")
     p.add_argument("run", type=Path, help="a run folder or a checkpoint folder")

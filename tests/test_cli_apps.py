@@ -1,0 +1,43 @@
+"""`minillm translate` and `minillm answer`: train a run (--train --out), then use it;
+bad combinations end with `error: ...` and exit status 2. Three steps only: the
+learning itself is tested in test_applications.py and measured by bench_apps.py."""
+import pytest
+
+from minillm import cli
+from minillm.question_answering import answer, load_answerer
+from minillm.translation import load_translator, translate
+
+
+def test_translate_trains_then_translates(tmp_path, capsys):
+    run = tmp_path / "tr"
+    assert cli.main(["translate", "--train", "--out", str(run), "--steps", "3", "--backend", "numpy",
+                     "--batch-size", "8"]) == 0
+    assert "held-out dates" in capsys.readouterr().out
+    texts = ["may first , two thousand", "the third of june , nineteen oh five"]
+    assert cli.main(["translate", str(run), "--text", texts[0], "--text", texts[1], "--beam-size", "2"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    model, rt, tok = load_translator(run)
+    assert printed == translate(model, rt, tok, texts, beam_size=2)
+
+
+def test_answer_trains_then_answers(tmp_path, capsys):
+    run = tmp_path / "qa"
+    assert cli.main(["answer", "--train", "--out", str(run), "--steps", "3", "--backend", "numpy",
+                     "--batch-size", "8"]) == 0
+    assert "held-out questions" in capsys.readouterr().out
+    ctx, q = "alice lives in paris . bruno lives in oslo .", "where does bruno live ?"
+    assert cli.main(["answer", str(run), "--context", ctx, "--question", q]) == 0
+    model, rt, tok = load_answerer(run)
+    assert capsys.readouterr().out.strip() == answer(model, rt, tok, [ctx], [q])[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["translate"], "neither"),
+    (["translate", "RUN", "--train", "--out", "x"], "both"),
+    (["translate", "--train"], "--out RUN"),
+    (["answer", "RUN"], "--context TEXT and --question TEXT"),
+    (["translate", "RUN"], "--text TEXT"),
+])
+def test_bad_combinations_exit_2(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
