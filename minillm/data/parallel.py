@@ -107,7 +107,7 @@ class PieceTokenizer:
     ``tokens``: the vocabulary after the special tokens (``<pad>`` = 0, ``<unk>`` = 1,
     ``<bos>`` = 2, ``<eos>`` = 3, ``<mask>``, ``<cls>``, ``<sep>``); an unknown piece
     encodes as ``<unk>``. ``decode`` puts a space only between two word pieces and after
-    a comma, so ``decode(encode("1994-03-23")) == "1994-03-23"``.
+    a punctuation mark other than ``-``, so ``decode(encode("1994-03-23")) == "1994-03-23"``.
     """
 
     kind = "piece"
@@ -148,7 +148,7 @@ class PieceTokenizer:
                 continue
             piece = self.itos[i] if 0 <= i < len(self.itos) else "<unk>"
             word = piece.isalpha() or piece == "<unk>"
-            if prev is not None and ((word and prev[1]) or prev[0] == ","):
+            if prev is not None and ((word and prev[1]) or prev[0] in ",.?!;:"):
                 out += " "
             out += piece
             prev = (piece, word)

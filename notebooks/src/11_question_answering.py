@@ -1,0 +1,139 @@
+# Source of notebooks/11_question_answering.ipynb (build with: python notebooks/build.py)
+
+# %% [markdown]
+# # 11. Extractive question answering
+#
+# Question answering is the other application the chapter names (section 6.3). In its
+# extractive form (BERT, Devlin et al. 2019, section 4.2) the answer is a span of a given
+# context: the encoder reads `<cls> question <sep> context <sep>`, and a linear head gives
+# every position a start logit $s_t$ and an end logit $e_t$. Training maximises the
+# likelihood of the true span $[i, j]$:
+#
+# $$[s_t, e_t] = h_t W + b,\qquad
+# L = \tfrac12\big(-\log\mathrm{softmax}(s)_i - \log\mathrm{softmax}(e)_j\big)$$
+#
+# and the prediction is the best span $\arg\max_{i \le j} s_i + e_j$ inside the context.
+
+# %%
+import inspect
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from IPython.display import Code, display
+
+import minillm
+import minillm.reference as ref
+import minillm.torch_backend as tb
+from minillm.config import ModelConfig
+from minillm.data import PieceTokenizer, qa_corpus
+from minillm.question_answering import answer_spans, best_span, encode_qa, evaluate_qa, train_qa
+from minillm.runtime import Runtime
+from minillm.text_metrics import exact_match, normalize_answer, token_f1
+
+torch.manual_seed(0)
+
+
+def show(fn):
+    display(Code(inspect.getsource(fn), language="python"))
+
+# %% [markdown]
+# ## The examples
+#
+# Each context states a few facts about two or three people; the question asks for one
+# fact about one of them. The same relation appears for other people, and the same person
+# has other facts, so the model must match both the person and the relation.
+
+# %%
+train, test = qa_corpus(20000, 200, seed=0)
+for e in train[:3]:
+    print(e["context"], "\n  Q:", e["question"], "  A:", e["answer"], " (starts at piece", e["answer_start"], ")")
+tok = PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
+arrays = encode_qa(train[:1], tok, 64)
+ids = arrays["idx"][0]
+i, j = arrays["start_positions"][0], arrays["end_positions"][0]
+print("\ninput:", " ".join(tok.itos[t] for t in ids))
+print("span [i, j] =", (int(i), int(j)), "->", tok.decode(ids[i:j + 1]))
+
+# %% [markdown]
+# ## The span head
+#
+# `SpanQA` is the encoder body with a two-column linear head; padded positions get a
+# logit of $-10^4$, so no probability — and no gradient — reaches them. The loss is the
+# model's cross-entropy over positions, the start and end rows averaged. Its hand-written
+# backward only has to transpose $\partial L/\partial \text{logits}$ back through the head:
+
+# %%
+show(ref.SpanQA.forward)
+show(ref.SpanQA._backward)
+
+# %% [markdown]
+# Decoding: the best pair with $i \le j$ and a bounded length, never in the question.
+
+# %%
+show(best_span)
+s = np.array([1, 5, 0, 0, 9, 0.0])
+e = np.array([9, 0, 0, 4, 0, 2.0])
+print("best span:", best_span(s, e, 0, 6), "— (4, 0) would score 18 but ends before it starts")
+
+# %% [markdown]
+# ## Training
+#
+# A small encoder with the torch backend (the benchmark, `benchmarks/bench_apps.py`,
+# trains the full configuration to its target):
+
+# %%
+config = ModelConfig(vocab_size=128, block_size=64, d_model=32, n_heads=2, n_layers=2, d_ff=64)
+start = time.perf_counter()
+run = train_qa(Path("runs") / "notebooks" / "11_question_answering", backend="torch", steps=400,
+               batch_size=32, lr=3e-3, config=config, n_train=20000, n_test=200)
+print(f"{time.perf_counter() - start:.1f} s, last loss {run['train_loss']:.3f}")
+model, rt = run["model"], run["runtime"]
+assert run["tokenizer"].itos == tok.itos        # the same corpus, the same pieces
+ctx = "alice lives in paris . bruno works as a chef . alice has a red cat ."
+for q in ("where does alice live ?", "what is the job of bruno ?", "what pet does alice have ?"):
+    print(f"{q:30s} ->", answer_spans(model, rt, tok, [ctx], [q])[0])
+
+# %% [markdown]
+# ## Exact match and token F1
+#
+# SQuAD's two scores (Rajpurkar et al. 2016): answers are normalised (lower case, no
+# punctuation, no articles), exact match compares them whole, F1 compares their tokens as
+# multisets: $P = |p\cap g|/|p|$, $R = |p\cap g|/|g|$, $F_1 = 2PR/(P+R)$.
+
+# %%
+pred, gold = "The red dog.", "red cat"
+p_tokens, g_tokens = normalize_answer(pred).split(), normalize_answer(gold).split()
+common = len(set(p_tokens) & set(g_tokens))
+P, R = common / len(p_tokens), common / len(g_tokens)
+print(f"by hand: EM {float(p_tokens == g_tokens)}, F1 {2 * P * R / (P + R):.3f};",
+      f"minillm: EM {exact_match(pred, gold)}, F1 {token_f1(pred, gold):.3f}")
+scores = evaluate_qa(model, rt, tok, run["test"])
+print(f"held-out: exact match {100 * scores['exact_match']:.1f}%, F1 {100 * scores['f1']:.1f}%")
+
+# %% [markdown]
+# ## Parity check
+#
+# The same weights in the NumPy reference give the same spans, and the project's parity
+# test for `SpanQA` (logits, loss and every gradient against torch) runs.
+
+# %%
+twin = ref.SpanQA(config)
+twin.load_state_dict(model.state_dict())
+questions = [e["question"] for e in run["test"][:20]]
+contexts = [e["context"] for e in run["test"][:20]]
+assert answer_spans(twin, Runtime("numpy"), tok, contexts, questions) == answer_spans(model, rt, tok, contexts, questions)
+print("numpy reference and torch backend: the same spans")
+
+# %%
+import pytest
+
+TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
+if TESTS.is_dir():
+    code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
+                        str(TESTS / "test_seq2seq_models.py") + "::test_span_qa_logits_loss_and_every_gradient",
+                        str(TESTS / "test_text_metrics.py")])
+    assert code == 0, f"the span-QA parity / metric tests failed (pytest exit code {code})"
+else:
+    print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")
