@@ -31,6 +31,9 @@ Layout differences the conversion handles. Dimension legend: C d_model, F d_ff, 
 - A tied output layer is the token embedding; an untied one becomes ``lm_head.W`` (C, V).
 - BERT's pooler (``pooler.dense``, for next-sentence prediction) has no minillm
   counterpart and is reported in :attr:`HFCheckpoint.ignored`.
+- A folder without a head (``GPT2Model``, ``BertModel``) is given a head tied to the token
+  embedding, as minillm's models always have one; what such a model was trained to give is
+  its hidden states, ``model.encode(idx, attention_mask, token_type_ids)``.
 """
 from __future__ import annotations
 
