@@ -7,7 +7,7 @@ held-out split (400 questions); the NumPy reference reaches the same numbers on 
 shorter run.
 
     python benchmarks/bench_apps.py [--backends torch numpy] [--threads 2]
-        [--tr-steps 400 --tr-steps-numpy 250 --qa-steps 1000 --qa-steps-numpy 600]
+        [--tr-steps 400 --tr-steps-numpy 250 --qa-steps 3000 --qa-steps-numpy 1000]
 
 Prints a table; ``--json PATH`` also writes the numbers.
 """
@@ -51,8 +51,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tr-steps", type=int, default=400)
     parser.add_argument("--tr-steps-numpy", type=int, default=250)
-    parser.add_argument("--qa-steps", type=int, default=1000)
-    parser.add_argument("--qa-steps-numpy", type=int, default=600)
+    parser.add_argument("--qa-steps", type=int, default=3000)
+    parser.add_argument("--qa-steps-numpy", type=int, default=1000)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -139,11 +139,15 @@ def evaluate_qa(model, runtime: Runtime, tok: PieceTokenizer, examples, batch_si
             "n": len(examples), "examples": list(zip(gold[:3], preds[:3]))}
 
 
-def train_qa(out=None, *, backend: str = "torch", steps: int = 1000, batch_size: int = 32,
-             lr: float = 2e-3, seed: int = 0, config: ModelConfig | None = None,
-             n_train: int = 4000, n_test: int = 400, progress: bool = False) -> dict:
+def train_qa(out=None, *, backend: str = "torch", steps: int = 3000, batch_size: int = 32,
+             lr: float = 3e-3, seed: int = 0, config: ModelConfig | None = None,
+             n_train: int = 40000, n_test: int = 400, progress: bool = False) -> dict:
     """Train a SpanQA model on :func:`~minillm.data.qa_corpus`; with ``out``, the run
-    folder (checkpoints/last holds the model and its tokenizer)."""
+    folder (checkpoints/last holds the model and its tokenizer).
+
+    40,000 training examples: with 4,000 the model memorises them (98% exact match on
+    training examples, 77% held out, measured); with 40,000 the two stay within 3 points.
+    """
     train, test = qa_corpus(n_train, n_test, seed=0)
     tok = PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
     cfg = config or QA_CONFIG
