@@ -29,8 +29,9 @@ __all__ = ["QAData", "encode_qa", "best_span", "answer", "answer_spans", "evalua
 
 logger = logging.getLogger("minillm")
 
+# type_vocab_size=2: segment embeddings tell the question (0) from the context (1), as BERT's
 QA_CONFIG = ModelConfig(vocab_size=128, block_size=64, d_model=64, n_heads=4, n_layers=2,
-                        d_ff=128, dropout=0.0, activation="gelu")
+                        d_ff=128, dropout=0.0, activation="gelu", type_vocab_size=2)
 
 
 def _input_ids(tok: PieceTokenizer, context: str, question: str):
@@ -41,6 +42,7 @@ def _input_ids(tok: PieceTokenizer, context: str, question: str):
 
 def encode_qa(examples, tok: PieceTokenizer, max_len: int) -> dict:
     """Padded arrays. Shapes: N examples -> idx (N, T), attention_mask (N, T),
+    token_type_ids (N, T) (0 for the question and its specials, 1 from the context on),
     start_positions, end_positions (N,) (indices into idx). Raises ``ValueError`` when
     an input is longer than ``max_len``."""
     rows, starts, ends = [], [], []
@@ -48,15 +50,24 @@ def encode_qa(examples, tok: PieceTokenizer, max_len: int) -> dict:
         ids, offset = _input_ids(tok, ex["context"], ex["question"])
         if len(ids) > max_len:
             raise ValueError(f"expected inputs of at most {max_len} pieces (block_size), got {len(ids)}")
-        rows.append(ids)
+        rows.append((ids, offset))
         starts.append(offset + ex["answer_start"])
         ends.append(offset + ex["answer_start"] + len(tok.pieces(ex["answer"])) - 1)
-    T = max(map(len, rows))
-    idx = np.full((len(rows), T), tok.pad_id, np.int64)
-    for r, ids in enumerate(rows):
-        idx[r, :len(ids)] = ids
+    idx, types = _pad(rows, tok)
     return {"idx": idx, "start_positions": np.array(starts, np.int64),
-            "end_positions": np.array(ends, np.int64), "attention_mask": idx != tok.pad_id}
+            "end_positions": np.array(ends, np.int64), "attention_mask": idx != tok.pad_id,
+            "token_type_ids": types}
+
+
+def _pad(rows, tok):
+    """``[(ids, context_start)]`` -> idx (N, T) padded with ``<pad>``, token_type_ids (N, T)."""
+    T = max(len(ids) for ids, _ in rows)
+    idx = np.full((len(rows), T), tok.pad_id, np.int64)
+    types = np.zeros((len(rows), T), np.int64)
+    for r, (ids, offset) in enumerate(rows):
+        idx[r, :len(ids)] = ids
+        types[r, offset:len(ids)] = 1
+    return idx, types
 
 
 class QAData:
@@ -71,7 +82,9 @@ class QAData:
         rows = np.random.default_rng([self.seed, step]).integers(0, self.n, self.batch_size)
         out = {k: a[rows] for k, a in self.arrays.items()}
         width = int(out["attention_mask"].sum(axis=1).max())             # trim shared padding
-        out["idx"], out["attention_mask"] = out["idx"][:, :width], out["attention_mask"][:, :width]
+        for key in ("idx", "attention_mask", "token_type_ids"):
+            if key in out:
+                out[key] = out[key][:, :width]
         return out
 
 
@@ -106,13 +119,12 @@ def answer_spans(model, runtime: Runtime, tok: PieceTokenizer, contexts, questio
             raise ValueError(f"expected a non-empty context and at most {T_max} pieces in all "
                              f"(block_size), got {len(ids)} with a context of {len(ids) - offset - 1}")
         rows.append((ids, offset))
-    T = max(len(ids) for ids, _ in rows)
-    idx = np.full((len(rows), T), tok.pad_id, np.int64)
-    for r, (ids, _) in enumerate(rows):
-        idx[r, :len(ids)] = ids
+    idx, types = _pad(rows, tok)
+    types = runtime.tensor(types) if model.config.type_vocab_size else None
     model.eval()
     with runtime.no_grad():
-        logits, _ = model(runtime.tensor(idx), attention_mask=runtime.tensor(idx != tok.pad_id))
+        logits, _ = model(runtime.tensor(idx), attention_mask=runtime.tensor(idx != tok.pad_id),
+                          token_type_ids=types)
     logits = runtime.to_numpy(logits)                                      # (B, 2, T)
     out = []
     for r, (ids, offset) in enumerate(rows):
@@ -161,6 +173,8 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = 3000, batch_size:
     opt = rt.module.AdamW(list(model.parameters()), lr=tc.lr, betas=tuple(tc.betas),
                           weight_decay=tc.weight_decay)
     data = QAData(train, tok, batch_size, seed, cfg.block_size)
+    if not cfg.type_vocab_size:                      # a model without segment embeddings
+        data.arrays.pop("token_type_ids")
     trainer = Trainer(rt, model, opt, data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
                       metadata={"task": "question_answering", "corpus": "facts"})

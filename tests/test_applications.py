@@ -152,6 +152,8 @@ def test_qa_batches_point_at_the_answer():
     for r, e in enumerate(train):
         span = arrays["idx"][r, arrays["start_positions"][r]:arrays["end_positions"][r] + 1]
         assert tok.decode(span) == e["answer"]
+        types, n_q = arrays["token_type_ids"][r], len(tok.encode(e["question"]))
+        assert (types[:n_q + 2] == 0).all() and (types[n_q + 2:arrays["attention_mask"][r].sum()] == 1).all()
     data = QAData(train, tok, 4, seed=1)
     assert all(np.array_equal(data.batch(3)[k], data.batch(3)[k]) for k in data.batch(3))
     with pytest.raises(ValueError, match="at most 8 pieces"):

@@ -8,6 +8,8 @@ Finite differences (central, h = 1e-6, float64) agree with the hand-written cros
 backward to rtol 1e-5 / atol 1e-7: the truncation error is O(h^2) ~ 1e-12 and the
 rounding error ~ eps / h ~ 1e-10 relative to the values, both far below.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -68,17 +70,21 @@ def test_encoder_decoder_logits_loss_and_every_gradient(config, B, S, T_, seed, 
 
 @settings(deadline=None)
 @given(config=small_configs(), B=st.integers(1, 3), T_=st.integers(1, 8),
-       seed=st.integers(0, 2**16))
-def test_span_qa_logits_loss_and_every_gradient(config, B, T_, seed):
+       seed=st.integers(0, 2**16), segments=st.booleans())
+def test_span_qa_logits_loss_and_every_gradient(config, B, T_, seed, segments):
     rng = np.random.default_rng(seed)
+    types = None
+    if segments:                                  # BERT's segment embeddings: question 0, context 1
+        config = dataclasses.replace(config, type_vocab_size=2)
+        types = (np.arange(T_)[None, :] >= rng.integers(0, T_ + 1, B)[:, None]).astype(np.int64)
     idx = rng.integers(0, config.vocab_size, (B, T_))
     lengths = rng.integers(1, T_ + 1, B)
     mask = np.arange(T_)[None, :] < lengths[:, None]
     start = rng.integers(0, lengths)                                  # inside the real tokens
     end = np.minimum(start + rng.integers(0, 3, B), lengths - 1)
     ref, tor = R.SpanQA(config, seed=seed % 5), T.SpanQA(config, seed=seed % 5)
-    logits_r, loss_r = ref(idx, start, end, mask)
-    logits_t, loss_t = tor(idx, start, end, mask)
+    logits_r, loss_r = ref(idx, start, end, mask, token_type_ids=types)
+    logits_t, loss_t = tor(idx, start, end, mask, token_type_ids=types)
     loss_r.backward()
     loss_t.backward()
     dt = config.dtype
@@ -201,3 +207,5 @@ def test_bad_inputs_raise_value_error(backend):
         qa(np.zeros((2, 3), int), start_positions=np.zeros(2, int))
     with pytest.raises(ValueError, match="start_positions"):
         qa(np.zeros((2, 3), int), np.array([0, 5]), np.array([0, 1]))
+    with pytest.raises(ValueError, match="type_vocab_size"):
+        qa(np.zeros((2, 3), int), token_type_ids=np.zeros((2, 3), int))

@@ -266,8 +266,10 @@ class SpanQA(_Body):
 
     averaged over the batch, where :math:`[i_b, j_b]` is the answer's span. Padded
     positions get the logit ``-1e4`` (added, so no probability and no gradient reach
-    them). Shapes: idx (B, T), attention_mask (B, T), start_positions, end_positions
-    (B,) in [0, T) -> logits (B, 2, T) (start row, end row), loss.
+    them). With ``config.type_vocab_size`` = 2, ``token_type_ids`` (B, T) tell the
+    question (0) from the context (1), BERT's segment embeddings. Shapes: idx (B, T),
+    attention_mask (B, T), start_positions, end_positions (B,) in [0, T) ->
+    logits (B, 2, T) (start row, end row), loss.
     """
 
     def __init__(self, config: ModelConfig, seed: int = 0):
@@ -275,13 +277,15 @@ class SpanQA(_Body):
         self.qa_head = Linear(config.d_model, 2, True, config.dtype)
         self._init_weights(scale_residual=False)
 
-    def forward(self, idx, start_positions=None, end_positions=None, attention_mask=None):
+    def forward(self, idx, start_positions=None, end_positions=None, attention_mask=None,
+                token_type_ids=None):
         idx = _check_ids("idx", idx, self.config)
         B, T = idx.shape
         attention_mask = _check_attention_mask(attention_mask, idx.shape)
+        token_type_ids = self._check_types(token_type_ids, idx.shape)
         if (start_positions is None) != (end_positions is None):
             raise ValueError("expected both start_positions and end_positions, or neither")
-        h = self._encode(idx, attention_mask)                            # (B, T, C)
+        h = self._encode(idx, attention_mask, token_type_ids)            # (B, T, C)
         logits = self.qa_head(h).transpose(0, 2, 1)                      # (B, 2, T)
         if attention_mask is not None:
             logits = logits + np.where(attention_mask, 0.0, -1e4).astype(logits.dtype)[:, None, :]

@@ -193,13 +193,15 @@ class SpanQA(_Body):
         self.qa_head = Linear(config.d_model, 2, True, config.dtype)
         self._init_weights(scale_residual=False)
 
-    def forward(self, idx, start_positions=None, end_positions=None, attention_mask=None):
+    def forward(self, idx, start_positions=None, end_positions=None, attention_mask=None,
+                token_type_ids=None):
         idx = _check_ids("idx", idx, self.config, self.device)
         B, T = idx.shape
         attention_mask = _check_attention_mask(attention_mask, (B, T), self.device)
+        token_type_ids = self._check_types(token_type_ids, (B, T))
         if (start_positions is None) != (end_positions is None):
             raise ValueError("expected both start_positions and end_positions, or neither")
-        h = self._encode(idx, attention_mask)                            # (B, T, C)
+        h = self._encode(idx, attention_mask, token_type_ids)            # (B, T, C)
         logits = self.qa_head(h).transpose(1, 2)                         # (B, 2, T)
         if attention_mask is not None:
             pad = torch.where(attention_mask, 0.0, -1e4).to(logits.dtype)  # (B, T)
