@@ -22,7 +22,6 @@ sequences here are at most ``block_size`` pieces long.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np

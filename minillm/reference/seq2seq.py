@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate as v
 from ..config import ModelConfig
+from ..init import init_parameters, sinusoidal_positions
 from .attention import (
     causal_mask, merge_heads, scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward, split_heads,
@@ -36,7 +36,6 @@ from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
 from .module import Loss, Module, ModuleList
-from ..init import init_parameters, sinusoidal_positions
 
 __all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder", "SpanQA"]
 
