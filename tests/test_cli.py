@@ -12,7 +12,8 @@ import pytest
 
 from minillm.cli import build_parser, main
 
-COMMANDS = ["demo", "prepare", "pretrain", "finetune", "evaluate", "generate"]
+COMMANDS = ["demo", "prepare", "pretrain", "finetune", "evaluate", "generate", "serve", "bench", "embed",
+            "translate", "answer"]
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16", "--batch-size", "4"]
 
 
