@@ -27,7 +27,7 @@ import numpy as np
 from .config import ModelConfig
 
 __all__ = ["as_numpy_state", "check_model_state", "save_checkpoint", "load_model", "resume",
-           "model_state", "model_kind"]
+           "model_state", "model_kind", "load_trained"]
 
 
 def _to_numpy(value) -> np.ndarray:
@@ -139,6 +139,20 @@ def load_model(folder, backend="numpy"):
     model = getattr(_backend(backend), kind["class"])(
         ModelConfig.from_dict(ckpt.config), seed=kind.get("seed", 0), **kwargs)
     _restore(model, ckpt, None, folder)
+    return model, ckpt
+
+
+def load_trained(run_dir, backend="numpy", expected_class: str | None = None):
+    """``(model, checkpoint)`` from a run folder (its ``checkpoints/last``) or a checkpoint
+    folder; ``ValueError`` when the model is not of ``expected_class``."""
+    from pathlib import Path
+
+    folder = Path(run_dir)
+    if (folder / "checkpoints" / "last").is_dir():
+        folder = folder / "checkpoints" / "last"
+    model, ckpt = load_model(folder, backend)
+    if expected_class is not None and type(model).__name__ != expected_class:
+        raise ValueError(f"{run_dir}: expected a {expected_class} checkpoint, got {type(model).__name__}")
     return model, ckpt
 
 

@@ -185,11 +185,6 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = 3000, batch_size:
 
 def load_answerer(run_dir, backend: str = "numpy"):
     """``(model, runtime, tokenizer)`` from a run folder (or a checkpoint folder)."""
-    folder = Path(run_dir)
-    if (folder / "checkpoints" / "last").is_dir():
-        folder = folder / "checkpoints" / "last"
-    model, ckpt = model_io.load_model(folder, backend)
-    if type(model).__name__ != "SpanQA":
-        raise ValueError(f"{run_dir}: expected a SpanQA checkpoint, got {type(model).__name__}")
+    model, ckpt = model_io.load_trained(run_dir, backend, "SpanQA")
     rt = Runtime(backend)
     return rt.prepare(model), rt, PieceTokenizer.from_dict(ckpt.tokenizer)

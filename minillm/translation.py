@@ -229,11 +229,6 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
 
 def load_translator(run_dir, backend: str = "numpy"):
     """``(model, runtime, tokenizer)`` from a run folder (or a checkpoint folder)."""
-    folder = Path(run_dir)
-    if (folder / "checkpoints" / "last").is_dir():
-        folder = folder / "checkpoints" / "last"
-    model, ckpt = model_io.load_model(folder, backend)
-    if type(model).__name__ != "EncoderDecoder":
-        raise ValueError(f"{run_dir}: expected an EncoderDecoder checkpoint, got {type(model).__name__}")
+    model, ckpt = model_io.load_trained(run_dir, backend, "EncoderDecoder")
     rt = Runtime(backend)
     return rt.prepare(model), rt, PieceTokenizer.from_dict(ckpt.tokenizer)
