@@ -53,24 +53,52 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     mask bool broadcastable to (..., T_q, T_k), True = may attend
     -> out (..., T_q, d_v), weights (..., T_q, T_k).
 
-    Masked scores become :math:`-\infty` before the softmax. A fully masked row would
-    be softmax of all :math:`-\infty` (0/0): its scores are set to 0 and its weights
-    multiplied by 0, so its output and its gradients are zero. A mask on another device
+    Masked scores become :math:`-\infty` before the softmax: the mask enters as the
+    additive :math:`M_{ij} = 0` (may attend) or :math:`-\infty` (may not), built on the
+    mask's own (often much smaller) shape, so the (..., T_q, T_k) work is one addition
+    whose gradient passes straight through. :math:`1/\sqrt{d_k}` scales ``q``
+    (T_q x d_k numbers) instead of the scores (T_q x T_k). A fully masked row would be
+    softmax of all :math:`-\infty` (0/0); :func:`_softmax_of_masked_scores` gives it
+    zero weights, so its output and its gradients are zero. A mask on another device
     than ``q`` is moved to ``q``'s device.
     """
     q, k, v, mask = _check_attention_inputs(q, k, v, mask)
     d_k = q.shape[-1]
-    scores = q @ k.transpose(-1, -2) / math.sqrt(d_k)  # (..., T_q, T_k)
+    scores = (q / math.sqrt(d_k)) @ k.transpose(-1, -2)  # (..., T_q, T_k)
     if mask is None:
-        probs = softmax(scores, axis=-1)  # (..., T_q, T_k)
-        return probs @ v, probs
-    mask, scores = torch.broadcast_tensors(mask, scores)  # (..., T_q, T_k) both
-    has_any = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
-    scores = scores.masked_fill(~mask, -math.inf)  # (..., T_q, T_k)
-    scores = scores.masked_fill(~has_any, 0.0)  # (..., T_q, T_k)
-    weights = softmax(scores, axis=-1) * has_any  # (..., T_q, T_k)
+        weights = softmax(scores, axis=-1)  # (..., T_q, T_k)
+    else:
+        weights = _softmax_of_masked_scores(scores + _additive_mask(mask, scores.dtype))
     out = weights @ v  # (..., T_q, d_v)
     return out, weights
+
+
+def _additive_mask(mask, dtype):
+    r""":math:`M_{ij} = 0` where the mask is True (may attend), :math:`-\infty` where it
+    is False, in ``dtype``. Shapes: mask (...) bool -> (...), the mask's own shape."""
+    M = torch.zeros(mask.shape, dtype=dtype, device=mask.device)  # (...)
+    return M.masked_fill_(~mask, -math.inf)  # (...)
+
+
+def _softmax_of_masked_scores(scores):
+    r"""Softmax over the last axis of scores in which a whole row may be :math:`-\infty`.
+
+    .. math::
+        A_{ij} = \frac{e^{S_{ij} - m_i}}{\max\big(1, \sum_j e^{S_{ij} - m_i}\big)},
+        \quad m_i = \max\big(\max_j S_{ij},\ \text{the most negative finite float}\big)
+
+    For a row with anything to attend to, both guards change nothing: :math:`m_i` is
+    its finite maximum, whose own term is :math:`e^0 = 1`, so the sum is already
+    :math:`\ge 1`. A fully masked row has :math:`m_i` finite, every term
+    :math:`e^{-\infty} = 0` and the sum clamped to 1: zero weights, and zero
+    gradients through them (never 0/0 = NaN). As in :func:`.softmax`, the shift
+    :math:`m` is detached (softmax does not depend on it).
+    Shapes: scores (..., T_q, T_k) -> weights (..., T_q, T_k).
+    """
+    lowest = torch.finfo(scores.dtype).min
+    m = scores.amax(dim=-1, keepdim=True).detach().clamp(min=lowest)  # (..., T_q, 1), finite
+    e = torch.exp(scores - m)  # (..., T_q, T_k), 0 where masked
+    return e / e.sum(dim=-1, keepdim=True).clamp(min=1.0)  # (..., T_q, T_k)
 
 
 def fused_attention(q, k, v, mask=None):
