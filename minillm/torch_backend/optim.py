@@ -218,11 +218,12 @@ class Adam(_Optimizer):
             s["step"] += 1
             t = s["step"]
             m, v = s["m"], s["v"]
-            m.copy_(beta1 * m + (1 - beta1) * g)              # m_t
-            v.copy_(beta2 * v + (1 - beta2) * g * g)          # v_t
+            # in place, as torch.optim does: fewer temporaries of each parameter's size
+            m.mul_(beta1).add_(g, alpha=1 - beta1)            # m_t = β1 m + (1 - β1) g
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)     # v_t = β2 v + (1 - β2) g²
             m_hat = m / (1 - beta1 ** t)                      # \hat m_t
             v_hat = v / (1 - beta2 ** t)                      # \hat v_t
-            p.sub_(alpha * m_hat / (torch.sqrt(v_hat) + eps))  # θ_t
+            p.addcdiv_(m_hat, v_hat.sqrt_().add_(eps), value=-alpha)  # θ_t = θ - α m̂ / (√v̂ + ε)
 
 
 class AdamW(Adam):
