@@ -25,8 +25,9 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
         \qquad
         L_{\text{mean}} = \frac{1}{N} \sum_{n\ \text{counted}} \ell_n
 
-    with :math:`\log p` by log-sum-exp and :math:`N` the number of targets not equal to
-    ``ignore_index`` (ignored ones give :math:`\ell_n = 0`; :math:`N = 0` gives 0.0).
+    with :math:`-\log p_{n,c} = \log \sum_j e^{x_{n,j} - m_n} - (x_{n,c} - m_n)`,
+    :math:`m_n = \max_j x_{n,j}` (log-sum-exp), and :math:`N` the number of targets not
+    equal to ``ignore_index`` (ignored ones give :math:`\ell_n = 0`; :math:`N = 0` gives 0.0).
     Shapes: logits (..., C), targets (...) int -> loss () for "mean"/"sum", (...) for "none".
     """
     v.require_tensor("logits", logits)
@@ -45,13 +46,17 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
     v.require_index_range("targets", targets, C, ignore=ignore_index, what=f"C={C} classes")
 
     counted = targets != ignore_index                           # (...) bool
-    safe_targets = torch.where(counted, targets, torch.zeros_like(targets)).long()  # (...)
+    safe_targets = torch.where(counted, targets, 0).long()     # (...)
     shifted = logits - logits.amax(dim=-1, keepdim=True).detach()  # (..., C), see softmax.py
-    log_probs = shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))  # (..., C)
-    nll = -log_probs.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)  # (...)
-    smooth = -log_probs.sum(dim=-1) / C                         # (...)
-    per_target = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (...)
-    per_target = torch.where(counted, per_target, torch.zeros_like(per_target))  # (...)
+    log_Z = torch.log(torch.exp(shifted).sum(dim=-1))           # (...), log sum_c e^{shifted_c}
+    # -log p_{n,y} = log Z - shifted_y: the full (..., C) log-probabilities are never formed
+    nll = log_Z - shifted.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)  # (...)
+    if label_smoothing:
+        smooth = log_Z - shifted.mean(dim=-1)                   # (...), (1/C) sum_c -log p_{n,c}
+        per_target = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (...)
+    else:
+        per_target = nll                                        # (...)
+    per_target = torch.where(counted, per_target, 0.0)          # (...)
     if reduction == "none":
         return per_target                                       # (...)
     if reduction == "sum":
