@@ -32,7 +32,7 @@ from .._validate import (
     require_bool, require_broadcastable, require_float, require_integer, require_ndim,
     require_ndim_at_least, require_same_dtype, require_tensor, shape_of,
 )
-from .softmax import softmax
+from .softmax import _exp, softmax
 
 __all__ = [
     "scaled_dot_product_attention", "causal_mask", "padding_mask", "length_mask",
@@ -97,7 +97,7 @@ def _softmax_of_masked_scores(scores):
     """
     lowest = torch.finfo(scores.dtype).min
     m = scores.amax(dim=-1, keepdim=True).detach().clamp(min=lowest)  # (..., T_q, 1), finite
-    e = torch.exp(scores - m)  # (..., T_q, T_k), 0 where masked
+    e = _exp(scores - m)  # (..., T_q, T_k), 0 where masked; exp: see softmax.py
     return e / e.sum(dim=-1, keepdim=True).clamp(min=1.0)  # (..., T_q, T_k)
 
 

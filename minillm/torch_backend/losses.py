@@ -10,6 +10,7 @@ of second), except that a batch with no counted target gives 0.0 instead of NaN.
 import torch
 
 from .. import _validate as v
+from .softmax import _exp
 
 __all__ = ["cross_entropy"]
 
@@ -48,7 +49,7 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
     counted = targets != ignore_index                           # (...) bool
     safe_targets = torch.where(counted, targets, 0).long()     # (...)
     shifted = logits - logits.amax(dim=-1, keepdim=True).detach()  # (..., C), see softmax.py
-    log_Z = torch.log(torch.exp(shifted).sum(dim=-1))           # (...), log sum_c e^{shifted_c}
+    log_Z = torch.log(_exp(shifted).sum(dim=-1))                # (...), log sum_c e^{shifted_c}
     # -log p_{n,y} = log Z - shifted_y: the full (..., C) log-probabilities are never formed
     nll = log_Z - shifted.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)  # (...)
     if label_smoothing:
