@@ -8,6 +8,7 @@ import math
 import torch
 
 from .. import _validate as v
+from .linear import is_float_tensor
 
 __all__ = ["relu", "gelu", "gelu_tanh"]
 
@@ -17,6 +18,8 @@ _GELU_TANH_C = 0.044715  # Hendrycks & Gimpel (2016), section 2
 
 
 def _check(x):
+    if is_float_tensor(x):  # the common case cheaply (see linear.py)
+        return
     v.require_tensor("x", x)
     v.require_float("x", x)
 

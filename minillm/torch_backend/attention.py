@@ -188,9 +188,10 @@ def split_heads(x, n_heads):
 
     Head ``h`` takes columns ``h*D`` to ``(h+1)*D - 1``.
     """
-    require_tensor("x", x)
-    require_float("x", x)
-    require_ndim_at_least("x", x, 2)
+    if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2):
+        require_tensor("x", x)
+        require_float("x", x)
+        require_ndim_at_least("x", x, 2)
     n_heads = _positive_int("n_heads", n_heads)
     *lead, T, C = x.shape
     if C % n_heads:
@@ -208,9 +209,10 @@ def merge_heads(x):
     .. math::
         \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_H)
     """
-    require_tensor("x", x)
-    require_float("x", x)
-    require_ndim_at_least("x", x, 3)
+    if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 3):
+        require_tensor("x", x)
+        require_float("x", x)
+        require_ndim_at_least("x", x, 3)
     *lead, H, T, D = x.shape
     return x.transpose(-3, -2).reshape(*lead, T, H * D)  # (..., T, C)
 
@@ -219,7 +221,12 @@ def merge_heads(x):
 # private helpers
 
 def _check_attention_inputs(q, k, v, mask):
-    """Tensors of the right kinds and matching sizes; the mask moved to q's device."""
+    """Tensors of the right kinds and matching sizes; the mask moved to q's device.
+    The common case (one dtype, the same leading dimensions, a boolean mask that
+    broadcasts) is recognised cheaply; anything else goes through the full checks,
+    which say what was expected and what came (see linear.py)."""
+    if _plainly_valid(q, k, v, mask):
+        return q, k, v, (None if mask is None else mask.to(q.device))
     for name, x in (("q", q), ("k", k), ("v", v)):
         require_tensor(name, x)
         require_float(name, x)
@@ -246,8 +253,25 @@ def _check_attention_inputs(q, k, v, mask):
     return q, k, v, mask
 
 
+def _plainly_valid(q, k, v, mask):
+    if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)
+            and isinstance(v, torch.Tensor) and q.is_floating_point()
+            and k.dtype == q.dtype and v.dtype == q.dtype and q.dim() >= 2
+            and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+            and q.shape[-1] == k.shape[-1] and k.shape[-2] == v.shape[-2]):
+        return False
+    if mask is None:
+        return True
+    scores_shape = q.shape[:-1] + k.shape[-2:-1]  # (..., T_q, T_k)
+    return (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool
+            and mask.dim() <= len(scores_shape)
+            and all(m in (1, s) for m, s in zip(reversed(mask.shape), reversed(scores_shape))))
+
+
 def _broadcast_batch(q, k, v):
     """The leading dimensions q, k and v broadcast to, or a ValueError naming all three."""
+    if q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        return tuple(q.shape[:-2])
     try:
         return tuple(torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2]))
     except RuntimeError:

@@ -4,11 +4,34 @@ r"""Layer normalisation over the last (feature) axis, written with tensor ops (n
 Dimension legend: ``C`` features, ``...`` any leading dimensions. x ``(..., C)``,
 gamma and beta ``(C,)``.
 """
+import math
+
 import torch
 
 from .. import _validate as v
+from .linear import is_float_tensor
 
 __all__ = ["layer_norm"]
+
+
+def _check(x, gamma, beta, eps):
+    """The common case cheaply (see linear.py), else the full checks that explain."""
+    if (is_float_tensor(x) and x.dim() >= 1 and x.shape[-1] > 0
+            and isinstance(gamma, torch.Tensor) and isinstance(beta, torch.Tensor)
+            and gamma.dtype == x.dtype and beta.dtype == x.dtype
+            and gamma.shape == x.shape[-1:] and beta.shape == x.shape[-1:]
+            and type(eps) is float and 0.0 < eps < math.inf):
+        return
+    for name, t in (("x", x), ("gamma", gamma), ("beta", beta)):
+        v.require_tensor(name, t)
+        v.require_float(name, t)
+    v.require_ndim_at_least("x", x, 1)
+    v.require_nonempty_axis("x", x, -1)
+    C = x.shape[-1]
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        v.require_same_dtype(name, p, "x", x)
+        v.require_shape(name, p, (C,), f"the last axis of x {tuple(x.shape)}")
+    v.require_number_in("eps", eps, 0.0, float("inf"), low_open=True, high_open=True)
 
 
 def layer_norm(x, gamma, beta, eps=1e-5):
@@ -22,16 +45,7 @@ def layer_norm(x, gamma, beta, eps=1e-5):
 
     Shapes: x (..., C), gamma (C,), beta (C,) -> y (..., C).
     """
-    for name, t in (("x", x), ("gamma", gamma), ("beta", beta)):
-        v.require_tensor(name, t)
-        v.require_float(name, t)
-    v.require_ndim_at_least("x", x, 1)
-    v.require_nonempty_axis("x", x, -1)
-    C = x.shape[-1]
-    for name, p in (("gamma", gamma), ("beta", beta)):
-        v.require_same_dtype(name, p, "x", x)
-        v.require_shape(name, p, (C,), f"the last axis of x {tuple(x.shape)}")
-    v.require_number_in("eps", eps, 0.0, float("inf"), low_open=True, high_open=True)
+    _check(x, gamma, beta, eps)
     mu = x.mean(dim=-1, keepdim=True)                           # (..., 1)
     centered = x - mu                                           # (..., C)
     var = (centered * centered).mean(dim=-1, keepdim=True)      # (..., 1), biased
