@@ -23,6 +23,11 @@ class ModelConfig:
     ``lm_head_transform`` puts BERT's prediction transform
     :math:`\mathrm{LN}(\phi(hW_t + b_t))` before the output projection;
     ``lm_head_bias`` adds a bias ``b_out`` (V,) to the logits (BERT's decoder bias).
+
+    ``init_std`` is the standard deviation of the initial weights (GPT-2's and BERT's
+    0.02, their ``initializer_range``). It was tuned for d_model 768, where it is close to
+    :math:`1/\sqrt{C}`; a small model may need the larger :math:`1/\sqrt{C}` itself
+    (``minillm.question_answering.QA_CONFIG`` does, see benchmarks/README.md).
     """
 
     vocab_size: int = 256
@@ -42,6 +47,7 @@ class ModelConfig:
     embedding_norm: bool = False
     lm_head_transform: bool = False
     lm_head_bias: bool = False
+    init_std: float = 0.02
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "d_model", "n_heads", "n_layers"):
@@ -71,6 +77,9 @@ class ModelConfig:
         for name in ("embedding_norm", "lm_head_transform", "lm_head_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if (isinstance(self.init_std, bool) or not isinstance(self.init_std, (int, float))
+                or not 0 < self.init_std < float("inf")):
+            raise ValueError(f"ModelConfig.init_std must be a finite number > 0, got {self.init_std!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"ModelConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
 

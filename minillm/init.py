@@ -14,12 +14,14 @@ leaf name                 what it is                                    initial 
 ``gamma``                 LayerNorm scale                               1
 ``beta``                  LayerNorm shift                               0
 ``b``, ``b1``, ``b_Q``    biases (any leaf starting with ``b``)         0
-anything else             weights: ``W``, ``W1``, ``W_Q``, embeddings   :math:`\\mathcal{N}(0, 0.02^2)`
+anything else             weights: ``W``, ``W1``, ``W_Q``, embeddings   :math:`\\mathcal{N}(0, \\sigma^2)`
 ========================  ============================================  ===================================
+
+:math:`\\sigma` is ``ModelConfig.init_std``, 0.02 by default (GPT-2's and BERT's).
 
 Scaled residual projections (GPT-2, Radford et al. 2019, section 2.3): with
 ``scale_residual=True`` the two matrices that write into the residual stream,
-``attn.W_O`` and ``ffn.W2``, get standard deviation :math:`0.02/\\sqrt{2 L}` (``L``
+``attn.W_O`` and ``ffn.W2``, get standard deviation :math:`\\sigma/\\sqrt{2 L}` (``L``
 layers), so the variance of the residual stream does not grow with depth. ``GPT`` uses
 it; ``TransformerEncoder`` and ``SequenceClassifier`` follow BERT and do not.
 
@@ -45,26 +47,27 @@ INIT_STD = 0.02
 RESIDUAL_PROJECTIONS = ("attn.W_O", "ffn.W2")
 
 
-def init_rule(name: str, n_layers: int = 1, scale_residual: bool = False):
-    """Return ``("ones" | "zeros" | "normal", std)`` for the parameter called ``name``."""
+def init_rule(name: str, n_layers: int = 1, scale_residual: bool = False, std: float = INIT_STD):
+    """Return ``("ones" | "zeros" | "normal", std)`` for the parameter called ``name``;
+    ``std`` is that of an ordinary weight (``ModelConfig.init_std``)."""
     leaf = name.rsplit(".", 1)[-1]
     if leaf == "gamma":
         return "ones", 0.0
     if leaf == "beta" or leaf.startswith("b"):
         return "zeros", 0.0
-    std = INIT_STD
     if scale_residual and name.endswith(RESIDUAL_PROJECTIONS):
-        std = INIT_STD / math.sqrt(2 * n_layers)
+        std = std / math.sqrt(2 * n_layers)
     return "normal", std
 
 
 def init_parameters(named_shapes: Iterable[tuple[str, tuple[int, ...]]], seed: int,
                     dtype="float32", n_layers: int = 1,
-                    scale_residual: bool = False) -> dict[str, np.ndarray]:
+                    scale_residual: bool = False, std: float = INIT_STD) -> dict[str, np.ndarray]:
     """Initial values for every parameter, drawn from ``default_rng(seed)`` in order.
 
     ``named_shapes``: ``(name, shape)`` in ``named_parameters()`` order. A weight is
-    :math:`W = 0.02\\,z`, :math:`z \\sim \\mathcal{N}(0, 1)` drawn in float64 and cast to
+    :math:`W = \\sigma z` (:math:`\\sigma` = ``std``, 0.02 by default),
+    :math:`z \\sim \\mathcal{N}(0, 1)` drawn in float64 and cast to
     ``dtype`` afterwards, which is what makes the backends agree bit for bit.
     """
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
@@ -74,13 +77,13 @@ def init_parameters(named_shapes: Iterable[tuple[str, tuple[int, ...]]], seed: i
     values = {}
     for name, shape in named_shapes:
         shape = tuple(int(s) for s in shape)
-        kind, std = init_rule(name, n_layers, scale_residual)
+        kind, sigma = init_rule(name, n_layers, scale_residual, std)
         if kind == "ones":
             values[name] = np.ones(shape, dtype=dtype)
         elif kind == "zeros":
             values[name] = np.zeros(shape, dtype=dtype)
         else:
-            values[name] = (std * rng.standard_normal(shape)).astype(dtype)
+            values[name] = (sigma * rng.standard_normal(shape)).astype(dtype)
     return values
 
 

@@ -177,3 +177,43 @@ def test_qa_learns_and_its_run_folder_serves_both_backends(tmp_path):
         answer(model, rt, tok, ctx, qs[:2])
     with pytest.raises(ValueError, match="non-empty context"):
         answer(model, rt, tok, [""], ["where does alice live ?"])
+
+
+def test_qa_trains_on_given_examples_and_rejects_malformed_ones():
+    """``train_qa(examples=...)`` uses the given split (the test split comes back as
+    given) and names what is wrong with a bad example before any training."""
+    train, test = qa_corpus(60, 6, seed=3)
+    run = train_qa(None, backend="numpy", steps=3, batch_size=4, examples=(train, test))
+    assert run["test"] == test and run["train"] == train and np.isfinite(run["train_loss"])
+    moved = dict(train[0], answer_start=train[0]["answer_start"] + 1)
+    with pytest.raises(ValueError, match="answer .* at piece"):
+        train_qa(None, backend="numpy", steps=1, examples=([moved], test))
+    with pytest.raises(ValueError, match="as a dict with"):
+        train_qa(None, backend="numpy", steps=1, examples=(train, [{"context": "a ."}]))
+    with pytest.raises(ValueError, match=r"as \(train, test\)"):
+        train_qa(None, backend="numpy", steps=1, examples=train)
+    with pytest.raises(ValueError, match="non-empty list of test"):
+        train_qa(None, backend="numpy", steps=1, examples=(train, []))
+
+
+def test_binding_probe_examples_are_two_people_with_one_relation():
+    """benchmarks/bench_qa_binding.py's corpus: valid spans, two subjects, the asked one
+    in the question, the same fact template twice (so only the name tells them apart)."""
+    import importlib.util
+    from pathlib import Path
+
+    from minillm.question_answering import _check_examples
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_qa_binding.py"
+    spec = importlib.util.spec_from_file_location("bench_qa_binding", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    examples = probe.binding_examples(200, seed=0)
+    _check_examples((examples, examples))
+    for ex in examples:
+        pieces = PieceTokenizer.pieces(ex["context"])
+        cut = pieces.index(".") + 1
+        first, second = pieces[:cut], pieces[cut:]
+        assert first[0] != second[0] and first[1] == second[1]          # two people, one relation
+        asked, other = (first, second) if ex["answer_start"] < cut else (second, first)
+        question = PieceTokenizer.pieces(ex["question"])
+        assert asked[0] in question and other[0] not in question

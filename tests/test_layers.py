@@ -167,6 +167,27 @@ def test_init_rules_and_scaled_residual_projections():
     assert all(np.array_equal(v[n], again[n]) for n in v)
     with pytest.raises(ValueError, match="seed must be a non-negative int"):
         init.init_parameters(shapes, seed=-1)
+    wide = init.init_parameters(shapes, seed=0, n_layers=8, scale_residual=True, std=0.125)
+    np.testing.assert_allclose(wide["blocks.0.attn.W_Q"], v["blocks.0.attn.W_Q"] * (0.125 / 0.02), rtol=1e-6)
+    assert np.array_equal(wide["blocks.0.ffn.b1"], v["blocks.0.ffn.b1"])
     P = init.sinusoidal_positions(4, 6, "float64")
     np.testing.assert_allclose(P[1, 0], np.sin(1.0))
     np.testing.assert_allclose(P[1, 3], np.cos(1.0 / 10000 ** (2 / 6)))
+
+
+@pytest.mark.parametrize("kind", ["GPT", "SpanQA", "EncoderDecoder"])
+def test_init_std_scales_every_weight_alike_in_both_backends(kind):
+    """``ModelConfig.init_std``: the same draws times sigma / 0.02 (exactly, up to the
+    float32 cast: rtol 1e-6), biases and LayerNorm untouched, both backends equal."""
+    base = ModelConfig(vocab_size=32, block_size=8, d_model=16, n_heads=2, n_layers=2)
+    wide = ModelConfig(**{**base.to_dict(), "init_std": 0.25})
+    small = dict(getattr(R, kind)(base, seed=3).named_parameters())
+    for name, p in getattr(R, kind)(wide, seed=3).named_parameters():
+        scale = 1.0 if name.endswith("gamma") else 0.25 / 0.02     # gamma stays 1, biases 0
+        np.testing.assert_allclose(p.data, small[name].data * scale, rtol=1e-6, err_msg=name)
+    for (name, p), (_, q) in zip(getattr(R, kind)(wide, seed=3).named_parameters(),
+                                 getattr(T, kind)(wide, seed=3).named_parameters()):
+        assert np.array_equal(p.data, q.detach().numpy()), name
+    for bad in (0, -0.1, float("inf"), float("nan"), True, "0.02"):
+        with pytest.raises(ValueError, match="init_std must be a finite number > 0"):
+            ModelConfig(init_std=bad)

@@ -182,7 +182,8 @@ class EncoderDecoder(Module):
         self.decoder = ModuleList([DecoderBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
         self.dec_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
         self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, False, dt)
-        values = init_parameters([(n, p.shape) for n, p in self.named_parameters()], seed, dt)
+        values = init_parameters([(n, p.shape) for n, p in self.named_parameters()], seed, dt,
+                                 std=c.init_std)
         for name, p in self.named_parameters():
             p.data[...] = values[name]
 

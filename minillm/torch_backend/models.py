@@ -117,7 +117,7 @@ class _Body(Module):
     def _init_weights(self, scale_residual: bool):
         shapes = [(n, tuple(p.shape)) for n, p in self.named_parameters()]
         values = init_parameters(shapes, self.seed, self.config.dtype,
-                                 self.config.n_layers, scale_residual)
+                                 self.config.n_layers, scale_residual, self.config.init_std)
         with torch.no_grad():
             for name, p in self.named_parameters():
                 p.copy_(torch.from_numpy(values[name]))

@@ -123,7 +123,8 @@ class EncoderDecoder(Module):
         self.decoder = torch.nn.ModuleList([DecoderBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
         self.dec_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
         self.lm_head = None if c.tie_embeddings else Linear(c.d_model, c.vocab_size, False, dt)
-        values = init_parameters([(n, tuple(p.shape)) for n, p in self.named_parameters()], seed, dt)
+        values = init_parameters([(n, tuple(p.shape)) for n, p in self.named_parameters()], seed, dt,
+                                 std=c.init_std)
         with torch.no_grad():
             for name, p in self.named_parameters():
                 p.copy_(torch.from_numpy(values[name]))
