@@ -123,8 +123,8 @@ def fused_attention(q, k, v, mask=None):
     v = v.expand(*batch, *v.shape[-2:])  # (..., T_k, d_v)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v), None
-    mask = mask.expand(*batch, q.shape[-2], k.shape[-2])  # (..., T_q, T_k)
-    has_any = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1)
+    # on the mask's own shape (e.g. (T_q, T_k) for a causal mask), broadcast by the kernel
+    has_any = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1) or broadcastable to it
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_any)  # (..., T_q, d_v)
     return out * has_any, None
 
