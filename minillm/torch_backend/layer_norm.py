@@ -14,13 +14,18 @@ from .linear import is_float_tensor
 __all__ = ["layer_norm"]
 
 
-def _check(x, gamma, beta, eps):
-    """The common case cheaply (see linear.py), else the full checks that explain."""
-    if (is_float_tensor(x) and x.dim() >= 1 and x.shape[-1] > 0
+def _plainly_valid(x, gamma, beta, eps) -> bool:
+    """The common case, checked cheaply (see linear.py)."""
+    return (is_float_tensor(x) and x.dim() >= 1 and x.shape[-1] > 0
             and isinstance(gamma, torch.Tensor) and isinstance(beta, torch.Tensor)
             and gamma.dtype == x.dtype and beta.dtype == x.dtype
             and gamma.shape == x.shape[-1:] and beta.shape == x.shape[-1:]
-            and type(eps) is float and 0.0 < eps < math.inf):
+            and type(eps) is float and 0.0 < eps < math.inf)
+
+
+def _check(x, gamma, beta, eps):
+    """The common case cheaply, else the full checks that explain."""
+    if _plainly_valid(x, gamma, beta, eps):
         return
     for name, t in (("x", x), ("gamma", gamma), ("beta", beta)):
         v.require_tensor(name, t)

@@ -21,13 +21,18 @@ def is_float_tensor(t) -> bool:
     return isinstance(t, torch.Tensor) and t.is_floating_point()
 
 
-def check_linear(x, W, b, names=("x", "W", "b")):
-    """Validate one affine map's tensors (shared with feed_forward)."""
-    if (is_float_tensor(x) and isinstance(W, torch.Tensor) and W.dtype == x.dtype
+def _plainly_valid(x, W, b) -> bool:
+    """The common case: float tensors of one dtype whose sizes fit (no explanations)."""
+    return (is_float_tensor(x) and isinstance(W, torch.Tensor) and W.dtype == x.dtype
             and W.dim() == 2 and x.dim() >= 1 and x.shape[-1] == W.shape[0]
             and (b is None or (isinstance(b, torch.Tensor) and b.dtype == x.dtype
-                               and b.shape == W.shape[1:]))):
-        return  # the common case; anything else is explained below
+                               and b.shape == W.shape[1:])))
+
+
+def check_linear(x, W, b, names=("x", "W", "b")):
+    """Validate one affine map's tensors (shared with feed_forward)."""
+    if _plainly_valid(x, W, b):
+        return  # anything else is explained below
     x_name, W_name, b_name = names
     for name, t in ((x_name, x), (W_name, W)) + (((b_name, b),) if b is not None else ()):
         v.require_tensor(name, t)

@@ -20,10 +20,15 @@ __all__ = ["softmax", "log_softmax"]
 _LOG2_E = 1.0 / math.log(2.0)
 
 
+def _plainly_valid(x, axis) -> bool:
+    """The common case, checked cheaply (see linear.py)."""
+    return (isinstance(x, torch.Tensor) and x.is_floating_point() and type(axis) is int
+            and -x.dim() <= axis < x.dim() and x.shape[axis] > 0)
+
+
 def _check(x, axis):
-    if (isinstance(x, torch.Tensor) and x.is_floating_point() and type(axis) is int
-            and -x.dim() <= axis < x.dim() and x.shape[axis] > 0):
-        return axis % x.dim()  # the common case cheaply (see linear.py)
+    if _plainly_valid(x, axis):
+        return axis % x.dim()
     v.require_tensor("x", x)
     v.require_float("x", x)
     v.require_ndim_at_least("x", x, 1)
