@@ -253,7 +253,9 @@ def _check_attention_inputs(q, k, v, mask):
     return q, k, v, mask
 
 
-def _plainly_valid(q, k, v, mask):
+def _plainly_valid(q, k, v, mask) -> bool:
+    """The common case, checked cheaply: float tensors of one dtype, the same leading
+    dimensions, matching d_k and T_k, and a boolean mask that broadcasts to the scores."""
     if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)
             and isinstance(v, torch.Tensor) and q.is_floating_point()
             and k.dtype == q.dtype and v.dtype == q.dtype and q.dim() >= 2
