@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
-POSITIONALS = ("learned", "sinusoidal")
+POSITIONALS = ("learned", "sinusoidal", "rope")
 DTYPES = ("float32", "float64")
 
 
@@ -15,7 +15,12 @@ class ModelConfig:
     r"""Shapes and choices of a Transformer, shared by ``reference`` and ``torch_backend``.
 
     d_ff defaults to 4 * d_model when left at 0. ``norm_first`` selects pre-norm (GPT-2)
-    over post-norm (the original Transformer and BERT).
+    over post-norm (the original Transformer and BERT). ``positional`` is how the model
+    knows where a token is: ``"learned"`` (GPT-2, BERT) or ``"sinusoidal"`` (Vaswani et
+    al. 2017) add a position vector to the embeddings (chapter section 2.3); ``"rope"``
+    adds nothing and rotates each head's queries and keys by their positions instead
+    (RoPE, Su et al. 2021; LLaMA), so attention scores depend on the offset between
+    two tokens (``minillm.reference.rope``). RoPE needs an even head size.
 
     Options that pretrained checkpoints need (``minillm.interop``), all off by default:
     ``type_vocab_size`` > 0 adds token-type (segment) embeddings to the input (BERT);
@@ -69,6 +74,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.positional not in POSITIONALS:
             raise ValueError(f"ModelConfig.positional must be one of {POSITIONALS}, got {self.positional!r}")
+        if self.positional == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"positional='rope' rotates pairs of a head's dimensions: expected an even "
+                             f"head size d_model / n_heads, got {self.d_model} / {self.n_heads} = "
+                             f"{self.d_model // self.n_heads}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if (not isinstance(self.type_vocab_size, int) or isinstance(self.type_vocab_size, bool)

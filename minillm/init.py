@@ -104,6 +104,24 @@ def sinusoidal_positions(T: int, d_model: int, dtype="float32") -> np.ndarray:
     return P.astype(dtype)
 
 
+def rotary_tables(T: int, head_size: int, dtype="float32", base: float = 10000.0):
+    """The rotation angles of RoPE (Su et al. 2021, RoFormer, section 3.2.2) for
+    positions ``0..T-1``: :math:`\\cos m\\theta_i` and :math:`\\sin m\\theta_i` with
+
+    .. math:: \\theta_i = \\mathrm{base}^{-2i/D}, \\qquad i = 0, \\dots, D/2 - 1
+
+    the frequencies of :func:`sinusoidal_positions`, one per pair of a head's dimensions.
+    Shapes: -> cos (T, D/2), sin (T, D/2). Computed in float64, then cast, so that both
+    backends rotate by the same numbers.
+    """
+    if head_size % 2:
+        raise ValueError(f"expected an even head size for RoPE (it rotates pairs of dimensions), "
+                         f"got {head_size}")
+    m = np.arange(T, dtype=np.float64)[:, None]                          # (T, 1)
+    theta = np.power(base, -np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (D/2,)
+    return np.cos(m * theta).astype(dtype), np.sin(m * theta).astype(dtype)
+
+
 def dropout_rng(seed: int) -> np.random.Generator:
     """The generator a model's dropout masks come from, in BOTH backends.
 

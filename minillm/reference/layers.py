@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ModelConfig
+from ..init import rotary_tables
 from .attention import (
     causal_mask, merge_heads, scaled_dot_product_attention, scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward, split_heads,
@@ -29,11 +30,17 @@ from .layer_norm import layer_norm_backward, layer_norm_forward
 from .linear import linear, linear_backward, linear_forward
 from .module import Module
 from .parameter import Parameter
+from .rope import rope, rope_backward, rope_forward
 
 __all__ = [
     "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "Dropout",
     "TransformerBlock",
 ]
+
+
+def _rope_positions(config: ModelConfig) -> int:
+    """How many positions a self-attention layer rotates for (0: no RoPE)."""
+    return config.block_size if config.positional == "rope" else 0
 
 
 def _empty(shape, dtype):
@@ -136,33 +143,52 @@ class MultiHeadAttention(Module):
         \quad Y = \mathrm{Concat}(\mathrm{head}_1..\mathrm{head}_H)\, W_O + b_O
 
     ``mask`` is boolean, broadcastable to (B, H, T, T), True = may attend; the model
-    builds it (causal and/or padding). Shapes: x (B, T, C) -> (B, T, C).
+    builds it (causal and/or padding). ``rope_positions`` > 0 rotates each head's
+    queries and keys by their positions (RoPE, :mod:`minillm.reference.rope`) with tables
+    for that many positions, before the scores are taken; 0 leaves them as they are
+    (the model then adds positions to its embeddings). Shapes: x (B, T, C) -> (B, T, C).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dtype="float32"):
+    def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0):
         super().__init__()
         self.n_heads = n_heads
         for name in ("Q", "K", "V", "O"):
             setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
             setattr(self, f"b_{name}", _empty((d_model,), dtype))
+        # constants, neither trained nor saved: cos, sin (rope_positions, D/2)
+        self.rope_tables = (rotary_tables(rope_positions, d_model // n_heads, dtype)
+                            if rope_positions else None)
+
+    def _rotary(self, start: int, T: int):
+        """The RoPE tables of positions ``start .. start + T - 1``: cos, sin (T, D/2)."""
+        cos, sin = self.rope_tables
+        return cos[start:start + T], sin[start:start + T]
 
     def forward(self, x, mask=None):
         H = self.n_heads
         q, c_q = linear_forward(x, self.W_Q.data, self.b_Q.data)  # (B, T, C)
         k, c_k = linear_forward(x, self.W_K.data, self.b_K.data)  # (B, T, C)
         v, c_v = linear_forward(x, self.W_V.data, self.b_V.data)  # (B, T, C)
+        q, k = split_heads(q, H), split_heads(k, H)                # (B, H, T, D)
+        c_rope = None
+        if self.rope_tables is not None:
+            cos, sin = self._rotary(0, x.shape[1])                 # (T, D/2)
+            q, c_rope = rope_forward(q, cos, sin)                  # (B, H, T, D)
+            k, _ = rope_forward(k, cos, sin)                       # same tables, same cache
         (heads, _), c_att = scaled_dot_product_attention_forward(
-            split_heads(q, H), split_heads(k, H), split_heads(v, H), mask)  # (B, H, T, D)
+            q, k, split_heads(v, H), mask)                         # (B, H, T, D)
         y, c_o = linear_forward(merge_heads(heads), self.W_O.data, self.b_O.data)  # (B, T, C)
-        self._cache = (c_q, c_k, c_v, c_att, c_o)
+        self._cache = (c_q, c_k, c_v, c_rope, c_att, c_o)
         return y
 
     def backward(self, dy):
-        c_q, c_k, c_v, c_att, c_o = self._cache
+        c_q, c_k, c_v, c_rope, c_att, c_o = self._cache
         H = self.n_heads
         dmerged, dW_O, db_O = linear_backward(dy, c_o)             # (B, T, C)
         dq, dk, dv = scaled_dot_product_attention_backward(
             split_heads(dmerged, H), c_att)                        # (B, H, T, D) each
+        if c_rope is not None:                                     # rotate the gradients back
+            dq, dk = rope_backward(dq, c_rope), rope_backward(dk, c_rope)
         dx = 0
         for (W, b), d, cache in (((self.W_Q, self.b_Q), dq, c_q),
                                  ((self.W_K, self.b_K), dk, c_k),
@@ -178,7 +204,8 @@ class MultiHeadAttention(Module):
     def forward_cached(self, x, past=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
         themselves, for generation (no backward). ``past`` is ``(K, V)`` of the earlier
-        positions, each (B, H, P, D), or None.
+        positions, each (B, H, P, D), or None; with RoPE the cached keys are rotated
+        already, each by its own position.
 
         Shapes: x (B, T, C) -> y (B, T, C), present (K, V) each (B, H, P + T, D).
         """
@@ -186,6 +213,9 @@ class MultiHeadAttention(Module):
         q = split_heads(linear(x, self.W_Q.data, self.b_Q.data), H)       # (B, H, T, D)
         k = split_heads(linear(x, self.W_K.data, self.b_K.data), H)       # (B, H, T, D)
         v = split_heads(linear(x, self.W_V.data, self.b_V.data), H)       # (B, H, T, D)
+        if self.rope_tables is not None:        # the new positions are P .. P+T-1
+            cos, sin = self._rotary(0 if past is None else past[0].shape[2], x.shape[1])
+            q, k = rope(q, cos, sin), rope(k, cos, sin)                   # (B, H, T, D)
         if past is not None:
             k = np.concatenate([past[0], k], axis=2)                      # (B, H, P+T, D)
             v = np.concatenate([past[1], v], axis=2)                      # (B, H, P+T, D)
@@ -238,7 +268,7 @@ class TransformerBlock(Module):
         c, dt = config, config.dtype
         self.norm_first = c.norm_first
         self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dt)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dt, _rope_positions(c))
         self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
         self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, dt)
         self.drop_attn = Dropout(c.dropout, rng)

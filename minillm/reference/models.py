@@ -91,11 +91,11 @@ class _Body(Module):
         self.dropout_rng = dropout_rng(seed)
         self._forward_id = 0
         self.tok_emb = Embedding(c.vocab_size, c.d_model, dt)
-        if c.positional == "learned":
-            self.pos_emb = Embedding(c.block_size, c.d_model, dt)
-        else:  # a fixed table (a buffer), neither trained nor saved
-            self.pos_emb = None
-            self.pos_table = sinusoidal_positions(c.block_size, c.d_model, dt)  # (block, C)
+        self.pos_emb = Embedding(c.block_size, c.d_model, dt) if c.positional == "learned" else None
+        # sinusoidal: a fixed table, neither trained nor saved; rope: none, attention
+        # rotates queries and keys instead (layers.MultiHeadAttention)
+        self.pos_table = (sinusoidal_positions(c.block_size, c.d_model, dt)  # (block, C)
+                          if c.positional == "sinusoidal" else None)
         self.type_emb = Embedding(c.type_vocab_size, c.d_model, dt) if c.type_vocab_size else None
         self.emb_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.embedding_norm else None
         self.drop = Dropout(c.dropout, self.dropout_rng)
@@ -116,11 +116,11 @@ class _Body(Module):
 
         Shapes: idx (B, T) int, positions (T,) int, token_type_ids (B, T) or None -> (B, T, C).
         """
+        x = self.tok_emb(idx)                                         # (B, T, C)
         if self.pos_emb is not None:
-            pos = self.pos_emb(positions)                             # (T, C)
-        else:
-            pos = self.pos_table[positions]                           # (T, C)
-        x = self.tok_emb(idx) + pos                                   # (B, T, C)
+            x = x + self.pos_emb(positions)                           # (B, T, C)
+        elif self.pos_table is not None:
+            x = x + self.pos_table[positions]                         # (B, T, C)
         if self.type_emb is not None:
             types = np.zeros_like(idx) if token_type_ids is None else token_type_ids
             x = x + self.type_emb(types)                              # (B, T, C)

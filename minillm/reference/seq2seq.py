@@ -31,7 +31,8 @@ from .attention import (
     causal_mask, merge_heads, scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward, split_heads,
 )
-from .layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _empty
+from .layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _empty,
+                     _rope_positions)
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
@@ -51,7 +52,9 @@ class CrossAttention(Module):
         Y = \mathrm{Concat}_h\Big(\mathrm{softmax}\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M_{pad}\Big) V_h\Big) W_O + b_O
 
     ``mask`` is boolean, broadcastable to (B, H, T, S), True = may attend (the source's
-    padding mask). Shapes: x (B, T, C), memory (B, S, C) -> (B, T, C).
+    padding mask). With ``positional="rope"`` only the self-attentions rotate: a target
+    and a source position are not on one axis, so their offset means nothing here.
+    Shapes: x (B, T, C), memory (B, S, C) -> (B, T, C).
     """
 
     def __init__(self, d_model: int, n_heads: int, dtype="float32"):
@@ -109,7 +112,7 @@ class DecoderBlock(Module):
         c, dt = config, config.dtype
         self.norm_first = c.norm_first
         self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, dt)
+        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, dt, _rope_positions(c))
         self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
         self.cross_attn = CrossAttention(c.d_model, c.n_heads, dt)
         self.ln3 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
@@ -173,11 +176,9 @@ class EncoderDecoder(Module):
         self.encoder = _Body(c, seed, causal=False)
         self.dropout_rng = self.encoder.dropout_rng        # one stream for the whole model
         self.tgt_emb = Embedding(c.vocab_size, c.d_model, dt)
-        if c.positional == "learned":
-            self.tgt_pos_emb = Embedding(c.block_size, c.d_model, dt)
-        else:
-            self.tgt_pos_emb = None
-            self.pos_table = sinusoidal_positions(c.block_size, c.d_model, dt)  # (block, C)
+        self.tgt_pos_emb = Embedding(c.block_size, c.d_model, dt) if c.positional == "learned" else None
+        self.pos_table = (sinusoidal_positions(c.block_size, c.d_model, dt)  # (block, C)
+                          if c.positional == "sinusoidal" else None)        # rope: in attention
         self.tgt_drop = Dropout(c.dropout, self.dropout_rng)
         self.decoder = ModuleList([DecoderBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
         self.dec_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
@@ -200,9 +201,12 @@ class EncoderDecoder(Module):
         tgt_idx = _check_ids("tgt_idx", tgt_idx, self.config)
         attention_mask = _check_attention_mask(attention_mask, memory.shape[:2])
         T = tgt_idx.shape[1]
-        pos = (self.tgt_pos_emb(np.arange(T)) if self.tgt_pos_emb is not None
-               else self.pos_table[:T])                                  # (T, C)
-        x = self.tgt_drop(self.tgt_emb(tgt_idx) + pos)                   # (B, T, C)
+        x = self.tgt_emb(tgt_idx)                                        # (B, T, C)
+        if self.tgt_pos_emb is not None:
+            x = x + self.tgt_pos_emb(np.arange(T))                       # (B, T, C)
+        elif self.pos_table is not None:
+            x = x + self.pos_table[:T]                                   # (B, T, C)
+        x = self.tgt_drop(x)                                             # (B, T, C)
         memory_mask = None if attention_mask is None else attention_mask[:, None, None, :]  # (B,1,1,S)
         self_mask = causal_mask(T)                                       # (T, T)
         for block in self.decoder:

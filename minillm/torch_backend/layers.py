@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..init import rotary_tables
 from .attention import causal_mask, fused_attention, merge_heads, scaled_dot_product_attention, split_heads
 from .dropout import dropout
 from .embedding import embedding
@@ -23,11 +24,17 @@ from .feed_forward import feed_forward
 from .layer_norm import layer_norm
 from .linear import linear
 from .module import Module
+from .rope import rope
 
 __all__ = [
     "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "Dropout",
     "TransformerBlock",
 ]
+
+
+def _rope_positions(config: ModelConfig) -> int:
+    """How many positions a self-attention layer rotates for (0: no RoPE)."""
+    return config.block_size if config.positional == "rope" else 0
 
 
 def _empty(shape, dtype):
@@ -101,22 +108,38 @@ class MultiHeadAttention(Module):
 
     ``fused = True`` (torch only; see ``set_fused_attention`` on the models) computes
     the heads with ``torch.nn.functional.scaled_dot_product_attention`` instead of the
-    explicit formula. Shapes: x (B, T, C) -> (B, T, C).
+    explicit formula. ``rope_positions`` > 0 rotates queries and keys by their
+    positions (RoPE), as in the reference. Shapes: x (B, T, C) -> (B, T, C).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dtype="float32"):
+    def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0):
         super().__init__()
         self.n_heads = n_heads
         self.fused = False
         for name in ("Q", "K", "V", "O"):
             setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
             setattr(self, f"b_{name}", _empty((d_model,), dtype))
+        self.rotary = bool(rope_positions)
+        if self.rotary:   # constants that follow .to(device), neither trained nor saved
+            cos, sin = rotary_tables(rope_positions, d_model // n_heads, dtype)
+            self.register_buffer("rope_cos", torch.from_numpy(cos), persistent=False)  # (P, D/2)
+            self.register_buffer("rope_sin", torch.from_numpy(sin), persistent=False)  # (P, D/2)
+
+    def _rotate(self, q, k, start: int):
+        """q, k (B, H, T, D) rotated for positions ``start .. start + T - 1``; the tables
+        take q's dtype (bfloat16 under autocast)."""
+        T = q.shape[2]
+        cos = self.rope_cos[start:start + T].to(q.dtype)          # (T, D/2)
+        sin = self.rope_sin[start:start + T].to(q.dtype)          # (T, D/2)
+        return rope(q, cos, sin), rope(k, cos, sin)
 
     def forward(self, x, mask=None):
         H = self.n_heads
         q = split_heads(linear(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
         k = split_heads(linear(x, self.W_K, self.b_K), H)          # (B, H, T, D)
         v = split_heads(linear(x, self.W_V, self.b_V), H)          # (B, H, T, D)
+        if self.rotary:
+            q, k = self._rotate(q, k, 0)                           # (B, H, T, D)
         attend = fused_attention if self.fused else scaled_dot_product_attention
         heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
         return linear(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
@@ -131,6 +154,8 @@ class MultiHeadAttention(Module):
         q = split_heads(linear(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
         k = split_heads(linear(x, self.W_K, self.b_K), H)          # (B, H, T, D)
         v = split_heads(linear(x, self.W_V, self.b_V), H)          # (B, H, T, D)
+        if self.rotary:                         # the new positions are P .. P+T-1
+            q, k = self._rotate(q, k, 0 if past is None else past[0].shape[2])
         if past is not None:
             k = torch.cat([past[0], k], dim=2)                     # (B, H, P+T, D)
             v = torch.cat([past[1], v], dim=2)                     # (B, H, P+T, D)
@@ -176,7 +201,7 @@ class TransformerBlock(Module):
         c, dt = config, config.dtype
         self.norm_first = c.norm_first
         self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dt)
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dt, _rope_positions(c))
         self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
         self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, dt)
         self.drop_attn = Dropout(c.dropout, rng)

@@ -17,7 +17,8 @@ import torch
 from ..config import ModelConfig
 from ..init import init_parameters, sinusoidal_positions
 from .attention import causal_mask, merge_heads, scaled_dot_product_attention, split_heads
-from .layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _empty
+from .layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _empty,
+                     _rope_positions)
 from .linear import linear
 from .losses import cross_entropy
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
@@ -72,7 +73,7 @@ class DecoderBlock(Module):
         c, dt = config, config.dtype
         self.norm_first = c.norm_first
         self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, dt)
+        self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, dt, _rope_positions(c))
         self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
         self.cross_attn = CrossAttention(c.d_model, c.n_heads, dt)
         self.ln3 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
@@ -113,12 +114,10 @@ class EncoderDecoder(Module):
         self.encoder = _Body(c, seed, causal=False)
         self.dropout_rng = self.encoder.dropout_rng        # one stream for the whole model
         self.tgt_emb = Embedding(c.vocab_size, c.d_model, dt)
-        if c.positional == "learned":
-            self.tgt_pos_emb = Embedding(c.block_size, c.d_model, dt)
-        else:
-            self.tgt_pos_emb = None
-            table = torch.from_numpy(sinusoidal_positions(c.block_size, c.d_model, dt))
-            self.register_buffer("pos_table", table, persistent=False)   # (block, C)
+        self.tgt_pos_emb = Embedding(c.block_size, c.d_model, dt) if c.positional == "learned" else None
+        table = (torch.from_numpy(sinusoidal_positions(c.block_size, c.d_model, dt))
+                 if c.positional == "sinusoidal" else None)                # rope: in attention
+        self.register_buffer("pos_table", table, persistent=False)       # (block, C) or None
         self.tgt_drop = Dropout(c.dropout, self.dropout_rng)
         self.decoder = torch.nn.ModuleList([DecoderBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
         self.dec_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
@@ -146,9 +145,12 @@ class EncoderDecoder(Module):
         if attention_mask is not None:
             attention_mask = _check_attention_mask(attention_mask, tuple(memory.shape[:2]), self.device)
         T = tgt_idx.shape[1]
-        pos = (self.tgt_pos_emb(torch.arange(T, device=self.device)) if self.tgt_pos_emb is not None
-               else self.pos_table[:T])                                  # (T, C)
-        x = self.tgt_drop(self.tgt_emb(tgt_idx) + pos)                   # (B, T, C)
+        x = self.tgt_emb(tgt_idx)                                        # (B, T, C)
+        if self.tgt_pos_emb is not None:
+            x = x + self.tgt_pos_emb(torch.arange(T, device=self.device))  # (B, T, C)
+        elif self.pos_table is not None:
+            x = x + self.pos_table[:T]                                   # (B, T, C)
+        x = self.tgt_drop(x)                                             # (B, T, C)
         memory_mask = None if attention_mask is None else attention_mask[:, None, None, :]  # (B,1,1,S)
         self_mask = causal_mask(T).to(self.device)                       # (T, T)
         for block in self.decoder:
