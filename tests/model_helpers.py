@@ -26,6 +26,7 @@ RTOL = {"float64": 1e-7, "float32": 1e-4}
 ATOL = {"float64": 1e-9, "float32": 1e-5}
 
 KINDS = ("GPT", "TransformerEncoder", "SequenceClassifier")
+POSITIONALS = ("learned", "sinusoidal", "rope")
 
 
 def build(backend, kind, config, seed=0):
@@ -83,7 +84,11 @@ def assert_model_close(what, ours, theirs, dtype, scale_aware=True):
 
 @st.composite
 def small_configs(draw, dtypes=("float64", "float32")):
-    """Small ModelConfigs over every structural choice (d_model 8-32, vocab 11-40)."""
+    """Small ModelConfigs over every structural choice (d_model 8-32, vocab 11-40).
+
+    The head sizes drawn are d_model / n_heads in {2, 4, 8} (n_heads 1 -> 8; 2 -> 4 or 8;
+    4 -> 2, 4 or 8), all even, so ``positional="rope"`` (which needs an even head size)
+    is drawn with every other choice; tests/test_rope.py checks this claim."""
     n_heads = draw(st.sampled_from([1, 2, 4]))
     d_model = n_heads * draw(st.sampled_from([2, 4, 8]))
     d_model = max(d_model, 8)
@@ -97,6 +102,6 @@ def small_configs(draw, dtypes=("float64", "float32")):
         activation=draw(st.sampled_from(["relu", "gelu", "gelu_tanh"])),
         norm_first=draw(st.booleans()),
         tie_embeddings=draw(st.booleans()),
-        positional=draw(st.sampled_from(["learned", "sinusoidal"])),
+        positional=draw(st.sampled_from(POSITIONALS)),
         dtype=draw(st.sampled_from(list(dtypes))),
     )

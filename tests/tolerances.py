@@ -130,3 +130,16 @@ FLOAT32["heads"] = Tolerance(
     0.0, 0.0,
     "split_heads / merge_heads are reshapes and transposes: no rounding in any dtype, "
     "so the tests use this exact bound for float64 too")
+
+# ----------------------------------------------------------------------------------
+# RoPE (tests/test_rope.py). Each output is x_a cos - x_b sin (or x_a sin + x_b cos):
+# two products and one sum, each rounded once, with the same elementwise operations in
+# the same order in both backends (no reduction whose order could differ). The error is
+# at most ~2 ulps of max(|x_a|, |x_b|), since |cos|, |sin| <= 1; the backward is the
+# same expression with the rotation transposed. Measured (dev profile, scales up to 30):
+# 0.0, the two backends round identically; the bound leaves room for a kernel that
+# fuses a multiply-add, and any formula error (a sign, the wrong pair) is O(1).
+FLOAT32["rope"] = Tolerance(
+    1e-6, 1e-6,
+    "two products and a sum per output, each rounded once: ~2 ulps (eps = 1.2e-7) of the "
+    "largest |x| (atol scales with it); no reduction, so no summation order differs")
