@@ -489,6 +489,62 @@ def test_forward_cached_agrees_between_backends_and_in_float32():
     np.testing.assert_allclose(out["reference"], out["torch"], rtol=1e-4, atol=1e-5 * np.abs(out["torch"]).max())
 
 
+def test_generation_gives_the_same_tokens_with_and_without_cache_in_both_backends():
+    """Past block_size the window slides and every kept token's position changes: the
+    cache is rebuilt then, so the tokens stay those of the full forward (float64)."""
+    from minillm.generation import generate
+    from minillm.runtime import Runtime
+    config = dataclasses.replace(CONFIG, init_std=0.3)
+    tokens = {}
+    for backend in ("numpy", "torch"):
+        rt = Runtime(backend)
+        model = rt.module.GPT(config, seed=1)
+        for use_cache in (True, False):
+            tokens[backend, use_cache] = generate(rt, model, [5, 9, 2], 14, temperature=0.8, top_k=10,
+                                                  seed=7, use_cache=use_cache)
+    first = tokens["numpy", True]
+    assert len(first) == 14 and len(set(first)) > 1
+    assert all(t == first for t in tokens.values()), tokens
+
+
+def test_fused_attention_with_rope_matches_the_explicit_path():
+    model = T.GPT(dataclasses.replace(CONFIG, init_std=0.3), seed=5)
+    idx = np.random.default_rng(5).integers(0, CONFIG.vocab_size, (2, 8))
+    logits, loss = model(idx, idx)
+    loss.backward()
+    explicit = grads(model)
+    model.zero_grad()
+    logits_f, loss_f = model.set_fused_attention(True)(idx, idx)
+    loss_f.backward()
+    assert_close("fused rope logits", logits_f, logits, *F64)
+    for name, g in grads(model).items():
+        assert_close(f"fused rope grad {name}", g, explicit[name], *F64)
+
+
+def test_a_short_training_run_is_the_same_in_both_backends():
+    """Eight AdamW steps with dropout on: the same losses and parameters (float64, rtol 1e-8 /
+    atol 1e-12 as in tests/test_models_training.py), and the loss goes down."""
+    config = dataclasses.replace(CONFIG, dropout=0.1, init_std=0.1)
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, config.vocab_size, (4, 8)) for _ in range(8)]
+    losses, params = {}, {}
+    for backend in (R, T):
+        model = backend.GPT(config, seed=0)
+        opt = backend.AdamW(model.parameters(), lr=3e-2, weight_decay=0.01)
+        run = []
+        for idx in batches * 2:
+            _, loss = model(idx[:, :-1], idx[:, 1:])
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            run.append(float(loss.item()))
+        losses[backend], params[backend] = run, model_io.model_state(model)
+    np.testing.assert_allclose(losses[R], losses[T], rtol=1e-8, atol=1e-12)
+    for name, p in params[T].items():
+        np.testing.assert_allclose(params[R][name], p, rtol=1e-8, atol=1e-12, err_msg=name)
+    assert np.mean(losses[R][-4:]) < np.mean(losses[R][:4])
+
+
 def _attention_layers(model):
     return [m for m in model.modules() if type(m).__name__ == "MultiHeadAttention"]
 
