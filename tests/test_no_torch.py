@@ -101,6 +101,8 @@ EVERY_REFERENCE_OP = textwrap.dedent("""
     for activation in ("relu", "gelu", "gelu_tanh"):
         run_op("feed_forward", x, W1, b1, W2, b2, activation=activation)
     run_op("dropout", x, 0.3, training=True, rng=np.random.default_rng(1))
+    # rope.py: q (B, H, T, 2) rotated by the tables of positions 0..T-1
+    run_op("rope", q, *minillm.init.rotary_tables(T, 2, "float64"))
 
     # ops with a forward/backward pair (feed_forward is an op, feed_forward_forward its forward)
     forward_names = {n[: -len("_forward")] for n in ref.__all__

@@ -287,10 +287,6 @@ def test_reference_rope_forward_and_backward_agree_on_a_strided_head_view():
     np.testing.assert_array_equal(R.rope_backward(dy, cache), R.rope_backward(np.ascontiguousarray(dy), cache))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "minillm/reference/rope.py rope_backward does not check dy: RopeCache keeps only the "
-    "tables, so a dy of another leading shape returns a gradient of that shape silently, "
-    "where softmax/linear/dropout/relu backwards raise 'expected dy of shape ...'"))
 def test_reference_rope_backward_checks_the_upstream_shape():
     x = np.zeros((2, 3, 4))
     _, cache = R.rope_forward(x, *rotary_tables(3, 4, "float64"))
@@ -711,3 +707,15 @@ def test_export_of_a_rope_model_to_gpt2_or_bert_is_refused(tmp_path):
     with pytest.raises(ValueError, match="BertModel needs ModelConfig.positional='learned', got 'rope'"):
         save_hf(R.TransformerEncoder(bert_config, seed=0), tmp_path / "bert")
     assert not (tmp_path / "gpt2").exists() or not any((tmp_path / "gpt2").iterdir())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_attention_refuses_more_positions_than_its_tables_and_names_rope_positions(backend):
+    mod = R if backend == "numpy" else T
+    attn = mod.MultiHeadAttention(8, 2, "float64", rope_positions=4)
+    x = np.zeros((1, 6, 8))
+    x = x if backend == "numpy" else torch.from_numpy(x)
+    with pytest.raises(ValueError, match=r"expected at most rope_positions=4 positions, got 6"):
+        attn(x)
+    with pytest.raises(ValueError, match=r"expected at most rope_positions=4 positions, got 5"):
+        attn.forward_cached(x[:, :1], attn.forward_cached(x[:, :4])[1])

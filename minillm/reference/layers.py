@@ -162,6 +162,8 @@ class MultiHeadAttention(Module):
     def _rotary(self, start: int, T: int):
         """The RoPE tables of positions ``start .. start + T - 1``: cos, sin (T, D/2)."""
         cos, sin = self.rope_tables
+        if start + T > len(cos):
+            raise ValueError(f"expected at most rope_positions={len(cos)} positions, got {start + T}")
         return cos[start:start + T], sin[start:start + T]
 
     def forward(self, x, mask=None):

@@ -33,6 +33,7 @@ __all__ = ["rope", "rope_forward", "rope_backward"]
 class RopeCache(NamedTuple):
     cos: np.ndarray    # (T, D/2)
     sin: np.ndarray    # (T, D/2)
+    shape: tuple       # x's shape, (..., T, D)
 
 
 def check_rope(x, cos, sin):
@@ -63,7 +64,7 @@ def rope_forward(x, cos, sin):
     even, odd = x[..., 0::2], x[..., 1::2]                       # (..., T, D/2) each
     y = np.stack([even * cos - odd * sin,
                   even * sin + odd * cos], axis=-1)              # (..., T, D/2, 2)
-    return y.reshape(x.shape), RopeCache(cos, sin)               # (..., T, D)
+    return y.reshape(x.shape), RopeCache(cos, sin, x.shape)      # (..., T, D)
 
 
 def rope_backward(dy, cache: RopeCache):
@@ -77,7 +78,9 @@ def rope_backward(dy, cache: RopeCache):
 
     with :math:`g = \partial L/\partial y`. Shapes: dy (..., T, D) -> dx (..., T, D).
     """
-    cos, sin = cache
+    cos, sin, shape = cache
+    dy = np.asarray(dy)
+    v.require_shape("dy", dy, shape, "the shape of rope's output")
     g_even, g_odd = dy[..., 0::2], dy[..., 1::2]                 # (..., T, D/2) each
     dx = np.stack([g_even * cos + g_odd * sin,
                    -g_even * sin + g_odd * cos], axis=-1)        # (..., T, D/2, 2)

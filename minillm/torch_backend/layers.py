@@ -126,9 +126,13 @@ class MultiHeadAttention(Module):
             self.register_buffer("rope_sin", torch.from_numpy(sin), persistent=False)  # (P, D/2)
 
     def _rotate(self, q, k, start: int):
-        """q, k (B, H, T, D) rotated for positions ``start .. start + T - 1``; the tables
-        take q's dtype (bfloat16 under autocast)."""
+        """q, k (B, H, T, D) rotated for positions ``start .. start + T - 1``. The tables
+        are cast to q's dtype, a no-op where q has the model's dtype (also under autocast,
+        where linear's float32 bias promotes the product back to float32)."""
         T = q.shape[2]
+        if start + T > self.rope_cos.shape[0]:
+            raise ValueError(f"expected at most rope_positions={self.rope_cos.shape[0]} positions, "
+                             f"got {start + T}")
         cos = self.rope_cos[start:start + T].to(q.dtype)          # (T, D/2)
         sin = self.rope_sin[start:start + T].to(q.dtype)          # (T, D/2)
         return rope(q, cos, sin), rope(k, cos, sin)
