@@ -7,7 +7,7 @@ held-out split (400 questions); the NumPy reference reaches the same numbers on 
 shorter run.
 
     python benchmarks/bench_apps.py [--backends torch numpy] [--threads 2]
-        [--tr-steps 400 --tr-steps-numpy 250 --qa-steps 3000 --qa-steps-numpy 1000]
+        [--tr-steps 400 --tr-steps-numpy 250 --qa-steps 2000 --qa-steps-numpy 1500]
 
 Prints a table; ``--json PATH`` also writes the numbers.
 """
@@ -51,8 +51,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tr-steps", type=int, default=400)
     parser.add_argument("--tr-steps-numpy", type=int, default=250)
-    parser.add_argument("--qa-steps", type=int, default=3000)
-    parser.add_argument("--qa-steps-numpy", type=int, default=1000)
+    parser.add_argument("--qa-steps", type=int, default=None,
+                        help="default: minillm.question_answering.QA_RECIPE's (2000)")
+    parser.add_argument("--qa-steps-numpy", type=int, default=1500)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -60,6 +61,8 @@ def main(argv=None) -> None:
     if "torch" in args.backends:
         import torch
         torch.set_num_threads(args.threads)
+    from minillm.question_answering import QA_RECIPE     # after the thread settings: imports numpy
+    args.qa_steps = QA_RECIPE["steps"] if args.qa_steps is None else args.qa_steps
     rows = []
     for backend in args.backends:
         numpy = backend == "numpy"

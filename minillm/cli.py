@@ -18,13 +18,13 @@ import numpy as np
 from . import pipeline
 from .config import ModelConfig
 from .data import Tokenizer, split_contiguous
+from .question_answering import QA_RECIPE
 from .runtime import BACKENDS, DEVICES
 from .training import TrainConfig, TrainingDiverged
 
 logger = logging.getLogger("minillm")
 
 TRANSLATION_STEPS = 400   # benchmarks/bench_apps.py: enough for >= 95% exact dates (torch backend)
-QA_STEPS = 3000           # benchmarks/bench_apps.py: the QA run's steps
 
 
 def _default_backend() -> str:
@@ -361,9 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--question", default=None)
     p.add_argument("--train", action="store_true", help="train a span-QA encoder on the embedded set")
     p.add_argument("--out", type=Path, default=None, help="--train: the run folder to write")
-    p.add_argument("--steps", type=int, default=QA_STEPS)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--steps", type=int, default=QA_RECIPE["steps"])
+    p.add_argument("--batch-size", type=int, default=QA_RECIPE["batch_size"])
+    p.add_argument("--lr", type=float, default=QA_RECIPE["lr"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
     p.set_defaults(func=cmd_answer)

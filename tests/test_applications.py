@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minillm.config import ModelConfig
-from minillm.data import PieceTokenizer, dates_corpus, qa_corpus
+from minillm.data import PieceTokenizer, dates_corpus, has_distractor, qa_corpus
 from minillm.question_answering import QAData, answer, best_span, encode_qa, evaluate_qa, load_answerer, train_qa
 from minillm.runtime import Runtime
 from minillm.translation import (
@@ -64,6 +64,30 @@ def test_qa_corpus_answer_spans_point_at_the_answer():
         if name:
             assert name in e["context"]
 
+
+
+def test_has_distractor_finds_the_asked_relation_stated_for_another_person():
+    # by hand: the asked fact's sentence, and the other sentences of the same template
+    ex = {"context": "dana lives in paris . omar lives in lisbon . dana has a red cat .",
+          "question": "where does omar live ?", "answer": "lisbon", "answer_start": 8}
+    assert has_distractor(ex)
+    assert not has_distractor({**ex, "question": "what pet does dana have ?"})
+    assert not has_distractor({**ex, "context": "omar lives in lisbon . dana works as a chef ."})
+    with pytest.raises(ValueError, match="expected a question of minillm.data.qa's templates"):
+        has_distractor({**ex, "question": "who is omar ?"})
+    # independently of the templates' wording: a sentence is "name verb... answer .";
+    # the relation repeats when two sentences share everything but the name and answer
+    train, _ = qa_corpus(300, 5, seed=2)
+    hits = 0
+    for e in train:
+        sentences = [x.split() for x in e["context"].split(" .") if x.strip()]
+        shapes = [tuple(w[1:3]) for w in sentences]                  # e.g. ("lives", "in")
+        asked = next(w for w in sentences if w[0] in e["question"].split()
+                     and " ".join(w[len(w) - len(e["answer"].split()):]) == e["answer"])
+        repeated = shapes.count(tuple(asked[1:3])) > 1
+        assert has_distractor(e) == repeated, e
+        hits += repeated
+    assert 0.3 < hits / len(train) < 0.7, hits          # about half (46% measured on 40,000)
 
 # -- translation ---------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@
 - batching: :class:`LMBatches`, :func:`sequential_batches`, :func:`mask_tokens`,
   :func:`pad_batch`, :func:`classification_batches`, :func:`shard`
 - corpora: :func:`python_docs`, :func:`synthetic_language`, :func:`sentiment`
-- applications: :func:`dates_corpus` (translation), :func:`qa_corpus` (extractive QA),
+- applications: :func:`dates_corpus` (translation), :func:`qa_corpus` and
+  :func:`has_distractor` (extractive QA),
   :class:`PieceTokenizer`
 - loaders: :func:`load_text`, :func:`load_jsonl`, :func:`load_csv`, :func:`split`,
   :func:`split_contiguous`
@@ -25,7 +26,7 @@ from .hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
 from .corpora import (SyntheticLanguage, bag_of_words_ceiling, markov_entropy_rate, markov_stationary,
                       python_docs, sentiment, synthetic_language)
 from .parallel import PieceTokenizer, dates_corpus
-from .qa import qa_corpus
+from .qa import has_distractor, qa_corpus
 from .loaders import LabelledTexts, Splits, load_csv, load_jsonl, load_text, split, split_contiguous
 from .stopwords import NEGATIONS, STOPWORDS
 from .tokenizer_base import Tokenizer
@@ -42,6 +43,6 @@ __all__ = [
     "shard", "IGNORE_INDEX",
     "python_docs", "synthetic_language", "SyntheticLanguage", "markov_stationary",
     "markov_entropy_rate", "sentiment", "bag_of_words_ceiling",
-    "dates_corpus", "qa_corpus", "PieceTokenizer",
+    "dates_corpus", "qa_corpus", "has_distractor", "PieceTokenizer",
     "load_text", "load_jsonl", "load_csv", "split", "split_contiguous", "LabelledTexts", "Splits",
 ]

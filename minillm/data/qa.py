@@ -19,7 +19,7 @@ import numpy as np
 
 from .parallel import PieceTokenizer
 
-__all__ = ["qa_corpus"]
+__all__ = ["qa_corpus", "has_distractor"]
 
 NAMES = ("alice", "bruno", "chen", "dana", "emeka", "fatima", "goran", "hana", "ivan", "julia",
          "kofi", "lena", "mateo", "nadia", "omar", "priya", "quinn", "rosa", "sven", "tomas")
@@ -78,3 +78,16 @@ def qa_corpus(n_train: int = 4000, n_test: int = 400, seed: int = 0):
             seen.add(key)
             out.append(ex)
     return out[:n_train], out[n_train:]
+
+
+def has_distractor(example: dict) -> bool:
+    """Whether the context states the asked relation for another person too ("dana lives
+    in paris . omar lives in lisbon ." asked "where does omar live ?"): the questions
+    that need the asked name matched with a fact's subject, about half of them.
+    Raises ``ValueError`` for a question that is none of this corpus's templates."""
+    for fact, question, _ in RELATIONS.values():
+        before, after = question.split("{n}")
+        if example["question"].startswith(before) and example["question"].endswith(after):
+            verb = fact.split("{n}")[1].split("{a}")[0]                  # " lives in "
+            return example["context"].count(verb) > 1
+    raise ValueError(f"expected a question of minillm.data.qa's templates, got {example['question']!r}")
