@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import pipeline
-from .config import ModelConfig
+from .config import POSITIONALS, ModelConfig
 from .data import Tokenizer, split_contiguous
 from .question_answering import QA_RECIPE
 from .runtime import BACKENDS, DEVICES
@@ -63,6 +63,11 @@ def _add_training_args(p: argparse.ArgumentParser, *, steps: int, lr: float, d_m
     m.add_argument("--activation", choices=("relu", "gelu", "gelu_tanh"), default="gelu")
     m.add_argument("--post-norm", action="store_true", help="post-norm blocks (default: pre-norm)")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    m.add_argument("--positional", choices=POSITIONALS, default="learned",
+                   help="positions added to the embeddings (learned, sinusoidal) or queries and keys "
+                        "rotated in attention (rope; needs an even head size) (default: %(default)s)")
+    m.add_argument("--init-std", type=float, default=0.02,
+                   help="standard deviation of the initial weights (default: %(default)s, GPT-2's)")
 
 
 def _train_config(a) -> TrainConfig:
@@ -76,7 +81,8 @@ def _train_config(a) -> TrainConfig:
 def _model_config(a, vocab_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, block_size=a.block_size, d_model=a.d_model, n_heads=a.n_heads,
                        n_layers=a.n_layers, dropout=a.dropout, activation=a.activation,
-                       norm_first=not a.post_norm, dtype=a.dtype)
+                       norm_first=not a.post_norm, dtype=a.dtype, positional=a.positional,
+                       init_std=a.init_std)
 
 
 def _corpus(a):

@@ -133,6 +133,10 @@ def test_finetune_from_a_pretrained_encoder(corpus_file, tmp_path, capsys):
     (["prepare", "--corpus", "no/such/file.txt", "--out", "x"], r"no/such/file.txt"),
     (["generate", "no/such/run"], r"expected a run folder"),
     (["finetune", "--dataset", "reviews.tsv", "--out", "x", "--steps", "1"], r"expected 'sentiment' or a labelled"),
+    (["pretrain", "--corpus", "python_docs", "--tokenizer", "char", "--out", "x", "--steps", "1",
+      "--positional", "rope", "--d-model", "12", "--n-heads", "4"], r"expected an even head size"),
+    (["pretrain", "--corpus", "python_docs", "--tokenizer", "char", "--out", "x", "--steps", "1",
+      "--init-std", "0"], r"init_std"),
 ])
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -140,6 +144,17 @@ def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
     assert __import__("re").search(message, err), err
+
+
+def test_pretrain_with_rope_and_a_chosen_init_scale_records_them_and_generates(lm_run, tmp_path, capsys):
+    assert main(["pretrain", "--data", str(lm_run / "data"), "--backend", "numpy", "--steps", "2",
+                 "--out", str(tmp_path / "rope"), "--positional", "rope", "--init-std", "0.1", *TINY]) == 0
+    config = json.loads((tmp_path / "rope" / "run.json").read_text())["model_config"]
+    assert config["positional"] == "rope" and config["init_std"] == 0.1
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "rope"), "--prompt", "the ", "--max-new-tokens", "20",
+                 "--backend", "torch"]) == 0      # past block_size 16: the cache slides
+    assert capsys.readouterr().out.startswith("the ")
 
 
 def test_classifier_run_cannot_generate(labelled_csv, tmp_path, capsys):
