@@ -719,3 +719,11 @@ def test_attention_refuses_more_positions_than_its_tables_and_names_rope_positio
         attn(x)
     with pytest.raises(ValueError, match=r"expected at most rope_positions=4 positions, got 5"):
         attn.forward_cached(x[:, :1], attn.forward_cached(x[:, :4])[1])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("bad", [-1, 2.0, True, "8"])
+def test_attention_refuses_a_rope_positions_that_is_not_a_count(backend, bad):
+    mod = R if backend == "numpy" else T
+    with pytest.raises(ValueError, match=r"expected rope_positions as an int >= 0 \(0: no RoPE\), got"):
+        mod.MultiHeadAttention(8, 2, "float64", rope_positions=bad)
