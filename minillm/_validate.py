@@ -190,6 +190,13 @@ def require_number_in(name: str, value, low: float, high: float,
         raise ValueError(f"expected {name} in {interval}, got {value!r}")
 
 
+def require_int_at_least(name: str, value, minimum: int) -> int:
+    """A count: an int (not a bool) ``>= minimum``; returned as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"expected {name} to be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def require_probability(name: str, p) -> None:
     """A drop probability: ``0 <= p < 1`` (p = 1 would divide by zero in 1/(1-p))."""
     require_number_in(name, p, 0.0, 1.0, high_open=True)

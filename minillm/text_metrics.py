@@ -29,6 +29,8 @@ import string
 from collections import Counter
 from typing import Sequence
 
+from ._validate import require_int_at_least
+
 __all__ = ["ngram_counts", "corpus_bleu", "normalize_answer", "exact_match", "token_f1"]
 
 SMOOTHING = ("none", "exp")
@@ -60,8 +62,7 @@ def corpus_bleu(hypotheses, references, max_n: int = 4, smooth: str = "exp") -> 
                          f"hypotheses and {len(references)} references")
     if smooth not in SMOOTHING:
         raise ValueError(f"expected smooth in {SMOOTHING}, got {smooth!r}")
-    if not isinstance(max_n, int) or max_n < 1:
-        raise ValueError(f"expected max_n to be an int >= 1, got {max_n!r}")
+    require_int_at_least("max_n", max_n, 1)
     matches, totals = [0] * max_n, [0] * max_n
     c = r = 0
     for hyp, ref in zip(hypotheses, references):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import model_io
+from ._validate import require_int_at_least
 from .config import ModelConfig
 from .data.parallel import PieceTokenizer, dates_corpus
 from .runtime import Runtime
@@ -122,8 +123,7 @@ def beam_search(model, runtime: Runtime, idx, attention_mask, bos_id: int, eos_i
     r"""Beam search for ONE source sentence (Wu et al. 2016's length penalty
     :math:`((5 + |y|)/6)^\alpha`, ``alpha = length_penalty``). Shapes: idx (1, S),
     attention_mask (1, S) -> the best ids, without ``<bos>``/``<eos>``."""
-    if not isinstance(beam_size, int) or beam_size < 1:
-        raise ValueError(f"expected beam_size to be an int >= 1, got {beam_size!r}")
+    require_int_at_least("beam_size", beam_size, 1)
     if not length_penalty >= 0:
         raise ValueError(f"expected length_penalty >= 0, got {length_penalty!r}")
     model.eval()

@@ -134,8 +134,9 @@ def test_beam_of_one_without_penalty_is_greedy_and_backends_decode_alike(backend
     twin = ref.module.EncoderDecoder(cfg, seed=1)
     twin.load_state_dict(model.state_dict())
     assert greedy_decode(twin, ref, arrays["idx"], arrays["attention_mask"], tok.bos_id, tok.eos_id, 12) == greedy
-    with pytest.raises(ValueError, match="beam_size"):
-        beam_search(model, rt, arrays["idx"][:1], arrays["attention_mask"][:1], 2, 3, 12, beam_size=0)
+    for bad in (0, True):                              # a bool is not a beam width
+        with pytest.raises(ValueError, match=r"expected beam_size to be an int >= 1, got"):
+            beam_search(model, rt, arrays["idx"][:1], arrays["attention_mask"][:1], 2, 3, 12, beam_size=bad)
     with pytest.raises(ValueError, match="list of str"):
         translate(model, rt, tok, "one string")
 

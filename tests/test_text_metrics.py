@@ -55,6 +55,9 @@ def test_bleu_rejects_bad_input():
         corpus_bleu("a b", ["a b"])
     with pytest.raises(ValueError, match="smooth"):
         corpus_bleu([["a"]], [["a"]], smooth="add-k")
+    for max_n in (0, True, 2.0):                       # a bool is not a count
+        with pytest.raises(ValueError, match=r"expected max_n to be an int >= 1, got"):
+            corpus_bleu([["a"]], [["a"]], max_n=max_n)
 
 
 def test_exact_match_and_f1_by_hand():

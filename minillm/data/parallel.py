@@ -23,6 +23,7 @@ import re
 
 import numpy as np
 
+from .._validate import require_int_at_least
 from .vocab import SPECIAL_TOKENS
 
 __all__ = ["PieceTokenizer", "dates_corpus", "DATE_FORMATS"]
@@ -82,9 +83,8 @@ def dates_corpus(n_train: int = 4000, n_test: int = 400, seed: int = 0):
     Every pair is drawn from ``numpy.random.default_rng(seed)``; no test source sentence
     occurs in the training split. Raises ``ValueError`` for sizes below 1.
     """
-    for name, n in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"expected {name} to be an int >= 1, got {n!r}")
+    require_int_at_least("n_train", n_train, 1)
+    require_int_at_least("n_test", n_test, 1)
     rng = np.random.default_rng(seed)
     seen, pairs = set(), []
     while len(pairs) < n_train + n_test:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import require_int_at_least
 from .parallel import PieceTokenizer
 
 __all__ = ["qa_corpus", "has_distractor"]
@@ -66,9 +67,8 @@ def qa_corpus(n_train: int = 4000, n_test: int = 400, seed: int = 0):
     Drawn from ``numpy.random.default_rng(seed)``; no test (context, question) pair
     occurs in the training split. Raises ``ValueError`` for sizes below 1.
     """
-    for name, n in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"expected {name} to be an int >= 1, got {n!r}")
+    require_int_at_least("n_train", n_train, 1)
+    require_int_at_least("n_test", n_test, 1)
     rng = np.random.default_rng(seed)
     seen, out = set(), []
     while len(out) < n_train + n_test:

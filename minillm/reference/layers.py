@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import require_int_at_least
 from ..config import ModelConfig
 from ..init import rotary_tables
 from .attention import (
@@ -155,8 +156,7 @@ class MultiHeadAttention(Module):
         for name in ("Q", "K", "V", "O"):
             setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
             setattr(self, f"b_{name}", _empty((d_model,), dtype))
-        if isinstance(rope_positions, bool) or not isinstance(rope_positions, int) or rope_positions < 0:
-            raise ValueError(f"expected rope_positions as an int >= 0 (0: no RoPE), got {rope_positions!r}")
+        require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
         # constants, neither trained nor saved: cos, sin (rope_positions, D/2)
         self.rope_tables = (rotary_tables(rope_positions, d_model // n_heads, dtype)
                             if rope_positions else None)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validate import require_int_at_least
 from ..config import ModelConfig
 from ..init import rotary_tables
 from .attention import causal_mask, fused_attention, merge_heads, scaled_dot_product_attention, split_heads
@@ -119,8 +120,7 @@ class MultiHeadAttention(Module):
         for name in ("Q", "K", "V", "O"):
             setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
             setattr(self, f"b_{name}", _empty((d_model,), dtype))
-        if isinstance(rope_positions, bool) or not isinstance(rope_positions, int) or rope_positions < 0:
-            raise ValueError(f"expected rope_positions as an int >= 0 (0: no RoPE), got {rope_positions!r}")
+        require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
         self.rotary = bool(rope_positions)
         if self.rotary:   # constants that follow .to(device), neither trained nor saved
             cos, sin = rotary_tables(rope_positions, d_model // n_heads, dtype)
