@@ -383,31 +383,40 @@ def test_fifty_concurrent_requests_are_all_answered_correctly(servers, library):
 
 # -- generated requests -------------------------------------------------------------------
 
-@pytest.mark.parametrize("server", ["numpy", "cls", pytest.param("torch", marks=needs_torch)])
-def test_schemathesis_finds_no_server_error(servers, server):
-    """Requests generated from /openapi.json, valid (positive) and invalid (negative,
-    POST bodies only): none gets a 5xx. 50 derandomized examples per operation and mode."""
+def generated_request_statuses(url, paths=None, max_examples=50):
+    """The status of every request schemathesis generates from ``url``'s /openapi.json
+    (for ``paths`` only, if given): valid (positive) requests to every operation and
+    invalid (negative) bodies to the POST ones, ``max_examples`` derandomized examples per
+    operation and mode. A 5xx fails the check at once; returns ``(operations, statuses)``."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
 
-    url = servers[server]
     operations = [result.ok() for result in schemathesis.openapi.from_url(url + "/openapi.json").get_all_operations()]
-    assert sorted(op.path for op in operations) == ["/health", "/v1/answer", "/v1/classify", "/v1/generate",
-                                                    "/v1/model", "/v1/score", "/v1/translate"]
+    operations = [op for op in operations if paths is None or op.path in paths]
     statuses = []
     for operation in operations:
         modes = [GenerationMode.POSITIVE] + [GenerationMode.NEGATIVE] * (operation.method.upper() == "POST")
         for mode in modes:
             @given(case=operation.as_strategy(mode))
-            @settings(max_examples=50, deadline=None, database=None, derandomize=True,
+            @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
                       suppress_health_check=list(HealthCheck))
             def check(case):
                 response = case.call(base_url=url, timeout=30)
                 statuses.append(response.status_code)
                 case.validate_response(response, checks=[not_a_server_error])
             check()
+    return operations, statuses
+
+
+@pytest.mark.parametrize("server", ["numpy", "cls", pytest.param("torch", marks=needs_torch)])
+def test_schemathesis_finds_no_server_error(servers, server):
+    """Requests generated from /openapi.json, valid (positive) and invalid (negative,
+    POST bodies only): none gets a 5xx. 50 derandomized examples per operation and mode."""
+    operations, statuses = generated_request_statuses(servers[server])
+    assert sorted(op.path for op in operations) == ["/health", "/v1/answer", "/v1/classify", "/v1/generate",
+                                                    "/v1/model", "/v1/score", "/v1/translate"]
     assert max(statuses) < 500, statuses
     assert len(statuses) > 3 * 2 * 40          # 3 POST bodies x 2 modes actually generated (302 when written)
     # the run reached the model, and refused what it had to: not a run of 4xx only
