@@ -53,6 +53,7 @@ from tolerances import FD, FD_STEP, FLOAT64, limits
 
 torch = pytest.importorskip("torch")
 import minillm.torch_backend as T  # noqa: E402
+from test_torch_fast_checks import _full_checks_pass  # noqa: E402
 
 rope_mod = importlib.import_module("minillm.torch_backend.rope")
 
@@ -312,16 +313,7 @@ def test_multi_head_attention_refuses_rope_with_an_odd_head_size(backend):
     backend.MultiHeadAttention(12, 4, "float64")                       # without RoPE: fine
 
 
-# the torch backend's cheap check (see tests/test_torch_fast_checks.py for the pattern)
-
-def _full_checks_pass(call):
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(rope_mod, "_plainly_valid", lambda *args: False)
-        try:
-            call()
-        except ValueError:
-            return False
-    return True
+# the torch backend's cheap check (the pattern of tests/test_torch_fast_checks.py)
 
 
 @given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple), T_=st.integers(1, 4),
@@ -344,7 +336,7 @@ def test_rope_cheap_check_never_accepts_what_the_full_check_rejects(lead, T_, ha
     if broken == "nothing":
         assert plainly_valid, "the common case should pass the cheap test"
     if plainly_valid:
-        assert _full_checks_pass(lambda: T.rope(x, cos, sin)), f"cheap test accepted {broken}"
+        assert _full_checks_pass(rope_mod, lambda: T.rope(x, cos, sin)), f"cheap test accepted {broken}"
     else:
         assert broken != "nothing"
 
