@@ -18,6 +18,7 @@ import numpy as np
 
 from . import model_io
 from .config import ModelConfig
+from .data.batching import RowBatches
 from .data.parallel import PieceTokenizer
 from .data.qa import qa_corpus
 from .runtime import Runtime
@@ -77,22 +78,13 @@ def _pad(rows, tok):
     return idx, types
 
 
-class QAData:
+class QAData(RowBatches):
     """Batches of ``batch_size`` random examples; ``batch(step)`` is a pure function of
-    ``(seed, step)``."""
+    ``(seed, step)`` (padding trimmed from the inputs, their mask and their segments)."""
 
     def __init__(self, examples, tok: PieceTokenizer, batch_size: int, seed: int = 0, max_len: int = 64):
-        self.arrays = encode_qa(examples, tok, max_len)
-        self.batch_size, self.seed, self.n = batch_size, seed, len(examples)
-
-    def batch(self, step: int) -> dict:
-        rows = np.random.default_rng([self.seed, step]).integers(0, self.n, self.batch_size)
-        out = {k: a[rows] for k, a in self.arrays.items()}
-        width = int(out["attention_mask"].sum(axis=1).max())             # trim shared padding
-        for key in ("idx", "attention_mask", "token_type_ids"):
-            if key in out:
-                out[key] = out[key][:, :width]
-        return out
+        super().__init__(encode_qa(examples, tok, max_len), batch_size, seed,
+                         trim=("idx", "attention_mask", "token_type_ids"))
 
 
 def best_span(start_logits, end_logits, lo: int, hi: int, max_answer_len: int = 6):

@@ -29,6 +29,7 @@ import numpy as np
 from . import model_io
 from ._validate import require_int_at_least
 from .config import ModelConfig
+from .data.batching import RowBatches
 from .data.parallel import PieceTokenizer, dates_corpus
 from .runtime import Runtime
 from .text_metrics import corpus_bleu
@@ -70,20 +71,12 @@ def encode_pairs(pairs, tok: PieceTokenizer, max_len: int) -> dict:
     return {"idx": idx, "tgt_idx": tgt_idx, "targets": targets, "attention_mask": idx != tok.pad_id}
 
 
-class TranslationData:
+class TranslationData(RowBatches):
     """Batches of ``batch_size`` random pairs: ``batch(step)`` is a pure function of
-    ``(seed, step)``, so a resumed run sees the same batches."""
+    ``(seed, step)``, so a resumed run sees the same batches (source padding trimmed)."""
 
     def __init__(self, pairs, tok: PieceTokenizer, batch_size: int, seed: int = 0, max_len: int = 16):
-        self.arrays = encode_pairs(pairs, tok, max_len)
-        self.batch_size, self.seed, self.n = batch_size, seed, len(pairs)
-
-    def batch(self, step: int) -> dict:
-        rows = np.random.default_rng([self.seed, step]).integers(0, self.n, self.batch_size)
-        out = {k: a[rows] for k, a in self.arrays.items()}
-        width = int(out["attention_mask"].sum(axis=1).max())              # trim shared padding
-        out["idx"], out["attention_mask"] = out["idx"][:, :width], out["attention_mask"][:, :width]
-        return out
+        super().__init__(encode_pairs(pairs, tok, max_len), batch_size, seed, trim=("idx", "attention_mask"))
 
 
 def _logits(model, runtime, tgt, memory, src_mask):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from minillm.data import (IGNORE_INDEX, LMBatches, classification_batches, mask_tokens, pad_batch,
+from minillm.data import (IGNORE_INDEX, LMBatches, RowBatches, classification_batches, mask_tokens, pad_batch,
                           sequential_batches, shard)
 
 lm_setups = st.tuples(st.integers(1, 16), st.integers(1, 6), st.integers(0, 200)).flatmap(
@@ -179,3 +179,21 @@ def test_shard_parts_are_disjoint_equal_and_cover_all_but_the_remainder(items, w
     flat = [i for p in parts for i, _ in p]
     assert len(flat) == len(set(flat)) == world_size * (len(items) // world_size)
     assert len({len(p) for p in parts}) == 1
+
+
+def test_row_batches_are_pure_draw_whole_rows_and_trim_only_the_named_columns():
+    lengths = np.array([2, 5, 3, 1])
+    mask = np.arange(6)[None, :] < lengths[:, None]                    # (4, 6)
+    idx = np.where(mask, np.arange(4)[:, None] * 10 + np.arange(6), 0)
+    arrays = {"idx": idx, "attention_mask": mask, "other": idx.copy(), "label": np.arange(4)}
+    data = RowBatches(arrays, batch_size=8, seed=3, trim=("idx", "attention_mask", "absent"))
+    for step in range(5):
+        b = data.batch(step)
+        assert all(np.array_equal(b[k], data.batch(step)[k]) for k in b)   # a function of the step
+        rows = b["label"]
+        width = int(lengths[rows].max())
+        assert b["idx"].shape == b["attention_mask"].shape == (8, width)
+        assert np.array_equal(b["idx"], idx[rows, :width]) and np.array_equal(b["attention_mask"], mask[rows, :width])
+        assert np.array_equal(b["other"], idx[rows])                        # not named: untouched
+    assert not np.array_equal(data.batch(0)["label"], data.batch(1)["label"])
+    assert not np.array_equal(data.batch(0)["label"], RowBatches(arrays, 8, seed=4).batch(0)["label"])

@@ -17,7 +17,7 @@
 
 Nothing here downloads anything; nltk is imported only by :class:`WordTokenizer`.
 """
-from .batching import (IGNORE_INDEX, LMBatches, classification_batches, mask_tokens, pad_batch,
+from .batching import (IGNORE_INDEX, LMBatches, RowBatches, classification_batches, mask_tokens, pad_batch,
                        sequential_batches, shard)
 from .bpe import PRETOKENIZE_PATTERN, BPETokenizer, pretokenize
 from .char_tokenizer import CharTokenizer
@@ -39,7 +39,7 @@ __all__ = [
     "Vocabulary", "SPECIAL_TOKENS",
     "Tokenizer", "WordTokenizer", "CharTokenizer", "BPETokenizer", "load_tokenizer",
     "word_tokenize", "pretokenize", "PRETOKENIZE_PATTERN", "GPT2Tokenizer", "WordPieceTokenizer",
-    "LMBatches", "sequential_batches", "mask_tokens", "pad_batch", "classification_batches",
+    "LMBatches", "RowBatches", "sequential_batches", "mask_tokens", "pad_batch", "classification_batches",
     "shard", "IGNORE_INDEX",
     "python_docs", "synthetic_language", "SyntheticLanguage", "markov_stationary",
     "markov_entropy_rate", "sentiment", "bag_of_words_ceiling",

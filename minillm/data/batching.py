@@ -119,6 +119,29 @@ class LMBatches:
             step += 1
 
 
+class RowBatches:
+    """Batches of ``batch_size`` rows drawn at random (with replacement) from arrays that
+    share their first axis (N examples): ``batch(step)`` is a pure function of
+    ``(seed, step)``, so a resumed run sees the same batches. The (N, T) columns named
+    in ``trim`` are cut to the longest real row of the batch (``attention_mask``'s
+    widest), so short batches carry no shared padding; a name that is absent is skipped.
+    """
+
+    def __init__(self, arrays: dict, batch_size: int, seed: int = 0,
+                 trim: Sequence[str] = ("idx", "attention_mask")):
+        self.arrays, self.batch_size, self.seed, self.trim = arrays, batch_size, seed, tuple(trim)
+        self.n = len(next(iter(arrays.values())))
+
+    def batch(self, step: int) -> dict:
+        rows = np.random.default_rng([self.seed, step]).integers(0, self.n, self.batch_size)
+        out = {k: a[rows] for k, a in self.arrays.items()}
+        width = int(out["attention_mask"].sum(axis=1).max())               # trim shared padding
+        for key in self.trim:
+            if key in out:
+                out[key] = out[key][:, :width]
+        return out
+
+
 def sequential_batches(ids, block_size: int, batch_size: int, *, rank: int = 0, world_size: int = 1,
                        drop_last: bool = False, tail: str = "drop",
                        ignore_index: int = IGNORE_INDEX) -> Iterator[tuple[np.ndarray, np.ndarray]]:
