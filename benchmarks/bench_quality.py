@@ -36,9 +36,8 @@ def run(backend: str, steps: int, seed: int = 0) -> dict:
     model = rt.prepare(rt.module.GPT(config, seed=seed))
     tc = TrainConfig(steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=steps // 20, weight_decay=0.0,
                      eval_every=steps, checkpoint_every=steps, seed=seed)
-    opt = rt.module.AdamW(list(model.parameters()), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     t0 = time.perf_counter()
-    Trainer(rt, model, opt, CausalLMData(train, 32, 32, seed), tc, progress=False).fit()
+    Trainer(rt, model, tc.optimizer(rt, model), CausalLMData(train, 32, 32, seed), tc, progress=False).fit()
     seconds = time.perf_counter() - t0
     scores = evaluate_lm(rt, model, causal_lm_eval_batches(held_out, 32, 64))
     floor = lang.loss_floor(config.block_size)

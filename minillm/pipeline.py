@@ -117,11 +117,6 @@ def load_labelled(dataset: str, *, seed: int = 0, text_column: str = "text",
 
 # -- training -----------------------------------------------------------------------------
 
-def _optimizer(runtime, model, tc: TrainConfig):
-    return runtime.module.AdamW(list(model.parameters()), lr=tc.lr, betas=tuple(tc.betas),
-                                weight_decay=tc.weight_decay)
-
-
 def _write_run(out: Path, runtime, info: dict, tok: Tokenizer) -> None:
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +147,7 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
     _write_run(out, rt, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
                          "batch_size": batch_size, "model_config": cfg.to_dict(),
                          "world_size": rt.world_size}, tok)
-    trainer = Trainer(rt, model, _optimizer(rt, model, tc), data, tc, task=task, eval_data=eval_data,
+    trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, task=task, eval_data=eval_data,
                       run_dir=out, tokenizer=tok.to_dict(), progress=progress,
                       metadata={"batch_size": batch_size})
     result = trainer.fit(resume=resume)
@@ -184,7 +179,7 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
     _write_run(out, rt, {"task": "classification", "source": source, "backend": rt.backend,
                          "label_names": list(data.train.label_names), "batch_size": batch_size,
                          "model_config": model_config.to_dict(), "pretrained": encoder_state is not None}, tok)
-    trainer = Trainer(rt, model, _optimizer(rt, model, tc), train, tc, task="classification", eval_data=val,
+    trainer = Trainer(rt, model, tc.optimizer(rt, model), train, tc, task="classification", eval_data=val,
                       run_dir=out, tokenizer=tok.to_dict(), n_classes=n_classes, progress=progress,
                       metadata={"label_names": list(data.train.label_names), "batch_size": batch_size})
     result = trainer.fit(resume=resume)

@@ -177,12 +177,10 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
     model = rt.prepare(rt.module.SpanQA(cfg, seed=seed))
     tc = TrainConfig(steps=steps, lr=lr, min_lr=lr, warmup_steps=min(50, steps // 10),
                      weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
-    opt = rt.module.AdamW(list(model.parameters()), lr=tc.lr, betas=tuple(tc.betas),
-                          weight_decay=tc.weight_decay)
     data = QAData(train, tok, batch_size, seed, cfg.block_size)
     if not cfg.type_vocab_size:                      # a model without segment embeddings
         data.arrays.pop("token_type_ids")
-    trainer = Trainer(rt, model, opt, data, tc, run_dir=None if out is None else Path(out),
+    trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
                       metadata={"task": "question_answering", "corpus": "facts"})
     result = trainer.fit()

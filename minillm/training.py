@@ -93,6 +93,12 @@ class TrainConfig:
         return warmup_cosine(step + 1, max_lr=self.lr, warmup_steps=self.warmup_steps,
                              total_steps=self.steps, min_lr=self.min_lr)
 
+    def optimizer(self, runtime, model):
+        """The AdamW this config describes, over ``model``'s parameters in ``runtime``'s
+        backend (its rate is then set each step from :meth:`lr_at`)."""
+        return runtime.module.AdamW(list(model.parameters()), lr=self.lr, betas=tuple(self.betas),
+                                    weight_decay=self.weight_decay)
+
 
 @dataclass
 class TrainResult:

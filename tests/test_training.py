@@ -154,3 +154,14 @@ def test_train_config_rejects_bad_values():
         TrainConfig(lr=1e-3, min_lr=1e-2)
     with pytest.raises(ValueError, match="steps must be"):
         TrainConfig(steps=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_config_builds_the_adamw_it_describes(backend):
+    rt = Runtime(backend)
+    model = rt.prepare(rt.module.GPT(ModelConfig(vocab_size=11, block_size=8, d_model=8, n_heads=2, n_layers=1)))
+    tc = TrainConfig(steps=10, lr=2e-3, min_lr=0.0, warmup_steps=0, weight_decay=0.05, betas=(0.8, 0.9))
+    opt = tc.optimizer(rt, model)
+    assert type(opt) is rt.module.AdamW
+    assert (opt.lr, tuple(opt.betas), opt.weight_decay) == (2e-3, (0.8, 0.9), 0.05)
+    assert len(opt.params) == len(list(model.parameters()))
