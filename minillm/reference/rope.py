@@ -1,4 +1,5 @@
-r"""Rotary position embedding (RoPE; Su et al. 2021, RoFormer, section 3.4) — NumPy reference.
+r"""Rotary position embedding (RoPE; Su et al. 2021, RoFormer, section 3.2.2, in the element-wise
+form of section 3.4.2) — NumPy reference.
 
 Dimension legend: ``x`` is ``(..., T, D)``: T positions of D features (a head's queries
 or keys, D even); the tables ``cos``, ``sin`` are ``(T, D/2)``, one angle
