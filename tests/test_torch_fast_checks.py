@@ -5,11 +5,8 @@
   ``minillm/_validate.py`` run. The cheap test must never accept what the full checks
   reject: for near-valid inputs drawn by hypothesis (a size, dtype, mask shape or eps
   off by one), whenever it says "valid", the full checks alone must pass too.
-- e^x is computed as exp2(x log2 e) (``softmax._exp``): it must agree with ``torch.exp``,
-  give exactly 1 at 0 (the masked softmax's guard relies on the maximum's own term being
-  exactly 1) and exactly 0 at -inf.
-- ``linear`` adds the bias in place only when the dtypes agree: under autocast the sum is
-  still promoted to the bias's float32, as before.
+- ``linear`` under autocast: the bf16 product plus the float32 bias is promoted to
+  float32, as torch's own ``F.linear`` is not (the explicit path keeps the formula's sum).
 """
 import importlib
 import math
@@ -133,29 +130,6 @@ def test_the_cheap_checks_do_accept_the_common_case():
     q = torch.zeros(2, 3, 4, 8).transpose(1, 2)  # (B, H, T, D) from split_heads: a view
     assert attention_mod._plainly_valid(q, q, q, T.causal_mask(3))
     assert attention_mod._plainly_valid(q, q, q, torch.ones(2, 1, 1, 3, dtype=torch.bool))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_exp_through_exp2_agrees_with_exp(dtype):
-    """Relative difference <= |x| * eps * 2 (the rounding of x log2 e, times ln 2, plus one
-    ulp of each kernel); exactly 1 at 0 and exactly 0 at -inf."""
-    x = torch.cat([torch.linspace(-80, 10, 2001, dtype=dtype),
-                   torch.tensor([0.0, -0.0, -math.inf], dtype=dtype)])
-    ours, theirs = softmax_mod._exp(x), torch.exp(x)
-    eps = torch.finfo(dtype).eps
-    finite = torch.isfinite(x)
-    rel = ((ours - theirs).abs() / theirs)[finite]
-    bound = (x.abs() + 2) * eps * 2
-    worst = (rel / bound[finite]).max().item()
-    assert worst <= 1.0, f"exp2 form off by {worst:.2f} x the bound ({dtype})"
-    assert ours[-3].item() == 1.0 and ours[-2].item() == 1.0 and ours[-1].item() == 0.0
-
-
-def test_exp_through_exp2_gradient_is_exp():
-    x = torch.linspace(-20, 5, 101, dtype=torch.float64, requires_grad=True)
-    g = torch.from_numpy(np.random.default_rng(0).standard_normal(101))
-    softmax_mod._exp(x).backward(g)
-    torch.testing.assert_close(x.grad, g * torch.exp(x.detach()), rtol=1e-13, atol=0)
 
 
 def test_linear_under_autocast_still_promotes_the_bias_sum():

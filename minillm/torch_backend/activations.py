@@ -40,40 +40,27 @@ def gelu(x):
     r"""GELU, the exact form (Hendrycks & Gimpel 2016, eq. 1; torch's default).
 
     .. math::
-        \mathrm{GELU}(x) = x\,\Phi(x) = \frac{x}{2}\,\mathrm{erfc}\big(-x/\sqrt2\big)
+        \mathrm{GELU}(x) = x\,\Phi(x) = \frac{x}{2}\Big(1 + \mathrm{erf}\big(x/\sqrt2\big)\Big)
+        = \frac{x}{2}\,\mathrm{erfc}\big(-x/\sqrt2\big)
 
     ``erfc(-z)`` rather than ``1 + erf(z)``: the same value, without the cancellation
     to 0 for very negative x (the reference computes it the same way).
-
-    Computed with :math:`u = -x/\sqrt2`, so that :math:`x/2 = -u/\sqrt2`:
-
-    .. math:: \mathrm{GELU}(x) = -\frac{1}{\sqrt2}\, u\, \mathrm{erfc}(u)
-
-    the same product, but autograd keeps only ``u`` and ``erfc(u)`` for the backward
-    (``x/2`` and ``x`` are never stored), and the constants are multiplications, not
-    a negation and a division: on the CPU each (..., d_ff) temporary costs about as
-    much as the arithmetic on it.
     Shapes: x (...) -> (...).
     """
     _check(x)
-    u = x * -_INV_SQRT_2                                        # (...), u = -x / sqrt(2)
-    return u * torch.special.erfc(u) * -_INV_SQRT_2             # (...)
+    cdf = 0.5 * torch.special.erfc(x * -_INV_SQRT_2)           # (...), Phi(x)
+    return x * cdf                                              # (...)
 
 
 def gelu_tanh(x):
     r"""GELU's tanh approximation (Hendrycks & Gimpel 2016, section 2; used by GPT-2).
 
     .. math::
-        \mathrm{GELU}_{\tanh}(x) = \frac{x}{2}\Big(1 + \tanh\big(\sqrt{2/\pi}\,
-            (x + 0.044715\,x^3)\big)\Big) = x\,\sigma(2u),
-        \quad u = \sqrt{2/\pi}\,(x + 0.044715\,x^3)
+        \mathrm{GELU}_{\tanh}(x) = \frac{x}{2}\Big(1 + \tanh\big(u\big)\Big),
+        \quad u = \sqrt{2/\pi}\,\big(x + 0.044715\,x^3\big)
 
-    computed in the sigmoid form, since :math:`\tfrac12(1 + \tanh u) = \sigma(2u)`:
-    one kernel fewer, no cancellation of :math:`1 + \tanh u` to 0 for very negative
-    x, and torch's sigmoid kernel measured 10x faster than its float32 tanh (which
-    goes through MKL's vector math library) on the test machine.
     Shapes: x (...) -> (...).
     """
     _check(x)
     u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
-    return x * torch.sigmoid(2.0 * u)                           # (...)
+    return 0.5 * x * (1.0 + torch.tanh(u))                      # (...)

@@ -32,7 +32,7 @@ from .._validate import (
     require_bool, require_broadcastable, require_float, require_integer, require_ndim,
     require_ndim_at_least, require_same_dtype, require_tensor, shape_of,
 )
-from .softmax import _exp, softmax
+from .softmax import softmax
 
 __all__ = [
     "scaled_dot_product_attention", "causal_mask", "padding_mask", "length_mask",
@@ -53,52 +53,33 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     mask bool broadcastable to (..., T_q, T_k), True = may attend
     -> out (..., T_q, d_v), weights (..., T_q, T_k).
 
-    Masked scores become :math:`-\infty` before the softmax: the mask enters as the
-    additive :math:`M_{ij} = 0` (may attend) or :math:`-\infty` (may not), built on the
-    mask's own (often much smaller) shape, so the (..., T_q, T_k) work is one addition
-    whose gradient passes straight through. :math:`1/\sqrt{d_k}` scales ``q``
-    (T_q x d_k numbers) instead of the scores (T_q x T_k). A fully masked row would be
-    softmax of all :math:`-\infty` (0/0); :func:`_softmax_of_masked_scores` gives it
-    zero weights, so its output and its gradients are zero. A mask on another device
-    than ``q`` is moved to ``q``'s device.
+    The same lines as ``minillm.reference.attention``:
+
+    .. math::
+        S = \frac{QK^\top}{\sqrt{d_k}}, \quad
+        S_{ij} = -\infty \text{ where the mask is False}, \quad
+        A = \mathrm{softmax}(S), \quad O = A V
+
+    A fully masked row would be softmax of all :math:`-\infty` (0/0); its scores are
+    set to 0 instead and its weights are multiplied by 0 afterwards, so its output and
+    its gradients are zero. Every guard is a ``where`` or a product with a 0/1 mask:
+    nothing here depends on how torch differentiates at a bound (a ``clamp`` at its
+    limit, ties in a ``max``), which changed between torch releases. A mask on another
+    device than ``q`` is moved to ``q``'s device.
     """
     q, k, v, mask = _check_attention_inputs(q, k, v, mask)
     d_k = q.shape[-1]
-    scores = (q / math.sqrt(d_k)) @ k.transpose(-1, -2)  # (..., T_q, T_k)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d_k)  # (..., T_q, T_k)
     if mask is None:
         weights = softmax(scores, axis=-1)  # (..., T_q, T_k)
     else:
-        weights = _softmax_of_masked_scores(scores + _additive_mask(mask, scores.dtype))
+        has_any = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1), the mask's own shape
+        scores = torch.where(mask, scores, -math.inf)  # (..., T_q, T_k)
+        scores = torch.where(has_any, scores, 0.0)  # (..., T_q, T_k)
+        probs = softmax(scores, axis=-1)  # (..., T_q, T_k)
+        weights = probs * has_any  # (..., T_q, T_k), rows with nothing to attend are zero
     out = weights @ v  # (..., T_q, d_v)
     return out, weights
-
-
-def _additive_mask(mask, dtype):
-    r""":math:`M_{ij} = 0` where the mask is True (may attend), :math:`-\infty` where it
-    is False, in ``dtype``. Shapes: mask (...) bool -> (...), the mask's own shape."""
-    M = torch.zeros(mask.shape, dtype=dtype, device=mask.device)  # (...)
-    return M.masked_fill_(~mask, -math.inf)  # (...)
-
-
-def _softmax_of_masked_scores(scores):
-    r"""Softmax over the last axis of scores in which a whole row may be :math:`-\infty`.
-
-    .. math::
-        A_{ij} = \frac{e^{S_{ij} - m_i}}{\max\big(1, \sum_j e^{S_{ij} - m_i}\big)},
-        \quad m_i = \max\big(\max_j S_{ij},\ \text{the most negative finite float}\big)
-
-    For a row with anything to attend to, both guards change nothing: :math:`m_i` is
-    its finite maximum, whose own term is :math:`e^0 = 1`, so the sum is already
-    :math:`\ge 1`. A fully masked row has :math:`m_i` finite, every term
-    :math:`e^{-\infty} = 0` and the sum clamped to 1: zero weights, and zero
-    gradients through them (never 0/0 = NaN). As in :func:`.softmax`, the shift
-    :math:`m` is detached (softmax does not depend on it).
-    Shapes: scores (..., T_q, T_k) -> weights (..., T_q, T_k).
-    """
-    lowest = torch.finfo(scores.dtype).min
-    m = scores.amax(dim=-1, keepdim=True).detach().clamp(min=lowest)  # (..., T_q, 1), finite
-    e = _exp(scores - m)  # (..., T_q, T_k), 0 where masked; exp: see softmax.py
-    return e / e.sum(dim=-1, keepdim=True).clamp(min=1.0)  # (..., T_q, T_k)
 
 
 def fused_attention(q, k, v, mask=None):

@@ -54,5 +54,6 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     mu = x.mean(dim=-1, keepdim=True)                           # (..., 1)
     centered = x - mu                                           # (..., C)
     var = (centered * centered).mean(dim=-1, keepdim=True)      # (..., 1), biased
-    x_hat = centered * torch.rsqrt(var + eps)                   # (..., C)
+    rstd = 1.0 / torch.sqrt(var + eps)                          # (..., 1)
+    x_hat = centered * rstd                                     # (..., C)
     return gamma * x_hat + beta                                 # (..., C)

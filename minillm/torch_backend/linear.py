@@ -56,8 +56,5 @@ def linear(x, W, b=None):
     check_linear(x, W, b)
     y = x @ W                                                   # (..., d_out)
     if b is not None:
-        # in place when the dtypes agree: no second (..., d_out) tensor (x @ W keeps x and
-        # W for its backward, not y); under autocast (a bf16 product, a float32 b) the sum
-        # is promoted to float32 as before
-        y = y.add_(b) if y.dtype == b.dtype else y + b          # (..., d_out)
+        y = y + b                                               # (..., d_out)
     return y

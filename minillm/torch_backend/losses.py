@@ -10,7 +10,6 @@ of second), except that a batch with no counted target gives 0.0 instead of NaN.
 import torch
 
 from .. import _validate as v
-from .softmax import _exp
 
 __all__ = ["cross_entropy"]
 
@@ -47,20 +46,17 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
     v.require_index_range("targets", targets, C, ignore=ignore_index, what=f"C={C} classes")
 
     counted = targets != ignore_index                           # (...) bool
-    safe_targets = torch.where(counted, targets, 0).long()     # (...)
+    safe_targets = torch.where(counted, targets, 0)             # (...) an index even if ignored
     shifted = logits - logits.amax(dim=-1, keepdim=True).detach()  # (..., C), see softmax.py
-    log_Z = torch.log(_exp(shifted).sum(dim=-1))                # (...), log sum_c e^{shifted_c}
-    # -log p_{n,y} = log Z - shifted_y: the full (..., C) log-probabilities are never formed
-    nll = log_Z - shifted.gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)  # (...)
-    if label_smoothing:
-        smooth = log_Z - shifted.mean(dim=-1)                   # (...), (1/C) sum_c -log p_{n,c}
-        per_target = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (...)
-    else:
-        per_target = nll                                        # (...)
+    log_probs = shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))  # (..., C)
+    nll = -log_probs.gather(-1, safe_targets[..., None].long())[..., 0]  # (...)
+    smooth = -log_probs.sum(dim=-1) / C                         # (...)
+    per_target = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (...)
     per_target = torch.where(counted, per_target, 0.0)          # (...)
+    n_counted = counted.sum()                                   # () int: no gradient flows
     if reduction == "none":
         return per_target                                       # (...)
     if reduction == "sum":
         return per_target.sum()                                 # ()
-    n_counted = counted.sum().clamp(min=1)                      # () int, 1 if none counted
-    return per_target.sum() / n_counted                         # ()
+    # max(N, 1) on the integer count (a tensor, so a GPU run does not wait for it)
+    return per_target.sum() / torch.clamp(n_counted, min=1)     # (), no gradient in N

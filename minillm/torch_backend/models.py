@@ -314,7 +314,7 @@ class SequenceClassifier(_Body):
         else:
             m = (torch.ones(B, T, dtype=h.dtype, device=h.device) if attention_mask is None
                  else attention_mask.to(h.dtype))[:, :, None]         # (B, T, 1)
-            count = m.sum(dim=1).clamp_min(1)                         # (B, 1)
+            count = m.sum(dim=1).clamp_min(1)                         # (B, 1), no gradient
             pooled = (h * m).sum(dim=1) / count                       # (B, C)
         logits = self.head(self.head_drop(pooled))                    # (B, K)
         return logits, None if labels is None else self._loss(logits, labels)
