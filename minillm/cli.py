@@ -263,8 +263,12 @@ def cmd_bench(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    from .demo import run_demo
-    return run_demo(a.out, backend=a.backend, quick=a.quick, seed=a.seed)
+    from .demo import DemoFailed, run_demo
+    try:
+        return run_demo(a.out, backend=a.backend, quick=a.quick, seed=a.seed)
+    except DemoFailed as e:
+        print(f"minillm demo FAILED: {e}", file=sys.stderr)
+        return 1
 
 
 # -- parser -------------------------------------------------------------------------------

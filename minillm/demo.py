@@ -33,6 +33,46 @@ __all__ = ["run_demo"]
 
 PROMPTS = ("The ", "A list ")
 
+# What the full demo must reach, or it fails (exit status 1) instead of printing a
+# success line. README.md shows a real run: perplexity ~54, accuracy ~0.98. A model that
+# did not learn is far outside these bounds (a uniform guess over the 1,024 BPE tokens
+# has perplexity 1,024; the broken attention of torch 2.14 gave 410; chance accuracy on
+# the two balanced classes is 0.5), while seeds and torch releases move a real run by a
+# few percent.
+MAX_PERPLEXITY = 70.0
+MIN_ACCURACY = 0.90
+
+
+class DemoFailed(RuntimeError):
+    """The demo ran but its models did not learn what README.md promises."""
+
+
+def check_results(perplexity: float, accuracy: float) -> None:
+    """Raise :class:`DemoFailed`, naming each figure and its bound, unless the GPT's
+    validation perplexity is at most ``MAX_PERPLEXITY`` and the classifier's test
+    accuracy at least ``MIN_ACCURACY``. NaN fails both comparisons, so it fails too."""
+    problems = []
+    if not perplexity <= MAX_PERPLEXITY:
+        problems.append(f"the GPT's validation perplexity is {perplexity:.1f}, expected at most "
+                        f"{MAX_PERPLEXITY:.0f} (README.md: about 54)")
+    if not accuracy >= MIN_ACCURACY:
+        problems.append(f"the classifier's test accuracy is {accuracy:.3f}, expected at least "
+                        f"{MIN_ACCURACY:.2f} (README.md: about 0.98)")
+    if problems:
+        raise DemoFailed("; ".join(problems) + ". The models did not learn: this install "
+                         "computes something wrong. Run the tests (bash scripts/test.sh) "
+                         "and report the versions printed on the demo's first line.")
+
+
+def _versions(backend: str) -> str:
+    """The library versions a run depends on, for the first line of the output."""
+    import platform
+    parts = [f"Python {platform.python_version()}", f"NumPy {np.__version__}"]
+    if backend == "torch":
+        import torch
+        parts.append(f"torch {torch.__version__}")
+    return ", ".join(parts)
+
 
 def _train_config(steps: int, lr: float, seed: int) -> TrainConfig:
     every = max(1, steps // 4) if steps >= 100 else steps
@@ -44,7 +84,7 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
     out = Path(out)
     t_start = time.perf_counter()
     steps_gpt, steps_mlm, steps_cls = (4, 4, 4) if quick else (1200, 200, 600)
-    print(f"minillm demo: backend={backend}, run folder {out}")
+    print(f"minillm demo: backend={backend} ({_versions(backend)}), run folder {out}")
 
     # 1. data --------------------------------------------------------------------------
     text = python_docs()
@@ -108,6 +148,10 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
                "encoder": {"steps": steps_mlm, "validation": enc["validation"]},
                "classifier": {"steps": steps_cls, "test": test, "label_names": cls["label_names"]}}
     (out / "demo.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if quick:
+        print("quick run: a few steps only, so the models' figures are not checked")
+    else:
+        check_results(val["perplexity"], test["accuracy"])
     print(f"done in {summary['seconds']:.0f}s; checkpoints, metrics.jsonl and loss.png in "
           f"{out}/{{gpt,encoder,classifier}}, summary in {out / 'demo.json'}")
     return 0
