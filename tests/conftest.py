@@ -37,5 +37,34 @@ settings.register_profile(
     "dev", max_examples=300, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# The parity, gradient, model and training tests: the core that must hold on every torch
+# release the project supports. CI runs the whole suite on the newest torch pip installs
+# and these again on the oldest supported one (``pytest -m core``, see .ci/run).
+CORE_MODULES = frozenset({
+    "test_api_mirror", "test_attention", "test_bounds", "test_generation", "test_layers",
+    "test_models_checkpoint", "test_models_metamorphic", "test_models_parity",
+    "test_models_training", "test_ops_gradcheck", "test_ops_parity", "test_ops_stability",
+    "test_optim", "test_rope", "test_sampling", "test_seq2seq_models",
+    "test_torch_fast_checks", "test_training",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.stem in CORE_MODULES:
+            item.add_marker("core")
+
+
+def pytest_report_header(config):
+    """The versions the run tested, on pytest's first lines (CI runs two torch releases)."""
+    import numpy
+    try:
+        import torch as _torch
+        torch_version = _torch.__version__
+    except ImportError:
+        torch_version = "not installed"
+    return f"minillm under test: numpy {numpy.__version__}, torch {torch_version}"
+
+
 _in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 settings.load_profile(os.environ.get("MINILLM_HYPOTHESIS_PROFILE", "ci" if _in_ci else "quick"))
