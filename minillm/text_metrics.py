@@ -71,8 +71,8 @@ def corpus_bleu(hypotheses, references, max_n: int = 4, smooth: str = "exp") -> 
             h, g = ngram_counts(hyp, n), ngram_counts(ref, n)
             matches[n - 1] += sum(min(k, g[ng]) for ng, k in h.items())   # clipped counts
             totals[n - 1] += max(len(hyp) - n + 1, 0)
-    if c == 0:
-        return 0.0
+    if matches[0] == 0:      # nothing matches (an empty corpus included): 0, as sacrebleu,
+        return 0.0           # whatever the smoothing; a matching n-gram's tokens match too
     log_p, k = 0.0, 1
     for m, t in zip(matches, totals):
         if t == 0:        # no n-gram of this order in any hypothesis: as sacrebleu, p = 0

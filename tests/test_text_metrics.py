@@ -36,6 +36,17 @@ def test_bleu_matches_sacrebleu(seed, smooth):
     assert 0 < ours < 100
 
 
+@pytest.mark.parametrize("smooth", ["none", "exp"])
+def test_bleu_is_zero_when_nothing_matches(smooth):
+    # issue 17: 7.99 (one sentence) and 3.99 (two) under "exp" before; sacrebleu gives 0
+    sacrebleu = pytest.importorskip("sacrebleu")
+    for n_sentences in (1, 2):
+        assert corpus_bleu([["a", "b", "c", "d"]] * n_sentences, [["e", "f", "g", "h"]] * n_sentences,
+                           smooth=smooth) == 0.0
+        assert sacrebleu.corpus_bleu(["a b c d"] * n_sentences, [["e f g h"] * n_sentences],
+                                     tokenize="none", smooth_method=smooth).score == 0.0
+
+
 def test_bleu_by_hand():
     hyp, ref = ["the", "cat", "the", "cat"], ["the", "cat", "sat", "down"]
     # p1: "the" x2 and "cat" x2 are clipped to the reference's 1 each -> 2/4;
