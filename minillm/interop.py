@@ -621,9 +621,9 @@ def save_hf(model, folder) -> str:
 
 def load_hf_tokenizer(folder):
     """The tokenizer of a Hugging Face folder: :class:`~minillm.data.GPT2Tokenizer` from
-    vocab.json + merges.txt, or :class:`~minillm.data.WordPieceTokenizer` from vocab.txt
-    (in a sentence-transformers folder, those of its Transformer module, lower-casing the
-    text first when its ``do_lower_case`` says so)."""
+    vocab.json + merges.txt, or :class:`~minillm.data.WordPieceTokenizer` from vocab.txt or
+    tokenizer.json (in a sentence-transformers folder, those of its Transformer module,
+    lower-casing the text first when its ``do_lower_case`` says so)."""
     from .data.hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
 
     body, sentence = _sentence_transformers(Path(folder))
@@ -633,13 +633,13 @@ def load_hf_tokenizer(folder):
             raise ValueError(f"{body / 'sentence_bert_config.json'}: do_lower_case is true, but "
                              "minillm's GPT-2 tokenizer does not lower-case")
         return GPT2Tokenizer.from_folder(body)
-    if (body / "vocab.txt").is_file():
+    if (body / "vocab.txt").is_file() or (body / "tokenizer.json").is_file():
         tok = WordPieceTokenizer.from_folder(body)
         if lowercase:               # the text is lower-cased; accents are stripped only if they were
             tok.lowercase = True
         return tok
     raise ValueError(f"expected a tokenizer in {body}: vocab.json + merges.txt (GPT-2) or "
-                     "vocab.txt (BERT), found neither")
+                     "vocab.txt or tokenizer.json (BERT), found none of them")
 
 
 def _max_tokens(folder, ckpt: HFCheckpoint) -> int:
