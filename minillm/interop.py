@@ -511,7 +511,7 @@ def _pool(h: np.ndarray, m: np.ndarray, mode: str) -> np.ndarray:
     if mode == "max":
         return np.where(w > 0, h, -np.inf).max(axis=1)
     if mode == "weightedmean":                                        # weights 1, 2, ... from the first real token
-        w = w * (np.arange(1, T + 1, dtype=h.dtype)[None, :, None] - first[:, None, None])
+        w = w * (np.arange(1, T + 1)[None, :] - first[:, None]).astype(h.dtype)[:, :, None]
     total = (h * w).sum(axis=1)                                       # (B, C)
     count = np.maximum(w.sum(axis=1), 1e-9)                           # (B, 1)
     return total / (np.sqrt(count) if mode == "mean_sqrt_len_tokens" else count)
