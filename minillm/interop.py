@@ -19,8 +19,17 @@ Hugging Face architecture             minillm class              what the config
                                                                  ``type_vocab_size``, exact GELU,
                                                                  eps 1e-12; MLM: ``lm_head_transform``
                                                                  and ``lm_head_bias``
-sentence-transformers (BERT first)    ``TransformerEncoder``     + the pooling of ``1_Pooling``
+sentence-transformers (BERT first)    ``TransformerEncoder``     + :class:`SentenceSettings`: pooling,
+                                                                 Normalize, max_seq_length,
+                                                                 do_lower_case, truncate_dim
 ====================================  =========================  ==================================
+
+A sentence-transformers folder (``modules.json``) is read from its JSON files, without
+the package: module types of sentence-transformers up to 5.3 (``sentence_transformers.models.*``),
+5.4 to 5.x and 6 (:data:`ST_MODULE_TYPES`), in the order Transformer, Pooling, optionally
+Normalize. Every setting that changes the embeddings is computed as the package computes
+it, or the folder is refused with a ``ValueError`` naming the file and the field; a field
+this reader does not know is refused too (docs/pretrained.md lists both).
 
 Layout differences the conversion handles. Dimension legend: C d_model, F d_ff, V vocab.
 
@@ -49,7 +58,7 @@ from .config import ModelConfig
 
 __all__ = ["HFCheckpoint", "SentenceSettings", "read_hf", "load_hf", "save_hf",
            "sentence_embeddings", "load_hf_tokenizer", "generate_text", "embed_texts",
-           "GPT2_ARCHITECTURES", "BERT_ARCHITECTURES", "POOLING_MODES"]
+           "GPT2_ARCHITECTURES", "BERT_ARCHITECTURES", "POOLING_MODES", "ST_MODULE_TYPES"]
 
 log = logging.getLogger("minillm")
 

@@ -38,7 +38,7 @@ from test_interop import TEXTS, _randomize, _tokenizer_files  # noqa: E402
 BACKENDS = ("numpy", "torch")
 RTOL = ATOL = 1e-5
 MAX_SEQ = 16
-LONG = " ".join(TEXTS * 2)              # 38 tokens with [CLS] and [SEP]: more than MAX_SEQ
+LONG = " ".join(TEXTS * 2)              # 42 tokens with [CLS] and [SEP]: more than MAX_SEQ
 INPUTS = [LONG, TEXTS[0], "Élan!", TEXTS[1] + " " + TEXTS[2].lower()]
 ST6_TYPES = ["sentence_transformers.base.modules.transformer.Transformer",
              "sentence_transformers.sentence_transformer.modules.pooling.Pooling",
@@ -132,7 +132,7 @@ def test_max_seq_length_cuts_long_texts_only(tmp_path, bert):
     assert json.loads((tmp_path / "st6" / "tokenizer_config.json").read_text())["model_max_length"] == MAX_SEQ
     whole = _check("ST6 no max_seq_length", _st_folder(bert, tmp_path / "whole"))
     old = _check("ST5 max_seq_length 16", _st5_folder(bert, tmp_path / "st5", max_seq_length=MAX_SEQ))
-    assert np.abs(cut[0] - whole[0]).max() > 1e-2                  # LONG: 38 tokens, cut to 16
+    assert np.abs(cut[0] - whole[0]).max() > 1e-1                  # LONG: 42 tokens, cut to 16
     np.testing.assert_allclose(cut[1:], whole[1:], rtol=1e-5, atol=1e-6)  # the others fit
     np.testing.assert_allclose(old, cut, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"sentence_bert_config.json: max_seq_length 65 is more "
