@@ -19,15 +19,15 @@ Hugging Face architecture             minillm class              what the config
                                                                  ``type_vocab_size``, exact GELU,
                                                                  eps 1e-12; MLM: ``lm_head_transform``
                                                                  and ``lm_head_bias``
-sentence-transformers (BERT first)    ``TransformerEncoder``     + :class:`SentenceSettings`: pooling,
-                                                                 Normalize, max_seq_length,
+sentence-transformers (BERT first)    ``TransformerEncoder``     and :class:`SentenceSettings`:
+                                                                 pooling, Normalize, max_seq_length,
                                                                  do_lower_case, truncate_dim
 ====================================  =========================  ==================================
 
 A sentence-transformers folder (``modules.json``) is read from its JSON files, without
-the package: module types of sentence-transformers up to 5.3 (``sentence_transformers.models.*``),
-5.4 to 5.x and 6 (:data:`ST_MODULE_TYPES`), in the order Transformer, Pooling, optionally
-Normalize. Every setting that changes the embeddings is computed as the package computes
+the package: the module types that sentence-transformers up to 5.3
+(``sentence_transformers.models.*``), from 5.4 and 6 write (:data:`ST_MODULE_TYPES`),
+in the order Transformer, Pooling, optionally Normalize. Every setting that changes the embeddings is computed as the package computes
 it, or the folder is refused with a ``ValueError`` naming the file and the field; a field
 this reader does not know is refused too (docs/pretrained.md lists both).
 
