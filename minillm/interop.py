@@ -27,9 +27,10 @@ sentence-transformers (BERT first)    ``TransformerEncoder``     and :class:`Sen
 A sentence-transformers folder (``modules.json``) is read from its JSON files, without
 the package: the module types that sentence-transformers up to 5.3
 (``sentence_transformers.models.*``), from 5.4 and 6 write (:data:`ST_MODULE_TYPES`),
-in the order Transformer, Pooling, optionally Normalize. Every setting that changes the embeddings is computed as the package computes
-it, or the folder is refused with a ``ValueError`` naming the file and the field; a field
-this reader does not know is refused too (docs/pretrained.md lists both).
+in the order Transformer, Pooling, optionally Normalize. Every setting that changes the
+embeddings is computed as the package computes it, or the folder is refused with a
+``ValueError`` naming the file and the field; a field this reader does not know is
+refused too (docs/pretrained.md lists both).
 
 Layout differences the conversion handles. Dimension legend: C d_model, F d_ff, V vocab.
 
@@ -519,7 +520,7 @@ def _pool(h: np.ndarray, m: np.ndarray, mode: str) -> np.ndarray:
     w = m[:, :, None]                                                 # (B, T, 1)
     if mode == "max":
         return np.where(w > 0, h, -np.inf).max(axis=1)
-    if mode == "weightedmean":                                        # weights 1, 2, ... from the first real token
+    if mode == "weightedmean":                        # weights 1, 2, ... from the first real token
         w = w * (np.arange(1, T + 1)[None, :] - first[:, None]).astype(h.dtype)[:, :, None]
     total = (h * w).sum(axis=1)                                       # (B, C)
     count = np.maximum(w.sum(axis=1), 1e-9)                           # (B, 1)
