@@ -18,6 +18,7 @@ import numpy as np
 from . import pipeline
 from .config import POSITIONALS, ModelConfig
 from .data import Tokenizer, split_contiguous
+from .interop import POOLING_MODES
 from .question_answering import QA_RECIPE
 from .runtime import BACKENDS, DEVICES
 from .training import TrainConfig, TrainingDiverged
@@ -341,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-hf", type=Path, required=True, metavar="FOLDER",
                    help="a BERT or sentence-transformers folder (config.json, model.safetensors, vocab.txt)")
     p.add_argument("--file", type=Path, default=None, help="also embed each non-empty line of this file")
-    p.add_argument("--pooling", choices=("mean", "cls"), default=None,
+    p.add_argument("--pooling", choices=POOLING_MODES, default=None,
                    help="default: the folder's (sentence-transformers), else mean")
     p.add_argument("--out", type=Path, default=None, help="write a .npy (N, d_model) instead of printing JSON lines")
     p.add_argument("--backend", choices=BACKENDS, default="numpy")

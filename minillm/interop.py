@@ -19,8 +19,18 @@ Hugging Face architecture             minillm class              what the config
                                                                  ``type_vocab_size``, exact GELU,
                                                                  eps 1e-12; MLM: ``lm_head_transform``
                                                                  and ``lm_head_bias``
-sentence-transformers (BERT first)    ``TransformerEncoder``     + the pooling of ``1_Pooling``
+sentence-transformers (BERT first)    ``TransformerEncoder``     and :class:`SentenceSettings`:
+                                                                 pooling, Normalize, max_seq_length,
+                                                                 do_lower_case, truncate_dim
 ====================================  =========================  ==================================
+
+A sentence-transformers folder (``modules.json``) is read from its JSON files, without
+the package: the module types that sentence-transformers up to 5.3
+(``sentence_transformers.models.*``), from 5.4 and 6 write (:data:`ST_MODULE_TYPES`),
+in the order Transformer, Pooling, optionally Normalize. Every setting that changes the
+embeddings is computed as the package computes it, or the folder is refused with a
+``ValueError`` naming the file and the field; a field this reader does not know is
+refused too (docs/pretrained.md lists both).
 
 Layout differences the conversion handles. Dimension legend: C d_model, F d_ff, V vocab.
 
@@ -47,9 +57,9 @@ import numpy as np
 from . import safetensors_io
 from .config import ModelConfig
 
-__all__ = ["HFCheckpoint", "read_hf", "load_hf", "save_hf", "sentence_embeddings",
-           "load_hf_tokenizer", "generate_text", "embed_texts",
-           "GPT2_ARCHITECTURES", "BERT_ARCHITECTURES"]
+__all__ = ["HFCheckpoint", "SentenceSettings", "read_hf", "load_hf", "save_hf",
+           "sentence_embeddings", "load_hf_tokenizer", "generate_text", "embed_texts",
+           "GPT2_ARCHITECTURES", "BERT_ARCHITECTURES", "POOLING_MODES", "ST_MODULE_TYPES"]
 
 log = logging.getLogger("minillm")
 
@@ -57,25 +67,61 @@ GPT2_ARCHITECTURES = ("GPT2Model", "GPT2LMHeadModel")
 BERT_ARCHITECTURES = ("BertModel", "BertForMaskedLM")
 HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
                   "relu": "relu"}
-ST_TRANSFORMER = "sentence_transformers.models.Transformer"
-ST_POOLING = "sentence_transformers.models.Pooling"
-ST_NORMALIZE = "sentence_transformers.models.Normalize"
+# modules.json "type" -> module, as written by sentence-transformers up to 5.3
+# (sentence_transformers.models.*), 5.4 to 5.x, and 6 (Normalize moved to base.modules).
+ST_MODULE_TYPES = {
+    "sentence_transformers.models.Transformer": "Transformer",
+    "sentence_transformers.base.modules.transformer.Transformer": "Transformer",
+    "sentence_transformers.models.Pooling": "Pooling",
+    "sentence_transformers.sentence_transformer.modules.pooling.Pooling": "Pooling",
+    "sentence_transformers.models.Normalize": "Normalize",
+    "sentence_transformers.sentence_transformer.modules.normalize.Normalize": "Normalize",
+    "sentence_transformers.base.modules.normalize.Normalize": "Normalize",
+}
+POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
+# the boolean keys of older 1_Pooling/config.json files, in the order their vectors are concatenated
+_LEGACY_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
+                        "pooling_mode_mean_tokens": "mean",
+                        "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+                        "pooling_mode_weightedmean_tokens": "weightedmean",
+                        "pooling_mode_lasttoken": "lasttoken"}
+
+
+class SentenceSettings(NamedTuple):
+    """What a sentence-transformers folder sets beyond the weights, read from its files.
+
+    ``pooling``: the pooling modes (:data:`POOLING_MODES`), whose vectors are concatenated
+    in this order; ``normalize``: a Normalize module follows; ``max_seq_length``: tokens per
+    text, ``[CLS]`` and ``[SEP]`` included, from ``sentence_bert_config.json`` (None: the
+    tokenizer's ``model_max_length``, capped at the model's positions); ``lowercase``:
+    ``do_lower_case``, the text is lower-cased before tokenizing; ``truncate_dim``: the
+    embeddings keep their first ``truncate_dim`` values (``config_sentence_transformers.json``);
+    ``embedding_dimension``: the size the Pooling module was built for."""
+
+    pooling: tuple
+    normalize: bool
+    max_seq_length: int | None
+    lowercase: bool
+    truncate_dim: int | None
+    embedding_dimension: int | None
 
 
 class HFCheckpoint(NamedTuple):
     """What :func:`read_hf` found: ``architecture`` (e.g. ``"GPT2LMHeadModel"``),
     ``model_class`` (``"GPT"`` or ``"TransformerEncoder"``), the ``config``, the minillm
-    ``state`` (name -> NumPy array), the sentence-transformers ``pooling``
-    (``"mean"``, ``"cls"`` or None) and ``normalize`` flag, and the Hugging Face tensors
-    that were ``ignored``."""
+    ``state`` (name -> NumPy array), the sentence-transformers ``pooling`` (a mode of
+    :data:`POOLING_MODES`, a tuple of them when several are concatenated, or None) and
+    ``normalize`` flag, the Hugging Face tensors that were ``ignored``, and all the
+    sentence-transformers ``sentence`` settings (None for a plain model folder)."""
 
     architecture: str
     model_class: str
     config: ModelConfig
     state: dict
-    pooling: str | None
+    pooling: str | tuple | None
     normalize: bool
     ignored: tuple
+    sentence: SentenceSettings | None = None
 
 
 # -- the name tables: (Hugging Face name, minillm name, how, HF shape) -------------------
@@ -248,33 +294,125 @@ def _architecture(hf: dict, tensors: dict, where: Path) -> str:
                      f"model_type={model_type!r}")
 
 
-def _sentence_transformers(folder: Path):
-    """(folder of the Transformer module, pooling, normalize) of a sentence-transformers
-    folder, or (folder, None, False) for a plain model folder."""
+def _fields(path: Path, config: dict, known) -> None:
+    """Refuse a field this reader does not know: it may change the embeddings."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    unknown = sorted(set(config) - set(known))
+    if unknown:
+        raise ValueError(f"{path}: unknown field {unknown[0]!r} (minillm reads {sorted(known)}); "
+                         "it may change the embeddings, so the folder is refused")
+
+
+def _expect(path: Path, config: dict, key: str, allowed, what: str) -> None:
+    if key in config and config[key] not in allowed:
+        raise ValueError(f"{path}: expected {key} {what}, got {config[key]!r}; minillm computes "
+                         "only that")
+
+
+# sentence_bert_config.json: the settings of the Transformer module.
+_TEXT_MODALITY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
+_NO_OPTIONS = (None, {})
+_ST_TRANSFORMER_KEYS = ("max_seq_length", "do_lower_case", "transformer_task", "modality_config",
+                        "module_output_name", "unpad_inputs", "processing_kwargs", "model_args",
+                        "model_kwargs", "tokenizer_args", "processor_kwargs", "config_args",
+                        "config_kwargs", "query_length", "document_length", "query_expansion")
+
+
+def _st_transformer(path: Path) -> tuple[int | None, bool]:
+    """(max_seq_length, do_lower_case) of sentence_bert_config.json, after refusing every
+    setting minillm does not compute."""
+    config = _read_json(path) if path.is_file() else {}
+    _fields(path, config, _ST_TRANSFORMER_KEYS)
+    _expect(path, config, "transformer_task", ("feature-extraction",), "'feature-extraction'")
+    _expect(path, config, "modality_config", (_TEXT_MODALITY,), f"{_TEXT_MODALITY}")
+    _expect(path, config, "module_output_name", ("token_embeddings",), "'token_embeddings'")
+    # unpad_inputs only chooses flash attention's unpadded kernels: the same numbers
+    for key in ("processing_kwargs", "model_args", "model_kwargs", "tokenizer_args",
+                "processor_kwargs", "config_args", "config_kwargs"):
+        _expect(path, config, key, _NO_OPTIONS, "empty (options passed to transformers)")
+    for key in ("query_length", "document_length", "query_expansion"):
+        _expect(path, config, key, (None,), "null (a length for queries or documents only)")
+    n = config.get("max_seq_length")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
+        raise ValueError(f"{path}: expected max_seq_length an int >= 2 ([CLS] and [SEP]) or null, "
+                         f"got {n!r}")
+    lower = config.get("do_lower_case", False)
+    if not isinstance(lower, bool):
+        raise ValueError(f"{path}: expected do_lower_case true or false, got {lower!r}")
+    return n, lower
+
+
+def _st_pooling(path: Path) -> tuple[tuple, int | None]:
+    """(modes, embedding_dimension) of a Pooling module's config.json: ``pooling_mode`` (a
+    mode or a list), or the older ``pooling_mode_*`` booleans (none set: mean)."""
+    config = _read_json(path)
+    _fields(path, config, ("embedding_dimension", "word_embedding_dimension", "pooling_mode",
+                           "include_prompt", *_LEGACY_POOLING_KEYS))
+    # include_prompt only matters with a prompt, and minillm adds none (see default_prompt_name)
+    if "pooling_mode" in config:
+        modes = config["pooling_mode"]
+        modes = (modes,) if isinstance(modes, str) else tuple(modes) if isinstance(modes, list) else ()
+    else:
+        modes = tuple(mode for key, mode in _LEGACY_POOLING_KEYS.items() if config.get(key)) or ("mean",)
+    bad = [m for m in modes if m not in POOLING_MODES]
+    if not modes or bad:
+        raise ValueError(f"{path}: expected pooling_mode among {list(POOLING_MODES)}, got "
+                         f"{config.get('pooling_mode')!r}")
+    return modes, config.get("embedding_dimension", config.get("word_embedding_dimension"))
+
+
+def _st_normalize(folder: Path) -> None:
+    path = folder / "config.json"
+    config = _read_json(path) if path.is_file() else {}        # older Normalize saved nothing
+    _fields(path, config, ("module_input_name", "module_output_name"))
+    for key in ("module_input_name", "module_output_name"):
+        _expect(path, config, key, ("sentence_embedding",), "'sentence_embedding' (the pooled vector)")
+
+
+def _st_model(path: Path) -> int | None:
+    """truncate_dim of config_sentence_transformers.json, after refusing a default prompt."""
+    config = _read_json(path) if path.is_file() else {}
+    _fields(path, config, ("__version__", "model_type", "prompts", "default_prompt_name",
+                           "similarity_fn_name", "truncate_dim"))
+    _expect(path, config, "model_type", ("SentenceTransformer",), "'SentenceTransformer'")
+    name = config.get("default_prompt_name")
+    if name is not None and (config.get("prompts") or {}).get(name, "") != "":
+        raise ValueError(f"{path}: default_prompt_name {name!r} puts a prompt before every text; "
+                         "minillm adds none, so the folder is refused")
+    n = config.get("truncate_dim")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"{path}: expected truncate_dim an int >= 1 or null, got {n!r}")
+    return n
+
+
+def _sentence_transformers(folder: Path) -> tuple[Path, SentenceSettings | None]:
+    """(folder of the Transformer module, its settings) of a sentence-transformers folder:
+    modules.json must list a Transformer, a Pooling and optionally a Normalize module, in
+    this order, with the type names of sentence-transformers 2 to 6; (folder, None) for a
+    plain model folder."""
     modules_file = folder / "modules.json"
     if not modules_file.is_file():
-        return folder, None, False
+        return folder, None
     modules = _read_json(modules_file)
-    if not modules or modules[0].get("type") != ST_TRANSFORMER:
-        raise ValueError(f"{modules_file}: expected the first module to be {ST_TRANSFORMER}, "
-                         f"got {modules[0].get('type') if modules else 'no module'}")
-    body = folder / modules[0].get("path", "")
-    pooling, normalize = None, False
-    for m in modules[1:]:
-        if m.get("type") == ST_POOLING:
-            pc = _read_json(folder / m["path"] / "config.json")
-            modes = [k for k, on in pc.items() if k.startswith("pooling_mode") and on]
-            choice = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
-            if len(modes) != 1 or modes[0] not in choice:
-                raise ValueError(f"{folder / m['path'] / 'config.json'}: expected exactly one of "
-                                 f"{sorted(choice)} set, got {modes}")
-            pooling = choice[modes[0]]
-        elif m.get("type") == ST_NORMALIZE:
-            normalize = True
-        else:
-            raise ValueError(f"{modules_file}: expected Pooling or Normalize modules after the "
-                             f"Transformer, got {m.get('type')!r}")
-    return body, pooling or "mean", normalize
+    if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+        raise ValueError(f"{modules_file}: expected a list of modules, got {modules!r}")
+    for m in modules:
+        if m.get("type") not in ST_MODULE_TYPES:
+            raise ValueError(f"{modules_file}: unknown module type {m.get('type')!r}; minillm "
+                             f"computes only {sorted(ST_MODULE_TYPES)}")
+    kinds = [ST_MODULE_TYPES[m["type"]] for m in modules]
+    if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        raise ValueError(f"{modules_file}: expected the modules Transformer, Pooling and "
+                         f"optionally Normalize, in this order, got {kinds}")
+    paths = [folder / m.get("path", "") for m in modules]
+    max_seq_length, lowercase = _st_transformer(paths[0] / "sentence_bert_config.json")
+    pooling, dimension = _st_pooling(paths[1] / "config.json")
+    if len(paths) == 3:
+        _st_normalize(paths[2])
+    truncate_dim = _st_model(folder / "config_sentence_transformers.json")
+    return paths[0], SentenceSettings(pooling, len(paths) == 3, max_seq_length, lowercase,
+                                      truncate_dim, dimension)
 
 
 def read_hf(folder, *, dtype: str = "float32", allow_bin: bool = False) -> HFCheckpoint:
@@ -287,7 +425,7 @@ def read_hf(folder, *, dtype: str = "float32", allow_bin: bool = False) -> HFChe
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"expected a Hugging Face model folder, got {folder}, which is not a folder")
-    body, pooling, normalize = _sentence_transformers(folder)
+    body, sentence = _sentence_transformers(folder)
     hf = _read_json(body / "config.json")
     arch = _architecture(hf, None, body / "config.json")
     tensors, source = _read_tensors(body, allow_bin)
@@ -329,7 +467,22 @@ def read_hf(folder, *, dtype: str = "float32", allow_bin: bool = False) -> HFChe
     ignored = tuple(sorted(k for k in tensors if k not in used and not _is_buffer(k)))
     if ignored:
         log.info("%s: %d tensors not used by minillm: %s", source, len(ignored), ", ".join(ignored))
-    return HFCheckpoint(arch, model_class, config, state, pooling, normalize, ignored)
+    pooling, normalize = None, False
+    if sentence is not None:
+        _check_sentence_settings(sentence, config, body)
+        pooling = sentence.pooling[0] if len(sentence.pooling) == 1 else sentence.pooling
+        normalize = sentence.normalize
+    return HFCheckpoint(arch, model_class, config, state, pooling, normalize, ignored, sentence)
+
+
+def _check_sentence_settings(sentence: SentenceSettings, config: ModelConfig, body: Path) -> None:
+    if sentence.embedding_dimension not in (None, config.d_model):
+        raise ValueError(f"the Pooling module's config.json: expected embedding_dimension "
+                         f"{config.d_model} (the model's hidden size), got {sentence.embedding_dimension}")
+    if sentence.max_seq_length is not None and sentence.max_seq_length > config.block_size:
+        raise ValueError(f"{body / 'sentence_bert_config.json'}: max_seq_length "
+                         f"{sentence.max_seq_length} is more than the model's {config.block_size} "
+                         "positions (config.json max_position_embeddings)")
 
 
 def _is_buffer(name: str) -> bool:
@@ -354,30 +507,59 @@ def load_hf(folder, backend="numpy", *, dtype: str = "float32", allow_bin: bool 
     return model, ckpt
 
 
-def sentence_embeddings(model, idx, attention_mask=None, pooling: str = "mean",
+def _pool(h: np.ndarray, m: np.ndarray, mode: str) -> np.ndarray:
+    """One pooling mode over hidden states h (B, T, C) with mask m (B, T) of 0/1 -> (B, C)."""
+    B, T, _ = h.shape
+    rows = np.arange(B)
+    first = m.argmax(axis=1)                                          # (B,) first real token
+    if mode == "cls":
+        return h[rows, first]
+    if mode == "lasttoken":
+        last = T - 1 - m[:, ::-1].argmax(axis=1)                      # (B,) last real token
+        return h[rows, last] * m[rows, last][:, None]                 # no real token: zeros
+    w = m[:, :, None]                                                 # (B, T, 1)
+    if mode == "max":
+        return np.where(w > 0, h, -np.inf).max(axis=1)
+    if mode == "weightedmean":                        # weights 1, 2, ... from the first real token
+        w = w * (np.arange(1, T + 1)[None, :] - first[:, None]).astype(h.dtype)[:, :, None]
+    total = (h * w).sum(axis=1)                                       # (B, C)
+    count = np.maximum(w.sum(axis=1), 1e-9)                           # (B, 1)
+    return total / (np.sqrt(count) if mode == "mean_sqrt_len_tokens" else count)
+
+
+def sentence_embeddings(model, idx, attention_mask=None, pooling="mean",
                         normalize: bool = False) -> np.ndarray:
-    r"""Sentence vectors from an encoder, as sentence-transformers computes them.
+    r"""Sentence vectors from an encoder, as sentence-transformers' Pooling and Normalize
+    modules compute them. With :math:`m_{bt}` the attention mask, :math:`f_b` and
+    :math:`l_b` the first and last positions of text :math:`b`, :math:`n_b = \max(\sum_t m_{bt}, 10^{-9})`:
 
     .. math::
-        e_b = \frac{\sum_t m_{bt} h_{bt}}{\max(\sum_t m_{bt}, 10^{-9})}\ (\text{mean})
-        \quad\text{or}\quad e_b = h_{b,0}\ (\text{cls}), \qquad
-        e_b \leftarrow e_b / \max(\lVert e_b \rVert_2, 10^{-12})\ (\text{normalize})
+        \text{mean: } e_b = \frac{\sum_t m_{bt} h_{bt}}{n_b} \qquad
+        \text{mean\_sqrt\_len\_tokens: } e_b = \frac{\sum_t m_{bt} h_{bt}}{\sqrt{n_b}} \qquad
+        \text{cls: } e_b = h_{b f_b} \qquad \text{lasttoken: } e_b = h_{b l_b}
 
-    Works with either backend's model. Shapes: idx (B, T), attention_mask (B, T) -> (B, C).
+        \text{max: } e_{bc} = \max_{t:\, m_{bt} = 1} h_{btc} \qquad
+        \text{weightedmean: } e_b = \frac{\sum_t w_{bt} h_{bt}}{\max(\sum_t w_{bt}, 10^{-9})},\
+        w_{bt} = m_{bt}\,(t + 1 - f_b)
+
+        \text{normalize: } e_b \leftarrow e_b / \max(\lVert e_b \rVert_2, 10^{-12})
+
+    ``pooling`` is one of :data:`POOLING_MODES` or a sequence of them, whose vectors are
+    concatenated in that order. Works with either backend's model (the pooling runs in
+    NumPy on its hidden states). Shapes: idx (B, T), attention_mask (B, T) -> (B, C * modes).
     """
-    if pooling not in ("mean", "cls"):
-        raise ValueError(f"expected pooling 'mean' or 'cls', got {pooling!r}")
+    modes = (pooling,) if isinstance(pooling, str) else tuple(pooling)
+    if not modes or any(p not in POOLING_MODES for p in modes):
+        raise ValueError(f"expected pooling among {list(POOLING_MODES)} (or a sequence of them), "
+                         f"got {pooling!r}")
     h = model.encode(idx, attention_mask)                             # (B, T, C)
     h = h.detach().cpu().numpy() if hasattr(h, "detach") else np.asarray(h)
-    if pooling == "cls":
-        e = h[:, 0]                                                   # (B, C)
-    else:
-        m = np.ones(h.shape[:2], h.dtype) if attention_mask is None else attention_mask
-        m = m.detach().cpu().numpy() if hasattr(m, "detach") else np.asarray(m)
-        m = m.astype(h.dtype)[:, :, None]                             # (B, T, 1)
-        e = (h * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)     # (B, C)
+    m = np.ones(h.shape[:2], h.dtype) if attention_mask is None else attention_mask
+    m = m.detach().cpu().numpy() if hasattr(m, "detach") else np.asarray(m)
+    m = m.astype(h.dtype)                                             # (B, T)
+    e = np.concatenate([_pool(h, m, mode) for mode in modes], axis=1)  # (B, C * modes)
     if normalize:
-        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)  # (B, C)
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     return e
 
 
@@ -449,17 +631,42 @@ def save_hf(model, folder) -> str:
 
 def load_hf_tokenizer(folder):
     """The tokenizer of a Hugging Face folder: :class:`~minillm.data.GPT2Tokenizer` from
-    vocab.json + merges.txt, or :class:`~minillm.data.WordPieceTokenizer` from vocab.txt
-    (in a sentence-transformers folder, those of its Transformer module)."""
+    vocab.json + merges.txt, or :class:`~minillm.data.WordPieceTokenizer` from vocab.txt or
+    tokenizer.json (in a sentence-transformers folder, those of its Transformer module,
+    lower-casing the text first when its ``do_lower_case`` says so)."""
     from .data.hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
 
-    body, _, _ = _sentence_transformers(Path(folder))
+    body, sentence = _sentence_transformers(Path(folder))
+    lowercase = sentence is not None and sentence.lowercase
     if (body / "vocab.json").is_file() and (body / "merges.txt").is_file():
+        if lowercase:
+            raise ValueError(f"{body / 'sentence_bert_config.json'}: do_lower_case is true, but "
+                             "minillm's GPT-2 tokenizer does not lower-case")
         return GPT2Tokenizer.from_folder(body)
-    if (body / "vocab.txt").is_file():
-        return WordPieceTokenizer.from_folder(body)
+    if (body / "vocab.txt").is_file() or (body / "tokenizer.json").is_file():
+        tok = WordPieceTokenizer.from_folder(body)
+        if lowercase:               # the text is lower-cased; accents are stripped only if they were
+            tok.lowercase = True
+        return tok
     raise ValueError(f"expected a tokenizer in {body}: vocab.json + merges.txt (GPT-2) or "
-                     "vocab.txt (BERT), found neither")
+                     "vocab.txt or tokenizer.json (BERT), found none of them")
+
+
+def _max_tokens(folder, ckpt: HFCheckpoint) -> int:
+    """Tokens per text, [CLS] and [SEP] included, as sentence-transformers cuts them:
+    sentence_bert_config.json's max_seq_length, else tokenizer_config.json's
+    model_max_length capped at the model's positions, else the model's positions."""
+    if ckpt.sentence is not None and ckpt.sentence.max_seq_length is not None:
+        return ckpt.sentence.max_seq_length                    # read_hf checked it fits
+    body, _ = _sentence_transformers(Path(folder))
+    path = body / "tokenizer_config.json"
+    limit = _read_json(path).get("model_max_length") if path.is_file() else None
+    if limit is None:
+        return ckpt.config.block_size
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit < 2:
+        raise ValueError(f"{path}: expected model_max_length a number >= 2 ([CLS] and [SEP]), "
+                         f"got {limit!r}")
+    return int(min(limit, ckpt.config.block_size))
 
 
 def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature: float = 0.8,
@@ -486,12 +693,15 @@ def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature:
 
 
 def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
-                pooling: str | None = None, normalize: bool | None = None,
+                pooling=None, normalize: bool | None = None,
                 allow_bin: bool = False) -> np.ndarray:
-    """Sentence embeddings of ``texts`` with the BERT of a Hugging Face folder: each text
-    is ``[CLS] ... [SEP]`` (cut to the model's positions), the batch right-padded, then
-    :func:`sentence_embeddings` with the folder's pooling (sentence-transformers) or mean
-    pooling. Shapes: -> (len(texts), C)."""
+    """Sentence embeddings of ``texts`` with the BERT of a Hugging Face folder, as
+    sentence-transformers computes them from that folder: each text is ``[CLS] ... [SEP]``
+    cut to the folder's length (:class:`SentenceSettings`; a plain folder: its tokenizer's
+    ``model_max_length`` or the model's positions), lower-cased first if the folder says so,
+    the batch right-padded, then :func:`sentence_embeddings` with the folder's pooling and
+    normalization (a plain folder: mean pooling), then cut to ``truncate_dim``.
+    ``pooling`` and ``normalize`` override the folder's. Shapes: -> (len(texts), C * modes)."""
     from .runtime import Runtime
 
     ckpt = read_hf(folder, allow_bin=allow_bin)
@@ -501,7 +711,7 @@ def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
     if not texts:
         raise ValueError("expected at least one text to embed, got none")
     tok = load_hf_tokenizer(folder)
-    T = ckpt.config.block_size
+    T = _max_tokens(folder, ckpt)
     rows = [tok.encode(t) for t in texts]
     rows = [r if len(r) <= T else r[:T - 1] + [tok.sep_id] for r in rows]
     L = max(len(r) for r in rows)
@@ -516,6 +726,9 @@ def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
     model = rt.prepare(model)
     model.eval()
     with rt.no_grad():
-        return sentence_embeddings(model, rt.tensor(idx), rt.tensor(mask),
-                                   pooling or ckpt.pooling or "mean",
-                                   ckpt.normalize if normalize is None else normalize)
+        e = sentence_embeddings(model, rt.tensor(idx), rt.tensor(mask),
+                                pooling or ckpt.pooling or "mean",
+                                ckpt.normalize if normalize is None else normalize)
+    if ckpt.sentence is not None and ckpt.sentence.truncate_dim is not None:
+        e = e[:, :ckpt.sentence.truncate_dim]                         # after Normalize, as there
+    return e

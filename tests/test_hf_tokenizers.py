@@ -174,3 +174,26 @@ def test_gpt2_matches_transformers_on_drawn_text(both_gpt2, text):
 def test_wordpiece_matches_transformers_on_drawn_text(both_bert, text):
     ours, theirs = both_bert
     assert ours.encode(text) == theirs.encode(text)
+
+
+def test_wordpiece_from_tokenizer_json_alone(bert_files, tmp_path):
+    """transformers 5 saves a BERT tokenizer as tokenizer.json + tokenizer_config.json, no
+    vocab.txt: the vocabulary is read from tokenizer.json, and the ids agree with the
+    tokenizer transformers loads from that folder."""
+    folder, lowercase = bert_files
+    transformers.BertTokenizer(str(folder / "vocab.txt"), do_lower_case=lowercase).save_pretrained(tmp_path)
+    assert not (tmp_path / "vocab.txt").exists() and (tmp_path / "tokenizer.json").is_file()
+    ours, theirs = WordPieceTokenizer.from_folder(tmp_path), transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert ours.tokens == WordPieceTokenizer.from_file(folder / "vocab.txt").tokens
+    assert ours.lowercase == lowercase
+    for text in SAMPLE:
+        assert ours.encode(text) == theirs.encode(text), text
+    data = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    data["model"]["continuing_subword_prefix"] = "@@"
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"tokenizer.json: expected model.continuing_subword_prefix '##'"):
+        WordPieceTokenizer.from_folder(tmp_path)
+    data["model"] = {"type": "BPE", "vocab": {}, "merges": []}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"expected model.type 'WordPiece' \(BERT's WordPiece\), got 'BPE'"):
+        WordPieceTokenizer.from_folder(tmp_path)

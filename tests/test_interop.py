@@ -362,14 +362,17 @@ def test_error_export_of_a_config_gpt2_cannot_express(tmp_path):
 TEXTS = ["The cat sat on the mat.", "A dog barked at the mailman!", "Élan vital, naïve café."]
 
 
-def _tokenizer_files(folder, kind):
+def _tokenizer_files(folder, kind, lowercase=True):
+    """A small vocabulary trained on TEXTS; a cased BERT one (lowercase=False) also sees
+    TEXTS lower-cased, so lower-casing a text keeps its words known."""
     tokenizers = pytest.importorskip("tokenizers")
     corpus = TEXTS * 5
     if kind == "gpt2":
         t = tokenizers.ByteLevelBPETokenizer()
         t.train_from_iterator(corpus, vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False)
     else:
-        t = tokenizers.BertWordPieceTokenizer(lowercase=True)
+        t = tokenizers.BertWordPieceTokenizer(lowercase=lowercase)
+        corpus += [] if lowercase else [x.lower() for x in TEXTS] * 5
         t.train_from_iterator(corpus, vocab_size=150, show_progress=False)
     t.save_model(str(folder))
     return t.get_vocab_size()

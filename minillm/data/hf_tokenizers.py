@@ -286,9 +286,34 @@ class WordPieceTokenizer:
         return cls(_read(vocab_txt, "BERT's vocab.txt").splitlines(), **options)
 
     @classmethod
+    def from_tokenizer_json(cls, path, **options) -> "WordPieceTokenizer":
+        """The WordPiece vocabulary of a ``tokenizers`` file, ``tokenizer.json``, which
+        ``transformers`` 5 saves instead of vocab.txt: its ``model`` (type ``WordPiece``,
+        ``vocab`` token -> id with ids 0..n-1, ``[UNK]``, ``##`` continuations). Its
+        normalizer is not read: ``transformers`` 5 rebuilds BERT's from tokenizer_config.json,
+        as :meth:`from_folder` does."""
+        try:
+            model = json.loads(_read(path, "tokenizer.json")).get("model") or {}
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: expected JSON, got a parse error: {e}") from None
+        for key, wanted in (("type", "WordPiece"), ("unk_token", "[UNK]"),
+                            ("continuing_subword_prefix", "##")):
+            if model.get(key, wanted) != wanted:
+                raise ValueError(f"{path}: expected model.{key} {wanted!r} (BERT's WordPiece), "
+                                 f"got {model.get(key)!r}")
+        vocab = model.get("vocab") or {}
+        tokens = sorted(vocab, key=vocab.get)
+        if [vocab[t] for t in tokens] != list(range(len(tokens))):
+            raise ValueError(f"{path}: expected the ids of model.vocab to be 0..{len(tokens) - 1}, "
+                             "each once")
+        options.setdefault("max_chars_per_word", int(model.get("max_input_chars_per_word", 100)))
+        return cls(tokens, **options)
+
+    @classmethod
     def from_folder(cls, folder) -> "WordPieceTokenizer":
-        """The tokenizer of a Hugging Face BERT folder: vocab.txt, and ``do_lower_case`` /
-        ``strip_accents`` from tokenizer_config.json when it has them."""
+        """The tokenizer of a Hugging Face BERT folder: vocab.txt (else the vocabulary of
+        tokenizer.json), and ``do_lower_case`` / ``strip_accents`` from
+        tokenizer_config.json when it has them."""
         folder = Path(folder)
         options = {}
         cfg = folder / "tokenizer_config.json"
@@ -296,6 +321,8 @@ class WordPieceTokenizer:
             data = json.loads(cfg.read_text(encoding="utf-8"))
             options["lowercase"] = bool(data.get("do_lower_case", True))
             options["strip_accents"] = data.get("strip_accents")
+        if not (folder / "vocab.txt").is_file() and (folder / "tokenizer.json").is_file():
+            return cls.from_tokenizer_json(folder / "tokenizer.json", **options)
         return cls.from_file(folder / "vocab.txt", **options)
 
     def basic_tokenize(self, text: str) -> list[str]:
