@@ -203,17 +203,22 @@ def relu_forward(x):
 
     .. math:: \mathrm{ReLU}(x) = \max(0, x)
 
+    NaN stays NaN, as in ``torch.relu``: the test is written ``x <= 0`` (False for NaN),
+    so a NaN is passed through rather than replaced by 0, which would hide it.
     Shapes: x (...) -> (...). Returns ``(out, ActivationCache)``.
     """
     x = _check(x)
-    return np.where(x > 0, x, np.zeros_like(x)), ActivationCache(x)
+    return np.where(x <= 0, np.zeros_like(x), x), ActivationCache(x)
 
 
 def relu_backward(dout, cache: ActivationCache):
     r""":math:`\partial L / \partial x = \partial L / \partial y \cdot [x > 0]`; the gradient
-    at exactly 0 is taken as 0, as torch does. Shapes: dout (...) -> dx (...)."""
+    at exactly 0 is taken as 0, as torch does. Written as a selection, as torch's
+    ``threshold_backward``: 0 where :math:`x \le 0` (even if ``dout`` is NaN or inf there,
+    where a product would give NaN), ``dout`` elsewhere, including where x is NaN.
+    Shapes: dout (...) -> dx (...)."""
     dout = _check_dout(dout, cache, "relu")
-    return dout * (cache.x > 0)                                 # (...)
+    return np.where(cache.x <= 0, np.zeros_like(dout), dout)    # (...)
 
 
 def relu(x):

@@ -16,8 +16,15 @@ Attention (chapter section 4.1; Vaswani et al. 2017, eq. 1):
     Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V
 
 Masks are boolean, True = may attend. A query row whose mask is False everywhere has
-nothing to attend to: its weights and its output are zero (never NaN), and so are the
-gradients that flow through it.
+nothing to attend to: its weights and its output are zero (never NaN, where torch's
+masked_fill + softmax gives 0/0 = NaN), and so are the gradients that flow through it.
+
+Non-finite inputs (docs/architecture.md, "Non-finite values") give NaN and inf where
+torch's masked_fill + softmax composition does, with these consequences of the above:
+a masked-out score is *replaced* by -inf, so a NaN or infinite key that a query may not
+attend to changes nothing for that query; an empty row stays zero even if its own query
+is not finite. A masked-out *value* is still multiplied by its weight 0, and 0 * inf is
+NaN, in the product A V, as in torch. Zero outputs are promised for finite q, k and v.
 """
 from __future__ import annotations
 

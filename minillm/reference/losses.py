@@ -5,6 +5,10 @@ Dimension legend: ``C`` classes (the vocabulary for a language model), on the LA
 
 Semantics follow ``torch.nn.functional.cross_entropy`` (with the class axis last instead
 of second), except that a batch with no counted target gives 0.0 instead of NaN.
+Non-finite logits too (tests/test_nonfinite.py): a row with NaN or +inf gives a NaN
+loss, a -inf logit at the target an infinite one, a -inf logit elsewhere a finite one
+(infinite with label smoothing, whose mean over classes includes it); an ignored row's
+NaN does not reach the "mean" or "sum".
 """
 from typing import NamedTuple
 
@@ -71,8 +75,11 @@ def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.
     shifted = logits - logits.max(axis=-1, keepdims=True)       # (..., C)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # (..., C)
     nll = -np.take_along_axis(log_probs, safe_targets[..., None], axis=-1)[..., 0]  # (...)
-    smooth = -log_probs.sum(axis=-1) / C                        # (...)
-    per_target = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (...)
+    if label_smoothing:
+        smooth = -log_probs.sum(axis=-1) / C                    # (...)
+        per_target = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (...)
+    else:  # not 0 * smooth: a -inf logit makes smooth inf, and 0 * inf is NaN
+        per_target = nll                                        # (...)
     per_target = np.where(counted, per_target, np.zeros_like(per_target))  # (...)
     n_counted = int(counted.sum())
     if reduction == "none":

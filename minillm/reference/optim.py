@@ -311,7 +311,7 @@ class AdamW(Adam):
         return g
 
 
-def clip_grad_norm(params, max_norm) -> float:
+def clip_grad_norm(params, max_norm, *, error_if_nonfinite=False) -> float:
     r"""Scale all gradients together so that their global L2 norm is at most ``max_norm``.
 
     .. math::
@@ -323,22 +323,64 @@ def clip_grad_norm(params, max_norm) -> float:
     keeps the division finite when every gradient is 0. Parameters whose ``.grad`` is
     ``None`` are skipped. Gradients are scaled in place, keeping their dtype.
 
+    Non-finite gradients, as torch: the min is written so that a NaN coefficient stays
+    NaN (Python's ``min(1.0, nan)`` would be 1.0). A NaN anywhere makes \|g\| NaN and
+    every gradient is multiplied by NaN; an infinite entry makes \|g\| = inf, the
+    coefficient 0, and the gradients 0 where finite and NaN where infinite (inf * 0).
+    With ``error_if_nonfinite=True`` a non-finite \|g\| raises ``RuntimeError`` (torch's
+    type: the arguments are valid, the gradients are not) before any gradient changes.
+    ``error_if_nonfinite`` is keyword-only: torch's third positional parameter is
+    ``norm_type``, which this function does not have. ``max_norm=math.inf`` measures
+    without clipping (the trainer's ``grad_clip=None``); with an infinite \|g\| the
+    coefficient is then inf/inf = NaN, as in torch.
+
     Returns:
         \|g\| before clipping, a Python float (inf or nan if a gradient is not finite;
         a warning is logged then).
     """
     params = _materialise("clip_grad_norm", params, lambda p: isinstance(p, Parameter),
                           "minillm.reference.Parameter")
-    max_norm = _check_number("clip_grad_norm", "max_norm", max_norm, 0.0, low_open=True)
+    max_norm = _check_clip_arguments(max_norm, error_if_nonfinite)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
     norms = [np.sqrt(np.sum(g * g)) for g in grads]       # ||g_p|| per parameter
     total = float(np.sqrt(np.sum(np.square(norms))))      # ||g||
-    if not math.isfinite(total):
-        logger.warning("clip_grad_norm: the gradient norm is %s", total)
-    clip_coef = min(1.0, max_norm / (total + 1e-6))
-    if clip_coef < 1.0:
+    _check_total_norm(total, error_if_nonfinite)
+    clip_coef = _clip_coefficient(max_norm, total)
+    if clip_coef != 1.0:                                  # True for NaN as well
         for g in grads:
             g *= clip_coef
     return total
+
+
+def _check_clip_arguments(max_norm, error_if_nonfinite) -> float:
+    """``max_norm`` as a float > 0, where +inf is allowed (measure, never clip: what the
+    trainer passes for ``grad_clip=None``, and what torch accepts); ``error_if_nonfinite``
+    a bool. Shared with ``minillm.torch_backend.optim``."""
+    if not isinstance(error_if_nonfinite, bool):
+        raise ValueError(f"clip_grad_norm: expected error_if_nonfinite to be a bool, "
+                         f"got {error_if_nonfinite!r}")
+    if isinstance(max_norm, numbers.Real) and not isinstance(max_norm, bool) and max_norm == math.inf:
+        return math.inf
+    return _check_number("clip_grad_norm", "max_norm", max_norm, 0.0, low_open=True)
+
+
+def _check_total_norm(total: float, error_if_nonfinite: bool) -> None:
+    """Raise (``error_if_nonfinite``) or log a warning when the gradient norm is not finite.
+    Shared with ``minillm.torch_backend.optim``, so both backends word it alike."""
+    if math.isfinite(total):
+        return
+    if error_if_nonfinite:
+        raise RuntimeError(
+            f"clip_grad_norm: the total L2 norm of the gradients is {total}, so they cannot "
+            f"be clipped; no gradient was changed (pass error_if_nonfinite=False to scale "
+            f"them by the non-finite coefficient anyway, as torch does)")
+    logger.warning("clip_grad_norm: the gradient norm is %s", total)
+
+
+def _clip_coefficient(max_norm: float, total: float) -> float:
+    """min(1, max_norm / (total + 1e-6)), with NaN propagating as ``torch.clamp(c, max=1)``
+    does: a NaN total gives a NaN coefficient, an infinite one gives 0."""
+    coef = max_norm / (total + 1e-6)
+    return 1.0 if coef > 1.0 else coef                    # NaN > 1.0 is False: NaN stays

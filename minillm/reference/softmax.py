@@ -6,6 +6,11 @@ default the last one) has ``C`` entries. Every output has the shape of ``x``.
 Both forwards subtract the maximum along the axis first. This changes nothing
 mathematically (softmax is invariant to adding a constant to every entry) but keeps
 ``exp`` from overflowing, so logits of 1e4 stay finite.
+
+Non-finite logits behave as in ``torch.softmax`` / ``torch.log_softmax``: a -inf entry
+gets probability 0 (log-probability -inf) and the rest of its row is unaffected; a row
+with a NaN or a +inf, or with every entry -inf (0/0), is NaN throughout. Only attention
+turns a row with nothing to attend to into zeros (``minillm.reference.attention``).
 """
 from typing import NamedTuple
 

@@ -16,13 +16,15 @@ checkpoint.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 
 import numpy as np
 import torch
 
-from ..reference.optim import _check_betas, _check_loaded, _check_number, _materialise
+from ..reference.optim import (
+    _check_betas, _check_clip_arguments, _check_loaded, _check_number, _check_total_norm,
+    _clip_coefficient, _materialise,
+)
 from ..schedule import warmup_cosine
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "warmup_cosine"]
@@ -246,7 +248,7 @@ class AdamW(Adam):
 
 
 @torch.no_grad()
-def clip_grad_norm(params, max_norm) -> float:
+def clip_grad_norm(params, max_norm, *, error_if_nonfinite=False) -> float:
     r"""Scale all gradients together so that their global L2 norm is at most ``max_norm``.
 
     .. math::
@@ -258,23 +260,29 @@ def clip_grad_norm(params, max_norm) -> float:
     keeps the division finite when every gradient is 0. Parameters whose ``.grad`` is
     ``None`` are skipped. Gradients are scaled in place, keeping their dtype.
 
+    Non-finite gradients, as torch (and as ``minillm.reference.optim.clip_grad_norm``,
+    which says more): a NaN norm scales every gradient by NaN, an infinite one by 0
+    (NaN where a gradient is infinite); ``error_if_nonfinite=True`` raises
+    ``RuntimeError`` instead, before any gradient changes. ``error_if_nonfinite`` is
+    keyword-only (torch's third positional parameter is ``norm_type``).
+    ``max_norm=math.inf`` measures without clipping.
+
     Returns:
         \|g\| before clipping, a Python float (inf or nan if a gradient is not finite;
         a warning is logged then).
     """
     params = _materialise("clip_grad_norm", params, _is_param,
                           "floating-point torch.Tensor (nn.Parameter)")
-    max_norm = _check_number("clip_grad_norm", "max_norm", max_norm, 0.0, low_open=True)
+    max_norm = _check_clip_arguments(max_norm, error_if_nonfinite)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
     device = grads[0].device
     norms = torch.stack([torch.sqrt(torch.sum(g * g)).to(device) for g in grads])  # ||g_p||
     total = float(torch.sqrt(torch.sum(norms * norms)))                               # ||g||
-    if not math.isfinite(total):
-        logger.warning("clip_grad_norm: the gradient norm is %s", total)
-    clip_coef = min(1.0, max_norm / (total + 1e-6))
-    if clip_coef < 1.0:
+    _check_total_norm(total, error_if_nonfinite)
+    clip_coef = _clip_coefficient(max_norm, total)
+    if clip_coef != 1.0:                                  # True for NaN as well
         for g in grads:
             g.mul_(clip_coef)
     return total
