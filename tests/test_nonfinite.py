@@ -20,10 +20,10 @@ Tolerances for the finite values: those of tests/tolerances.py for the op and dt
 same formulas and the same rounding as the parity tests); the non-finite positions are
 compared exactly. The optimizers use test_optim.py's float64 bound, atol 1e-10.
 
-Some torch-backend checks are marked ``xfail(strict=True)``: they are differences this
-module found in torch-backend op files that are being rewritten elsewhere; each reason
-says what differs. When the rewrite fixes one, its test passes, strict xfail turns that
-into a failure, and the mark is to be removed.
+One difference from torch is kept and marked ``xfail(strict=True)`` with its reason: the
+explicit GELU is a product differentiated by autograd, so an infinite upstream gradient
+at x = 0 gives NaN where torch's fused kernel gives inf (finite upstream gradients match).
+If it ever stops differing, the strict mark fails and is to be removed.
 """
 import logging
 import math
@@ -135,12 +135,6 @@ UNARY = {
                   lambda x: F.gelu(x, approximate="tanh"), ELEMENTS),
 }
 
-RELU_XFAIL = pytest.mark.xfail(
-    strict=True, reason="torch_backend.relu is torch.where(x > 0, x, 0.0): NaN becomes 0 "
-    "(torch.relu keeps NaN) and its gradient at NaN is 0 (torch passes the upstream "
-    "gradient); fix: torch.where(x <= 0, 0.0, x), as the reference now does")
-
-
 GELU_UPSTREAM_XFAIL = pytest.mark.xfail(
     strict=True, reason="torch_backend gelu / gelu_tanh are products differentiated by "
     "autograd, which multiplies an infinite upstream gradient by each factor's derivative "
@@ -154,7 +148,7 @@ def _unary_cases():
         for dtype in DTYPES:
             for dout in ("finite", "nonfinite"):
                 for side in ("reference", "torch_backend"):
-                    marks = [RELU_XFAIL] if (op, side) == ("relu", "torch_backend") else []
+                    marks = []
                     if op.startswith("gelu") and (dout, side) == ("nonfinite", "torch_backend"):
                         marks = [GELU_UPSTREAM_XFAIL]
                     yield pytest.param(op, dtype, dout, side, marks=marks,
@@ -306,9 +300,7 @@ def test_dropout_keeps_nonfinite_values_visible_as_torch(dtype):
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
 @pytest.mark.parametrize("side", ["reference", "torch_backend"])
-def test_feed_forward_matches_torch(activation, side, request):
-    if (activation, side) == ("relu", "torch_backend"):
-        request.applymarker(RELU_XFAIL)
+def test_feed_forward_matches_torch(activation, side):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((4, 3))
     x[0, 1], x[2, 0], x[3, 2] = NAN, INF, -INF
@@ -439,28 +431,18 @@ def _oracle_both(arrs, mask, dout):
 # keys 0 and 1 may be attended by every query of PARTIAL_MASK
 ALLOWED_PLACES = [("q", (0, 0, 0)), ("k", (0, 1, 0)), ("v", (1, 1, 1)), ("k", (1, 0, 1))]
 
-CLAMP_XFAIL = pytest.mark.xfail(
-    strict=True, reason="torch_backend attention divides by sum.clamp(min=1) and torch 2.14 "
-    "differentiates clamp as 0 at its bound: a row whose weights are one 1 and zeros (a "
-    "query with one allowed key, or whose other allowed keys score -inf) gets dS = dA "
-    "instead of 0, so dq and dk are wrong, for finite inputs too (test_layers.py's "
-    "T=1 cases fail on it)")
-
-
 @pytest.mark.parametrize("value", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
 @pytest.mark.parametrize("planted", ALLOWED_PLACES, ids=lambda p: f"{p[0]}{list(p[1])}")
 @pytest.mark.parametrize("masked", [False, True], ids=["no-mask", "partial-mask"])
 @pytest.mark.parametrize("side", ["reference", "torch_backend"])
-def test_attention_matches_torch_where_the_value_is_attended(side, masked, planted, value, request):
+def test_attention_matches_torch_where_the_value_is_attended(side, masked, planted, value):
     """The forward matches exactly. Unmasked, so do the gradients. With a mask, the
     gradients of a forward that is already NaN may be NaN at more places than
     torch's (masked_fill's backward zeroes the masked scores' gradient even where
     softmax's is NaN; minillm's does not); they are never finite where torch's is not."""
-    # with seed 9, these two infinite keys score -inf for one query whose other allowed
-    # key then carries all the weight: the rows CLAMP_XFAIL is about
-    if side == "torch_backend" and masked and (planted, value) in ((("k", (0, 1, 0)), INF),
-                                                                   (("k", (1, 0, 1)), -INF)):
-        request.applymarker(CLAMP_XFAIL)
+    # with seed 9, two infinite keys (k[0,1,0] = inf, k[1,0,1] = -inf) score -inf for one
+    # query whose other allowed key then carries all the weight: a row summing to exactly
+    # 1, where a clamp(min=1) guard lost the gradient on torch 2.14 (tests/test_bounds.py)
     arrs = _qkv(9, planted, value)
     mask = PARTIAL_MASK if masked else None
     dout = _upstream((2, 3, 2), "finite", np.float64)
@@ -473,14 +455,8 @@ def test_attention_matches_torch_where_the_value_is_attended(side, masked, plant
         compare(f"attention {name}", g, e, "attention", np.float64)
 
 
-ADDITIVE_MASK_XFAIL = pytest.mark.xfail(
-    strict=True, reason="torch_backend attention adds the mask as 0 / -inf to the scores: a "
-    "masked score that is NaN or +-inf stays NaN (NaN + -inf, inf + -inf) and spreads over "
-    "its row; the reference and masked_fill replace it. Fix: torch.where(mask, scores, -inf)")
-
-
 @pytest.mark.parametrize("value", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
-@pytest.mark.parametrize("side", ["reference", pytest.param("torch_backend", marks=ADDITIVE_MASK_XFAIL)])
+@pytest.mark.parametrize("side", ["reference", "torch_backend"])
 def test_attention_ignores_a_masked_out_nonfinite_key(side, value):
     """Key 3 is masked for queries 0 and 1 of batch 0: its non-finite entry changes
     nothing for them, as masked_fill gives. (Query 2 sees it and is NaN, as torch.)
@@ -509,7 +485,7 @@ def test_attention_multiplies_a_masked_nonfinite_value_by_zero_as_torch(side):
 
 
 @pytest.mark.parametrize("value", [NAN, INF, -INF], ids=["nan", "inf", "-inf"])
-@pytest.mark.parametrize("side", ["reference", pytest.param("torch_backend", marks=ADDITIVE_MASK_XFAIL)])
+@pytest.mark.parametrize("side", ["reference", "torch_backend"])
 def test_attention_empty_row_is_zero_even_with_a_nonfinite_query(side, value):
     """The documented choice: a query with nothing to attend to gets zero weights and
     zero output (torch's composition gives NaN), whatever its own values are."""
@@ -546,7 +522,7 @@ def test_fused_attention_follows_torchs_kernel_not_the_choices_above():
     assert torch.isnan(out[1, 2]).all() and (out[0, 2] == 0).all()
 
 
-@pytest.mark.parametrize("side", ["reference", pytest.param("torch_backend", marks=CLAMP_XFAIL)])
+@pytest.mark.parametrize("side", ["reference", "torch_backend"])
 def test_attention_gradient_of_a_query_with_a_single_key_is_zero(side):
     """Finite inputs, found on the way: under a causal mask query 0 sees only key 0, its
     weight is 1 whatever q is, so dL/dq_0 = 0 exactly (torch's composition agrees)."""

@@ -29,11 +29,13 @@ def relu(x):
 
     .. math:: \mathrm{ReLU}(x) = \max(0, x)
 
-    Written with ``where`` so that the gradient at exactly 0 is 0, as in the reference.
+    Written with ``where``, as in the reference: the gradient at exactly 0 is 0 (the
+    selection passes none to a value that was replaced), and a NaN stays NaN, as in
+    ``torch.relu`` (``x <= 0`` is False for NaN).
     Shapes: x (...) -> (...).
     """
     _check(x)
-    return torch.where(x > 0, x, 0.0)                           # (...)
+    return torch.where(x <= 0, 0.0, x)                          # (...)
 
 
 def gelu(x):

@@ -50,8 +50,11 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
     shifted = logits - logits.amax(dim=-1, keepdim=True).detach()  # (..., C), see softmax.py
     log_probs = shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))  # (..., C)
     nll = -log_probs.gather(-1, safe_targets[..., None].long())[..., 0]  # (...)
-    smooth = -log_probs.sum(dim=-1) / C                         # (...)
-    per_target = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (...)
+    if label_smoothing:
+        smooth = -log_probs.sum(dim=-1) / C                     # (...)
+        per_target = (1.0 - label_smoothing) * nll + label_smoothing * smooth  # (...)
+    else:  # not 0 * smooth: a -inf logit makes smooth inf, and 0 * inf is NaN
+        per_target = nll                                        # (...)
     per_target = torch.where(counted, per_target, 0.0)          # (...)
     n_counted = counted.sum()                                   # () int: no gradient flows
     if reduction == "none":
