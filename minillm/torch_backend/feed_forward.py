@@ -8,12 +8,10 @@ W2 ``(d_ff, d_model)``, b2 ``(d_model,)``.
 import torch
 
 from .. import _validate as v
-from .activations import gelu, gelu_tanh, relu
-from .linear import check_linear, linear
+from .activations import ACTIVATIONS, FAST_ACTIVATIONS
+from .linear import check_linear, fast_linear, linear
 
 __all__ = ["feed_forward"]
-
-ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh}
 
 
 def feed_forward(x, W1, b1, W2, b2, activation="relu"):
@@ -24,6 +22,23 @@ def feed_forward(x, W1, b1, W2, b2, activation="relu"):
     Shapes: x (..., d_model), W1 (d_model, d_ff), b1 (d_ff,) or None,
     W2 (d_ff, d_model), b2 (d_model,) or None -> out (..., d_model).
     """
+    _check(x, W1, b1, W2, activation)
+    h = linear(x, W1, b1)                                       # (..., d_ff)
+    a = ACTIVATIONS[activation](h)                              # (..., d_ff)
+    return linear(a, W2, b2)                                    # (..., d_model)
+
+
+def fast_feed_forward(x, W1, b1, W2, b2, activation="relu"):
+    """The fast path's FFN: ``F.linear``, ``F.relu`` / ``F.gelu`` and ``F.linear`` (see
+    :func:`~minillm.torch_backend.linear.fast_linear`), the weights as stored. Not
+    exported: :class:`FeedForward` calls it when ``fused``. Shapes: as :func:`feed_forward`."""
+    _check(x, W1, b1, W2, activation)
+    h = fast_linear(x, W1, b1)                                  # (..., d_ff)
+    a = FAST_ACTIVATIONS[activation](h)                         # (..., d_ff)
+    return fast_linear(a, W2, b2)                               # (..., d_model)
+
+
+def _check(x, W1, b1, W2, activation):
     v.require_choice("activation", activation, tuple(ACTIVATIONS))
     check_linear(x, W1, b1, ("x", "W1", "b1"))
     if not (isinstance(W2, torch.Tensor) and W2.dtype == x.dtype
@@ -33,6 +48,3 @@ def feed_forward(x, W1, b1, W2, b2, activation="relu"):
         v.require_ndim("W2", W2, 2)
         v.require_shape("W2", W2, (W1.shape[1], x.shape[-1]),
                         f"(d_ff, d_model) from W1 {tuple(W1.shape)}")
-    h = linear(x, W1, b1)                                       # (..., d_ff)
-    a = ACTIVATIONS[activation](h)                              # (..., d_ff)
-    return linear(a, W2, b2)                                    # (..., d_model)

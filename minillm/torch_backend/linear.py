@@ -10,6 +10,7 @@ ValueError that names what was expected and what came. (Cached generation spends
 third of its time in these checks otherwise: one new token is a few small products.)
 """
 import torch
+import torch.nn.functional as F
 
 from .. import _validate as v
 
@@ -58,3 +59,15 @@ def linear(x, W, b=None):
     if b is not None:
         y = y + b                                               # (..., d_out)
     return y
+
+
+def fast_linear(x, W, b=None):
+    r"""The fast path's :math:`y = xW + b`: ``torch.nn.functional.linear(x, W^T, b)``,
+    one fused multiply-add kernel (addmm). ``F.linear`` expects its weight as
+    (d_out, d_in); ``W.t()`` is a view of ``W`` as stored, (d_in, d_out), so the
+    parameter, its name, shape and state dict are those of :func:`linear`, and
+    autograd's gradient lands in ``W`` itself. Not exported: the layers call it when
+    their ``fused`` flag is set. Shapes: as :func:`linear`.
+    """
+    check_linear(x, W, b)
+    return F.linear(x, W.t(), b)                                # (..., d_out)
