@@ -465,7 +465,7 @@ def load_hf_tokenizer(folder):
 def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature: float = 0.8,
                   top_k: int | None = 40, top_p: float | None = None, seed: int | None = 0,
                   backend: str = "numpy", device: str = "cpu", use_cache: bool = True,
-                  allow_bin: bool = False) -> str:
+                  allow_bin: bool = False, fused: bool = True) -> str:
     """Continue ``prompt`` with the GPT-2 of a Hugging Face folder (its own tokenizer);
     returns the new text. Stops after ``<|endoftext|>``."""
     from .generation import generate
@@ -475,7 +475,7 @@ def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature:
     if ckpt.model_class != "GPT":
         raise ValueError(f"{folder}: generation needs a GPT-2 folder, got {ckpt.architecture}")
     tok = load_hf_tokenizer(folder)
-    rt = Runtime(backend, device)
+    rt = Runtime(backend, device, fused=fused)   # torch: the fast path unless fused=False
     model = rt.module.GPT(ckpt.config)
     model.load_state_dict(ckpt.state)
     model = rt.prepare(model)
@@ -487,7 +487,7 @@ def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature:
 
 def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
                 pooling: str | None = None, normalize: bool | None = None,
-                allow_bin: bool = False) -> np.ndarray:
+                allow_bin: bool = False, fused: bool = True) -> np.ndarray:
     """Sentence embeddings of ``texts`` with the BERT of a Hugging Face folder: each text
     is ``[CLS] ... [SEP]`` (cut to the model's positions), the batch right-padded, then
     :func:`sentence_embeddings` with the folder's pooling (sentence-transformers) or mean
@@ -510,7 +510,7 @@ def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
     mask = np.zeros((len(rows), L), dtype=bool)                       # (B, L)
     for b, r in enumerate(rows):
         idx[b, :len(r)], mask[b, :len(r)] = r, True
-    rt = Runtime(backend, device)
+    rt = Runtime(backend, device, fused=fused)   # torch: the fast path unless fused=False
     model = rt.module.TransformerEncoder(ckpt.config)
     model.load_state_dict(ckpt.state)
     model = rt.prepare(model)
