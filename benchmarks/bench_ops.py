@@ -158,7 +158,7 @@ def step_table(repeats):
              "all of the above": ["gelu", "layer_norm", "attention", "cross_entropy", "linear", "adam"]}
     steps = {}
     for name, ops in swaps.items():
-        step = bench._train_steps(size, ("torch",), "cpu", False)["torch"]
+        step = bench._train_steps(size, ("torch_explicit",), "cpu", False)["torch_explicit"]
         if "adam" in ops:
             step.opt = torch.optim.Adam(step.model.parameters(), lr=1e-4)
         steps[name] = (step, ops)

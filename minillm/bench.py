@@ -5,11 +5,15 @@ plain dicts (written to JSON) and :func:`format_report` turns them into the Mark
 tables of benchmarks/README.md. Measured, side by side in one process:
 
 - the train step (forward, backward, Adam) of the reference (NumPy, float32), of the
-  torch backend's explicit formulas, of its fast path (fused attention, optionally
+  torch backend's two paths, ``torch_explicit`` (the formulas, the explicit Adam step)
+  and ``torch_fused`` (torch's kernels: ``F.linear``, ``F.layer_norm``, ``F.gelu``,
+  fused attention, ``F.cross_entropy``, the ``torch._foreach_*`` Adam step; optionally
   ``torch.compile``), and of a plain PyTorch model of the same architecture written
-  with ``torch.nn`` here (:class:`PlainGPT`), over a sweep of model sizes; its time
-  (median of ``repeats``, the variants interleaved so that they share the machine's
-  load) and its peak memory;
+  with ``torch.nn`` here (:class:`PlainGPT`, the yardstick ``torch_nn``), over a sweep
+  of model sizes and at each thread count asked for (1 and 2 by default), so that each
+  path's ratio to ``torch_nn`` comes from the same run; its time (median of
+  ``repeats``, the variants interleaved so that they share the machine's load) and its
+  peak memory;
 - generation tokens/s with and without the KV cache;
 - attention's forward + backward time as T grows, against the chapter's
   :math:`O(T^2)` (the score matrix :math:`QK^\top` is :math:`T \times T`);
@@ -48,7 +52,7 @@ logger = logging.getLogger("minillm")
 
 __all__ = [
     "SIZES", "BenchSize", "thread_limit", "environment", "bench_train", "bench_generate",
-    "bench_attention", "bench_gpu", "check_targets", "format_report", "run_all",
+    "bench_attention", "bench_gpu", "check_targets", "path_ratios", "format_report", "run_all",
 ]
 
 
@@ -307,12 +311,13 @@ def _train_steps(size: BenchSize, variants, device: str, compile_model: bool) ->
     if torch is not None:
         from . import torch_backend as T
         xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-        if "torch" in variants:
-            model = T.GPT(cfg, seed=0).to(device)
-            steps["torch"] = _Step(model, T.Adam(model.parameters(), lr=1e-4), xt, yt, "torch")
+        if "torch_explicit" in variants:
+            model = T.GPT(cfg, seed=0).to(device).set_fused(False)
+            steps["torch_explicit"] = _Step(model, T.Adam(model.parameters(), lr=1e-4), xt, yt, "torch")
         if "torch_fused" in variants:
-            model = T.GPT(cfg, seed=0).to(device).set_fused_attention(True)
+            model = T.GPT(cfg, seed=0).to(device).set_fused(True)
             opt = T.Adam(model.parameters(), lr=1e-4)
+            opt.foreach = True                                   # the multi-tensor Adam step
             forward = torch.compile(model) if compile_model else model
             name = "torch_fused" + ("+compile" if compile_model else "")
             steps[name] = _Step(model, opt, xt, yt, "torch", forward)
@@ -340,12 +345,15 @@ class _Step:
         self.opt.zero_grad()
 
 
-TRAIN_VARIANTS = ("reference", "torch", "torch_fused", "torch_nn")
+TRAIN_VARIANTS = ("reference", "torch_explicit", "torch_fused", "torch_nn")
 
 
 def bench_train(sizes=("tiny", "small", "medium"), variants=TRAIN_VARIANTS, repeats: int = 5,
                 warmup: int = 2, device: str = "cpu", compile_model: bool = False) -> list[dict]:
-    """Train-step time and peak memory of each variant on each size (see the module doc)."""
+    """Train-step time and peak memory of each variant on each size (see the module doc),
+    under the thread setting in force (each row records torch's thread count)."""
+    torch = _torch_or_none()
+    n_threads = torch.get_num_threads() if torch is not None else None
     rows = []
     for name in sizes:
         size = SIZES[name] if isinstance(name, str) else name
@@ -356,7 +364,7 @@ def bench_train(sizes=("tiny", "small", "medium"), variants=TRAIN_VARIANTS, repe
             rows.append({"size": size.name, "n_layers": c.n_layers, "n_heads": c.n_heads,
                          "d_model": c.d_model, "block_size": c.block_size,
                          "batch_size": size.batch_size, "activation": c.activation,
-                         "variant": variant, **times[variant],
+                         "variant": variant, "threads": n_threads, **times[variant],
                          "activations_mib": _activation_mib(step),
                          "peak_mib": _peak_step_mib(step, device)})
         logger.info("bench train %s: %s", size.name,
@@ -370,7 +378,8 @@ def bench_generate(backends=("numpy", "torch"), new_tokens: int = 256, block_siz
                    repeats: int = 1, device: str = "cpu") -> list[dict]:
     """Tokens/s of greedy generation of ``new_tokens`` from a one-token prompt, with and
     without the KV cache, on the ``small`` size with ``block_size`` positions (so the
-    last step attends over the whole block and the window never slides)."""
+    last step attends over the whole block and the window never slides). The torch
+    model is prepared by its ``Runtime``: the fast path, as generation runs by default."""
     from .generation import generate
     from .runtime import Runtime
 
@@ -469,13 +478,25 @@ def flops_per_token(c: ModelConfig) -> float:
     return 6 * n + 12 * c.n_layers * c.block_size * c.d_model
 
 
+def _gpu_optimizer(which: str, model):
+    """bench_gpu's optimizers: the backend's Adam with its foreach step (the fast path),
+    or torch.optim.Adam(fused=True)."""
+    import torch
+    from . import torch_backend as T
+    if which != "minillm":
+        return torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    opt = T.Adam(model.parameters(), lr=1e-4)
+    opt.foreach = True
+    return opt
+
+
 def bench_gpu(size: str = "gpt2-small", batch_size: int = 16, steps: int = 10, warmup: int = 3,
               compile_model: bool = False, optimizers=("minillm", "torch_fused"),
               peak_flops: float | None = None, device: str = "cuda") -> list[dict]:
     """Tokens/s and model FLOPs utilisation of the torch backend's GPT in bf16 with fused
     attention, MFU = tokens/s * flops_per_token / peak (None without a known
-    peak). ``optimizers``: "minillm" is the backend's own Adam (the formulas, one
-    parameter at a time); "torch_fused" is ``torch.optim.Adam(fused=True)``, to show what
+    peak); the model on the fast path. ``optimizers``: "minillm" is the backend's own
+    Adam with its ``torch._foreach_*`` step; "torch_fused" is ``torch.optim.Adam(fused=True)``, to show what
     the optimizer's kernel launches cost. ``device="cpu"`` runs the same code (bf16
     on the CPU) so that it can be smoke-tested without a GPU.
 
@@ -496,11 +517,10 @@ def bench_gpu(size: str = "gpt2-small", batch_size: int = 16, steps: int = 10, w
     rows = []
     precision = "bf16 autocast"
     for which in optimizers:
-        model = T.GPT(s.config, seed=0).to(device).set_fused_attention(True)
+        model = T.GPT(s.config, seed=0).to(device).set_fused(True)
         if precision != "bf16 autocast":
             model = model.to(torch.bfloat16)
-        opt = (T.Adam(model.parameters(), lr=1e-4) if which == "minillm"
-               else torch.optim.Adam(model.parameters(), lr=1e-4, fused=True))
+        opt = _gpu_optimizer(which, model)
         forward = torch.compile(model) if compile_model else model
 
         def step():
@@ -517,8 +537,7 @@ def bench_gpu(size: str = "gpt2-small", batch_size: int = 16, steps: int = 10, w
             logger.warning("bench_gpu: the backend rejects autocast (%s); using bf16 weights", exc)
             precision = f"bf16 weights (autocast rejected: {exc})"
             model = model.to(torch.bfloat16)
-            opt = (T.Adam(model.parameters(), lr=1e-4) if which == "minillm"
-                   else torch.optim.Adam(model.parameters(), lr=1e-4, fused=True))
+            opt = _gpu_optimizer(which, model)
             forward = torch.compile(model) if compile_model else model
         t = _interleaved_times({"gpu": step}, steps, warmup, sync)["gpu"]
         peak_mib = None
@@ -543,14 +562,28 @@ def bench_gpu(size: str = "gpt2-small", batch_size: int = 16, steps: int = 10, w
 
 # -- targets and report -----------------------------------------------------------------------
 
-def _median(rows, size, variant, key="median_s"):
-    """Median seconds (``key``) of ``variant`` on ``size`` ("torch_fused" also matches
-    its "+compile" form); None when it was not measured."""
+def _median(rows, size, variant, key="median_s", threads=None):
+    """Median seconds (``key``) of ``variant`` on ``size`` (at ``threads`` if given;
+    "torch_fused" also matches its "+compile" form); None when it was not measured."""
     for r in rows:
         name = r["variant"].split("+")[0]
-        if r["size"] == size and name == variant:
+        if r["size"] == size and name == variant and threads in (None, r.get("threads")):
             return r[key]
     return None
+
+
+def path_ratios(train_rows) -> list[dict]:
+    """Each torch path against the ``torch.nn`` yardstick, per size and thread count,
+    from the same run: explicit / nn, fused / nn and fused / explicit (times < 1 are
+    faster than the denominator)."""
+    out = []
+    for size, threads in dict.fromkeys((r["size"], r.get("threads")) for r in train_rows):
+        exp, fused, plain = (_median(train_rows, size, v, threads=threads)
+                             for v in ("torch_explicit", "torch_fused", "torch_nn"))
+        if exp and fused and plain:
+            out.append({"size": size, "threads": threads, "explicit_over_nn": exp / plain,
+                        "fused_over_nn": fused / plain, "fused_over_explicit": fused / exp})
+    return out
 
 
 def check_targets(train_rows, generate_rows, size: str = TARGET_SIZE, cpu_time: bool = False) -> list[dict]:
@@ -558,7 +591,7 @@ def check_targets(train_rows, generate_rows, size: str = TARGET_SIZE, cpu_time: 
     with ``cpu_time`` (one thread on a shared CPU), else of wall-clock time."""
     key = "cpu_median_s" if cpu_time else "median_s"
     ref, exp, fused, plain = (_median(train_rows, size, v, key)
-                              for v in ("reference", "torch", "torch_fused", "torch_nn"))
+                              for v in ("reference", "torch_explicit", "torch_fused", "torch_nn"))
     out = []
 
     def target(what, ratio, limit, better):
@@ -569,6 +602,7 @@ def check_targets(train_rows, generate_rows, size: str = TARGET_SIZE, cpu_time: 
     target("reference / torch explicit train step <= 2", ref and exp and ref / exp, 2.0, "below")
     target("torch explicit / plain torch.nn train step <= 1.1", exp and plain and exp / plain, 1.1, "below")
     target("torch fused / torch explicit train step < 1", fused and exp and fused / exp, 1.0, "below")
+    target("torch fused / plain torch.nn train step <= 1.1", fused and plain and fused / plain, 1.1, "below")
     by = {(r["backend"], r["use_cache"]): r["cpu_seconds" if cpu_time else "seconds"] for r in generate_rows}
     for backend in ("numpy", "torch"):
         if (backend, True) in by and (backend, False) in by:
@@ -589,17 +623,26 @@ def format_report(result: dict) -> str:
     if result.get("train"):
         lines += ["Train step (forward, backward, Adam), float32, median of "
                   f"{result['train'][0]['n']} interleaved runs:", "",
-                  "| size | L/H/C/T, batch | variant | ms/step (median) | ms (min) | CPU ms (median) "
-                  "| vs torch | activations MiB | peak MiB |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "| size | L/H/C/T, batch | threads | variant | ms/step (median) | ms (min) | CPU ms (median) "
+                  "| vs torch.nn | activations MiB | peak MiB |", "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
         for r in result["train"]:
-            base = _median(result["train"], r["size"], "torch")
+            base = _median(result["train"], r["size"], "torch_nn", threads=r.get("threads"))
             rel = f"{r['median_s'] / base:.2f}x" if base else ""
             peak = "n/a" if r["peak_mib"] is None else f"{r['peak_mib']:.1f}"
             lines.append(f"| {r['size']} | {r['n_layers']}/{r['n_heads']}/{r['d_model']}/{r['block_size']}, "
-                         f"{r['batch_size']} | {r['variant']} | {r['median_s'] * 1e3:.1f} | "
+                         f"{r['batch_size']} | {r.get('threads')} | {r['variant']} | {r['median_s'] * 1e3:.1f} | "
                          f"{r['min_s'] * 1e3:.1f} | {r['cpu_median_s'] * 1e3:.1f} | {rel} | "
                          f"{r['activations_mib']:.1f} | {peak} |")
         lines.append("")
+        ratios = path_ratios(result["train"])
+        if ratios:
+            lines += ["The torch backend's two paths against the torch.nn yardstick, train-step time "
+                      "ratios from this run (< 1: faster):", "",
+                      "| size | threads | torch_explicit / torch_nn | torch_fused / torch_nn "
+                      "| torch_fused / torch_explicit |", "|---|---:|---:|---:|---:|"]
+            lines += [f"| {q['size']} | {q['threads']} | {q['explicit_over_nn']:.2f} | {q['fused_over_nn']:.2f} | "
+                      f"{q['fused_over_explicit']:.2f} |" for q in ratios]
+            lines.append("")
     if result.get("generate"):
         lines += ["Generation (greedy, 1-token prompt, small model):", "",
                   "| backend | KV cache | new tokens | block | seconds | CPU seconds | tokens/s |",
@@ -635,30 +678,45 @@ def format_report(result: dict) -> str:
                          + ("n/a" if g["peak_mib"] is None else f"{g['peak_mib']:.0f}") + " |")
         lines.append("")
     if result.get("targets"):
-        lines += ["| target | ratio | of | met |", "|---|---:|---|---|"]
-        lines += [f"| {t['target']} | {t['ratio']:.2f} | {t['time']} time | {'yes' if t['met'] else 'NO'} |"
-                  for t in result["targets"]]
+        lines += ["| target | threads | ratio | of | met |", "|---|---:|---:|---|---|"]
+        lines += [f"| {t['target']} | {t.get('threads')} | {t['ratio']:.2f} | {t['time']} time | "
+                  f"{'yes' if t['met'] else 'NO'} |" for t in result["targets"]]
         lines.append("")
     return "\n".join(lines)
 
 
-def run_all(*, threads: int = 1, sizes=("tiny", "small", "medium"), repeats: int = 9,
+def run_all(*, threads=(1, 2), sizes=("tiny", "small", "medium"), repeats: int = 9,
             device: str = "cpu", compile_model: bool = False, generate: bool = True,
             attention_Ts=(64, 128, 256, 512, 1024, 2048), new_tokens: int = 256, gpu: bool | None = None) -> dict:
-    """Every benchmark in one run, under one thread setting; a JSON-ready dict."""
+    """Every benchmark in one run; a JSON-ready dict. The train step is measured at each
+    count in ``threads`` (an int or a sequence; the rows say which), so the report holds
+    every path's ratio to ``torch.nn`` at each count from one run; generation, attention
+    and the GPU part run at the first count (``result["threads"]``)."""
     torch = _torch_or_none()
     if gpu is None:
         gpu = torch is not None and torch.cuda.is_available()
-    with thread_limit(threads) as thread_info:
+    counts = [threads] if isinstance(threads, int) else list(threads)
+    if not counts:
+        raise ValueError("threads: expected at least one thread count, got none")
+    train, targets, thread_infos = [], [], []
+    for n in counts[1:]:
+        with thread_limit(n) as info:
+            thread_infos.append(info)
+            rows = bench_train(sizes, repeats=repeats, device=device, compile_model=compile_model)
+            train += rows
+            targets += [{**t, "threads": n} for t in check_targets(rows, [], cpu_time=n == 1 and device == "cpu")]
+    with thread_limit(counts[0]) as thread_info:
         result = {"environment": environment(device), "threads": thread_info}
-        result["train"] = bench_train(sizes, repeats=repeats, device=device, compile_model=compile_model)
+        rows = bench_train(sizes, repeats=repeats, device=device, compile_model=compile_model)
+        result["train"] = rows + train
+        result["train_threads"] = [thread_info] + thread_infos
         result["generate"] = (bench_generate(new_tokens=new_tokens, block_size=max(new_tokens, 1),
                                              repeats=max(1, repeats // 3), device=device)
                               if generate else [])
         result["attention"] = (bench_attention(attention_Ts, repeats=max(1, repeats // 2), device=device)
                                if attention_Ts else [])
-        result["targets"] = check_targets(result["train"], result["generate"],
-                                          cpu_time=threads == 1 and device == "cpu")
+        result["targets"] = [{**t, "threads": counts[0]} for t in check_targets(
+            rows, result["generate"], cpu_time=counts[0] == 1 and device == "cpu")] + targets
         if gpu:
             result["gpu"] = bench_gpu(compile_model=compile_model)
             result["environment"]["gpu"] = result["gpu"][0]["gpu"]

@@ -38,6 +38,14 @@ def _default_backend() -> str:
 
 # -- arguments ----------------------------------------------------------------------------
 
+EXPLICIT_HELP = ("torch backend: run the explicit path, the reference's formulas written with tensor ops, "
+                 "instead of the default fast path (torch's own kernels); same results within rounding")
+
+
+def _add_explicit(p) -> None:
+    """``--explicit``: the torch backend's formula path (``Runtime(fused=False)``)."""
+    p.add_argument("--explicit", action="store_true", help=EXPLICIT_HELP)
+
 def _add_training_args(p: argparse.ArgumentParser, *, steps: int, lr: float, d_model: int, n_layers: int,
                        block_size: int, batch_size: int) -> None:
     g = p.add_argument_group("training")
@@ -45,6 +53,7 @@ def _add_training_args(p: argparse.ArgumentParser, *, steps: int, lr: float, d_m
                    help="numpy: the reference with hand-written gradients; torch: autograd (default: %(default)s)")
     g.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend only (default: %(default)s)")
     g.add_argument("--amp", action="store_true", help="bf16 autocast (torch backend on CUDA)")
+    _add_explicit(g)
     g.add_argument("--out", type=Path, required=True, help="run folder to write")
     g.add_argument("--steps", type=int, default=steps, help="optimizer steps (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0, help="seed of weights, batches and masks (default: %(default)s)")
@@ -119,7 +128,8 @@ def cmd_pretrain(a) -> int:
     tok, splits, source = _corpus(a)
     res = pipeline.pretrain(tok, splits, a.out, task=a.task, model_config=_model_config(a, tok.vocab_size),
                             train_config=_train_config(a), batch_size=a.batch_size, backend=a.backend,
-                            device=a.device, amp=a.amp, resume=a.resume, source=source)
+                            device=a.device, amp=a.amp, resume=a.resume, source=source,
+                            fused=not a.explicit)
     if res["runtime"].is_main:
         print(json.dumps({k: v for k, v in res.items() if k not in ("model", "runtime")}, indent=2))
     return 0
@@ -140,14 +150,15 @@ def cmd_finetune(a) -> int:
         cfg = _model_config(a, tok.vocab_size)
     res = pipeline.finetune(tok, data, a.out, model_config=cfg, train_config=_train_config(a),
                             encoder_state=encoder_state, pooling=a.pooling, batch_size=a.batch_size,
-                            backend=a.backend, device=a.device, amp=a.amp, resume=a.resume, source=a.dataset)
+                            backend=a.backend, device=a.device, amp=a.amp, resume=a.resume, source=a.dataset,
+                            fused=not a.explicit)
     print(json.dumps({k: v for k, v in res.items() if k not in ("model", "runtime")}, indent=2))
     return 0
 
 
 def cmd_evaluate(a) -> int:
     scores = pipeline.evaluate(a.run, backend=a.backend, device=a.device, dataset=a.dataset,
-                               corpus_dir=a.data, split_name=a.split)
+                               corpus_dir=a.data, split_name=a.split, fused=not a.explicit)
     run = Path(a.run)
     if (run / "run.json").exists():
         (run / "eval.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
@@ -167,14 +178,14 @@ def cmd_generate(a) -> int:
         text = interop.generate_text(a.from_hf, a.prompt, max_new_tokens=a.max_new_tokens,
                                      temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed,
                                      backend=a.backend, device=a.device, use_cache=not a.no_cache,
-                                     allow_bin=a.allow_bin)
+                                     allow_bin=a.allow_bin, fused=not a.explicit)
         print(a.prompt + text)
         return 0
     if a.run is None:
         raise ValueError("generate: expected a run folder or --from-hf FOLDER, got neither")
     text = pipeline.generate_text(a.run, a.prompt, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
                                   top_k=a.top_k, top_p=a.top_p, seed=a.seed, backend=a.backend,
-                                  device=a.device, use_cache=not a.no_cache)
+                                  device=a.device, use_cache=not a.no_cache, fused=not a.explicit)
     print(a.prompt + text)
     return 0
 
@@ -185,7 +196,7 @@ def cmd_embed(a) -> int:
     if a.file is not None:
         texts += [line for line in a.file.read_text(encoding="utf-8").splitlines() if line.strip()]
     vectors = interop.embed_texts(a.from_hf, texts, backend=a.backend, device=a.device,
-                                  pooling=a.pooling, allow_bin=a.allow_bin)    # (N, C)
+                                  pooling=a.pooling, allow_bin=a.allow_bin, fused=not a.explicit)  # (N, C)
     if a.out is not None:
         np.save(a.out, vectors)
         print(f"wrote {vectors.shape[0]} embeddings of size {vectors.shape[1]} to {a.out}")
@@ -209,14 +220,14 @@ def cmd_translate(a) -> int:
     if a.train:
         run = translation.train_translation(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size,
                                             lr=a.lr, label_smoothing=a.label_smoothing, seed=a.seed,
-                                            progress=True)
+                                            progress=True, fused=not a.explicit)
         scores = translation.evaluate_translation(run["model"], run["runtime"], run["tokenizer"], run["test"])
         print(f"held-out dates: {100 * scores['exact']:.1f}% exact, BLEU {scores['bleu']:.1f} "
               f"({scores['n']} sentences); run folder: {a.out}")
         return 0
     if not a.text:
         raise ValueError("translate: expected --text TEXT (one or more)")
-    model, rt, tok = translation.load_translator(a.run, a.backend)
+    model, rt, tok = translation.load_translator(a.run, a.backend, fused=not a.explicit)
     for out in translation.translate(model, rt, tok, list(a.text), a.beam_size, a.length_penalty):
         print(out)
     return 0
@@ -227,14 +238,14 @@ def cmd_answer(a) -> int:
     _application_args(a, "answer")
     if a.train:
         run = qa.train_qa(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                          seed=a.seed, progress=True)
+                          seed=a.seed, progress=True, fused=not a.explicit)
         scores = qa.evaluate_qa(run["model"], run["runtime"], run["tokenizer"], run["test"])
         print(f"held-out questions: exact match {100 * scores['exact_match']:.1f}%, "
               f"F1 {100 * scores['f1']:.1f}% ({scores['n']} questions); run folder: {a.out}")
         return 0
     if a.context is None or a.question is None:
         raise ValueError("answer: expected --context TEXT and --question TEXT")
-    model, rt, tok = qa.load_answerer(a.run, a.backend)
+    model, rt, tok = qa.load_answerer(a.run, a.backend, fused=not a.explicit)
     print(qa.answer(model, rt, tok, [a.context], [a.question])[0])
     return 0
 
@@ -243,7 +254,8 @@ def cmd_serve(a) -> int:
     from . import serving          # lazily: FastAPI and uvicorn are the optional `serve` extra
     limits = serving.Limits(max_body_bytes=a.max_body_bytes, max_text_chars=a.max_text_chars,
                             max_new_tokens=a.max_new_tokens)
-    serving.serve(a.run, host=a.host, port=a.port, backend=a.backend, device=a.device, limits=limits)
+    serving.serve(a.run, host=a.host, port=a.port, backend=a.backend, device=a.device, limits=limits,
+                  fused=not a.explicit)
     return 0
 
 
@@ -317,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="classifier: labelled set (default: sentiment); "
                                                    "LM: corpus (default: python_docs)")
     p.add_argument("--data", type=Path, default=None, help="LM: a folder written by `minillm prepare`")
+    _add_explicit(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("generate", help="continue a prompt with a GPT run")
@@ -335,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, default="numpy")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--no-cache", action="store_true", help="recompute every position each step")
+    _add_explicit(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("embed", help="sentence embeddings with a local Hugging Face BERT / sentence-transformers folder")
@@ -349,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--allow-bin", action="store_true",
                    help="read pytorch_model.bin (torch.load, weights_only=True) if no safetensors")
+    _add_explicit(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("translate", help="train on the embedded dates corpus (--train), or translate with a run")
@@ -364,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
+    _add_explicit(p)
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("answer", help="train extractive QA on the embedded set (--train), or answer with a run")
@@ -377,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=QA_RECIPE["lr"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
+    _add_explicit(p)
     p.set_defaults(func=cmd_answer)
 
     p = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; needs the 'serve' extra)")
@@ -389,10 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-text-chars", type=int, default=16384, help="prompt/text length (default: %(default)s)")
     p.add_argument("--max-body-bytes", type=int, default=65536, help="request body; larger gets 413 "
                                                                      "(default: %(default)s)")
+    _add_explicit(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="train-step time and memory of both backends, generation, attention cost")
-    p.add_argument("--threads", type=int, default=1, help="NumPy BLAS and torch threads (default: %(default)s)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="NumPy BLAS and torch thread counts; the train step is measured at each, the rest "
+                        "at the first (default: %(default)s)")
     p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium"),
                    default=["tiny", "small", "medium"])
     p.add_argument("--repeats", type=int, default=9, help="timed train steps per variant (median); "

@@ -672,7 +672,7 @@ def _max_tokens(folder, ckpt: HFCheckpoint) -> int:
 def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature: float = 0.8,
                   top_k: int | None = 40, top_p: float | None = None, seed: int | None = 0,
                   backend: str = "numpy", device: str = "cpu", use_cache: bool = True,
-                  allow_bin: bool = False) -> str:
+                  allow_bin: bool = False, fused: bool = True) -> str:
     """Continue ``prompt`` with the GPT-2 of a Hugging Face folder (its own tokenizer);
     returns the new text. Stops after ``<|endoftext|>``."""
     from .generation import generate
@@ -682,7 +682,7 @@ def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature:
     if ckpt.model_class != "GPT":
         raise ValueError(f"{folder}: generation needs a GPT-2 folder, got {ckpt.architecture}")
     tok = load_hf_tokenizer(folder)
-    rt = Runtime(backend, device)
+    rt = Runtime(backend, device, fused=fused)   # torch: the fast path unless fused=False
     model = rt.module.GPT(ckpt.config)
     model.load_state_dict(ckpt.state)
     model = rt.prepare(model)
@@ -694,14 +694,16 @@ def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature:
 
 def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
                 pooling=None, normalize: bool | None = None,
-                allow_bin: bool = False) -> np.ndarray:
+                allow_bin: bool = False, fused: bool = True) -> np.ndarray:
     """Sentence embeddings of ``texts`` with the BERT of a Hugging Face folder, as
     sentence-transformers computes them from that folder: each text is ``[CLS] ... [SEP]``
     cut to the folder's length (:class:`SentenceSettings`; a plain folder: its tokenizer's
     ``model_max_length`` or the model's positions), lower-cased first if the folder says so,
     the batch right-padded, then :func:`sentence_embeddings` with the folder's pooling and
     normalization (a plain folder: mean pooling), then cut to ``truncate_dim``.
-    ``pooling`` and ``normalize`` override the folder's. Shapes: -> (len(texts), C * modes)."""
+    ``pooling`` and ``normalize`` override the folder's. Shapes: -> (len(texts), C * modes).
+    ``fused`` picks the torch backend's fast path (torch's kernels) or, False, its
+    explicit formulas."""
     from .runtime import Runtime
 
     ckpt = read_hf(folder, allow_bin=allow_bin)
@@ -720,7 +722,7 @@ def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
     mask = np.zeros((len(rows), L), dtype=bool)                       # (B, L)
     for b, r in enumerate(rows):
         idx[b, :len(r)], mask[b, :len(r)] = r, True
-    rt = Runtime(backend, device)
+    rt = Runtime(backend, device, fused=fused)   # torch: the fast path unless fused=False
     model = rt.module.TransformerEncoder(ckpt.config)
     model.load_state_dict(ckpt.state)
     model = rt.prepare(model)

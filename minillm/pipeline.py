@@ -127,12 +127,14 @@ def _write_run(out: Path, runtime, info: dict, tok: Tokenizer) -> None:
 def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", model_config: ModelConfig,
              train_config: TrainConfig, batch_size: int = 16, backend: str = "torch", device: str = "cpu",
              amp: bool = False, resume: bool = False, progress: bool = True, runtime: Runtime | None = None,
-             source: str = "") -> dict:
-    """Pretrain a GPT (``task="causal_lm"``) or an encoder (``task="masked_lm"``)."""
+             source: str = "", fused: bool = True) -> dict:
+    """Pretrain a GPT (``task="causal_lm"``) or an encoder (``task="masked_lm"``).
+    ``fused`` (torch): the fast path (default) or the explicit formulas; see
+    :class:`~minillm.runtime.Runtime`."""
     if task not in ("causal_lm", "masked_lm"):
         raise ValueError(f"pretrain task must be 'causal_lm' or 'masked_lm', got {task!r}")
     out = Path(out)
-    rt = runtime or Runtime.from_env(backend, device, amp)
+    rt = runtime or Runtime.from_env(backend, device, amp, fused)
     cfg, tc, T = model_config, train_config, model_config.block_size
     if task == "causal_lm":
         model = rt.module.GPT(cfg, seed=tc.seed)
@@ -145,7 +147,7 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
         eval_data = masked_lm_eval_batches(splits.validation, T, EVAL_BATCH, seed=tc.seed, **masking)
     model = rt.prepare(model)
     _write_run(out, rt, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
-                         "batch_size": batch_size, "model_config": cfg.to_dict(),
+                         "fused": rt.fused, "batch_size": batch_size, "model_config": cfg.to_dict(),
                          "world_size": rt.world_size}, tok)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, task=task, eval_data=eval_data,
                       run_dir=out, tokenizer=tok.to_dict(), progress=progress,
@@ -160,11 +162,12 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
 def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, train_config: TrainConfig,
              encoder_state=None, pooling: str = "mean", batch_size: int = 16, backend: str = "torch",
              device: str = "cpu", amp: bool = False, resume: bool = False, progress: bool = True,
-             source: str = "") -> dict:
+             source: str = "", fused: bool = True) -> dict:
     """Fine-tune a SequenceClassifier (a real classification head on the encoder),
-    starting from ``encoder_state`` (a pretrained TransformerEncoder's state dict)."""
+    starting from ``encoder_state`` (a pretrained TransformerEncoder's state dict).
+    ``fused``: as in :func:`pretrain`."""
     out = Path(out)
-    rt = Runtime.from_env(backend, device, amp)
+    rt = Runtime.from_env(backend, device, amp, fused)
     tc, T = train_config, model_config.block_size
     n_classes = len(data.train.label_names)
     model = rt.module.SequenceClassifier(model_config, n_classes=n_classes, pooling=pooling, seed=tc.seed)
@@ -177,6 +180,7 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
     val = classification_eval_batches(encode(data.validation.texts), data.validation.labels, EVAL_BATCH,
                                       pad_id=tok.pad_id, max_len=T)
     _write_run(out, rt, {"task": "classification", "source": source, "backend": rt.backend,
+                         "device": rt.device, "fused": rt.fused,
                          "label_names": list(data.train.label_names), "batch_size": batch_size,
                          "model_config": model_config.to_dict(), "pretrained": encoder_state is not None}, tok)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), train, tc, task="classification", eval_data=val,
@@ -203,10 +207,11 @@ def _checkpoint_folder(run) -> Path:
                             f"or a checkpoint folder (with config.json); found neither")
 
 
-def load_run_model(run, backend: str = "numpy", device: str = "cpu"):
-    """``(runtime, model, tokenizer, extra)`` from a run or checkpoint folder."""
+def load_run_model(run, backend: str = "numpy", device: str = "cpu", fused: bool = True):
+    """``(runtime, model, tokenizer, extra)`` from a run or checkpoint folder; the model
+    prepared by the runtime (on torch: the fast path unless ``fused=False``)."""
     folder = _checkpoint_folder(run)
-    rt = Runtime(backend, device)
+    rt = Runtime(backend, device, fused=fused)
     model, ckpt = model_io.load_model(folder, backend)
     if ckpt.tokenizer is None:
         raise ValueError(f"{folder}: the checkpoint has no tokenizer; expected one saved by the trainer")
@@ -214,9 +219,9 @@ def load_run_model(run, backend: str = "numpy", device: str = "cpu"):
 
 
 def evaluate(run, *, backend: str = "numpy", device: str = "cpu", dataset: str | None = None,
-             corpus_dir=None, split_name: str = "test", seed: int = 0) -> dict:
+             corpus_dir=None, split_name: str = "test", seed: int = 0, fused: bool = True) -> dict:
     """Evaluate a run on a split: perplexity for LMs, accuracy/P/R/F1 for classifiers."""
-    rt, model, tok, extra = load_run_model(run, backend, device)
+    rt, model, tok, extra = load_run_model(run, backend, device, fused)
     task, T = extra.get("task", "causal_lm"), model.config.block_size
     if task == "classification":
         data = getattr(load_labelled(dataset or "sentiment", seed=seed), split_name)
@@ -242,8 +247,9 @@ def evaluate(run, *, backend: str = "numpy", device: str = "cpu", dataset: str |
 
 def generate_text(run, prompt: str, *, max_new_tokens: int = 100, temperature: float = 0.8,
                   top_k: int | None = 40, top_p: float | None = None, seed: int | None = 0,
-                  backend: str = "numpy", device: str = "cpu", use_cache: bool = True) -> str:
-    rt, model, tok, extra = load_run_model(run, backend, device)
+                  backend: str = "numpy", device: str = "cpu", use_cache: bool = True,
+                  fused: bool = True) -> str:
+    rt, model, tok, extra = load_run_model(run, backend, device, fused)
     if extra.get("task", "causal_lm") != "causal_lm":
         raise ValueError(f"{run}: generation needs a causal LM (GPT) run, got task {extra.get('task')!r}")
     prompt_ids = tok.encode(prompt) or [tok.bos_id]

@@ -154,7 +154,7 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
              batch_size: int = QA_RECIPE["batch_size"], lr: float = QA_RECIPE["lr"], seed: int = 0,
              config: ModelConfig | None = None,
              n_train: int = 40000, n_test: int = 400, progress: bool = False,
-             examples: tuple[list, list] | None = None) -> dict:
+             examples: tuple[list, list] | None = None, fused: bool = True) -> dict:
     """Train a SpanQA model on :func:`~minillm.data.qa_corpus`, or on ``examples``
     (``(train, test)`` lists of dicts in its format: ``context``, ``question``,
     ``answer``, ``answer_start``); with ``out``, the run folder (checkpoints/last holds
@@ -166,6 +166,7 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
     (~0.33, the questions whose relation is stated for two people answered at chance)
     until the model learns to match names, which took 700 to 1,500 steps in the runs
     measured; a cosine decay slows that escape (benchmarks/README.md).
+    ``fused`` (torch): the fast path (default) or the explicit formulas.
     """
     train, test = qa_corpus(n_train, n_test, seed=0) if examples is None else _check_examples(examples)
     tok = PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
@@ -173,7 +174,7 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
     if tok.vocab_size > cfg.vocab_size:
         raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
                          f"got {cfg.vocab_size}")
-    rt = Runtime(backend)
+    rt = Runtime(backend, fused=fused)
     model = rt.prepare(rt.module.SpanQA(cfg, seed=seed))
     tc = TrainConfig(steps=steps, lr=lr, min_lr=lr, warmup_steps=min(50, steps // 10),
                      weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
@@ -182,7 +183,7 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
         data.arrays.pop("token_type_ids")
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"task": "question_answering", "corpus": "facts"})
+                      metadata={"task": "question_answering", "corpus": "facts", "fused": rt.fused})
     result = trainer.fit()
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}
@@ -208,8 +209,8 @@ def _check_examples(examples):
     return examples[0], examples[1]
 
 
-def load_answerer(run_dir, backend: str = "numpy"):
+def load_answerer(run_dir, backend: str = "numpy", fused: bool = True):
     """``(model, runtime, tokenizer)`` from a run folder (or a checkpoint folder)."""
     model, ckpt = model_io.load_trained(run_dir, backend, "SpanQA")
-    rt = Runtime(backend)
+    rt = Runtime(backend, fused=fused)
     return rt.prepare(model), rt, PieceTokenizer.from_dict(ckpt.tokenizer)

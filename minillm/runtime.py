@@ -32,6 +32,11 @@ class Runtime:
     """A backend, a device and the distributed rank this process runs as.
 
     ``amp`` turns on bf16 autocast, which only the torch backend on CUDA supports.
+    ``fused`` (torch only; ignored by numpy): the models and optimizers this runtime
+    prepares use the torch backend's fast path, torch's own kernels (``F.linear``,
+    ``F.layer_norm``, fused attention, ``F.cross_entropy``, a ``torch._foreach_*`` Adam
+    step); ``False`` runs the explicit path, the reference's formulas written with
+    tensor ops (the CLI's ``--explicit``). Both give the same results within rounding.
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the torch backend joins the process group
     (gloo on CPU, nccl on CUDA); ``rank`` 0 is the one that writes files and prints.
     """
@@ -41,9 +46,12 @@ class Runtime:
     amp: bool = False
     rank: int = 0
     world_size: int = 1
+    fused: bool = True
     module: object = field(init=False, repr=False)
 
     def __post_init__(self):
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"expected fused to be a bool, got {self.fused!r}")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         self.module = load_backend(self.backend)
@@ -63,11 +71,12 @@ class Runtime:
 
     # -- distributed ------------------------------------------------------------------
     @classmethod
-    def from_env(cls, backend: str, device: str = "cpu", amp: bool = False) -> "Runtime":
+    def from_env(cls, backend: str, device: str = "cpu", amp: bool = False,
+                 fused: bool = True) -> "Runtime":
         """A Runtime that joins ``torchrun``'s process group when ``WORLD_SIZE`` > 1."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size <= 1:
-            return cls(backend, device, amp)
+            return cls(backend, device, amp, fused=fused)
         if backend != "torch":
             raise ValueError(f"distributed training runs on the torch backend; got backend={backend!r}")
         import torch
@@ -77,7 +86,7 @@ class Runtime:
             torch.cuda.set_device(local_rank)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device == "cuda" else "gloo")
-        return cls(backend, device, amp, rank=rank, world_size=world_size)
+        return cls(backend, device, amp, rank=rank, world_size=world_size, fused=fused)
 
     @property
     def is_main(self) -> bool:
@@ -98,8 +107,21 @@ class Runtime:
         return np.asarray(x)
 
     def prepare(self, model):
-        """Move a freshly built model to this runtime's device."""
-        return model if self.backend == "numpy" else model.to(self.device)
+        """Move a model to this runtime's device and, on torch, put it on the path this
+        runtime runs (``model.set_fused(self.fused)``). Calling it again is harmless."""
+        if self.backend == "numpy":
+            return model
+        model = model.to(self.device)
+        if hasattr(model, "set_fused"):
+            model.set_fused(self.fused)
+        return model
+
+    def prepare_optimizer(self, optimizer):
+        """On torch, the optimizer's step follows this runtime's path: the multi-tensor
+        ``torch._foreach_*`` step when ``fused``, the explicit one otherwise."""
+        if self.backend == "torch" and hasattr(optimizer, "foreach"):
+            optimizer.foreach = self.fused
+        return optimizer
 
     def no_grad(self):
         if self.backend == "numpy":

@@ -315,8 +315,8 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 422)}
 class _Model:
     """The loaded run and one lock: the reference layers keep caches on ``self``."""
 
-    def __init__(self, run_folder, backend: str, device: str):
-        self.runtime, self.model, self.tokenizer, extra = _load_run(run_folder, backend, device)
+    def __init__(self, run_folder, backend: str, device: str, fused: bool = True):
+        self.runtime, self.model, self.tokenizer, extra = _load_run(run_folder, backend, device, fused)
         self.task = extra.get("task", "causal_lm")
         self.label_names = list(extra.get("label_names") or
                                 [str(k) for k in range(getattr(self.model, "n_classes", 0))])
@@ -337,22 +337,24 @@ class _Model:
         return ids
 
 
-def _load_run(run_folder, backend: str, device: str):
+def _load_run(run_folder, backend: str, device: str, fused: bool = True):
     """:func:`minillm.pipeline.load_run_model`, and the translation / QA runs, whose
     tokenizer is a :class:`~minillm.data.parallel.PieceTokenizer`."""
     folder = _checkpoint_folder(run_folder)
     tok_file = folder / "tokenizer.json"
     if tok_file.exists() and json.loads(tok_file.read_text(encoding="utf-8")).get("kind") == PieceTokenizer.kind:
-        rt = Runtime(backend, device)
+        rt = Runtime(backend, device, fused=fused)
         model, ckpt = model_io.load_model(folder, backend)
         return rt, rt.prepare(model), PieceTokenizer.from_dict(ckpt.tokenizer), dict(ckpt.extra or {})
-    return load_run_model(run_folder, backend, device)
+    return load_run_model(run_folder, backend, device, fused)
 
 
-def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: Limits | None = None) -> FastAPI:
-    """The FastAPI app serving the run in ``run_folder`` (loaded now, once)."""
+def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: Limits | None = None,
+               fused: bool = True) -> FastAPI:
+    """The FastAPI app serving the run in ``run_folder`` (loaded now, once); ``fused``
+    (torch): the fast path (default) or the explicit formulas."""
     limits = limits or Limits()
-    served = _Model(run_folder, backend, device)
+    served = _Model(run_folder, backend, device, fused)
     tok, cfg, T = served.tokenizer, served.config, served.config.block_size
     GenerateRequest, ClassifyRequest, ScoreRequest, TranslateRequest, AnswerRequest = _request_models(limits)
 
@@ -368,7 +370,8 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
 
     @app.get("/v1/model")
     def model_info() -> dict:
-        return {"task": served.task, "backend": backend, "device": device, "config": cfg.to_dict(),
+        return {"task": served.task, "backend": backend, "device": device,
+                "fused": served.runtime.fused if backend == "torch" else None, "config": cfg.to_dict(),
                 "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size,
                               "special_tokens": list(tok.special_tokens)},
                 "label_names": served.label_names if served.task == "classification" else None,
@@ -469,13 +472,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def serve(run_folder, *, host: str = "127.0.0.1", port: int = 8000, backend: str = "numpy",
-          device: str = "cpu", limits: Limits | None = None, log_level: str = "info") -> None:
+          device: str = "cpu", limits: Limits | None = None, log_level: str = "info",
+          fused: bool = True) -> None:
     """Serve ``run_folder`` with uvicorn until interrupted (no reload, no debug)."""
     import uvicorn
 
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an int in [0, 65535], got {port!r}")
-    app = create_app(run_folder, backend, device, limits)
+    app = create_app(run_folder, backend, device, limits, fused)
     if not _is_loopback(host):
         logger.warning("serving on %s: reachable from other machines, with no authentication", host)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")

@@ -96,8 +96,9 @@ class TrainConfig:
     def optimizer(self, runtime, model):
         """The AdamW this config describes, over ``model``'s parameters in ``runtime``'s
         backend (its rate is then set each step from :meth:`lr_at`)."""
-        return runtime.module.AdamW(list(model.parameters()), lr=self.lr, betas=tuple(self.betas),
-                                    weight_decay=self.weight_decay)
+        opt = runtime.module.AdamW(list(model.parameters()), lr=self.lr, betas=tuple(self.betas),
+                                   weight_decay=self.weight_decay)
+        return runtime.prepare_optimizer(opt)   # torch: the runtime's path (foreach step or not)
 
 
 @dataclass
@@ -119,6 +120,11 @@ class Trainer:
     ``loss.png`` and ``train_config.json`` there; ``tokenizer`` (its ``to_dict()``) and
     ``metadata`` (the task's settings, label names) go into every checkpoint, so a
     checkpoint folder is all that generation, evaluation and serving need.
+
+    The runtime decides the torch backend's path: the trainer passes ``model`` and
+    ``optimizer`` through ``runtime.prepare`` / ``runtime.prepare_optimizer``, so a
+    default ``Runtime("torch")`` trains on the fast path (torch's kernels, the foreach
+    Adam step) and ``Runtime("torch", fused=False)`` on the explicit formulas.
     """
 
     def __init__(self, runtime, model, optimizer, train_data: BatchSource, config: TrainConfig, *,
@@ -130,6 +136,7 @@ class Trainer:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if task == "classification" and not n_classes:
             raise ValueError("task='classification' needs n_classes")
+        model, optimizer = runtime.prepare(model), runtime.prepare_optimizer(optimizer)
         self.runtime, self.model, self.optimizer = runtime, model, optimizer
         self.train_data, self.eval_data, self.config, self.task = train_data, eval_data, config, task
         self.run_dir = Path(run_dir) if run_dir is not None else None

@@ -195,31 +195,32 @@ def evaluate_translation(model, runtime: Runtime, tok: PieceTokenizer, pairs, be
 def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, batch_size: int = 64,
                       lr: float = 2e-3, label_smoothing: float = 0.1, seed: int = 0,
                       config: ModelConfig | None = None, n_train: int = 4000, n_test: int = 400,
-                      progress: bool = False) -> dict:
+                      progress: bool = False, fused: bool = True) -> dict:
     """Train an EncoderDecoder on :func:`~minillm.data.dates_corpus` with teacher forcing
     and label smoothing; with ``out``, the run folder (checkpoints/last holds the model
-    and its tokenizer). Returns the model, the runtime, the tokenizer and the splits."""
+    and its tokenizer). Returns the model, the runtime, the tokenizer and the splits.
+    ``fused`` (torch): the fast path (default) or the explicit formulas."""
     train, test = dates_corpus(n_train, n_test, seed=0)
     tok = PieceTokenizer.train([s for p in train + test for s in p])
     cfg = config or TRANSLATION_CONFIG
     if tok.vocab_size > cfg.vocab_size:
         raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
                          f"got {cfg.vocab_size}")
-    rt = Runtime(backend)
+    rt = Runtime(backend, fused=fused)
     model = rt.prepare(rt.module.EncoderDecoder(cfg, label_smoothing=label_smoothing, seed=seed))
     tc = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=min(50, steps // 10),
                      weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
     data = TranslationData(train, tok, batch_size, seed, cfg.block_size)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"task": "translation", "corpus": "dates"})
+                      metadata={"task": "translation", "corpus": "dates", "fused": rt.fused})
     result = trainer.fit()
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}
 
 
-def load_translator(run_dir, backend: str = "numpy"):
+def load_translator(run_dir, backend: str = "numpy", fused: bool = True):
     """``(model, runtime, tokenizer)`` from a run folder (or a checkpoint folder)."""
     model, ckpt = model_io.load_trained(run_dir, backend, "EncoderDecoder")
-    rt = Runtime(backend)
+    rt = Runtime(backend, fused=fused)
     return rt.prepare(model), rt, PieceTokenizer.from_dict(ckpt.tokenizer)

@@ -39,10 +39,10 @@ def test_train_rows_cover_every_variant_with_memory():
 def test_explicit_attention_keeps_the_weights_the_fused_kernel_does_not():
     """The explicit path saves softmax weights (B, H, T, T) per layer for the backward."""
     size = bench.BenchSize("t64", bench._gpt(1, 4, 32, 64, vocab_size=32), 4)
-    rows = {r["variant"]: r for r in bench.bench_train([size], variants=("torch", "torch_fused"),
+    rows = {r["variant"]: r for r in bench.bench_train([size], variants=("torch_explicit", "torch_fused"),
                                                        repeats=1, warmup=0)}
     weights_mib = 4 * 4 * 64 * 64 * 4 / 2**20                # B H T T float32 = 0.25 MiB
-    saved = rows["torch"]["activations_mib"] - rows["torch_fused"]["activations_mib"]
+    saved = rows["torch_explicit"]["activations_mib"] - rows["torch_fused"]["activations_mib"]
     assert saved >= weights_mib * 0.99, saved
 
 
@@ -64,14 +64,24 @@ def test_flops_per_token_by_hand():
 
 def test_targets_are_ratios_of_the_same_run():
     train = [{"size": "small", "variant": v, "median_s": t}
-             for v, t in [("reference", 3.0), ("torch", 2.0), ("torch_fused+compile", 1.0),
+             for v, t in [("reference", 3.0), ("torch_explicit", 2.0), ("torch_fused+compile", 1.0),
                           ("torch_nn", 1.0)]]
     gen = [{"backend": "numpy", "use_cache": True, "seconds": 1.0, "new_tokens": 256},
            {"backend": "numpy", "use_cache": False, "seconds": 4.0, "new_tokens": 256}]
     targets = bench.check_targets(train, gen)
-    assert [(t["ratio"], t["met"]) for t in targets] == [(1.5, True), (2.0, False), (0.5, True), (4.0, False)]
+    assert [(t["ratio"], t["met"]) for t in targets] == [(1.5, True), (2.0, False), (0.5, True), (1.0, True),
+                                                         (4.0, False)]
     assert targets[0]["target"].startswith("reference / torch explicit")
     assert bench.check_targets([], []) == []                  # nothing measured, nothing claimed
+
+
+def test_path_ratios_pair_rows_of_the_same_size_and_threads():
+    train = [{"size": "small", "variant": v, "threads": n, "median_s": t * n}
+             for n in (1, 2) for v, t in [("torch_explicit", 3.0), ("torch_fused", 1.5), ("torch_nn", 2.0)]]
+    train.append({"size": "tiny", "variant": "torch_nn", "threads": 1, "median_s": 1.0})  # no pair
+    assert bench.path_ratios(train) == [
+        {"size": "small", "threads": n, "explicit_over_nn": 1.5, "fused_over_nn": 0.75,
+         "fused_over_explicit": 0.5} for n in (1, 2)]
 
 
 def test_cli_bench_writes_results_report_and_plot(tmp_path, monkeypatch, capsys):
@@ -81,10 +91,17 @@ def test_cli_bench_writes_results_report_and_plot(tmp_path, monkeypatch, capsys)
     assert code == 0
     result = json.loads((tmp_path / "results.json").read_text())
     assert {r["variant"] for r in result["train"]} == set(bench.TRAIN_VARIANTS)
+    # both thread counts by default, each path against torch.nn in the same run
+    assert sorted({(r["threads"], r["variant"]) for r in result["train"]}) == sorted(
+        (n, v) for n in (1, 2) for v in bench.TRAIN_VARIANTS)
+    assert [t["threads"] for t in result["train_threads"]] == [1, 2]
     assert sorted({r["T"] for r in result["attention"]}) == [16, 32]
     report = (tmp_path / "report.md").read_text()
     assert report.startswith("Machine: ") and "Threads: 1 (torch: 1;" in report
-    assert "| tiny | 1/2/16/8, 2 | reference |" in report
+    assert "| tiny | 1/2/16/8, 2 | 1 | reference |" in report
+    assert "| tiny | 1/2/16/8, 2 | 2 | torch_fused |" in report
+    assert "| torch_explicit / torch_nn | torch_fused / torch_nn |" in report
+    assert "| tiny | 1 |" in report and "| tiny | 2 |" in report
     assert (tmp_path / "attention_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "written:" in capsys.readouterr().out
 

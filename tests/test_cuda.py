@@ -63,7 +63,7 @@ def test_fused_attention_on_cuda_keeps_fully_masked_rows_at_zero():
 def test_bf16_autocast_training_on_cuda_and_checkpoint_to_reference(tmp_path):
     rt = Runtime("torch", "cuda", amp=True)
     model = rt.prepare(TB.GPT(CONFIG, seed=0))
-    model.set_fused_attention(True)
+    assert model.fused  # Runtime.prepare chose the fast path
     ids = np.random.default_rng(0).integers(0, 50, 4000)
     tc = TrainConfig(steps=30, lr=3e-3, min_lr=3e-4, warmup_steps=3, eval_every=30, checkpoint_every=30)
     opt = TB.AdamW(list(model.parameters()), lr=tc.lr)

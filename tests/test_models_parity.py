@@ -115,7 +115,8 @@ def test_dropout_masks_are_the_same_in_both_backends(config, kind, seed):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_fused_attention_matches_the_explicit_path(kind):
+def test_fast_path_matches_the_explicit_path(kind):
+    """The whole fast path (set_fused; tests/test_fast_path.py covers every variant)."""
     config = ModelConfig(vocab_size=23, block_size=8, d_model=16, n_heads=4, n_layers=2,
                          dtype="float64")
     model = build(T, kind, config, seed=5)
@@ -124,14 +125,14 @@ def test_fused_attention_matches_the_explicit_path(kind):
     loss.backward()
     explicit = grads(model)
     model.zero_grad()
-    model.set_fused_attention(True)
+    model.set_fused(True)
     assert all(m.fused for m in model.modules() if isinstance(m, T.MultiHeadAttention))
     logits_f, loss_f = call(model, kind, idx, targets, mask)
     loss_f.backward()
     assert_model_close("fused logits", logits_f, logits, "float64")
     for name, g in grads(model).items():
         assert_model_close(f"fused grad {name}", g, explicit[name], "float64")
-    assert not hasattr(build(R, kind, config), "set_fused_attention")  # torch only
+    assert not hasattr(build(R, kind, config), "set_fused")  # torch only
 
 
 def test_tied_embedding_gradient_sums_both_uses():

@@ -1,8 +1,9 @@
 """Optimizers, gradient clipping and the learning-rate schedule, in both backends.
 
-Each backend's SGD / Adam / AdamW is run on one fixed random sequence of gradients and
-compared with ``torch.optim`` step after step; the state dict of one backend resumes in
-the other. Tolerances:
+Each backend's SGD / Adam / AdamW (and the torch backend's fast step, ``foreach = True``,
+as a third side) is run on one fixed random sequence of gradients and compared with
+``torch.optim`` step after step; the state dict of one backend resumes in the other.
+Tolerances:
 
 - float64 parity with torch.optim: atol 1e-10. The formulas are the same; only the
   order of rounding differs (torch uses ``lerp`` for m and divides sqrt(v) by
@@ -71,7 +72,30 @@ class TorchOptimSide(TorchSide):
     mod = torch.optim
 
 
-SIDES = [RefSide, TorchSide]
+class _ForeachBackend:
+    """torch_backend whose optimizers are built with ``foreach = True`` (the fast step,
+    as ``Runtime.prepare_optimizer`` sets it); every other name is torch_backend's."""
+
+    def __getattr__(self, name):
+        obj = getattr(tb, name)
+        if name not in ("SGD", "Adam", "AdamW"):
+            return obj
+
+        def build(*args, **kwargs):
+            opt = obj(*args, **kwargs)
+            opt.foreach = True
+            return opt
+        return build
+
+
+class TorchForeachSide(TorchSide):
+    """The torch backend's fast step (torch._foreach_* kernels): every test of the
+    explicit step holds for it with the same tolerances."""
+    name = "torch_backend foreach"
+    mod = _ForeachBackend()
+
+
+SIDES = [RefSide, TorchSide, TorchForeachSide]
 
 
 def make_run(seed, steps, dtype=np.float64, none_every=3):

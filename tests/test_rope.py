@@ -495,14 +495,14 @@ def test_generation_gives_the_same_tokens_with_and_without_cache_in_both_backend
     assert all(t == first for t in tokens.values()), tokens
 
 
-def test_fused_attention_with_rope_matches_the_explicit_path():
+def test_fast_path_with_rope_matches_the_explicit_path():
     model = T.GPT(dataclasses.replace(CONFIG, init_std=0.3), seed=5)
     idx = np.random.default_rng(5).integers(0, CONFIG.vocab_size, (2, 8))
     logits, loss = model(idx, idx)
     loss.backward()
     explicit = grads(model)
     model.zero_grad()
-    logits_f, loss_f = model.set_fused_attention(True)(idx, idx)
+    logits_f, loss_f = model.set_fused(True)(idx, idx)
     loss_f.backward()
     assert_close("fused rope logits", logits_f, logits, *F64)
     for name, g in grads(model).items():

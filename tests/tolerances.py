@@ -143,3 +143,43 @@ FLOAT32["rope"] = Tolerance(
     1e-6, 1e-6,
     "two products and a sum per output, each rounded once: ~2 ulps (eps = 1.2e-7) of the "
     "largest |x| (atol scales with it); no reduction, so no summation order differs")
+
+# ----------------------------------------------------------------------------------
+# The torch backend's fast path (tests/test_fast_path.py): torch's kernels (F.linear,
+# F.embedding, F.layer_norm, F.gelu, fused attention, F.cross_entropy, the foreach Adam
+# step) against the explicit path (the formulas) and the reference.
+#
+# float64, fast vs explicit, whole models (logits, loss, every gradient): both paths
+# compute the same functions in double precision; the kernels differ only in where they
+# round (F.linear's addmm adds the bias inside the product, F.layer_norm's one-pass
+# moments, the fused softmax's online max and sum, cross-entropy's fused log-softmax
+# backward), ~1e-16 relative per operation. Measured on the drawn configurations:
+# <= 4.4e-16 absolute on O(1) values; 1e-10 leaves a million times that and still
+# fails on any formula that differs (a missing eps, tanh-GELU for exact GELU: ~1e-4).
+FAST_PATH_FLOAT64 = Tolerance(
+    1e-10, 1e-12,
+    "the same functions in double precision through different kernels: rounding only "
+    "(measured <= 4.4e-16 on O(1) values)")
+# float32, fast vs explicit, whole models: single-precision rounding in different kernels,
+# measured <= 4.8e-7 absolute on the drawn models; the models' float32 tolerance
+# (tests/model_helpers.py: rtol 1e-4, atol 1e-5 times the largest magnitude) applies,
+# for the reasons written there (chains of ~10 reductions, doubled by the backward).
+FLOAT32["fast_path"] = Tolerance(
+    1e-4, 1e-5,
+    "a Transformer forward and backward in float32 through other kernels (addmm, fused "
+    "layer norm and softmax): a few ulps per reduction along ~20 chained reductions; "
+    "atol scales with the tensor's largest magnitude (limits())")
+# The foreach optimizer step against the explicit one and torch.optim, 300 steps: the
+# same update rounded in another order (in place, alpha/(1 - beta1^t) folded into one
+# scalar, v divided before the square root). Adam's update is normalised by sqrt(v), so
+# rounding does not compound; measured after 300 steps: float64 <= 4.1e-16 and float32
+# <= 2.2e-7, relative to the largest parameter.
+OPTIM_FOREACH = {
+    "float64": Tolerance(1e-12, 1e-12, "rounding order only, double precision (measured 4e-16)"),
+    "float32": Tolerance(1e-5, 1e-5, "rounding order only, single precision: ~2 ulps per step "
+                                     "of O(1) parameters, not compounding (measured 2.2e-7)"),
+}
+# bf16 autocast on the CPU, fast path against the float32 model's loss: bf16 keeps 8
+# bits of mantissa (eps 7.8e-3); the logits pass through ~6 bf16 matrix products, so the
+# loss (O(log V) ~ 3.4) moves by ~1% (measured 0.7%); 5% flags a broken cast, not noise.
+AUTOCAST_BF16_LOSS_RTOL = 5e-2

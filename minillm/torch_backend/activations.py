@@ -6,6 +6,7 @@ Dimension legend: elementwise ops, ``x`` of any shape ``(...)``.
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .. import _validate as v
 from .linear import is_float_tensor
@@ -66,3 +67,31 @@ def gelu_tanh(x):
     _check(x)
     u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
     return 0.5 * x * (1.0 + torch.tanh(u))                      # (...)
+
+
+# ----------------------------------------------------------------------------------------
+# the fast path (not exported): torch's own kernels, the same functions
+
+
+def fast_relu(x):
+    """``torch.nn.functional.relu``. Its backward passes the gradient where the output
+    is > 0 (torch's ``threshold_backward``), so the derivative at exactly 0 is 0, the
+    same ``[x > 0]`` as :func:`relu` (tests/test_fast_path.py checks it at 0 and -0)."""
+    _check(x)
+    return F.relu(x)                                            # (...)
+
+
+def fast_gelu(x):
+    """``torch.nn.functional.gelu(x, approximate='none')``: the exact erf form of :func:`gelu`."""
+    _check(x)
+    return F.gelu(x, approximate="none")                        # (...)
+
+
+def fast_gelu_tanh(x):
+    """``torch.nn.functional.gelu(x, approximate='tanh')``: the same tanh form as :func:`gelu_tanh`."""
+    _check(x)
+    return F.gelu(x, approximate="tanh")                        # (...)
+
+
+ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh}
+FAST_ACTIVATIONS = {"relu": fast_relu, "gelu": fast_gelu, "gelu_tanh": fast_gelu_tanh}

@@ -3,6 +3,8 @@ r"""Token embedding: a lookup of rows of a table; autograd scatter-adds the grad
 Dimension legend: ``V`` rows (vocabulary size), ``d`` embedding width, ``...`` the shape
 of the ids. ids ``(...)`` int, W ``(V, d)``, out ``(..., d)``.
 """
+import torch.nn.functional as F
+
 from .. import _validate as v
 
 __all__ = ["embedding"]
@@ -15,10 +17,23 @@ def embedding(ids, W):
     position into the row it looked up, so repeated ids add up.
     Shapes: ids (...) int, W (V, d) -> out (..., d).
     """
+    _check(ids, W)
+    return W[ids.long()]                                        # (..., d)
+
+
+def _check(ids, W):
     v.require_tensor("ids", ids)
     v.require_tensor("W", W)
     v.require_integer("ids", ids)
     v.require_float("W", W)
     v.require_ndim("W", W, 2)
     v.require_index_range("ids", ids, W.shape[0], what=f"V={W.shape[0]} rows of W")
-    return W[ids.long()]                                        # (..., d)
+
+
+def fast_embedding(ids, W):
+    """The fast path's row lookup: ``torch.nn.functional.embedding(ids, W)``, whose
+    backward is torch's embedding-dense kernel (the same scatter-add of repeated ids).
+    Not exported: :class:`~minillm.torch_backend.Embedding` calls it when ``fused``.
+    Shapes: as :func:`embedding`."""
+    _check(ids, W)
+    return F.embedding(ids.long(), W)                           # (..., d)

@@ -7,25 +7,26 @@ gamma and beta ``(C,)``.
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .. import _validate as v
-from .linear import is_float_tensor
+from .linear import autocasting, is_float_tensor
 
 __all__ = ["layer_norm"]
 
 
-def _plainly_valid(x, gamma, beta, eps) -> bool:
+def _plainly_valid(x, gamma, beta, eps, same_dtype=True) -> bool:
     """The common case, checked cheaply (see linear.py)."""
     return (is_float_tensor(x) and x.dim() >= 1 and x.shape[-1] > 0
             and isinstance(gamma, torch.Tensor) and isinstance(beta, torch.Tensor)
-            and gamma.dtype == x.dtype and beta.dtype == x.dtype
+            and ((gamma.dtype == x.dtype and beta.dtype == x.dtype) or not same_dtype)
             and gamma.shape == x.shape[-1:] and beta.shape == x.shape[-1:]
             and type(eps) is float and 0.0 < eps < math.inf)
 
 
-def _check(x, gamma, beta, eps):
+def _check(x, gamma, beta, eps, same_dtype=True):
     """The common case cheaply, else the full checks that explain."""
-    if _plainly_valid(x, gamma, beta, eps):
+    if _plainly_valid(x, gamma, beta, eps, same_dtype):
         return
     for name, t in (("x", x), ("gamma", gamma), ("beta", beta)):
         v.require_tensor(name, t)
@@ -34,7 +35,8 @@ def _check(x, gamma, beta, eps):
     v.require_nonempty_axis("x", x, -1)
     C = x.shape[-1]
     for name, p in (("gamma", gamma), ("beta", beta)):
-        v.require_same_dtype(name, p, "x", x)
+        if same_dtype:
+            v.require_same_dtype(name, p, "x", x)
         v.require_shape(name, p, (C,), f"the last axis of x {tuple(x.shape)}")
     v.require_number_in("eps", eps, 0.0, float("inf"), low_open=True, high_open=True)
 
@@ -57,3 +59,13 @@ def layer_norm(x, gamma, beta, eps=1e-5):
     rstd = 1.0 / torch.sqrt(var + eps)                          # (..., 1)
     x_hat = centered * rstd                                     # (..., C)
     return gamma * x_hat + beta                                 # (..., C)
+
+
+def fast_layer_norm(x, gamma, beta, eps=1e-5):
+    """The fast path's layer norm: ``torch.nn.functional.layer_norm`` over the last
+    axis (one kernel forward, one backward; the same biased variance and eps inside the
+    square root as :func:`layer_norm`; under autocast it computes in float32 whatever
+    the dtypes of x and gamma). Not exported: :class:`LayerNorm` calls it when
+    ``fused``. Shapes: as :func:`layer_norm`."""
+    _check(x, gamma, beta, eps, same_dtype=not autocasting(x))
+    return F.layer_norm(x, x.shape[-1:], gamma, beta, eps)      # (..., C)

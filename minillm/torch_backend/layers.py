@@ -8,6 +8,13 @@ Dimension legend:
 The same classes, parameter names, shapes and order as ``minillm/reference/layers.py``
 (``W`` of a Linear is (d_in, d_out), as the formula writes it); gradients come from
 autograd, so there is no ``backward`` here.
+
+Two paths (docs/architecture.md, "The torch backend's two paths"): every layer with a
+torch kernel has a ``fused`` flag, False when built. False is the explicit path, the
+reference's formulas written with tensor ops (``linear``, ``layer_norm``, ...); True is
+the fast path, torch's own kernels (``F.linear``, ``F.layer_norm``, ``F.gelu``,
+``F.embedding``, ``F.scaled_dot_product_attention``) on the same parameters. A model's
+``set_fused`` sets every flag; ``minillm.runtime.Runtime.prepare`` calls it.
 """
 from __future__ import annotations
 
@@ -20,10 +27,10 @@ from ..config import ModelConfig
 from ..init import rotary_tables
 from .attention import causal_mask, fused_attention, merge_heads, scaled_dot_product_attention, split_heads
 from .dropout import dropout
-from .embedding import embedding
-from .feed_forward import feed_forward
-from .layer_norm import layer_norm
-from .linear import linear
+from .embedding import embedding, fast_embedding
+from .feed_forward import fast_feed_forward, feed_forward
+from .layer_norm import fast_layer_norm, layer_norm
+from .linear import fast_linear, linear
 from .module import Module
 from .rope import rope
 
@@ -38,6 +45,14 @@ def _rope_positions(config: ModelConfig) -> int:
     return config.block_size if config.positional == "rope" else 0
 
 
+def _attention_ops(fused: bool):
+    """(affine map, attention) of the fast path (``F.linear``, torch's fused kernel)
+    or of the explicit one (the formulas)."""
+    if fused:
+        return fast_linear, fused_attention
+    return linear, scaled_dot_product_attention
+
+
 def _empty(shape, dtype):
     # filled by minillm.init.init_parameters (or load_state_dict) before any use
     return nn.Parameter(torch.zeros(shape, dtype=getattr(torch, str(dtype))))
@@ -46,41 +61,46 @@ def _empty(shape, dtype):
 class Linear(Module):
     r""":math:`y = xW + b`, with ``W`` of shape ``(d_in, d_out)`` as the formula writes it.
 
-    Shapes: x (..., d_in) -> (..., d_out).
+    ``fused``: ``F.linear(x, W.t(), b)`` on ``W`` as stored. Shapes: x (..., d_in) -> (..., d_out).
     """
 
     def __init__(self, d_in: int, d_out: int, bias: bool = True, dtype="float32"):
         super().__init__()
+        self.fused = False
         self.W = _empty((d_in, d_out), dtype)
         self.b = _empty((d_out,), dtype) if bias else None
 
     def forward(self, x):
-        return linear(x, self.W, self.b)                           # (..., d_out)
+        return (fast_linear if self.fused else linear)(x, self.W, self.b)  # (..., d_out)
 
 
 class Embedding(Module):
-    r"""Row lookup :math:`E[\mathrm{ids}]`: ``W`` (V, C). Shapes: ids (...) int -> (..., C)."""
+    r"""Row lookup :math:`E[\mathrm{ids}]`: ``W`` (V, C); ``fused``: ``F.embedding``.
+    Shapes: ids (...) int -> (..., C)."""
 
     def __init__(self, n: int, d: int, dtype="float32"):
         super().__init__()
+        self.fused = False
         self.W = _empty((n, d), dtype)
 
     def forward(self, ids):
-        return embedding(ids, self.W)                              # (..., C)
+        return (fast_embedding if self.fused else embedding)(ids, self.W)  # (..., C)
 
 
 class LayerNorm(Module):
     r""":math:`\mathrm{LN}(x) = \gamma \odot (x - \mu)/\sqrt{\sigma^2 + \epsilon} + \beta`
-    over the last axis (Ba et al. 2016). Shapes: x (..., C) -> (..., C)."""
+    over the last axis (Ba et al. 2016); ``fused``: ``F.layer_norm``. Shapes: x (..., C) -> (..., C)."""
 
     def __init__(self, d: int, eps: float = 1e-5, dtype="float32"):
         super().__init__()
+        self.fused = False
         self.eps = eps
         self.gamma = _empty((d,), dtype)
         self.beta = _empty((d,), dtype)
 
     def forward(self, x):
-        return layer_norm(x, self.gamma, self.beta, self.eps)      # (..., C)
+        norm = fast_layer_norm if self.fused else layer_norm
+        return norm(x, self.gamma, self.beta, self.eps)            # (..., C)
 
 
 class Dropout(Module):
@@ -107,9 +127,10 @@ class MultiHeadAttention(Module):
         \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M\Big) V_h,
         \quad Y = \mathrm{Concat}(\mathrm{head}_1..\mathrm{head}_H)\, W_O + b_O
 
-    ``fused = True`` (torch only; see ``set_fused_attention`` on the models) computes
-    the heads with ``torch.nn.functional.scaled_dot_product_attention`` instead of the
-    explicit formula. ``rope_positions`` > 0 rotates queries and keys by their
+    ``fused = True`` (torch only; see ``set_fused`` on the models) computes the heads
+    with ``torch.nn.functional.scaled_dot_product_attention`` (:func:`fused_attention`,
+    fully masked rows still zero) and the projections with ``F.linear``, instead of the
+    explicit formulas. ``rope_positions`` > 0 rotates queries and keys by their
     positions (RoPE), as in the reference. Shapes: x (B, T, C) -> (B, T, C).
     """
 
@@ -141,14 +162,14 @@ class MultiHeadAttention(Module):
 
     def forward(self, x, mask=None):
         H = self.n_heads
-        q = split_heads(linear(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
-        k = split_heads(linear(x, self.W_K, self.b_K), H)          # (B, H, T, D)
-        v = split_heads(linear(x, self.W_V, self.b_V), H)          # (B, H, T, D)
+        affine, attend = _attention_ops(self.fused)
+        q = split_heads(affine(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
+        k = split_heads(affine(x, self.W_K, self.b_K), H)          # (B, H, T, D)
+        v = split_heads(affine(x, self.W_V, self.b_V), H)          # (B, H, T, D)
         if self.rotary:
             q, k = self._rotate(q, k, 0)                           # (B, H, T, D)
-        attend = fused_attention if self.fused else scaled_dot_product_attention
         heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
-        return linear(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
+        return affine(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
 
     def forward_cached(self, x, past=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
@@ -157,27 +178,29 @@ class MultiHeadAttention(Module):
         Shapes: x (B, T, C) -> y (B, T, C), present (K, V) each (B, H, P + T, D).
         """
         H = self.n_heads
-        q = split_heads(linear(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
-        k = split_heads(linear(x, self.W_K, self.b_K), H)          # (B, H, T, D)
-        v = split_heads(linear(x, self.W_V, self.b_V), H)          # (B, H, T, D)
+        affine, attend = _attention_ops(self.fused)
+        q = split_heads(affine(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
+        k = split_heads(affine(x, self.W_K, self.b_K), H)          # (B, H, T, D)
+        v = split_heads(affine(x, self.W_V, self.b_V), H)          # (B, H, T, D)
         if self.rotary:                         # the new positions are P .. P+T-1
             q, k = self._rotate(q, k, 0 if past is None else past[0].shape[2])
         if past is not None:
             k = torch.cat([past[0], k], dim=2)                     # (B, H, P+T, D)
             v = torch.cat([past[1], v], dim=2)                     # (B, H, P+T, D)
         mask = causal_mask(q.shape[2], k.shape[2]).to(x.device)    # (T, P+T)
-        attend = fused_attention if self.fused else scaled_dot_product_attention
         heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
-        return linear(merge_heads(heads), self.W_O, self.b_O), (k, v)
+        return affine(merge_heads(heads), self.W_O, self.b_O), (k, v)
 
 
 class FeedForward(Module):
     r"""Position-wise feed-forward network (chapter section 4.2):
     :math:`\mathrm{FFN}(x) = \phi(xW_1 + b_1)W_2 + b_2`, :math:`\phi` = ReLU (the
-    chapter), GELU or its tanh form. Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+    chapter), GELU or its tanh form; ``fused``: ``F.linear`` and ``F.relu`` / ``F.gelu``.
+    Shapes: x (..., C) -> (..., C), hidden (..., F)."""
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32"):
         super().__init__()
+        self.fused = False
         self.activation = activation
         self.W1 = _empty((d_model, d_ff), dtype)
         self.b1 = _empty((d_ff,), dtype)
@@ -185,7 +208,8 @@ class FeedForward(Module):
         self.b2 = _empty((d_model,), dtype)
 
     def forward(self, x):
-        return feed_forward(x, self.W1, self.b1, self.W2, self.b2, self.activation)
+        ffn = fast_feed_forward if self.fused else feed_forward
+        return ffn(x, self.W1, self.b1, self.W2, self.b2, self.activation)  # (..., C)
 
 
 class TransformerBlock(Module):

@@ -10,6 +10,7 @@ ValueError that names what was expected and what came. (Cached generation spends
 third of its time in these checks otherwise: one new token is a few small products.)
 """
 import torch
+import torch.nn.functional as F
 
 from .. import _validate as v
 
@@ -21,17 +22,25 @@ def is_float_tensor(t) -> bool:
     return isinstance(t, torch.Tensor) and t.is_floating_point()
 
 
-def _plainly_valid(x, W, b) -> bool:
+def autocasting(x) -> bool:
+    """Whether autocast is on for ``x``'s device. The fast path's torch kernels then
+    take mixed dtypes (float32 weights, bf16 activations) and cast them themselves, so
+    its checks do not require one dtype."""
+    return torch.is_autocast_enabled(x.device.type)
+
+
+def _plainly_valid(x, W, b, same_dtype=True) -> bool:
     """The common case: float tensors of one dtype whose sizes fit (no explanations)."""
-    return (is_float_tensor(x) and isinstance(W, torch.Tensor) and W.dtype == x.dtype
+    return (is_float_tensor(x) and isinstance(W, torch.Tensor) and (W.dtype == x.dtype or not same_dtype)
             and W.dim() == 2 and x.dim() >= 1 and x.shape[-1] == W.shape[0]
-            and (b is None or (isinstance(b, torch.Tensor) and b.dtype == x.dtype
+            and (b is None or (isinstance(b, torch.Tensor) and (b.dtype == x.dtype or not same_dtype)
                                and b.shape == W.shape[1:])))
 
 
-def check_linear(x, W, b, names=("x", "W", "b")):
-    """Validate one affine map's tensors (shared with feed_forward)."""
-    if _plainly_valid(x, W, b):
+def check_linear(x, W, b, names=("x", "W", "b"), same_dtype=True):
+    """Validate one affine map's tensors (shared with feed_forward); ``same_dtype=False``
+    (the fast path under autocast) lets the dtypes differ."""
+    if _plainly_valid(x, W, b, same_dtype):
         return  # anything else is explained below
     x_name, W_name, b_name = names
     for name, t in ((x_name, x), (W_name, W)) + (((b_name, b),) if b is not None else ()):
@@ -39,9 +48,10 @@ def check_linear(x, W, b, names=("x", "W", "b")):
         v.require_float(name, t)
     v.require_ndim_at_least(x_name, x, 1)
     v.require_ndim(W_name, W, 2)
-    v.require_same_dtype(W_name, W, x_name, x)
+    if same_dtype:
+        v.require_same_dtype(W_name, W, x_name, x)
     v.require_last_dim(x_name, x, W.shape[0], f"d_in of {W_name} {tuple(W.shape)}")
-    if b is not None:
+    if b is not None and same_dtype:
         v.require_same_dtype(b_name, b, x_name, x)
         v.require_shape(b_name, b, (W.shape[1],), f"d_out of {W_name} {tuple(W.shape)}")
 
@@ -58,3 +68,16 @@ def linear(x, W, b=None):
     if b is not None:
         y = y + b                                               # (..., d_out)
     return y
+
+
+def fast_linear(x, W, b=None):
+    r"""The fast path's :math:`y = xW + b`: ``torch.nn.functional.linear(x, W^T, b)``,
+    one fused multiply-add kernel (addmm). ``F.linear`` expects its weight as
+    (d_out, d_in); ``W.t()`` is a view of ``W`` as stored, (d_in, d_out), so the
+    parameter, its name, shape and state dict are those of :func:`linear`, and
+    autograd's gradient lands in ``W`` itself. Under autocast the kernel computes in
+    the autocast dtype (bf16), so the dtypes of x and W may differ here. Not exported:
+    the layers call it when their ``fused`` flag is set. Shapes: as :func:`linear`.
+    """
+    check_linear(x, W, b, same_dtype=not autocasting(x))
+    return F.linear(x, W.t(), b)                                # (..., d_out)

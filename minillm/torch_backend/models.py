@@ -11,12 +11,18 @@ The same classes, parameter names and order, initialisation and dropout stream a
     h_0 = \\mathrm{Drop}(E[\\mathrm{idx}] + P_{0..T-1}), \\quad
     h_l = \\mathrm{Block}_l(h_{l-1}), \\quad h = \\mathrm{LN}_f(h_L)
 
+Built on the explicit path (the reference's formulas); ``set_fused(True)`` (which
+``minillm.runtime.Runtime.prepare`` calls by default) switches every layer and the
+loss to torch's kernels, on the same parameters.
+
 ``forward`` returns ``(logits, loss)`` with ``loss`` a scalar tensor: a training step is
 ``logits, loss = model(x, y); loss.backward(); opt.step(); opt.zero_grad()``.
 Models are built on the CPU with ``config.dtype``; ``model.to(device)`` moves them
 (the inputs may be NumPy arrays or tensors; they follow the model's device).
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -26,16 +32,15 @@ from .. import _validate as v
 from ..config import ModelConfig
 from ..init import dropout_rng, init_parameters, sinusoidal_positions
 from .attention import causal_mask
-from .layers import Dropout, Embedding, LayerNorm, Linear, MultiHeadAttention, TransformerBlock
-from .activations import gelu, gelu_tanh, relu
-from .linear import linear
-from .losses import cross_entropy
+from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
+from .activations import ACTIVATIONS, FAST_ACTIVATIONS
+from .linear import fast_linear, linear
+from .losses import cross_entropy, fast_cross_entropy
 from .module import Module
 
 __all__ = ["GPT", "TransformerEncoder", "SequenceClassifier"]
 
 IGNORE_INDEX = -100
-ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh}
 # the names a language model's head adds to the body; a classifier leaves them out
 LM_HEAD_PARAMETERS = ("lm_head.", "lm_transform.", "lm_ln.", "b_out")
 
@@ -89,6 +94,7 @@ class _Body(Module):
         super().__init__()
         c, dt = config, config.dtype
         self.config, self.causal, self.seed = c, causal, seed
+        self.fused = False          # the loss and the tied head; the layers have their own
         self.dropout_rng = dropout_rng(seed)
         self.tok_emb = Embedding(c.vocab_size, c.d_model, dt)
         self.pos_emb = Embedding(c.block_size, c.d_model, dt) if c.positional == "learned" else None
@@ -108,11 +114,11 @@ class _Body(Module):
         return self.tok_emb.W.device
 
     def set_fused_attention(self, fused: bool = True):
-        """Torch only: compute attention with torch's fused kernel (same results)."""
-        for m in self.modules():
-            if isinstance(m, MultiHeadAttention):
-                m.fused = bool(fused)
-        return self
+        """Deprecated alias of :meth:`set_fused`, which now switches every layer (and the
+        loss), not only attention, to torch's kernels."""
+        warnings.warn("set_fused_attention is deprecated; use set_fused, which switches every "
+                      "layer to torch's kernels", DeprecationWarning, stacklevel=2)
+        return self.set_fused(bool(fused))
 
     def _init_weights(self, scale_residual: bool):
         shapes = [(n, tuple(p.shape)) for n, p in self.named_parameters()]
@@ -174,10 +180,10 @@ class _Body(Module):
                               what=f"type_vocab_size={self.config.type_vocab_size}")
         return types.long()
 
-    @staticmethod
-    def _loss(logits, targets):
+    def _loss(self, logits, targets):
         K = logits.shape[-1]
-        return cross_entropy(logits.reshape(-1, K), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        loss = fast_cross_entropy if self.fused else cross_entropy
+        return loss(logits.reshape(-1, K), targets.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
 class _LanguageModel(_Body):
@@ -199,11 +205,12 @@ class _LanguageModel(_Body):
 
     def _head(self, h):
         if self.lm_transform is not None:
-            h = self.lm_ln(ACTIVATIONS[self.config.activation](self.lm_transform(h)))  # (B, T, C)
+            act = (FAST_ACTIVATIONS if self.fused else ACTIVATIONS)[self.config.activation]
+            h = self.lm_ln(act(self.lm_transform(h)))                 # (B, T, C)
         if self.lm_head is not None:
             logits = self.lm_head(h)                                  # (B, T, V)
-        else:
-            logits = linear(h, self.tok_emb.W.t())                    # (B, T, V), tied
+        else:                                                         # (B, T, V), tied: h E^T
+            logits = (fast_linear if self.fused else linear)(h, self.tok_emb.W.t())
         return logits if self.b_out is None else logits + self.b_out  # (B, T, V)
 
 

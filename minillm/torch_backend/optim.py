@@ -5,6 +5,15 @@ ops under ``torch.no_grad()`` (not by wrapping ``torch.optim``; the tests compar
 against ``torch.optim``). Parameters are tensors (``nn.Parameter``) on any device; the
 state lives on each parameter's device and dtype.
 
+Two paths, as in the layers (docs/architecture.md): ``opt.foreach = False`` (as built)
+runs the explicit step, the reference's lines one parameter at a time; ``opt.foreach =
+True`` runs the same update with torch's multi-tensor ``torch._foreach_*`` kernels, a
+few kernel launches for all parameters together (what ``torch.optim``'s
+``foreach=True`` does). ``minillm.runtime.Runtime.prepare_optimizer`` sets it from the
+runtime's ``fused``. The choice is an attribute, not a constructor keyword, so the
+constructors keep the reference's signatures; neither the state nor ``state_dict()``
+depends on it.
+
 Legend: \theta a parameter, g its gradient, t the number of updates this parameter has
 received (starting at 1), \alpha = lr, \lambda = weight_decay.
 
@@ -44,6 +53,12 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.cpu().numpy().copy()
 
 
+def _with_grads(params, states) -> tuple[list, list]:
+    """The parameters that have a gradient, and their states (the others are skipped)."""
+    live = [(p, s) for p, s in zip(params, states) if p.grad is not None]
+    return [p for p, _ in live], [s for _, s in live]
+
+
 def _grad_of(p: torch.Tensor) -> torch.Tensor:
     if p.grad.shape != p.shape:
         raise ValueError(f"expected a gradient of shape {tuple(p.shape)}, got {tuple(p.grad.shape)}")
@@ -60,6 +75,7 @@ class _Optimizer:
     def __init__(self, params, lr):
         self.params = _materialise(type(self).__name__, params, _is_param,
                                    "floating-point torch.Tensor (nn.Parameter)")
+        self.foreach = False  # True: the multi-tensor step (see the module's docstring)
         self.lr = lr
         self.steps = 0  # calls to step()
         self.state = [self._fresh_state(p) for p in self.params]
@@ -152,6 +168,8 @@ class SGD(_Optimizer):
     def step(self) -> None:
         """One update of every parameter that has a gradient."""
         self.steps += 1
+        if self.foreach:
+            return self._foreach_step()
         for p, s in zip(self.params, self.state):
             if p.grad is None:
                 continue
@@ -159,9 +177,26 @@ class SGD(_Optimizer):
             if self.weight_decay:
                 g = g + self.weight_decay * p  # L2 penalty \lambda/2 ||θ||² in the gradient
             if self.momentum:
-                s["momentum_buffer"].copy_(self.momentum * s["momentum_buffer"] + g)
+                s["momentum_buffer"][...] = self.momentum * s["momentum_buffer"] + g
                 g = s["momentum_buffer"]
-            p.sub_(self.lr * g)
+            p -= self.lr * g
+            s["step"] += 1
+
+    def _foreach_step(self) -> None:
+        """The same update, every parameter at once with ``torch._foreach_*`` kernels."""
+        params, states = _with_grads(self.params, self.state)
+        if not params:
+            return
+        grads = [_grad_of(p) for p in params]
+        if self.weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)   # g + λθ
+        if self.momentum:
+            bufs = [s["momentum_buffer"] for s in states]
+            torch._foreach_mul_(bufs, self.momentum)                             # μ b
+            torch._foreach_add_(bufs, grads)                                     # b_t = μ b + g
+            grads = bufs
+        torch._foreach_add_(params, grads, alpha=-self.lr)                       # θ - α b_t
+        for s in states:
             s["step"] += 1
 
 
@@ -209,6 +244,8 @@ class Adam(_Optimizer):
     def step(self) -> None:
         """One update of every parameter that has a gradient."""
         self.steps += 1
+        if self.foreach:
+            return self._foreach_step()
         beta1, beta2 = self.betas
         alpha, eps = self.lr, self.eps
         for p, s in zip(self.params, self.state):
@@ -220,12 +257,41 @@ class Adam(_Optimizer):
             s["step"] += 1
             t = s["step"]
             m, v = s["m"], s["v"]
-            # in place, as torch.optim does: fewer temporaries of each parameter's size
-            m.mul_(beta1).add_(g, alpha=1 - beta1)            # m_t = β1 m + (1 - β1) g
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)     # v_t = β2 v + (1 - β2) g²
-            m_hat = m / (1 - beta1 ** t)                      # \hat m_t
-            v_hat = v / (1 - beta2 ** t)                      # \hat v_t
-            p.addcdiv_(m_hat, v_hat.sqrt_().add_(eps), value=-alpha)  # θ_t = θ - α m̂ / (√v̂ + ε)
+            m[...] = beta1 * m + (1 - beta1) * g            # m_t
+            v[...] = beta2 * v + (1 - beta2) * g * g        # v_t
+            m_hat = m / (1 - beta1 ** t)                    # \hat m_t
+            v_hat = v / (1 - beta2 ** t)                    # \hat v_t
+            p -= alpha * m_hat / (torch.sqrt(v_hat) + eps)  # θ_t
+
+    def _foreach_step(self) -> None:
+        r"""The same five formulas, every parameter at once with ``torch._foreach_*``
+        kernels, in place (as ``torch.optim.Adam(foreach=True)``): m and v are updated
+        in place, and :math:`\alpha \hat m_t / (\sqrt{\hat v_t} + \epsilon)` is applied as
+        :math:`(\alpha / (1 - \beta_1^t))\, m_t / (\sqrt{v_t / (1 - \beta_2^t)} + \epsilon)`,
+        the same value rounded in another order. Each parameter keeps its own t."""
+        params, states = _with_grads(self.params, self.state)
+        if not params:
+            return
+        beta1, beta2 = self.betas
+        grads = [_grad_of(p) for p in params]
+        if self.weight_decay:
+            grads = self._foreach_decay(params, grads)
+        for s in states:
+            s["step"] += 1
+        ms, vs = [s["m"] for s in states], [s["v"] for s in states]
+        torch._foreach_mul_(ms, beta1)
+        torch._foreach_add_(ms, grads, alpha=1 - beta1)                   # m_t
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, grads, grads, value=1 - beta2)        # v_t
+        denom = torch._foreach_div(vs, [1 - beta2 ** s["step"] for s in states])  # \hat v_t
+        torch._foreach_sqrt_(denom)
+        torch._foreach_add_(denom, self.eps)                              # √v̂ + ε
+        step_sizes = [-self.lr / (1 - beta1 ** s["step"]) for s in states]  # -α / (1 - β1^t)
+        torch._foreach_addcdiv_(params, ms, denom, step_sizes)            # θ_t
+
+    def _foreach_decay(self, params: list, grads: list) -> list:
+        """Adam's weight decay for all parameters: g + λθ."""
+        return torch._foreach_add(grads, params, alpha=self.weight_decay)
 
 
 class AdamW(Adam):
@@ -243,8 +309,12 @@ class AdamW(Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def _decay(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        p.mul_(1 - self.lr * self.weight_decay)  # θ ← θ - αλθ, in place
+        p *= 1 - self.lr * self.weight_decay  # θ ← θ - αλθ, in place
         return g
+
+    def _foreach_decay(self, params: list, grads: list) -> list:
+        torch._foreach_mul_(params, 1 - self.lr * self.weight_decay)  # θ ← θ - αλθ
+        return grads
 
 
 @torch.no_grad()

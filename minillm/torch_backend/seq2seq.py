@@ -16,11 +16,11 @@ import torch
 
 from ..config import ModelConfig
 from ..init import init_parameters, sinusoidal_positions
-from .attention import causal_mask, merge_heads, scaled_dot_product_attention, split_heads
-from .layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _empty,
-                     _rope_positions)
-from .linear import linear
-from .losses import cross_entropy
+from .attention import causal_mask, merge_heads, split_heads
+from .layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _attention_ops,
+                     _empty, _rope_positions)
+from .linear import fast_linear, linear
+from .losses import cross_entropy, fast_cross_entropy
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
 from .module import Module
 
@@ -37,23 +37,26 @@ class CrossAttention(Module):
         Q = XW_Q + b_Q,\ K = MW_K + b_K,\ V = MW_V + b_V,\quad
         Y = \mathrm{Concat}_h\Big(\mathrm{softmax}\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M_{pad}\Big) V_h\Big) W_O + b_O
 
+    ``fused``: ``F.linear`` and torch's fused attention kernel (see ``MultiHeadAttention``).
     Shapes: x (B, T, C), memory (B, S, C) -> (B, T, C).
     """
 
     def __init__(self, d_model: int, n_heads: int, dtype="float32"):
         super().__init__()
         self.n_heads = n_heads
+        self.fused = False
         for name in ("Q", "K", "V", "O"):
             setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
             setattr(self, f"b_{name}", _empty((d_model,), dtype))
 
     def forward(self, x, memory, mask=None):
         H = self.n_heads
-        q = split_heads(linear(x, self.W_Q, self.b_Q), H)               # (B, H, T, D)
-        k = split_heads(linear(memory, self.W_K, self.b_K), H)          # (B, H, S, D)
-        v = split_heads(linear(memory, self.W_V, self.b_V), H)          # (B, H, S, D)
-        heads, _ = scaled_dot_product_attention(q, k, v, mask)          # (B, H, T, D)
-        return linear(merge_heads(heads), self.W_O, self.b_O)           # (B, T, C)
+        affine, attend = _attention_ops(self.fused)
+        q = split_heads(affine(x, self.W_Q, self.b_Q), H)               # (B, H, T, D)
+        k = split_heads(affine(memory, self.W_K, self.b_K), H)          # (B, H, S, D)
+        v = split_heads(affine(memory, self.W_V, self.b_V), H)          # (B, H, S, D)
+        heads, _ = attend(q, k, v, mask)                                # (B, H, T, D)
+        return affine(merge_heads(heads), self.W_O, self.b_O)           # (B, T, C)
 
 
 class DecoderBlock(Module):
@@ -111,6 +114,7 @@ class EncoderDecoder(Module):
         super().__init__()
         c, dt = config, config.dtype
         self.config, self.seed, self.label_smoothing = c, seed, float(label_smoothing)
+        self.fused = False          # the loss and the tied head; the layers have their own
         self.encoder = _Body(c, seed, causal=False)
         self.dropout_rng = self.encoder.dropout_rng        # one stream for the whole model
         self.tgt_emb = Embedding(c.vocab_size, c.d_model, dt)
@@ -158,7 +162,7 @@ class EncoderDecoder(Module):
         h = self.dec_ln(x) if self.dec_ln is not None else x             # (B, T, C)
         if self.lm_head is not None:
             return self.lm_head(h)                                       # (B, T, V)
-        return linear(h, self.tgt_emb.W.t())                             # (B, T, V), tied
+        return (fast_linear if self.fused else linear)(h, self.tgt_emb.W.t())  # (B, T, V), tied
 
     def forward(self, idx, tgt_idx, targets=None, attention_mask=None):
         idx = _check_ids("idx", idx, self.config, self.device)
@@ -175,8 +179,8 @@ class EncoderDecoder(Module):
         if targets is None:
             return logits, None
         V = logits.shape[-1]
-        loss = cross_entropy(logits.reshape(-1, V), targets.reshape(-1), IGNORE_INDEX,
-                             self.label_smoothing)
+        ce = fast_cross_entropy if self.fused else cross_entropy
+        loss = ce(logits.reshape(-1, V), targets.reshape(-1), IGNORE_INDEX, self.label_smoothing)
         return logits, loss
 
 
