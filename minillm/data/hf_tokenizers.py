@@ -1,4 +1,4 @@
-"""The tokenizers of pretrained Hugging Face models, read offline from their vocabulary files.
+r"""The tokenizers of pretrained Hugging Face models, read offline from their vocabulary files.
 
 - :class:`GPT2Tokenizer`: GPT-2's byte-level BPE (Radford et al. 2019, section 2.2) from
   ``vocab.json`` + ``merges.txt``.
@@ -17,13 +17,19 @@ they are not trainable or saved as minillm JSON: the vocabulary files are their 
 Special tokens written in the text (``<|endoftext|>``, ``[MASK]``) become their ids, as
 ``transformers`` does for its special tokens.
 
-Unicode tables. Both tokenizers classify characters by Unicode category (letters,
-numbers, punctuation, controls), read from Python's ``unicodedata``; ``transformers``'
-fast tokenizers read them from the Rust ``tokenizers`` library's own, older tables. For
-GPT-2 a scan of every code point found no difference; for BERT, about a hundred rare
-characters added or recategorised in recent Unicode versions (e.g. U+061D, U+0890,
-Arabic marks U+0898..U+08E2, U+2E53) tokenize differently. The tests show exact
-agreement on everything else they draw.
+Which ``transformers``. Its default tokenizers (``GPT2Tokenizer``, ``BertTokenizer``,
+``AutoTokenizer`` in transformers 5) are the Rust ``tokenizers`` library's, so these follow
+it rule for rule: GPT-2's pattern with Unicode ``\p{L}``, ``\p{N}`` and ``\s`` (the
+``regex`` package, extra ``minillm[hf]``); BERT's normalizer strips accents on the whole
+text and then lowercases one character at a time, so no Greek final sigma. ``transformers``'
+Python ``BertTokenizerLegacy`` (Google's original rules) lowercases each word with
+``str.lower``, which writes the final sigma (``"ΟΔΟΣ"`` -> ``"οδος"``, here ``"οδοσ"``).
+
+Unicode tables. What is left are the tables: ``tokenizers`` classes BERT's characters
+(punctuation, marks, controls) with Unicode 8.0 tables and GPT-2's with Oniguruma's; minillm
+reads Python's ``unicodedata`` for BERT and the ``regex`` package's tables for GPT-2. So
+characters added or recategorised in later Unicode versions can tokenize differently;
+``scripts/scan_tokenizer_unicode.py`` counts them and docs/pretrained.md states the count.
 """
 from __future__ import annotations
 
@@ -73,30 +79,24 @@ def bytes_to_unicode() -> dict[int, str]:
     return table
 
 
-def _class_of(first_letter: str) -> str:
-    """A regex character class of every code point whose Unicode category starts with
-    ``first_letter`` ("L" letters, "N" numbers): the stdlib ``re`` has no ``\\p{L}``."""
-    ranges, start, prev = [], None, None
-    for c in range(0x110000):
-        if unicodedata.category(chr(c))[0] == first_letter:
-            if start is None:
-                start = c
-            prev = c
-        elif start is not None:
-            ranges.append((start, prev))
-            start = None
-    if start is not None:
-        ranges.append((start, prev))
-    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
-                   for a, b in ranges)
+# GPT-2's pre-tokenizer, as OpenAI's encoder.py writes it for the ``regex`` package (and the
+# ``tokenizers`` library for Oniguruma). The stdlib ``re`` cannot say it: it has no ``\p{L}``
+# or ``\p{N}``, and its ``\s`` also matches U+001C..U+001F, which are not Unicode White_Space
+# (``regex``'s and Oniguruma's ``\s`` are exactly White_Space).
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
 
 @lru_cache(maxsize=1)
-def _gpt2_pattern() -> re.Pattern:
+def _gpt2_pattern():
     """GPT-2's pre-tokenizer: contractions | letters | numbers | other symbols (each with
     one optional leading space) | whitespace not followed by a word | whitespace."""
-    L, N = _class_of("L"), _class_of("N")
-    return re.compile(rf"'s|'t|'re|'ve|'m|'ll|'d| ?[{L}]+| ?[{N}]+| ?[^\s{L}{N}]+|\s+(?!\S)|\s+")
+    try:
+        import regex
+    except ImportError:
+        raise ImportError("GPT2Tokenizer needs the `regex` package for GPT-2's pre-tokenizer "
+                          "(Unicode classes \\p{L} and \\p{N}, which the stdlib `re` lacks): "
+                          "pip install 'minillm[hf]'") from None
+    return regex.compile(GPT2_PATTERN)
 
 
 class GPT2Tokenizer:
@@ -123,6 +123,7 @@ class GPT2Tokenizer:
         self._char_byte = {c: b for b, c in self._byte_char.items()}
         self._cache: dict[str, list[str]] = {}
         self._specials = _special_splitter([t for t in self.vocab if t == self.EOT])
+        self._pattern = _gpt2_pattern()        # fails here, not at the first encode, without `regex`
 
     @classmethod
     def from_files(cls, vocab_json, merges_txt) -> "GPT2Tokenizer":
@@ -173,7 +174,7 @@ class GPT2Tokenizer:
 
     def _encode_plain(self, text: str) -> list[int]:
         ids = []
-        for piece in _gpt2_pattern().findall(text):
+        for piece in self._pattern.findall(text):
             word = "".join(self._byte_char[b] for b in piece.encode("utf-8"))
             for token in self._bpe(word):
                 if token not in self.vocab:
@@ -226,13 +227,18 @@ class GPT2Tokenizer:
 # -- BERT: basic tokenizer + WordPiece ----------------------------------------------------
 
 def _is_whitespace(ch: str) -> bool:
-    return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
+    """Unicode White_Space (Rust's ``char::is_whitespace``, which ``tokenizers`` uses).
+
+    Python's ``str.isspace`` is White_Space plus U+001C..U+001F; those four are controls,
+    which the clean-up drops before it asks, so here the two agree."""
+    return ch.isspace()
 
 
 def _is_control(ch: str) -> bool:
     """Control, format and private-use characters (Cc, Cf, Co), which BERT drops. Code
     points unassigned in this Python's Unicode tables (Cn) are kept, as the ``tokenizers``
-    library keeps them: they may be letters in a newer Unicode."""
+    library keeps them: they may be letters in a newer Unicode. (Lone surrogates, Cs, have
+    no UTF-8 form, so ``tokenizers`` never sees one; they are dropped here.)"""
     return ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs")
 
 
@@ -325,8 +331,18 @@ class WordPieceTokenizer:
             return cls.from_tokenizer_json(folder / "tokenizer.json", **options)
         return cls.from_file(folder / "vocab.txt", **options)
 
-    def basic_tokenize(self, text: str) -> list[str]:
-        """The words and punctuation marks WordPiece then splits."""
+    def normalize(self, text: str) -> str:
+        """BERT's normalizer, in the order of the ``tokenizers`` library's ``BertNormalizer``:
+        drop NUL, U+FFFD and controls, turn whitespace into spaces, put spaces around CJK
+        ideographs; then, on the whole text, strip accents (NFD, drop Mn) and lowercase
+        one character at a time.
+
+        Per character because ``tokenizers`` lowercases so (Rust's ``char::to_lowercase``):
+        Python's ``str.lower`` reads a letter's neighbours for the Greek final sigma
+        (``"ΑΣ".lower() == "ας"``), ``tokenizers`` gives ``"ασ"``. Google's original BERT
+        code, and ``transformers``' ``BertTokenizerLegacy`` that copies it, lowercase each
+        word with ``str.lower`` before stripping accents, so they write the final sigma.
+        """
         chars = []
         for ch in text:
             cp = ord(ch)
@@ -338,13 +354,18 @@ class WordPieceTokenizer:
                 chars.append(f" {ch} ")
             else:
                 chars.append(ch)
+        text = "".join(chars)
+        if self.strip_accents:
+            text = "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+        if self.lowercase:
+            text = "".join(c.lower() for c in text)
+        return text
+
+    def basic_tokenize(self, text: str) -> list[str]:
+        """The words and punctuation marks WordPiece then splits: :meth:`normalize`, cut at
+        whitespace, then before and after every punctuation character."""
         words = []
-        for word in "".join(chars).split():
-            if self.lowercase:
-                word = word.lower()
-            if self.strip_accents:
-                word = "".join(c for c in unicodedata.normalize("NFD", word)
-                               if unicodedata.category(c) != "Mn")
+        for word in self.normalize(text).split():
             current = ""
             for ch in word:
                 if _is_punctuation(ch):
