@@ -154,11 +154,13 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
              batch_size: int = QA_RECIPE["batch_size"], lr: float = QA_RECIPE["lr"], seed: int = 0,
              config: ModelConfig | None = None,
              n_train: int = 40000, n_test: int = 400, progress: bool = False,
-             examples: tuple[list, list] | None = None) -> dict:
+             examples: tuple[list, list] | None = None, resume: bool = False,
+             overwrite: bool = False) -> dict:
     """Train a SpanQA model on :func:`~minillm.data.qa_corpus`, or on ``examples``
     (``(train, test)`` lists of dicts in its format: ``context``, ``question``,
     ``answer``, ``answer_start``); with ``out``, the run folder (checkpoints/last holds
-    the model and its tokenizer).
+    the model and its tokenizer; one that already holds a run needs ``resume=True`` or
+    ``overwrite=True``, see :func:`minillm.training.claim_run_dir`).
 
     40,000 training examples: with 4,000 the model memorises them (98% exact match on
     training examples, 77% held out, measured); with 40,000 the two stay within 3 points.
@@ -183,7 +185,7 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
                       metadata={"task": "question_answering", "corpus": "facts"})
-    result = trainer.fit()
+    result = trainer.fit(resume=resume, overwrite=overwrite)
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}
 

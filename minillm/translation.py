@@ -195,10 +195,13 @@ def evaluate_translation(model, runtime: Runtime, tok: PieceTokenizer, pairs, be
 def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, batch_size: int = 64,
                       lr: float = 2e-3, label_smoothing: float = 0.1, seed: int = 0,
                       config: ModelConfig | None = None, n_train: int = 4000, n_test: int = 400,
-                      progress: bool = False) -> dict:
+                      progress: bool = False, resume: bool = False,
+                      overwrite: bool = False) -> dict:
     """Train an EncoderDecoder on :func:`~minillm.data.dates_corpus` with teacher forcing
     and label smoothing; with ``out``, the run folder (checkpoints/last holds the model
-    and its tokenizer). Returns the model, the runtime, the tokenizer and the splits."""
+    and its tokenizer). Returns the model, the runtime, the tokenizer and the splits.
+    An ``out`` that already holds a run needs ``resume=True`` (continue it) or
+    ``overwrite=True`` (delete it first): see :func:`minillm.training.claim_run_dir`."""
     train, test = dates_corpus(n_train, n_test, seed=0)
     tok = PieceTokenizer.train([s for p in train + test for s in p])
     cfg = config or TRANSLATION_CONFIG
@@ -213,7 +216,7 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
                       metadata={"task": "translation", "corpus": "dates"})
-    result = trainer.fit()
+    result = trainer.fit(resume=resume, overwrite=overwrite)
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}
 
