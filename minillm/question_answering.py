@@ -23,7 +23,7 @@ from .data.parallel import PieceTokenizer
 from .data.qa import qa_corpus
 from .runtime import Runtime
 from .text_metrics import exact_match, token_f1
-from .training import TrainConfig, Trainer
+from .training import TrainConfig, Trainer, claim_run_dir
 
 __all__ = ["QAData", "encode_qa", "best_span", "answer", "answer_spans", "evaluate_qa", "train_qa",
            "load_answerer", "QA_CONFIG", "QA_RECIPE"]
@@ -169,6 +169,8 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
     until the model learns to match names, which took 700 to 1,500 steps in the runs
     measured; a cosine decay slows that escape (benchmarks/README.md).
     """
+    if out is not None:
+        claim_run_dir(out, resume=resume, overwrite=overwrite)    # before the corpus: refuse at once
     train, test = qa_corpus(n_train, n_test, seed=0) if examples is None else _check_examples(examples)
     tok = PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
     cfg = config or QA_CONFIG

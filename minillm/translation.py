@@ -33,7 +33,7 @@ from .data.batching import RowBatches
 from .data.parallel import PieceTokenizer, dates_corpus
 from .runtime import Runtime
 from .text_metrics import corpus_bleu
-from .training import TrainConfig, Trainer
+from .training import TrainConfig, Trainer, claim_run_dir
 
 __all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "translate",
            "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
@@ -202,6 +202,8 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
     and its tokenizer). Returns the model, the runtime, the tokenizer and the splits.
     An ``out`` that already holds a run needs ``resume=True`` (continue it) or
     ``overwrite=True`` (delete it first): see :func:`minillm.training.claim_run_dir`."""
+    if out is not None:
+        claim_run_dir(out, resume=resume, overwrite=overwrite)    # before the corpus: refuse at once
     train, test = dates_corpus(n_train, n_test, seed=0)
     tok = PieceTokenizer.train([s for p in train + test for s in p])
     cfg = config or TRANSLATION_CONFIG

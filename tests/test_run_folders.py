@@ -213,9 +213,19 @@ TRAINING = {
 }
 
 
+@pytest.fixture()
+def small_app_corpora(monkeypatch):
+    """The dates and QA corpora at 200 training examples (the CLI asks for thousands)."""
+    from minillm import question_answering as qa
+    from minillm import translation
+    for module, name in ((translation, "dates_corpus"), (qa, "qa_corpus")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda n_train, n_test, seed=0, _real=real: _real(200, 20, seed=seed))
+
+
 @pytest.mark.parametrize("command", sorted(TRAINING))
 def test_training_commands_refuse_a_finished_run_unless_resume_or_overwrite(command, three_class_csv,
-                                                                             tmp_path, capsys):
+                                                                             tmp_path, capsys, small_app_corpora):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
     base = [str(corpus) if a == "CORPUS" else str(three_class_csv) if a == "CSV" else a for a in TRAINING[command]]
