@@ -109,7 +109,8 @@ def _corpus(a):
 
 
 def _add_corpus_args(p):
-    p.add_argument("--corpus", default="python_docs", help="'python_docs' (embedded) or a .txt/.jsonl/.csv file")
+    p.add_argument("--corpus", default="python_docs", help="'python_docs' (embedded), 'sentiment' (the embedded "
+                                                           "sentiment set's training texts) or a .txt/.jsonl/.csv file")
     p.add_argument("--data", type=Path, default=None, help="a folder written by `minillm prepare` (overrides --corpus)")
     p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe")
     p.add_argument("--vocab-size", type=int, default=1024)
@@ -315,7 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe",
                    help="only without --pretrained")
     p.add_argument("--vocab-size", type=int, default=512, help="only without --pretrained")
-    _add_training_args(p, steps=300, lr=1e-3, d_model=128, n_layers=2, block_size=64, batch_size=32)
+    # the demo's fine-tuning (0.965-0.995 test accuracy over seeds 0-2); 300 steps at lr 1e-3 and
+    # batch 32 stayed at chance (validation accuracy 0.45 after 150 steps, from scratch or from an
+    # encoder pretrained on python_docs): the word-order labels need more updates at a higher rate
+    _add_training_args(p, steps=600, lr=2e-3, d_model=128, n_layers=2, block_size=64, batch_size=64)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("evaluate", help="perplexity of an LM run, accuracy/P/R/F1 of a classifier run")

@@ -70,10 +70,14 @@ RUN_FILES = ("run.json", "data.json", "tokenizer.json", "eval.json", "confusion.
 # -- data ---------------------------------------------------------------------------------
 
 def load_corpus(corpus: str) -> str:
-    """``"python_docs"`` (embedded) or a path to a .txt, .jsonl ("text" field) or .csv
-    ("text" column) file."""
+    """``"python_docs"`` (embedded), ``"sentiment"`` (the embedded sentiment set's
+    training texts, one a line, labels unseen: what a classifier's encoder is pretrained
+    on; its validation and test texts stay unseen), or a path to a .txt, .jsonl ("text"
+    field) or .csv ("text" column) file."""
     if corpus == "python_docs":
         return python_docs()
+    if corpus == "sentiment":
+        return "\n".join(sentiment(seed=0).train.texts)
     path = Path(corpus)
     if path.suffix == ".jsonl":
         return "\n".join(load_jsonl(path))
