@@ -40,6 +40,7 @@ import math
 import secrets
 import threading
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import anyio
@@ -319,8 +320,9 @@ class _Model:
         self.runtime, self.model, self.tokenizer, extra = _load_run(run_folder, backend, device)
         self.task = extra.get("task", "causal_lm")
         # the run's data contract: label names in id order, where the data came from
-        self.data = extra.get("data")
-        self.checkpoint = extra.get("checkpoint")
+        self.data, self.checkpoint = _public_contract(extra.get("data")), extra.get("checkpoint")
+        if self.checkpoint:                        # its name and step: no server path leaves the server
+            self.checkpoint = {"name": Path(self.checkpoint["path"]).name, "step": self.checkpoint["step"]}
         self.label_names = (run_label_names(extra, self.model.n_classes) if self.task == "classification"
                             else [])
         if self.task == "classification" and len(self.label_names) != self.model.n_classes:
@@ -341,6 +343,16 @@ class _Model:
             raise BadRequest(422, "too_many_tokens", f"{what} has {len(ids)} tokens; this model takes at most "
                                                      f"{max_tokens} (block_size = {self.config.block_size})")
         return ids
+
+
+def _public_contract(contract: dict | None) -> dict | None:
+    """The run's data contract without local paths: a file is named by its name only."""
+    if not contract:
+        return None
+    dataset = dict(contract.get("dataset") or {})
+    if dataset.get("source") not in (None, "", "python_docs", "sentiment"):
+        dataset["source"] = Path(dataset["source"]).name
+    return {**contract, "dataset": dataset}
 
 
 def _load_run(run_folder, backend: str, device: str):
