@@ -101,7 +101,8 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
     t0 = time.perf_counter()
     gpt = pipeline.pretrain(tok, splits, out / "gpt", task="causal_lm", model_config=gpt_cfg,
                             train_config=_train_config(steps_gpt, 3e-3, seed), batch_size=16,
-                            backend=backend, source="python_docs")
+                            backend=backend, source="python_docs", overwrite=True,
+                            dataset=pipeline.text_dataset("python_docs", text, splits))
     val = gpt["validation"]
     print(f"[pretrain] GPT {gpt_cfg.n_layers} layers, d_model {gpt_cfg.d_model}: {steps_gpt} steps in "
           f"{time.perf_counter() - t0:.0f}s; validation loss {val['loss']:.3f} nats/token, "
@@ -122,7 +123,7 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
     t0 = time.perf_counter()
     enc = pipeline.pretrain(word_tok, Splits(*text_ids), out / "encoder", task="masked_lm", model_config=enc_cfg,
                             train_config=_train_config(steps_mlm, 2e-3, seed), batch_size=32,
-                            backend=backend, source="sentiment (text only)")
+                            backend=backend, source="sentiment (text only)", overwrite=True)
     print(f"[pretrain] encoder (masked LM) on the sentiment texts: {steps_mlm} steps in "
           f"{time.perf_counter() - t0:.0f}s; validation loss on masked tokens {enc['validation']['loss']:.3f}")
 
@@ -131,7 +132,8 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
     cls = pipeline.finetune(word_tok, data, out / "classifier", model_config=enc_cfg,
                             train_config=_train_config(steps_cls, 2e-3, seed),
                             encoder_state=enc["model"].state_dict(), batch_size=64, backend=backend,
-                            source="sentiment")
+                            source="sentiment", overwrite=True,
+                            dataset=pipeline.labelled_dataset("sentiment", data, seed=seed))
     test = cls["test"]
     print(f"[finetune] classifier on sentiment ({len(data.train)} train / {len(data.test)} test): "
           f"{steps_cls} steps in {time.perf_counter() - t0:.0f}s")

@@ -5,6 +5,7 @@ The command line (:mod:`minillm.cli`) and the demo call these; so can a notebook
 
     RUN/
       run.json                 what was trained, on what (task, corpus, backend, sizes)
+      data.json                the data contract (below; also inside every checkpoint)
       tokenizer.json           the tokenizer (also inside every checkpoint)
       train_config.json        the trainer's hyper-parameters
       metrics.jsonl            one JSON record per step (+ validation at eval steps)
@@ -13,11 +14,26 @@ The command line (:mod:`minillm.cli`) and the demo call these; so can a notebook
       checkpoints/best/        the lowest validation loss so far
       eval.json                written by `minillm evaluate` (+ confusion.png for classifiers)
 
+The *data contract* (``data.json``, and ``extra["data"]`` of every checkpoint) says
+how the run's data was made, so that every consumer (``evaluate``, ``serve``, a
+notebook) uses the same one: the dataset's source (``python_docs``, ``sentiment``, a
+file's absolute path or a ``prepare`` folder) and the sha256 of its content, how it was
+split (method, fractions, seed, sizes), the label names in id order, the tokenizer and
+the block size (texts are cut to their first ``block_size`` tokens). ``evaluate`` of a
+run on its own data rebuilds exactly the run's held-out split (and refuses when the file
+changed); on another labelled file it maps the labels through the run's own names, and a
+label the run never saw is an error.
+
+A training run never replaces a run silently: a folder that already holds one is an
+error unless ``resume=True`` (continue it) or ``overwrite=True`` (delete it first; only
+the files a run writes are deleted).
+
 Everything is read from local files or the corpora embedded in minillm; nothing is
 downloaded.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -34,24 +50,34 @@ from .generation import generate as _generate
 from .runtime import Runtime
 from .tasks import (CausalLMData, ClassificationData, MaskedLMData, causal_lm_eval_batches,
                     classification_eval_batches, masked_lm_eval_batches)
-from .training import TrainConfig, Trainer
+from .training import TRAINER_FILES, TrainConfig, Trainer, claim_run_dir
 
 __all__ = ["TOKENIZERS", "load_corpus", "train_tokenizer", "prepare", "load_prepared", "pretrain",
-           "finetune", "evaluate", "generate_text", "load_run_model", "load_labelled"]
+           "finetune", "evaluate", "generate_text", "load_run_model", "load_labelled", "text_dataset",
+           "prepared_dataset", "labelled_dataset", "evaluation_data", "RUN_FILES"]
 
 logger = logging.getLogger("minillm")
 
 TOKENIZERS = {"bpe": BPETokenizer, "char": CharTokenizer, "word": WordTokenizer}
 EVAL_BATCH = 32
+TEXT_FRACTIONS = (0.9, 0.05, 0.05)         # a corpus, cut in order (train, validation, test)
+LABELLED_FRACTIONS = (0.8, 0.1, 0.1)       # a labelled file, shuffled with the run's seed
+EMBEDDED = ("python_docs", "sentiment")
+# what pretrain / finetune / evaluate write in a run folder (overwrite=True deletes these only)
+RUN_FILES = ("run.json", "data.json", "tokenizer.json", "eval.json", "confusion.png", *TRAINER_FILES)
 
 
 # -- data ---------------------------------------------------------------------------------
 
 def load_corpus(corpus: str) -> str:
-    """``"python_docs"`` (embedded) or a path to a .txt, .jsonl ("text" field) or .csv
-    ("text" column) file."""
+    """``"python_docs"`` (embedded), ``"sentiment"`` (the embedded sentiment set's
+    training texts, one a line, labels unseen: what a classifier's encoder is pretrained
+    on; its validation and test texts stay unseen), or a path to a .txt, .jsonl ("text"
+    field) or .csv ("text" column) file."""
     if corpus == "python_docs":
         return python_docs()
+    if corpus == "sentiment":
+        return "\n".join(sentiment(seed=0).train.texts)
     path = Path(corpus)
     if path.suffix == ".jsonl":
         return "\n".join(load_jsonl(path))
@@ -111,26 +137,125 @@ def load_labelled(dataset: str, *, seed: int = 0, text_column: str = "text",
         data = load_jsonl(path, field=text_column, label_field=label_column)
     else:
         raise ValueError(f"{path}: expected 'sentiment' or a labelled .csv or .jsonl file, got suffix {path.suffix!r}")
-    parts = split(list(range(len(data))), (0.8, 0.1, 0.1), seed)
+    parts = split(list(range(len(data))), LABELLED_FRACTIONS, seed)
     return Splits(*(data.subset(p) for p in parts))
+
+
+# -- the data contract --------------------------------------------------------------------
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _source(name) -> str:
+    """An embedded corpus's name, or a file or folder's absolute path (a run is used
+    from other working directories)."""
+    return name if str(name) in EMBEDDED else str(Path(name).resolve())
+
+
+def _sizes(splits: Splits) -> dict:
+    return {name: int(len(part)) for name, part in zip(Splits._fields, splits)}
+
+
+def _labelled_sha(dataset: str, data: Splits) -> str:
+    """A file's bytes; the embedded set's rows (it is generated from the seed)."""
+    if dataset == "sentiment":
+        rows = [[name, part.texts, part.labels, list(part.label_names)] for name, part in zip(Splits._fields, data)]
+        return _sha256(json.dumps(rows).encode("utf-8"))
+    return _sha256(Path(dataset).read_bytes())
+
+
+def text_dataset(corpus: str, text: str, splits: Splits, fractions=TEXT_FRACTIONS) -> dict:
+    """The contract's ``dataset`` of a corpus (``python_docs`` or a text file) whose token
+    ids were cut in order into ``splits`` with ``fractions``: evaluation re-reads the
+    text, checks its sha256, encodes it with the run's tokenizer and cuts it again."""
+    return {"kind": "text", "source": _source(corpus), "sha256": _sha256(text.encode("utf-8")),
+            "split": {"method": "contiguous", "fractions": list(fractions), "unit": "tokens",
+                      "sizes": _sizes(splits)}}
+
+
+def prepared_dataset(folder, splits: Splits) -> dict:
+    """The contract's ``dataset`` of a folder written by :func:`prepare`."""
+    digest = hashlib.sha256()
+    for part in splits:
+        digest.update(np.asarray(part, dtype=np.int64).tobytes())
+    return {"kind": "prepared", "source": _source(folder), "sha256": digest.hexdigest(),
+            "split": {"method": "prepared", "unit": "tokens", "sizes": _sizes(splits)}}
+
+
+def labelled_dataset(dataset: str, data: Splits, *, seed: int = 0, text_column: str = "text",
+                     label_column: str = "label") -> dict:
+    """The contract's ``dataset`` of ``load_labelled(dataset, seed=seed, ...)``: the
+    source, its sha256, the columns, and the split (seed, fractions, sizes)."""
+    method = "sentiment groups" if dataset == "sentiment" else "shuffled"
+    return {"kind": "labelled", "source": _source(dataset), "sha256": _labelled_sha(dataset, data),
+            "text_column": text_column, "label_column": label_column,
+            "split": {"method": method, "fractions": list(LABELLED_FRACTIONS), "seed": int(seed),
+                      "unit": "rows", "sizes": _sizes(data)}}
+
+
+def _given_dataset(source: str, splits: Splits, unit: str) -> dict:
+    """Splits handed to the library with no recipe: recorded, not rebuildable."""
+    return {"kind": "given", "source": source, "split": {"method": "given", "unit": unit, "sizes": _sizes(splits)}}
+
+
+def _contract(dataset: dict, tok: Tokenizer, block_size: int, label_names=None) -> dict:
+    tok_json = json.dumps(tok.to_dict(), sort_keys=True).encode("utf-8")
+    contract = {"version": 1, "dataset": dataset,
+                "tokenizer": {"file": "tokenizer.json", "kind": tok.kind, "vocab_size": tok.vocab_size,
+                              "sha256": _sha256(tok_json)},
+                "block_size": int(block_size), "truncation": "the first block_size tokens of each text"}
+    if label_names is not None:
+        contract["label_names"] = list(label_names)
+        contract["label_ids"] = {name: i for i, name in enumerate(label_names)}
+    return contract
 
 
 # -- training -----------------------------------------------------------------------------
 
-def _write_run(out: Path, runtime, info: dict, tok: Tokenizer) -> None:
+def _claim(out: Path, runtime, resume: bool, overwrite: bool, contract: dict) -> None:
+    """Refuse a folder holding a run unless resuming or overwriting it; a resumed run
+    must be trained on the data it started with."""
+    if not runtime.is_main:
+        return
+    claim_run_dir(out, resume=resume, overwrite=overwrite, names=RUN_FILES)
+    old_file = out / "data.json"
+    if resume and old_file.exists():
+        old = json.loads(old_file.read_text(encoding="utf-8")).get("dataset", {})
+        new = contract["dataset"]
+        if old.get("sha256") != new.get("sha256") or old.get("source") != new.get("source"):
+            raise ValueError(f"--resume {out}: the run was trained on {old.get('source')!r} "
+                             f"(sha256 {str(old.get('sha256'))[:12]}...), got {new.get('source')!r} "
+                             f"(sha256 {str(new.get('sha256'))[:12]}...); resume it on the same data")
+
+
+def _write_run(out: Path, runtime, info: dict, tok: Tokenizer, contract: dict) -> None:
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
         tok.save(out / "tokenizer.json")
         (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+        (out / "data.json").write_text(json.dumps(contract, indent=2), encoding="utf-8")
+
+
+def _checkpoint_info(out: Path, trainer) -> dict:
+    return {"path": str(out / "checkpoints" / "best"), "step": trainer.best_step,
+            "validation_loss": trainer.best_val, "last_step": trainer.step}
 
 
 def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", model_config: ModelConfig,
              train_config: TrainConfig, batch_size: int = 16, backend: str = "torch", device: str = "cpu",
              amp: bool = False, resume: bool = False, progress: bool = True, runtime: Runtime | None = None,
-             source: str = "", fused: bool = True) -> dict:
+             source: str = "", dataset: dict | None = None, overwrite: bool = False,
+             fused: bool = True) -> dict:
     """Pretrain a GPT (``task="causal_lm"``) or an encoder (``task="masked_lm"``).
+
+    ``dataset`` says how ``splits`` were made (:func:`text_dataset`,
+    :func:`prepared_dataset`), so that ``evaluate`` can rebuild the held-out split;
+    without it the splits are recorded as given and ``evaluate`` needs ``dataset`` or
+    ``corpus_dir``. An ``out`` that already holds a run needs ``resume`` or ``overwrite``.
     ``fused`` (torch): the fast path (default) or the explicit formulas; see
-    :class:`~minillm.runtime.Runtime`."""
+    :class:`~minillm.runtime.Runtime`.
+    """
     if task not in ("causal_lm", "masked_lm"):
         raise ValueError(f"pretrain task must be 'causal_lm' or 'masked_lm', got {task!r}")
     out = Path(out)
@@ -146,26 +271,38 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
         data = MaskedLMData(splits.train, T, batch_size, seed=tc.seed, rank=rt.rank, world_size=rt.world_size, **masking)
         eval_data = masked_lm_eval_batches(splits.validation, T, EVAL_BATCH, seed=tc.seed, **masking)
     model = rt.prepare(model)
+    contract = _contract(dataset or _given_dataset(source, splits, "tokens"), tok, T)
+    _claim(out, rt, resume, overwrite, contract)
     _write_run(out, rt, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
                          "fused": rt.fused, "batch_size": batch_size, "model_config": cfg.to_dict(),
-                         "world_size": rt.world_size}, tok)
+                         "world_size": rt.world_size}, tok, contract)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, task=task, eval_data=eval_data,
                       run_dir=out, tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"batch_size": batch_size})
+                      metadata={"batch_size": batch_size, "data": contract})
     result = trainer.fit(resume=resume)
     return {"task": task, "steps": result.step, "train_loss": result.last_loss,
             "skipped_steps": result.skipped_steps,
-            "validation": trainer.last_eval or (trainer.evaluate() if rt.is_main else {}), "run_dir": str(out),
-            "model": model, "runtime": rt}
+            "validation": trainer.last_eval or (trainer.evaluate() if rt.is_main else {}),
+            "validation_of": f"the model after step {result.step} (checkpoints/last)",
+            "best_checkpoint": _checkpoint_info(out, trainer),
+            "data": {"source": contract["dataset"]["source"], "sizes": contract["dataset"]["split"]["sizes"]},
+            "run_dir": str(out), "model": model, "runtime": rt}
 
 
 def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, train_config: TrainConfig,
              encoder_state=None, pooling: str = "mean", batch_size: int = 16, backend: str = "torch",
              device: str = "cpu", amp: bool = False, resume: bool = False, progress: bool = True,
-             source: str = "", fused: bool = True) -> dict:
+             source: str = "", dataset: dict | None = None, overwrite: bool = False,
+             fused: bool = True) -> dict:
     """Fine-tune a SequenceClassifier (a real classification head on the encoder),
     starting from ``encoder_state`` (a pretrained TransformerEncoder's state dict).
-    ``fused``: as in :func:`pretrain`."""
+
+    ``dataset`` says how ``data`` was made (:func:`labelled_dataset`), so that
+    ``evaluate`` rebuilds the same test split. The test scores returned are those of
+    ``checkpoints/best`` (the lowest validation loss), the checkpoint ``evaluate``
+    loads, and the returned model holds its weights. An ``out`` that already holds a run
+    needs ``resume`` or ``overwrite``. ``fused``: as in :func:`pretrain`.
+    """
     out = Path(out)
     rt = Runtime.from_env(backend, device, amp, fused)
     tc, T = train_config, model_config.block_size
@@ -175,24 +312,35 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
         model.load_encoder_state(encoder_state)
     model = rt.prepare(model)
     encode = lambda texts: [tok.encode(t)[:T] for t in texts]  # noqa: E731
+    label_names = list(data.train.label_names)
+    contract = _contract(dataset or _given_dataset(source, data, "rows"), tok, T, label_names)
+    _claim(out, rt, resume, overwrite, contract)
     train = ClassificationData(encode(data.train.texts), data.train.labels, batch_size, pad_id=tok.pad_id,
                                max_len=T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size)
     val = classification_eval_batches(encode(data.validation.texts), data.validation.labels, EVAL_BATCH,
                                       pad_id=tok.pad_id, max_len=T)
     _write_run(out, rt, {"task": "classification", "source": source, "backend": rt.backend,
                          "device": rt.device, "fused": rt.fused,
-                         "label_names": list(data.train.label_names), "batch_size": batch_size,
-                         "model_config": model_config.to_dict(), "pretrained": encoder_state is not None}, tok)
+                         "label_names": label_names, "batch_size": batch_size,
+                         "model_config": model_config.to_dict(), "pretrained": encoder_state is not None}, tok,
+               contract)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), train, tc, task="classification", eval_data=val,
                       run_dir=out, tokenizer=tok.to_dict(), n_classes=n_classes, progress=progress,
-                      metadata={"label_names": list(data.train.label_names), "batch_size": batch_size})
+                      metadata={"label_names": label_names, "batch_size": batch_size, "data": contract})
     result = trainer.fit(resume=resume)
+    best = out / "checkpoints" / "best"
+    if rt.is_main and (best / "config.json").exists():
+        model_io.resume(best, model)          # score (and return) what evaluate and serve load
+        scored = _checkpoint_info(out, trainer)
+    else:
+        scored = {"path": None, "step": result.step, "note": "no best checkpoint: the final model"}
     test = classification_eval_batches(encode(data.test.texts), data.test.labels, EVAL_BATCH,
                                        pad_id=tok.pad_id, max_len=T)
     return {"task": "classification", "steps": result.step, "train_loss": result.last_loss,
-            "validation": trainer.last_eval or trainer.evaluate(),
-            "test": evaluate_classifier(rt, model, test, n_classes),
-            "label_names": list(data.train.label_names), "run_dir": str(out), "model": model, "runtime": rt}
+            "validation": trainer.evaluate(),
+            "test": {**evaluate_classifier(rt, model, test, n_classes), "split": "test", "rows": len(data.test),
+                     "source": contract["dataset"]["source"]},
+            "checkpoint": scored, "label_names": label_names, "run_dir": str(out), "model": model, "runtime": rt}
 
 
 # -- using a run --------------------------------------------------------------------------
@@ -209,39 +357,165 @@ def _checkpoint_folder(run) -> Path:
 
 def load_run_model(run, backend: str = "numpy", device: str = "cpu", fused: bool = True):
     """``(runtime, model, tokenizer, extra)`` from a run or checkpoint folder; the model
-    prepared by the runtime (on torch: the fast path unless ``fused=False``)."""
+    prepared by the runtime (on torch: the fast path unless ``fused=False``).
+
+    ``extra`` is the checkpoint's (task, label names, the data contract under
+    ``"data"``) plus ``"checkpoint"``: the folder loaded and its step."""
     folder = _checkpoint_folder(run)
     rt = Runtime(backend, device, fused=fused)
     model, ckpt = model_io.load_model(folder, backend)
     if ckpt.tokenizer is None:
         raise ValueError(f"{folder}: the checkpoint has no tokenizer; expected one saved by the trainer")
-    return rt, rt.prepare(model), Tokenizer.from_dict(ckpt.tokenizer), dict(ckpt.extra or {})
+    extra = dict(ckpt.extra or {})
+    extra["checkpoint"] = {"path": str(folder), "step": int(ckpt.step)}
+    return rt, rt.prepare(model), Tokenizer.from_dict(ckpt.tokenizer), extra
+
+
+def run_label_names(extra: dict, n_classes: int | None = None) -> list[str]:
+    """The classifier's label names in id order: the data contract's, else the
+    checkpoint's own (runs written before the contract existed), else with
+    ``n_classes`` the ids as names ("0", "1", ...)."""
+    names = (extra.get("data") or {}).get("label_names") or extra.get("label_names")
+    if not names and n_classes:
+        names = [str(k) for k in range(n_classes)]
+    if not names:
+        raise ValueError("expected the run's label names in its data contract, found none")
+    return list(names)
+
+
+def _concat(parts) -> LabelledTexts:
+    return LabelledTexts([t for p in parts for t in p.texts], [y for p in parts for y in p.labels],
+                         parts[0].label_names)
+
+
+def _in_run_ids(data: LabelledTexts, run_names: list[str], dataset: str, run) -> LabelledTexts:
+    """``data`` with its labels renumbered by the run's names (a file numbers its own
+    labels in sorted order); a label the run never saw is an error."""
+    used = sorted({data.label_names[y] for y in data.labels})
+    unseen = [name for name in used if name not in run_names]
+    if unseen:
+        raise ValueError(f"{dataset}: label(s) {unseen} were never seen by the run {run}, which was "
+                         f"trained on the labels {run_names} (ids 0..{len(run_names) - 1})")
+    index = {name: i for i, name in enumerate(run_names)}
+    return LabelledTexts(data.texts, [index[data.label_names[y]] for y in data.labels], tuple(run_names))
+
+
+def _rebuildable(dataset: dict) -> bool:
+    return dataset.get("kind") in ("text", "prepared", "labelled")
+
+
+def _check_same(dataset: dict, sha: str, what: str) -> None:
+    if sha != dataset["sha256"]:
+        raise ValueError(f"{what}: its content changed since the run was trained (sha256 {sha[:12]}..., "
+                         f"the run's data contract says {dataset['sha256'][:12]}...), so the run's held-out "
+                         f"split cannot be rebuilt; pass the data to score explicitly")
+
+
+def evaluation_data(run, extra: dict, tok: Tokenizer | None = None, *, dataset: str | None = None,
+                    corpus_dir=None, split_name: str | None = None, text_column: str | None = None,
+                    label_column: str | None = None):
+    """What ``evaluate`` scores: ``(data, info)``; ``data`` is LabelledTexts in the run's
+    label ids (classifiers) or token ids (LMs, encoded with ``tok``).
+
+    Without ``dataset`` / ``corpus_dir``: the run's own data, rebuilt from its data
+    contract (its sha256 checked), split as the run split it; ``split_name`` defaults
+    to ``"test"``. With data that is not the run's own: all of it (``split_name="all"``)
+    unless a split is asked for, cut with the run's fractions and seed.
+    ``info`` names the source, the split, its size and whether it is the run's own data.
+    """
+    contract = extra.get("data") or {}
+    own = contract.get("dataset") or {"kind": "given", "source": extra.get("source", "")}
+    if extra.get("task") == "classification":
+        return _labelled_eval_data(run, extra, own, dataset, split_name, text_column, label_column)
+    return _text_eval_data(run, own, tok, dataset, corpus_dir, split_name)
+
+
+def _labelled_eval_data(run, extra, own, dataset, split_name, text_column, label_column):
+    run_names = run_label_names(extra)
+    seed = int(own.get("split", {}).get("seed", 0))
+    text_column = text_column or own.get("text_column", "text")
+    label_column = label_column or own.get("label_column", "label")
+    if dataset is None:
+        if not _rebuildable(own):
+            raise ValueError(f"{run}: the run's data was handed to the library without a recipe "
+                             f"(data contract kind {own.get('kind')!r}, source {own.get('source')!r}), so its "
+                             f"test split cannot be rebuilt; pass --dataset (scored whole)")
+        dataset = own["source"]
+    parts = load_labelled(dataset, seed=seed, text_column=text_column, label_column=label_column)
+    sha = _labelled_sha(dataset, parts)
+    is_own = _rebuildable(own) and sha == own["sha256"]
+    if not is_own and _rebuildable(own) and _source(dataset) == own["source"] and dataset != "sentiment":
+        _check_same(own, sha, str(dataset))
+    if is_own and _sizes(parts) != own["split"]["sizes"]:
+        raise ValueError(f"{dataset}: split sizes {_sizes(parts)} differ from the run's {own['split']['sizes']}")
+    split_name = split_name or ("test" if is_own else "all")
+    data = _concat(list(parts)) if split_name == "all" else getattr(parts, split_name)
+    info = {"source": _source(dataset), "split": split_name, "rows": len(data), "runs_own_data": is_own,
+            "split_seed": seed}
+    if split_name == "all" and is_own:
+        info["note"] = "all rows of the run's own data: its training rows included"
+    return _in_run_ids(data, run_names, str(dataset), run), info
+
+
+def _text_eval_data(run, own, tok, dataset, corpus_dir, split_name):
+    fractions = tuple(own.get("split", {}).get("fractions", TEXT_FRACTIONS))
+    if corpus_dir is None and dataset is None:
+        if not _rebuildable(own):
+            raise ValueError(f"{run}: the run's data was handed to the library without a recipe "
+                             f"(data contract kind {own.get('kind')!r}, source {own.get('source')!r}), so its "
+                             f"held-out split cannot be rebuilt; pass --data FOLDER or --dataset CORPUS")
+        if own["kind"] == "prepared":
+            corpus_dir = own["source"]
+        else:
+            dataset = own["source"]
+    if corpus_dir is not None:
+        splits = load_prepared(corpus_dir)[1]
+        sha, source = prepared_dataset(corpus_dir, splits)["sha256"], _source(corpus_dir)
+    else:
+        text = load_corpus(dataset)
+        sha, source = _sha256(text.encode("utf-8")), _source(dataset)
+        splits = split_contiguous(np.asarray(tok.encode(text), dtype=np.int64), fractions)
+    is_own = _rebuildable(own) and sha == own["sha256"]
+    if not is_own and _rebuildable(own) and source == own["source"] and source not in EMBEDDED:
+        _check_same(own, sha, source)
+    if is_own and _sizes(splits) != own["split"]["sizes"]:
+        raise ValueError(f"{source}: split sizes {_sizes(splits)} (tokens) differ from the run's "
+                         f"{own['split']['sizes']}: was it encoded with another tokenizer?")
+    split_name = split_name or ("test" if is_own else "all")
+    ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in splits]) if split_name == "all" \
+        else np.asarray(getattr(splits, split_name), dtype=np.int64)
+    return ids, {"source": source, "split": split_name, "tokens": int(len(ids)), "runs_own_data": is_own}
 
 
 def evaluate(run, *, backend: str = "numpy", device: str = "cpu", dataset: str | None = None,
-             corpus_dir=None, split_name: str = "test", seed: int = 0, fused: bool = True) -> dict:
-    """Evaluate a run on a split: perplexity for LMs, accuracy/P/R/F1 for classifiers."""
+             corpus_dir=None, split_name: str | None = None, text_column: str | None = None,
+             label_column: str | None = None, fused: bool = True) -> dict:
+    """Evaluate a run: perplexity for LMs, accuracy/P/R/F1 for classifiers.
+
+    The checkpoint is the run's ``checkpoints/best`` (else ``last``; or the checkpoint
+    folder given); the data is the run's own held-out split, rebuilt from its data
+    contract, unless ``dataset`` / ``corpus_dir`` name other data (see
+    :func:`evaluation_data`). The scores say which checkpoint (path, step) and which data
+    (source, split, size) they are of. ``fused``: as in :func:`pretrain`.
+    """
     rt, model, tok, extra = load_run_model(run, backend, device, fused)
     task, T = extra.get("task", "causal_lm"), model.config.block_size
+    data, info = evaluation_data(run, extra, tok, dataset=dataset, corpus_dir=corpus_dir, split_name=split_name,
+                                 text_column=text_column, label_column=label_column)
     if task == "classification":
-        data = getattr(load_labelled(dataset or "sentiment", seed=seed), split_name)
         batches = classification_eval_batches([tok.encode(t)[:T] for t in data.texts], data.labels, EVAL_BATCH,
                                               pad_id=tok.pad_id, max_len=T)
         scores = evaluate_classifier(rt, model, batches, model.n_classes)
-        scores["label_names"] = extra.get("label_names")
+        scores["label_names"] = list(data.label_names)
     else:
-        if corpus_dir is not None:
-            ids = getattr(load_prepared(corpus_dir)[1], split_name)
-        else:
-            text = load_corpus(dataset or "python_docs")
-            ids = getattr(split_contiguous(np.asarray(tok.encode(text), dtype=np.int64), (0.9, 0.05, 0.05)), split_name)
         if task == "causal_lm":
-            batches = causal_lm_eval_batches(ids, T, EVAL_BATCH)
+            batches = causal_lm_eval_batches(data, T, EVAL_BATCH)
         else:
-            batches = masked_lm_eval_batches(ids, T, EVAL_BATCH, mask_id=tok.mask_id, vocab_size=tok.vocab_size,
+            seed = int((extra.get("train_config") or {}).get("seed", 0))    # the masks validation used
+            batches = masked_lm_eval_batches(data, T, EVAL_BATCH, mask_id=tok.mask_id, vocab_size=tok.vocab_size,
                                              special_ids=tok.special_ids, seed=seed)
         scores = evaluate_lm(rt, model, batches)
-    scores.update(task=task, split=split_name, backend=backend)
+    scores.update(task=task, split=info["split"], backend=backend, checkpoint=extra["checkpoint"], data=info)
     return scores
 
 

@@ -23,7 +23,7 @@ from .data.parallel import PieceTokenizer
 from .data.qa import qa_corpus
 from .runtime import Runtime
 from .text_metrics import exact_match, token_f1
-from .training import TrainConfig, Trainer
+from .training import TrainConfig, Trainer, claim_run_dir
 
 __all__ = ["QAData", "encode_qa", "best_span", "answer", "answer_spans", "evaluate_qa", "train_qa",
            "load_answerer", "QA_CONFIG", "QA_RECIPE"]
@@ -154,11 +154,13 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
              batch_size: int = QA_RECIPE["batch_size"], lr: float = QA_RECIPE["lr"], seed: int = 0,
              config: ModelConfig | None = None,
              n_train: int = 40000, n_test: int = 400, progress: bool = False,
-             examples: tuple[list, list] | None = None, fused: bool = True) -> dict:
+             examples: tuple[list, list] | None = None, resume: bool = False,
+             overwrite: bool = False, fused: bool = True) -> dict:
     """Train a SpanQA model on :func:`~minillm.data.qa_corpus`, or on ``examples``
     (``(train, test)`` lists of dicts in its format: ``context``, ``question``,
     ``answer``, ``answer_start``); with ``out``, the run folder (checkpoints/last holds
-    the model and its tokenizer).
+    the model and its tokenizer; one that already holds a run needs ``resume=True`` or
+    ``overwrite=True``, see :func:`minillm.training.claim_run_dir`).
 
     40,000 training examples: with 4,000 the model memorises them (98% exact match on
     training examples, 77% held out, measured); with 40,000 the two stay within 3 points.
@@ -168,6 +170,8 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
     measured; a cosine decay slows that escape (benchmarks/README.md).
     ``fused`` (torch): the fast path (default) or the explicit formulas.
     """
+    if out is not None:
+        claim_run_dir(out, resume=resume, overwrite=overwrite)    # before the corpus: refuse at once
     train, test = qa_corpus(n_train, n_test, seed=0) if examples is None else _check_examples(examples)
     tok = PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
     cfg = config or QA_CONFIG
@@ -184,7 +188,7 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
                       metadata={"task": "question_answering", "corpus": "facts", "fused": rt.fused})
-    result = trainer.fit()
+    result = trainer.fit(resume=resume, overwrite=overwrite)
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}
 

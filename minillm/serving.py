@@ -40,6 +40,7 @@ import math
 import secrets
 import threading
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Annotated, Literal, Optional
 
 import anyio
@@ -58,7 +59,7 @@ from . import model_io
 from .data.batching import pad_batch
 from .data.parallel import PieceTokenizer
 from .generation import generate
-from .pipeline import _checkpoint_folder, load_run_model
+from .pipeline import _checkpoint_folder, load_run_model, run_label_names
 from .runtime import Runtime
 
 __all__ = ["Limits", "BodySizeLimit", "create_app", "serve"]
@@ -318,8 +319,15 @@ class _Model:
     def __init__(self, run_folder, backend: str, device: str, fused: bool = True):
         self.runtime, self.model, self.tokenizer, extra = _load_run(run_folder, backend, device, fused)
         self.task = extra.get("task", "causal_lm")
-        self.label_names = list(extra.get("label_names") or
-                                [str(k) for k in range(getattr(self.model, "n_classes", 0))])
+        # the run's data contract: label names in id order, where the data came from
+        self.data, self.checkpoint = _public_contract(extra.get("data")), extra.get("checkpoint")
+        if self.checkpoint:                        # its name and step: no server path leaves the server
+            self.checkpoint = {"name": Path(self.checkpoint["path"]).name, "step": self.checkpoint["step"]}
+        self.label_names = (run_label_names(extra, self.model.n_classes) if self.task == "classification"
+                            else [])
+        if self.task == "classification" and len(self.label_names) != self.model.n_classes:
+            raise ValueError(f"{run_folder}: the run names {len(self.label_names)} labels "
+                             f"{self.label_names}, its classifier has {self.model.n_classes} classes")
         self.config = self.model.config
         self.model.eval()
         self.lock = threading.Lock()
@@ -337,6 +345,16 @@ class _Model:
         return ids
 
 
+def _public_contract(contract: dict | None) -> dict | None:
+    """The run's data contract without local paths: a file is named by its name only."""
+    if not contract:
+        return None
+    dataset = dict(contract.get("dataset") or {})
+    if dataset.get("source") not in (None, "", "python_docs", "sentiment"):
+        dataset["source"] = Path(dataset["source"]).name
+    return {**contract, "dataset": dataset}
+
+
 def _load_run(run_folder, backend: str, device: str, fused: bool = True):
     """:func:`minillm.pipeline.load_run_model`, and the translation / QA runs, whose
     tokenizer is a :class:`~minillm.data.parallel.PieceTokenizer`."""
@@ -345,7 +363,8 @@ def _load_run(run_folder, backend: str, device: str, fused: bool = True):
     if tok_file.exists() and json.loads(tok_file.read_text(encoding="utf-8")).get("kind") == PieceTokenizer.kind:
         rt = Runtime(backend, device, fused=fused)
         model, ckpt = model_io.load_model(folder, backend)
-        return rt, rt.prepare(model), PieceTokenizer.from_dict(ckpt.tokenizer), dict(ckpt.extra or {})
+        extra = {**(ckpt.extra or {}), "checkpoint": {"path": str(folder), "step": int(ckpt.step)}}
+        return rt, rt.prepare(model), PieceTokenizer.from_dict(ckpt.tokenizer), extra
     return load_run_model(run_folder, backend, device, fused)
 
 
@@ -375,6 +394,7 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
                 "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size,
                               "special_tokens": list(tok.special_tokens)},
                 "label_names": served.label_names if served.task == "classification" else None,
+                "checkpoint": served.checkpoint, "data": served.data,
                 "limits": {**asdict(limits), "max_prompt_tokens": T}}
 
     @app.post("/v1/generate", response_model=GenerateResponse, responses=ERRORS)

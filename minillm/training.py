@@ -40,7 +40,8 @@ from . import model_io
 from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
 from .schedule import warmup_cosine
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
+           "RunExists", "TRAINER_FILES", "CHECKPOINT_NAMES", "run_files", "claim_run_dir"]
 
 logger = logging.getLogger("minillm")
 
@@ -57,6 +58,85 @@ class BatchSource(Protocol):
 
 class TrainingDiverged(RuntimeError):
     """Too many non-finite steps in a row."""
+
+
+class RunExists(FileExistsError):
+    """A training run was pointed at a folder that already holds a run, without being
+    asked to resume it or to overwrite it."""
+
+
+# -- the run folder: never replaced silently ----------------------------------------------
+
+TRAINER_FILES = ("train_config.json", "metrics.jsonl", "loss.png")   # what Trainer.fit writes
+CHECKPOINT_NAMES = ("last", "best")                                  # RUN/checkpoints/<name>/
+
+
+def run_files(run_dir, names=TRAINER_FILES) -> list[Path]:
+    """The files ``names`` and the checkpoints ``checkpoints/{last,best}`` (with the
+    hidden leftovers of an interrupted save) present in ``run_dir``."""
+    run_dir = Path(run_dir)
+    found = [run_dir / n for n in names if (run_dir / n).exists()]
+    ckpts = run_dir / "checkpoints"
+    for name in CHECKPOINT_NAMES:
+        found += [p for p in (ckpts / name, *ckpts.glob(f".{name}.tmp-*"), *ckpts.glob(f".{name}.old-*"))
+                  if p.exists()]
+    return found
+
+
+def _remove_checkpoint(folder: Path) -> bool:
+    """Delete a checkpoint folder's files, those its manifest lists and the manifest
+    itself, then the folder if that left it empty. Returns whether the folder is gone;
+    a file the checkpoint did not write is left where it is."""
+    from .checkpoint import MANIFEST
+    manifest = folder / MANIFEST
+    names = []
+    if manifest.is_file():
+        try:
+            names = list(json.loads(manifest.read_text(encoding="utf-8"))["files"])
+        except (ValueError, KeyError, TypeError):
+            names = []
+    for name in names:
+        if "/" not in name and "\\" not in name:     # a manifest names files of this folder only
+            (folder / name).unlink(missing_ok=True)
+    manifest.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        logger.warning("%s: kept, it holds files the checkpoint did not write: %s", folder,
+                       sorted(p.name for p in folder.iterdir()))
+        return False
+    return True
+
+
+def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, names=TRAINER_FILES) -> None:
+    """Check that a training run may write ``run_dir``; with ``overwrite``, first delete
+    the previous run's files.
+
+    A folder holding any of ``names`` or a checkpoint ``checkpoints/{last,best}`` holds a
+    run: without ``resume`` (continue it) or ``overwrite`` (replace it) that is a
+    :class:`RunExists` error naming the folder and both options. ``overwrite`` deletes
+    only what a run writes (those names and the checkpoints' own files, as their
+    manifests list them); anything else in the folder stays.
+    """
+    if resume and overwrite:
+        raise ValueError("expected either resume (continue the run) or overwrite (replace it), got both")
+    run_dir = Path(run_dir)
+    found = run_files(run_dir, names)
+    if resume or not found:
+        return
+    if not overwrite:
+        shown = ", ".join(str(p.relative_to(run_dir)) for p in found)
+        raise RunExists(f"{run_dir} already holds a run ({shown}); continue it with --resume "
+                        f"(resume=True), or delete it and start again with --overwrite (overwrite=True)")
+    logger.warning("overwriting the run in %s", run_dir)
+    for path in found:
+        if path.is_dir():
+            _remove_checkpoint(path)
+        else:
+            path.unlink(missing_ok=True)
+    ckpts = run_dir / "checkpoints"
+    if ckpts.is_dir() and not any(ckpts.iterdir()):
+        ckpts.rmdir()
 
 
 @dataclass(frozen=True)
@@ -143,6 +223,7 @@ class Trainer:
         self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
         self.n_classes, self.progress, self.on_step = n_classes, progress, on_step
         self.step, self.skipped_steps, self.best_val = 0, 0, None
+        self.best_step: int | None = None    # the step of checkpoints/best (lowest validation loss)
         self.last_eval: dict = {}            # the latest evaluation's scores
         self._ddp_model = self._wrap_distributed(model)
 
@@ -217,6 +298,7 @@ class Trainer:
         if not self._writes:
             return
         extra = {"task": self.task, "skipped_steps": self.skipped_steps, "best_val": self.best_val,
+                 "best_step": self.best_step,
                  "train_config": _jsonable(asdict(self.config)), **self.metadata}
         model_io.save_checkpoint(self._ckpt(name), self.model, self.optimizer, step=self.step,
                                  tokenizer=self.tokenizer, extra=extra)
@@ -230,23 +312,28 @@ class Trainer:
         extra = ckpt.extra or {}
         self.skipped_steps = int(extra.get("skipped_steps", 0))
         self.best_val = extra.get("best_val")
+        self.best_step = extra.get("best_step")
         self._truncate_metrics(self.step)
         logger.info("resumed from %s at step %d", folder, self.step)
 
     # -- the loop ---------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> TrainResult:
+    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train to ``config.steps``. With a ``run_dir`` that already holds a run
+        (metrics, checkpoints), ``resume=True`` continues it from ``checkpoints/last`` and
+        ``overwrite=True`` deletes it first (:func:`claim_run_dir`); neither is a
+        :class:`RunExists` error, so a finished run is never replaced silently."""
         cfg = self.config
         if self.run_dir is not None:
+            if self._writes:
+                claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if resume:
                 self._resume()
-            elif self._writes:
-                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
             if self._writes:
                 (self.run_dir / "train_config.json").write_text(
                     json.dumps(_jsonable(asdict(cfg)), indent=2), encoding="utf-8")
-        elif resume:
-            raise ValueError("resume=True needs a run_dir to resume from")
+        elif resume or overwrite:
+            raise ValueError(f"{'resume' if resume else 'overwrite'}=True needs a run_dir, got run_dir=None")
 
         bar = self._progress_bar()
         losses, bad_in_a_row, loss_value = [], 0, float("nan")
@@ -312,7 +399,7 @@ class Trainer:
             if key in scores:
                 record[f"val_{key}"] = scores[key]
         if self.best_val is None or scores["loss"] < self.best_val:
-            self.best_val = scores["loss"]
+            self.best_val, self.best_step = scores["loss"], self.step
             self.save("best")
 
     def _progress_bar(self):

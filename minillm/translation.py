@@ -33,7 +33,7 @@ from .data.batching import RowBatches
 from .data.parallel import PieceTokenizer, dates_corpus
 from .runtime import Runtime
 from .text_metrics import corpus_bleu
-from .training import TrainConfig, Trainer
+from .training import TrainConfig, Trainer, claim_run_dir
 
 __all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "translate",
            "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
@@ -195,11 +195,16 @@ def evaluate_translation(model, runtime: Runtime, tok: PieceTokenizer, pairs, be
 def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, batch_size: int = 64,
                       lr: float = 2e-3, label_smoothing: float = 0.1, seed: int = 0,
                       config: ModelConfig | None = None, n_train: int = 4000, n_test: int = 400,
-                      progress: bool = False, fused: bool = True) -> dict:
+                      progress: bool = False, resume: bool = False,
+                      overwrite: bool = False, fused: bool = True) -> dict:
     """Train an EncoderDecoder on :func:`~minillm.data.dates_corpus` with teacher forcing
     and label smoothing; with ``out``, the run folder (checkpoints/last holds the model
     and its tokenizer). Returns the model, the runtime, the tokenizer and the splits.
+    An ``out`` that already holds a run needs ``resume=True`` (continue it) or
+    ``overwrite=True`` (delete it first): see :func:`minillm.training.claim_run_dir`.
     ``fused`` (torch): the fast path (default) or the explicit formulas."""
+    if out is not None:
+        claim_run_dir(out, resume=resume, overwrite=overwrite)    # before the corpus: refuse at once
     train, test = dates_corpus(n_train, n_test, seed=0)
     tok = PieceTokenizer.train([s for p in train + test for s in p])
     cfg = config or TRANSLATION_CONFIG
@@ -214,7 +219,7 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
                       metadata={"task": "translation", "corpus": "dates", "fused": rt.fused})
-    result = trainer.fit()
+    result = trainer.fit(resume=resume, overwrite=overwrite)
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}
 

@@ -1,0 +1,274 @@
+"""Run folders: the data contract a run records and every consumer reuses, and training
+commands that never replace a run silently (issue 17 item 2, issue 18 items 1 and 4).
+
+- ``data.json`` (and every checkpoint's ``extra["data"]``) names the dataset (source,
+  sha256), its split (seed, sizes), the label names in id order, the tokenizer and the
+  block size;
+- ``evaluate`` of a run on its own data rebuilds the run's test split: no evaluated row
+  was a training row, whatever ``--seed`` the run used; on another labelled file it maps
+  labels through the run's names, and an unseen label is a clear error;
+- ``evaluate`` of a run pretrained on a user's text file scores that file's held-out
+  split, not the embedded corpus;
+- ``pretrain``, ``finetune``, ``translate --train`` and ``answer --train`` refuse a
+  folder holding a run unless ``--resume`` or ``--overwrite``; ``--overwrite`` deletes
+  only the files a run writes.
+"""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from minillm import pipeline
+from minillm.cli import main
+from minillm.training import RunExists, claim_run_dir
+
+TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "32", "--batch-size", "4"]
+LABELS = ("neg", "neu", "pos")
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_class_csv(tmp_path_factory):
+    """90 distinct reviews, 30 per label (every text unique, so rows can be compared)."""
+    words = {"neg": "awful", "neu": "plain", "pos": "lovely"}
+    rows = [(f"review {i}: a {words[LABELS[i % 3]]} film", LABELS[i % 3]) for i in range(90)]
+    return write_csv(tmp_path_factory.mktemp("data") / "reviews.csv", rows)
+
+
+@pytest.fixture(scope="module")
+def classifier_run(tmp_path_factory, three_class_csv):
+    """A 3-class run fine-tuned with --seed 3; records the rows it was trained on."""
+    out = tmp_path_factory.mktemp("cls") / "run"
+    seen = {}
+    real = pipeline.finetune
+
+    def recording(tok, data, *args, **kw):
+        seen["train"] = list(data.train.texts)
+        return real(tok, data, *args, **kw)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pipeline, "finetune", recording)
+    try:
+        assert main(["finetune", "--dataset", str(three_class_csv), "--tokenizer", "char", "--backend", "numpy",
+                     "--steps", "3", "--seed", "3", "--out", str(out), *TINY]) == 0
+    finally:
+        mp.undo()
+    return out, seen["train"]
+
+
+def test_the_run_records_its_data_contract(classifier_run, three_class_csv):
+    out, train_rows = classifier_run
+    contract = json.loads((out / "data.json").read_text())
+    dataset = contract["dataset"]
+    assert dataset["kind"] == "labelled" and dataset["source"] == str(three_class_csv.resolve())
+    import hashlib
+    assert dataset["sha256"] == hashlib.sha256(three_class_csv.read_bytes()).hexdigest()
+    assert dataset["split"]["seed"] == 3 and dataset["split"]["fractions"] == [0.8, 0.1, 0.1]
+    assert dataset["split"]["sizes"] == {"train": 72, "validation": 9, "test": 9} and len(train_rows) == 72
+    assert contract["label_names"] == list(LABELS) and contract["label_ids"] == {"neg": 0, "neu": 1, "pos": 2}
+    assert contract["block_size"] == 32 and contract["tokenizer"]["file"] == "tokenizer.json"
+    assert contract["tokenizer"]["kind"] == "CharTokenizer"
+    # the same contract travels inside every checkpoint (a checkpoint folder is self-sufficient)
+    for name in ("best", "last"):
+        _, _, _, extra = pipeline.load_run_model(out / "checkpoints" / name)
+        assert extra["data"] == contract
+
+
+def test_evaluate_scores_the_runs_own_test_split_not_training_rows(classifier_run, three_class_csv, capsys):
+    out, train_rows = classifier_run
+    scored = {}
+    real = pipeline.evaluation_data
+
+    def recording(*args, **kw):
+        data, info = real(*args, **kw)
+        scored["rows"] = list(data.texts)
+        return data, info
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "evaluation_data", recording)
+        assert main(["evaluate", str(out)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert len(scored["rows"]) == 9 == scores["data"]["rows"]
+    assert set(scored["rows"]).isdisjoint(train_rows)
+    assert scores["data"]["split"] == "test" and scores["data"]["runs_own_data"] is True
+    assert scores["data"]["split_seed"] == 3 and scores["label_names"] == list(LABELS)
+    # the bug this guards against: a split with seed 0 would have scored training rows
+    stale = pipeline.load_labelled(str(three_class_csv), seed=0).test.texts
+    assert not set(stale).isdisjoint(train_rows)
+    # --dataset naming the run's own file is the same as no --dataset
+    assert main(["evaluate", str(out), "--dataset", str(three_class_csv)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["accuracy"] == scores["accuracy"] and again["data"] == scores["data"]
+
+
+def test_finetune_and_evaluate_score_the_same_checkpoint(three_class_csv, tmp_path, capsys):
+    out = tmp_path / "cls"
+    assert main(["finetune", "--dataset", str(three_class_csv), "--tokenizer", "char", "--backend", "numpy",
+                 "--steps", "8", "--eval-every", "2", "--seed", "1", "--out", str(out), *TINY]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    best = json.loads((out / "checkpoints/best/trainer_state.json").read_text())
+    assert summary["checkpoint"]["path"] == str(out / "checkpoints" / "best")
+    assert summary["checkpoint"]["step"] == best["step"] == best["extra"]["best_step"]
+    assert summary["test"]["rows"] == 9 and summary["test"]["split"] == "test"
+    assert main(["evaluate", str(out)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["checkpoint"] == {"path": str(out / "checkpoints" / "best"), "step": best["step"]}
+    # the same weights on the same rows: the same confusion matrix (numpy backend both)
+    assert scores["confusion_matrix"] == summary["test"]["confusion_matrix"]
+
+
+def test_another_file_is_scored_through_the_runs_label_map(classifier_run, tmp_path, capsys):
+    out, _ = classifier_run
+    # only neg and pos: numbered from its own sorted names, pos would be 1, not the run's 2
+    path = write_csv(tmp_path / "eval.csv", [("an awful film", "neg"), ("a lovely film", "pos"),
+                                             ("a lovely one", "pos"), ("awful", "neg")])
+    _, _, tok, extra = pipeline.load_run_model(out)
+    data, info = pipeline.evaluation_data(out, extra, tok, dataset=str(path))
+    assert data.labels == [0, 2, 2, 0] and data.label_names == LABELS
+    assert info == {"source": str(path.resolve()), "split": "all", "rows": 4, "runs_own_data": False,
+                    "split_seed": 3}
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--dataset", str(path)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["label_names"] == list(LABELS)
+    cm = np.asarray(scores["confusion_matrix"])                 # rows: true label in the run's ids
+    assert cm.shape == (3, 3) and cm.sum(axis=1).tolist() == [2, 0, 2]
+
+
+def test_a_label_the_run_never_saw_is_a_clear_error(classifier_run, tmp_path, capsys):
+    out, _ = classifier_run
+    path = write_csv(tmp_path / "eval.csv", [("an awful film", "neg"), ("so so", "meh")])
+    assert main(["evaluate", str(out), "--dataset", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "['meh']" in err and "['neg', 'neu', 'pos']" in err
+
+
+def test_a_changed_dataset_file_is_refused(three_class_csv, tmp_path, capsys):
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(three_class_csv.read_bytes())
+    out = tmp_path / "cls"
+    assert main(["finetune", "--dataset", str(path), "--tokenizer", "char", "--backend", "numpy",
+                 "--steps", "2", "--out", str(out), *TINY]) == 0
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("one more film,pos\n")
+    assert main(["evaluate", str(out)]) == 2
+    assert "content changed since the run was trained" in capsys.readouterr().err
+
+
+def test_evaluate_of_a_run_pretrained_on_a_text_file_scores_that_files_held_out_split(tmp_path, capsys):
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text(" ".join(f"note {i} says the sky is blue." for i in range(150)), encoding="utf-8")
+    out = tmp_path / "lm"
+    assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--backend", "numpy",
+                 "--steps", "3", "--out", str(out), *TINY]) == 0
+    contract = json.loads((out / "data.json").read_text())["dataset"]
+    assert contract["kind"] == "text" and contract["source"] == str(corpus.resolve())
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["data"] == {"source": str(corpus.resolve()), "split": "test",
+                              "tokens": contract["split"]["sizes"]["test"], "runs_own_data": True}
+    # the tokens scored are the file's last 5%, the run's test split: the loss matches a
+    # direct evaluation of the loaded model on exactly those ids
+    rt, model, tok, _ = pipeline.load_run_model(out)
+    ids = np.asarray(tok.encode(corpus.read_text(encoding="utf-8")), dtype=np.int64)
+    test = pipeline.split_contiguous(ids, (0.9, 0.05, 0.05)).test
+    direct = pipeline.evaluate_lm(rt, model, pipeline.causal_lm_eval_batches(test, 32, pipeline.EVAL_BATCH))
+    assert scores["loss"] == pytest.approx(direct["loss"], rel=1e-12)
+
+
+def test_a_run_without_a_recipe_for_its_data_asks_for_it(tmp_path, capsys):
+    tok = pipeline.train_tokenizer("char", "abc abc abc " * 50, 64)
+    ids = np.asarray(tok.encode("abc abc abc " * 50), dtype=np.int64)
+    splits = pipeline.split_contiguous(ids)
+    from minillm.config import ModelConfig
+    from minillm.training import TrainConfig
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
+    pipeline.pretrain(tok, splits, tmp_path / "lm", model_config=cfg, backend="numpy", progress=False,
+                      train_config=TrainConfig(steps=2, warmup_steps=0), source="in memory")
+    assert main(["evaluate", str(tmp_path / "lm")]) == 2
+    assert "pass --data FOLDER or --dataset CORPUS" in capsys.readouterr().err
+
+
+# -- never replace a run silently ---------------------------------------------------------
+
+def _metrics_lines(run):
+    return len((run / "metrics.jsonl").read_text().splitlines())
+
+
+TRAINING = {
+    "pretrain": ["pretrain", "--corpus", "CORPUS", "--tokenizer", "char", "--backend", "numpy", *TINY],
+    "finetune": ["finetune", "--dataset", "CSV", "--tokenizer", "char", "--backend", "numpy", *TINY],
+    "translate": ["translate", "--train", "--backend", "numpy", "--batch-size", "8"],
+    "answer": ["answer", "--train", "--backend", "numpy", "--batch-size", "8"],
+}
+
+
+@pytest.fixture()
+def small_app_corpora(monkeypatch):
+    """The dates and QA corpora at 200 training examples (the CLI asks for thousands)."""
+    from minillm import question_answering as qa
+    from minillm import translation
+    for module, name in ((translation, "dates_corpus"), (qa, "qa_corpus")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda n_train, n_test, seed=0, _real=real: _real(200, 20, seed=seed))
+
+
+@pytest.mark.parametrize("command", sorted(TRAINING))
+def test_training_commands_refuse_a_finished_run_unless_resume_or_overwrite(command, three_class_csv,
+                                                                             tmp_path, capsys, small_app_corpora):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    base = [str(corpus) if a == "CORPUS" else str(three_class_csv) if a == "CSV" else a for a in TRAINING[command]]
+    run = tmp_path / "run"
+    assert main([*base, "--steps", "4", "--out", str(run)]) == 0
+    (run / "notes.txt").write_text("mine", encoding="utf-8")          # not written by the run
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    assert main([*base, "--steps", "2", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(run) in err and "--resume" in err and "--overwrite" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before     # untouched
+
+    assert main([*base, "--steps", "6", "--out", str(run), "--resume"]) == 0
+    assert _metrics_lines(run) == 6                                  # 4 kept + 2 more
+
+    assert main([*base, "--steps", "2", "--out", str(run), "--overwrite"]) == 0
+    assert _metrics_lines(run) == 2
+    assert (run / "notes.txt").read_text(encoding="utf-8") == "mine"
+    state = json.loads((run / "checkpoints/last/trainer_state.json").read_text())
+    assert state["step"] == 2
+
+    with pytest.raises(SystemExit) as exit_:                          # argparse: not both
+        main([*base, "--steps", "2", "--out", str(run), "--overwrite", "--resume"])
+    assert exit_.value.code == 2
+
+
+def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
+    from minillm.checkpoint import save_checkpoint
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints" / "last", weights={"w": np.zeros(2, np.float32)}, config={})
+    (run / "checkpoints" / "best").mkdir()
+    (run / "checkpoints" / "best" / "mine.txt").write_text("x")       # a stray user file in a checkpoint
+    (run / "metrics.jsonl").write_text("{}\n")
+    (run / "data.csv").write_text("text,label\n")
+    with pytest.raises(RunExists, match=r"run.* already holds a run \(metrics.jsonl, checkpoints/last"):
+        claim_run_dir(run)
+    claim_run_dir(run, resume=True)                                   # resuming: nothing deleted
+    assert (run / "metrics.jsonl").exists()
+    with pytest.raises(ValueError, match="either resume .* or overwrite"):
+        claim_run_dir(run, resume=True, overwrite=True)
+    claim_run_dir(run, overwrite=True)
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
+        "checkpoints", "checkpoints/best", "checkpoints/best/mine.txt", "data.csv"]
+    claim_run_dir(tmp_path / "fresh")                                 # an absent or empty folder is fine
