@@ -415,7 +415,8 @@ class Trainer:
         """The run's reporter, started at the current step (rank 0 only)."""
         if not self.progress or not self.runtime.is_main:
             return None
-        progress = self.progress if isinstance(self.progress, Progress) else Progress(self.task)
+        name = self.metadata.get("task", self.task)      # translation, question_answering: theirs
+        progress = self.progress if isinstance(self.progress, Progress) else Progress(str(name))
         progress.start(self.config.steps, initial=self.step)
         return progress
 
