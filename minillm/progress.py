@@ -97,7 +97,7 @@ class Progress:
         except ImportError:
             return None                                  # no tqdm: lines instead
         return tqdm(total=self.total, initial=self.initial, desc=self.desc, file=self.stream,
-                    leave=False, disable=False, dynamic_ncols=True)
+                    leave=False, disable=False)
 
     def update(self, step: int, loss: float, tokens: int = 0, lr: float | None = None,
                seconds: float | None = None) -> None:
@@ -112,7 +112,6 @@ class Progress:
         self._tokens_since += int(tokens)
         self._seconds_since += float(seconds)
         if self._bar is not None:
-            self._bar.update(self.step - self._bar.n)
             postfix = {"loss": f"{self.loss:.4f}"}
             if lr is not None:
                 postfix["lr"] = f"{lr:.2e}"
@@ -120,6 +119,7 @@ class Progress:
             if rate is not None:
                 postfix["tok/s"] = f"{rate:,.0f}"
             self._bar.set_postfix(postfix, refresh=False)
+            self._bar.update(self.step - self._bar.n)      # redraws (at most every 0.1 s) with them
             self._mark(now)
             return
         first = self._last_line_step == self.initial
