@@ -235,6 +235,7 @@ def cmd_translate(a) -> int:
                                             lr=a.lr, label_smoothing=a.label_smoothing, seed=a.seed,
                                             progress=True, resume=a.resume, overwrite=a.overwrite,
                                             fused=not a.explicit)
+        print(f"[evaluate] translating the {len(run['test'])} held-out dates", file=sys.stderr, flush=True)
         scores = translation.evaluate_translation(run["model"], run["runtime"], run["tokenizer"], run["test"])
         print(f"held-out dates: {100 * scores['exact']:.1f}% exact, BLEU {scores['bleu']:.1f} "
               f"({scores['n']} sentences); run folder: {a.out}")
@@ -254,6 +255,7 @@ def cmd_answer(a) -> int:
         run = qa.train_qa(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                           seed=a.seed, progress=True, resume=a.resume, overwrite=a.overwrite,
                           fused=not a.explicit)
+        print(f"[evaluate] answering the {len(run['test'])} held-out questions", file=sys.stderr, flush=True)
         scores = qa.evaluate_qa(run["model"], run["runtime"], run["tokenizer"], run["test"])
         print(f"held-out questions: exact match {100 * scores['exact_match']:.1f}%, "
               f"F1 {100 * scores['f1']:.1f}% ({scores['n']} questions); run folder: {a.out}")

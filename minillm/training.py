@@ -8,8 +8,9 @@ The step is the one every backend shares (chapter sections 3.3 and 3.4)::
     opt.lr = warmup_cosine(step, ...); opt.step(); opt.zero_grad()
 
 Around it: evaluation every ``eval_every`` steps, the best and the last checkpoint,
-per-step metrics in JSON lines, a progress bar (silent when stderr is not a
-terminal), loss curves as PNG, and the robustness the chapter's loop lacks:
+per-step metrics in JSON lines, progress on stderr (a bar in a terminal, a line
+every few seconds anywhere else: :class:`~minillm.progress.Progress`), loss curves
+as PNG, and the robustness the chapter's loop lacks:
 
 - a non-finite loss or gradient skips the step (counted); ``max_bad_steps`` in a row
   stop the run with :class:`TrainingDiverged`, the last good checkpoint untouched;
@@ -20,7 +21,7 @@ terminal), loss curves as PNG, and the robustness the chapter's loop lacks:
 
 Under ``torchrun`` the torch model is wrapped in DistributedDataParallel; each rank's
 batch source yields that rank's shard of the global batch (see :mod:`minillm.tasks`),
-and only rank 0 writes files and the bar.
+and only rank 0 writes files and progress.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ import numpy as np
 
 from . import model_io
 from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
+from .progress import Progress
 from .schedule import warmup_cosine
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
@@ -205,12 +207,17 @@ class Trainer:
     ``optimizer`` through ``runtime.prepare`` / ``runtime.prepare_optimizer``, so a
     default ``Runtime("torch")`` trains on the fast path (torch's kernels, the foreach
     Adam step) and ``Runtime("torch", fused=False)`` on the explicit formulas.
+
+    ``progress``: ``True`` reports on stderr (:class:`~minillm.progress.Progress`: the bar
+    in a terminal, a line every 10 s elsewhere), ``False`` is silent, and a
+    :class:`~minillm.progress.Progress` reports as it is set up (stream, interval,
+    clock). Only rank 0 reports.
     """
 
     def __init__(self, runtime, model, optimizer, train_data: BatchSource, config: TrainConfig, *,
                  task: str = "causal_lm", eval_data=None, run_dir=None, metadata: dict | None = None,
                  tokenizer: dict | None = None,
-                 n_classes: int | None = None, progress: bool = True,
+                 n_classes: int | None = None, progress: bool | Progress = True,
                  on_step: Callable[[int, float], None] | None = None):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
@@ -335,7 +342,7 @@ class Trainer:
         elif resume or overwrite:
             raise ValueError(f"{'resume' if resume else 'overwrite'}=True needs a run_dir, got run_dir=None")
 
-        bar = self._progress_bar()
+        progress = self._progress()
         losses, bad_in_a_row, loss_value = [], 0, float("nan")
         interrupted, restore_sigint = _defer_sigint()
         try:
@@ -365,12 +372,11 @@ class Trainer:
                     bad_in_a_row = 0
                     losses.append((self.step, loss_value))
                 self.step += 1
+                if progress is not None:
+                    progress.update(self.step, loss_value, tokens, self.optimizer.lr, dt)
                 if (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.runtime.is_main:
-                    self._evaluate_and_keep_best(record)      # other ranks wait at the next step
+                    self._evaluate_and_keep_best(record, progress)   # other ranks wait at the next step
                 self._log(record)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{self.optimizer.lr:.2e}")
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                     self.save("last")
                 if self.on_step is not None:
@@ -384,15 +390,18 @@ class Trainer:
             raise
         finally:
             restore_sigint()
-            if bar is not None:
-                bar.close()
+            if progress is not None:
+                progress.close()
         self._plot()
         return TrainResult(self.step, loss_value, self.best_val, self.skipped_steps, self.run_dir, losses)
 
-    def _evaluate_and_keep_best(self, record: dict) -> None:
+    def _evaluate_and_keep_best(self, record: dict, progress: Progress | None = None) -> None:
+        t0 = time.perf_counter()
         scores = self.evaluate()
         if not scores:
             return
+        if progress is not None:
+            progress.evaluated(self.step, scores, time.perf_counter() - t0)
         self.last_eval = scores
         record["val_loss"] = scores["loss"]
         for key in ("perplexity", "accuracy", "f1"):
@@ -402,15 +411,14 @@ class Trainer:
             self.best_val, self.best_step = scores["loss"], self.step
             self.save("best")
 
-    def _progress_bar(self):
-        if not (self.progress and self.runtime.is_main):
+    def _progress(self) -> Progress | None:
+        """The run's reporter, started at the current step (rank 0 only)."""
+        if not self.progress or not self.runtime.is_main:
             return None
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            return None
-        # disable=None: tqdm stays silent when stderr is not a terminal (CI, logs)
-        return tqdm(total=self.config.steps, initial=self.step, desc=self.task, disable=None, leave=False)
+        name = self.metadata.get("task", self.task)      # translation, question_answering: theirs
+        progress = self.progress if isinstance(self.progress, Progress) else Progress(str(name))
+        progress.start(self.config.steps, initial=self.step)
+        return progress
 
     def _plot(self) -> None:
         if not self._writes:

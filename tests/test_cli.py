@@ -166,14 +166,21 @@ def test_classifier_run_cannot_generate(labelled_csv, tmp_path, capsys):
 
 
 def test_console_script_demo_quick(tmp_path):
-    """The README's main job, shortened: the installed `minillm` script, a real run folder."""
+    """The README's main job, shortened: the installed `minillm` script, a real run folder.
+    Its stderr is a pipe, not a terminal: each of the three trainings still reports its
+    first and last step (issue 18: the demo was silent for minutes)."""
     exe = Path(sys.executable).with_name("minillm")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "minillm.cli"]
+    root = Path(__file__).resolve().parents[1]     # this checkout's minillm, not another install's
+    path = os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
     proc = subprocess.run([*cmd, "demo", "--quick", "--out", str(tmp_path / "demo")], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg"})
+                          text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path})
     assert proc.returncode == 0, proc.stderr[-3000:]
     for line in ("[data]", "[pretrain] GPT", "[generate]", "[finetune]", "[evaluate] test accuracy"):
         assert line in proc.stdout
+    for task in ("causal_lm", "masked_lm", "classification"):
+        for step in ("1/4", "4/4"):
+            assert f"[{task}] step {step}  loss " in proc.stderr, (task, step, proc.stderr[-3000:])
     summary = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert set(summary) >= {"gpt", "encoder", "classifier"}
     for sub in ("gpt", "encoder", "classifier"):

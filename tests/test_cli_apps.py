@@ -12,7 +12,10 @@ def test_translate_trains_then_translates(tmp_path, capsys):
     run = tmp_path / "tr"
     assert cli.main(["translate", "--train", "--out", str(run), "--steps", "3", "--backend", "numpy",
                      "--batch-size", "8"]) == 0
-    assert "held-out dates" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "held-out dates" in captured.out
+    # progress on stderr (not a terminal here): the first and the last of the 3 steps
+    assert "[translation] step 1/3  loss " in captured.err and "[translation] step 3/3  loss " in captured.err
     texts = ["may first , two thousand", "the third of june , nineteen oh five"]
     assert cli.main(["translate", str(run), "--text", texts[0], "--text", texts[1], "--beam-size", "2"]) == 0
     printed = capsys.readouterr().out.splitlines()
@@ -24,7 +27,10 @@ def test_answer_trains_then_answers(tmp_path, capsys):
     run = tmp_path / "qa"
     assert cli.main(["answer", "--train", "--out", str(run), "--steps", "3", "--backend", "numpy",
                      "--batch-size", "8"]) == 0
-    assert "held-out questions" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "held-out questions" in captured.out
+    # progress on stderr (not a terminal here): the first and the last of the 3 steps
+    assert "[question_answering] step 1/3  loss " in captured.err and "[question_answering] step 3/3  loss " in captured.err
     ctx, q = "alice lives in paris . bruno lives in oslo .", "where does bruno live ?"
     assert cli.main(["answer", str(run), "--context", ctx, "--question", q]) == 0
     model, rt, tok = load_answerer(run)
