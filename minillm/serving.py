@@ -9,12 +9,12 @@ loads the run's safetensors checkpoint once, at start-up, in either backend:
     POST /v1/score      text -> loss and perplexity (causal LM runs)
     POST /v1/translate  text -> translation, greedy or beam search (translation runs)
     POST /v1/answer     context + question -> answer span (question-answering runs)
-
-(both also say how much of the input the model knows and whether it is of the shape it
-was trained on, with a warning when not: :mod:`minillm.input_checks`)
     GET  /health        liveness
     GET  /v1/model      task, backend, model config, tokenizer summary, limits
     GET  /openapi.json  the schema of all of the above
+
+/v1/translate and /v1/answer also say how much of the input the model knows and whether
+it has the shape of the training corpus, with a warning when not (:mod:`minillm.input_checks`).
 
 Bad input is answered with a 4xx and a message, never a 5xx, and nothing in a request
 can name a file: every request is checked up-front (pydantic models that forbid
