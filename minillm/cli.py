@@ -243,8 +243,12 @@ def cmd_translate(a) -> int:
     if not a.text:
         raise ValueError("translate: expected --text TEXT (one or more)")
     model, rt, tok = translation.load_translator(a.run, a.backend, fused=not a.explicit)
-    for out in translation.translate(model, rt, tok, list(a.text), a.beam_size, a.length_penalty):
-        print(out)
+    outs = translation.translate_checked(model, rt, tok, list(a.text), a.beam_size, a.length_penalty)
+    for k, out in enumerate(outs, 1):
+        print(out.text)
+        if out.warning:          # on stderr: stdout stays one translation a line
+            which = f" (--text {k})" if len(outs) > 1 else ""
+            print(f"warning{which}: {out.warning}", file=sys.stderr)
     return 0
 
 
@@ -263,7 +267,10 @@ def cmd_answer(a) -> int:
     if a.context is None or a.question is None:
         raise ValueError("answer: expected --context TEXT and --question TEXT")
     model, rt, tok = qa.load_answerer(a.run, a.backend, fused=not a.explicit)
-    print(qa.answer(model, rt, tok, [a.context], [a.question])[0])
+    out = qa.answer_checked(model, rt, tok, [a.context], [a.question])[0]
+    print(out.text)
+    if out.warning:
+        print(f"warning: {out.warning}", file=sys.stderr)
     return 0
 
 

@@ -20,13 +20,14 @@ from . import model_io
 from .config import ModelConfig
 from .data.batching import RowBatches
 from .data.parallel import PieceTokenizer
-from .data.qa import qa_corpus
+from .data.qa import qa_corpus, qa_format_problem
+from .input_checks import CheckedAnswer, checked_fields
 from .runtime import Runtime
 from .text_metrics import exact_match, token_f1
 from .training import TrainConfig, Trainer, claim_run_dir
 
-__all__ = ["QAData", "encode_qa", "best_span", "answer", "answer_spans", "evaluate_qa", "train_qa",
-           "load_answerer", "QA_CONFIG", "QA_RECIPE"]
+__all__ = ["QAData", "encode_qa", "best_span", "span_probability", "answer", "answer_spans",
+           "answer_checked", "evaluate_qa", "train_qa", "load_answerer", "QA_CONFIG", "QA_RECIPE"]
 
 logger = logging.getLogger("minillm")
 
@@ -87,22 +88,43 @@ class QAData(RowBatches):
                          trim=("idx", "attention_mask", "token_type_ids"))
 
 
-def best_span(start_logits, end_logits, lo: int, hi: int, max_answer_len: int = 6):
-    r""":math:`\arg\max_{lo \le i \le j < \min(hi, i + L)} s_i + e_j`. Shapes: (T,), (T,) -> (i, j)."""
+def _span_scores(start_logits, end_logits, lo, hi, max_answer_len):
+    """(n, n) scores s_i + e_j of the spans [lo + i, lo + j], -inf where not allowed."""
     s = np.asarray(start_logits, np.float64)[lo:hi]
     e = np.asarray(end_logits, np.float64)[lo:hi]
     n = len(s)
     score = s[:, None] + e[None, :]                                        # (n, n)
     i, j = np.indices((n, n))
-    score = np.where((j >= i) & (j < i + max_answer_len), score, -np.inf)
+    return np.where((j >= i) & (j < i + max_answer_len), score, -np.inf)
+
+
+def best_span(start_logits, end_logits, lo: int, hi: int, max_answer_len: int = 6):
+    r""":math:`\arg\max_{lo \le i \le j < \min(hi, i + L)} s_i + e_j`. Shapes: (T,), (T,) -> (i, j)."""
+    score = _span_scores(start_logits, end_logits, lo, hi, max_answer_len)
     a, b = np.unravel_index(int(np.argmax(score)), score.shape)
     return lo + int(a), lo + int(b)
+
+
+def span_probability(start_logits, end_logits, lo: int, hi: int, i: int, j: int,
+                     max_answer_len: int = 6) -> float:
+    r"""The model's probability of the span :math:`[i, j]` among the allowed ones (those
+    :func:`best_span` chooses from): :math:`e^{s_i + e_j} / \sum_{(k, l)} e^{s_k + e_l}`,
+    the product of a softmax over starts and one over ends, renormalised to the spans
+    with :math:`k \le l < k + L` inside ``[lo, hi)``. Shapes: (T,), (T,) -> float."""
+    score = _span_scores(start_logits, end_logits, lo, hi, max_answer_len)
+    top = score.max()
+    return float(np.exp(score[i - lo, j - lo] - top) / np.exp(score - top).sum())
 
 
 def answer_spans(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
                  max_answer_len: int = 6) -> list[tuple[str, int, int]]:
     """``(text, i, j)`` for each (context, question): the answer and its first and last
     piece as indices into the context's pieces (:meth:`PieceTokenizer.pieces`)."""
+    return [out[:3] for out in _spans(model, runtime, tok, contexts, questions, max_answer_len)]
+
+
+def _spans(model, runtime, tok, contexts, questions, max_answer_len):
+    """``(text, i, j, probability)`` for each (context, question)."""
     if isinstance(contexts, str) or isinstance(questions, str):
         raise ValueError("expected contexts and questions as lists of str")
     if len(contexts) != len(questions):
@@ -128,7 +150,8 @@ def answer_spans(model, runtime: Runtime, tok: PieceTokenizer, contexts, questio
     out = []
     for r, (ids, offset) in enumerate(rows):
         i, j = best_span(logits[r, 0], logits[r, 1], offset, len(ids) - 1, max_answer_len)
-        out.append((tok.decode(ids[i:j + 1]), i - offset, j - offset))
+        p = span_probability(logits[r, 0], logits[r, 1], offset, len(ids) - 1, i, j, max_answer_len)
+        out.append((tok.decode(ids[i:j + 1]), i - offset, j - offset, p))
     return out
 
 
@@ -136,6 +159,19 @@ def answer(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
            max_answer_len: int = 6) -> list[str]:
     """The answer span of each (context, question), as text."""
     return [a for a, _, _ in answer_spans(model, runtime, tok, contexts, questions, max_answer_len)]
+
+
+def answer_checked(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
+                   max_answer_len: int = 6) -> list[CheckedAnswer]:
+    """:func:`answer_spans` with the checks of :mod:`minillm.input_checks`, for each
+    (context, question): ``unknown_tokens`` of the ``tokens`` of question and context,
+    ``in_domain`` (:func:`~minillm.data.qa.qa_format_problem`: the shapes of the
+    embedded corpus), ``confidence`` (:func:`span_probability` of the answer) and a
+    ``warning`` (``None`` when nothing is unknown and the input is in domain)."""
+    return [CheckedAnswer(text=text, start=i, end=j,
+                          **checked_fields(tok, (q, c), qa_format_problem(c, q), p, "answer"))
+            for (text, i, j, p), c, q in zip(_spans(model, runtime, tok, contexts, questions, max_answer_len),
+                                             contexts, questions)]
 
 
 def evaluate_qa(model, runtime: Runtime, tok: PieceTokenizer, examples, batch_size: int = 256) -> dict:

@@ -13,6 +13,9 @@ loads the run's safetensors checkpoint once, at start-up, in either backend:
     GET  /v1/model      task, backend, model config, tokenizer summary, limits
     GET  /openapi.json  the schema of all of the above
 
+/v1/translate and /v1/answer also say how much of the input the model knows and whether
+it has the shape of the training corpus, with a warning when not (:mod:`minillm.input_checks`).
+
 Bad input is answered with a 4xx and a message, never a 5xx, and nothing in a request
 can name a file: every request is checked up-front (pydantic models that forbid
 unknown fields, limits on text length, on tokens against ``block_size`` and on
@@ -291,15 +294,28 @@ class ScoreResponse(BaseModel):
     tokens: int
 
 
-class TranslateResponse(BaseModel):
+class InputChecks(BaseModel):
+    """What the model can vouch for (minillm.input_checks): a ``warning`` is set when some
+    input tokens are unknown to the model or the input is not of the training corpus's shape."""
+    unknown_tokens: int = Field(description="input tokens the model's tokenizer does not know (<unk>)")
+    unknown_share: float = Field(description="unknown_tokens / the input's tokens, in [0, 1]")
+    in_domain: bool = Field(description="whether the input has the shape of the corpus the model was trained on")
+    confidence: float = Field(description="the model's own probability for its output, in [0, 1]")
+    warning: Optional[str] = Field(description="why the output is unreliable; null when nothing is flagged")
+
+
+class TranslateResponse(InputChecks):
     translation: str
     tokens: int
+    # confidence: exp of the mean log-probability of the output's pieces and its <eos>
 
 
-class AnswerResponse(BaseModel):
+class AnswerResponse(InputChecks):
     answer: str
     start: int = Field(description="index of the answer's first piece in the context's pieces")
     end: int = Field(description="index of its last piece (inclusive)")
+    tokens: int = Field(description="the question's and the context's tokens")
+    # confidence: the span's probability among the allowed spans
 
 
 class ErrorResponse(BaseModel):
@@ -343,6 +359,11 @@ class _Model:
             raise BadRequest(422, "too_many_tokens", f"{what} has {len(ids)} tokens; this model takes at most "
                                                      f"{max_tokens} (block_size = {self.config.block_size})")
         return ids
+
+
+def _checks(out) -> dict:
+    """The :class:`InputChecks` fields of a :class:`minillm.input_checks.Checked`."""
+    return {k: getattr(out, k) for k in InputChecks.model_fields}
 
 
 def _public_contract(contract: dict | None) -> dict | None:
@@ -450,21 +471,22 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
     def translate_endpoint(req: TranslateRequest) -> TranslateResponse:
         r"""The encoder-decoder's translation (section 6.2): greedy, or beam search with the
         length penalty :math:`((5 + |y|)/6)^\alpha` when ``beam_size`` > 1."""
-        from .translation import translate
+        from .translation import translate_checked
 
         served.require("translation", "/v1/translate")
         n = len(served.encode(req.text, T, "the text"))
         if n == 0:
             raise BadRequest(422, "empty_text", "the text has no tokens")
         with served.lock:
-            out = translate(served.model, served.runtime, tok, [req.text], req.beam_size, req.length_penalty)
-        return TranslateResponse(translation=out[0], tokens=n)
+            out = translate_checked(served.model, served.runtime, tok, [req.text], req.beam_size,
+                                    req.length_penalty)[0]
+        return TranslateResponse(translation=out.text, tokens=n, **_checks(out))
 
     @app.post("/v1/answer", response_model=AnswerResponse, responses=ERRORS)
     def answer_endpoint(req: AnswerRequest) -> AnswerResponse:
         r"""The span of the context that answers the question (section 6.3):
         :math:`\arg\max_{i \le j} s_i + e_j` over the context's pieces."""
-        from .question_answering import answer_spans
+        from .question_answering import answer_checked
 
         served.require("question_answering", "/v1/answer")
         n_q = len(served.encode(req.question, T, "the question"))
@@ -475,8 +497,8 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
             raise BadRequest(422, "too_many_tokens", f"question ({n_q} tokens) + context ({n_c}) + 3 special "
                                                      f"tokens exceed this model's block_size = {T}")
         with served.lock:
-            text, i, j = answer_spans(served.model, served.runtime, tok, [req.context], [req.question])[0]
-        return AnswerResponse(answer=text, start=i, end=j)
+            out = answer_checked(served.model, served.runtime, tok, [req.context], [req.question])[0]
+        return AnswerResponse(answer=out.text, start=out.start, end=out.end, tokens=out.tokens, **_checks(out))
 
     app.state.minillm = served
     return app

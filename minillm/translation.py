@@ -30,13 +30,14 @@ from . import model_io
 from ._validate import require_int_at_least
 from .config import ModelConfig
 from .data.batching import RowBatches
-from .data.parallel import PieceTokenizer, dates_corpus
+from .data.parallel import PieceTokenizer, date_format_problem, dates_corpus
+from .input_checks import Checked, checked_fields
 from .runtime import Runtime
 from .text_metrics import corpus_bleu
 from .training import TrainConfig, Trainer, claim_run_dir
 
 __all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "translate",
-           "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
+           "translate_checked", "output_log_probs", "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
 
 logger = logging.getLogger("minillm")
 IGNORE_INDEX = -100
@@ -158,6 +159,12 @@ def beam_search(model, runtime: Runtime, idx, attention_mask, bos_id: int, eos_i
 def translate(model, runtime: Runtime, tok: PieceTokenizer, texts, beam_size: int = 1,
               length_penalty: float = 0.6) -> list[str]:
     """Translate ``texts`` (a list of str): greedy with ``beam_size=1``, else beam search."""
+    _, _, out = _decode(model, runtime, tok, texts, beam_size, length_penalty)
+    return [tok.decode(o) for o in out]
+
+
+def _decode(model, runtime, tok, texts, beam_size, length_penalty):
+    """``(idx (B, S), attention_mask (B, S), output ids)`` of ``texts``."""
     if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
         raise ValueError("expected texts as a list of str")
     max_len = model.config.block_size
@@ -175,7 +182,41 @@ def translate(model, runtime: Runtime, tok: PieceTokenizer, texts, beam_size: in
     else:
         out = [beam_search(model, runtime, idx[r:r + 1], mask[r:r + 1], tok.bos_id, tok.eos_id,
                            max_len, beam_size, length_penalty) for r in range(len(ids))]
-    return [tok.decode(o) for o in out]
+    return idx, mask, out
+
+
+def output_log_probs(model, runtime: Runtime, idx, attention_mask, outputs, bos_id: int,
+                     eos_id: int) -> list[np.ndarray]:
+    r""":math:`\log p(y_t \mid y_{<t}, x)` of each output followed by ``<eos>``, in one
+    teacher-forced pass of the decoder (causal, so right padding changes no earlier
+    position). Shapes: idx (B, S), attention_mask (B, S), B lists of ids (without
+    ``<bos>``/``<eos>``, at most ``block_size - 1`` each) -> B arrays of len(y) + 1."""
+    T = max(map(len, outputs)) + 1
+    tgt = np.full((len(outputs), T), bos_id, np.int64)                          # (B, T), padding unread
+    for r, o in enumerate(outputs):
+        tgt[r, 1:len(o) + 1] = o
+    model.eval()
+    with runtime.no_grad():
+        memory = model.encode(runtime.tensor(idx), runtime.tensor(attention_mask))
+        logits = model.decode(runtime.tensor(tgt), memory, runtime.tensor(attention_mask))
+    logp = _log_softmax(runtime.to_numpy(logits).astype(np.float64))           # (B, T, V)
+    return [logp[r, np.arange(len(o) + 1), list(o) + [eos_id]] for r, o in enumerate(outputs)]
+
+
+def translate_checked(model, runtime: Runtime, tok: PieceTokenizer, texts, beam_size: int = 1,
+                      length_penalty: float = 0.6) -> list[Checked]:
+    r""":func:`translate` with the checks of :mod:`minillm.input_checks`, for each text:
+    ``unknown_tokens`` of its ``tokens``, ``in_domain``
+    (:func:`~minillm.data.parallel.date_format_problem`: a date in words as the
+    embedded corpus writes them), ``confidence`` :math:`= \exp` of the mean
+    :func:`output_log_probs` over the output's pieces and its ``<eos>`` (the geometric
+    mean of the per-piece probabilities, in (0, 1]) and a ``warning`` (``None`` when
+    nothing is unknown and the text is in domain)."""
+    idx, mask, out = _decode(model, runtime, tok, texts, beam_size, length_penalty)
+    logps = output_log_probs(model, runtime, idx, mask, out, tok.bos_id, tok.eos_id)
+    return [Checked(text=tok.decode(o), **checked_fields(tok, (t,), date_format_problem(t),
+                                                         np.exp(lp.mean()), "translation"))
+            for t, o, lp in zip(texts, out, logps)]
 
 
 def evaluate_translation(model, runtime: Runtime, tok: PieceTokenizer, pairs, beam_size: int = 1,

@@ -11,9 +11,9 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from minillm.config import ModelConfig  # noqa: E402
-from minillm.question_answering import answer_spans, load_answerer, train_qa  # noqa: E402
+from minillm.question_answering import answer_checked, answer_spans, load_answerer, train_qa  # noqa: E402
 from minillm.serving import Limits, create_app  # noqa: E402
-from minillm.translation import load_translator, translate, train_translation  # noqa: E402
+from minillm.translation import load_translator, translate, translate_checked, train_translation  # noqa: E402
 
 from test_serving import generated_request_statuses, live_server  # noqa: E402
 
@@ -63,10 +63,44 @@ def test_answer_equals_the_library(servers, runs, backend):
     r = post(servers["qa", backend], "/v1/answer", {"context": CONTEXT, "question": q})
     assert r.status_code == 200, r.text
     text, i, j = answer_spans(model, rt, tok, [CONTEXT], [q])[0]
-    assert r.json() == {"answer": text, "start": i, "end": j}
+    checked = answer_checked(model, rt, tok, [CONTEXT], [q])[0]
+    assert r.json() == {"answer": text, "start": i, "end": j, "tokens": len(tok.encode(q + " " + CONTEXT)),
+                        "unknown_tokens": 0, "unknown_share": 0.0, "in_domain": True,
+                        "confidence": pytest.approx(checked.confidence, rel=1e-6), "warning": None}
     pieces = tok.pieces(CONTEXT)
     assert 0 <= i <= j < len(pieces)
     assert tok.decode(tok.encode(" ".join(pieces[i:j + 1]))) == text
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_of_domain_input_is_flagged(servers, runs, backend):
+    """The issue's examples: the same checks as the library's, a warning set."""
+    model, rt, tok = load_answerer(runs["qa"], backend)
+    ctx, q = "Alice lives in Paris. Bob lives in Rome.", "Where does Bob live?"
+    r = post(servers["qa", backend], "/v1/answer", {"context": ctx, "question": q})
+    assert r.status_code == 200, r.text
+    want = answer_checked(model, rt, tok, [ctx], [q])[0]
+    got = r.json()
+    assert got["in_domain"] is False and got["warning"] == want.warning and "question is not" in got["warning"]
+    assert (got["unknown_tokens"], got["tokens"]) == (want.unknown_tokens, want.tokens)
+    assert got["unknown_share"] == pytest.approx(want.unknown_share, rel=1e-12) and got["unknown_tokens"] >= 3
+    model, rt, tok = load_translator(runs["tr"], backend)
+    r = post(servers["tr", backend], "/v1/translate", {"text": "hello world"})
+    assert r.status_code == 200, r.text
+    want = translate_checked(model, rt, tok, ["hello world"])[0]
+    assert {k: r.json()[k] for k in ("translation", "unknown_tokens", "unknown_share", "in_domain", "warning")} == {
+        "translation": want.text, "unknown_tokens": 2, "unknown_share": 1.0, "in_domain": False,
+        "warning": want.warning}
+    assert r.json()["confidence"] == pytest.approx(want.confidence, rel=1e-6)
+    r = post(servers["tr", backend], "/v1/translate", {"text": "the third of may , nineteen ninety-nine"})
+    assert r.json()["in_domain"] is True and r.json()["warning"] is None and r.json()["unknown_tokens"] == 0
+
+
+def test_openapi_names_the_checks(servers):
+    schema = httpx.get(servers["qa", "numpy"] + "/openapi.json", timeout=30).json()["components"]["schemas"]
+    for name in ("AnswerResponse", "TranslateResponse"):
+        assert {"unknown_tokens", "unknown_share", "in_domain", "confidence", "warning"} <= set(
+            schema[name]["properties"]), name
 
 
 @pytest.mark.parametrize("path, body, status, kind", [

@@ -26,7 +26,8 @@ import numpy as np
 from .._validate import require_int_at_least
 from .vocab import SPECIAL_TOKENS
 
-__all__ = ["PieceTokenizer", "dates_corpus", "DATE_FORMATS"]
+__all__ = ["PieceTokenizer", "dates_corpus", "DATE_FORMATS", "DATE_TEMPLATES", "date_format_problem",
+           "template_pattern"]
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december")
@@ -39,7 +40,12 @@ ORDINAL_ONES = ("", "first", "second", "third", "fourth", "fifth", "sixth", "sev
                 "ninth", "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth",
                 "sixteenth", "seventeenth", "eighteenth", "nineteenth")
 ORDINAL_TENS = {20: "twentieth", 30: "thirtieth"}
-DATE_FORMATS = ("day_of_month", "month_day", "year_first")
+YEARS = range(1900, 2100)
+# form -> the source sentence, its slots filled with words (_ordinal, MONTHS, _year)
+DATE_TEMPLATES = {"day_of_month": "the {day} of {month} , {year}",
+                  "month_day": "{month} {day} , {year}",
+                  "year_first": "{year} , {month} the {day}"}
+DATE_FORMATS = tuple(DATE_TEMPLATES)
 _PIECE = re.compile(r"[a-z]+|\d|[^\sa-z\d]")
 
 
@@ -68,13 +74,65 @@ def _year(y: int) -> str:
     return _cardinal(hi) + " " + rest
 
 
+def _valid_date(y: int, m: int, d: int) -> bool:
+    """Whether day ``d`` exists in month ``m`` of year ``y`` (Gregorian leap years)."""
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    return 1 <= d <= DAYS_IN_MONTH[m - 1] and not (m == 2 and d == 29 and not leap)
+
+
 def _date_text(y: int, m: int, d: int, form: str) -> str:
-    month, day, year = MONTHS[m - 1], _ordinal(d), _year(y)
-    if form == "day_of_month":
-        return f"the {day} of {month} , {year}"
-    if form == "month_day":
-        return f"{month} {day} , {year}"
-    return f"{year} , {month} the {day}"
+    return DATE_TEMPLATES[form].format(day=_ordinal(d), month=MONTHS[m - 1], year=_year(y))
+
+
+def template_pattern(template: str, slots: dict) -> re.Pattern:
+    """A regex for the pieces of ``template`` joined by single spaces (the form
+    :meth:`PieceTokenizer.pieces` gives a text, see :func:`_joined`), where each
+    ``{name}`` is one of ``slots[name]`` (texts, compared by their pieces too) and is
+    captured by a group of that name. ``.fullmatch`` it against ``_joined(text)``."""
+    out = []
+    for k, part in enumerate(re.split(r"\{(\w+)\}", template)):
+        if k % 2:
+            values = sorted({_joined(v) for v in slots[part]}, key=len, reverse=True)
+            out.append(f"(?P<{part}>" + "|".join(map(re.escape, values)) + ")")
+        else:
+            out += [re.escape(p) for p in PieceTokenizer.pieces(part)]
+    return re.compile(" ".join(out))
+
+
+def _joined(text: str) -> str:
+    return " ".join(PieceTokenizer.pieces(text))
+
+
+_DATE_CHECK = None
+
+
+def _date_check():
+    """(form -> pattern, slot -> {joined words: number}), built once from the generator."""
+    global _DATE_CHECK
+    if _DATE_CHECK is None:
+        numbers = {"day": {_joined(_ordinal(d)): d for d in range(1, 32)},
+                   "month": {_joined(m): i + 1 for i, m in enumerate(MONTHS)},
+                   "year": {_joined(_year(y)): y for y in YEARS}}
+        _DATE_CHECK = ({form: template_pattern(t, numbers) for form, t in DATE_TEMPLATES.items()}, numbers)
+    return _DATE_CHECK
+
+
+def date_format_problem(text: str) -> str | None:
+    """``None`` when ``text``'s pieces are those of a source sentence :func:`dates_corpus`
+    can draw (one of :data:`DATE_TEMPLATES`, a year of :data:`YEARS` and a day that
+    exists), else what is wrong with it, as a phrase for a warning. Case and spacing
+    are free: the model sees pieces (``"May 1st"`` is not one: ``1st`` is no ordinal of
+    the corpus)."""
+    patterns, numbers = _date_check()
+    joined = _joined(text)
+    for pattern in patterns.values():
+        m = pattern.fullmatch(joined)
+        if m:
+            y, mo, d = (numbers[k][m.group(k)] for k in ("year", "month", "day"))
+            if _valid_date(y, mo, d):
+                return None
+            return "the text names a day that does not exist"
+    return "the text is not a date written in words in one of the forms it was trained on"
 
 
 def dates_corpus(n_train: int = 4000, n_test: int = 400, seed: int = 0):
@@ -88,10 +146,10 @@ def dates_corpus(n_train: int = 4000, n_test: int = 400, seed: int = 0):
     rng = np.random.default_rng(seed)
     seen, pairs = set(), []
     while len(pairs) < n_train + n_test:
-        y = int(rng.integers(1900, 2100))
+        y = int(rng.integers(YEARS.start, YEARS.stop))
         m = int(rng.integers(1, 13))
         d = int(rng.integers(1, DAYS_IN_MONTH[m - 1] + 1))
-        if m == 2 and d == 29 and not (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
+        if not _valid_date(y, m, d):
             continue
         src = _date_text(y, m, d, DATE_FORMATS[int(rng.integers(len(DATE_FORMATS)))])
         if src in seen:

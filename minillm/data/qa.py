@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import require_int_at_least
-from .parallel import PieceTokenizer
+from .parallel import PieceTokenizer, _joined, template_pattern
 
-__all__ = ["qa_corpus", "has_distractor"]
+__all__ = ["qa_corpus", "has_distractor", "qa_format_problem"]
 
 NAMES = ("alice", "bruno", "chen", "dana", "emeka", "fatima", "goran", "hana", "ivan", "julia",
          "kofi", "lena", "mateo", "nadia", "omar", "priya", "quinn", "rosa", "sven", "tomas")
@@ -30,6 +30,9 @@ JOBS = ("baker", "nurse", "pilot", "farmer", "teacher", "lawyer", "painter", "pl
         "doctor", "tailor", "miner")
 COLOURS = ("red", "blue", "grey", "black", "white", "brown", "green")
 ANIMALS = ("cat", "dog", "horse", "parrot", "rabbit", "goat")
+BORN = range(1940, 2010)
+PEOPLE_PER_CONTEXT = (2, 3)          # inclusive bounds
+FACTS_PER_CONTEXT = (3, 5)
 
 # relation -> (fact template, question template, how to draw the answer)
 RELATIONS = {
@@ -37,14 +40,19 @@ RELATIONS = {
     "job": ("{n} works as a {a} .", "what is the job of {n} ?", lambda r: str(r.choice(JOBS))),
     "pet": ("{n} has a {a} .", "what pet does {n} have ?",
             lambda r: f"{r.choice(COLOURS)} {r.choice(ANIMALS)}"),
-    "born": ("{n} was born in {a} .", "when was {n} born ?", lambda r: str(int(r.integers(1940, 2010)))),
+    "born": ("{n} was born in {a} .", "when was {n} born ?", lambda r: str(int(r.integers(BORN.start, BORN.stop)))),
 }
+# relation -> every answer its draw can give
+ANSWERS = {"city": CITIES, "job": JOBS, "pet": tuple(f"{c} {a}" for c in COLOURS for a in ANIMALS),
+           "born": tuple(str(y) for y in BORN)}
 
 
 def _example(rng):
-    people = [str(p) for p in rng.choice(NAMES, size=int(rng.integers(2, 4)), replace=False)]
+    n_people = int(rng.integers(PEOPLE_PER_CONTEXT[0], PEOPLE_PER_CONTEXT[1] + 1))
+    people = [str(p) for p in rng.choice(NAMES, size=n_people, replace=False)]
     facts = [(p, rel) for p in people for rel in RELATIONS]
-    chosen = [facts[i] for i in rng.choice(len(facts), size=int(rng.integers(3, 6)), replace=False)]
+    n_facts = int(rng.integers(FACTS_PER_CONTEXT[0], FACTS_PER_CONTEXT[1] + 1))
+    chosen = [facts[i] for i in rng.choice(len(facts), size=n_facts, replace=False)]
     answers = {fact: RELATIONS[fact[1]][2](rng) for fact in chosen}
     asked = chosen[int(rng.integers(len(chosen)))]
     pieces, sentences, start = [], [], None
@@ -91,3 +99,50 @@ def has_distractor(example: dict) -> bool:
             verb = fact.split("{n}")[1].split("{a}")[0]                  # " lives in "
             return example["context"].count(verb) > 1
     raise ValueError(f"expected a question of minillm.data.qa's templates, got {example['question']!r}")
+
+
+_QA_CHECK = None
+
+
+def _qa_check():
+    """(relation -> question pattern, relation -> fact pattern), built once from RELATIONS."""
+    global _QA_CHECK
+    if _QA_CHECK is None:
+        _QA_CHECK = ({rel: template_pattern(q, {"n": NAMES}) for rel, (_, q, _) in RELATIONS.items()},
+                     {rel: template_pattern(f, {"n": NAMES, "a": ANSWERS[rel]})
+                      for rel, (f, _, _) in RELATIONS.items()})
+    return _QA_CHECK
+
+
+def qa_format_problem(context: str, question: str) -> str | None:
+    """``None`` when (``context``, ``question``) has the shape of :func:`qa_corpus`'s
+    examples, else what differs, as a phrase for a warning. Compared piece by piece
+    (case and spacing free), against the generator's own templates and word lists:
+    the question is one of :data:`RELATIONS`' questions about a name of :data:`NAMES`;
+    the context is sentences of :data:`RELATIONS`' facts, each with a name and an
+    answer the corpus draws (:data:`ANSWERS`), stating distinct facts, one of them what
+    is asked, no more facts and people than the corpus draws (``FACTS_PER_CONTEXT[1]``,
+    ``PEOPLE_PER_CONTEXT[1]``). Fewer are accepted: a context of one or two facts is a
+    part of a drawn one (and a drawn person may get no fact)."""
+    questions, facts = _qa_check()
+    problems = []
+    joined = _joined(question)
+    asked = next(((m.group("n"), rel) for rel, p in questions.items() if (m := p.fullmatch(joined))), None)
+    if asked is None:
+        problems.append("the question is not one of the forms it was trained on")
+    sentences, stated = _joined(context).replace(" . ", " .\n").split("\n"), []
+    for sentence in sentences:
+        fact = next(((m.group("n"), rel) for rel, p in facts.items() if (m := p.fullmatch(sentence))), None)
+        if fact is None:
+            problems.append("the context's sentences are not of the forms it was trained on")
+            break
+        stated.append(fact)
+    else:
+        n_people = len({name for name, _ in stated})
+        if (len(set(stated)) < len(stated) or len(stated) > FACTS_PER_CONTEXT[1]
+                or n_people > PEOPLE_PER_CONTEXT[1]):
+            problems.append(f"the context is not at most {FACTS_PER_CONTEXT[1]} distinct facts about at most "
+                            f"{PEOPLE_PER_CONTEXT[1]} people as in training")
+        elif asked is not None and asked not in stated:
+            problems.append("the context does not state what the question asks")
+    return " and ".join(problems) or None
