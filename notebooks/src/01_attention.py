@@ -18,28 +18,22 @@
 # query/key vector, `H` heads, `D = C / H` the size of one head.
 
 # %%
-import inspect
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, Image, display
 
 import minillm
 import minillm.reference as ref          # NumPy: forward + hand-written backward
 import minillm.torch_backend as tb       # PyTorch: same names, autograd
 from minillm.init import init_parameters
+from minillm.notebook import show, show_image
 from minillm.plots import plot_attention, plot_attention_cost
 
 OUT = Path("runs") / "notebooks" / "01_attention"   # figures land here
 OUT.mkdir(parents=True, exist_ok=True)
 np.set_printoptions(precision=3, suppress=True)
-
-
-def show(fn):
-    """Print the source of a minillm function (the code that sits beside the formula)."""
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## The reference code beside the formula
@@ -91,8 +85,8 @@ np.testing.assert_allclose(weights_lib, weights, rtol=1e-12, atol=1e-12)
 print("minillm.reference.scaled_dot_product_attention computes the same (to 1e-12)")
 
 # %%
-display(Image(filename=str(plot_attention(weights, tokens, OUT / "weights.png",
-                                          title="softmax(QK^T / sqrt(d_k)), no mask"))))
+show_image(plot_attention(weights, tokens, OUT / "weights.png",
+                                          title="softmax(QK^T / sqrt(d_k)), no mask"))
 
 # %% [markdown]
 # ## Why divide by $\sqrt{d_k}$?
@@ -132,8 +126,8 @@ mask = ref.causal_mask(T)                    # (T, T) bool, lower triangle True
 print(mask.astype(int))
 out_causal, w_causal = ref.scaled_dot_product_attention(Q, K, V, mask)
 print("weights above the diagonal:", w_causal[~mask].max())
-display(Image(filename=str(plot_attention(w_causal, tokens, OUT / "weights_causal.png",
-                                          title="causal mask: no looking ahead"))))
+show_image(plot_attention(w_causal, tokens, OUT / "weights_causal.png",
+                                          title="causal mask: no looking ahead"))
 
 # %%
 padding = np.array([True, True, True, False, False])   # the last two tokens are padding
@@ -178,7 +172,7 @@ np.testing.assert_allclose(y_layer, y_hand, rtol=1e-12, atol=1e-14)
 print("q per head:", q.shape, "-> output", y_hand.shape, "; layer == hand computation")
 for h in range(H):
     plot_attention(head_weights[0, h], tokens, OUT / f"head{h}.png", title=f"head {h}")
-    display(Image(filename=str(OUT / f"head{h}.png")))
+    show_image(OUT / f"head{h}.png")
 
 # %% [markdown]
 # ## The $O(T^2)$ cost
@@ -204,7 +198,7 @@ for n in Ts:
     with torch.no_grad():
         seconds["torch backend"].append(best_time(lambda: tb.scaled_dot_product_attention(at, at, at)))
     print(f"T={n:5d}: weights matrix {n * n * 4 / 2**20:7.2f} MiB in float32")
-display(Image(filename=str(plot_attention_cost(Ts, seconds, OUT / "cost.png"))))
+show_image(plot_attention_cost(Ts, seconds, OUT / "cost.png"))
 
 # %% [markdown]
 # On a log-log plot a slope of 2 is $O(T^2)$; at small $T$ fixed overheads dominate and

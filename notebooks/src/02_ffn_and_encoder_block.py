@@ -18,13 +18,10 @@
 # Dimensions: `B` batch, `T` positions, `C` model width, `F` feed-forward width (4C by default).
 
 # %%
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, Image, display
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import minillm
@@ -32,20 +29,11 @@ import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm.config import ModelConfig
 from minillm.init import init_parameters
+from minillm.notebook import show, show_figure
 
 OUT = Path("runs") / "notebooks" / "02_ffn_and_encoder_block"
 OUT.mkdir(parents=True, exist_ok=True)
 np.set_printoptions(precision=3, suppress=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
-
-
-def show_figure(fig, name):
-    FigureCanvasAgg(fig)
-    fig.savefig(OUT / name, dpi=100)
-    display(Image(filename=str(OUT / name)))
 
 # %% [markdown]
 # ## The FFN, by hand and in the library
@@ -90,7 +78,7 @@ ax.set_xlabel("x")
 ax.legend()
 ax.grid(alpha=0.3)
 ax.set_title("activations")
-show_figure(fig, "activations.png")
+show_figure(fig, OUT / "activations.png")
 print("largest |gelu - gelu_tanh| on [-4, 4]:", np.abs(ref.gelu(z) - ref.gelu_tanh(z)).max())
 
 # %% [markdown]
@@ -187,7 +175,7 @@ ax_grad.set(xlabel="block", ylabel="gradient norm of the block", yscale="log", t
 for ax in (ax_rms, ax_grad):
     ax.grid(alpha=0.3)
     ax.legend()
-show_figure(fig, "pre_vs_post_norm.png")
+show_figure(fig, OUT / "pre_vs_post_norm.png")
 for name, (rms, grad) in stats.items():
     print(f"{name:9s}: stream RMS {rms[0]:.3f} -> {rms[-1]:.3f}; "
           f"block gradient norms span a factor {grad.max() / grad.min():.1f} over the 12 blocks")

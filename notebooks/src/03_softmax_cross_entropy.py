@@ -17,22 +17,17 @@
 # Dimensions: `N` rows (positions), `C` classes (the vocabulary).
 
 # %%
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, display
 
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
+from minillm.notebook import show
 
 np.set_printoptions(precision=4, suppress=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## Why naive softmax overflows

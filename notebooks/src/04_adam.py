@@ -19,32 +19,20 @@
 # optimizer against PyTorch's.
 
 # %%
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, Image, display
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
+from minillm.notebook import show, show_figure
 
 OUT = Path("runs") / "notebooks" / "04_adam"
 OUT.mkdir(parents=True, exist_ok=True)
 np.set_printoptions(precision=5, suppress=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
-
-
-def show_figure(fig, name):
-    FigureCanvasAgg(fig)
-    fig.savefig(OUT / name, dpi=100)
-    display(Image(filename=str(OUT / name)))
 
 # %% [markdown]
 # ## The reference code beside the formulas
@@ -122,7 +110,7 @@ ax2.set(xlabel="step t", ylabel=r"update / $\alpha$", title="size of the update"
 for ax in (ax1, ax2):
     ax.grid(alpha=0.3)
     ax.legend()
-show_figure(fig, "bias_correction.png")
+show_figure(fig, OUT / "bias_correction.png")
 print(f"first update without correction: {step_raw[0]:.3f} alpha; with: {step_corrected[0]:.3f} alpha")
 
 # %% [markdown]
@@ -163,7 +151,7 @@ for name, path in runs.items():
 ax.plot(0, 0, "k*", ms=12)
 ax.set(xlabel="x", ylabel="y", title=r"$f(x, y) = (x^2 + 30 y^2) / 2$, 80 steps each")
 ax.legend()
-show_figure(fig, "trajectories.png")
+show_figure(fig, OUT / "trajectories.png")
 for name, path in runs.items():
     print(f"{name:24s} f after 80 steps: {loss_and_grad(path[-1])[0]:.2e}")
 

@@ -14,12 +14,10 @@
 # its inputs.
 
 # %%
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, display
 
 import minillm
 import minillm.reference as ref
@@ -27,13 +25,10 @@ import minillm.torch_backend as tb
 from minillm.data import (STOPWORDS, BPETokenizer, CharTokenizer, LMBatches, Tokenizer, WordTokenizer,
                           clean_text, mask_tokens, pad_batch, python_docs, remove_stopwords, sentiment,
                           split_contiguous, synthetic_language, word_tokenize)
+from minillm.notebook import show
 
 OUT = Path("runs") / "notebooks" / "05_data_preparation"
 OUT.mkdir(parents=True, exist_ok=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## Three corpora that need no download

@@ -24,14 +24,12 @@
 # *the same run* to the last digit.
 
 # %%
-import inspect
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, Image, display
 
 import minillm
 import minillm.reference as ref
@@ -40,15 +38,12 @@ from minillm import pipeline
 from minillm.config import ModelConfig
 from minillm.data import CharTokenizer, split_contiguous, synthetic_language
 from minillm.generation import generate
+from minillm.notebook import show, show_image
 from minillm.plots import plot_loss_curves, read_metrics
 from minillm.training import TrainConfig, Trainer
 
 OUT = Path("runs") / "notebooks" / "06_pretraining"
 OUT.mkdir(parents=True, exist_ok=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## The data: a language with a known floor
@@ -96,7 +91,7 @@ print(f"validation loss {gpt['validation']['loss']:.3f} nats/letter "
 print("run folder:", sorted(p.name for p in (OUT / "gpt").iterdir()))
 
 # %%
-display(Image(filename=str(OUT / "gpt" / "loss.png")))
+show_image(OUT / "gpt" / "loss.png")
 
 # %% [markdown]
 # The loss falls from $\log V$ (every token equally likely, $V$ = the tokenizer's vocabulary
@@ -124,8 +119,8 @@ mlm = pipeline.pretrain(tok, splits, OUT / "encoder", task="masked_lm",
                         model_config=gpt_config, train_config=train_config, batch_size=32,
                         backend="torch", progress=False)
 print(f"masked LM validation loss on the masked letters: {mlm['validation']['loss']:.3f} nats")
-display(Image(filename=str(plot_loss_curves(OUT / "encoder" / "metrics.jsonl", OUT / "encoder_loss.png",
-                                            title="masked LM (loss on masked letters only)"))))
+show_image(plot_loss_curves(OUT / "encoder" / "metrics.jsonl", OUT / "encoder_loss.png",
+                                            title="masked LM (loss on masked letters only)"))
 
 # %% [markdown]
 # ## Pretrained weights: GPT-2 from Hugging Face

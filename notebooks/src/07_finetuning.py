@@ -20,13 +20,11 @@
 # bag-of-words classifier cannot get them both right.
 
 # %%
-import inspect
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, Image, display
 
 import minillm
 import minillm.reference as ref
@@ -34,14 +32,11 @@ import minillm.torch_backend as tb
 from minillm import pipeline
 from minillm.config import ModelConfig
 from minillm.data import WordTokenizer, bag_of_words_ceiling, pad_batch, sentiment
+from minillm.notebook import show, show_image
 from minillm.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "07_finetuning"
 OUT.mkdir(parents=True, exist_ok=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %%
 data = sentiment(n=2000, seed=0)
@@ -79,7 +74,7 @@ print(f"{train_config.steps} steps in {time.perf_counter() - start:.1f} s")
 test = result["test"]
 print(f"test accuracy {test['accuracy']:.1%}  precision {test['precision']:.3f}  "
       f"recall {test['recall']:.3f}  F1 {test['f1']:.3f}   (bag-of-words ceiling {ceiling:.1%})")
-display(Image(filename=str(OUT / "classifier" / "loss.png")))
+show_image(OUT / "classifier" / "loss.png")
 
 # %% [markdown]
 # Small Transformers learn rules such as negation abruptly: the loss sits near $\log 2$ for

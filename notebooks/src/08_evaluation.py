@@ -17,12 +17,10 @@
 # \mathrm{accuracy} = \frac{\#\{\hat y_n = y_n\}}{N}$$
 
 # %%
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, Image, display
 
 import minillm
 import minillm.reference as ref
@@ -31,6 +29,7 @@ from minillm import metrics, pipeline
 from minillm.config import ModelConfig
 from minillm.data import CharTokenizer, WordTokenizer, sentiment, split_contiguous, synthetic_language
 from minillm.evaluation import evaluate_lm
+from minillm.notebook import show, show_image
 from minillm.plots import plot_confusion_matrix
 from minillm.runtime import Runtime
 from minillm.tasks import causal_lm_eval_batches
@@ -38,10 +37,6 @@ from minillm.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "08_evaluation"
 OUT.mkdir(parents=True, exist_ok=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## The confusion matrix and the metrics, by hand
@@ -66,7 +61,7 @@ report = metrics.classification_metrics(y_true, y_pred, average="macro", label_n
 np.testing.assert_allclose([report["per_class"][n]["f1"] for n in names], f1, rtol=1e-12)
 np.testing.assert_allclose(report["f1"], f1.mean(), rtol=1e-12)      # macro = unweighted mean
 print(f"accuracy {report['accuracy']:.3f} = {np.trace(cm)}/{cm.sum()}; macro F1 {report['f1']:.3f}")
-display(Image(filename=str(plot_confusion_matrix(cm, names, OUT / "toy_confusion.png"))))
+show_image(plot_confusion_matrix(cm, names, OUT / "toy_confusion.png"))
 
 # %% [markdown]
 # **Averaging.** *macro* averages the per-class scores (every class counts the same);
@@ -102,8 +97,8 @@ pipeline.finetune(tok, data, run, model_config=config, backend="torch", batch_si
 scores = pipeline.evaluate(run, backend="torch", dataset="sentiment")
 print({k: round(scores[k], 3) for k in ("accuracy", "precision", "recall", "f1", "loss")})
 print(scores["per_class"])
-display(Image(filename=str(plot_confusion_matrix(scores["confusion_matrix"], scores["label_names"],
-                                                 OUT / "confusion.png", title="sentiment, test split"))))
+show_image(plot_confusion_matrix(scores["confusion_matrix"], scores["label_names"],
+                                                 OUT / "confusion.png", title="sentiment, test split"))
 
 # %% [markdown]
 # ## Language models: the token-weighted mean, perplexity, bits

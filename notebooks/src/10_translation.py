@@ -17,27 +17,22 @@
 # \mathrm{Cross}(X, M) = \mathrm{softmax}\Big(\frac{QK^\top}{\sqrt{d_k}} + M_{pad}\Big)V\,W_O$$
 
 # %%
-import inspect
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, display
 
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm.config import ModelConfig
 from minillm.data import PieceTokenizer, dates_corpus
+from minillm.notebook import show
 from minillm.text_metrics import corpus_bleu, ngram_counts
 from minillm.translation import encode_pairs, evaluate_translation, train_translation, translate
 
 torch.manual_seed(0)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## The corpus: dates in words, and in digits

@@ -15,29 +15,24 @@
 # and the prediction is the best span $\arg\max_{i \le j} s_i + e_j$ inside the context.
 
 # %%
-import inspect
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, display
 
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm.data import PieceTokenizer, has_distractor, qa_corpus
 from minillm.init import rotary_tables
+from minillm.notebook import show
 from minillm.question_answering import (QA_CONFIG, QA_RECIPE, answer_spans, best_span, encode_qa, evaluate_qa,
                                         train_qa)
 from minillm.runtime import Runtime
 from minillm.text_metrics import exact_match, normalize_answer, token_f1
 
 torch.manual_seed(0)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## The examples
