@@ -209,7 +209,7 @@ show_image(plot_attention_cost(Ts, seconds, OUT / "cost.png"))
 #
 # Same inputs, float64, a causal mask with a fully masked row, and a random upstream
 # gradient (an all-ones gradient would hide a transposed matrix). The reference's
-# hand-written backward must match autograd within DESIGN.md's float64 contract,
+# hand-written backward must match autograd within the float64 parity contract of `docs/architecture.md`,
 # rtol $10^{-7}$, atol $10^{-9}$.
 
 # %%

@@ -197,7 +197,7 @@ for name, (rms, grad) in stats.items():
 # ## Parity check: the NumPy reference against PyTorch
 #
 # The FFN and layer norm, forward and hand-written backward against autograd, float64,
-# random upstream gradient, DESIGN.md's tolerances (rtol $10^{-7}$, atol $10^{-9}$); then a
+# random upstream gradient, the parity contract of `docs/architecture.md` (rtol $10^{-7}$, atol $10^{-9}$); then a
 # whole pre-norm and post-norm block, every parameter gradient included.
 
 # %%

@@ -149,7 +149,7 @@ np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 # ## Parity check: the NumPy reference against PyTorch
 #
 # Float64, random upstream gradient, the edges included: logits of $\pm 10^4$, an ignored
-# target, label smoothing. Tolerances: DESIGN.md's float64 contract, rtol $10^{-7}$, atol
+# target, label smoothing. Tolerances: the float64 parity contract of `docs/architecture.md`, rtol $10^{-7}$, atol
 # $10^{-9}$.
 
 # %%

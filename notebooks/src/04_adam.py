@@ -170,7 +170,7 @@ for name, path in runs.items():
 #
 # 100 steps of `Adam` (and `AdamW`) in both backends on the same random gradients, float64,
 # and `torch.optim.Adam` as a third opinion. The formulas are the same; only the rounding
-# of a few operations may differ, so DESIGN.md's float64 tolerance (rtol $10^{-7}$, atol
+# of a few operations may differ, so the float64 parity contract of `docs/architecture.md` (rtol $10^{-7}$, atol
 # $10^{-9}$) is generous.
 
 # %%

@@ -191,7 +191,7 @@ print(real.astype(int))
 # padding mask into attention. The reference's hand-written embedding backward must add up
 # the gradients of repeated ids (the padded batch repeats `<pad>` many times) exactly as
 # torch's autograd does; the masks must be the same in both backends. Float64, random
-# upstream gradient, DESIGN.md's tolerances (rtol $10^{-7}$, atol $10^{-9}$).
+# upstream gradient, the parity contract of `docs/architecture.md` (rtol $10^{-7}$, atol $10^{-9}$).
 
 # %%
 rng = np.random.default_rng(1)

@@ -124,7 +124,7 @@ print(f"copied {len(body)} body tensors; the head {[n for n, _ in classifier.nam
 # The same seed gives the same weights in both backends. On a padded batch, float64: the
 # logits, the loss and the gradient of every parameter (the reference's hand-written
 # backward through the head, the masked mean pooling and the encoder) must agree with
-# autograd within DESIGN.md's rtol $10^{-7}$, atol $10^{-9}$.
+# autograd within the parity contract of `docs/architecture.md`, rtol $10^{-7}$, atol $10^{-9}$.
 
 # %%
 cfg64 = ModelConfig(vocab_size=tok.vocab_size, block_size=24, d_model=16, n_heads=2, n_layers=2,
