@@ -60,8 +60,8 @@ show(ref.SequenceClassifier.forward)
 #
 # `pipeline.finetune` pads each batch, builds the mask, and runs the same trainer as
 # pretraining with `task="classification"`. A one-layer encoder with fixed sinusoidal
-# positions (a tiny model learns word order faster from a fixed position table than from a
-# learned one that starts near zero), torch backend, 800 steps.
+# positions (a fixed table gives every position a distinct vector from the first step; a
+# learned one starts near zero and must be learned too), torch backend, 800 steps.
 
 # %%
 config = ModelConfig(vocab_size=tok.vocab_size, block_size=24, d_model=32, n_heads=2, n_layers=1,
