@@ -1,6 +1,6 @@
 """Checkpoints: one folder, no pickle, loadable by either backend.
 
-A checkpoint is a folder (DESIGN.md, "Checkpoints")::
+A checkpoint is a folder (docs/architecture.md, "Checkpoints")::
 
     model.safetensors        the weights, name -> array (dtype kept: float32 stays float32)
     config.json              the model configuration (``ModelConfig.to_dict()``)

@@ -4,8 +4,8 @@ small configurations.
 
 Tolerances for whole models (forward + backward through every layer):
 
-- float64: DESIGN.md's parity contract, rtol 1e-7 / atol 1e-9, applied to logits, loss
-  and every gradient. The two backends differ only in summation order inside BLAS,
+- float64: the parity contract of docs/architecture.md, rtol 1e-7 / atol 1e-9, applied
+  to logits, loss and every gradient. The two backends differ only in summation order inside BLAS,
   softmax and the reductions (and in the erf of exact GELU, which both compute to
   ~1 ulp), so the observed differences are ~1e-13.
 - float32: rtol 1e-4, atol 1e-5 times the tensor's largest magnitude (scale-aware, so

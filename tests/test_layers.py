@@ -2,7 +2,8 @@
 twin (same parameter names and shapes), with a random upstream gradient; the one-cache
 rule; the Module registry; the initialisation rules.
 
-Tolerances: float64, DESIGN.md's rtol 1e-7 / atol 1e-9 (observed ~1e-15).
+Tolerances: float64, the parity contract's rtol 1e-7 / atol 1e-9 (docs/architecture.md;
+observed ~1e-15).
 """
 import numpy as np
 import pytest

@@ -1,8 +1,9 @@
 """Whole-model parity: the NumPy reference and the torch backend build the same
 parameters from the same seed and compute the same logits, loss and gradients.
 
-Tolerances: see ``tests/model_helpers.py`` (float64: DESIGN.md's rtol 1e-7 / atol 1e-9;
-float32: rtol 1e-4, atol 1e-5, with the reason written there).
+Tolerances: see ``tests/model_helpers.py`` (float64: the parity contract's rtol 1e-7 /
+atol 1e-9, docs/architecture.md; float32: rtol 1e-4, atol 1e-5, with the reason written
+there).
 """
 import numpy as np
 import pytest

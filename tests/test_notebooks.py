@@ -10,7 +10,8 @@
   written in CONTRIBUTING.md), and are exactly what ``notebooks/build.py`` makes of
   their sources in ``notebooks/src/``;
 - the notebooks import minillm and never redefine it: no ``def`` or ``class`` whose name
-  minillm already uses for a public name.
+  minillm already uses for a public name (the display helpers ``show``, ``show_figure`` and
+  ``show_image`` included: they live in ``minillm.notebook``, once).
 """
 import ast
 import importlib.util
@@ -91,7 +92,7 @@ def _minillm_public_names() -> set[str]:
 
     names = set(ref.__all__)
     for module in ("minillm.pipeline", "minillm.training", "minillm.metrics", "minillm.plots",
-                   "minillm.generation", "minillm.data"):
+                   "minillm.generation", "minillm.data", "minillm.notebook"):
         names |= set(getattr(importlib.import_module(module), "__all__", ()))
     return names
 

@@ -18,8 +18,9 @@
 
 Tolerances:
 
-- float64 between backends: DESIGN.md's rtol 1e-7 / atol 1e-9 (``tolerances.FLOAT64``,
-  ``model_helpers``); float32: ``tolerances.FLOAT32["rope"]`` (reason written there).
+- float64 between backends: the parity contract's rtol 1e-7 / atol 1e-9
+  (docs/architecture.md; ``tolerances.FLOAT64``, ``model_helpers``); float32:
+  ``tolerances.FLOAT32["rope"]`` (reason written there).
 - finite differences: ``tolerances.FD`` (central, step 1e-6, float64).
 - the offset property and the complex form, float64: the angle m theta is computed in
   float64 and rounds to ~1 ulp of m theta <= 64, so cos/sin carry an absolute error
@@ -400,7 +401,7 @@ def test_a_rope_model_has_no_position_parameters(backend, kind):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("kind", ALL_KINDS)
 def test_logits_and_every_gradient_agree_between_backends(kind, dtype):
-    """float64: DESIGN.md's 1e-7 / 1e-9; float32: model_helpers' whole-model tolerance."""
+    """float64: the parity contract's 1e-7 / 1e-9 (docs/architecture.md); float32: model_helpers' whole-model tolerance."""
     base = dataclasses.replace(CONFIG, dtype=dtype)
     for config in (base, dataclasses.replace(base, d_model=16, n_heads=4, norm_first=False,
                                              activation="gelu_tanh", init_std=0.3)):

@@ -3,7 +3,7 @@
 A comparison passes when ``|ours - theirs| <= atol + rtol * |theirs|`` elementwise
 (``tests/parity.py:assert_close``). Look one up with ``tolerance(op, dtype)``.
 
-float64: DESIGN.md fixes rtol 1e-7, atol 1e-9 for every op. Both backends compute the
+float64: the parity contract (docs/architecture.md) fixes rtol 1e-7, atol 1e-9 for every op. Both backends compute the
 same formula in double precision, so they differ only by rounding (~1e-16 relative per
 operation); 1e-7 leaves nine orders of magnitude for accumulation and still fails on
 any real formula error (a wrong sign, a missing term, a transposed matrix).
@@ -28,7 +28,7 @@ class Tolerance(NamedTuple):
     reason: str
 
 
-FLOAT64 = Tolerance(1e-7, 1e-9, "DESIGN.md: the two backends agree in double precision")
+FLOAT64 = Tolerance(1e-7, 1e-9, "docs/architecture.md, the parity contract: the two backends agree in double precision")
 
 FLOAT32 = {
     "softmax": Tolerance(

@@ -18,13 +18,10 @@
 # Dimensions: `B` batch, `T` positions, `C` model width, `F` feed-forward width (4C by default).
 
 # %%
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, Image, display
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import minillm
@@ -32,20 +29,11 @@ import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm.config import ModelConfig
 from minillm.init import init_parameters
+from minillm.notebook import show, show_figure
 
 OUT = Path("runs") / "notebooks" / "02_ffn_and_encoder_block"
 OUT.mkdir(parents=True, exist_ok=True)
 np.set_printoptions(precision=3, suppress=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
-
-
-def show_figure(fig, name):
-    FigureCanvasAgg(fig)
-    fig.savefig(OUT / name, dpi=100)
-    display(Image(filename=str(OUT / name)))
 
 # %% [markdown]
 # ## The FFN, by hand and in the library
@@ -74,6 +62,7 @@ x2 = x.copy()
 x2[:, 3] += 1.0                                          # change position 3 only
 changed = np.abs(ref.feed_forward(x2, W1, b1, W2, b2) - y_lib).max(axis=(0, 2))  # (T,)
 print("largest change per position:", changed)
+assert changed[3] > 0 and (np.delete(changed, 3) == 0).all()   # exactly 0 elsewhere: nothing mixes positions
 
 # %% [markdown]
 # The chapter uses ReLU; GPT-2 and BERT use GELU, $x\,\Phi(x)$, smooth at 0 and slightly
@@ -90,8 +79,11 @@ ax.set_xlabel("x")
 ax.legend()
 ax.grid(alpha=0.3)
 ax.set_title("activations")
-show_figure(fig, "activations.png")
+show_figure(fig, OUT / "activations.png")
 print("largest |gelu - gelu_tanh| on [-4, 4]:", np.abs(ref.gelu(z) - ref.gelu_tanh(z)).max())
+print(f"smallest gelu on [-4, 4]: {ref.gelu(z).min():.3f} at x = {z[ref.gelu(z).argmin()]:.2f}")
+assert -0.2 < ref.gelu(z).min() < 0 and (ref.gelu(z[z > 0]) > 0).all()   # slightly negative, for x < 0 only
+assert np.abs(ref.gelu(z) - ref.gelu_tanh(z)).max() < 1e-3                # the approximation is close
 
 # %% [markdown]
 # ## Layer normalisation
@@ -115,6 +107,8 @@ ln_lib = ref.layer_norm(x_far, gamma, beta, eps=1e-5)
 np.testing.assert_allclose(ln_lib, ln_hand, rtol=1e-12, atol=1e-12)
 print("per-position mean after LN:", ln_lib.mean(axis=-1).round(12).ravel()[:5])
 print("per-position std  after LN:", ln_lib.std(axis=-1).round(4).ravel()[:5])
+np.testing.assert_allclose(ln_lib.mean(axis=-1), 0.0, atol=1e-12)    # float64 rounding
+np.testing.assert_allclose(ln_lib.std(axis=-1), 1.0, rtol=1e-6)      # sqrt(var / (var + eps)), var ~ 100
 
 # %% [markdown]
 # ## Residuals and the two block layouts
@@ -187,10 +181,11 @@ ax_grad.set(xlabel="block", ylabel="gradient norm of the block", yscale="log", t
 for ax in (ax_rms, ax_grad):
     ax.grid(alpha=0.3)
     ax.legend()
-show_figure(fig, "pre_vs_post_norm.png")
+show_figure(fig, OUT / "pre_vs_post_norm.png")
 for name, (rms, grad) in stats.items():
     print(f"{name:9s}: stream RMS {rms[0]:.3f} -> {rms[-1]:.3f}; "
           f"block gradient norms span a factor {grad.max() / grad.min():.1f} over the 12 blocks")
+    print(f"{'':9s}  gradient norm per block: {grad.round(3)}")
 
 # %% [markdown]
 # In the post-norm stack every block ends in a LayerNorm, so the stream is re-normalised to
@@ -198,19 +193,31 @@ for name, (rms, grad) in stats.items():
 # grows as the blocks add to it (hence the final `ln_f` in pre-norm models).
 #
 # On the backward side, pre-norm keeps an un-normalised identity path from the loss to every
-# block, and the gradients of the blocks stay within a small factor of each other. In the
-# post-norm stack the gradient has to pass through every LayerNorm on the way down: here the
-# first block (whose LayerNorm scales the small embeddings up to RMS 1) gets far more than
-# the others, and blocks 2-12 get an order of magnitude less than in pre-norm. Uneven
-# gradients across depth are why post-norm Transformers need a careful learning-rate
-# warm-up, and why deep models moved to pre-norm (Xiong et al. 2020, *On Layer
-# Normalization in the Transformer Architecture*).
-#
+# block, and the gradients of the blocks stay within a small factor of each other (under 4
+# here). In the post-norm stack the gradient has to pass through every LayerNorm on the way
+# down: here the first block (whose LayerNorm scales the small embeddings up to RMS 1) gets
+# more than ten times as much as any other, and blocks 2-12 get more than ten times less
+# than in pre-norm. Uneven gradients across depth are why post-norm Transformers need a
+# careful learning-rate warm-up, and why deep models moved to pre-norm (Xiong et al. 2020,
+# *On Layer Normalization in the Transformer Architecture*). The cell below checks each of
+# these statements on the numbers above.
+
+# %%
+(rms_pre, grad_pre), (rms_post, grad_post) = stats["pre-norm"], stats["post-norm"]
+np.testing.assert_allclose(rms_post[1:], 1.0, atol=1e-4)   # LN output: RMS sqrt(var / (var + 1e-5))
+assert (np.diff(rms_pre) > 0).all()                        # pre-norm: the stream grows block by block
+assert grad_pre.max() / grad_pre.min() < 4                 # pre-norm: within a small factor
+assert grad_post[0] > 10 * grad_post[1:].max()             # post-norm: block 1 gets far more ...
+assert (grad_post[1:] < grad_pre[1:] / 10).all()           # ... blocks 2-12 ten times less than pre-norm
+print("checked: post-norm RMS 1 after every block; pre-norm stream grows; gradient spreads as stated")
+
+# %% [markdown]
 # ## Parity check: the NumPy reference against PyTorch
 #
 # The FFN and layer norm, forward and hand-written backward against autograd, float64,
-# random upstream gradient, DESIGN.md's tolerances (rtol $10^{-7}$, atol $10^{-9}$); then a
-# whole pre-norm and post-norm block, every parameter gradient included.
+# random upstream gradient, the parity contract of `docs/architecture.md` (rtol $10^{-7}$,
+# atol $10^{-9}$); then a whole pre-norm and post-norm block, every parameter gradient
+# included.
 
 # %%
 def compare(name, ours, theirs, rtol=1e-7, atol=1e-9):

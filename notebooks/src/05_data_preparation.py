@@ -14,12 +14,10 @@
 # its inputs.
 
 # %%
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, display
 
 import minillm
 import minillm.reference as ref
@@ -27,19 +25,17 @@ import minillm.torch_backend as tb
 from minillm.data import (STOPWORDS, BPETokenizer, CharTokenizer, LMBatches, Tokenizer, WordTokenizer,
                           clean_text, mask_tokens, pad_batch, python_docs, remove_stopwords, sentiment,
                           split_contiguous, synthetic_language, word_tokenize)
+from minillm.notebook import show
 
 OUT = Path("runs") / "notebooks" / "05_data_preparation"
 OUT.mkdir(parents=True, exist_ok=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## Three corpora that need no download
 #
 # - `python_docs()`: the English documentation that ships with every CPython
-#   (`pydoc_data.topics`), about 465 kB of real prose;
+#   (`pydoc_data.topics`), a few hundred kB of real prose (465 kB in Python 3.11; the
+#   exact size depends on the Python version);
 # - `synthetic_language()`: a seeded Markov chain whose entropy rate — the lowest loss any
 #   model can reach — is known exactly;
 # - `sentiment()`: labelled sentences whose label depends on word order ("not good",
@@ -48,6 +44,7 @@ def show(fn):
 # %%
 docs = python_docs()
 print(f"python_docs: {len(docs):,} characters; it begins:\n{docs[:300]!r}\n")
+assert len(docs) > 300_000, len(docs)             # a few hundred kB (the cells below use the first 203 kB)
 lang = synthetic_language(5000, order=2, alphabet_size=8, seed=0)
 print(f"synthetic language: {lang.text[:60]}...  entropy rate {lang.entropy_rate:.3f} nats/symbol")
 data = sentiment(n=400, seed=0)
@@ -67,10 +64,14 @@ show(clean_text)
 # %%
 sample = "Don't panic!  The   ﬁle was NOT found…"
 print(repr(clean_text(sample)))
+assert clean_text(sample) == "don t panic the file was not found"
 words = word_tokenize("the plot was not good, but the acting was great.")
 print("tokens              :", words)
 print("stopwords removed   :", remove_stopwords(words))
 print(f"'not' is a stopword in minillm? {'not' in STOPWORDS}   (removing it reverses the meaning)")
+print("'the plot was good' ->", remove_stopwords(word_tokenize("the plot was good")))
+assert "not" not in STOPWORDS and "not" in remove_stopwords(words)
+assert remove_stopwords(word_tokenize("the plot was good")) == ["plot", "good"]
 
 # %% [markdown]
 # Removing stopwords destroys grammar ("the plot was good" -> "plot good"): a language model
@@ -90,6 +91,7 @@ text = "Isn't it 3.5x faster? See https://python.org, or e-mail me."
 print("nltk Treebank   :", NLTKWordTokenizer().tokenize(text))
 print("nltk WordPunct  :", WordPunctTokenizer().tokenize(text))
 print("minillm (words) :", word_tokenize(text))
+assert word_tokenize(text) == NLTKWordTokenizer().tokenize(text)   # the Treebank rules, no download
 
 # %% [markdown]
 # ## Three tokenizers
@@ -113,10 +115,14 @@ tokenizers = {
     "bpe": BPETokenizer.train(train_text, vocab_size=512),
 }
 print(f"{'tokenizer':9s} {'vocab':>6s} {'tokens':>7s} {'chars/token':>12s} {'round trip':>11s}")
+n_tokens, round_trip = {}, {}
 for name, tok in tokenizers.items():
     ids = tok.encode(held_out)
+    n_tokens[name], round_trip[name] = len(ids), tok.decode(ids) == held_out
     print(f"{name:9s} {tok.vocab_size:6d} {len(ids):7d} {len(held_out) / len(ids):12.2f} "
-          f"{str(tok.decode(ids) == held_out):>11s}")
+          f"{str(round_trip[name]):>11s}")
+for tok in tokenizers.values():                      # the same special tokens at ids 0-6 in all three
+    assert [tok.decode([i]) for i in range(7)] == ["<pad>", "<unk>", "<bos>", "<eos>", "<mask>", "<cls>", "<sep>"]
 
 # %%
 bpe = tokenizers["bpe"]
@@ -124,11 +130,17 @@ ids = bpe.encode("The tokenizer splits unfamiliar words: floccinaucinihilipilifi
 print([bpe.decode([i]) for i in ids])
 word = tokenizers["word"]
 print("word tokenizer on an unknown word:", word.decode(word.encode("the zyzzyva statement")))
+assert len(bpe.encode("The")) == 1 and len(bpe.encode(" floccinaucinihilipilification")) > 10
+assert word.decode(word.encode("the zyzzyva statement")) == "the <unk> statement"
+assert round_trip == {"word": False, "char": True, "bpe": True}, round_trip
+# on the held-out text: char / bpe 2.1x, char / word 4.3x (deterministic: the text and the training are fixed)
+assert 1.8 < n_tokens["char"] / n_tokens["bpe"] < 2.5 and n_tokens["char"] / n_tokens["word"] > 4, n_tokens
 
 # %% [markdown]
-# BPE keeps common words whole and spells rare ones with pieces, so it never needs `<unk>`
-# and always round-trips; the word tokenizer loses unknown words; the character tokenizer
-# round-trips but makes every sequence 3-4 times longer, and attention costs $O(T^2)$.
+# BPE keeps common words whole ("The" is one token) and spells rare ones with pieces, so
+# it never needs `<unk>` and always round-trips; the word tokenizer loses unknown words;
+# the character tokenizer round-trips but makes the held-out text about twice as many
+# tokens as BPE (and over four times as many as words), and attention costs $O(T^2)$.
 #
 # A vocabulary built from `set()` gets a new order in every Python process (string hashing
 # is salted), so a saved model would read the wrong ids after a restart. minillm's order is
@@ -156,6 +168,9 @@ splits = split_contiguous(ids, (0.9, 0.05, 0.05))
 print("train / validation / test tokens:", [len(s) for s in splits])
 batches = LMBatches(splits.train, block_size=8, batch_size=2, seed=0)
 x, y = batches.batch(step=0)                                   # (B, T), (B, T)
+assert x.shape == y.shape == (2, 8)                            # full windows, targets as long as inputs
+again_x, again_y = LMBatches(splits.train, block_size=8, batch_size=2, seed=0).batch(step=0)
+assert (again_x == x).all() and (again_y == y).all()           # a pure function of (seed, step)
 print("x[0]:", x[0], "\ny[0]:", y[0])
 assert (x[:, 1:] == y[:, :-1]).all()                           # y is x shifted by one
 print("as text:", repr(bpe.decode(x[0])), "->", repr(bpe.decode(y[0])))
@@ -171,9 +186,13 @@ inputs, targets = mask_tokens(x, rng, bpe.mask_id, bpe.vocab_size, bpe.special_i
 print("inputs :", inputs[0], "\ntargets:", targets[0])
 big_inputs, big_targets = mask_tokens(splits.train[:20_000], rng, bpe.mask_id, bpe.vocab_size, bpe.special_ids)
 picked = big_targets != -100
-print(f"picked {picked.mean():.3f} of the tokens; of those <mask>: "
-      f"{(big_inputs[picked] == bpe.mask_id).mean():.3f}, unchanged: "
-      f"{(big_inputs[picked] == big_targets[picked]).mean():.3f}")
+share_mask = (big_inputs[picked] == bpe.mask_id).mean()
+share_same = (big_inputs[picked] == big_targets[picked]).mean()
+print(f"picked {picked.mean():.3f} of the tokens; of those <mask>: {share_mask:.3f}, unchanged: {share_same:.3f}")
+# random draws: 20,000 tokens give the 15% a standard error of 0.0025, and ~3,000 picked give
+# the 80% and 10% one of ~0.007; the bounds are 4 of those (a random token can also be the
+# original one, 1 in 512: negligible)
+assert abs(picked.mean() - 0.15) < 0.01 and abs(share_mask - 0.8) < 0.03 and abs(share_same - 0.1) < 0.03
 
 # %% [markdown]
 # **Classification.** Sentences have different lengths: right-pad them with `<pad>` and
@@ -188,6 +207,7 @@ for s in sentences:
     print(repr(s))
 print(padded)
 print(real.astype(int))
+assert (real == (padded != words_tok.pad_id)).all() and real.sum(axis=1).tolist() == [len(q) for q in seqs]
 
 # %% [markdown]
 # ## Parity check: the first op the ids meet, in both backends
@@ -196,7 +216,7 @@ print(real.astype(int))
 # padding mask into attention. The reference's hand-written embedding backward must add up
 # the gradients of repeated ids (the padded batch repeats `<pad>` many times) exactly as
 # torch's autograd does; the masks must be the same in both backends. Float64, random
-# upstream gradient, DESIGN.md's tolerances (rtol $10^{-7}$, atol $10^{-9}$).
+# upstream gradient, the parity contract of `docs/architecture.md` (rtol $10^{-7}$, atol $10^{-9}$).
 
 # %%
 rng = np.random.default_rng(1)

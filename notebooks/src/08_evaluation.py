@@ -17,12 +17,10 @@
 # \mathrm{accuracy} = \frac{\#\{\hat y_n = y_n\}}{N}$$
 
 # %%
-import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, Image, display
 
 import minillm
 import minillm.reference as ref
@@ -31,6 +29,7 @@ from minillm import metrics, pipeline
 from minillm.config import ModelConfig
 from minillm.data import CharTokenizer, WordTokenizer, sentiment, split_contiguous, synthetic_language
 from minillm.evaluation import evaluate_lm
+from minillm.notebook import show, show_image
 from minillm.plots import plot_confusion_matrix
 from minillm.runtime import Runtime
 from minillm.tasks import causal_lm_eval_batches
@@ -38,10 +37,6 @@ from minillm.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "08_evaluation"
 OUT.mkdir(parents=True, exist_ok=True)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## The confusion matrix and the metrics, by hand
@@ -66,7 +61,7 @@ report = metrics.classification_metrics(y_true, y_pred, average="macro", label_n
 np.testing.assert_allclose([report["per_class"][n]["f1"] for n in names], f1, rtol=1e-12)
 np.testing.assert_allclose(report["f1"], f1.mean(), rtol=1e-12)      # macro = unweighted mean
 print(f"accuracy {report['accuracy']:.3f} = {np.trace(cm)}/{cm.sum()}; macro F1 {report['f1']:.3f}")
-display(Image(filename=str(plot_confusion_matrix(cm, names, OUT / "toy_confusion.png"))))
+show_image(plot_confusion_matrix(cm, names, OUT / "toy_confusion.png"))
 
 # %% [markdown]
 # **Averaging.** *macro* averages the per-class scores (every class counts the same);
@@ -82,6 +77,7 @@ show(metrics.precision_recall_f1)
 for average in ("macro", "weighted", "micro"):
     s = metrics.precision_recall_f1(y_true, y_pred, average=average)
     print(f"{average:8s} precision {s.precision:.3f}  recall {s.recall:.3f}  F1 {s.f1:.3f}")
+np.testing.assert_allclose([s.precision, s.recall, s.f1], report["accuracy"], rtol=1e-12)  # micro = accuracy
 
 # %% [markdown]
 # ## A real classifier
@@ -101,9 +97,10 @@ pipeline.finetune(tok, data, run, model_config=config, backend="torch", batch_si
                                            eval_every=100, checkpoint_every=700, seed=0))
 scores = pipeline.evaluate(run, backend="torch", dataset="sentiment")
 print({k: round(scores[k], 3) for k in ("accuracy", "precision", "recall", "f1", "loss")})
+assert scores["accuracy"] < 0.9, scores["accuracy"]          # it still makes mistakes worth looking at
 print(scores["per_class"])
-display(Image(filename=str(plot_confusion_matrix(scores["confusion_matrix"], scores["label_names"],
-                                                 OUT / "confusion.png", title="sentiment, test split"))))
+show_image(plot_confusion_matrix(scores["confusion_matrix"], scores["label_names"],
+                                                 OUT / "confusion.png", title="sentiment, test split"))
 
 # %% [markdown]
 # ## Language models: the token-weighted mean, perplexity, bits
@@ -112,7 +109,9 @@ display(Image(filename=str(plot_confusion_matrix(scores["confusion_matrix"], sco
 # perplexity $e^{\bar\ell}$ — the number of equally likely choices the model is as unsure as —
 # or by bits per token $\bar\ell / \ln 2$. The mean must weigh each batch by its number of
 # tokens: a short last batch must count less. The chapter divides the *sum of batch means*
-# by the number of words, which is not a mean of anything:
+# by the number of words, which is not a mean of anything: it is roughly a batch's mean
+# loss divided by the batch size, so cutting the same tokens into other batches changes
+# it, while the token-weighted mean stays put (the cell re-batches and checks both):
 
 # %%
 show(metrics.TokenLoss)
@@ -127,11 +126,24 @@ mean_of_means = np.mean(batch_means)
 chapter = sum(batch_means) / sum(batch_tokens)
 print(f"token-weighted mean {acc.mean:.4f} nats  (perplexity {acc.perplexity:.2f}, {acc.bits_per_token:.3f} bits)")
 print(f"mean of batch means {mean_of_means:.4f}  (overweights the 16-token batch)")
-print(f"the chapter's sum / tokens {chapter:.5f}  (not a loss: it shrinks as the file grows)")
+print(f"the chapter's sum / tokens {chapter:.5f}  (not a loss: about a batch mean / the batch size)")
+np.testing.assert_allclose(acc.mean, np.dot(batch_means, batch_tokens) / sum(batch_tokens), rtol=1e-12)
+np.testing.assert_allclose([acc.perplexity, acc.bits_per_token], [np.exp(acc.mean), acc.mean / np.log(2)], rtol=1e-12)
+assert mean_of_means > acc.mean + 0.5                         # the 16-token batch counts as much as 512
+# the same tokens cut into bigger batches (the first two merged): a mean must not change
+merged_means, merged_tokens = [(2.0 * 512 + 2.2 * 512) / 1024, 5.0], [1024, 16]
+merged = metrics.TokenLoss()
+for mean, n in zip(merged_means, merged_tokens):
+    merged.add_mean(mean, n)
+chapter_merged = sum(merged_means) / sum(merged_tokens)
+print(f"re-batched: token-weighted mean {merged.mean:.4f}; the chapter's figure {chapter_merged:.5f}")
+np.testing.assert_allclose(merged.mean, acc.mean, rtol=1e-12)        # unchanged
+assert abs(chapter_merged - chapter) > 0.2 * chapter                 # the chapter's figure moved by > 20%
 
 # %% [markdown]
 # A sanity check every LM evaluation should pass: an untrained model (weights of size 0.02)
-# predicts nearly uniformly, so its perplexity is close to the vocabulary size $V$.
+# predicts nearly uniformly, so its perplexity is close to the vocabulary size $V$ (within
+# 5 %, checked).
 
 # %%
 lang = synthetic_language(20_000, order=2, alphabet_size=8, seed=0)
@@ -142,6 +154,7 @@ gpt = ref.GPT(ModelConfig(vocab_size=char_tok.vocab_size, block_size=32, d_model
 untrained = evaluate_lm(Runtime("numpy"), gpt, causal_lm_eval_batches(valid, 32, 16))
 print(f"untrained GPT: {untrained['loss']:.3f} nats, perplexity {untrained['perplexity']:.1f}; "
       f"V = {char_tok.vocab_size}")
+assert abs(untrained["perplexity"] / char_tok.vocab_size - 1) < 0.05   # within 5% of V
 
 # %% [markdown]
 # ## Parity check: one checkpoint, two backends, the same scores

@@ -143,19 +143,26 @@ status, answer = call(gpt_port, "/v1/generate",
                       {"prompt": "The ", "max_new_tokens": 40, "temperature": 0.8, "top_k": 40, "seed": 0})
 print(status, repr("The " + answer["text"]))
 print("finish:", answer["finish_reason"], "| seed:", answer["seed"])
+perplexity = {}
 for sentence in ("The function returns a list of the values.", "qxz vvk jjj wpp zzq"):
     status, s = call(gpt_port, "/v1/score", {"text": sentence})
+    perplexity[sentence] = s["perplexity"]
     print(f"{status} loss {s['loss']:.2f} nats, perplexity {s['perplexity']:8.1f}  <- {sentence!r}")
+english, soup = perplexity.values()
+assert 10 * english < soup, perplexity
 
 # %% [markdown]
-# English-like text scores a much lower perplexity than letter soup: the model has learned
-# something about its corpus, and `/v1/score` is a cheap way to ask it how surprising a text
-# is. The classifier answers with its label and the softmax probabilities:
+# English-like text scores a much lower perplexity than letter soup (over ten times lower,
+# checked above): the model has learned something about its corpus, and `/v1/score` is a
+# cheap way to ask it how surprising a text is. The classifier answers with its label (the
+# most probable class) and the softmax probabilities:
 
 # %%
 for sentence in ("the acting was bad, but the music was great.", "the plot was not really good."):
     status, c = call(cls_port, "/v1/classify", {"text": sentence})
     print(status, c["label"], {k: round(v, 3) for k, v in c["probabilities"].items()}, "<-", repr(sentence))
+    assert status == 200 and c["label"] == max(c["probabilities"], key=c["probabilities"].get)
+    np.testing.assert_allclose(sum(c["probabilities"].values()), 1.0, atol=1e-6)   # float32 softmax, summed
 
 # %% [markdown]
 # Bad requests get a 4xx with a message, never a traceback or a 500: an unknown field, a

@@ -17,27 +17,22 @@
 # \mathrm{Cross}(X, M) = \mathrm{softmax}\Big(\frac{QK^\top}{\sqrt{d_k}} + M_{pad}\Big)V\,W_O$$
 
 # %%
-import inspect
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from IPython.display import Code, display
 
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm.config import ModelConfig
 from minillm.data import PieceTokenizer, dates_corpus
+from minillm.notebook import show
 from minillm.text_metrics import corpus_bleu, ngram_counts
 from minillm.translation import encode_pairs, evaluate_translation, train_translation, translate
 
 torch.manual_seed(0)
-
-
-def show(fn):
-    display(Code(inspect.getsource(fn), language="python"))
 
 # %% [markdown]
 # ## The corpus: dates in words, and in digits
@@ -54,6 +49,7 @@ for src, tgt in train[:6]:
     print(f"{src:55s} -> {tgt}")
 tok = PieceTokenizer.train([s for pair in train + test for s in pair])
 print("vocabulary:", tok.vocab_size, "pieces;", tok.pieces(train[0][0]), tok.pieces(train[0][1]))
+assert not {src for src, _ in test} & {src for src, _ in train}   # no held-out source occurs in training
 
 # %% [markdown]
 # ## Teacher forcing
@@ -67,6 +63,10 @@ for key in ("idx", "attention_mask", "tgt_idx", "targets"):
     print(f"{key:15s}", batch[key][0].astype(int).tolist())
 print("decoder reads:   ", [tok.itos[i] for i in batch["tgt_idx"][0]])
 print("and must predict:", [tok.itos[i] if i >= 0 else "-100" for i in batch["targets"][0]])
+for tgt_in, tgt_out in zip(batch["tgt_idx"], batch["targets"]):
+    n = int((tgt_out != -100).sum())                     # counted targets; the rest is padding
+    assert tgt_in[0] == tok.bos_id and tgt_out[n - 1] == tok.eos_id and (tgt_out[n:] == -100).all()
+    assert (tgt_in[1:n] == tgt_out[:n - 1]).all()        # the reference, shifted right by one
 
 # %% [markdown]
 # ## Cross-attention and its backward
@@ -101,13 +101,19 @@ down[i] -= h
 numeric = ((layer(x, up, mask) - layer(x, down, mask)) * dy).sum() / (2 * h)
 print(f"dL/dM{i}: hand-written {dmemory[i]:.10f}, finite difference {numeric:.10f}")
 print("masked memory positions get no gradient:", np.all(dmemory[1, 2:] == 0))
+# central differences in float64, h = 1e-6: truncation ~1e-12, rounding ~1e-10 (|L| a few units)
+np.testing.assert_allclose(dmemory[i], numeric, rtol=1e-6)
+assert (dmemory[1, 2:] == 0).all()
 
 # %% [markdown]
 # ## Training: teacher forcing and label smoothing
 #
 # Label smoothing (Szegedy et al. 2016) mixes the one-hot target with the uniform
 # distribution, $\ell = (1-\varepsilon)(-\log p_y) + \varepsilon\,\frac1V\sum_c(-\log p_c)$,
-# so the loss cannot reach 0 — the model is discouraged from ever being fully certain.
+# so the loss cannot reach 0 — the model is discouraged from ever being fully certain. Its
+# lowest possible value is the entropy of the smoothed target $q$ ($q_y = 1 - \varepsilon +
+# \varepsilon/V$, every other $q_c = \varepsilon/V$), about 0.80 nats for $\varepsilon = 0.1$
+# over the model's $V = 128$ outputs; the cell checks the loss stays above it.
 # A small one-layer model, 300 steps with the torch backend:
 
 # %%
@@ -119,6 +125,12 @@ run = train_translation(Path("runs") / "notebooks" / "10_translation", backend="
 print(f"{time.perf_counter() - start:.1f} s, last loss {run['train_loss']:.3f} (label smoothing keeps it above 0)")
 model, rt = run["model"], run["runtime"]
 assert run["tokenizer"].itos == tok.itos        # the same corpus, the same pieces
+eps_ls, V = 0.1, config.vocab_size
+q = np.full(V, eps_ls / V)
+q[0] += 1 - eps_ls                              # the smoothed target (which class is y does not matter)
+floor = -(q * np.log(q)).sum()                  # min over p of the smoothed cross-entropy = H(q)
+print(f"the lowest a smoothed loss can go: H(q) = {floor:.3f} nats")
+assert run["train_loss"] > floor - 1e-4, (run["train_loss"], floor)   # 1e-4: float32 rounding of the loss
 
 # %% [markdown]
 # ## Decoding: greedy and beam search
@@ -149,6 +161,8 @@ p = [sum(min(c, ngram_counts(refr, n)[g]) for g, c in ngram_counts(hyp, n).items
      for n in range(1, 5)]
 print("p_n:", [round(x, 3) for x in p], " BLEU by hand:", round(100 * np.exp(np.mean(np.log(p))), 3),
       " corpus_bleu:", round(corpus_bleu([hyp], [refr]), 3))
+# equal lengths: brevity penalty 1, so the geometric mean is the whole score (float64 rounding)
+np.testing.assert_allclose(corpus_bleu([hyp], [refr]), 100 * np.exp(np.mean(np.log(p))), rtol=1e-12)
 scores = evaluate_translation(model, rt, tok, run["test"])
 print(f"held-out: {100 * scores['exact']:.1f}% exact dates, BLEU {scores['bleu']:.1f}")
 
