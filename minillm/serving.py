@@ -43,17 +43,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-import anyio
 import numpy as np
 
-try:
+from ._optional import import_optional, missing_extra
+
+try:  # the `serve` extra: FastAPI brings starlette, pydantic and anyio
+    import anyio
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
     from starlette.exceptions import HTTPException as StarletteHTTPException
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("minillm.serving needs FastAPI and uvicorn: pip install 'minillm[serve]'") from exc
+except ImportError as exc:  # tests/test_optional_extras.py simulates each missing module
+    raise missing_extra(exc, "minillm serve (minillm.serving)", "serve") from exc
 
 from . import model_io
 from .data.batching import pad_batch
@@ -495,7 +497,7 @@ def serve(run_folder, *, host: str = "127.0.0.1", port: int = 8000, backend: str
           device: str = "cpu", limits: Limits | None = None, log_level: str = "info",
           fused: bool = True) -> None:
     """Serve ``run_folder`` with uvicorn until interrupted (no reload, no debug)."""
-    import uvicorn
+    uvicorn = import_optional("uvicorn", "minillm serve (minillm.serving)")
 
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an int in [0, 65535], got {port!r}")
