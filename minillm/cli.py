@@ -1,27 +1,78 @@
 """The ``minillm`` command: demo, prepare, pretrain, finetune, evaluate, generate, embed,
-translate, answer.
+translate, answer, serve, bench.
 
 Only this module prints; the library logs through ``logging.getLogger("minillm")``.
-Bad input ends with ``error: ...`` and exit status 2, never a traceback.
+Bad input ends with ``error: ...`` and exit status 2, never a traceback; bad values of
+options are refused by argparse, before anything runs, with the option's own name.
+Ctrl-C ends with one line and exit status 130, whenever it comes (even while the
+modules below are still being imported).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
+import signal
 import sys
+import textwrap
+import threading
 import time
 from pathlib import Path
 
-import numpy as np
 
-from . import pipeline
-from .config import POSITIONALS, ModelConfig
-from .data import Tokenizer, split_contiguous
-from .interop import POOLING_MODES
-from .question_answering import QA_RECIPE
-from .runtime import BACKENDS, DEVICES
-from .training import TrainConfig, TrainingDiverged
+class _CtrlC:
+    """SIGINT as Python's default does it (``KeyboardInterrupt``), but remembered: some
+    C-extension imports (NumPy's, torch's) turn a ``KeyboardInterrupt`` raised inside them
+    into an ``ImportError``, which must end as an interrupt too, not as ``error: ...``."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        cls.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls):
+        """Our handler, where Python's default one is in place (not where SIGINT is ignored,
+        or another handler was set by the caller); returns the handler to restore."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            return None
+        signal.signal(signal.SIGINT, cls.handler)
+        return previous
+
+    @staticmethod
+    def restore(previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted(where: str = "") -> int:
+    print(f"interrupted{where}", file=sys.stderr)
+    return 130
+
+
+_previous = _CtrlC.install()
+try:  # NumPy and the pipeline take about a second to import: Ctrl-C then is no traceback either
+    import numpy as np
+
+    from . import pipeline
+    from .config import POSITIONALS, ModelConfig
+    from .data import Tokenizer, split_contiguous
+    from .interop import POOLING_MODES
+    from .question_answering import QA_RECIPE
+    from .runtime import BACKENDS, DEVICES
+    from .training import TrainConfig, TrainingDiverged
+except (KeyboardInterrupt, ImportError):
+    if not _CtrlC.seen:
+        raise
+    sys.exit(_interrupted())
+finally:
+    _CtrlC.restore(_previous)
 
 logger = logging.getLogger("minillm")
 
@@ -33,10 +84,59 @@ def _default_backend() -> str:
         import torch  # noqa: F401
         return "torch"
     except ImportError:
+        if _CtrlC.seen:                # Ctrl-C while torch imported, turned into an ImportError
+            raise KeyboardInterrupt from None
         return "numpy"
 
 
 # -- arguments ----------------------------------------------------------------------------
+
+DESCRIPTION = textwrap.fill("Every formula of LLM training, in NumPy and in PyTorch: prepare a corpus, pretrain a GPT or "
+               "an encoder, fine-tune a classifier, evaluate, generate, embed, translate, answer questions, "
+               "serve a run over HTTP, benchmark. `minillm COMMAND --help` shows a command's options "
+               "and their defaults.", width=88)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless the help already says it (or
+    there is none to say: a flag, a required option, a default of None explained in words).
+    Descriptions and epilogs keep their line breaks (the data formats are laid out)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.required or default is None or default is False
+                or default == argparse.SUPPRESS or "default" in text):
+            return text
+        if isinstance(default, (list, tuple)):
+            return text + " (default: " + " ".join(map(str, default)) + ")"
+        return text + " (default: %(default)s)"
+
+
+def _number(kind, what: str, ok):
+    """An argparse ``type`` that refuses values outside ``ok``: argparse then answers
+    ``argument --lr: expected a number > 0, got -1``, naming the option as typed."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if (kind is float and not math.isfinite(value)) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+    parse.__name__ = what            # argparse's own "invalid <type> value" names the type
+    return parse
+
+
+POSITIVE_INT = _number(int, "an integer >= 1", lambda v: v >= 1)
+NONNEG_INT = _number(int, "an integer >= 0", lambda v: v >= 0)
+POSITIVE = _number(float, "a number > 0", lambda v: v > 0)
+NONNEG = _number(float, "a number >= 0", lambda v: v >= 0)
+FRACTION = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
+TOP_P = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+PORT = _number(int, "a port in [0, 65535]", lambda v: 0 <= v <= 65535)
+SEED = NONNEG_INT
+
 
 EXPLICIT_HELP = ("torch backend: run the explicit path, the reference's formulas written with tensor ops, "
                  "instead of the default fast path (torch's own kernels); same results within rounding")
@@ -55,28 +155,28 @@ def _add_training_args(p: argparse.ArgumentParser, *, steps: int, lr: float, d_m
     g.add_argument("--amp", action="store_true", help="bf16 autocast (torch backend on CUDA)")
     _add_explicit(g)
     g.add_argument("--out", type=Path, required=True, help="run folder to write")
-    g.add_argument("--steps", type=int, default=steps, help="optimizer steps (default: %(default)s)")
-    g.add_argument("--seed", type=int, default=0, help="seed of weights, batches and masks (default: %(default)s)")
+    g.add_argument("--steps", type=POSITIVE_INT, default=steps, help="optimizer steps (default: %(default)s)")
+    g.add_argument("--seed", type=SEED, default=0, help="seed of weights, batches and masks (default: %(default)s)")
     _add_run_folder_args(g)
-    g.add_argument("--batch-size", type=int, default=batch_size, help="global batch size (default: %(default)s)")
-    g.add_argument("--lr", type=float, default=lr, help="peak learning rate (default: %(default)s)")
-    g.add_argument("--warmup-steps", type=int, default=None, help="default: 5%% of --steps")
-    g.add_argument("--weight-decay", type=float, default=0.01)
-    g.add_argument("--grad-clip", type=float, default=1.0)
-    g.add_argument("--eval-every", type=int, default=None, help="default: --steps / 4")
+    g.add_argument("--batch-size", type=POSITIVE_INT, default=batch_size, help="global batch size (default: %(default)s)")
+    g.add_argument("--lr", type=POSITIVE, default=lr, help="peak learning rate (default: %(default)s)")
+    g.add_argument("--warmup-steps", type=NONNEG_INT, default=None, help="default: 5%% of --steps")
+    g.add_argument("--weight-decay", type=NONNEG, default=0.01, help="AdamW's decoupled weight decay")
+    g.add_argument("--grad-clip", type=POSITIVE, default=1.0, help="largest global gradient norm")
+    g.add_argument("--eval-every", type=POSITIVE_INT, default=None, help="default: --steps / 4")
     m = p.add_argument_group("model")
-    m.add_argument("--d-model", type=int, default=d_model)
-    m.add_argument("--n-layers", type=int, default=n_layers)
-    m.add_argument("--n-heads", type=int, default=4)
-    m.add_argument("--block-size", type=int, default=block_size)
-    m.add_argument("--dropout", type=float, default=0.0)
-    m.add_argument("--activation", choices=("relu", "gelu", "gelu_tanh"), default="gelu")
+    m.add_argument("--d-model", type=POSITIVE_INT, default=d_model, help="width of the residual stream")
+    m.add_argument("--n-layers", type=POSITIVE_INT, default=n_layers, help="Transformer blocks")
+    m.add_argument("--n-heads", type=POSITIVE_INT, default=4, help="attention heads; must divide --d-model")
+    m.add_argument("--block-size", type=POSITIVE_INT, default=block_size, help="the most tokens the model sees at once")
+    m.add_argument("--dropout", type=FRACTION, default=0.0, help="dropout probability")
+    m.add_argument("--activation", choices=("relu", "gelu", "gelu_tanh"), default="gelu", help="of the feed-forward layers")
     m.add_argument("--post-norm", action="store_true", help="post-norm blocks (default: pre-norm)")
-    m.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    m.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="of the weights")
     m.add_argument("--positional", choices=POSITIONALS, default="learned",
                    help="positions added to the embeddings (learned, sinusoidal) or queries and keys "
                         "rotated in attention (rope; needs an even head size) (default: %(default)s)")
-    m.add_argument("--init-std", type=float, default=0.02,
+    m.add_argument("--init-std", type=POSITIVE, default=0.02,
                    help="standard deviation of the initial weights (default: %(default)s, GPT-2's)")
 
 
@@ -122,8 +222,8 @@ def _add_corpus_args(p):
     p.add_argument("--corpus", default="python_docs", help="'python_docs' (embedded), 'sentiment' (the embedded "
                                                            "sentiment set's training texts) or a .txt/.jsonl/.csv file")
     p.add_argument("--data", type=Path, default=None, help="a folder written by `minillm prepare` (overrides --corpus)")
-    p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe")
-    p.add_argument("--vocab-size", type=int, default=1024)
+    p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe", help="the tokenizer trained on the corpus")
+    p.add_argument("--vocab-size", type=POSITIVE_INT, default=1024, help="bpe: merges up to this size; word: the most frequent words (char: ignored)")
 
 
 # -- commands -----------------------------------------------------------------------------
@@ -134,8 +234,18 @@ def cmd_prepare(a) -> int:
     return 0
 
 
+def _check_block_size(a, splits) -> None:
+    """Every split must hold one window of --block-size + 1 tokens (inputs and their
+    next-token targets): say so with the option's name, not the split's size alone."""
+    name, n = min(zip(splits._fields, map(len, splits)), key=lambda item: item[1])
+    if a.block_size > n - 1:
+        raise ValueError(f"--block-size {a.block_size} is too large for this corpus: its smallest split "
+                         f"({name}) has {n} tokens, so --block-size can be at most {max(n - 1, 0)}")
+
+
 def cmd_pretrain(a) -> int:
     tok, splits, source, dataset = _corpus(a)
+    _check_block_size(a, splits)
     res = pipeline.pretrain(tok, splits, a.out, task=a.task, model_config=_model_config(a, tok.vocab_size),
                             train_config=_train_config(a), batch_size=a.batch_size, backend=a.backend,
                             device=a.device, amp=a.amp, resume=a.resume, source=source, dataset=dataset,
@@ -310,48 +420,67 @@ def cmd_demo(a) -> int:
 
 # -- parser -------------------------------------------------------------------------------
 
+FINETUNE_DATA = """\
+--dataset: 'sentiment' (the embedded set) or a labelled file of your own, split 80/10/10:
+  .csv    a header row that names the columns, then one row per example, e.g.
+              text,label
+              "a good film",positive
+              "dull and long",negative
+  .jsonl  one JSON object per line, e.g. {"text": "a good film", "label": "positive"}
+The text is in the column (field) 'text' and the label in 'label'; other names with
+--text-column and --label-column. Labels are any strings; their sorted order gives the ids."""
+
+
+def _command(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose --help starts with its one-line help and lists every default."""
+    return sub.add_parser(name, help=help, description=kwargs.pop("description", help),
+                          formatter_class=HelpFormatter, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minillm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="minillm", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the whole pipeline on the embedded corpora, in a few minutes")
+    p = _command(sub, "demo", help="the whole pipeline on the embedded corpora, in a few minutes")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (default: %(default)s)")
-    p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=BACKENDS, default=_default_backend(), help="numpy (the reference) or torch (default: %(default)s; torch where it is installed)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed")
     p.add_argument("--quick", action="store_true", help="a few steps only (a smoke test)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("prepare", help="train a tokenizer and tokenize a corpus into train/validation/test")
+    p = _command(sub, "prepare", help="train a tokenizer and tokenize a corpus into train/validation/test")
     _add_corpus_args(p)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder to write")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("pretrain", help="pretrain a GPT (causal LM) or an encoder (masked LM)")
+    p = _command(sub, "pretrain", help="pretrain a GPT (causal LM) or an encoder (masked LM)")
     _add_corpus_args(p)
-    p.add_argument("--task", choices=("causal_lm", "masked_lm"), default="causal_lm")
+    p.add_argument("--task", choices=("causal_lm", "masked_lm"), default="causal_lm", help="a GPT (next token) or an encoder (masked tokens)")
     _add_training_args(p, steps=300, lr=3e-3, d_model=128, n_layers=4, block_size=64, batch_size=16)
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("finetune", help="fine-tune a classifier (a real head) from a pretrained encoder")
+    p = _command(sub, "finetune", help="fine-tune a classifier (a real head) from a pretrained encoder",
+                 epilog=FINETUNE_DATA)
     p.add_argument("--pretrained", type=Path, default=None, help="a masked_lm run folder (default: from scratch)")
-    p.add_argument("--dataset", default="sentiment", help="'sentiment' (embedded) or a labelled .csv/.jsonl")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--label-column", default="label")
-    p.add_argument("--pooling", choices=("mean", "cls"), default="mean")
+    p.add_argument("--dataset", default="sentiment",
+                   help="'sentiment' (embedded) or a labelled .csv (with a header row) or .jsonl file: see below")
+    p.add_argument("--text-column", default="text", help="the CSV column / JSONL field that holds the text")
+    p.add_argument("--label-column", default="label", help="the CSV column / JSONL field that holds the label")
+    p.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="how the encoder's positions become one vector for the head")
     p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe",
                    help="only without --pretrained")
-    p.add_argument("--vocab-size", type=int, default=512, help="only without --pretrained")
+    p.add_argument("--vocab-size", type=POSITIVE_INT, default=512, help="only without --pretrained")
     # the demo's fine-tuning (0.965-0.995 test accuracy over seeds 0-2); 300 steps at lr 1e-3 and
     # batch 32 stayed at chance (validation accuracy 0.45 after 150 steps, from scratch or from an
     # encoder pretrained on python_docs): the word-order labels need more updates at a higher rate
     _add_training_args(p, steps=600, lr=2e-3, d_model=128, n_layers=2, block_size=64, batch_size=64)
     p.set_defaults(func=cmd_finetune)
 
-    p = sub.add_parser("evaluate", help="perplexity of an LM run, accuracy/P/R/F1 of a classifier run")
+    p = _command(sub, "evaluate", help="perplexity of an LM run, accuracy/P/R/F1 of a classifier run")
     p.add_argument("run", type=Path, help="a run folder or a checkpoint folder")
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (the reference) or torch")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend only")
     p.add_argument("--split", choices=("train", "validation", "test", "all"), default=None,
                    help="default: test of the run's own data (rebuilt from its data.json), all of other data")
     p.add_argument("--dataset", default=None, help="other data to score: classifier: 'sentiment' or a labelled "
@@ -363,26 +492,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explicit(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("generate", help="continue a prompt with a GPT run")
+    p = _command(sub, "generate", help="continue a prompt with a GPT run")
     p.add_argument("run", type=Path, nargs="?", default=None,
                    help="a causal_lm run folder or a checkpoint folder (or use --from-hf)")
     p.add_argument("--from-hf", type=Path, default=None, metavar="FOLDER",
                    help="a local Hugging Face GPT-2 folder (config.json, model.safetensors, vocab.json, merges.txt)")
     p.add_argument("--allow-bin", action="store_true",
                    help="--from-hf: read pytorch_model.bin (torch.load, weights_only=True) if no safetensors")
-    p.add_argument("--prompt", default="The ")
-    p.add_argument("--max-new-tokens", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=40)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--prompt", default="The ", help="the text to continue (default: 'The ')")
+    p.add_argument("--max-new-tokens", type=NONNEG_INT, default=100, help="tokens to generate")
+    p.add_argument("--temperature", type=NONNEG, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=POSITIVE_INT, default=40, help="sample among the k likeliest tokens")
+    p.add_argument("--top-p", type=TOP_P, default=None, help="sample in the smallest set of tokens with this much probability (default: off)")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (the reference) or torch")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend only")
     p.add_argument("--no-cache", action="store_true", help="recompute every position each step")
     _add_explicit(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("embed", help="sentence embeddings with a local Hugging Face BERT / sentence-transformers folder")
+    p = _command(sub, "embed", help="sentence embeddings with a local Hugging Face BERT / sentence-transformers folder")
     p.add_argument("texts", nargs="*", help="texts to embed")
     p.add_argument("--from-hf", type=Path, required=True, metavar="FOLDER",
                    help="a BERT or sentence-transformers folder (config.json, model.safetensors, vocab.txt)")
@@ -390,71 +519,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", choices=POOLING_MODES, default=None,
                    help="default: the folder's (sentence-transformers), else mean")
     p.add_argument("--out", type=Path, default=None, help="write a .npy (N, d_model) instead of printing JSON lines")
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (the reference) or torch")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend only")
     p.add_argument("--allow-bin", action="store_true",
                    help="read pytorch_model.bin (torch.load, weights_only=True) if no safetensors")
     _add_explicit(p)
     p.set_defaults(func=cmd_embed)
 
-    p = sub.add_parser("translate", help="train on the embedded dates corpus (--train), or translate with a run")
+    p = _command(sub, "translate", help="train on the embedded dates corpus (--train), or translate with a run")
     p.add_argument("run", type=Path, nargs="?", default=None, help="a translation run folder to use")
     p.add_argument("--text", action="append", default=[], help="a sentence to translate (repeatable)")
-    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (default: %(default)s)")
-    p.add_argument("--length-penalty", type=float, default=0.6, help="alpha of beam search (default: %(default)s)")
+    p.add_argument("--beam-size", type=POSITIVE_INT, default=1, help="1 = greedy (default: %(default)s)")
+    p.add_argument("--length-penalty", type=NONNEG, default=0.6, help="alpha of beam search (default: %(default)s)")
     p.add_argument("--train", action="store_true", help="train an encoder-decoder on the dates corpus")
     p.add_argument("--out", type=Path, default=None, help="--train: the run folder to write")
     _add_run_folder_args(p)
-    p.add_argument("--steps", type=int, default=TRANSLATION_STEPS)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
+    p.add_argument("--steps", type=POSITIVE_INT, default=TRANSLATION_STEPS, help="--train: optimizer steps")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="--train: batch size")
+    p.add_argument("--lr", type=POSITIVE, default=2e-3, help="--train: peak learning rate")
+    p.add_argument("--label-smoothing", type=FRACTION, default=0.1, help="--train: of the cross-entropy")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed")
+    p.add_argument("--backend", choices=BACKENDS, default=_default_backend(), help="numpy (the reference) or torch (default: %(default)s; torch where it is installed)")
     _add_explicit(p)
     p.set_defaults(func=cmd_translate)
 
-    p = sub.add_parser("answer", help="train extractive QA on the embedded set (--train), or answer with a run")
+    p = _command(sub, "answer", help="train extractive QA on the embedded set (--train), or answer with a run")
     p.add_argument("run", type=Path, nargs="?", default=None, help="a question-answering run folder to use")
     p.add_argument("--context", default=None, help="the text the answer is a span of")
-    p.add_argument("--question", default=None)
+    p.add_argument("--question", default=None, help="the question to answer")
     p.add_argument("--train", action="store_true", help="train a span-QA encoder on the embedded set")
     p.add_argument("--out", type=Path, default=None, help="--train: the run folder to write")
     _add_run_folder_args(p)
-    p.add_argument("--steps", type=int, default=QA_RECIPE["steps"])
-    p.add_argument("--batch-size", type=int, default=QA_RECIPE["batch_size"])
-    p.add_argument("--lr", type=float, default=QA_RECIPE["lr"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=BACKENDS, default=_default_backend())
+    p.add_argument("--steps", type=POSITIVE_INT, default=QA_RECIPE["steps"], help="--train: optimizer steps")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=QA_RECIPE["batch_size"], help="--train: batch size")
+    p.add_argument("--lr", type=POSITIVE, default=QA_RECIPE["lr"], help="--train: peak learning rate")
+    p.add_argument("--seed", type=SEED, default=0, help="random seed")
+    p.add_argument("--backend", choices=BACKENDS, default=_default_backend(), help="numpy (the reference) or torch (default: %(default)s; torch where it is installed)")
     _add_explicit(p)
     p.set_defaults(func=cmd_answer)
 
-    p = sub.add_parser("serve", help="serve a run over HTTP (FastAPI + uvicorn; needs the 'serve' extra)")
+    p = _command(sub, "serve", help="serve a run over HTTP (FastAPI + uvicorn; needs the 'serve' extra)")
     p.add_argument("run", type=Path, help="a run folder or a checkpoint folder")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
-    p.add_argument("--max-new-tokens", type=int, default=256, help="per request (default: %(default)s)")
-    p.add_argument("--max-text-chars", type=int, default=16384, help="prompt/text length (default: %(default)s)")
-    p.add_argument("--max-body-bytes", type=int, default=65536, help="request body; larger gets 413 "
+    p.add_argument("--port", type=PORT, default=8000, help="port to listen on")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (the reference) or torch")
+    p.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend only")
+    p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=256, help="per request (default: %(default)s)")
+    p.add_argument("--max-text-chars", type=POSITIVE_INT, default=16384, help="prompt/text length (default: %(default)s)")
+    p.add_argument("--max-body-bytes", type=POSITIVE_INT, default=65536, help="request body; larger gets 413 "
                                                                      "(default: %(default)s)")
     _add_explicit(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("bench", help="train-step time and memory of both backends, generation, attention cost")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+    p = _command(sub, "bench", help="train-step time and memory of both backends, generation, attention cost")
+    p.add_argument("--threads", type=POSITIVE_INT, nargs="+", default=[1, 2],
                    help="NumPy BLAS and torch thread counts; the train step is measured at each, the rest "
-                        "at the first (default: %(default)s)")
-    p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium"),
+                        "at the first")
+    p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium"), help="model sizes to time",
                    default=["tiny", "small", "medium"])
-    p.add_argument("--repeats", type=int, default=9, help="timed train steps per variant (median); "
+    p.add_argument("--repeats", type=POSITIVE_INT, default=9, help="timed train steps per variant (median); "
                                                           "generation and attention use a third and a half")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="the torch variants' device")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path (slow to start)")
     p.add_argument("--no-generate", action="store_true", help="skip the KV-cache generation benchmark")
-    p.add_argument("--new-tokens", type=int, default=256, help="generation length = block size")
-    p.add_argument("--attention-T", type=int, nargs="*", default=[64, 128, 256, 512, 1024, 2048],
+    p.add_argument("--new-tokens", type=POSITIVE_INT, default=256, help="generation length = block size")
+    p.add_argument("--attention-T", type=POSITIVE_INT, nargs="*", default=[64, 128, 256, 512, 1024, 2048],
                    help="sequence lengths of the attention-cost sweep (none: skip)")
     p.add_argument("--gpu", action=argparse.BooleanOptionalAction, default=None,
                    help="GPT-2-small tokens/s and MFU on CUDA (default: when CUDA is available)")
@@ -463,21 +592,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(args) -> str:
+    """Where an interrupted training run can continue from, if it got as far as a checkpoint."""
+    out = getattr(args, "out", None)
+    if getattr(args, "func", None) in (cmd_pretrain, cmd_finetune, cmd_translate, cmd_answer) and out is not None \
+            and (Path(out) / "checkpoints" / "last").is_dir():
+        return f": the last checkpoint is in {Path(out) / 'checkpoints' / 'last'}; continue with --resume"
+    return ""
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    args, previous = None, _CtrlC.install()
+    _CtrlC.seen = False
     try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
         return args.func(args)
     except KeyboardInterrupt:
-        print("\ninterrupted: the last checkpoint was saved; continue with --resume", file=sys.stderr)
-        return 130
+        return _interrupted(_resume_hint(args) if args is not None else "")
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
+        if isinstance(exc, ImportError) and _CtrlC.seen:
+            return _interrupted(_resume_hint(args) if args is not None else "")
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        _CtrlC.restore(previous)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import safetensors_io
+from ._optional import import_optional
 from .config import ModelConfig
 
 __all__ = ["HFCheckpoint", "SentenceSettings", "read_hf", "load_hf", "save_hf",
@@ -213,7 +214,7 @@ def _read_tensors(folder: Path, allow_bin: bool) -> tuple[dict, str]:
             raise ValueError(f"{folder} has only pytorch_model.bin, a pickle; expected "
                              "model.safetensors. Pass allow_bin=True (--allow-bin) to read it "
                              "with torch.load(weights_only=True)")
-        import torch  # only this path needs torch
+        torch = import_optional("torch", "reading pytorch_model.bin (--allow-bin)")  # only this path needs torch
 
         state = torch.load(pickle, map_location="cpu", weights_only=True)
         return {k: t.detach().float().numpy() if t.dtype == torch.bfloat16 else t.detach().numpy()

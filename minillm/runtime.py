@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._optional import missing_extra
+
 __all__ = ["BACKENDS", "DEVICES", "Runtime", "load_backend"]
 
 BACKENDS = ("numpy", "torch")
@@ -24,7 +26,14 @@ def load_backend(name: str):
     """``"numpy"`` -> ``minillm.reference``; ``"torch"`` -> ``minillm.torch_backend``."""
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-    return importlib.import_module("minillm.reference" if name == "numpy" else "minillm.torch_backend")
+    if name == "numpy":
+        return importlib.import_module("minillm.reference")
+    try:
+        return importlib.import_module("minillm.torch_backend")
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "torch":
+            raise
+        raise missing_extra(exc, "the torch backend", "torch") from exc
 
 
 @dataclass

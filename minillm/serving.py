@@ -46,17 +46,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-import anyio
 import numpy as np
 
-try:
+from ._optional import import_optional, missing_extra
+
+try:  # the `serve` extra: FastAPI brings starlette, pydantic and anyio
+    import anyio
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
     from starlette.exceptions import HTTPException as StarletteHTTPException
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("minillm.serving needs FastAPI and uvicorn: pip install 'minillm[serve]'") from exc
+except ImportError as exc:  # tests/test_optional_extras.py simulates each missing module
+    raise missing_extra(exc, "minillm serve (minillm.serving)", "serve") from exc
 
 from . import model_io
 from .data.batching import pad_batch
@@ -121,9 +123,36 @@ def _validation_details(exc: RequestValidationError) -> list[dict]:
             for err in exc.errors()]
 
 
+def _is_json(content_type: str) -> bool:
+    """``application/json`` or ``application/<something>+json``, parameters ignored."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+async def _body_error(request: Request, exc: RequestValidationError):
+    """A body that is not JSON at all: 415 for another content type, 400 for broken JSON
+    (FastAPI reports the latter as a field ``body.15``, a character offset)."""
+    content_type = request.headers.get("content-type")
+    if content_type is not None and not _is_json(content_type):
+        return _error(415, "unsupported_media_type",
+                      f"expected JSON (Content-Type: application/json), got Content-Type: {content_type[:100]}")
+    if any(err.get("type") == "json_invalid" for err in exc.errors()):
+        try:
+            json.loads(await request.body())       # the body was read and kept by FastAPI
+        except json.JSONDecodeError as e:
+            return _error(400, "invalid_json", f"expected a JSON body: {e.msg} at line {e.lineno} column {e.colno}")
+        except (UnicodeDecodeError, RecursionError, ValueError):
+            pass
+        return _error(400, "invalid_json", "expected a JSON body")
+    return None
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
+        refused = await _body_error(request, exc)
+        if refused is not None:
+            return refused
         details = _validation_details(exc)
         summary = "; ".join(f"{'.'.join(d['loc'])}: {d['message']}" for d in details[:5])
         return _error(422, "invalid_request", summary or "the request body is not valid", details)
@@ -324,7 +353,7 @@ class ErrorResponse(BaseModel):
     details: Optional[list[dict]] = None
 
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 422)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 422)}
 
 
 # -- the app ------------------------------------------------------------------------------
@@ -517,7 +546,7 @@ def serve(run_folder, *, host: str = "127.0.0.1", port: int = 8000, backend: str
           device: str = "cpu", limits: Limits | None = None, log_level: str = "info",
           fused: bool = True) -> None:
     """Serve ``run_folder`` with uvicorn until interrupted (no reload, no debug)."""
-    import uvicorn
+    uvicorn = import_optional("uvicorn", "minillm serve (minillm.serving)")
 
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an int in [0, 65535], got {port!r}")

@@ -251,11 +251,12 @@ BAD_GENERATE = {
     "seed negative": ({"json": {"seed": -1}}, 422),
     "seed beyond int64": ({"json": {"seed": 2**63}}, 422),
     "lone surrogate": (raw(b'{"prompt": "\\ud800"}'), 422),
-    "invalid JSON": (raw(b'{"prompt": '), 422),
+    "invalid JSON": (raw(b'{"prompt": '), 400),
     "not UTF-8": (raw(b"\xff\xfe\x00"), 400),
     "a JSON list": (raw(b'["prompt"]'), 422),
     "empty body": (raw(b""), 422),
-    "text/plain body": (raw(b"prompt=hello", "text/plain"), 422),
+    "text/plain body": (raw(b"prompt=hello", "text/plain"), 415),
+    "form-encoded body": (raw(b"prompt=hello", "application/x-www-form-urlencoded"), 415),
     "deeply nested JSON": (raw(b"[" * 5000), 400),
 }
 
@@ -284,6 +285,20 @@ def test_classifier_server_refuses_generation_and_bad_text(servers, runs):
         assert_clean_error(c.post("/v1/score", json={"text": "a good film"}), 400, runs)
         assert_clean_error(c.post("/v1/classify", json={"text": ""}), 422, runs)          # empty
         assert_clean_error(c.post("/v1/classify", json={"text": "good " * 30}), 422, runs)  # > block_size
+
+
+def test_malformed_json_says_where_and_a_form_body_asks_for_json(client):
+    """Not ``body.15: JSON decode error`` (an offset shown as a field) nor 'Input should be a
+    valid dictionary': what json says, at line and column; and which content type is wanted."""
+    r = client.post("/v1/generate", **raw(b'{"prompt": "x",\n "seed": }'))
+    assert r.status_code == 400 and r.json() == {
+        "error": "invalid_json", "message": "expected a JSON body: Expecting value at line 2 column 10"}
+    r = client.post("/v1/generate", data={"prompt": "hello"})           # httpx: form-encoded
+    assert r.status_code == 415 and r.json()["message"] == (
+        "expected JSON (Content-Type: application/json), got Content-Type: application/x-www-form-urlencoded")
+    r = client.post("/v1/generate", **raw(b'{"prompt": "The", "max_new_tokens": 1}',
+                                          "application/json; charset=utf-8"))
+    assert r.status_code == 200
 
 
 def test_unknown_routes_and_methods(client, runs):
@@ -436,4 +451,6 @@ def test_cli_serve_binds_loopback_by_default(runs, monkeypatch):
     schema = seen["app"].openapi()["components"]["schemas"]["GenerateRequest"]
     assert schema["properties"]["max_new_tokens"]["maximum"] == 5
     assert cli.main(["serve", str(runs["lm"] / "nothing-here")]) == 2     # not a run: error, exit 2
-    assert cli.main(["serve", str(runs["lm"]), "--max-new-tokens", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:                            # refused by argparse, by name
+        cli.main(["serve", str(runs["lm"]), "--max-new-tokens", "0"])
+    assert exit_.value.code == 2

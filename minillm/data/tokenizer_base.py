@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -152,9 +152,11 @@ class Tokenizer:
         """Write the tokenizer as JSON, atomically (temp file, fsync, rename)."""
         path = Path(path)
         text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=path.name, suffix=".tmp")
+        # a fresh name next to the target, created as open() creates files (0666 less the
+        # umask): mkstemp's 0600 would stick to tokenizer.json through the rename
+        tmp = str(path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with open(tmp, "x", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())

@@ -1,0 +1,112 @@
+"""A missing optional dependency ends in one line that names the extra to install.
+
+Each case hides one module (``sys.modules[name] = None`` makes ``import name`` fail as if
+it were not installed), triggers the code that needs it, and checks the message names
+the module and the ``pip install 'minillm[extra]'`` that brings it.
+"""
+import importlib
+import sys
+
+import pytest
+
+from minillm import cli, runtime
+
+
+@pytest.fixture
+def hide():
+    """hide(*names): those modules cannot be imported until the test ends; every module
+    imported (or half-imported) meanwhile is dropped again, so no test sees a broken copy."""
+    saved = dict(sys.modules)
+
+    def _hide(*names):
+        for name in names:
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                del sys.modules[key]
+            sys.modules[name] = None
+    yield _hide
+    for key in [k for k in sys.modules if k not in saved]:
+        del sys.modules[key]
+    sys.modules.update(saved)
+
+
+def _import_serving():
+    sys.modules.pop("minillm.serving", None)
+    importlib.import_module("minillm.serving")
+
+
+def _serve():
+    from minillm import serving
+    serving.serve("no-such-run")
+
+
+def _torch_backend():
+    for key in [k for k in sys.modules if k.startswith("minillm.torch_backend")]:
+        del sys.modules[key]
+    runtime.Runtime("torch")
+
+
+def _gpt2_pattern():
+    from minillm.data import hf_tokenizers
+    hf_tokenizers._gpt2_pattern.cache_clear()
+    try:
+        hf_tokenizers._gpt2_pattern()
+    finally:
+        hf_tokenizers._gpt2_pattern.cache_clear()
+
+
+def _nltk():
+    from minillm.data import word_tokenizer
+    word_tokenizer._nltk_splitter("treebank")
+
+
+def _matplotlib():
+    from minillm import plots
+    plots._new_figure((2, 2))
+
+
+def _torch_bin(tmp_path):
+    from minillm import interop
+    (tmp_path / "pytorch_model.bin").write_bytes(b"never read: torch is missing")
+    interop._read_tensors(tmp_path, allow_bin=True)
+
+
+CASES = {  # hidden module: (what triggers it, the extra named)
+    "anyio": (_import_serving, "serve"),
+    "fastapi": (_import_serving, "serve"),
+    "pydantic": (_import_serving, "serve"),
+    "uvicorn": (_serve, "serve"),
+    "torch": (_torch_backend, "torch"),
+    "regex": (_gpt2_pattern, "hf"),
+    "nltk": (_nltk, "pipeline"),
+    "matplotlib": (_matplotlib, "pipeline"),
+}
+
+
+def test_reading_a_pytorch_bin_without_torch_names_the_torch_extra(hide, tmp_path):
+    hide("torch")
+    with pytest.raises(ImportError, match=r"torch, which is not installed: pip install 'minillm\[torch\]'"):
+        _torch_bin(tmp_path)
+
+
+def test_serve_without_anyio_is_one_error_line(hide, capsys):
+    """The issue's report: `minillm serve` printed `error: No module named 'anyio'`."""
+    pytest.importorskip("fastapi")
+    hide("anyio")
+    sys.modules.pop("minillm.serving", None)
+    assert cli.main(["serve", "no-such-run"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: minillm serve (minillm.serving) needs anyio, which is not installed: "
+                   "pip install 'minillm[serve]'\n")
+
+
+@pytest.mark.parametrize("module", sorted(CASES))
+def test_a_missing_module_names_its_extra(hide, module):
+    trigger, extra = CASES[module]
+    if module != "torch" and module != "uvicorn":
+        pytest.importorskip(module)           # the message is only checked where the module exists
+    hide(module)
+    with pytest.raises(ImportError) as info:
+        trigger()
+    message = str(info.value)
+    assert f"pip install 'minillm[{extra}]'" in message, message
+    assert module in message and "\n" not in message, message
