@@ -25,7 +25,8 @@ def missing_extra(exc: ImportError, what: str, extra: str) -> ImportError:
     anyio names anyio, not FastAPI.
     """
     missing = (exc.name or "").split(".")[0] or "a module"
-    return ImportError(f"{what} needs {missing}, which is not installed: pip install 'minillm[{extra}]'")
+    return ImportError(f"{what} needs {missing}, which is not installed: pip install 'minillm[{extra}]' "
+                       f"(in a clone of the repository: pip install -e '.[{extra}]')")
 
 
 def import_optional(name: str, what: str, extra: str | None = None):

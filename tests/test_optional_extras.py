@@ -88,15 +88,20 @@ def test_reading_a_pytorch_bin_without_torch_names_the_torch_extra(hide, tmp_pat
         _torch_bin(tmp_path)
 
 
-def test_serve_without_anyio_is_one_error_line(hide, capsys):
-    """The issue's report: `minillm serve` printed `error: No module named 'anyio'`."""
+def test_serve_without_anyio_is_one_error_line(hide, capsys, monkeypatch):
+    """The issue's report: `minillm serve` printed `error: No module named 'anyio'`.
+    ``minillm.serving`` is dropped from sys.modules and from the package's attributes
+    (``from . import serving`` returns the attribute when an earlier test imported it)."""
+    import minillm
     pytest.importorskip("fastapi")
     hide("anyio")
     sys.modules.pop("minillm.serving", None)
+    monkeypatch.delattr(minillm, "serving", raising=False)
     assert cli.main(["serve", "no-such-run"]) == 2
     err = capsys.readouterr().err
     assert err == ("error: minillm serve (minillm.serving) needs anyio, which is not installed: "
-                   "pip install 'minillm[serve]'\n")
+                   "pip install 'minillm[serve]' (in a clone of the repository: "
+                   "pip install -e '.[serve]')\n")
 
 
 @pytest.mark.parametrize("module", sorted(CASES))
