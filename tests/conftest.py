@@ -16,6 +16,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 try:
@@ -59,10 +60,19 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+# Test modules whose tests pytest-xdist may hand to different workers one by one: their
+# tests share no expensive module-scoped fixture (each notebook runs in its own kernel).
+# Every other module's tests run in one worker, so its module-scoped fixtures (a trained
+# run, a prepared corpus) are built once (``--dist loadgroup``, see scripts/test.sh).
+SPREAD_MODULES = frozenset({"test_notebooks"})
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.stem in CORE_MODULES:
             item.add_marker("core")
+        if item.path.stem not in SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
 
 
 def pytest_report_header(config):
