@@ -28,7 +28,7 @@ import numpy as np
 
 from . import model_io
 from ._validate import require_int_at_least
-from .config import ModelConfig
+from .config import IGNORE_INDEX, ModelConfig
 from .data.batching import RowBatches
 from .data.parallel import PieceTokenizer, date_format_problem, dates_corpus
 from .input_checks import Checked, checked_fields
@@ -40,7 +40,6 @@ __all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "t
            "translate_checked", "output_log_probs", "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
 
 logger = logging.getLogger("minillm")
-IGNORE_INDEX = -100
 
 # the benchmark's model: small enough for 2 CPU cores, enough to learn the dates corpus
 TRANSLATION_CONFIG = ModelConfig(vocab_size=128, block_size=16, d_model=64, n_heads=4, n_layers=2,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as v
-from ..config import ModelConfig
+from ..config import IGNORE_INDEX, ModelConfig
 from ..init import dropout_rng, init_parameters, sinusoidal_positions
 from .attention import causal_mask
 from .activations import (gelu_backward, gelu_forward, gelu_tanh_backward, gelu_tanh_forward,
@@ -38,7 +38,6 @@ from .parameter import Parameter
 
 __all__ = ["GPT", "TransformerEncoder", "SequenceClassifier"]
 
-IGNORE_INDEX = -100
 # the names a language model's head adds to the body; a classifier leaves them out
 LM_HEAD_PARAMETERS = ("lm_head.", "lm_transform.", "lm_ln.", "b_out")
 ACTIVATION_FORWARD = {"relu": relu_forward, "gelu": gelu_forward, "gelu_tanh": gelu_tanh_forward}

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ModelConfig
+from ..config import IGNORE_INDEX, ModelConfig
 from ..init import init_parameters, sinusoidal_positions
 from .attention import (
     causal_mask, merge_heads, scaled_dot_product_attention_backward,
@@ -39,8 +39,6 @@ from .models import _Body, _check_attention_mask, _check_config, _check_ids, _ch
 from .module import Loss, Module, ModuleList
 
 __all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder", "SpanQA"]
-
-IGNORE_INDEX = -100
 
 
 class CrossAttention(Module):

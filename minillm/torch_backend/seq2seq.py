@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import ModelConfig
+from ..config import IGNORE_INDEX, ModelConfig
 from ..init import init_parameters, sinusoidal_positions
 from .attention import causal_mask, merge_heads, split_heads
 from .layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _attention_ops,
@@ -25,8 +25,6 @@ from .models import _Body, _check_attention_mask, _check_config, _check_ids, _ch
 from .module import Module
 
 __all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder", "SpanQA"]
-
-IGNORE_INDEX = -100
 
 
 class CrossAttention(Module):
