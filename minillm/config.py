@@ -10,6 +10,8 @@ from dataclasses import dataclass
 # batches, both backends' models and the applications.
 IGNORE_INDEX = -100
 
+# The activation names a model accepts: ModelConfig checks them, the CLI offers them, and
+# each backend's activations.py maps them to its functions (ACTIVATIONS there).
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 POSITIONALS = ("learned", "sinusoidal", "rope")
 DTYPES = ("float32", "float64")

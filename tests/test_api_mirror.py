@@ -164,3 +164,31 @@ def test_reference_only_names_are_told_apart_from_ops_named_forward():
     assert _reference_only_base("feed_forward_forward", names) == "feed_forward"
     assert _reference_only_base("feed_forward_backward", names) == "feed_forward"
     assert _reference_only_base("orphan_forward", names) is None  # then fails the mirror
+
+
+def test_activation_names_agree_across_config_cli_and_both_backends():
+    # minillm.config.ACTIVATIONS is the one list of names; the CLI offers it and each
+    # backend's activations.ACTIVATIONS maps exactly those names to its own functions
+    from minillm import cli
+    from minillm.config import ACTIVATIONS
+    from minillm.interop import HF_ACTIVATIONS, HF_EXPORT_ACTIVATIONS
+    from minillm.reference import activations as ref_act
+    from minillm.torch_backend import activations as torch_act
+
+    assert ACTIVATIONS == ("relu", "gelu", "gelu_tanh")
+    assert tuple(ref_act.ACTIVATIONS) == ACTIVATIONS
+    assert tuple(torch_act.ACTIVATIONS) == ACTIVATIONS
+    assert tuple(torch_act.FAST_ACTIVATIONS) == ACTIVATIONS
+    for name in ACTIVATIONS:  # each name maps to the public op of that name
+        assert ref_act.ACTIVATIONS[name] == (getattr(ref, f"{name}_forward"), getattr(ref, f"{name}_backward"))
+        assert torch_act.ACTIVATIONS[name] is getattr(torch_backend, name)
+    commands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    offered = {name: a.choices for name, sub in commands.items() for a in sub._actions
+               if "--activation" in a.option_strings}
+    assert set(offered) == {"pretrain", "finetune"}, offered
+    for command, choices in offered.items():
+        assert tuple(choices) == ACTIVATIONS, f"minillm {command} --activation offers {choices}"
+    # interop: every name exports to a Hugging Face name that reads back as itself
+    assert set(HF_EXPORT_ACTIVATIONS) == set(ACTIVATIONS)
+    assert set(HF_ACTIVATIONS.values()) <= set(ACTIVATIONS)
+    assert all(HF_ACTIVATIONS[HF_EXPORT_ACTIVATIONS[name]] == name for name in ACTIVATIONS)

@@ -304,3 +304,13 @@ def gelu_tanh_backward(dout, cache: ActivationCache):
 def gelu_tanh(x):
     """GELU, tanh approximation; see :func:`gelu_tanh_forward`."""
     return gelu_tanh_forward(x)[0]
+
+
+# The one place the reference maps an activation name (``minillm.config.ACTIVATIONS``,
+# the names a ModelConfig and the CLI accept) to its forward and backward; the
+# feed-forward network and the models look the name up here.
+ACTIVATIONS = {
+    "relu": (relu_forward, relu_backward),
+    "gelu": (gelu_forward, gelu_backward),
+    "gelu_tanh": (gelu_tanh_forward, gelu_tanh_backward),
+}
