@@ -1,4 +1,4 @@
-r"""Encoder-decoder Transformer and extractive question answering — NumPy reference.
+r"""Encoder-decoder Transformer — NumPy reference (question answering: :mod:`.span_qa`).
 
 The chapter draws the Transformer as an encoder and a decoder (section 2.3) and names
 machine translation and question answering among its applications (sections 6.2, 6.3).
@@ -37,8 +37,9 @@ from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
 from .module import Loss, Module, ModuleList
+from .span_qa import SpanQA  # noqa: F401  (lived here until its own file: still importable)
 
-__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder", "SpanQA"]
+__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder"]
 
 
 class CrossAttention(Module):
@@ -256,48 +257,3 @@ class EncoderDecoder(Module):
         if self.tgt_pos_emb is not None:
             self.tgt_pos_emb.backward(dx.sum(axis=0))                    # (T, C)
         self.encoder._encode_backward(dmemory)
-
-
-class SpanQA(_Body):
-    r"""Extractive question answering: an encoder and a span head (BERT, Devlin et al.
-    2019, section 4.2; chapter section 6.3). Each position gets a start and an end logit,
-
-    .. math::
-        [s_{b,t},\ e_{b,t}] = h_{b,t} W + b, \qquad
-        L = \tfrac12\big(-\log \mathrm{softmax}(s_b)_{i_b} - \log \mathrm{softmax}(e_b)_{j_b}\big)
-
-    averaged over the batch, where :math:`[i_b, j_b]` is the answer's span. Padded
-    positions get the logit ``-1e4`` (added, so no probability and no gradient reach
-    them). With ``config.type_vocab_size`` = 2, ``token_type_ids`` (B, T) tell the
-    question (0) from the context (1), BERT's segment embeddings. Shapes: idx (B, T),
-    attention_mask (B, T), start_positions, end_positions (B,) in [0, T) ->
-    logits (B, 2, T) (start row, end row), loss.
-    """
-
-    def __init__(self, config: ModelConfig, seed: int = 0):
-        super().__init__(config, seed, causal=False)
-        self.qa_head = Linear(config.d_model, 2, True, config.dtype)
-        self._init_weights(scale_residual=False)
-
-    def forward(self, idx, start_positions=None, end_positions=None, attention_mask=None,
-                token_type_ids=None):
-        idx = _check_ids("idx", idx, self.config)
-        B, T = idx.shape
-        attention_mask = _check_attention_mask(attention_mask, idx.shape)
-        token_type_ids = self._check_types(token_type_ids, idx.shape)
-        if (start_positions is None) != (end_positions is None):
-            raise ValueError("expected both start_positions and end_positions, or neither")
-        h = self._encode(idx, attention_mask, token_type_ids)            # (B, T, C)
-        logits = self.qa_head(h).transpose(0, 2, 1)                      # (B, 2, T)
-        if attention_mask is not None:
-            logits = logits + np.where(attention_mask, 0.0, -1e4).astype(logits.dtype)[:, None, :]
-        if start_positions is None:
-            return logits, None
-        start = _check_targets("start_positions", start_positions, (B,), T)
-        end = _check_targets("end_positions", end_positions, (B,), T)
-        targets = np.stack([start, end], axis=1)                         # (B, 2)
-        return logits, self._loss(logits, targets, self._backward)
-
-    def _backward(self, dlogits):
-        dh = self.qa_head.backward(dlogits.transpose(0, 2, 1))           # (B, T, C)
-        self._encode_backward(dh)

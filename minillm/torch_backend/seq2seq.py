@@ -1,4 +1,4 @@
-r"""Encoder-decoder Transformer and extractive question answering — PyTorch backend.
+r"""Encoder-decoder Transformer — PyTorch backend (question answering: :mod:`.span_qa`).
 
 Dimension legend:
     B  batch size          S  source length (encoder)      T  target length (decoder)
@@ -23,8 +23,9 @@ from .linear import fast_linear, linear
 from .losses import cross_entropy, fast_cross_entropy
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
 from .module import Module
+from .span_qa import SpanQA  # noqa: F401  (lived here until its own file: still importable)
 
-__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder", "SpanQA"]
+__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder"]
 
 
 class CrossAttention(Module):
@@ -180,40 +181,3 @@ class EncoderDecoder(Module):
         ce = fast_cross_entropy if self.fused else cross_entropy
         loss = ce(logits.reshape(-1, V), targets.reshape(-1), IGNORE_INDEX, self.label_smoothing)
         return logits, loss
-
-
-class SpanQA(_Body):
-    r"""Extractive question answering: encoder + start/end head; see
-    ``minillm.reference.SpanQA``.
-
-    .. math::
-        L = \tfrac12\big(-\log \mathrm{softmax}(s_b)_{i_b} - \log \mathrm{softmax}(e_b)_{j_b}\big)
-
-    Shapes: idx (B, T), attention_mask (B, T), start_positions, end_positions (B,) ->
-    logits (B, 2, T), loss.
-    """
-
-    def __init__(self, config: ModelConfig, seed: int = 0):
-        super().__init__(config, seed, causal=False)
-        self.qa_head = Linear(config.d_model, 2, True, config.dtype)
-        self._init_weights(scale_residual=False)
-
-    def forward(self, idx, start_positions=None, end_positions=None, attention_mask=None,
-                token_type_ids=None):
-        idx = _check_ids("idx", idx, self.config, self.device)
-        B, T = idx.shape
-        attention_mask = _check_attention_mask(attention_mask, (B, T), self.device)
-        token_type_ids = self._check_types(token_type_ids, (B, T))
-        if (start_positions is None) != (end_positions is None):
-            raise ValueError("expected both start_positions and end_positions, or neither")
-        h = self._encode(idx, attention_mask, token_type_ids)            # (B, T, C)
-        logits = self.qa_head(h).transpose(1, 2)                         # (B, 2, T)
-        if attention_mask is not None:
-            pad = torch.where(attention_mask, 0.0, -1e4).to(logits.dtype)  # (B, T)
-            logits = logits + pad[:, None, :]
-        if start_positions is None:
-            return logits, None
-        start = _check_targets("start_positions", start_positions, (B,), T, self.device)
-        end = _check_targets("end_positions", end_positions, (B,), T, self.device)
-        targets = torch.stack([start, end], dim=1)                       # (B, 2)
-        return logits, self._loss(logits, targets)
