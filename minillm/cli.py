@@ -394,7 +394,8 @@ def cmd_serve(a) -> int:
 
 
 def cmd_bench(a) -> int:
-    from . import bench
+    from .bench import load_harness
+    bench = load_harness()               # benchmarks/harness.py of the clone; ImportError saying so if absent
     result = bench.run_all(threads=a.threads, sizes=tuple(a.sizes), repeats=a.repeats, device=a.device,
                            compile_model=a.compile, generate=not a.no_generate,
                            attention_Ts=tuple(a.attention_T), new_tokens=a.new_tokens, gpu=a.gpu)
