@@ -1,13 +1,13 @@
 """Shared by the benchmark scripts: the thread setting and the report.
 
-Every script runs under :func:`minillm.bench.thread_limit` (NumPy's BLAS and torch set
+Every script runs under :func:`harness.thread_limit` (benchmarks/harness.py) (NumPy's BLAS and torch set
 to the same count, default 1) and prints the same Markdown as ``minillm bench``.
 """
 from __future__ import annotations
 
 import argparse
 
-from minillm import bench
+import harness as bench  # benchmarks/harness.py, beside this script
 
 
 def parser(description: str) -> argparse.ArgumentParser:

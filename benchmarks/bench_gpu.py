@@ -6,11 +6,11 @@ A GPT-2-small-sized GPT (12 layers, 12 heads, d_model 768, 1024 positions, vocab
 50257, tied embeddings, tanh GELU) with bf16 autocast and fused attention, trained with
 the backend's own Adam and with ``torch.optim.Adam(fused=True)``. MFU counts
 6N + 12 L T C FLOPs per token against the GPU's dense bf16 peak (known GPUs in
-``minillm.bench.PEAK_BF16``, or ``--peak-tflops``).
+``harness.PEAK_BF16``, or ``--peak-tflops``).
 """
 from _common import parser, report
 
-from minillm import bench
+import harness as bench  # benchmarks/harness.py, beside this script
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ batch 12, exact GELU), process CPU time, everything interleaved in one process:
    native op (the fast path's or the ``torch.nn`` yardstick's);
 2. the whole train step with one op at a time replaced by the native one (patched into
    the backend for the measurement only and restored after each step), with all of
-   them replaced, and the ``torch.nn`` yardstick of ``minillm/bench.py``; next to each,
+   them replaced, and the ``torch.nn`` yardstick of ``benchmarks/yardstick.py``; next to each,
    the minor page faults per step (``getrusage``): freed temporaries that glibc
    returned to the system and the next step touches again.
 
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from _common import parser
 
-from minillm import bench
+import harness as bench  # benchmarks/harness.py, beside this script
 from minillm import torch_backend as T
 
 layers = importlib.import_module("minillm.torch_backend.layers")
@@ -39,7 +39,7 @@ models = importlib.import_module("minillm.torch_backend.models")
 
 
 def yardstick_attention(q, k, v, mask):
-    """The attention of bench.PlainGPT: scores / sqrt(D), masked_fill, Tensor.softmax."""
+    """The attention of yardstick.PlainGPT: scores / sqrt(D), masked_fill, Tensor.softmax."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])          # (B, H, T, T)
     return scores.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v, None
 

@@ -61,7 +61,7 @@ try:  # NumPy and the pipeline take about a second to import: Ctrl-C then is no 
     import numpy as np
 
     from . import pipeline
-    from .config import POSITIONALS, ModelConfig
+    from .config import ACTIVATIONS, POSITIONALS, ModelConfig
     from .data import Tokenizer, split_contiguous
     from .interop import POOLING_MODES
     from .question_answering import QA_RECIPE
@@ -170,7 +170,7 @@ def _add_training_args(p: argparse.ArgumentParser, *, steps: int, lr: float, d_m
     m.add_argument("--n-heads", type=POSITIVE_INT, default=4, help="attention heads; must divide --d-model")
     m.add_argument("--block-size", type=POSITIVE_INT, default=block_size, help="the most tokens the model sees at once")
     m.add_argument("--dropout", type=FRACTION, default=0.0, help="dropout probability")
-    m.add_argument("--activation", choices=("relu", "gelu", "gelu_tanh"), default="gelu", help="of the feed-forward layers")
+    m.add_argument("--activation", choices=ACTIVATIONS, default="gelu", help="of the feed-forward layers")
     m.add_argument("--post-norm", action="store_true", help="post-norm blocks (default: pre-norm)")
     m.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="of the weights")
     m.add_argument("--positional", choices=POSITIONALS, default="learned",
@@ -394,7 +394,8 @@ def cmd_serve(a) -> int:
 
 
 def cmd_bench(a) -> int:
-    from . import bench
+    from .bench import load_harness
+    bench = load_harness()               # benchmarks/harness.py of the clone; ImportError saying so if absent
     result = bench.run_all(threads=a.threads, sizes=tuple(a.sizes), repeats=a.repeats, device=a.device,
                            compile_model=a.compile, generate=not a.no_generate,
                            attention_Ts=tuple(a.attention_T), new_tokens=a.new_tokens, gpu=a.gpu)

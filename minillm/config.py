@@ -5,6 +5,13 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+# The target value cross_entropy does not count (torch's default ``ignore_index``): padded
+# targets, unmasked positions of a masked LM. Defined here once, imported by the data
+# batches, both backends' models and the applications.
+IGNORE_INDEX = -100
+
+# The activation names a model accepts: ModelConfig checks them, the CLI offers them, and
+# each backend's activations.py maps them to its functions (ACTIVATIONS there).
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 POSITIONALS = ("learned", "sinusoidal", "rope")
 DTYPES = ("float32", "float64")

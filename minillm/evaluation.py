@@ -12,11 +12,10 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from .config import IGNORE_INDEX
 from .metrics import TokenLoss, classification_metrics
 
 __all__ = ["evaluate_lm", "evaluate_classifier", "IGNORE_INDEX"]
-
-IGNORE_INDEX = -100
 
 
 def _model_inputs(runtime, batch: Mapping[str, np.ndarray]) -> dict:

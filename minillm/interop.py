@@ -68,6 +68,7 @@ GPT2_ARCHITECTURES = ("GPT2Model", "GPT2LMHeadModel")
 BERT_ARCHITECTURES = ("BertModel", "BertForMaskedLM")
 HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
                   "relu": "relu"}
+HF_EXPORT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}  # ours -> config.json's
 # modules.json "type" -> module, as written by sentence-transformers up to 5.3
 # (sentence_transformers.models.*), 5.4 to 5.x, and 6 (Normalize moved to base.modules).
 ST_MODULE_TYPES = {
@@ -581,7 +582,6 @@ def save_hf(model, folder) -> str:
 
     config, kind = model.config, type(model).__name__
     state = as_numpy_state(model.state_dict())
-    inverse_act = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}
     if kind == "GPT":
         arch = "GPT2LMHeadModel"
         _require(config, arch, norm_first=True, positional="learned", type_vocab_size=0,
@@ -591,7 +591,7 @@ def save_hf(model, folder) -> str:
         hf = {"architectures": [arch], "model_type": "gpt2", "vocab_size": config.vocab_size,
               "n_positions": config.block_size, "n_embd": config.d_model,
               "n_head": config.n_heads, "n_layer": config.n_layers, "n_inner": config.d_ff,
-              "activation_function": inverse_act[config.activation],
+              "activation_function": HF_EXPORT_ACTIVATIONS[config.activation],
               "layer_norm_epsilon": config.layer_norm_eps, "resid_pdrop": config.dropout,
               "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
               "tie_word_embeddings": config.tie_embeddings}
@@ -606,7 +606,7 @@ def save_hf(model, folder) -> str:
         hf = {"architectures": [arch], "model_type": "bert", "vocab_size": config.vocab_size,
               "max_position_embeddings": config.block_size, "hidden_size": config.d_model,
               "num_attention_heads": config.n_heads, "num_hidden_layers": config.n_layers,
-              "intermediate_size": config.d_ff, "hidden_act": inverse_act[config.activation],
+              "intermediate_size": config.d_ff, "hidden_act": HF_EXPORT_ACTIVATIONS[config.activation],
               "layer_norm_eps": config.layer_norm_eps, "type_vocab_size": config.type_vocab_size,
               "hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.dropout,
               "tie_word_embeddings": config.tie_embeddings}

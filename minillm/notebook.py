@@ -1,4 +1,4 @@
-"""The few display helpers every notebook uses, defined once.
+"""The few helpers the notebooks share, defined once.
 
 The notebooks (``notebooks/src/NN_name.py``) show minillm's code beside its formula and
 the figures they draw; these three functions are how. Each displays its result in the
@@ -11,6 +11,10 @@ what was shown::
     show_figure(fig, OUT / "trajectories.png")     # save a matplotlib Figure, then show it
     show_image(plot_attention(...))                # show a PNG a minillm.plots function wrote
 
+The fourth, :func:`assert_parity`, is the closing parity check's comparison: it asserts
+that the reference's array matches the torch backend's within the tolerance the cell
+writes beside the call, and prints the largest difference.
+
 IPython is imported only when a function is called (it comes with the ``notebooks``
 extra), so importing this module needs nothing beyond minillm itself. Outside a notebook
 IPython's ``display`` prints a short text form instead of drawing.
@@ -20,7 +24,9 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-__all__ = ["show", "show_figure", "show_image"]
+import numpy as np
+
+__all__ = ["show", "show_figure", "show_image", "assert_parity"]
 
 
 def _display(obj):
@@ -82,3 +88,27 @@ def show_figure(fig, path, *, dpi: int = 100) -> Path:
     fig.savefig(path, dpi=dpi)
     show_image(path)
     return path
+
+
+def _as_numpy(x):
+    """A torch tensor (detached, on the CPU) or anything ``np.asarray`` takes, as an array."""
+    if hasattr(x, "detach"):                       # a torch.Tensor; no torch import needed here
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def assert_parity(name: str, ours, theirs, *, rtol: float, atol: float) -> float:
+    r"""Assert ``|ours - theirs| <= atol + rtol * |theirs|`` elementwise (``numpy.testing.
+    assert_allclose``, which also requires equal shapes and NaN where the other has NaN),
+    print ``name`` and the largest absolute difference, and return that difference.
+
+    ``ours`` is the NumPy reference's result, ``theirs`` the torch backend's (a tensor,
+    detached here, or an array). The tolerances have no default on purpose: the notebook
+    writes them beside the check (the float64 parity contract of docs/architecture.md is
+    ``rtol=1e-7, atol=1e-9``). A mismatch raises ``AssertionError`` naming ``name``.
+    """
+    ours, theirs = _as_numpy(ours), _as_numpy(theirs)
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=name)
+    largest = float(np.abs(ours - theirs).max()) if ours.size else 0.0
+    print(f"{name:24s} largest difference {largest:.1e}")
+    return largest

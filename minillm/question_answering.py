@@ -22,6 +22,7 @@ from .data.batching import RowBatches
 from .data.parallel import PieceTokenizer
 from .data.qa import qa_corpus, qa_format_problem
 from .input_checks import CheckedAnswer, checked_fields
+from .reference.softmax import softmax
 from .runtime import Runtime
 from .text_metrics import exact_match, token_f1
 from .training import TrainConfig, Trainer, claim_run_dir
@@ -112,8 +113,8 @@ def span_probability(start_logits, end_logits, lo: int, hi: int, i: int, j: int,
     the product of a softmax over starts and one over ends, renormalised to the spans
     with :math:`k \le l < k + L` inside ``[lo, hi)``. Shapes: (T,), (T,) -> float."""
     score = _span_scores(start_logits, end_logits, lo, hi, max_answer_len)
-    top = score.max()
-    return float(np.exp(score[i - lo, j - lo] - top) / np.exp(score - top).sum())
+    p = softmax(score.reshape(-1)).reshape(score.shape)   # (n, n); -inf (not allowed) -> 0
+    return float(p[i - lo, j - lo])
 
 
 def answer_spans(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,

@@ -27,6 +27,8 @@ import math
 
 import numpy as np
 
+from .reference.softmax import softmax
+
 __all__ = ["top_k_filter", "top_p_filter", "filter_logits", "next_token_probs", "sample_next"]
 
 # ---------------------------------------------------------------------------------------
@@ -87,12 +89,6 @@ def _order(z: np.ndarray) -> np.ndarray:
     return np.argsort(-z, axis=-1, kind="stable")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    """Stable softmax over the last axis: :math:`e^{z_i - \\max z} / \\sum_j e^{z_j - \\max z}`."""
-    e = np.exp(z - z.max(axis=-1, keepdims=True))  # (..., V); -inf -> 0
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 # ---------------------------------------------------------------------------------------
 # filters
 
@@ -132,7 +128,7 @@ def top_p_filter(logits, p: float) -> np.ndarray:
     if p == 1.0:
         return z
     order = _order(z)  # (..., V)
-    pi_sorted = np.take_along_axis(_softmax(z), order, axis=-1)  # (..., V)
+    pi_sorted = np.take_along_axis(softmax(z), order, axis=-1)  # (..., V)
     mass_before = np.cumsum(pi_sorted, axis=-1) - pi_sorted  # (..., V) exclusive sums
     keep_sorted = mass_before < p  # (..., V); position 0 has mass_before = 0 < p
     keep_sorted[..., 0] = True
@@ -175,7 +171,7 @@ def next_token_probs(logits, *, temperature: float = 1.0, top_k: int | None = No
         one_hot = np.zeros_like(x)  # (..., V)
         np.put_along_axis(one_hot, np.argmax(x, axis=-1)[..., None], 1.0, axis=-1)
         return one_hot
-    return _softmax(filter_logits(x, temperature=temperature, top_k=top_k, top_p=top_p))
+    return softmax(filter_logits(x, temperature=temperature, top_k=top_k, top_p=top_p))
 
 
 def sample_next(logits, *, temperature: float = 1.0, top_k: int | None = None,

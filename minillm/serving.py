@@ -65,6 +65,7 @@ from .data.batching import pad_batch
 from .data.parallel import PieceTokenizer
 from .generation import generate
 from .pipeline import _checkpoint_folder, load_run_model, run_label_names
+from .reference.softmax import softmax
 from .runtime import Runtime
 
 __all__ = ["Limits", "BodySizeLimit", "create_app", "serve"]
@@ -471,8 +472,7 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
         with served.lock, served.runtime.no_grad():
             logits, _ = served.model(served.runtime.tensor(idx), attention_mask=served.runtime.tensor(mask))
             logits = served.runtime.to_numpy(logits)[0].astype(np.float64)   # (K,)
-        p = np.exp(logits - logits.max())
-        p /= p.sum()                                                  # (K,)
+        p = softmax(logits)                                           # (K,)
         k = int(np.argmax(p))
         return ClassifyResponse(label=served.label_names[k], label_id=k, tokens=len(ids),
                                 probabilities={name: float(q) for name, q in zip(served.label_names, p)})

@@ -28,10 +28,11 @@ import numpy as np
 
 from . import model_io
 from ._validate import require_int_at_least
-from .config import ModelConfig
+from .config import IGNORE_INDEX, ModelConfig
 from .data.batching import RowBatches
 from .data.parallel import PieceTokenizer, date_format_problem, dates_corpus
 from .input_checks import Checked, checked_fields
+from .reference.softmax import log_softmax
 from .runtime import Runtime
 from .text_metrics import corpus_bleu
 from .training import TrainConfig, Trainer, claim_run_dir
@@ -40,7 +41,6 @@ __all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "t
            "translate_checked", "output_log_probs", "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
 
 logger = logging.getLogger("minillm")
-IGNORE_INDEX = -100
 
 # the benchmark's model: small enough for 2 CPU cores, enough to learn the dates corpus
 TRANSLATION_CONFIG = ModelConfig(vocab_size=128, block_size=16, d_model=64, n_heads=4, n_layers=2,
@@ -86,11 +86,6 @@ def _logits(model, runtime, tgt, memory, src_mask):
     return runtime.to_numpy(out)[:, -1].astype(np.float64)                          # (B, V)
 
 
-def _log_softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
 def greedy_decode(model, runtime: Runtime, idx, attention_mask, bos_id: int, eos_id: int,
                   max_len: int) -> list[list[int]]:
     """Greedy decoding of a batch. Shapes: idx (B, S), attention_mask (B, S) -> B lists
@@ -133,7 +128,7 @@ def beam_search(model, runtime: Runtime, idx, attention_mask, bos_id: int, eos_i
     while beams and len(beams[0][0]) < max_len:
         K = len(beams)
         tgt = np.array([b[0] for b in beams], np.int64)                              # (K, t)
-        logp = _log_softmax(_logits(model, runtime, tgt, memory[:K], attention_mask[:K]))  # (K, V)
+        logp = log_softmax(_logits(model, runtime, tgt, memory[:K], attention_mask[:K]))  # (K, V)
         scores = np.array([b[1] for b in beams])[:, None] + logp                    # (K, V)
         order = np.argsort(-scores, axis=None)[: 2 * beam_size]                      # best 2K
         new = []
@@ -199,7 +194,7 @@ def output_log_probs(model, runtime: Runtime, idx, attention_mask, outputs, bos_
     with runtime.no_grad():
         memory = model.encode(runtime.tensor(idx), runtime.tensor(attention_mask))
         logits = model.decode(runtime.tensor(tgt), memory, runtime.tensor(attention_mask))
-    logp = _log_softmax(runtime.to_numpy(logits).astype(np.float64))           # (B, T, V)
+    logp = log_softmax(runtime.to_numpy(logits).astype(np.float64))           # (B, T, V)
     return [logp[r, np.arange(len(o) + 1), list(o) + [eos_id]] for r, o in enumerate(outputs)]
 
 

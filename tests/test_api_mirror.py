@@ -6,6 +6,7 @@ checked as soon as it is exported. The only differences allowed are listed here 
 their reason.
 """
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,12 @@ import minillm.torch_backend as torch_backend  # noqa: E402  (after the skip on 
 TORCH_ONLY = {
     "fused_attention": "calls torch's fused scaled_dot_product_attention kernel, which "
                        "NumPy has no counterpart of; it returns (out, None)",
+}
+# file -> why only the reference has it (every other file has its twin, same name)
+REFERENCE_ONLY_FILES = {
+    "erf.py": "NumPy has no error function, so the reference computes it (Cody's rational "
+              "approximations) for the exact GELU; torch has torch.erf. It is a numerical "
+              "tool, not a formula of the lesson, and exports nothing through minillm.reference",
 }
 # The reference alone exports f_forward / f_backward for each op f (docs/architecture.md).
 REFERENCE_ONLY_SUFFIXES = ("_forward", "_backward")
@@ -143,6 +150,23 @@ def test_same_file_in_both_backends(name):
     )
 
 
+def test_same_files_in_both_backends_up_to_the_listed_extras():
+    # the file mirror of docs/architecture.md, file by file (not only the files that hold
+    # a public name): a file in one backend only must be listed with its reason
+    ref_files = {p.name for p in Path(ref.__file__).parent.glob("*.py")}
+    torch_files = {p.name for p in Path(torch_backend.__file__).parent.glob("*.py")}
+    assert "attention.py" in ref_files & torch_files                 # not a vacuous pass
+    assert sorted(ref_files - torch_files) == sorted(REFERENCE_ONLY_FILES), (
+        f"reference files without a torch_backend twin: {sorted(ref_files - torch_files)}; "
+        f"add the reason to REFERENCE_ONLY_FILES if that is intended")
+    assert not torch_files - ref_files, (
+        f"torch_backend files without a reference twin: {sorted(torch_files - ref_files)}")
+    for name in REFERENCE_ONLY_FILES:
+        module = __import__(f"minillm.reference.{name[:-3]}", fromlist=["__all__"])
+        leaked = sorted(set(module.__all__) & set(REF_NAMES))
+        assert not leaked, f"reference/{name} has no torch twin, yet minillm.reference exports {leaked}"
+
+
 def test_signature_check_can_fail():
     # the comparison above must see names, kinds and defaults
     def f(x, axis=-1):
@@ -164,3 +188,31 @@ def test_reference_only_names_are_told_apart_from_ops_named_forward():
     assert _reference_only_base("feed_forward_forward", names) == "feed_forward"
     assert _reference_only_base("feed_forward_backward", names) == "feed_forward"
     assert _reference_only_base("orphan_forward", names) is None  # then fails the mirror
+
+
+def test_activation_names_agree_across_config_cli_and_both_backends():
+    # minillm.config.ACTIVATIONS is the one list of names; the CLI offers it and each
+    # backend's activations.ACTIVATIONS maps exactly those names to its own functions
+    from minillm import cli
+    from minillm.config import ACTIVATIONS
+    from minillm.interop import HF_ACTIVATIONS, HF_EXPORT_ACTIVATIONS
+    from minillm.reference import activations as ref_act
+    from minillm.torch_backend import activations as torch_act
+
+    assert ACTIVATIONS == ("relu", "gelu", "gelu_tanh")
+    assert tuple(ref_act.ACTIVATIONS) == ACTIVATIONS
+    assert tuple(torch_act.ACTIVATIONS) == ACTIVATIONS
+    assert tuple(torch_act.FAST_ACTIVATIONS) == ACTIVATIONS
+    for name in ACTIVATIONS:  # each name maps to the public op of that name
+        assert ref_act.ACTIVATIONS[name] == (getattr(ref, f"{name}_forward"), getattr(ref, f"{name}_backward"))
+        assert torch_act.ACTIVATIONS[name] is getattr(torch_backend, name)
+    commands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    offered = {name: a.choices for name, sub in commands.items() for a in sub._actions
+               if "--activation" in a.option_strings}
+    assert set(offered) == {"pretrain", "finetune"}, offered
+    for command, choices in offered.items():
+        assert tuple(choices) == ACTIVATIONS, f"minillm {command} --activation offers {choices}"
+    # interop: every name exports to a Hugging Face name that reads back as itself
+    assert set(HF_EXPORT_ACTIVATIONS) == set(ACTIVATIONS)
+    assert set(HF_ACTIVATIONS.values()) <= set(ACTIVATIONS)
+    assert all(HF_ACTIVATIONS[HF_EXPORT_ACTIVATIONS[name]] == name for name in ACTIVATIONS)

@@ -1,15 +1,18 @@
-"""Smoke tests of the benchmark code (minillm/bench.py, ``minillm bench``) on tiny sizes,
+"""Smoke tests of the benchmark code (benchmarks/harness.py and yardstick.py, ``minillm bench``) on tiny sizes,
 so that it cannot rot; the timings themselves are not judged here (a shared CI machine
 is no place for speed thresholds), only that every part runs and reports consistently."""
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from minillm import bench
+import minillm.bench
 from minillm.cli import main
+
+bench = minillm.bench.load_harness()    # benchmarks/harness.py of this checkout
 
 MICRO = bench.BenchSize("micro", bench._gpt(1, 2, 16, 8, vocab_size=32), 2)
 
@@ -119,3 +122,25 @@ def test_gpu_throughput_code_runs_on_the_cpu_with_bf16_autocast():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="needs a CUDA device"):
             bench.bench_gpu("tiny", steps=1)
+
+
+def test_the_harness_is_the_clones_and_minillm_bench_is_a_deprecated_shim():
+    root = Path(__file__).resolve().parents[1]
+    assert Path(bench.__file__).resolve() == root / "benchmarks" / "harness.py"
+    with pytest.warns(DeprecationWarning, match="moved to benchmarks/harness.py"):
+        sizes = minillm.bench.SIZES                           # the old public names still resolve
+    assert sizes is bench.SIZES
+    with pytest.raises(AttributeError):
+        minillm.bench.no_such_name
+
+
+def test_cli_bench_without_the_benchmarks_folder_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    # a wheel install: no benchmarks/ beside the package
+    monkeypatch.setattr(minillm.bench, "BENCHMARKS_DIR", tmp_path / "benchmarks")
+    with pytest.raises(ImportError, match="needs the benchmarks/ folder of a minillm clone"):
+        minillm.bench.load_harness()
+    assert main(["bench", "--sizes", "tiny", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: minillm bench needs the benchmarks/ folder")
+    assert "pip install -e ." in err and not (tmp_path / "out").exists()
+

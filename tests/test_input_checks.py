@@ -15,7 +15,8 @@ from minillm.data.qa import qa_format_problem
 from minillm.input_checks import unknown_count, warning_text
 from minillm.question_answering import (_input_ids, answer_checked, answer_spans, best_span, load_answerer,
                                         span_probability, train_qa)
-from minillm.translation import (_log_softmax, _logits, greedy_decode, load_translator, output_log_probs,
+from minillm.reference.softmax import log_softmax
+from minillm.translation import (_logits, greedy_decode, load_translator, output_log_probs,
                                  translate, translate_checked, train_translation)
 
 QA_CONTEXT, QA_QUESTION = "Alice lives in Paris. Bob lives in Rome.", "Where does Bob live?"   # the issue's
@@ -173,7 +174,7 @@ def test_translation_confidence_is_greedy_decodings_own_log_probs(runs):
         want = []
         for t, y in enumerate(o + [tok.eos_id]):
             prefix = np.array([[tok.bos_id] + o[:t]])
-            want.append(_log_softmax(_logits(model, rt, prefix, memory[r:r + 1], mask[r:r + 1]))[0, y])
+            want.append(log_softmax(_logits(model, rt, prefix, memory[r:r + 1], mask[r:r + 1]))[0, y])
         np.testing.assert_allclose(got[r], want, atol=1e-5)   # float32 logits, different padded lengths
     checked = translate_checked(model, rt, tok, texts)
     assert [c.confidence for c in checked] == pytest.approx([np.exp(g.mean()) for g in got], rel=1e-12)

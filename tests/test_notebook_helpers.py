@@ -16,7 +16,7 @@ import IPython.display  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import minillm.reference as ref  # noqa: E402
-from minillm.notebook import show, show_figure, show_image  # noqa: E402
+from minillm.notebook import assert_parity, show, show_figure, show_image  # noqa: E402
 
 
 @pytest.fixture
@@ -61,3 +61,30 @@ def test_show_figure_and_show_image_refuse_wrong_input(shown, tmp_path):
     with pytest.raises(ValueError, match="existing image file"):
         show_image(tmp_path / "missing.png")
     assert shown == []
+
+
+def test_assert_parity_passes_within_the_tolerance_and_returns_the_largest_difference(capsys):
+    ours = np.array([[1.0, -2.0], [3.0, 0.0]])
+    theirs = ours + np.array([[1e-9, 0.0], [-3e-9, 5e-10]])   # |diff| <= atol + rtol*|theirs|
+    largest = assert_parity("grad", ours, theirs, rtol=1e-7, atol=1e-9)
+    assert largest == pytest.approx(3e-9, rel=1e-6)          # float64 rounding of 3.0 - 3e-9
+    assert capsys.readouterr().out.split() == ["grad", "largest", "difference", "3.0e-09"]
+
+
+def test_assert_parity_fails_outside_the_tolerance_naming_the_check():
+    # 1e-6 off at 1.0: rtol 1e-7 allows 1e-7 + 1e-9, so this must fail
+    with pytest.raises(AssertionError, match="dW1"):
+        assert_parity("dW1", np.array([1.0, 2.0]), np.array([1.0 + 1e-6, 2.0]), rtol=1e-7, atol=1e-9)
+    with pytest.raises(AssertionError, match="shape"):
+        assert_parity("out", np.zeros((2, 3)), np.zeros((3, 2)), rtol=1e-7, atol=1e-9)
+    with pytest.raises(TypeError):                           # the tolerances are never implicit
+        assert_parity("out", np.zeros(2), np.zeros(2))
+
+
+def test_assert_parity_reads_torch_tensors_with_a_graph():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([0.5, -1.5], dtype=torch.float64, requires_grad=True)
+    y = x * 2                                                # needs detach before numpy
+    assert assert_parity("y", np.array([1.0, -3.0]), y, rtol=1e-7, atol=1e-9) == 0.0
+    with pytest.raises(AssertionError, match="y"):
+        assert_parity("y", np.array([1.0, -3.1]), y, rtol=1e-7, atol=1e-9)

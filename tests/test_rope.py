@@ -394,7 +394,8 @@ def test_a_rope_model_has_no_position_parameters(backend, kind):
     assert set(names) == {n for n in learned if "pos" not in n}        # nothing else changed
     model = getattr(backend, kind)(CONFIG, seed=0)
     assert list(model.state_dict()) == names                           # tables neither trained nor saved
-    attn = [m for m in model.modules() if type(m).__name__ == "MultiHeadAttention"]
+    attn = [m for m in model.modules() if type(m).__name__ == "MultiHeadAttention"      # the self-attentions,
+            and (getattr(m, "rope_tables", None) is not None or getattr(m, "rotary", False))]  # all rotary
     assert attn and len(attn) == CONFIG.n_layers * (1 + (kind == "EncoderDecoder"))
 
 
@@ -605,8 +606,9 @@ def test_encoder_decoder_rotates_self_attention_only(backend):
     and keys by source positions, they would."""
     config = dataclasses.replace(CONFIG, init_std=0.3)
     model = backend.EncoderDecoder(config, seed=0)
-    assert not [m for m in model.modules() if type(m).__name__ == "CrossAttention"
-                and (getattr(m, "rope_tables", None) is not None or getattr(m, "rotary", False))]
+    cross = [block.cross_attn for block in model.decoder]
+    assert cross and not [m for m in cross
+                          if getattr(m, "rope_tables", None) is not None or getattr(m, "rotary", False)]
     rng = np.random.default_rng(3)
     src, tgt = rng.integers(0, config.vocab_size, (2, 5)), rng.integers(0, config.vocab_size, (2, 6))
     padded = np.concatenate([rng.integers(0, config.vocab_size, (2, 2)), src], axis=1)

@@ -1,4 +1,4 @@
-"""EncoderDecoder, CrossAttention and SpanQA: the NumPy reference's hand-written
+"""EncoderDecoder, cross-attention (MultiHeadAttention with memory) and SpanQA: the NumPy reference's hand-written
 backward agrees with torch's autograd, for single layers, whole models and a short run.
 
 Tolerances (the same as the other models, reasons in tests/model_helpers.py):
@@ -9,6 +9,7 @@ backward to rtol 1e-5 / atol 1e-7: the truncation error is O(h^2) ~ 1e-12 and th
 rounding error ~ eps / h ~ 1e-10 relative to the values, both far below.
 """
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,9 +98,10 @@ def test_span_qa_logits_loss_and_every_gradient(config, B, T_, seed, segments):
 
 
 def test_cross_attention_backward_against_finite_differences_and_torch():
+    # the decoder's cross-attention: MultiHeadAttention with keys and values from a memory
     rng = np.random.default_rng(0)
     C, H, B, Tq, S = 8, 2, 2, 3, 5
-    ref, tor = R.CrossAttention(C, H, "float64"), T.CrossAttention(C, H, "float64")
+    ref, tor = R.MultiHeadAttention(C, H, "float64"), T.MultiHeadAttention(C, H, "float64")
     for layer in (ref, tor):
         _init_layer(layer, 3, "float64")
     for p in ref.parameters():                                       # larger weights: a real test
@@ -108,11 +110,11 @@ def test_cross_attention_backward_against_finite_differences_and_torch():
     x, mem = rng.standard_normal((B, Tq, C)), rng.standard_normal((B, S, C))
     mask = (np.arange(S)[None, :] < np.array([5, 2])[:, None])[:, None, None, :]   # (B,1,1,S)
     dy = rng.standard_normal((B, Tq, C))                             # random upstream gradient
-    y = ref(x, mem, mask)
+    y = ref(x, mask, memory=mem)
     dx, dmem = ref.backward(dy)
 
     def f(x_, m_):
-        return float((ref(x_, m_, mask) * dy).sum())
+        return float((ref(x_, mask, memory=m_) * dy).sum())
 
     h = 1e-6
     for arr, grad in ((x, dx), (mem, dmem)):
@@ -131,11 +133,68 @@ def test_cross_attention_backward_against_finite_differences_and_torch():
     # torch: same output and input gradients
     xt = torch.tensor(x, requires_grad=True)
     mt = torch.tensor(mem, requires_grad=True)
-    yt = tor(xt, mt, torch.from_numpy(mask))
+    yt = tor(xt, torch.from_numpy(mask), memory=mt)
     (yt * torch.from_numpy(dy)).sum().backward()
     assert_model_close("y", y, yt, "float64")
     assert_model_close("dx", dx, xt.grad, "float64")
     assert_model_close("dmemory", dmem, mt.grad, "float64")
+    # every parameter gradient too (the key and value weights read the memory)
+    for (name, p_r), (_, p_t) in zip(ref.named_parameters(), tor.named_parameters()):
+        assert_model_close(f"grad {name}", p_r.grad, p_t.grad, "float64")
+    # without memory the same layer is self-attention again, backward returning dx alone
+    ref(x, None)
+    dx_self = ref.backward(dy)
+    assert isinstance(dx_self, np.ndarray) and dx_self.shape == x.shape
+
+
+@pytest.mark.parametrize("backend", [R, T], ids=["reference", "torch"])
+def test_cross_attention_alias_is_deprecated_and_computes_the_same(backend, monkeypatch):
+    monkeypatch.setattr(backend.CrossAttention, "_warned", False)
+    with pytest.warns(DeprecationWarning, match="MultiHeadAttention"):
+        old = backend.CrossAttention(8, 2, "float64")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                          # the second one is silent
+        backend.CrossAttention(8, 2, "float64")
+    new = backend.MultiHeadAttention(8, 2, "float64")
+    _init_layer(old, 4, "float64")
+    new.load_state_dict(old.state_dict())                       # same names, shapes and order
+    assert list(old.state_dict()) == list(new.state_dict()) == [
+        "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O"]
+    rng = np.random.default_rng(1)
+    x, mem = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 4, 8))
+    mask = np.array([[True] * 4, [True, True, False, False]])[:, None, None, :]
+    if backend is T:
+        x, mem, mask = torch.from_numpy(x), torch.from_numpy(mem), torch.from_numpy(mask)
+    np.testing.assert_array_equal(to_np(old(x, mem, mask)), to_np(new(x, mask, memory=mem)))
+
+
+@pytest.mark.parametrize("backend", [R, T], ids=["reference", "torch"])
+def test_a_rotary_attention_refuses_a_memory(backend):
+    layer = backend.MultiHeadAttention(8, 2, "float64", rope_positions=6)
+    x = np.zeros((1, 3, 8)) if backend is R else torch.zeros(1, 3, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="expected memory=None for a rotary attention"):
+        layer(x, None, memory=x)
+
+
+# Written by the code before issue 19, when the decoder's cross-attention was a class of
+# its own (CrossAttention): the checkpoint, and the logits that code computed from it.
+CHECKPOINT_BEFORE = Path(__file__).parent / "data" / "encoder_decoder_before_cross_attention_merge"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_checkpoint_written_before_cross_attention_became_multi_head_attention_loads(backend):
+    model, ckpt = model_io.load_model(CHECKPOINT_BEFORE, backend)   # strict: every name matched
+    assert type(model).__name__ == "EncoderDecoder"
+    assert [n for n, _ in model.named_parameters() if ".cross_attn." in n] == [
+        f"decoder.0.cross_attn.{p}" for p in ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O")]
+    src, tgt = np.array(ckpt.extra["src"]), np.array(ckpt.extra["tgt"])
+    logits, _ = model(src, tgt, attention_mask=src != 0)
+    want = np.array(ckpt.extra["logits"])
+    if backend == "numpy":   # the same code path as when it was written: bit for bit
+        np.testing.assert_array_equal(logits, want)
+    else:                    # the other backend: the float64 parity contract
+        assert_model_close("logits", logits, want, "float64")
 
 
 def test_source_padding_never_changes_the_logits():

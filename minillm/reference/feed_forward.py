@@ -11,17 +11,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import _validate as v
-from . import activations
+from .activations import ACTIVATIONS
 from .linear import LinearCache, check_linear, linear_backward, linear_forward
 
 __all__ = ["feed_forward", "feed_forward_forward", "feed_forward_backward"]
-
-ACTIVATIONS = {
-    "relu": (activations.relu_forward, activations.relu_backward),
-    "gelu": (activations.gelu_forward, activations.gelu_backward),
-    "gelu_tanh": (activations.gelu_tanh_forward, activations.gelu_tanh_backward),
-}
-
 
 class FeedForwardCache(NamedTuple):
     first: LinearCache                        # x -> h = x W1 + b1

@@ -136,18 +136,24 @@ class Dropout(Module):
 
 
 class MultiHeadAttention(Module):
-    r"""Multi-head self-attention (chapter section 4.1; Vaswani et al. 2017, 3.2.2).
+    r"""Multi-head attention (chapter section 4.1; Vaswani et al. 2017, 3.2.2): self-attention,
+    or with ``memory`` the decoder's attention over the encoder's output (3.2.3).
 
     .. math::
-        Q = XW_Q + b_Q,\ K = XW_K + b_K,\ V = XW_V + b_V, \quad
-        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M\Big) V_h,
+        Q = XW_Q + b_Q,\ K = MW_K + b_K,\ V = MW_V + b_V, \quad
+        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M_{mask}\Big) V_h,
         \quad Y = \mathrm{Concat}(\mathrm{head}_1..\mathrm{head}_H)\, W_O + b_O
 
-    ``mask`` is boolean, broadcastable to (B, H, T, T), True = may attend; the model
-    builds it (causal and/or padding). ``rope_positions`` > 0 rotates each head's
-    queries and keys by their positions (RoPE, :mod:`minillm.reference.rope`) with tables
-    for that many positions, before the scores are taken; 0 leaves them as they are
-    (the model then adds positions to its embeddings). Shapes: x (B, T, C) -> (B, T, C).
+    with :math:`M = X` (self-attention, ``memory=None``) or :math:`M` = ``memory`` (B, S, C),
+    the encoder's output (cross-attention: queries from the decoder, keys and values from
+    the source). ``mask`` is boolean, broadcastable to (B, H, T, S), S = T without memory,
+    True = may attend; the model builds it (causal and/or padding; the source's padding
+    for cross-attention). ``rope_positions`` > 0 rotates each head's queries and keys by
+    their positions (RoPE, :mod:`minillm.reference.rope`) with tables for that many
+    positions, before the scores are taken; 0 leaves them as they are (the model then
+    adds positions to its embeddings). A rotary layer takes no memory: a target and a
+    source position are not on one axis, so their offset means nothing.
+    Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0):
@@ -168,12 +174,23 @@ class MultiHeadAttention(Module):
             raise ValueError(f"expected at most rope_positions={len(cos)} positions, got {start + T}")
         return cos[start:start + T], sin[start:start + T]
 
-    def forward(self, x, mask=None):
+    def _source(self, x, memory):
+        """What keys and values read: ``x`` itself, or the memory (never rotated)."""
+        if memory is None:
+            return x
+        if self.rope_tables is not None:
+            raise ValueError("expected memory=None for a rotary attention (rope_positions > 0): "
+                             "RoPE rotates by positions on one axis, and a memory's are not the "
+                             "queries'; build cross-attention with rope_positions=0")
+        return memory
+
+    def forward(self, x, mask=None, memory=None):
         H = self.n_heads
+        src = self._source(x, memory)                              # (B, S, C), S = T if self
         q, c_q = linear_forward(x, self.W_Q.data, self.b_Q.data)  # (B, T, C)
-        k, c_k = linear_forward(x, self.W_K.data, self.b_K.data)  # (B, T, C)
-        v, c_v = linear_forward(x, self.W_V.data, self.b_V.data)  # (B, T, C)
-        q, k = split_heads(q, H), split_heads(k, H)                # (B, H, T, D)
+        k, c_k = linear_forward(src, self.W_K.data, self.b_K.data)  # (B, S, C)
+        v, c_v = linear_forward(src, self.W_V.data, self.b_V.data)  # (B, S, C)
+        q, k = split_heads(q, H), split_heads(k, H)                # (B, H, T|S, D)
         c_rope = None
         if self.rope_tables is not None:
             cos, sin = self._rotary(0, x.shape[1])                 # (T, D/2)
@@ -182,28 +199,34 @@ class MultiHeadAttention(Module):
         (heads, _), c_att = scaled_dot_product_attention_forward(
             q, k, split_heads(v, H), mask)                         # (B, H, T, D)
         y, c_o = linear_forward(merge_heads(heads), self.W_O.data, self.b_O.data)  # (B, T, C)
-        self._cache = (c_q, c_k, c_v, c_rope, c_att, c_o)
+        self._cache = (c_q, c_k, c_v, c_rope, c_att, c_o, memory is not None)
         return y
 
     def backward(self, dy):
-        c_q, c_k, c_v, c_rope, c_att, c_o = self._cache
+        """Returns ``dx`` after self-attention. After a call with ``memory`` returns
+        ``(dx, dmemory)``: the query path gives dx; the key and value paths both read the
+        memory, so their input gradients add into dmemory."""
+        c_q, c_k, c_v, c_rope, c_att, c_o, with_memory = self._cache
         H = self.n_heads
         dmerged, dW_O, db_O = linear_backward(dy, c_o)             # (B, T, C)
         dq, dk, dv = scaled_dot_product_attention_backward(
-            split_heads(dmerged, H), c_att)                        # (B, H, T, D) each
+            split_heads(dmerged, H), c_att)                        # (B, H, T|S, D) each
         if c_rope is not None:                                     # rotate the gradients back
             dq, dk = rope_backward(dq, c_rope), rope_backward(dk, c_rope)
-        dx = 0
-        for (W, b), d, cache in (((self.W_Q, self.b_Q), dq, c_q),
-                                 ((self.W_K, self.b_K), dk, c_k),
-                                 ((self.W_V, self.b_V), dv, c_v)):
-            dx_i, dW, db = linear_backward(merge_heads(d), cache)  # (B, T, C)
+        dx, dsrc = 0, 0
+        for (W, b), d, cache, into_x in (((self.W_Q, self.b_Q), dq, c_q, True),
+                                         ((self.W_K, self.b_K), dk, c_k, not with_memory),
+                                         ((self.W_V, self.b_V), dv, c_v, not with_memory)):
+            d_in, dW, db = linear_backward(merge_heads(d), cache)  # (B, T|S, C)
             W.accumulate(dW)
             b.accumulate(db)
-            dx = dx + dx_i
+            if into_x:
+                dx = dx + d_in
+            else:
+                dsrc = dsrc + d_in
         self.W_O.accumulate(dW_O)
         self.b_O.accumulate(db_O)
-        return dx                                                  # (B, T, C)
+        return (dx, dsrc) if with_memory else dx                   # (B, T, C), (B, S, C)
 
     def forward_cached(self, x, past=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and

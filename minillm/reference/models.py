@@ -25,11 +25,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _validate as v
-from ..config import ModelConfig
+from ..config import IGNORE_INDEX, ModelConfig
 from ..init import dropout_rng, init_parameters, sinusoidal_positions
 from .attention import causal_mask
-from .activations import (gelu_backward, gelu_forward, gelu_tanh_backward, gelu_tanh_forward,
-                          relu_backward, relu_forward)
+from .activations import ACTIVATIONS
 from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
@@ -38,11 +37,8 @@ from .parameter import Parameter
 
 __all__ = ["GPT", "TransformerEncoder", "SequenceClassifier"]
 
-IGNORE_INDEX = -100
 # the names a language model's head adds to the body; a classifier leaves them out
 LM_HEAD_PARAMETERS = ("lm_head.", "lm_transform.", "lm_ln.", "b_out")
-ACTIVATION_FORWARD = {"relu": relu_forward, "gelu": gelu_forward, "gelu_tanh": gelu_tanh_forward}
-ACTIVATION_BACKWARD = {"relu": relu_backward, "gelu": gelu_backward, "gelu_tanh": gelu_tanh_backward}
 
 
 def _check_config(config):
@@ -213,8 +209,8 @@ class _LanguageModel(_Body):
 
     def _head(self, h):
         if self.lm_transform is not None:
-            a, self._act_cache = ACTIVATION_FORWARD[self.config.activation](
-                self.lm_transform(h))                                 # (B, T, C)
+            act_forward, _ = ACTIVATIONS[self.config.activation]
+            a, self._act_cache = act_forward(self.lm_transform(h))    # (B, T, C)
             h = self.lm_ln(a)                                         # (B, T, C)
         if self.lm_head is not None:
             logits = self.lm_head(h)                                  # (B, T, V)
@@ -234,8 +230,8 @@ class _LanguageModel(_Body):
             self.tok_emb.W.accumulate(dW_T.T)
         if self.lm_transform is not None:
             da = self.lm_ln.backward(dh)                              # (B, T, C)
-            dh = self.lm_transform.backward(
-                ACTIVATION_BACKWARD[self.config.activation](da, self._act_cache))  # (B, T, C)
+            _, act_backward = ACTIVATIONS[self.config.activation]
+            dh = self.lm_transform.backward(act_backward(da, self._act_cache))  # (B, T, C)
         self._encode_backward(dh)
 
 

@@ -1,4 +1,4 @@
-r"""Encoder-decoder Transformer and extractive question answering — NumPy reference.
+r"""Encoder-decoder Transformer — NumPy reference (question answering: :mod:`.span_qa`).
 
 The chapter draws the Transformer as an encoder and a decoder (section 2.3) and names
 machine translation and question answering among its applications (sections 6.2, 6.3).
@@ -23,73 +23,47 @@ encoder's backward.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from ..config import ModelConfig
+from ..config import IGNORE_INDEX, ModelConfig
 from ..init import init_parameters, sinusoidal_positions
-from .attention import (
-    causal_mask, merge_heads, scaled_dot_product_attention_backward,
-    scaled_dot_product_attention_forward, split_heads,
-)
-from .layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _empty,
-                     _rope_positions)
+from .attention import causal_mask
+from .layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _rope_positions
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
 from .module import Loss, Module, ModuleList
+from .span_qa import SpanQA  # noqa: F401  (lived here until its own file: still importable)
 
-__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder", "SpanQA"]
-
-IGNORE_INDEX = -100
+__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder"]
 
 
-class CrossAttention(Module):
-    r"""Multi-head attention of the decoder over the encoder's output (Vaswani et al.
-    2017, section 3.2.3, "encoder-decoder attention"):
+class CrossAttention(MultiHeadAttention):
+    r"""Deprecated, kept for one release: the decoder's attention over the encoder's output
+    is :class:`~minillm.reference.MultiHeadAttention` called with ``memory``
+    (``layer(x, mask, memory=memory)``), which :class:`DecoderBlock` uses.
 
-    .. math::
-        Q = XW_Q + b_Q,\ K = MW_K + b_K,\ V = MW_V + b_V,\quad
-        Y = \mathrm{Concat}_h\Big(\mathrm{softmax}\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M_{pad}\Big) V_h\Big) W_O + b_O
-
-    ``mask`` is boolean, broadcastable to (B, H, T, S), True = may attend (the source's
-    padding mask). With ``positional="rope"`` only the self-attentions rotate: a target
-    and a source position are not on one axis, so their offset means nothing here.
-    Shapes: x (B, T, C), memory (B, S, C) -> (B, T, C).
+    ``CrossAttention(d_model, n_heads, dtype)(x, memory, mask)`` still computes it, with
+    the same parameters (``W_Q``, ``b_Q``, ... in the same order, so state dicts and
+    checkpoints are unchanged) and ``backward`` returning ``(dx, dmemory)``. The first one
+    built in a process warns ``DeprecationWarning``. Shapes: x (B, T, C), memory (B, S, C)
+    -> (B, T, C).
     """
 
+    _warned = False                                # warn once per process
+
     def __init__(self, d_model: int, n_heads: int, dtype="float32"):
-        super().__init__()
-        self.n_heads = n_heads
-        for name in ("Q", "K", "V", "O"):
-            setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
-            setattr(self, f"b_{name}", _empty((d_model,), dtype))
+        if not CrossAttention._warned:
+            CrossAttention._warned = True
+            warnings.warn("minillm.reference.CrossAttention is deprecated and goes in the next "
+                          "release: use MultiHeadAttention(d_model, n_heads, dtype) called as "
+                          "layer(x, mask, memory=memory)", DeprecationWarning, stacklevel=2)
+        super().__init__(d_model, n_heads, dtype)
 
     def forward(self, x, memory, mask=None):
-        H = self.n_heads
-        q, c_q = linear_forward(x, self.W_Q.data, self.b_Q.data)        # (B, T, C)
-        k, c_k = linear_forward(memory, self.W_K.data, self.b_K.data)   # (B, S, C)
-        v_, c_v = linear_forward(memory, self.W_V.data, self.b_V.data)  # (B, S, C)
-        (heads, _), c_att = scaled_dot_product_attention_forward(
-            split_heads(q, H), split_heads(k, H), split_heads(v_, H), mask)  # (B, H, T, D)
-        y, c_o = linear_forward(merge_heads(heads), self.W_O.data, self.b_O.data)  # (B, T, C)
-        self._cache = (c_q, c_k, c_v, c_att, c_o)
-        return y
-
-    def backward(self, dy):
-        """Returns ``(dx, dmemory)``: the query path gives dx, the key and value paths
-        both read the memory, so their input gradients add into dmemory."""
-        c_q, c_k, c_v, c_att, c_o = self._cache
-        H = self.n_heads
-        dmerged, dW_O, db_O = linear_backward(dy, c_o)                  # (B, T, C)
-        dq, dk, dv = scaled_dot_product_attention_backward(
-            split_heads(dmerged, H), c_att)                             # (B, H, T|S, D)
-        dx, dW_Q, db_Q = linear_backward(merge_heads(dq), c_q)          # (B, T, C)
-        dmem_k, dW_K, db_K = linear_backward(merge_heads(dk), c_k)      # (B, S, C)
-        dmem_v, dW_V, db_V = linear_backward(merge_heads(dv), c_v)      # (B, S, C)
-        for p, g in ((self.W_Q, dW_Q), (self.b_Q, db_Q), (self.W_K, dW_K), (self.b_K, db_K),
-                     (self.W_V, dW_V), (self.b_V, db_V), (self.W_O, dW_O), (self.b_O, db_O)):
-            p.accumulate(g)
-        return dx, dmem_k + dmem_v                                      # (B, T, C), (B, S, C)
+        return super().forward(x, mask, memory=memory)
 
 
 class DecoderBlock(Module):
@@ -104,6 +78,8 @@ class DecoderBlock(Module):
         x_2 = \mathrm{LN}_2(x_1 + \mathrm{Drop}(\mathrm{Cross}(x_1, M))),\
         y = \mathrm{LN}_3(x_2 + \mathrm{Drop}(\mathrm{FFN}(x_2)))
 
+    where Cross is a :class:`~minillm.reference.MultiHeadAttention` called with the memory
+    M (the encoder's output) and the source's padding mask, without RoPE.
     Shapes: x (B, T, C), memory (B, S, C) -> (B, T, C).
     """
 
@@ -114,7 +90,7 @@ class DecoderBlock(Module):
         self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
         self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, dt, _rope_positions(c))
         self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.cross_attn = CrossAttention(c.d_model, c.n_heads, dt)
+        self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, dt)   # no RoPE: see its docstring
         self.ln3 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
         self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, dt)
         self.drop_self = Dropout(c.dropout, rng)
@@ -124,10 +100,10 @@ class DecoderBlock(Module):
     def forward(self, x, memory, self_mask=None, memory_mask=None):
         if self.norm_first:
             x = x + self.drop_self(self.self_attn(self.ln1(x), self_mask))               # (B, T, C)
-            x = x + self.drop_cross(self.cross_attn(self.ln2(x), memory, memory_mask))   # (B, T, C)
+            x = x + self.drop_cross(self.cross_attn(self.ln2(x), memory_mask, memory=memory))  # (B, T, C)
             return x + self.drop_ffn(self.ffn(self.ln3(x)))                              # (B, T, C)
         x = self.ln1(x + self.drop_self(self.self_attn(x, self_mask)))                   # (B, T, C)
-        x = self.ln2(x + self.drop_cross(self.cross_attn(x, memory, memory_mask)))       # (B, T, C)
+        x = self.ln2(x + self.drop_cross(self.cross_attn(x, memory_mask, memory=memory)))  # (B, T, C)
         return self.ln3(x + self.drop_ffn(self.ffn(x)))                                  # (B, T, C)
 
     def backward(self, dy):
@@ -258,48 +234,3 @@ class EncoderDecoder(Module):
         if self.tgt_pos_emb is not None:
             self.tgt_pos_emb.backward(dx.sum(axis=0))                    # (T, C)
         self.encoder._encode_backward(dmemory)
-
-
-class SpanQA(_Body):
-    r"""Extractive question answering: an encoder and a span head (BERT, Devlin et al.
-    2019, section 4.2; chapter section 6.3). Each position gets a start and an end logit,
-
-    .. math::
-        [s_{b,t},\ e_{b,t}] = h_{b,t} W + b, \qquad
-        L = \tfrac12\big(-\log \mathrm{softmax}(s_b)_{i_b} - \log \mathrm{softmax}(e_b)_{j_b}\big)
-
-    averaged over the batch, where :math:`[i_b, j_b]` is the answer's span. Padded
-    positions get the logit ``-1e4`` (added, so no probability and no gradient reach
-    them). With ``config.type_vocab_size`` = 2, ``token_type_ids`` (B, T) tell the
-    question (0) from the context (1), BERT's segment embeddings. Shapes: idx (B, T),
-    attention_mask (B, T), start_positions, end_positions (B,) in [0, T) ->
-    logits (B, 2, T) (start row, end row), loss.
-    """
-
-    def __init__(self, config: ModelConfig, seed: int = 0):
-        super().__init__(config, seed, causal=False)
-        self.qa_head = Linear(config.d_model, 2, True, config.dtype)
-        self._init_weights(scale_residual=False)
-
-    def forward(self, idx, start_positions=None, end_positions=None, attention_mask=None,
-                token_type_ids=None):
-        idx = _check_ids("idx", idx, self.config)
-        B, T = idx.shape
-        attention_mask = _check_attention_mask(attention_mask, idx.shape)
-        token_type_ids = self._check_types(token_type_ids, idx.shape)
-        if (start_positions is None) != (end_positions is None):
-            raise ValueError("expected both start_positions and end_positions, or neither")
-        h = self._encode(idx, attention_mask, token_type_ids)            # (B, T, C)
-        logits = self.qa_head(h).transpose(0, 2, 1)                      # (B, 2, T)
-        if attention_mask is not None:
-            logits = logits + np.where(attention_mask, 0.0, -1e4).astype(logits.dtype)[:, None, :]
-        if start_positions is None:
-            return logits, None
-        start = _check_targets("start_positions", start_positions, (B,), T)
-        end = _check_targets("end_positions", end_positions, (B,), T)
-        targets = np.stack([start, end], axis=1)                         # (B, 2)
-        return logits, self._loss(logits, targets, self._backward)
-
-    def _backward(self, dlogits):
-        dh = self.qa_head.backward(dlogits.transpose(0, 2, 1))           # (B, T, C)
-        self._encode_backward(dh)

@@ -93,5 +93,8 @@ def fast_gelu_tanh(x):
     return F.gelu(x, approximate="tanh")                        # (...)
 
 
+# The one place this backend maps an activation name (``minillm.config.ACTIVATIONS``, the
+# names a ModelConfig and the CLI accept) to its function: the explicit path's formula and
+# the fast path's torch kernel. The feed-forward network and the models look names up here.
 ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh}
 FAST_ACTIVATIONS = {"relu": fast_relu, "gelu": fast_gelu, "gelu_tanh": fast_gelu_tanh}

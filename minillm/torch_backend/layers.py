@@ -120,18 +120,23 @@ class Dropout(Module):
 
 
 class MultiHeadAttention(Module):
-    r"""Multi-head self-attention (chapter section 4.1; Vaswani et al. 2017, 3.2.2).
+    r"""Multi-head attention (chapter section 4.1; Vaswani et al. 2017, 3.2.2): self-attention,
+    or with ``memory`` (B, S, C) the decoder's attention over the encoder's output (3.2.3);
+    see ``minillm.reference.MultiHeadAttention``.
 
     .. math::
-        Q = XW_Q + b_Q,\ K = XW_K + b_K,\ V = XW_V + b_V, \quad
-        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M\Big) V_h,
+        Q = XW_Q + b_Q,\ K = MW_K + b_K,\ V = MW_V + b_V, \quad
+        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M_{mask}\Big) V_h,
         \quad Y = \mathrm{Concat}(\mathrm{head}_1..\mathrm{head}_H)\, W_O + b_O
+
+    with :math:`M = X` without memory.
 
     ``fused = True`` (torch only; see ``set_fused`` on the models) computes the heads
     with ``torch.nn.functional.scaled_dot_product_attention`` (:func:`fused_attention`,
     fully masked rows still zero) and the projections with ``F.linear``, instead of the
     explicit formulas. ``rope_positions`` > 0 rotates queries and keys by their
-    positions (RoPE), as in the reference. Shapes: x (B, T, C) -> (B, T, C).
+    positions (RoPE), as in the reference; a rotary layer takes no memory.
+    Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0):
@@ -160,12 +165,21 @@ class MultiHeadAttention(Module):
         sin = self.rope_sin[start:start + T].to(q.dtype)          # (T, D/2)
         return rope(q, cos, sin), rope(k, cos, sin)
 
-    def forward(self, x, mask=None):
+    def _heads(self, affine, x, src):
+        """The projections, split into heads: q from x (B, H, T, D); k, v from src (B, H, S, D)."""
         H = self.n_heads
-        affine, attend = _attention_ops(self.fused)
         q = split_heads(affine(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
-        k = split_heads(affine(x, self.W_K, self.b_K), H)          # (B, H, T, D)
-        v = split_heads(affine(x, self.W_V, self.b_V), H)          # (B, H, T, D)
+        k = split_heads(affine(src, self.W_K, self.b_K), H)        # (B, H, S, D)
+        v = split_heads(affine(src, self.W_V, self.b_V), H)        # (B, H, S, D)
+        return q, k, v
+
+    def forward(self, x, mask=None, memory=None):
+        if memory is not None and self.rotary:
+            raise ValueError("expected memory=None for a rotary attention (rope_positions > 0): "
+                             "RoPE rotates by positions on one axis, and a memory's are not the "
+                             "queries'; build cross-attention with rope_positions=0")
+        affine, attend = _attention_ops(self.fused)
+        q, k, v = self._heads(affine, x, x if memory is None else memory)  # (B, H, T|S, D)
         if self.rotary:
             q, k = self._rotate(q, k, 0)                           # (B, H, T, D)
         heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
@@ -177,11 +191,8 @@ class MultiHeadAttention(Module):
 
         Shapes: x (B, T, C) -> y (B, T, C), present (K, V) each (B, H, P + T, D).
         """
-        H = self.n_heads
         affine, attend = _attention_ops(self.fused)
-        q = split_heads(affine(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
-        k = split_heads(affine(x, self.W_K, self.b_K), H)          # (B, H, T, D)
-        v = split_heads(affine(x, self.W_V, self.b_V), H)          # (B, H, T, D)
+        q, k, v = self._heads(affine, x, x)                        # (B, H, T, D)
         if self.rotary:                         # the new positions are P .. P+T-1
             q, k = self._rotate(q, k, 0 if past is None else past[0].shape[2])
         if past is not None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .. import _validate as v
-from ..config import ModelConfig
+from ..config import IGNORE_INDEX, ModelConfig
 from ..init import dropout_rng, init_parameters, sinusoidal_positions
 from .attention import causal_mask
 from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
@@ -40,7 +40,6 @@ from .module import Module
 
 __all__ = ["GPT", "TransformerEncoder", "SequenceClassifier"]
 
-IGNORE_INDEX = -100
 # the names a language model's head adds to the body; a classifier leaves them out
 LM_HEAD_PARAMETERS = ("lm_head.", "lm_transform.", "lm_ln.", "b_out")
 

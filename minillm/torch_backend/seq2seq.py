@@ -1,4 +1,4 @@
-r"""Encoder-decoder Transformer and extractive question answering — PyTorch backend.
+r"""Encoder-decoder Transformer — PyTorch backend (question answering: :mod:`.span_qa`).
 
 Dimension legend:
     B  batch size          S  source length (encoder)      T  target length (decoder)
@@ -11,52 +11,44 @@ from autograd.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
-from ..config import ModelConfig
+from ..config import IGNORE_INDEX, ModelConfig
 from ..init import init_parameters, sinusoidal_positions
-from .attention import causal_mask, merge_heads, split_heads
-from .layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _attention_ops,
-                     _empty, _rope_positions)
+from .attention import causal_mask
+from .layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _rope_positions
 from .linear import fast_linear, linear
 from .losses import cross_entropy, fast_cross_entropy
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
 from .module import Module
+from .span_qa import SpanQA  # noqa: F401  (lived here until its own file: still importable)
 
-__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder", "SpanQA"]
-
-IGNORE_INDEX = -100
+__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder"]
 
 
-class CrossAttention(Module):
-    r"""Multi-head attention of the decoder over the encoder's output; see
-    ``minillm.reference.CrossAttention``.
-
-    .. math::
-        Q = XW_Q + b_Q,\ K = MW_K + b_K,\ V = MW_V + b_V,\quad
-        Y = \mathrm{Concat}_h\Big(\mathrm{softmax}\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M_{pad}\Big) V_h\Big) W_O + b_O
-
-    ``fused``: ``F.linear`` and torch's fused attention kernel (see ``MultiHeadAttention``).
-    Shapes: x (B, T, C), memory (B, S, C) -> (B, T, C).
+class CrossAttention(MultiHeadAttention):
+    r"""Deprecated, kept for one release: ``MultiHeadAttention`` called with ``memory``
+    (``layer(x, mask, memory=memory)``) is the decoder's cross-attention; see
+    ``minillm.reference.CrossAttention``. Same parameters and state dict; the first one
+    built in a process warns ``DeprecationWarning``. Shapes: x (B, T, C), memory (B, S, C)
+    -> (B, T, C).
     """
 
+    _warned = False                                # warn once per process
+
     def __init__(self, d_model: int, n_heads: int, dtype="float32"):
-        super().__init__()
-        self.n_heads = n_heads
-        self.fused = False
-        for name in ("Q", "K", "V", "O"):
-            setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
-            setattr(self, f"b_{name}", _empty((d_model,), dtype))
+        if not CrossAttention._warned:
+            CrossAttention._warned = True
+            warnings.warn("minillm.torch_backend.CrossAttention is deprecated and goes in the next "
+                          "release: use MultiHeadAttention(d_model, n_heads, dtype) called as "
+                          "layer(x, mask, memory=memory)", DeprecationWarning, stacklevel=2)
+        super().__init__(d_model, n_heads, dtype)
 
     def forward(self, x, memory, mask=None):
-        H = self.n_heads
-        affine, attend = _attention_ops(self.fused)
-        q = split_heads(affine(x, self.W_Q, self.b_Q), H)               # (B, H, T, D)
-        k = split_heads(affine(memory, self.W_K, self.b_K), H)          # (B, H, S, D)
-        v = split_heads(affine(memory, self.W_V, self.b_V), H)          # (B, H, S, D)
-        heads, _ = attend(q, k, v, mask)                                # (B, H, T, D)
-        return affine(merge_heads(heads), self.W_O, self.b_O)           # (B, T, C)
+        return super().forward(x, mask, memory=memory)
 
 
 class DecoderBlock(Module):
@@ -78,7 +70,7 @@ class DecoderBlock(Module):
         self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
         self.self_attn = MultiHeadAttention(c.d_model, c.n_heads, dt, _rope_positions(c))
         self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.cross_attn = CrossAttention(c.d_model, c.n_heads, dt)
+        self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, dt)   # no RoPE: see its docstring
         self.ln3 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
         self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, dt)
         self.drop_self = Dropout(c.dropout, rng)
@@ -88,10 +80,10 @@ class DecoderBlock(Module):
     def forward(self, x, memory, self_mask=None, memory_mask=None):
         if self.norm_first:
             x = x + self.drop_self(self.self_attn(self.ln1(x), self_mask))               # (B, T, C)
-            x = x + self.drop_cross(self.cross_attn(self.ln2(x), memory, memory_mask))   # (B, T, C)
+            x = x + self.drop_cross(self.cross_attn(self.ln2(x), memory_mask, memory=memory))  # (B, T, C)
             return x + self.drop_ffn(self.ffn(self.ln3(x)))                              # (B, T, C)
         x = self.ln1(x + self.drop_self(self.self_attn(x, self_mask)))                   # (B, T, C)
-        x = self.ln2(x + self.drop_cross(self.cross_attn(x, memory, memory_mask)))       # (B, T, C)
+        x = self.ln2(x + self.drop_cross(self.cross_attn(x, memory_mask, memory=memory)))  # (B, T, C)
         return self.ln3(x + self.drop_ffn(self.ffn(x)))                                  # (B, T, C)
 
 
@@ -182,40 +174,3 @@ class EncoderDecoder(Module):
         ce = fast_cross_entropy if self.fused else cross_entropy
         loss = ce(logits.reshape(-1, V), targets.reshape(-1), IGNORE_INDEX, self.label_smoothing)
         return logits, loss
-
-
-class SpanQA(_Body):
-    r"""Extractive question answering: encoder + start/end head; see
-    ``minillm.reference.SpanQA``.
-
-    .. math::
-        L = \tfrac12\big(-\log \mathrm{softmax}(s_b)_{i_b} - \log \mathrm{softmax}(e_b)_{j_b}\big)
-
-    Shapes: idx (B, T), attention_mask (B, T), start_positions, end_positions (B,) ->
-    logits (B, 2, T), loss.
-    """
-
-    def __init__(self, config: ModelConfig, seed: int = 0):
-        super().__init__(config, seed, causal=False)
-        self.qa_head = Linear(config.d_model, 2, True, config.dtype)
-        self._init_weights(scale_residual=False)
-
-    def forward(self, idx, start_positions=None, end_positions=None, attention_mask=None,
-                token_type_ids=None):
-        idx = _check_ids("idx", idx, self.config, self.device)
-        B, T = idx.shape
-        attention_mask = _check_attention_mask(attention_mask, (B, T), self.device)
-        token_type_ids = self._check_types(token_type_ids, (B, T))
-        if (start_positions is None) != (end_positions is None):
-            raise ValueError("expected both start_positions and end_positions, or neither")
-        h = self._encode(idx, attention_mask, token_type_ids)            # (B, T, C)
-        logits = self.qa_head(h).transpose(1, 2)                         # (B, 2, T)
-        if attention_mask is not None:
-            pad = torch.where(attention_mask, 0.0, -1e4).to(logits.dtype)  # (B, T)
-            logits = logits + pad[:, None, :]
-        if start_positions is None:
-            return logits, None
-        start = _check_targets("start_positions", start_positions, (B,), T, self.device)
-        end = _check_targets("end_positions", end_positions, (B,), T, self.device)
-        targets = torch.stack([start, end], dim=1)                       # (B, 2)
-        return logits, self._loss(logits, targets)

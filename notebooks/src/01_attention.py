@@ -28,7 +28,7 @@ import minillm
 import minillm.reference as ref          # NumPy: forward + hand-written backward
 import minillm.torch_backend as tb       # PyTorch: same names, autograd
 from minillm.init import init_parameters
-from minillm.notebook import show, show_image
+from minillm.notebook import assert_parity, show, show_image
 from minillm.plots import plot_attention, plot_attention_cost
 
 OUT = Path("runs") / "notebooks" / "01_attention"   # figures land here
@@ -257,10 +257,7 @@ for name, s in seconds.items():
 # `docs/architecture.md`, rtol $10^{-7}$, atol $10^{-9}$.
 
 # %%
-def compare(name, ours, theirs, rtol=1e-7, atol=1e-9):
-    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else theirs
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=name)
-    print(f"{name:8s} largest difference {np.abs(ours - theirs).max():.1e}")
+PARITY = dict(rtol=1e-7, atol=1e-9)                             # the float64 parity contract
 
 rng = np.random.default_rng(1)
 q, k, v = (rng.standard_normal((2, 3, 6, 4)) for _ in range(3))   # (B, H, T, d_k)
@@ -276,7 +273,7 @@ out_t, w_t = tb.scaled_dot_product_attention(qt, kt, vt, torch.from_numpy(mask))
 (out_t * torch.from_numpy(dout)).sum().backward()
 for name, ours, theirs in [("out", out_r, out_t), ("weights", w_r, w_t),
                            ("dq", dq_r, qt.grad), ("dk", dk_r, kt.grad), ("dv", dv_r, vt.grad)]:
-    compare(name, ours, theirs)
+    assert_parity(name, ours, theirs, **PARITY)
 
 # %% [markdown]
 # And the project's own parity tests for this file (hypothesis draws shapes, masks and

@@ -29,7 +29,7 @@ import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm.config import ModelConfig
 from minillm.init import init_parameters
-from minillm.notebook import show, show_figure
+from minillm.notebook import assert_parity, show, show_figure
 
 OUT = Path("runs") / "notebooks" / "02_ffn_and_encoder_block"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -220,10 +220,7 @@ print("checked: post-norm RMS 1 after every block; pre-norm stream grows; gradie
 # included.
 
 # %%
-def compare(name, ours, theirs, rtol=1e-7, atol=1e-9):
-    theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol, err_msg=name)
-    print(f"{name:24s} largest difference {np.abs(ours - theirs).max():.1e}")
+PARITY = dict(rtol=1e-7, atol=1e-9)                             # the float64 parity contract
 
 rng = np.random.default_rng(2)
 arrays = [x, W1, b1, W2, b2]
@@ -233,9 +230,9 @@ grads_r = ref.feed_forward_backward(dout, cache)
 leaves = [torch.tensor(a, requires_grad=True) for a in arrays]
 y_t = tb.feed_forward(*leaves, activation="gelu")
 (y_t * torch.from_numpy(dout)).sum().backward()
-compare("feed_forward out", y_r, y_t)
+assert_parity("feed_forward out", y_r, y_t, **PARITY)
 for name, g_r, leaf in zip(("dx", "dW1", "db1", "dW2", "db2"), grads_r, leaves):
-    compare(f"feed_forward {name}", g_r, leaf.grad)
+    assert_parity(f"feed_forward {name}", g_r, leaf.grad, **PARITY)
 
 g, b = 1 + 0.1 * rng.standard_normal(C), 0.1 * rng.standard_normal(C)
 ln_r, cache = ref.layer_norm_forward(x_far, g, b)
@@ -245,7 +242,7 @@ ln_t = tb.layer_norm(xt, gt, bt)
 (ln_t * torch.from_numpy(dout)).sum().backward()
 for name, ours, theirs in (("layer_norm out", ln_r, ln_t), ("layer_norm dx", dx_r, xt.grad),
                            ("layer_norm dgamma", dg_r, gt.grad), ("layer_norm dbeta", db_r, bt.grad)):
-    compare(name, ours, theirs)
+    assert_parity(name, ours, theirs, **PARITY)
 
 for norm_first in (True, False):
     cfg = ModelConfig(d_model=C, n_heads=2, d_ff=F, norm_first=norm_first, dtype="float64")
@@ -257,9 +254,9 @@ for norm_first in (True, False):
     blocks[0].backward(dout)
     y_t = blocks[1](torch.from_numpy(x))
     (y_t * torch.from_numpy(dout)).sum().backward()
-    compare(f"block norm_first={norm_first}", y_r, y_t)
+    assert_parity(f"block norm_first={norm_first}", y_r, y_t, **PARITY)
     for (name, p_r), (_, p_t) in zip(blocks[0].named_parameters(), blocks[1].named_parameters()):
-        compare(f"  d{name}", p_r.grad, p_t.grad)
+        assert_parity(f"  d{name}", p_r.grad, p_t.grad, **PARITY)
 
 # %%
 import pytest

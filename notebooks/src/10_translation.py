@@ -71,13 +71,15 @@ for tgt_in, tgt_out in zip(batch["tgt_idx"], batch["targets"]):
 # %% [markdown]
 # ## Cross-attention and its backward
 #
-# The key and value projections both read the memory, so their input gradients add up into
+# Cross-attention is `MultiHeadAttention` called with a memory: queries from the decoder,
+# keys and values from the encoder's output. The key and value projections both read the
+# memory, so their input gradients add up into
 # $\partial L/\partial M$; the query projection gives $\partial L/\partial X$. Every decoder
 # block reads the same memory, so the model sums those gradients over the blocks before it
 # runs the encoder's backward.
 
 # %%
-show(ref.CrossAttention.backward)
+show(ref.MultiHeadAttention.backward)
 show(ref.DecoderBlock.forward)
 
 # %% [markdown]
@@ -86,19 +88,19 @@ show(ref.DecoderBlock.forward)
 
 # %%
 rng = np.random.default_rng(0)
-layer = ref.CrossAttention(8, 2, "float64")
+layer = ref.MultiHeadAttention(8, 2, "float64")
 for p in layer.parameters():
     p.data[...] = rng.standard_normal(p.data.shape) * 0.5
 x, memory = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 5, 8))
 mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], bool)[:, None, None, :]
 dy = rng.standard_normal((2, 3, 8))
-layer(x, memory, mask)
+layer(x, mask, memory=memory)
 dx, dmemory = layer.backward(dy)
 h, i = 1e-6, (1, 0, 3)
 up, down = memory.copy(), memory.copy()
 up[i] += h
 down[i] -= h
-numeric = ((layer(x, up, mask) - layer(x, down, mask)) * dy).sum() / (2 * h)
+numeric = ((layer(x, mask, memory=up) - layer(x, mask, memory=down)) * dy).sum() / (2 * h)
 print(f"dL/dM{i}: hand-written {dmemory[i]:.10f}, finite difference {numeric:.10f}")
 print("masked memory positions get no gradient:", np.all(dmemory[1, 2:] == 0))
 # central differences in float64, h = 1e-6: truncation ~1e-12, rounding ~1e-10 (|L| a few units)
