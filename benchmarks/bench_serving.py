@@ -36,7 +36,7 @@ import numpy as np
 def tiny_run(folder: Path) -> Path:
     from minillm import ModelConfig, pipeline
     from minillm.data import BPETokenizer, python_docs, split_contiguous
-    from minillm.training import TrainConfig
+    from minillm.train.training import TrainConfig
 
     text = python_docs()[:100_000]
     tok = BPETokenizer.train(text, vocab_size=512)

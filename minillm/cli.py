@@ -60,13 +60,14 @@ _previous = _CtrlC.install()
 try:  # NumPy and the pipeline take about a second to import: Ctrl-C then is no traceback either
     import numpy as np
 
-    from . import pipeline
-    from .config import POSITIONALS, ModelConfig
+    from .apps.question_answering import QA_RECIPE
+    from .core.config import POSITIONALS, ModelConfig
     from .data import Tokenizer, split_contiguous
-    from .interop import POOLING_MODES
-    from .question_answering import QA_RECIPE
-    from .runtime import BACKENDS, DEVICES
-    from .training import TrainConfig, TrainingDiverged
+    from .apps.interop import POOLING_MODES
+    from .store.runs import load_run
+    from .store.runtime import BACKENDS, DEVICES
+    from .train import pipeline
+    from .train.training import TrainConfig, TrainingDiverged
 except (KeyboardInterrupt, ImportError):
     if not _CtrlC.seen:
         raise
@@ -259,12 +260,8 @@ def cmd_finetune(a) -> int:
     data = pipeline.load_labelled(a.dataset, seed=a.seed, text_column=a.text_column, label_column=a.label_column)
     encoder_state = None
     if a.pretrained is not None:
-        _, encoder, tok, extra = pipeline.load_run_model(a.pretrained, "numpy")
-        if extra.get("task") != "masked_lm":
-            raise ValueError(f"--pretrained {a.pretrained}: expected a masked_lm (encoder) run, "
-                             f"got task {extra.get('task')!r}")
-        cfg = encoder.config
-        encoder_state = encoder.state_dict()
+        encoder = load_run(a.pretrained, backend="numpy", task="masked_lm")
+        tok, cfg, encoder_state = encoder.tokenizer, encoder.config, encoder.model.state_dict()
     else:
         tok = pipeline.train_tokenizer(a.tokenizer, "\n".join(data.train.texts), a.vocab_size)
         cfg = _model_config(a, tok.vocab_size)
@@ -287,7 +284,7 @@ def cmd_evaluate(a) -> int:
         (run / "eval.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
         if "confusion_matrix" in scores:
             try:
-                from .plots import plot_confusion_matrix
+                from .core.plots import plot_confusion_matrix
                 plot_confusion_matrix(scores["confusion_matrix"], scores.get("label_names"), run / "confusion.png")
             except ImportError:
                 pass
@@ -296,8 +293,8 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_generate(a) -> int:
-    if a.from_hf is not None:  # a Hugging Face GPT-2 folder (minillm.interop)
-        from . import interop
+    if a.from_hf is not None:  # a Hugging Face GPT-2 folder (minillm.apps.interop)
+        from .apps import interop
         text = interop.generate_text(a.from_hf, a.prompt, max_new_tokens=a.max_new_tokens,
                                      temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed,
                                      backend=a.backend, device=a.device, use_cache=not a.no_cache,
@@ -314,7 +311,7 @@ def cmd_generate(a) -> int:
 
 
 def cmd_embed(a) -> int:
-    from . import interop
+    from .apps import interop
     texts = list(a.texts)
     if a.file is not None:
         texts += [line for line in a.file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -338,7 +335,7 @@ def _application_args(a, what: str):
 
 
 def cmd_translate(a) -> int:
-    from . import translation
+    from .apps import translation
     _application_args(a, "translate")
     if a.train:
         run = translation.train_translation(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size,
@@ -352,8 +349,9 @@ def cmd_translate(a) -> int:
         return 0
     if not a.text:
         raise ValueError("translate: expected --text TEXT (one or more)")
-    model, rt, tok = translation.load_translator(a.run, a.backend, fused=not a.explicit)
-    outs = translation.translate_checked(model, rt, tok, list(a.text), a.beam_size, a.length_penalty)
+    run = load_run(a.run, backend=a.backend, fused=not a.explicit, task="translation")
+    outs = translation.translate_checked(run.model, run.runtime, run.tokenizer, list(a.text), a.beam_size,
+                                         a.length_penalty)
     for k, out in enumerate(outs, 1):
         print(out.text)
         if out.warning:          # on stderr: stdout stays one translation a line
@@ -363,7 +361,7 @@ def cmd_translate(a) -> int:
 
 
 def cmd_answer(a) -> int:
-    from . import question_answering as qa
+    from .apps import question_answering as qa
     _application_args(a, "answer")
     if a.train:
         run = qa.train_qa(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
@@ -376,8 +374,8 @@ def cmd_answer(a) -> int:
         return 0
     if a.context is None or a.question is None:
         raise ValueError("answer: expected --context TEXT and --question TEXT")
-    model, rt, tok = qa.load_answerer(a.run, a.backend, fused=not a.explicit)
-    out = qa.answer_checked(model, rt, tok, [a.context], [a.question])[0]
+    run = load_run(a.run, backend=a.backend, fused=not a.explicit, task="question_answering")
+    out = qa.answer_checked(run.model, run.runtime, run.tokenizer, [a.context], [a.question])[0]
     print(out.text)
     if out.warning:
         print(f"warning: {out.warning}", file=sys.stderr)
@@ -385,7 +383,7 @@ def cmd_answer(a) -> int:
 
 
 def cmd_serve(a) -> int:
-    from . import serving          # lazily: FastAPI and uvicorn are the optional `serve` extra
+    from . import serving  # lazily: FastAPI and uvicorn are the optional `serve` extra
     limits = serving.Limits(max_body_bytes=a.max_body_bytes, max_text_chars=a.max_text_chars,
                             max_new_tokens=a.max_new_tokens)
     serving.serve(a.run, host=a.host, port=a.port, backend=a.backend, device=a.device, limits=limits,

@@ -9,7 +9,7 @@ what was shown::
 
     show(minillm.reference.softmax_forward)        # the source, highlighted
     show_figure(fig, OUT / "trajectories.png")     # save a matplotlib Figure, then show it
-    show_image(plot_attention(...))                # show a PNG a minillm.plots function wrote
+    show_image(plot_attention(...))                # show a PNG a minillm.core.plots function wrote
 
 IPython is imported only when a function is called (it comes with the ``notebooks``
 extra), so importing this module needs nothing beyond minillm itself. Outside a notebook

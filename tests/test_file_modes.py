@@ -8,7 +8,7 @@ import pytest
 
 from minillm import ModelConfig, pipeline
 from minillm.data import CharTokenizer, split_contiguous
-from minillm.training import TrainConfig
+from minillm.train.training import TrainConfig
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import minillm.reference as R
 from minillm import init
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 
 from parity import assert_close
 

@@ -12,9 +12,9 @@ import pytest
 
 from minillm import ModelConfig
 from minillm.data import synthetic_language
-from minillm.runtime import Runtime
-from minillm.tasks import CausalLMData, causal_lm_eval_batches
-from minillm.training import TrainConfig, Trainer, TrainingDiverged
+from minillm.store.runtime import Runtime
+from minillm.train.tasks import CausalLMData, causal_lm_eval_batches
+from minillm.train.training import TrainConfig, Trainer, TrainingDiverged
 
 BACKENDS = ["numpy", "torch"]
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ModelConfig
-from ..init import init_parameters, sinusoidal_positions
+from ..core.config import ModelConfig
+from ..core.init import init_parameters, sinusoidal_positions
 from .attention import (
     causal_mask, merge_heads, scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward, split_heads,

@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import _validate as v
+from ..core import _validate as v
 from .linear import is_float_tensor
 
 __all__ = ["relu", "gelu", "gelu_tanh"]

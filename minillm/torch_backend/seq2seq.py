@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..config import ModelConfig
-from ..init import init_parameters, sinusoidal_positions
+from ..core.config import ModelConfig
+from ..core.init import init_parameters, sinusoidal_positions
 from .attention import causal_mask, merge_heads, split_heads
 from .layers import (Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _attention_ops,
                      _empty, _rope_positions)

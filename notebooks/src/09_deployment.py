@@ -40,10 +40,10 @@ import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm import pipeline
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 from minillm.data import BPETokenizer, WordTokenizer, python_docs, sentiment, split_contiguous
-from minillm.generation import generate
-from minillm.training import TrainConfig
+from minillm.train.generation import generate
+from minillm.train.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "09_deployment"
 OUT.mkdir(parents=True, exist_ok=True)
