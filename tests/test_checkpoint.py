@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 
 import minillm
 import minillm.store.checkpoint as ckpt
-from minillm import safetensors_io
+from minillm.core.config import ModelConfig
+from minillm.store import safetensors_io
 from minillm.store.checkpoint import (
     check_state_dict, generator_from_state, generator_state, load_checkpoint, save_checkpoint,
 )
-from minillm.core.config import ModelConfig
 
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8,
           np.uint8, np.uint16, np.uint32, np.uint64, np.bool_]

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minillm import pipeline
 from minillm.cli import build_parser, main
 from minillm.data import split_contiguous
+from minillm.train import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,10 @@ if not torch.cuda.is_available():
 
 import minillm.reference as R  # noqa: E402
 import minillm.torch_backend as TB  # noqa: E402
-from minillm import ModelConfig, model_io  # noqa: E402
-from minillm.train.generation import generate  # noqa: E402
+from minillm import ModelConfig  # noqa: E402
+from minillm.store import model_io
 from minillm.store.runtime import Runtime  # noqa: E402
+from minillm.train.generation import generate  # noqa: E402
 from minillm.train.tasks import CausalLMData  # noqa: E402
 from minillm.train.training import TrainConfig, Trainer  # noqa: E402
 

@@ -30,12 +30,13 @@ from hypothesis import strategies as st
 
 import minillm.reference as R
 import minillm.torch_backend as T
-from minillm import model_io, pipeline
 from minillm.core.config import ModelConfig
-from minillm.train.generation import generate
+from minillm.store import model_io
 from minillm.store.runtime import Runtime
 from minillm.torch_backend.activations import fast_relu
 from minillm.torch_backend.losses import fast_cross_entropy
+from minillm.train import pipeline
+from minillm.train.generation import generate
 from model_helpers import KINDS, assert_model_close, build, call, grads, make_batch, small_configs
 from parity import assert_close
 from tolerances import AUTOCAST_BF16_LOSS_RTOL, FAST_PATH_FLOAT64, FLOAT64, OPTIM_FOREACH, limits

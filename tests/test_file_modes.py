@@ -6,8 +6,9 @@ import stat
 import numpy as np
 import pytest
 
-from minillm import ModelConfig, pipeline
+from minillm import ModelConfig
 from minillm.data import CharTokenizer, split_contiguous
+from minillm.train import pipeline
 from minillm.train.training import TrainConfig
 
 

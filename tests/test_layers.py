@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minillm.reference as R
-from minillm import init
+from minillm.core import init
 from minillm.core.config import ModelConfig
 
 from parity import assert_close

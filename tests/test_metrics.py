@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from minillm import metrics as M
+from minillm.core import metrics as M
 
 TOL = 1e-12
 

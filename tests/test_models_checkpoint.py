@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import minillm.reference as R
-from minillm import model_io
 from minillm.core.config import ModelConfig
+from minillm.store import model_io
 
 from model_helpers import to_np
 

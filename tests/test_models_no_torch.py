@@ -15,8 +15,8 @@ CHILD = BLOCK_TORCH + textwrap.dedent("""
 
     import numpy as np
     import minillm.reference as ref
-    from minillm import model_io
     from minillm.core.config import ModelConfig
+    from minillm.store import model_io
 
     config = ModelConfig(vocab_size=11, block_size=8, d_model=16, n_heads=2, n_layers=2,
                          dropout=0.1, tie_embeddings=True)

@@ -19,8 +19,8 @@ import json
 import numpy as np
 import pytest
 
-from minillm import pipeline
 from minillm.cli import main
+from minillm.train import pipeline
 from minillm.train.training import RunExists, claim_run_dir
 
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "32", "--batch-size", "4"]
@@ -216,8 +216,8 @@ TRAINING = {
 @pytest.fixture()
 def small_app_corpora(monkeypatch):
     """The dates and QA corpora at 200 training examples (the CLI asks for thousands)."""
-    from minillm import question_answering as qa
-    from minillm import translation
+    from minillm.apps import question_answering as qa
+    from minillm.apps import translation
     for module, name in ((translation, "dates_corpus"), (qa, "qa_corpus")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda n_train, n_test, seed=0, _real=real: _real(200, 20, seed=seed))

@@ -24,11 +24,12 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
-from minillm import ModelConfig, pipeline  # noqa: E402
+from minillm import ModelConfig  # noqa: E402
 from minillm.data import WordTokenizer, python_docs, sentiment, split_contiguous  # noqa: E402
 from minillm.data.batching import pad_batch  # noqa: E402
-from minillm.train.generation import generate  # noqa: E402
 from minillm.serving import BodySizeLimit, Limits, create_app  # noqa: E402
+from minillm.train import pipeline
+from minillm.train.generation import generate  # noqa: E402
 from minillm.train.training import TrainConfig  # noqa: E402
 
 LIMITS = Limits(max_body_bytes=8192, max_text_chars=2000, max_new_tokens=16)

@@ -128,7 +128,7 @@ def test_too_many_bad_steps_stop_with_last_good_checkpoint(corpus, tmp_path):
         trainer.fit()
     state = json.loads((tmp_path / "checkpoints/last/trainer_state.json").read_text())
     assert state["step"] == 4                      # saved before the bad steps, untouched after
-    from minillm import model_io
+    from minillm.store import model_io
     model, _ = model_io.load_model(tmp_path / "checkpoints/last", "numpy")
     assert all(np.isfinite(p.data).all() for p in model.parameters())
 

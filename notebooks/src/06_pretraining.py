@@ -34,12 +34,12 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm import pipeline
 from minillm.core.config import ModelConfig
-from minillm.data import CharTokenizer, split_contiguous, synthetic_language
-from minillm.train.generation import generate
-from minillm.notebook import show, show_image
 from minillm.core.plots import plot_loss_curves, read_metrics
+from minillm.data import CharTokenizer, split_contiguous, synthetic_language
+from minillm.notebook import show, show_image
+from minillm.train import pipeline
+from minillm.train.generation import generate
 from minillm.train.training import TrainConfig, Trainer
 
 OUT = Path("runs") / "notebooks" / "06_pretraining"

@@ -25,13 +25,14 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm import metrics, pipeline
+from minillm.core import metrics
 from minillm.core.config import ModelConfig
-from minillm.data import CharTokenizer, WordTokenizer, sentiment, split_contiguous, synthetic_language
-from minillm.train.evaluation import evaluate_lm
-from minillm.notebook import show, show_image
 from minillm.core.plots import plot_confusion_matrix
+from minillm.data import CharTokenizer, WordTokenizer, sentiment, split_contiguous, synthetic_language
+from minillm.notebook import show, show_image
 from minillm.store.runtime import Runtime
+from minillm.train import pipeline
+from minillm.train.evaluation import evaluate_lm
 from minillm.train.tasks import causal_lm_eval_batches
 from minillm.train.training import TrainConfig
 
