@@ -22,7 +22,7 @@ TARGET_EXACT, TARGET_EM = 0.95, 0.90
 
 
 def run_translation(backend: str, steps: int, seed: int = 0) -> dict:
-    from minillm.translation import evaluate_translation, train_translation
+    from minillm.apps.translation import evaluate_translation, train_translation
     t0 = time.perf_counter()
     r = train_translation(None, backend=backend, steps=steps, seed=seed)
     seconds = time.perf_counter() - t0
@@ -34,7 +34,7 @@ def run_translation(backend: str, steps: int, seed: int = 0) -> dict:
 
 
 def run_qa(backend: str, steps: int, seed: int = 0) -> dict:
-    from minillm.question_answering import evaluate_qa, train_qa
+    from minillm.apps.question_answering import evaluate_qa, train_qa
     t0 = time.perf_counter()
     r = train_qa(None, backend=backend, steps=steps, seed=seed)
     seconds = time.perf_counter() - t0
@@ -52,7 +52,7 @@ def main(argv=None) -> None:
     parser.add_argument("--tr-steps", type=int, default=400)
     parser.add_argument("--tr-steps-numpy", type=int, default=250)
     parser.add_argument("--qa-steps", type=int, default=None,
-                        help="default: minillm.question_answering.QA_RECIPE's (2000)")
+                        help="default: minillm.apps.question_answering.QA_RECIPE's (2000)")
     parser.add_argument("--qa-steps-numpy", type=int, default=1500)
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     if "torch" in args.backends:
         import torch
         torch.set_num_threads(args.threads)
-    from minillm.question_answering import QA_RECIPE     # after the thread settings: imports numpy
+    from minillm.apps.question_answering import QA_RECIPE     # after the thread settings: imports numpy
     args.qa_steps = QA_RECIPE["steps"] if args.qa_steps is None else args.qa_steps
     rows = []
     for backend in args.backends:

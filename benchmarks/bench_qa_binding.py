@@ -39,7 +39,7 @@ import time
 import numpy as np
 
 from minillm.data.parallel import PieceTokenizer
-from minillm.config import POSITIONALS
+from minillm.core.config import POSITIONALS
 from minillm.data.qa import NAMES, RELATIONS, has_distractor, qa_corpus
 
 
@@ -95,8 +95,8 @@ def torch_nn_yardstick(config, seed: int):
 def run(name: str, args, train, test, tok) -> dict:
     import torch
 
-    from minillm.question_answering import QA_CONFIG, QAData, evaluate_qa
-    from minillm.runtime import Runtime
+    from minillm.apps.question_answering import QA_CONFIG, QAData, evaluate_qa
+    from minillm.store.runtime import Runtime
 
     cfg = dataclasses.replace(QA_CONFIG, init_std=args.init_std, positional=args.positional)
     data = QAData(train, tok, args.batch, args.seed, cfg.block_size)

@@ -20,10 +20,10 @@ import numpy as np
 
 from minillm import ModelConfig
 from minillm.data import synthetic_language
-from minillm.evaluation import evaluate_lm
-from minillm.runtime import Runtime
-from minillm.tasks import CausalLMData, causal_lm_eval_batches
-from minillm.training import TrainConfig, Trainer
+from minillm.train.evaluation import evaluate_lm
+from minillm.store.runtime import Runtime
+from minillm.train.tasks import CausalLMData, causal_lm_eval_batches
+from minillm.train.training import TrainConfig, Trainer
 
 TARGET_NATS = 0.05
 

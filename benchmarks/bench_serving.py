@@ -34,9 +34,10 @@ import numpy as np
 
 
 def tiny_run(folder: Path) -> Path:
-    from minillm import ModelConfig, pipeline
+    from minillm import ModelConfig
     from minillm.data import BPETokenizer, python_docs, split_contiguous
-    from minillm.training import TrainConfig
+    from minillm.train import pipeline
+    from minillm.train.training import TrainConfig
 
     text = python_docs()[:100_000]
     tok = BPETokenizer.train(text, vocab_size=512)

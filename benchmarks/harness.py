@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 
 logger = logging.getLogger("minillm")
 
@@ -327,8 +327,8 @@ def bench_generate(backends=("numpy", "torch"), new_tokens: int = 256, block_siz
     without the KV cache, on the ``small`` size with ``block_size`` positions (so the
     last step attends over the whole block and the window never slides). The torch
     model is prepared by its ``Runtime``: the fast path, as generation runs by default."""
-    from minillm.generation import generate
-    from minillm.runtime import Runtime
+    from minillm.train.generation import generate
+    from minillm.store.runtime import Runtime
 
     cfg = replace(SIZES["small"].config, block_size=block_size)
     if new_tokens > block_size:
@@ -398,8 +398,8 @@ def bench_attention(Ts=(64, 128, 256, 512, 1024), n_heads: int = 4, d_head: int 
 
 
 def plot_attention(rows, out_png):
-    """The O(T^2) plot of :func:`bench_attention`'s rows (via :mod:`minillm.plots`)."""
-    from minillm.plots import plot_attention_cost
+    """The O(T^2) plot of :func:`bench_attention`'s rows (via :mod:`minillm.core.plots`)."""
+    from minillm.core.plots import plot_attention_cost
     Ts = sorted({r["T"] for r in rows})
     series = {}
     for r in rows:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 
 __all__ = ["PlainGPT"]
 

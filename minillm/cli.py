@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-
 class _CtrlC:
     """SIGINT as Python's default does it (``KeyboardInterrupt``), but remembered: some
     C-extension imports (NumPy's, torch's) turn a ``KeyboardInterrupt`` raised inside them
@@ -50,23 +49,22 @@ class _CtrlC:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
-
 def _interrupted(where: str = "") -> int:
     print(f"interrupted{where}", file=sys.stderr)
     return 130
-
 
 _previous = _CtrlC.install()
 try:  # NumPy and the pipeline take about a second to import: Ctrl-C then is no traceback either
     import numpy as np
 
-    from . import pipeline
-    from .config import ACTIVATIONS, POSITIONALS, ModelConfig
+    from .apps.interop import POOLING_MODES
+    from .apps.question_answering import QA_RECIPE
+    from .core.config import ACTIVATIONS, POSITIONALS, ModelConfig
     from .data import Tokenizer, split_contiguous
-    from .interop import POOLING_MODES
-    from .question_answering import QA_RECIPE
-    from .runtime import BACKENDS, DEVICES
-    from .training import TrainConfig, TrainingDiverged
+    from .store.runs import load_run
+    from .store.runtime import BACKENDS, DEVICES
+    from .train import pipeline
+    from .train.training import TrainConfig, TrainingDiverged
 except (KeyboardInterrupt, ImportError):
     if not _CtrlC.seen:
         raise
@@ -78,7 +76,6 @@ logger = logging.getLogger("minillm")
 
 TRANSLATION_STEPS = 400   # benchmarks/bench_apps.py: enough for >= 95% exact dates (torch backend)
 
-
 def _default_backend() -> str:
     try:
         import torch  # noqa: F401
@@ -88,14 +85,12 @@ def _default_backend() -> str:
             raise KeyboardInterrupt from None
         return "numpy"
 
-
 # -- arguments ----------------------------------------------------------------------------
 
 DESCRIPTION = textwrap.fill("Every formula of LLM training, in NumPy and in PyTorch: prepare a corpus, pretrain a GPT or "
                "an encoder, fine-tune a classifier, evaluate, generate, embed, translate, answer questions, "
                "serve a run over HTTP, benchmark. `minillm COMMAND --help` shows a command's options "
                "and their defaults.", width=88)
-
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Every option's help ends with its default, unless the help already says it (or
@@ -112,7 +107,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return text + " (default: " + " ".join(map(str, default)) + ")"
         return text + " (default: %(default)s)"
 
-
 def _number(kind, what: str, ok):
     """An argparse ``type`` that refuses values outside ``ok``: argparse then answers
     ``argument --lr: expected a number > 0, got -1``, naming the option as typed."""
@@ -127,7 +121,6 @@ def _number(kind, what: str, ok):
     parse.__name__ = what            # argparse's own "invalid <type> value" names the type
     return parse
 
-
 POSITIVE_INT = _number(int, "an integer >= 1", lambda v: v >= 1)
 NONNEG_INT = _number(int, "an integer >= 0", lambda v: v >= 0)
 POSITIVE = _number(float, "a number > 0", lambda v: v > 0)
@@ -137,10 +130,8 @@ TOP_P = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
 PORT = _number(int, "a port in [0, 65535]", lambda v: 0 <= v <= 65535)
 SEED = NONNEG_INT
 
-
 EXPLICIT_HELP = ("torch backend: run the explicit path, the reference's formulas written with tensor ops, "
                  "instead of the default fast path (torch's own kernels); same results within rounding")
-
 
 def _add_explicit(p) -> None:
     """``--explicit``: the torch backend's formula path (``Runtime(fused=False)``)."""
@@ -179,14 +170,12 @@ def _add_training_args(p: argparse.ArgumentParser, *, steps: int, lr: float, d_m
     m.add_argument("--init-std", type=POSITIVE, default=0.02,
                    help="standard deviation of the initial weights (default: %(default)s, GPT-2's)")
 
-
 def _add_run_folder_args(g) -> None:
     """--resume and --overwrite: a folder that holds a run is never replaced silently."""
     x = g.add_mutually_exclusive_group()
     x.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/checkpoints/last, exactly")
     x.add_argument("--overwrite", action="store_true",
                    help="OUT holds a run: delete its files (only those a run writes) and start again")
-
 
 def _train_config(a) -> TrainConfig:
     warmup = a.warmup_steps if a.warmup_steps is not None else max(1, a.steps // 20) if a.steps > 1 else 0
@@ -195,13 +184,11 @@ def _train_config(a) -> TrainConfig:
                        weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_every=every,
                        checkpoint_every=every, seed=a.seed)
 
-
 def _model_config(a, vocab_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, block_size=a.block_size, d_model=a.d_model, n_heads=a.n_heads,
                        n_layers=a.n_layers, dropout=a.dropout, activation=a.activation,
                        norm_first=not a.post_norm, dtype=a.dtype, positional=a.positional,
                        init_std=a.init_std)
-
 
 def _corpus(a):
     """(tokenizer, splits, source, dataset contract) from --data (prepared) or --corpus."""
@@ -217,14 +204,12 @@ def _corpus(a):
     splits = split_contiguous(ids, pipeline.TEXT_FRACTIONS)
     return tok, splits, a.corpus, pipeline.text_dataset(a.corpus, text, splits)
 
-
 def _add_corpus_args(p):
     p.add_argument("--corpus", default="python_docs", help="'python_docs' (embedded), 'sentiment' (the embedded "
                                                            "sentiment set's training texts) or a .txt/.jsonl/.csv file")
     p.add_argument("--data", type=Path, default=None, help="a folder written by `minillm prepare` (overrides --corpus)")
     p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe", help="the tokenizer trained on the corpus")
     p.add_argument("--vocab-size", type=POSITIVE_INT, default=1024, help="bpe: merges up to this size; word: the most frequent words (char: ignored)")
-
 
 # -- commands -----------------------------------------------------------------------------
 
@@ -233,7 +218,6 @@ def cmd_prepare(a) -> int:
     print(json.dumps(info, indent=2))
     return 0
 
-
 def _check_block_size(a, splits) -> None:
     """Every split must hold one window of --block-size + 1 tokens (inputs and their
     next-token targets): say so with the option's name, not the split's size alone."""
@@ -241,7 +225,6 @@ def _check_block_size(a, splits) -> None:
     if a.block_size > n - 1:
         raise ValueError(f"--block-size {a.block_size} is too large for this corpus: its smallest split "
                          f"({name}) has {n} tokens, so --block-size can be at most {max(n - 1, 0)}")
-
 
 def cmd_pretrain(a) -> int:
     tok, splits, source, dataset = _corpus(a)
@@ -254,17 +237,12 @@ def cmd_pretrain(a) -> int:
         print(json.dumps({k: v for k, v in res.items() if k not in ("model", "runtime")}, indent=2))
     return 0
 
-
 def cmd_finetune(a) -> int:
     data = pipeline.load_labelled(a.dataset, seed=a.seed, text_column=a.text_column, label_column=a.label_column)
     encoder_state = None
     if a.pretrained is not None:
-        _, encoder, tok, extra = pipeline.load_run_model(a.pretrained, "numpy")
-        if extra.get("task") != "masked_lm":
-            raise ValueError(f"--pretrained {a.pretrained}: expected a masked_lm (encoder) run, "
-                             f"got task {extra.get('task')!r}")
-        cfg = encoder.config
-        encoder_state = encoder.state_dict()
+        encoder = load_run(a.pretrained, backend="numpy", task="masked_lm")
+        tok, cfg, encoder_state = encoder.tokenizer, encoder.config, encoder.model.state_dict()
     else:
         tok = pipeline.train_tokenizer(a.tokenizer, "\n".join(data.train.texts), a.vocab_size)
         cfg = _model_config(a, tok.vocab_size)
@@ -277,7 +255,6 @@ def cmd_finetune(a) -> int:
     print(json.dumps({k: v for k, v in res.items() if k not in ("model", "runtime")}, indent=2))
     return 0
 
-
 def cmd_evaluate(a) -> int:
     scores = pipeline.evaluate(a.run, backend=a.backend, device=a.device, dataset=a.dataset,
                                corpus_dir=a.data, split_name=a.split, text_column=a.text_column,
@@ -287,17 +264,16 @@ def cmd_evaluate(a) -> int:
         (run / "eval.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
         if "confusion_matrix" in scores:
             try:
-                from .plots import plot_confusion_matrix
+                from .core.plots import plot_confusion_matrix
                 plot_confusion_matrix(scores["confusion_matrix"], scores.get("label_names"), run / "confusion.png")
             except ImportError:
                 pass
     print(json.dumps(scores, indent=2))
     return 0
 
-
 def cmd_generate(a) -> int:
-    if a.from_hf is not None:  # a Hugging Face GPT-2 folder (minillm.interop)
-        from . import interop
+    if a.from_hf is not None:  # a Hugging Face GPT-2 folder (minillm.apps.interop)
+        from .apps import interop
         text = interop.generate_text(a.from_hf, a.prompt, max_new_tokens=a.max_new_tokens,
                                      temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed,
                                      backend=a.backend, device=a.device, use_cache=not a.no_cache,
@@ -312,9 +288,8 @@ def cmd_generate(a) -> int:
     print(a.prompt + text)
     return 0
 
-
 def cmd_embed(a) -> int:
-    from . import interop
+    from .apps import interop
     texts = list(a.texts)
     if a.file is not None:
         texts += [line for line in a.file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -328,7 +303,6 @@ def cmd_embed(a) -> int:
             print(json.dumps({"text": text, "embedding": [round(float(x), 6) for x in v]}, ensure_ascii=False))
     return 0
 
-
 def _application_args(a, what: str):
     if a.train == (a.run is not None):
         raise ValueError(f"{what}: expected either --train --out RUN or a RUN folder to use, got "
@@ -336,9 +310,8 @@ def _application_args(a, what: str):
     if a.train and a.out is None:
         raise ValueError(f"{what} --train: expected --out RUN, the run folder to write")
 
-
 def cmd_translate(a) -> int:
-    from . import translation
+    from .apps import translation
     _application_args(a, "translate")
     if a.train:
         run = translation.train_translation(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size,
@@ -352,8 +325,9 @@ def cmd_translate(a) -> int:
         return 0
     if not a.text:
         raise ValueError("translate: expected --text TEXT (one or more)")
-    model, rt, tok = translation.load_translator(a.run, a.backend, fused=not a.explicit)
-    outs = translation.translate_checked(model, rt, tok, list(a.text), a.beam_size, a.length_penalty)
+    run = load_run(a.run, backend=a.backend, fused=not a.explicit, task="translation")
+    outs = translation.translate_checked(run.model, run.runtime, run.tokenizer, list(a.text), a.beam_size,
+                                         a.length_penalty)
     for k, out in enumerate(outs, 1):
         print(out.text)
         if out.warning:          # on stderr: stdout stays one translation a line
@@ -361,9 +335,8 @@ def cmd_translate(a) -> int:
             print(f"warning{which}: {out.warning}", file=sys.stderr)
     return 0
 
-
 def cmd_answer(a) -> int:
-    from . import question_answering as qa
+    from .apps import question_answering as qa
     _application_args(a, "answer")
     if a.train:
         run = qa.train_qa(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
@@ -376,22 +349,20 @@ def cmd_answer(a) -> int:
         return 0
     if a.context is None or a.question is None:
         raise ValueError("answer: expected --context TEXT and --question TEXT")
-    model, rt, tok = qa.load_answerer(a.run, a.backend, fused=not a.explicit)
-    out = qa.answer_checked(model, rt, tok, [a.context], [a.question])[0]
+    run = load_run(a.run, backend=a.backend, fused=not a.explicit, task="question_answering")
+    out = qa.answer_checked(run.model, run.runtime, run.tokenizer, [a.context], [a.question])[0]
     print(out.text)
     if out.warning:
         print(f"warning: {out.warning}", file=sys.stderr)
     return 0
 
-
 def cmd_serve(a) -> int:
-    from . import serving          # lazily: FastAPI and uvicorn are the optional `serve` extra
+    from . import serving  # lazily: FastAPI and uvicorn are the optional `serve` extra
     limits = serving.Limits(max_body_bytes=a.max_body_bytes, max_text_chars=a.max_text_chars,
                             max_new_tokens=a.max_new_tokens)
     serving.serve(a.run, host=a.host, port=a.port, backend=a.backend, device=a.device, limits=limits,
                   fused=not a.explicit)
     return 0
-
 
 def cmd_bench(a) -> int:
     from .bench import load_harness
@@ -409,7 +380,6 @@ def cmd_bench(a) -> int:
     print(f"written: {a.out}/results.json, report.md" + (", attention_cost.png" if result["attention"] else ""))
     return 0
 
-
 def cmd_demo(a) -> int:
     from .demo import DemoFailed, run_demo
     try:
@@ -417,7 +387,6 @@ def cmd_demo(a) -> int:
     except DemoFailed as e:
         print(f"minillm demo FAILED: {e}", file=sys.stderr)
         return 1
-
 
 # -- parser -------------------------------------------------------------------------------
 
@@ -431,12 +400,10 @@ FINETUNE_DATA = """\
 The text is in the column (field) 'text' and the label in 'label'; other names with
 --text-column and --label-column. Labels are any strings; their sorted order gives the ids."""
 
-
 def _command(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
     """A subcommand whose --help starts with its one-line help and lists every default."""
     return sub.add_parser(name, help=help, description=kwargs.pop("description", help),
                           formatter_class=HelpFormatter, **kwargs)
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minillm", description=DESCRIPTION, formatter_class=HelpFormatter)
@@ -592,7 +559,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     return parser
 
-
 def _resume_hint(args) -> str:
     """Where an interrupted training run can continue from, if it got as far as a checkpoint."""
     out = getattr(args, "out", None)
@@ -600,7 +566,6 @@ def _resume_hint(args) -> str:
             and (Path(out) / "checkpoints" / "last").is_dir():
         return f": the last checkpoint is in {Path(out) / 'checkpoints' / 'last'}; continue with --resume"
     return ""
-
 
 def main(argv=None) -> int:
     args, previous = None, _CtrlC.install()
@@ -622,7 +587,6 @@ def main(argv=None) -> int:
         return 2
     finally:
         _CtrlC.restore(previous)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import pipeline
-from .config import ModelConfig
+from .core.config import ModelConfig
 from .data import Splits, python_docs, sentiment, split_contiguous
-from .generation import generate
-from .training import TrainConfig
+from .train import pipeline
+from .train.generation import generate
+from .train.training import TrainConfig
 
 __all__ = ["run_demo"]
 
@@ -140,7 +140,7 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
     print(f"[evaluate] test accuracy {test['accuracy']:.3f}  precision {test['precision']:.3f}  "
           f"recall {test['recall']:.3f}  F1 {test['f1']:.3f}")
     try:
-        from .plots import plot_confusion_matrix
+        from .core.plots import plot_confusion_matrix
         plot_confusion_matrix(test["confusion_matrix"], cls["label_names"], out / "confusion.png")
     except ImportError:
         pass

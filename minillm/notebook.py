@@ -9,7 +9,7 @@ what was shown::
 
     show(minillm.reference.softmax_forward)        # the source, highlighted
     show_figure(fig, OUT / "trajectories.png")     # save a matplotlib Figure, then show it
-    show_image(plot_attention(...))                # show a PNG a minillm.plots function wrote
+    show_image(plot_attention(...))                # show a PNG a minillm.core.plots function wrote
 
 The fourth, :func:`assert_parity`, is the closing parity check's comparison: it asserts
 that the reference's array matches the torch backend's within the tolerance the cell

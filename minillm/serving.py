@@ -14,7 +14,7 @@ loads the run's safetensors checkpoint once, at start-up, in either backend:
     GET  /openapi.json  the schema of all of the above
 
 /v1/translate and /v1/answer also say how much of the input the model knows and whether
-it has the shape of the training corpus, with a warning when not (:mod:`minillm.input_checks`).
+it has the shape of the training corpus, with a warning when not (:mod:`minillm.apps.input_checks`).
 
 Bad input is answered with a 4xx and a message, never a 5xx, and nothing in a request
 can name a file: every request is checked up-front (pydantic models that forbid
@@ -26,7 +26,7 @@ Words the tokenizer does not know become ``<unk>``, as in training.
 The reference layers keep their caches on ``self``, so one model must not run two
 forwards at once: inference runs in FastAPI's thread pool behind one lock. Sampling
 draws from ``numpy.random.default_rng(seed)`` per request, so one request (same prompt,
-same seed) gives the same tokens over HTTP as :func:`minillm.generation.generate`
+same seed) gives the same tokens over HTTP as :func:`minillm.train.generation.generate`
 called directly, in both backends.
 
 FastAPI and uvicorn are the ``serve`` extra: ``pip install 'minillm[serve]'``.
@@ -48,7 +48,7 @@ from typing import Annotated, Literal, Optional
 
 import numpy as np
 
-from ._optional import import_optional, missing_extra
+from .core._optional import import_optional, missing_extra
 
 try:  # the `serve` extra: FastAPI brings starlette, pydantic and anyio
     import anyio
@@ -60,13 +60,10 @@ try:  # the `serve` extra: FastAPI brings starlette, pydantic and anyio
 except ImportError as exc:  # tests/test_optional_extras.py simulates each missing module
     raise missing_extra(exc, "minillm serve (minillm.serving)", "serve") from exc
 
-from . import model_io
 from .data.batching import pad_batch
-from .data.parallel import PieceTokenizer
-from .generation import generate
-from .pipeline import _checkpoint_folder, load_run_model, run_label_names
 from .reference.softmax import softmax
-from .runtime import Runtime
+from .store.runs import load_run
+from .train.generation import generate
 
 __all__ = ["Limits", "BodySizeLimit", "create_app", "serve"]
 
@@ -325,7 +322,7 @@ class ScoreResponse(BaseModel):
 
 
 class InputChecks(BaseModel):
-    """What the model can vouch for (minillm.input_checks): a ``warning`` is set when some
+    """What the model can vouch for (minillm.apps.input_checks): a ``warning`` is set when some
     input tokens are unknown to the model or the input is not of the training corpus's shape."""
     unknown_tokens: int = Field(description="input tokens the model's tokenizer does not know (<unk>)")
     unknown_share: float = Field(description="unknown_tokens / the input's tokens, in [0, 1]")
@@ -363,14 +360,13 @@ class _Model:
     """The loaded run and one lock: the reference layers keep caches on ``self``."""
 
     def __init__(self, run_folder, backend: str, device: str, fused: bool = True):
-        self.runtime, self.model, self.tokenizer, extra = _load_run(run_folder, backend, device, fused)
-        self.task = extra.get("task", "causal_lm")
+        run = load_run(run_folder, backend=backend, device=device, fused=fused)
+        self.runtime, self.model, self.tokenizer, self.task = run.runtime, run.model, run.tokenizer, run.task
         # the run's data contract: label names in id order, where the data came from
-        self.data, self.checkpoint = _public_contract(extra.get("data")), extra.get("checkpoint")
-        if self.checkpoint:                        # its name and step: no server path leaves the server
-            self.checkpoint = {"name": Path(self.checkpoint["path"]).name, "step": self.checkpoint["step"]}
-        self.label_names = (run_label_names(extra, self.model.n_classes) if self.task == "classification"
-                            else [])
+        self.data = _public_contract(dict(run.data))
+        # the checkpoint's name and step: no server path leaves the server
+        self.checkpoint = {"name": run.checkpoint.name, "step": run.step}
+        self.label_names = run.label_names
         if self.task == "classification" and len(self.label_names) != self.model.n_classes:
             raise ValueError(f"{run_folder}: the run names {len(self.label_names)} labels "
                              f"{self.label_names}, its classifier has {self.model.n_classes} classes")
@@ -392,7 +388,7 @@ class _Model:
 
 
 def _checks(out) -> dict:
-    """The :class:`InputChecks` fields of a :class:`minillm.input_checks.Checked`."""
+    """The :class:`InputChecks` fields of a :class:`minillm.apps.input_checks.Checked`."""
     return {k: getattr(out, k) for k in InputChecks.model_fields}
 
 
@@ -404,19 +400,6 @@ def _public_contract(contract: dict | None) -> dict | None:
     if dataset.get("source") not in (None, "", "python_docs", "sentiment"):
         dataset["source"] = Path(dataset["source"]).name
     return {**contract, "dataset": dataset}
-
-
-def _load_run(run_folder, backend: str, device: str, fused: bool = True):
-    """:func:`minillm.pipeline.load_run_model`, and the translation / QA runs, whose
-    tokenizer is a :class:`~minillm.data.parallel.PieceTokenizer`."""
-    folder = _checkpoint_folder(run_folder)
-    tok_file = folder / "tokenizer.json"
-    if tok_file.exists() and json.loads(tok_file.read_text(encoding="utf-8")).get("kind") == PieceTokenizer.kind:
-        rt = Runtime(backend, device, fused=fused)
-        model, ckpt = model_io.load_model(folder, backend)
-        extra = {**(ckpt.extra or {}), "checkpoint": {"path": str(folder), "step": int(ckpt.step)}}
-        return rt, rt.prepare(model), PieceTokenizer.from_dict(ckpt.tokenizer), extra
-    return load_run_model(run_folder, backend, device, fused)
 
 
 def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: Limits | None = None,
@@ -500,7 +483,7 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
     def translate_endpoint(req: TranslateRequest) -> TranslateResponse:
         r"""The encoder-decoder's translation (section 6.2): greedy, or beam search with the
         length penalty :math:`((5 + |y|)/6)^\alpha` when ``beam_size`` > 1."""
-        from .translation import translate_checked
+        from .apps.translation import translate_checked
 
         served.require("translation", "/v1/translate")
         n = len(served.encode(req.text, T, "the text"))
@@ -515,7 +498,7 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
     def answer_endpoint(req: AnswerRequest) -> AnswerResponse:
         r"""The span of the context that answers the question (section 6.3):
         :math:`\arg\max_{i \le j} s_i + e_j` over the context's pieces."""
-        from .question_answering import answer_checked
+        from .apps.question_answering import answer_checked
 
         served.require("question_answering", "/v1/answer")
         n_q = len(served.encode(req.question, T, "the question"))

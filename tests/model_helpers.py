@@ -18,7 +18,7 @@ Tolerances for whole models (forward + backward through every layer):
 import numpy as np
 from hypothesis import strategies as st
 
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 
 from parity import assert_close
 

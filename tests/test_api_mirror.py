@@ -191,11 +191,11 @@ def test_reference_only_names_are_told_apart_from_ops_named_forward():
 
 
 def test_activation_names_agree_across_config_cli_and_both_backends():
-    # minillm.config.ACTIVATIONS is the one list of names; the CLI offers it and each
+    # minillm.core.config.ACTIVATIONS is the one list of names; the CLI offers it and each
     # backend's activations.ACTIVATIONS maps exactly those names to its own functions
     from minillm import cli
-    from minillm.config import ACTIVATIONS
-    from minillm.interop import HF_ACTIVATIONS, HF_EXPORT_ACTIVATIONS
+    from minillm.core.config import ACTIVATIONS
+    from minillm.apps.interop import HF_ACTIVATIONS, HF_EXPORT_ACTIVATIONS
     from minillm.reference import activations as ref_act
     from minillm.torch_backend import activations as torch_act
 

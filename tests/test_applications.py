@@ -9,11 +9,11 @@ match), which benchmarks/bench_apps.py measures with the full configurations.
 import numpy as np
 import pytest
 
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 from minillm.data import PieceTokenizer, dates_corpus, has_distractor, qa_corpus
-from minillm.question_answering import QAData, answer, best_span, encode_qa, evaluate_qa, load_answerer, train_qa
-from minillm.runtime import Runtime
-from minillm.translation import (
+from minillm.apps.question_answering import QAData, answer, best_span, encode_qa, evaluate_qa, load_answerer, train_qa
+from minillm.store.runtime import Runtime
+from minillm.apps.translation import (
     TranslationData, beam_search, encode_pairs, evaluate_translation, greedy_decode, load_translator,
     translate, train_translation,
 )
@@ -227,7 +227,7 @@ def test_binding_probe_examples_are_two_people_with_one_relation():
     import importlib.util
     from pathlib import Path
 
-    from minillm.question_answering import _check_examples
+    from minillm.apps.question_answering import _check_examples
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_qa_binding.py"
     spec = importlib.util.spec_from_file_location("bench_qa_binding", path)
     probe = importlib.util.module_from_spec(spec)

@@ -33,7 +33,7 @@ import torch
 
 import minillm.reference as R
 import minillm.torch_backend as T
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 from parity import assert_close, check_grad, to_numpy
 from tolerances import FD, FD_STEP, FLOAT64, tolerance
 

@@ -19,12 +19,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minillm
-import minillm.checkpoint as ckpt
-from minillm import safetensors_io
-from minillm.checkpoint import (
+import minillm.store.checkpoint as ckpt
+from minillm.core.config import ModelConfig
+from minillm.store import safetensors_io
+from minillm.store.checkpoint import (
     check_state_dict, generator_from_state, generator_state, load_checkpoint, save_checkpoint,
 )
-from minillm.config import ModelConfig
 
 DTYPES = [np.float32, np.float64, np.float16, np.int64, np.int32, np.int16, np.int8,
           np.uint8, np.uint16, np.uint32, np.uint64, np.bool_]
@@ -415,7 +415,7 @@ def test_checkpoints_need_no_torch(tmp_path):
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any 'import torch' now fails
         "import numpy as np\n"
-        "from minillm.checkpoint import save_checkpoint, load_checkpoint\n"
+        "from minillm.store.checkpoint import save_checkpoint, load_checkpoint\n"
         f"save_checkpoint({str(tmp_path / 'c')!r}, weights={{'w': np.ones(3, np.float32)}}, config={{}})\n"
         f"assert load_checkpoint({str(tmp_path / 'c')!r}).weights['w'].dtype == np.float32\n"
     )

@@ -4,8 +4,8 @@ learning itself is tested in test_applications.py and measured by bench_apps.py.
 import pytest
 
 from minillm import cli
-from minillm.question_answering import answer, load_answerer
-from minillm.translation import load_translator, translate
+from minillm.apps.question_answering import answer, load_answerer
+from minillm.apps.translation import load_translator, translate
 
 
 def test_translate_trains_then_translates(tmp_path, capsys):

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minillm import pipeline
 from minillm.cli import build_parser, main
 from minillm.data import split_contiguous
+from minillm.train import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,11 +103,33 @@ def test_a_block_size_larger_than_the_corpus_names_the_largest_allowed(corpus_fi
     assert main(common + ["--block-size", str(smallest - 1), "--out", str(tmp_path / "c")]) == 0  # the bound is exact
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0])  # at 1.5 s CI saw the default SIGINT death (-2): open, see the closing note
-def test_ctrl_c_before_training_is_one_line_and_status_130(corpus_file, tmp_path, delay):
-    """SIGINT while NumPy and the pipeline import (~1 s here), while the tokenizer trains,
-    or later: one line. (The first ~0.1 s, Python's own start-up and ``minillm/__init__``,
-    run before any code of the CLI can catch it.)"""
+def _wait_until_numpy_loads(proc, timeout: float = 60.0) -> None:
+    """Until the child has mapped NumPy's core extension: the CLI's imports are under way,
+    inside the region whose Ctrl-C it handles (``minillm/__init__`` imports no NumPy)."""
+    maps = Path(f"/proc/{proc.pid}/maps")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if "_multiarray_umath" in maps.read_text():
+                return
+        except OSError:      # not started yet, or already gone
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"the CLI exited ({proc.returncode}) before importing NumPy")
+        time.sleep(0.005)
+    raise AssertionError(f"the CLI had not imported NumPy after {timeout} s")
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps (Linux)")
+@pytest.mark.parametrize("after", [0.0, 0.3, 1.0, 1.5])
+def test_ctrl_c_before_training_is_one_line_and_status_130(corpus_file, tmp_path, after):
+    """SIGINT while NumPy and the pipeline import (``after`` 0 s from the moment NumPy's
+    extension is mapped), while the tokenizer trains, or later: one line, status 130.
+
+    The delay counts from NumPy's import, not from the start of the process: on a loaded
+    machine Python's own start-up can take longer than a fixed delay, and a SIGINT before
+    any code of minillm runs ends as Python's default does (the first ~0.1 s on an idle
+    machine; no program can catch it there)."""
     cmd = [sys.executable, "-m", "minillm.cli", "pretrain", "--corpus", str(corpus_file), "--tokenizer", "bpe",
            "--vocab-size", "300", "--backend", "numpy", "--steps", "100000", "--out", str(tmp_path / "run"),
            "--d-model", "8", "--n-layers", "1", "--n-heads", "1", "--block-size", "8"]
@@ -115,7 +137,12 @@ def test_ctrl_c_before_training_is_one_line_and_status_130(corpus_file, tmp_path
     # SIGINT must not be inherited as ignored (a shell's background job ignores it)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(delay)
+    try:
+        _wait_until_numpy_loads(proc)
+    except AssertionError:
+        proc.kill()
+        raise
+    time.sleep(after)
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)

@@ -18,11 +18,12 @@ if not torch.cuda.is_available():
 
 import minillm.reference as R  # noqa: E402
 import minillm.torch_backend as TB  # noqa: E402
-from minillm import ModelConfig, model_io  # noqa: E402
-from minillm.generation import generate  # noqa: E402
-from minillm.runtime import Runtime  # noqa: E402
-from minillm.tasks import CausalLMData  # noqa: E402
-from minillm.training import TrainConfig, Trainer  # noqa: E402
+from minillm import ModelConfig  # noqa: E402
+from minillm.store import model_io
+from minillm.store.runtime import Runtime  # noqa: E402
+from minillm.train.generation import generate  # noqa: E402
+from minillm.train.tasks import CausalLMData  # noqa: E402
+from minillm.train.training import TrainConfig, Trainer  # noqa: E402
 
 CONFIG = ModelConfig(vocab_size=50, block_size=16, d_model=32, n_heads=4, n_layers=2, dropout=0.0)
 

@@ -77,9 +77,9 @@ def _trainer(run_dir, fused):
     import numpy as np
 
     from minillm import ModelConfig
-    from minillm.runtime import Runtime
-    from minillm.tasks import CausalLMData
-    from minillm.training import TrainConfig, Trainer
+    from minillm.store.runtime import Runtime
+    from minillm.train.tasks import CausalLMData
+    from minillm.train.training import TrainConfig, Trainer
     ids = np.frombuffer(TEXT.encode("ascii"), dtype=np.uint8).astype(np.int64)
     rt = Runtime("torch", fused=fused)
     config = ModelConfig(vocab_size=128, block_size=64, d_model=64, n_heads=4, n_layers=2,

@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 import ddp_worker  # noqa: E402
 
-from minillm.runtime import Runtime  # noqa: E402
+from minillm.store.runtime import Runtime  # noqa: E402
 
 STEPS = 3
 

@@ -30,12 +30,13 @@ from hypothesis import strategies as st
 
 import minillm.reference as R
 import minillm.torch_backend as T
-from minillm import model_io, pipeline
-from minillm.config import ModelConfig
-from minillm.generation import generate
-from minillm.runtime import Runtime
+from minillm.core.config import ModelConfig
+from minillm.store import model_io
+from minillm.store.runtime import Runtime
 from minillm.torch_backend.activations import fast_relu
 from minillm.torch_backend.losses import fast_cross_entropy
+from minillm.train import pipeline
+from minillm.train.generation import generate
 from model_helpers import KINDS, assert_model_close, build, call, grads, make_batch, small_configs
 from parity import assert_close
 from tolerances import AUTOCAST_BF16_LOSS_RTOL, FAST_PATH_FLOAT64, FLOAT64, OPTIM_FOREACH, limits
@@ -373,8 +374,8 @@ def test_set_fused_attention_is_a_deprecated_alias_of_set_fused():
 
 
 def test_trainer_and_train_config_follow_the_runtime(tmp_path):
-    from minillm.tasks import CausalLMData
-    from minillm.training import TrainConfig, Trainer
+    from minillm.train.tasks import CausalLMData
+    from minillm.train.training import TrainConfig, Trainer
     config = ModelConfig(vocab_size=11, block_size=8, d_model=8, n_heads=2, n_layers=1)
     tc = TrainConfig(steps=2, warmup_steps=0, eval_every=2, checkpoint_every=2)
     data = CausalLMData(np.arange(200) % 11, 8, 2, 0)
@@ -424,7 +425,7 @@ def prepared(tmp_path_factory):
 @pytest.mark.parametrize("explicit", [False, True])
 def test_cli_pretrain_explicit_flag_selects_the_path(prepared, monkeypatch, explicit):
     from minillm.cli import main
-    from minillm.training import Trainer
+    from minillm.train.training import Trainer
     seen = []
 
     class Recording(Trainer):

@@ -6,9 +6,10 @@ import stat
 import numpy as np
 import pytest
 
-from minillm import ModelConfig, pipeline
+from minillm import ModelConfig
 from minillm.data import CharTokenizer, split_contiguous
-from minillm.training import TrainConfig
+from minillm.train import pipeline
+from minillm.train.training import TrainConfig
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

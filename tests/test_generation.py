@@ -14,8 +14,8 @@ import torch
 import minillm.reference as R
 import minillm.torch_backend as TB
 from minillm import ModelConfig
-from minillm.generation import generate
-from minillm.runtime import Runtime
+from minillm.train.generation import generate
+from minillm.store.runtime import Runtime
 
 CONFIGS = [
     ModelConfig(vocab_size=37, block_size=16, d_model=32, n_heads=4, n_layers=2, dtype="float64"),

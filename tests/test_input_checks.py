@@ -8,16 +8,16 @@ import pytest
 from hypothesis import given, strategies as st
 
 from minillm import cli
-from minillm.config import ModelConfig
+from minillm.apps.input_checks import unknown_count, warning_text
+from minillm.apps.question_answering import (_input_ids, answer_checked, answer_spans, best_span, load_answerer,
+                                             span_probability, train_qa)
+from minillm.apps.translation import (_logits, greedy_decode, load_translator, output_log_probs,
+                                      translate, translate_checked, train_translation)
+from minillm.core.config import ModelConfig
 from minillm.data import dates_corpus, qa_corpus
 from minillm.data.parallel import date_format_problem
 from minillm.data.qa import qa_format_problem
-from minillm.input_checks import unknown_count, warning_text
-from minillm.question_answering import (_input_ids, answer_checked, answer_spans, best_span, load_answerer,
-                                        span_probability, train_qa)
 from minillm.reference.softmax import log_softmax
-from minillm.translation import (_logits, greedy_decode, load_translator, output_log_probs,
-                                 translate, translate_checked, train_translation)
 
 QA_CONTEXT, QA_QUESTION = "Alice lives in Paris. Bob lives in Rome.", "Where does Bob live?"   # the issue's
 

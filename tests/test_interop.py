@@ -1,4 +1,4 @@
-"""Hugging Face GPT-2 and BERT checkpoints in both minillm backends (minillm.interop).
+"""Hugging Face GPT-2 and BERT checkpoints in both minillm backends (minillm.apps.interop).
 
 Random-weight models are built with ``transformers`` from a config (nothing is
 downloaded), saved to a temporary folder, loaded into minillm, and compared.
@@ -24,8 +24,8 @@ transformers = pytest.importorskip("transformers")
 
 import minillm.reference as ref  # noqa: E402
 import minillm.torch_backend as tb  # noqa: E402
-from minillm.config import ModelConfig  # noqa: E402
-from minillm.interop import load_hf, read_hf, save_hf, sentence_embeddings  # noqa: E402
+from minillm.apps.interop import load_hf, read_hf, save_hf, sentence_embeddings  # noqa: E402
+from minillm.core.config import ModelConfig  # noqa: E402
 
 from model_helpers import assert_model_close, grads, to_np  # noqa: E402
 from parity import assert_close, dump_diff_log  # noqa: E402
@@ -335,7 +335,7 @@ def test_pytorch_bin_only_when_asked(tmp_path, gpt2_folder, batch):
 
 
 def test_error_missing_tensor_and_wrong_shape(tmp_path, gpt2_folder):
-    from minillm import safetensors_io
+    from minillm.store import safetensors_io
 
     folder, _ = gpt2_folder
     tensors = safetensors_io.load_file(folder / "model.safetensors")

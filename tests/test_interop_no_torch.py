@@ -1,4 +1,4 @@
-"""minillm.interop and the Hugging Face tokenizers work where torch cannot be imported:
+"""minillm.apps.interop and the Hugging Face tokenizers work where torch cannot be imported:
 a GPT-2-layout and a BERT-layout folder are written by ``save_hf`` from reference
 models, read back with ``read_hf`` / ``load_hf(backend="numpy")`` and give the same
 logits, and a sentence-transformers layout of the BERT one is read with its pooling,
@@ -12,8 +12,8 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     import minillm.reference as ref
-    from minillm.config import ModelConfig
-    from minillm.interop import load_hf, read_hf, save_hf, sentence_embeddings
+    from minillm.core.config import ModelConfig
+    from minillm.apps.interop import load_hf, read_hf, save_hf, sentence_embeddings
     from minillm.data import GPT2Tokenizer, WordPieceTokenizer
 
     folder = Path(tempfile.mkdtemp())

@@ -1,4 +1,4 @@
-"""sentence-transformers folders in minillm.interop, against the real package.
+"""sentence-transformers folders in minillm.apps.interop, against the real package.
 
 A random-weight BERT is built with ``transformers`` (nothing is downloaded), wrapped in
 ``sentence_transformers.SentenceTransformer`` (Transformer with ``max_seq_length`` /
@@ -30,7 +30,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 st = pytest.importorskip("sentence_transformers")
 
-from minillm.interop import POOLING_MODES, embed_texts, read_hf, sentence_embeddings  # noqa: E402
+from minillm.apps.interop import POOLING_MODES, embed_texts, read_hf, sentence_embeddings  # noqa: E402
 
 from parity import assert_close, dump_diff_log  # noqa: E402
 from test_interop import TEXTS, _randomize, _tokenizer_files  # noqa: E402

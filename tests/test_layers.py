@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minillm.reference as R
-from minillm import init
-from minillm.config import ModelConfig
+from minillm.core import init
+from minillm.core.config import ModelConfig
 
 from parity import assert_close
 

@@ -1,4 +1,4 @@
-"""minillm.metrics against scikit-learn, and the token-weighted language-model loss.
+"""minillm.core.metrics against scikit-learn, and the token-weighted language-model loss.
 
 Tolerance 1e-12 (absolute) against scikit-learn: both compute the same ratios of
 integer counts in float64, so they differ at most by rounding of a few operations
@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from minillm import metrics as M
+from minillm.core import metrics as M
 
 TOL = 1e-12
 

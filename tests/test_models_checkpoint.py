@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import minillm.reference as R
-from minillm import model_io
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
+from minillm.store import model_io
 
 from model_helpers import to_np
 
@@ -130,7 +130,7 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint(tmp_path, monke
     first = {n: w.copy() for n, w in weights(model).items()}
     model2, opt2 = trained(R, steps=3)
 
-    import minillm.checkpoint as checkpoint
+    import minillm.store.checkpoint as checkpoint
     real_write = checkpoint._write_file
     calls = {"n": 0}
 

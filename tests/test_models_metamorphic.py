@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minillm.reference as R
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 
 from model_helpers import small_configs, to_np
 

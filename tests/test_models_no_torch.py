@@ -1,8 +1,8 @@
 """A reference GPT trains, saves and reloads in a Python where importing torch fails.
 
 The child interpreter gets a finder at the front of ``sys.meta_path`` that refuses
-``torch`` and ``torch.*``, so a stray import under minillm.reference, minillm.init or
-minillm.model_io fails this test even on a machine with torch installed.
+``torch`` and ``torch.*``, so a stray import under minillm.reference, minillm.core.init or
+minillm.store.model_io fails this test even on a machine with torch installed.
 """
 import subprocess
 import sys
@@ -15,8 +15,8 @@ CHILD = BLOCK_TORCH + textwrap.dedent("""
 
     import numpy as np
     import minillm.reference as ref
-    from minillm import model_io
-    from minillm.config import ModelConfig
+    from minillm.core.config import ModelConfig
+    from minillm.store import model_io
 
     config = ModelConfig(vocab_size=11, block_size=8, d_model=16, n_heads=2, n_layers=2,
                          dropout=0.1, tie_embeddings=True)

@@ -14,12 +14,12 @@ torch = pytest.importorskip("torch")
 
 import minillm.reference as R  # noqa: E402
 import minillm.torch_backend as T  # noqa: E402
-from minillm.config import ModelConfig  # noqa: E402
+from minillm.core.config import ModelConfig  # noqa: E402
 
 from parity import dump_diff_log  # noqa: E402
 
 from model_helpers import (  # noqa: E402
-    KINDS, assert_model_close, build, call, grads, make_batch, small_configs, to_np,
+                           KINDS, assert_model_close, build, call, grads, make_batch, small_configs, to_np,
 )
 
 

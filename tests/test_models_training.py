@@ -19,8 +19,8 @@ torch = pytest.importorskip("torch")
 
 import minillm.reference as R  # noqa: E402
 import minillm.torch_backend as T  # noqa: E402
-from minillm import model_io  # noqa: E402
-from minillm.config import ModelConfig  # noqa: E402
+from minillm.core.config import ModelConfig  # noqa: E402
+from minillm.store import model_io  # noqa: E402
 
 from model_helpers import build, call, make_batch, to_np  # noqa: E402
 

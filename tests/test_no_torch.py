@@ -102,7 +102,7 @@ EVERY_REFERENCE_OP = textwrap.dedent("""
         run_op("feed_forward", x, W1, b1, W2, b2, activation=activation)
     run_op("dropout", x, 0.3, training=True, rng=np.random.default_rng(1))
     # rope.py: q (B, H, T, 2) rotated by the tables of positions 0..T-1
-    run_op("rope", q, *minillm.init.rotary_tables(T, 2, "float64"))
+    run_op("rope", q, *minillm.core.init.rotary_tables(T, 2, "float64"))
 
     # ops with a forward/backward pair (feed_forward is an op, feed_forward_forward its forward)
     forward_names = {n[: -len("_forward")] for n in ref.__all__
@@ -141,7 +141,7 @@ def test_import_minillm_and_the_reference():
     _assert_ok(run_without_torch(textwrap.dedent("""
         import minillm
         import minillm.reference
-        import minillm.config
+        import minillm.core.config
         assert "torch" not in sys.modules, "something imported torch"
     """)))
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 import minillm.reference as R
 import minillm.torch_backend as T
-from minillm.schedule import warmup_cosine
+from minillm.core.schedule import warmup_cosine
 from parity import to_numpy, to_torch
 from tolerances import limits
 
@@ -263,7 +263,7 @@ def _rope_oracle(cos, sin):
 @pytest.mark.parametrize("dout_kind", ["finite", "nonfinite"])
 @pytest.mark.parametrize("side", ["reference", "torch_backend"])
 def test_rope_matches_the_complex_product(dtype, dout_kind, side):
-    from minillm.init import rotary_tables
+    from minillm.core.init import rotary_tables
     T_, D = 3, 4
     cos, sin = (np.asarray(t, dtype=dtype) for t in rotary_tables(T_, D))
     x = np.random.default_rng(5).standard_normal((2, T_, D)).astype(dtype)

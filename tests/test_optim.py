@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm.schedule import warmup_cosine
+from minillm.core.schedule import warmup_cosine
 
 SHAPES = [(3, 4), (5,), (2, 3, 2), ()]
 SCALES = [1.0, 1e-3, 10.0, 0.5]  # gradient magnitudes differ per parameter

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from minillm import cli, runtime
+from minillm import cli
+from minillm.store import runtime
 
 
 @pytest.fixture
@@ -60,12 +61,12 @@ def _nltk():
 
 
 def _matplotlib():
-    from minillm import plots
+    from minillm.core import plots
     plots._new_figure((2, 2))
 
 
 def _torch_bin(tmp_path):
-    from minillm import interop
+    from minillm.apps import interop
     (tmp_path / "pytorch_model.bin").write_bytes(b"never read: torch is missing")
     interop._read_tensors(tmp_path, allow_bin=True)
 

@@ -1,4 +1,4 @@
-"""minillm.plots: every figure is a real, non-blank PNG, written atomically, and bad input
+"""minillm.core.plots: every figure is a real, non-blank PNG, written atomically, and bad input
 is refused with a ValueError before anything is drawn."""
 import json
 import struct
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("matplotlib")
 from matplotlib.image import imread  # noqa: E402
 
-from minillm import plots  # noqa: E402
+from minillm.core import plots  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -109,7 +109,7 @@ def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
 
 def test_plots_never_touch_pyplot(tmp_path):
     code = (
-        "import sys, minillm.plots as p\n"
+        "import sys, minillm.core.plots as p\n"
         f"p.plot_confusion_matrix([[1, 2], [3, 4]], ['a', 'b'], {str(tmp_path / 'cm.png')!r})\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
     )

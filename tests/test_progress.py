@@ -17,10 +17,10 @@ import pytest
 
 from minillm import ModelConfig
 from minillm.data import synthetic_language
-from minillm.progress import Progress, format_duration
-from minillm.runtime import Runtime
-from minillm.tasks import CausalLMData, causal_lm_eval_batches
-from minillm.training import TrainConfig, Trainer
+from minillm.core.progress import Progress, format_duration
+from minillm.store.runtime import Runtime
+from minillm.train.tasks import CausalLMData, causal_lm_eval_batches
+from minillm.train.training import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^\[(?P<desc>\w+)\] step (?P<step>\d+)/(?P<total>\d+)  loss (?P<loss>\S+)  "

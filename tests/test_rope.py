@@ -41,9 +41,9 @@ from hypothesis import find, given
 from hypothesis import strategies as st
 
 import minillm.reference as R
-from minillm import model_io
-from minillm.config import ModelConfig
-from minillm.init import rotary_tables
+from minillm.core.config import ModelConfig
+from minillm.core.init import rotary_tables
+from minillm.store import model_io
 
 from model_helpers import POSITIONALS, assert_model_close, grads, small_configs, to_np
 from parity import (
@@ -482,8 +482,8 @@ def test_forward_cached_agrees_between_backends_and_in_float32():
 def test_generation_gives_the_same_tokens_with_and_without_cache_in_both_backends():
     """Past block_size the window slides and every kept token's position changes: the
     cache is rebuilt then, so the tokens stay those of the full forward (float64)."""
-    from minillm.generation import generate
-    from minillm.runtime import Runtime
+    from minillm.store.runtime import Runtime
+    from minillm.train.generation import generate
     config = dataclasses.replace(CONFIG, init_std=0.3)
     tokens = {}
     for backend in ("numpy", "torch"):
@@ -693,7 +693,7 @@ def test_torch_attention_keeps_its_tables_as_buffers_that_follow_the_dtype():
 
 
 def test_export_of_a_rope_model_to_gpt2_or_bert_is_refused(tmp_path):
-    from minillm.interop import save_hf
+    from minillm.apps.interop import save_hf
     gpt = R.GPT(dataclasses.replace(CONFIG, dtype="float32"), seed=0)
     with pytest.raises(ValueError, match="GPT2LMHeadModel needs ModelConfig.positional='learned', got 'rope'"):
         save_hf(gpt, tmp_path / "gpt2")

@@ -19,9 +19,9 @@ import json
 import numpy as np
 import pytest
 
-from minillm import pipeline
 from minillm.cli import main
-from minillm.training import RunExists, claim_run_dir
+from minillm.train import pipeline
+from minillm.train.training import RunExists, claim_run_dir
 
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "32", "--batch-size", "4"]
 LABELS = ("neg", "neu", "pos")
@@ -190,8 +190,8 @@ def test_a_run_without_a_recipe_for_its_data_asks_for_it(tmp_path, capsys):
     tok = pipeline.train_tokenizer("char", "abc abc abc " * 50, 64)
     ids = np.asarray(tok.encode("abc abc abc " * 50), dtype=np.int64)
     splits = pipeline.split_contiguous(ids)
-    from minillm.config import ModelConfig
-    from minillm.training import TrainConfig
+    from minillm.core.config import ModelConfig
+    from minillm.train.training import TrainConfig
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
     pipeline.pretrain(tok, splits, tmp_path / "lm", model_config=cfg, backend="numpy", progress=False,
                       train_config=TrainConfig(steps=2, warmup_steps=0), source="in memory")
@@ -216,8 +216,8 @@ TRAINING = {
 @pytest.fixture()
 def small_app_corpora(monkeypatch):
     """The dates and QA corpora at 200 training examples (the CLI asks for thousands)."""
-    from minillm import question_answering as qa
-    from minillm import translation
+    from minillm.apps import question_answering as qa
+    from minillm.apps import translation
     for module, name in ((translation, "dates_corpus"), (qa, "qa_corpus")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda n_train, n_test, seed=0, _real=real: _real(200, 20, seed=seed))
@@ -255,7 +255,7 @@ def test_training_commands_refuse_a_finished_run_unless_resume_or_overwrite(comm
 
 
 def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
-    from minillm.checkpoint import save_checkpoint
+    from minillm.store.checkpoint import save_checkpoint
     run = tmp_path / "run"
     save_checkpoint(run / "checkpoints" / "last", weights={"w": np.zeros(2, np.float32)}, config={})
     (run / "checkpoints" / "best").mkdir()

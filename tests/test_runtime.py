@@ -11,7 +11,7 @@ import torch
 
 import minillm.torch_backend as TB
 from minillm import ModelConfig
-from minillm.runtime import Runtime
+from minillm.store.runtime import Runtime
 
 
 def test_backend_and_device_choices_are_checked():

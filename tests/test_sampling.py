@@ -1,12 +1,12 @@
-"""minillm.sampling: greedy, top-k, top-p, temperature, and the draws themselves."""
+"""minillm.train.sampling: greedy, top-k, top-p, temperature, and the draws themselves."""
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from minillm.sampling import (filter_logits, next_token_probs, sample_next, top_k_filter,
-                              top_p_filter)
+from minillm.train.sampling import (filter_logits, next_token_probs, sample_next, top_k_filter,
+                                    top_p_filter)
 
 # Logits drawn from a small grid so that ties are common (the hard case for top-k/top-p).
 logit_values = st.sampled_from([-3.0, -1.0, 0.0, 0.5, 1.0, 2.0, 7.0])

@@ -20,9 +20,9 @@ torch = pytest.importorskip("torch")
 
 import minillm.reference as R  # noqa: E402
 import minillm.torch_backend as T  # noqa: E402
-from minillm import model_io  # noqa: E402
-from minillm.config import ModelConfig  # noqa: E402
-from minillm.init import init_parameters  # noqa: E402
+from minillm.core.config import ModelConfig  # noqa: E402
+from minillm.core.init import init_parameters  # noqa: E402
+from minillm.store import model_io  # noqa: E402
 
 from model_helpers import assert_model_close, grads, small_configs, to_np  # noqa: E402
 

@@ -24,12 +24,13 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
-from minillm import ModelConfig, pipeline  # noqa: E402
+from minillm import ModelConfig  # noqa: E402
 from minillm.data import WordTokenizer, python_docs, sentiment, split_contiguous  # noqa: E402
 from minillm.data.batching import pad_batch  # noqa: E402
-from minillm.generation import generate  # noqa: E402
 from minillm.serving import BodySizeLimit, Limits, create_app  # noqa: E402
-from minillm.training import TrainConfig  # noqa: E402
+from minillm.train import pipeline
+from minillm.train.generation import generate  # noqa: E402
+from minillm.train.training import TrainConfig  # noqa: E402
 
 LIMITS = Limits(max_body_bytes=8192, max_text_chars=2000, max_new_tokens=16)
 BLOCK = 16
@@ -105,7 +106,7 @@ def library(runs):
 
 
 def library_tokens(loaded, prompt, max_new_tokens, use_cache=True, **sampling):
-    """:func:`minillm.generation.generate` in-process, as ``pipeline.generate_text`` calls it."""
+    """:func:`minillm.train.generation.generate` in-process, as ``pipeline.generate_text`` calls it."""
     rt, model, tok, _ = loaded
     prompt_ids = tok.encode(prompt) or [tok.bos_id]
     return generate(rt, model, prompt_ids, max_new_tokens, eos_id=tok.eos_id, use_cache=use_cache, **sampling)

@@ -10,10 +10,10 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from minillm.config import ModelConfig  # noqa: E402
-from minillm.question_answering import answer_checked, answer_spans, load_answerer, train_qa  # noqa: E402
+from minillm.core.config import ModelConfig  # noqa: E402
+from minillm.apps.question_answering import answer_checked, answer_spans, load_answerer, train_qa  # noqa: E402
 from minillm.serving import Limits, create_app  # noqa: E402
-from minillm.translation import load_translator, translate, translate_checked, train_translation  # noqa: E402
+from minillm.apps.translation import load_translator, translate, translate_checked, train_translation  # noqa: E402
 
 from test_serving import generated_request_statuses, live_server  # noqa: E402
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minillm.text_metrics import SMOOTHING, corpus_bleu, exact_match, normalize_answer, token_f1
+from minillm.core.text_metrics import SMOOTHING, corpus_bleu, exact_match, normalize_answer, token_f1
 
 REL = 1e-9          # see the module docstring
 

@@ -12,9 +12,9 @@ import pytest
 
 from minillm import ModelConfig
 from minillm.data import synthetic_language
-from minillm.runtime import Runtime
-from minillm.tasks import CausalLMData, causal_lm_eval_batches
-from minillm.training import TrainConfig, Trainer, TrainingDiverged
+from minillm.store.runtime import Runtime
+from minillm.train.tasks import CausalLMData, causal_lm_eval_batches
+from minillm.train.training import TrainConfig, Trainer, TrainingDiverged
 
 BACKENDS = ["numpy", "torch"]
 
@@ -128,7 +128,7 @@ def test_too_many_bad_steps_stop_with_last_good_checkpoint(corpus, tmp_path):
         trainer.fit()
     state = json.loads((tmp_path / "checkpoints/last/trainer_state.json").read_text())
     assert state["step"] == 4                      # saved before the bad steps, untouched after
-    from minillm import model_io
+    from minillm.store import model_io
     model, _ = model_io.load_model(tmp_path / "checkpoints/last", "numpy")
     assert all(np.isfinite(p.data).all() for p in model.parameters())
 

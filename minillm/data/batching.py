@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from ..config import IGNORE_INDEX  # the targets cross_entropy skips (torch's default ignore_index)
+from ..core.config import IGNORE_INDEX  # the targets cross_entropy skips (torch's default ignore_index)
 
 
 def _as_ids(ids, name: str = "ids") -> np.ndarray:

@@ -23,7 +23,7 @@ import re
 
 import numpy as np
 
-from .._validate import require_int_at_least
+from ..core._validate import require_int_at_least
 from .vocab import SPECIAL_TOKENS
 
 __all__ = ["PieceTokenizer", "dates_corpus", "DATE_FORMATS", "DATE_TEMPLATES", "date_format_problem",

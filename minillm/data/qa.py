@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import require_int_at_least
+from ..core._validate import require_int_at_least
 from .parallel import PieceTokenizer, _joined, template_pattern
 
 __all__ = ["qa_corpus", "has_distractor", "qa_format_problem"]

@@ -60,6 +60,14 @@ class Tokenizer:
 
     kind: ClassVar[str] = "Tokenizer"
     _id_bytes: list[bytes]     # id -> the bytes the token stands for
+    # kind -> subclass, filled as each subclass is defined: what ``Tokenizer.from_dict``
+    # dispatches on (the base class needs no import of its subclasses)
+    types: ClassVar[dict[str, type["Tokenizer"]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            Tokenizer.types[cls.kind] = cls
 
     # --- to be provided by subclasses ------------------------------------------
     @classmethod
@@ -136,10 +144,9 @@ class Tokenizer:
         """Rebuild from :meth:`to_dict`'s output (``Tokenizer.from_dict`` dispatches on "type")."""
         kind = data.get("type") if isinstance(data, dict) else None
         if cls is Tokenizer:
-            from .tokenizers import TOKENIZER_TYPES
-            if kind not in TOKENIZER_TYPES:
-                raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {sorted(TOKENIZER_TYPES)}")
-            return TOKENIZER_TYPES[kind]._from_dict(data)
+            if kind not in Tokenizer.types:
+                raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {sorted(Tokenizer.types)}")
+            return Tokenizer.types[kind]._from_dict(data)
         if kind != cls.kind:
             raise ValueError(f"expected a {cls.kind} JSON (\"type\": \"{cls.kind}\"), got type {kind!r}")
         if data.get("version") != FORMAT_VERSION:

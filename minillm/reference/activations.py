@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as v
+from ..core import _validate as v
 from .erf import erf as _erf, erfc as _erfc   # the names the GELU code (and tests) use
 
 __all__ = [
@@ -150,7 +150,7 @@ def gelu_tanh(x):
     return gelu_tanh_forward(x)[0]
 
 
-# The one place the reference maps an activation name (``minillm.config.ACTIVATIONS``,
+# The one place the reference maps an activation name (``minillm.core.config.ACTIVATIONS``,
 # the names a ModelConfig and the CLI accept) to its forward and backward; the
 # feed-forward network and the models look the name up here.
 ACTIVATIONS = {

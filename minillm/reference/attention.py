@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import (
+from ..core._validate import (
     require_bool, require_broadcastable, require_float, require_integer, require_ndim,
     require_ndim_at_least, require_same_dtype, require_shape, shape_of,
 )

@@ -9,7 +9,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["dropout", "dropout_forward", "dropout_backward"]
 

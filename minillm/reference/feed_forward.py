@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as v
+from ..core import _validate as v
 from .activations import ACTIVATIONS
 from .linear import LinearCache, check_linear, linear_backward, linear_forward
 

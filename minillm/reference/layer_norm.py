@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["layer_norm", "layer_norm_forward", "layer_norm_backward"]
 

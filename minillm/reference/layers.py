@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import require_int_at_least
-from ..config import ModelConfig
-from ..init import rotary_tables
+from ..core._validate import require_int_at_least
+from ..core.config import ModelConfig
+from ..core.init import rotary_tables
 from .attention import (
     causal_mask, merge_heads, scaled_dot_product_attention, scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward, split_heads,
@@ -45,7 +45,7 @@ def _rope_positions(config: ModelConfig) -> int:
 
 
 def _empty(shape, dtype):
-    # filled by minillm.init.init_parameters (or load_state_dict) before any use
+    # filled by minillm.core.init.init_parameters (or load_state_dict) before any use
     return Parameter(np.zeros(shape, dtype=dtype))
 
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["linear", "linear_forward", "linear_backward"]
 

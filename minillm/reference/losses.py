@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["cross_entropy", "cross_entropy_forward", "cross_entropy_backward"]
 

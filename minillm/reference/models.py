@@ -16,19 +16,19 @@ a :class:`~minillm.reference.module.Loss` whose ``backward()`` runs the hand-wri
 backward of the whole model, so a step reads as in torch:
 ``logits, loss = model(x, y); loss.backward(); opt.step(); opt.zero_grad()``.
 
-Initialisation is :func:`minillm.init.init_parameters` with the model's seed; dropout
-masks come from ``model.dropout_rng`` (:func:`minillm.init.dropout_rng`), the same
+Initialisation is :func:`minillm.core.init.init_parameters` with the model's seed; dropout
+masks come from ``model.dropout_rng`` (:func:`minillm.core.init.dropout_rng`), the same
 stream in both backends. Attention weights themselves are not dropped.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _validate as v
-from ..config import IGNORE_INDEX, ModelConfig
-from ..init import dropout_rng, init_parameters, sinusoidal_positions
-from .attention import causal_mask
+from ..core import _validate as v
+from ..core.config import IGNORE_INDEX, ModelConfig
+from ..core.init import dropout_rng, init_parameters, sinusoidal_positions
 from .activations import ACTIVATIONS
+from .attention import causal_mask
 from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
@@ -43,7 +43,7 @@ LM_HEAD_PARAMETERS = ("lm_head.", "lm_transform.", "lm_ln.", "b_out")
 
 def _check_config(config):
     if not isinstance(config, ModelConfig):
-        raise ValueError(f"expected a minillm.config.ModelConfig, got {type(config).__name__}")
+        raise ValueError(f"expected a minillm.core.config.ModelConfig, got {type(config).__name__}")
 
 
 def _check_ids(name, ids, config):
@@ -246,7 +246,7 @@ class GPT(_LanguageModel):
 
     Shapes: idx (B, T) int, targets (B, T) int (``-100`` = not counted) ->
     logits (B, T, V), loss (a Loss, or None without targets). GPT-2's scaled
-    initialisation of the residual projections is used (see :mod:`minillm.init`).
+    initialisation of the residual projections is used (see :mod:`minillm.core.init`).
     """
 
     def __init__(self, config: ModelConfig, seed: int = 0):
@@ -340,7 +340,7 @@ class SequenceClassifier(_Body):
     def load_encoder_state(self, encoder_state) -> None:
         """Copy a :class:`TransformerEncoder`'s body weights (everything but its LM head);
         the classification head keeps its initialisation."""
-        from ..model_io import as_numpy_state
+        from ..core.state import as_numpy_state
 
         state = {k: a for k, a in as_numpy_state(encoder_state).items()
                  if not k.startswith(LM_HEAD_PARAMETERS)}

@@ -89,7 +89,7 @@ class Module:
         (a torch state dict works). A checkpoint of another configuration raises
         ``ValueError`` naming the first mismatch.
         """
-        from ..model_io import as_numpy_state, check_model_state
+        from ..core.state import as_numpy_state, check_model_state
 
         state = as_numpy_state(state)
         params = OrderedDict(self.named_parameters())

@@ -21,91 +21,20 @@ own ``"step"`` (the t of the formulas), which stops while the parameter has no g
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 
 import numpy as np
 
-from ..schedule import warmup_cosine
+from ..core.optim_checks import (
+    check_betas, check_clip_arguments, check_loaded, check_number, check_total_norm, clip_coefficient,
+    materialise,
+)
+from ..core.schedule import warmup_cosine
 from .parameter import Parameter
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "warmup_cosine"]
 
 logger = logging.getLogger("minillm")
-
-
-# ----------------------------------------------------------------------------------
-# Checks shared with minillm.torch_backend.optim, so both backends word errors alike.
-
-def _check_number(owner: str, name: str, value, low: float, high: float | None = None, *,
-                  low_open: bool = False, high_open: bool = True) -> float:
-    """``value`` as a Python float, or a ValueError saying which interval was expected.
-
-    A Python float (not a NumPy scalar) keeps float32 arrays float32 under NumPy's
-    promotion rules."""
-    left = ">" if low_open else ">="
-    right = "<" if high_open else "<="
-    expected = f"{name} {left} {low}" if high is None else f"{low} {'<' if low_open else '<='} {name} {right} {high}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{owner}: expected {expected}, got {name}={value!r}")
-    ok = value > low if low_open else value >= low
-    if high is not None:
-        ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        raise ValueError(f"{owner}: expected {expected}, got {name}={value!r}")
-    return float(value)
-
-
-def _check_betas(owner: str, betas) -> tuple[float, float]:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"{owner}: expected betas to be a pair (beta1, beta2), got {betas!r}")
-    return (_check_number(owner, "betas[0]", betas[0], 0.0, 1.0),
-            _check_number(owner, "betas[1]", betas[1], 0.0, 1.0))
-
-
-def _materialise(owner: str, params, is_param, what: str) -> list:
-    """The parameters as a list: non-empty, each of the backend's type, no repeats."""
-    params = list(params)
-    if not params:
-        raise ValueError(
-            f"{owner}: expected a non-empty iterable of parameters, got an empty one "
-            f"(was a generator such as model.parameters() already consumed?)"
-        )
-    for i, p in enumerate(params):
-        if not is_param(p):
-            hint = " (pass model.parameters(), not named_parameters())" if isinstance(p, tuple) else ""
-            raise ValueError(f"{owner}: expected parameter {i} to be a {what}, got {type(p).__name__}{hint}")
-    if len({id(p) for p in params}) != len(params):
-        raise ValueError(f"{owner}: expected each parameter once, got a parameter listed twice")
-    return params
-
-
-def _check_loaded(owner: str, sd, shapes: list[tuple], array_keys: tuple[str, ...]) -> None:
-    """Validate a state dict's type, parameter count and array shapes before loading."""
-    if sd.get("type") != owner:
-        raise ValueError(f"{owner}.load_state_dict: expected type {owner!r}, got {sd.get('type')!r}")
-    state = sd.get("state")
-    if not isinstance(state, (list, tuple)) or len(state) != len(shapes):
-        got = len(state) if isinstance(state, (list, tuple)) else repr(state)
-        raise ValueError(
-            f"{owner}.load_state_dict: expected state for {len(shapes)} parameters, got {got}"
-        )
-    for i, (entry, shape) in enumerate(zip(state, shapes)):
-        if not isinstance(entry, dict):
-            raise ValueError(f"{owner}.load_state_dict: expected state[{i}] to be a dict, got {type(entry).__name__}")
-        missing = [k for k in ("step",) + array_keys if k not in entry]
-        if missing:
-            raise ValueError(f"{owner}.load_state_dict: state[{i}] lacks {missing}")
-        for key in array_keys:
-            got_shape = tuple(getattr(entry[key], "shape", None) or np.shape(entry[key]))
-            if got_shape != tuple(shape):
-                raise ValueError(
-                    f"{owner}.load_state_dict: state[{i}][{key!r}] has shape {got_shape} but "
-                    f"parameter {i} has shape {tuple(shape)}"
-                )
-        if isinstance(entry["step"], bool) or not isinstance(entry["step"], numbers.Integral) \
-                or entry["step"] < 0:
-            raise ValueError(f"{owner}.load_state_dict: expected state[{i}]['step'] >= 0, got {entry['step']!r}")
 
 
 def _grad_of(p: Parameter) -> np.ndarray:
@@ -124,7 +53,7 @@ class _Optimizer:
     _array_keys: tuple[str, ...] = ()
 
     def __init__(self, params, lr):
-        self.params = _materialise(type(self).__name__, params,
+        self.params = materialise(type(self).__name__, params,
                                    lambda p: isinstance(p, Parameter), "minillm.reference.Parameter")
         self.lr = lr
         self.steps = 0  # calls to step()
@@ -136,7 +65,7 @@ class _Optimizer:
 
     @lr.setter
     def lr(self, value) -> None:  # the trainer sets it each step from the schedule
-        self._lr = _check_number(type(self).__name__, "lr", value, 0.0)
+        self._lr = check_number(type(self).__name__, "lr", value, 0.0)
 
     def zero_grad(self) -> None:
         """Forget the gradients (``.grad = None``, torch's default)."""
@@ -165,9 +94,9 @@ class _Optimizer:
         if not isinstance(sd, dict):
             raise ValueError(f"{owner}.load_state_dict: expected a dict, got {type(sd).__name__}")
         keys = self._array_keys_for(sd)
-        _check_loaded(owner, sd, [p.data.shape for p in self.params], keys)
+        check_loaded(owner, sd, [p.data.shape for p in self.params], keys)
         hyper = self._parse_hyper(sd)
-        lr = _check_number(owner, "lr", sd.get("lr"), 0.0)
+        lr = check_number(owner, "lr", sd.get("lr"), 0.0)
         steps = sd.get("step")
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"{owner}.load_state_dict: expected step >= 0, got {steps!r}")
@@ -196,8 +125,8 @@ class SGD(_Optimizer):
     """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        self.momentum = _check_number("SGD", "momentum", momentum, 0.0, 1.0)
-        self.weight_decay = _check_number("SGD", "weight_decay", weight_decay, 0.0)
+        self.momentum = check_number("SGD", "momentum", momentum, 0.0, 1.0)
+        self.weight_decay = check_number("SGD", "weight_decay", weight_decay, 0.0)
         self._array_keys = ("momentum_buffer",) if self.momentum else ()
         super().__init__(params, lr)
 
@@ -205,8 +134,8 @@ class SGD(_Optimizer):
         return {"momentum": self.momentum, "weight_decay": self.weight_decay}
 
     def _parse_hyper(self, sd: dict) -> dict:
-        return {"momentum": _check_number("SGD", "momentum", sd.get("momentum"), 0.0, 1.0),
-                "weight_decay": _check_number("SGD", "weight_decay", sd.get("weight_decay"), 0.0)}
+        return {"momentum": check_number("SGD", "momentum", sd.get("momentum"), 0.0, 1.0),
+                "weight_decay": check_number("SGD", "weight_decay", sd.get("weight_decay"), 0.0)}
 
     def _array_keys_for(self, sd: dict) -> tuple[str, ...]:
         # a momentum buffer exists only when the loaded momentum is not 0
@@ -253,9 +182,9 @@ class Adam(_Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         owner = type(self).__name__
-        self.betas = _check_betas(owner, betas)
-        self.eps = _check_number(owner, "eps", eps, 0.0, low_open=True)
-        self.weight_decay = _check_number(owner, "weight_decay", weight_decay, 0.0)
+        self.betas = check_betas(owner, betas)
+        self.eps = check_number(owner, "eps", eps, 0.0, low_open=True)
+        self.weight_decay = check_number(owner, "weight_decay", weight_decay, 0.0)
         super().__init__(params, lr)
 
     def _hyper(self) -> dict:
@@ -263,9 +192,9 @@ class Adam(_Optimizer):
 
     def _parse_hyper(self, sd: dict) -> dict:
         owner = type(self).__name__
-        return {"betas": _check_betas(owner, sd.get("betas")),
-                "eps": _check_number(owner, "eps", sd.get("eps"), 0.0, low_open=True),
-                "weight_decay": _check_number(owner, "weight_decay", sd.get("weight_decay"), 0.0)}
+        return {"betas": check_betas(owner, sd.get("betas")),
+                "eps": check_number(owner, "eps", sd.get("eps"), 0.0, low_open=True),
+                "weight_decay": check_number(owner, "weight_decay", sd.get("weight_decay"), 0.0)}
 
     def _decay(self, p: Parameter, g: np.ndarray) -> np.ndarray:
         """Adam's weight decay: the L2 gradient \\lambda\\theta added to g."""
@@ -338,49 +267,17 @@ def clip_grad_norm(params, max_norm, *, error_if_nonfinite=False) -> float:
         \|g\| before clipping, a Python float (inf or nan if a gradient is not finite;
         a warning is logged then).
     """
-    params = _materialise("clip_grad_norm", params, lambda p: isinstance(p, Parameter),
+    params = materialise("clip_grad_norm", params, lambda p: isinstance(p, Parameter),
                           "minillm.reference.Parameter")
-    max_norm = _check_clip_arguments(max_norm, error_if_nonfinite)
+    max_norm = check_clip_arguments(max_norm, error_if_nonfinite)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
     norms = [np.sqrt(np.sum(g * g)) for g in grads]       # ||g_p|| per parameter
     total = float(np.sqrt(np.sum(np.square(norms))))      # ||g||
-    _check_total_norm(total, error_if_nonfinite)
-    clip_coef = _clip_coefficient(max_norm, total)
+    check_total_norm(total, error_if_nonfinite)
+    clip_coef = clip_coefficient(max_norm, total)
     if clip_coef != 1.0:                                  # True for NaN as well
         for g in grads:
             g *= clip_coef
     return total
-
-
-def _check_clip_arguments(max_norm, error_if_nonfinite) -> float:
-    """``max_norm`` as a float > 0, where +inf is allowed (measure, never clip: what the
-    trainer passes for ``grad_clip=None``, and what torch accepts); ``error_if_nonfinite``
-    a bool. Shared with ``minillm.torch_backend.optim``."""
-    if not isinstance(error_if_nonfinite, bool):
-        raise ValueError(f"clip_grad_norm: expected error_if_nonfinite to be a bool, "
-                         f"got {error_if_nonfinite!r}")
-    if isinstance(max_norm, numbers.Real) and not isinstance(max_norm, bool) and max_norm == math.inf:
-        return math.inf
-    return _check_number("clip_grad_norm", "max_norm", max_norm, 0.0, low_open=True)
-
-
-def _check_total_norm(total: float, error_if_nonfinite: bool) -> None:
-    """Raise (``error_if_nonfinite``) or log a warning when the gradient norm is not finite.
-    Shared with ``minillm.torch_backend.optim``, so both backends word it alike."""
-    if math.isfinite(total):
-        return
-    if error_if_nonfinite:
-        raise RuntimeError(
-            f"clip_grad_norm: the total L2 norm of the gradients is {total}, so they cannot "
-            f"be clipped; no gradient was changed (pass error_if_nonfinite=False to scale "
-            f"them by the non-finite coefficient anyway, as torch does)")
-    logger.warning("clip_grad_norm: the gradient norm is %s", total)
-
-
-def _clip_coefficient(max_norm: float, total: float) -> float:
-    """min(1, max_norm / (total + 1e-6)), with NaN propagating as ``torch.clamp(c, max=1)``
-    does: a NaN total gives a NaN coefficient, an infinite one gives 0."""
-    coef = max_norm / (total + 1e-6)
-    return 1.0 if coef > 1.0 else coef                    # NaN > 1.0 is False: NaN stays

@@ -3,7 +3,7 @@ form of section 3.4.2) — NumPy reference.
 
 Dimension legend: ``x`` is ``(..., T, D)``: T positions of D features (a head's queries
 or keys, D even); the tables ``cos``, ``sin`` are ``(T, D/2)``, one angle
-:math:`m\theta_i` per position m and pair i (:func:`minillm.init.rotary_tables`).
+:math:`m\theta_i` per position m and pair i (:func:`minillm.core.init.rotary_tables`).
 
 The chapter gives the model its positions by adding a vector to each embedding
 (section 2.3). RoPE adds nothing: it rotates every pair of dimensions
@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["rope", "rope_forward", "rope_backward"]
 

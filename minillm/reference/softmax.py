@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = [
     "softmax", "softmax_forward", "softmax_backward",

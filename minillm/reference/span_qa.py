@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ModelConfig
+from ..core.config import ModelConfig
 from .layers import Linear
 from .models import _Body, _check_attention_mask, _check_ids, _check_targets
 

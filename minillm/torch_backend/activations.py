@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import _validate as v
+from ..core import _validate as v
 from .linear import is_float_tensor
 
 __all__ = ["relu", "gelu", "gelu_tanh"]
@@ -93,7 +93,7 @@ def fast_gelu_tanh(x):
     return F.gelu(x, approximate="tanh")                        # (...)
 
 
-# The one place this backend maps an activation name (``minillm.config.ACTIVATIONS``, the
+# The one place this backend maps an activation name (``minillm.core.config.ACTIVATIONS``, the
 # names a ModelConfig and the CLI accept) to its function: the explicit path's formula and
 # the fast path's torch kernel. The feed-forward network and the models look names up here.
 ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh}

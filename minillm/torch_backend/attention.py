@@ -28,7 +28,7 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from .._validate import (
+from ..core._validate import (
     require_bool, require_broadcastable, require_float, require_integer, require_ndim,
     require_ndim_at_least, require_same_dtype, require_tensor, shape_of,
 )

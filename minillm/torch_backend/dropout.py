@@ -10,7 +10,7 @@ no cross-backend guarantee); with ``rng=None`` torch's global generator is used.
 import numpy as np
 import torch
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["dropout"]
 

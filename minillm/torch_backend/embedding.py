@@ -5,7 +5,7 @@ of the ids. ids ``(...)`` int, W ``(V, d)``, out ``(..., d)``.
 """
 import torch.nn.functional as F
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["embedding"]
 

@@ -7,7 +7,7 @@ W2 ``(d_ff, d_model)``, b2 ``(d_model,)``.
 """
 import torch
 
-from .. import _validate as v
+from ..core import _validate as v
 from .activations import ACTIVATIONS, FAST_ACTIVATIONS
 from .linear import autocasting, check_linear, fast_linear, linear
 

@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import _validate as v
+from ..core import _validate as v
 from .linear import autocasting, is_float_tensor
 
 __all__ = ["layer_norm"]

@@ -14,7 +14,7 @@ torch kernel has a ``fused`` flag, False when built. False is the explicit path,
 reference's formulas written with tensor ops (``linear``, ``layer_norm``, ...); True is
 the fast path, torch's own kernels (``F.linear``, ``F.layer_norm``, ``F.gelu``,
 ``F.embedding``, ``F.scaled_dot_product_attention``) on the same parameters. A model's
-``set_fused`` sets every flag; ``minillm.runtime.Runtime.prepare`` calls it.
+``set_fused`` sets every flag; ``minillm.store.runtime.Runtime.prepare`` calls it.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validate import require_int_at_least
-from ..config import ModelConfig
-from ..init import rotary_tables
+from ..core._validate import require_int_at_least
+from ..core.config import ModelConfig
+from ..core.init import rotary_tables
 from .attention import causal_mask, fused_attention, merge_heads, scaled_dot_product_attention, split_heads
 from .dropout import dropout
 from .embedding import embedding, fast_embedding
@@ -54,7 +54,7 @@ def _attention_ops(fused: bool):
 
 
 def _empty(shape, dtype):
-    # filled by minillm.init.init_parameters (or load_state_dict) before any use
+    # filled by minillm.core.init.init_parameters (or load_state_dict) before any use
     return nn.Parameter(torch.zeros(shape, dtype=getattr(torch, str(dtype))))
 
 

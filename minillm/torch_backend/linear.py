@@ -5,14 +5,14 @@ leading dimensions. x ``(..., d_in)``, W ``(d_in, d_out)``, b ``(d_out,)`` or No
 
 Input checks, here and in the other ops of this package, first recognise the common
 case (float tensors of one dtype whose sizes fit) with a few attribute reads; only
-when that fails do the full checks of ``minillm._validate`` run, and they raise the
+when that fails do the full checks of ``minillm.core._validate`` run, and they raise the
 ValueError that names what was expected and what came. (Cached generation spends a
 third of its time in these checks otherwise: one new token is a few small products.)
 """
 import torch
 import torch.nn.functional as F
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["linear"]
 

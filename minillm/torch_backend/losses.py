@@ -10,7 +10,7 @@ of second), except that a batch with no counted target gives 0.0 instead of NaN.
 import torch
 import torch.nn.functional as F
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["cross_entropy"]
 

@@ -12,7 +12,7 @@ The same classes, parameter names and order, initialisation and dropout stream a
     h_l = \\mathrm{Block}_l(h_{l-1}), \\quad h = \\mathrm{LN}_f(h_L)
 
 Built on the explicit path (the reference's formulas); ``set_fused(True)`` (which
-``minillm.runtime.Runtime.prepare`` calls by default) switches every layer and the
+``minillm.store.runtime.Runtime.prepare`` calls by default) switches every layer and the
 loss to torch's kernels, on the same parameters.
 
 ``forward`` returns ``(logits, loss)`` with ``loss`` a scalar tensor: a training step is
@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import _validate as v
-from ..config import IGNORE_INDEX, ModelConfig
-from ..init import dropout_rng, init_parameters, sinusoidal_positions
+from ..core import _validate as v
+from ..core.config import IGNORE_INDEX, ModelConfig
+from ..core.init import dropout_rng, init_parameters, sinusoidal_positions
+from .activations import ACTIVATIONS, FAST_ACTIVATIONS
 from .attention import causal_mask
 from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
-from .activations import ACTIVATIONS, FAST_ACTIVATIONS
 from .linear import fast_linear, linear
 from .losses import cross_entropy, fast_cross_entropy
 from .module import Module
@@ -46,7 +46,7 @@ LM_HEAD_PARAMETERS = ("lm_head.", "lm_transform.", "lm_ln.", "b_out")
 
 def _check_config(config):
     if not isinstance(config, ModelConfig):
-        raise ValueError(f"expected a minillm.config.ModelConfig, got {type(config).__name__}")
+        raise ValueError(f"expected a minillm.core.config.ModelConfig, got {type(config).__name__}")
 
 
 def _as_tensor(x, device):
@@ -299,7 +299,7 @@ class SequenceClassifier(_Body):
     def load_encoder_state(self, encoder_state) -> None:
         """Copy a :class:`TransformerEncoder`'s body weights (everything but its LM head);
         the classification head keeps its initialisation."""
-        from ..model_io import as_numpy_state
+        from ..core.state import as_numpy_state
 
         state = {k: a for k, a in as_numpy_state(encoder_state).items()
                  if not k.startswith(LM_HEAD_PARAMETERS)}

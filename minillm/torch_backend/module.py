@@ -4,7 +4,7 @@ and the switch between the backend's two paths (``set_fused``).
 The torch layers are ordinary ``nn.Module`` s; this base only changes
 ``load_state_dict`` so that a state dict from the NumPy reference (or from a
 safetensors checkpoint) loads directly, after the same check of names and shapes the
-reference does (``minillm.model_io.check_model_state``: a checkpoint of another
+reference does (``minillm.store.model_io.check_model_state``: a checkpoint of another
 configuration is a ``ValueError`` naming the first mismatch).
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Module(nn.Module):
         return self
 
     def load_state_dict(self, state, strict: bool = True):  # noqa: D102 - see module doc
-        from ..model_io import as_numpy_state, check_model_state
+        from ..core.state import as_numpy_state, check_model_state
 
         state = as_numpy_state(state)
         params = dict(self.named_parameters())

@@ -9,7 +9,7 @@ Two paths, as in the layers (docs/architecture.md): ``opt.foreach = False`` (as 
 runs the explicit step, the reference's lines one parameter at a time; ``opt.foreach =
 True`` runs the same update with torch's multi-tensor ``torch._foreach_*`` kernels, a
 few kernel launches for all parameters together (what ``torch.optim``'s
-``foreach=True`` does). ``minillm.runtime.Runtime.prepare_optimizer`` sets it from the
+``foreach=True`` does). ``minillm.store.runtime.Runtime.prepare_optimizer`` sets it from the
 runtime's ``fused``. The choice is an attribute, not a constructor keyword, so the
 constructors keep the reference's signatures; neither the state nor ``state_dict()``
 depends on it.
@@ -30,11 +30,11 @@ import numbers
 import numpy as np
 import torch
 
-from ..reference.optim import (
-    _check_betas, _check_clip_arguments, _check_loaded, _check_number, _check_total_norm,
-    _clip_coefficient, _materialise,
+from ..core.optim_checks import (
+    check_betas, check_clip_arguments, check_loaded, check_number, check_total_norm, clip_coefficient,
+    materialise,
 )
-from ..schedule import warmup_cosine
+from ..core.schedule import warmup_cosine
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "warmup_cosine"]
 
@@ -73,7 +73,7 @@ class _Optimizer:
     _array_keys: tuple[str, ...] = ()
 
     def __init__(self, params, lr):
-        self.params = _materialise(type(self).__name__, params, _is_param,
+        self.params = materialise(type(self).__name__, params, _is_param,
                                    "floating-point torch.Tensor (nn.Parameter)")
         self.foreach = False  # True: the multi-tensor step (see the module's docstring)
         self.lr = lr
@@ -86,7 +86,7 @@ class _Optimizer:
 
     @lr.setter
     def lr(self, value) -> None:  # the trainer sets it each step from the schedule
-        self._lr = _check_number(type(self).__name__, "lr", value, 0.0)
+        self._lr = check_number(type(self).__name__, "lr", value, 0.0)
 
     def zero_grad(self) -> None:
         """Forget the gradients (``.grad = None``, torch's default)."""
@@ -116,9 +116,9 @@ class _Optimizer:
         if not isinstance(sd, dict):
             raise ValueError(f"{owner}.load_state_dict: expected a dict, got {type(sd).__name__}")
         keys = self._array_keys_for(sd)
-        _check_loaded(owner, sd, [tuple(p.shape) for p in self.params], keys)
+        check_loaded(owner, sd, [tuple(p.shape) for p in self.params], keys)
         hyper = self._parse_hyper(sd)
-        lr = _check_number(owner, "lr", sd.get("lr"), 0.0)
+        lr = check_number(owner, "lr", sd.get("lr"), 0.0)
         steps = sd.get("step")
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"{owner}.load_state_dict: expected step >= 0, got {steps!r}")
@@ -148,8 +148,8 @@ class SGD(_Optimizer):
     """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
-        self.momentum = _check_number("SGD", "momentum", momentum, 0.0, 1.0)
-        self.weight_decay = _check_number("SGD", "weight_decay", weight_decay, 0.0)
+        self.momentum = check_number("SGD", "momentum", momentum, 0.0, 1.0)
+        self.weight_decay = check_number("SGD", "weight_decay", weight_decay, 0.0)
         self._array_keys = ("momentum_buffer",) if self.momentum else ()
         super().__init__(params, lr)
 
@@ -157,8 +157,8 @@ class SGD(_Optimizer):
         return {"momentum": self.momentum, "weight_decay": self.weight_decay}
 
     def _parse_hyper(self, sd: dict) -> dict:
-        return {"momentum": _check_number("SGD", "momentum", sd.get("momentum"), 0.0, 1.0),
-                "weight_decay": _check_number("SGD", "weight_decay", sd.get("weight_decay"), 0.0)}
+        return {"momentum": check_number("SGD", "momentum", sd.get("momentum"), 0.0, 1.0),
+                "weight_decay": check_number("SGD", "weight_decay", sd.get("weight_decay"), 0.0)}
 
     def _array_keys_for(self, sd: dict) -> tuple[str, ...]:
         # a momentum buffer exists only when the loaded momentum is not 0
@@ -222,9 +222,9 @@ class Adam(_Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         owner = type(self).__name__
-        self.betas = _check_betas(owner, betas)
-        self.eps = _check_number(owner, "eps", eps, 0.0, low_open=True)
-        self.weight_decay = _check_number(owner, "weight_decay", weight_decay, 0.0)
+        self.betas = check_betas(owner, betas)
+        self.eps = check_number(owner, "eps", eps, 0.0, low_open=True)
+        self.weight_decay = check_number(owner, "weight_decay", weight_decay, 0.0)
         super().__init__(params, lr)
 
     def _hyper(self) -> dict:
@@ -232,9 +232,9 @@ class Adam(_Optimizer):
 
     def _parse_hyper(self, sd: dict) -> dict:
         owner = type(self).__name__
-        return {"betas": _check_betas(owner, sd.get("betas")),
-                "eps": _check_number(owner, "eps", sd.get("eps"), 0.0, low_open=True),
-                "weight_decay": _check_number(owner, "weight_decay", sd.get("weight_decay"), 0.0)}
+        return {"betas": check_betas(owner, sd.get("betas")),
+                "eps": check_number(owner, "eps", sd.get("eps"), 0.0, low_open=True),
+                "weight_decay": check_number(owner, "weight_decay", sd.get("weight_decay"), 0.0)}
 
     def _decay(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """Adam's weight decay: the L2 gradient \\lambda\\theta added to g."""
@@ -341,17 +341,17 @@ def clip_grad_norm(params, max_norm, *, error_if_nonfinite=False) -> float:
         \|g\| before clipping, a Python float (inf or nan if a gradient is not finite;
         a warning is logged then).
     """
-    params = _materialise("clip_grad_norm", params, _is_param,
+    params = materialise("clip_grad_norm", params, _is_param,
                           "floating-point torch.Tensor (nn.Parameter)")
-    max_norm = _check_clip_arguments(max_norm, error_if_nonfinite)
+    max_norm = check_clip_arguments(max_norm, error_if_nonfinite)
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0
     device = grads[0].device
     norms = torch.stack([torch.sqrt(torch.sum(g * g)).to(device) for g in grads])  # ||g_p||
     total = float(torch.sqrt(torch.sum(norms * norms)))                               # ||g||
-    _check_total_norm(total, error_if_nonfinite)
-    clip_coef = _clip_coefficient(max_norm, total)
+    check_total_norm(total, error_if_nonfinite)
+    clip_coef = clip_coefficient(max_norm, total)
     if clip_coef != 1.0:                                  # True for NaN as well
         for g in grads:
             g.mul_(clip_coef)

@@ -2,12 +2,12 @@ r"""Rotary position embedding (RoPE; Su et al. 2021), written with tensor ops; a
 gives the gradient (the reference writes it by hand: the rotation back).
 
 Dimension legend: x ``(..., T, D)`` (D even), tables ``cos``, ``sin`` ``(T, D/2)``
-(:func:`minillm.init.rotary_tables`). See ``minillm.reference.rope`` for the formula
+(:func:`minillm.core.init.rotary_tables`). See ``minillm.reference.rope`` for the formula
 and why it helps.
 """
 import torch
 
-from .. import _validate as v
+from ..core import _validate as v
 from .linear import is_float_tensor
 
 __all__ = ["rope"]

@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import torch
 
-from ..config import IGNORE_INDEX, ModelConfig
-from ..init import init_parameters, sinusoidal_positions
+from ..core.config import IGNORE_INDEX, ModelConfig
+from ..core.init import init_parameters, sinusoidal_positions
 from .attention import causal_mask
 from .layers import Dropout, Embedding, FeedForward, LayerNorm, Linear, MultiHeadAttention, _rope_positions
 from .linear import fast_linear, linear

@@ -11,7 +11,7 @@ how a torch release splits the gradient of a max between tied entries.
 """
 import torch
 
-from .. import _validate as v
+from ..core import _validate as v
 
 __all__ = ["softmax", "log_softmax"]
 

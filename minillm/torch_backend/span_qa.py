@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..config import ModelConfig
+from ..core.config import ModelConfig
 from .layers import Linear
 from .models import _Body, _check_attention_mask, _check_ids, _check_targets
 

@@ -27,9 +27,9 @@ import torch
 import minillm
 import minillm.reference as ref          # NumPy: forward + hand-written backward
 import minillm.torch_backend as tb       # PyTorch: same names, autograd
-from minillm.init import init_parameters
+from minillm.core.init import init_parameters
+from minillm.core.plots import plot_attention, plot_attention_cost
 from minillm.notebook import assert_parity, show, show_image
-from minillm.plots import plot_attention, plot_attention_cost
 
 OUT = Path("runs") / "notebooks" / "01_attention"   # figures land here
 OUT.mkdir(parents=True, exist_ok=True)

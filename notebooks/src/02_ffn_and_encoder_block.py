@@ -27,8 +27,8 @@ from matplotlib.figure import Figure
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm.config import ModelConfig
-from minillm.init import init_parameters
+from minillm.core.config import ModelConfig
+from minillm.core.init import init_parameters
 from minillm.notebook import assert_parity, show, show_figure
 
 OUT = Path("runs") / "notebooks" / "02_ffn_and_encoder_block"

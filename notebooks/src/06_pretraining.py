@@ -34,13 +34,13 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm import pipeline
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
+from minillm.core.plots import plot_loss_curves, read_metrics
 from minillm.data import CharTokenizer, split_contiguous, synthetic_language
-from minillm.generation import generate
 from minillm.notebook import show, show_image
-from minillm.plots import plot_loss_curves, read_metrics
-from minillm.training import TrainConfig, Trainer
+from minillm.train import pipeline
+from minillm.train.generation import generate
+from minillm.train.training import TrainConfig, Trainer
 
 OUT = Path("runs") / "notebooks" / "06_pretraining"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -66,7 +66,7 @@ assert lang.entropy_rate < lang.loss_floor(32) < np.log(8)
 # %% [markdown]
 # ## The training step, as the trainer runs it
 #
-# `minillm.training.Trainer` runs the step above with gradient clipping and a warm-up +
+# `minillm.train.training.Trainer` runs the step above with gradient clipping and a warm-up +
 # cosine learning-rate schedule, evaluates every `eval_every` steps, and writes a run
 # folder: `metrics.jsonl`, `checkpoints/{last,best}` (safetensors + JSON, no pickle),
 # `loss.png`. `pipeline.pretrain` builds the model and the batches and calls it:
@@ -159,7 +159,7 @@ show_image(plot_loss_curves(OUT / "encoder" / "metrics.jsonl", OUT / "encoder_lo
 # %% [markdown]
 # ## Pretrained weights: GPT-2 from Hugging Face
 #
-# Section 7.4 of the chapter points at pretrained models. `minillm.interop` reads a local
+# Section 7.4 of the chapter points at pretrained models. `minillm.apps.interop` reads a local
 # Hugging Face folder (`config.json` + `model.safetensors`) of GPT-2 or BERT into either
 # backend, and writes a minillm model back in that layout. GPT-2 is this notebook's GPT with
 # biases everywhere, `gelu_tanh` and a tied head; its `Conv1D` weights are already stored as
@@ -167,8 +167,8 @@ show_image(plot_loss_curves(OUT / "encoder" / "metrics.jsonl", OUT / "encoder_lo
 # First the way there and back with the tiny GPT trained above (nothing to download):
 
 # %%
-from minillm.interop import load_hf, read_hf, save_hf
-from minillm.model_io import as_numpy_state
+from minillm.apps.interop import load_hf, read_hf, save_hf
+from minillm.store.model_io import as_numpy_state
 
 print(save_hf(gpt["model"], OUT / "gpt_hf"), sorted(p.name for p in (OUT / "gpt_hf").iterdir()))
 back = read_hf(OUT / "gpt_hf")
@@ -187,7 +187,7 @@ print("read back:", back.architecture, "->", back.model_class, f"({len(back.stat
 import os
 
 from minillm.data import GPT2Tokenizer
-from minillm.runtime import Runtime
+from minillm.store.runtime import Runtime
 
 gpt2_folder = os.environ.get("MINILLM_GPT2_FOLDER")
 if gpt2_folder and (Path(gpt2_folder) / "config.json").is_file():

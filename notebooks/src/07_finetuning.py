@@ -29,12 +29,12 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm import pipeline
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
+from minillm.core.plots import read_metrics
 from minillm.data import WordTokenizer, bag_of_words_ceiling, pad_batch, sentiment
 from minillm.notebook import show, show_image
-from minillm.plots import read_metrics
-from minillm.training import TrainConfig
+from minillm.train import pipeline
+from minillm.train.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "07_finetuning"
 OUT.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@
 #
 # The chapter (section 3.5) names accuracy, precision, recall and F1, but its code never
 # computes them, and its validation loss divides a sum of per-batch *means* by a number of
-# *tokens*. This notebook defines each metric, computes it by hand beside `minillm.metrics`,
+# *tokens*. This notebook defines each metric, computes it by hand beside `minillm.core.metrics`,
 # draws a confusion matrix, evaluates a language model by perplexity — and shows that the
 # same checkpoint gives the same scores in both backends.
 #
@@ -25,15 +25,16 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm import metrics, pipeline
-from minillm.config import ModelConfig
+from minillm.core import metrics
+from minillm.core.config import ModelConfig
+from minillm.core.plots import plot_confusion_matrix
 from minillm.data import CharTokenizer, WordTokenizer, sentiment, split_contiguous, synthetic_language
-from minillm.evaluation import evaluate_lm
 from minillm.notebook import show, show_image
-from minillm.plots import plot_confusion_matrix
-from minillm.runtime import Runtime
-from minillm.tasks import causal_lm_eval_batches
-from minillm.training import TrainConfig
+from minillm.store.runtime import Runtime
+from minillm.train import pipeline
+from minillm.train.evaluation import evaluate_lm
+from minillm.train.tasks import causal_lm_eval_batches
+from minillm.train.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "08_evaluation"
 OUT.mkdir(parents=True, exist_ok=True)

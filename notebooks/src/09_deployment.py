@@ -39,11 +39,12 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm import pipeline
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 from minillm.data import BPETokenizer, WordTokenizer, python_docs, sentiment, split_contiguous
-from minillm.generation import generate
-from minillm.training import TrainConfig
+from minillm.store.runs import load_run
+from minillm.train import pipeline
+from minillm.train.generation import generate
+from minillm.train.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "09_deployment"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,8 @@ for port, path, body in [(gpt_port, "/v1/generate", {"prompt": "x", "temperature
 # - the class probabilities likewise (atol $10^{-5}$).
 
 # %%
-rt, gpt, tok, _ = pipeline.load_run_model(OUT / "gpt", backend="torch")
+run = load_run(OUT / "gpt", backend="torch")       # the run's best checkpoint, as the server loads it
+rt, gpt, tok = run.runtime, run.model, run.tokenizer
 prompt_ids = tok.encode("The ")
 direct = generate(rt, gpt, prompt_ids, 40, temperature=0.8, top_k=40, seed=0, eos_id=tok.eos_id)
 _, served = call(gpt_port, "/v1/generate",
@@ -208,14 +210,15 @@ _, s = call(gpt_port, "/v1/score", {"text": sentence})
 np.testing.assert_allclose(s["loss"], loss_t.item(), rtol=1e-5)
 print(f"score: server {s['loss']:.7f}, torch {loss_t.item():.7f}")
 
-rt_c, classifier, words_tok, extra = pipeline.load_run_model(OUT / "classifier", backend="torch")
+run_c = load_run(OUT / "classifier", backend="torch")
+classifier, words_tok = run_c.model, run_c.tokenizer
 sentence = "the acting was bad, but the music was great."
 ids = words_tok.encode(sentence)
 with torch.no_grad():
     logits, _ = classifier(np.asarray([ids]))
 p_direct = tb.softmax(logits.double(), axis=-1).numpy()[0]
 _, c = call(cls_port, "/v1/classify", {"text": sentence})
-p_served = np.array([c["probabilities"][name] for name in extra["label_names"]])
+p_served = np.array([c["probabilities"][name] for name in run_c.label_names])
 np.testing.assert_allclose(p_served, p_direct, atol=1e-5)
 print("classify: server", p_served.round(6), "torch", p_direct.round(6))
 

@@ -26,11 +26,11 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm.config import ModelConfig
+from minillm.core.config import ModelConfig
 from minillm.data import PieceTokenizer, dates_corpus
 from minillm.notebook import show
-from minillm.text_metrics import corpus_bleu, ngram_counts
-from minillm.translation import encode_pairs, evaluate_translation, train_translation, translate
+from minillm.core.text_metrics import corpus_bleu, ngram_counts
+from minillm.apps.translation import encode_pairs, evaluate_translation, train_translation, translate
 
 torch.manual_seed(0)
 
@@ -155,7 +155,7 @@ for src, g, b in zip(sources, translate(model, rt, tok, sources),
 # Modified n-gram precisions (each hypothesis n-gram counted at most as often as in the
 # reference), summed over the corpus, their geometric mean, and a brevity penalty:
 # $\mathrm{BLEU} = \mathrm{BP}\cdot\exp(\frac14\sum_{n=1}^4 \log p_n)$. By hand for one pair,
-# then `minillm.text_metrics.corpus_bleu` (which the tests check against sacrebleu):
+# then `minillm.core.text_metrics.corpus_bleu` (which the tests check against sacrebleu):
 
 # %%
 hyp, refr = list("1994-03-28"), list("1994-03-23")
@@ -178,7 +178,7 @@ print(f"held-out: {100 * scores['exact']:.1f}% exact dates, BLEU {scores['bleu']
 # %%
 twin = ref.EncoderDecoder(config, label_smoothing=0.1)
 twin.load_state_dict(model.state_dict())
-from minillm.runtime import Runtime
+from minillm.store.runtime import Runtime
 assert translate(twin, Runtime("numpy"), tok, sources) == translate(model, rt, tok, sources)
 print("numpy reference and torch backend: the same translations")
 

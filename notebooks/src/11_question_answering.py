@@ -25,13 +25,13 @@ import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm.data import PieceTokenizer, has_distractor, qa_corpus
-from minillm.init import rotary_tables
+from minillm.core.init import rotary_tables
 from minillm.notebook import show
-from minillm.plots import read_metrics
-from minillm.question_answering import (QA_CONFIG, QA_RECIPE, answer_spans, best_span, encode_qa, evaluate_qa,
+from minillm.core.plots import read_metrics
+from minillm.apps.question_answering import (QA_CONFIG, QA_RECIPE, answer_spans, best_span, encode_qa, evaluate_qa,
                                         train_qa)
-from minillm.runtime import Runtime
-from minillm.text_metrics import exact_match, normalize_answer, token_f1
+from minillm.store.runtime import Runtime
+from minillm.core.text_metrics import exact_match, normalize_answer, token_f1
 
 torch.manual_seed(0)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from minillm import ModelConfig
-from minillm.runtime import Runtime
-from minillm.tasks import CausalLMData
-from minillm.training import TrainConfig, Trainer
+from minillm.store.runtime import Runtime
+from minillm.train.tasks import CausalLMData
+from minillm.train.training import TrainConfig, Trainer
 
 GLOBAL_BATCH = 4
 CONFIG = ModelConfig(vocab_size=29, block_size=8, d_model=16, n_heads=2, n_layers=2, dtype="float64")

@@ -36,18 +36,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import model_io
-from .config import ModelConfig
-from .data import (BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_csv, load_jsonl,
-                   load_text, python_docs, sentiment, split, split_contiguous)
-from .data.loaders import LabelledTexts, Splits
+from ..core.config import ModelConfig
+from ..data import (BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_csv, load_jsonl,
+                    load_text, python_docs, sentiment, split, split_contiguous)
+from ..data.loaders import LabelledTexts, Splits
+from ..store import model_io
+from ..store.runs import Run, load_run
+from ..store.runtime import Runtime
 from .evaluation import evaluate_classifier, evaluate_lm
 from .generation import generate as _generate
-from .runtime import Runtime
 from .tasks import (CausalLMData, ClassificationData, MaskedLMData, causal_lm_eval_batches,
                     classification_eval_batches, masked_lm_eval_batches)
 from .training import TRAINER_FILES, TrainConfig, Trainer, claim_run_dir
@@ -254,7 +256,7 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
     without it the splits are recorded as given and ``evaluate`` needs ``dataset`` or
     ``corpus_dir``. An ``out`` that already holds a run needs ``resume`` or ``overwrite``.
     ``fused`` (torch): the fast path (default) or the explicit formulas; see
-    :class:`~minillm.runtime.Runtime`.
+    :class:`~minillm.store.runtime.Runtime`.
     """
     if task not in ("causal_lm", "masked_lm"):
         raise ValueError(f"pretrain task must be 'causal_lm' or 'masked_lm', got {task!r}")
@@ -345,30 +347,21 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
 
 # -- using a run --------------------------------------------------------------------------
 
-def _checkpoint_folder(run) -> Path:
-    """A run folder (its best, else last checkpoint) or a checkpoint folder itself."""
-    run = Path(run)
-    for candidate in (run / "checkpoints" / "best", run / "checkpoints" / "last", run):
-        if (candidate / "config.json").exists():
-            return candidate
-    raise FileNotFoundError(f"{run}: expected a run folder (with checkpoints/best or checkpoints/last) "
-                            f"or a checkpoint folder (with config.json); found neither")
-
-
 def load_run_model(run, backend: str = "numpy", device: str = "cpu", fused: bool = True):
-    """``(runtime, model, tokenizer, extra)`` from a run or checkpoint folder; the model
-    prepared by the runtime (on torch: the fast path unless ``fused=False``).
+    """``(runtime, model, tokenizer, extra)``: :func:`minillm.store.runs.load_run` as a
+    tuple, kept for one release (``extra`` is the checkpoint's, with the data contract
+    under ``"data"`` and ``"checkpoint"``: the folder loaded and its step). New code:
+    ``load_run(run, backend=...)``, whose :class:`~minillm.store.runs.Run` names each part."""
+    warnings.warn("pipeline.load_run_model is deprecated; use minillm.store.runs.load_run",
+                  DeprecationWarning, stacklevel=2)
+    loaded = load_run(run, backend=backend, device=device, fused=fused)
+    return loaded.runtime, loaded.model, loaded.tokenizer, _extra(loaded)
 
-    ``extra`` is the checkpoint's (task, label names, the data contract under
-    ``"data"``) plus ``"checkpoint"``: the folder loaded and its step."""
-    folder = _checkpoint_folder(run)
-    rt = Runtime(backend, device, fused=fused)
-    model, ckpt = model_io.load_model(folder, backend)
-    if ckpt.tokenizer is None:
-        raise ValueError(f"{folder}: the checkpoint has no tokenizer; expected one saved by the trainer")
-    extra = dict(ckpt.extra or {})
-    extra["checkpoint"] = {"path": str(folder), "step": int(ckpt.step)}
-    return rt, rt.prepare(model), Tokenizer.from_dict(ckpt.tokenizer), extra
+
+def _extra(loaded: Run) -> dict:
+    """The checkpoint's extra as evaluation reads it: the data contract under ``"data"``,
+    the checkpoint loaded under ``"checkpoint"``, the task."""
+    return {**loaded.extra, "data": dict(loaded.data), "checkpoint": loaded.checkpoint_info, "task": loaded.task}
 
 
 def run_label_names(extra: dict, n_classes: int | None = None) -> list[str]:
@@ -498,8 +491,9 @@ def evaluate(run, *, backend: str = "numpy", device: str = "cpu", dataset: str |
     :func:`evaluation_data`). The scores say which checkpoint (path, step) and which data
     (source, split, size) they are of. ``fused``: as in :func:`pretrain`.
     """
-    rt, model, tok, extra = load_run_model(run, backend, device, fused)
-    task, T = extra.get("task", "causal_lm"), model.config.block_size
+    loaded = load_run(run, backend=backend, device=device, fused=fused)
+    rt, model, tok, extra = loaded.runtime, loaded.model, loaded.tokenizer, _extra(loaded)
+    task, T = loaded.task, model.config.block_size
     data, info = evaluation_data(run, extra, tok, dataset=dataset, corpus_dir=corpus_dir, split_name=split_name,
                                  text_column=text_column, label_column=label_column)
     if task == "classification":
@@ -523,9 +517,8 @@ def generate_text(run, prompt: str, *, max_new_tokens: int = 100, temperature: f
                   top_k: int | None = 40, top_p: float | None = None, seed: int | None = 0,
                   backend: str = "numpy", device: str = "cpu", use_cache: bool = True,
                   fused: bool = True) -> str:
-    rt, model, tok, extra = load_run_model(run, backend, device, fused)
-    if extra.get("task", "causal_lm") != "causal_lm":
-        raise ValueError(f"{run}: generation needs a causal LM (GPT) run, got task {extra.get('task')!r}")
+    loaded = load_run(run, backend=backend, device=device, fused=fused, task="causal_lm")
+    rt, model, tok = loaded.runtime, loaded.model, loaded.tokenizer
     prompt_ids = tok.encode(prompt) or [tok.bos_id]
     new = _generate(rt, model, prompt_ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                     seed=seed, eos_id=tok.eos_id, use_cache=use_cache)

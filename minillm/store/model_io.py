@@ -1,6 +1,6 @@
 """Saving and loading a model with its optimizer, step and RNG state, in either backend.
 
-A checkpoint is a folder written by :mod:`minillm.checkpoint` (safetensors weights,
+A checkpoint is a folder written by :mod:`minillm.store.checkpoint` (safetensors weights,
 JSON, atomic): this module decides what goes in it and how it comes back:
 
 - ``model.safetensors`` — ``model.state_dict()`` as NumPy arrays, names as in
@@ -15,8 +15,9 @@ nothing is a pickle. :func:`load_model` builds the saved model in the backend as
 :func:`resume` loads into an existing model and optimizer after checking the
 configuration, so a checkpoint of another configuration is a ``ValueError``.
 
-Also here, used by both backends' ``load_state_dict``: :func:`as_numpy_state` and
-:func:`check_model_state`. This module never imports torch.
+:func:`as_numpy_state` and :func:`check_model_state`, which both backends'
+``load_state_dict`` use, live in :mod:`minillm.core.state` (the backends import nothing
+above the base layer) and are re-exported here. This module never imports torch.
 """
 from __future__ import annotations
 
@@ -24,47 +25,12 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .config import ModelConfig
+from ..core.config import ModelConfig
+from ..core.state import as_numpy_state, check_model_state
+from .runtime import load_backend
 
 __all__ = ["as_numpy_state", "check_model_state", "save_checkpoint", "load_model", "resume",
            "model_state", "model_kind", "load_trained"]
-
-
-def _to_numpy(value) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor, without importing torch
-        return value.detach().cpu().numpy()
-    if hasattr(value, "data") and not isinstance(value, np.ndarray):  # a reference Parameter
-        return np.asarray(value.data)
-    return np.asarray(value)
-
-
-def as_numpy_state(state) -> "OrderedDict[str, np.ndarray]":
-    """A state dict (NumPy arrays, torch tensors or Parameters) as NumPy arrays, in order."""
-    if not hasattr(state, "items"):
-        raise ValueError(f"expected a state dict (a mapping name -> array), got {type(state).__name__}")
-    return OrderedDict((str(k), _to_numpy(a)) for k, a in state.items())
-
-
-def check_model_state(params, state, where: str, strict: bool = True) -> None:
-    """Names and shapes of ``state`` against the model's ``params`` (name -> Parameter).
-
-    With ``strict=True`` this is :func:`minillm.checkpoint.check_state_dict`: a
-    ``ValueError`` listing the missing and unexpected names and the wrong shapes
-    (expected vs got). With ``strict=False`` only the names present in both are checked.
-    Values of another float dtype are accepted (cast on load); integer ones are not.
-    """
-    from .checkpoint import check_state_dict
-
-    expected = {name: tuple(p.shape) for name, p in params.items()}
-    if strict:
-        check_state_dict(expected, state, where)
-    else:
-        check_state_dict({n: s for n, s in expected.items() if n in state},
-                         {n: a for n, a in state.items() if n in expected}, where)
-    for name, array in state.items():
-        if name in expected and not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"{where}: parameter {name!r} expected a floating-point array, "
-                             f"got dtype {array.dtype}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -111,20 +77,10 @@ def save_checkpoint(folder, model, optimizer=None, step: int = 0, *, data_state=
                  tokenizer=tokenizer, extra=extra)
 
 
-def _backend(backend):
-    if backend in ("numpy", "reference"):
-        from . import reference
-        return reference
-    if backend == "torch":
-        from . import torch_backend
-        return torch_backend
-    raise ValueError(f"expected backend 'numpy' or 'torch', got {backend!r}")
-
-
 def load_model(folder, backend="numpy"):
     """Build the saved model in ``backend`` ('numpy' or 'torch') and load its weights.
 
-    Returns ``(model, checkpoint)``; ``checkpoint`` (a :class:`minillm.checkpoint.Checkpoint`)
+    Returns ``(model, checkpoint)``; ``checkpoint`` (a :class:`minillm.store.checkpoint.Checkpoint`)
     carries the optimizer state, step, data position and extra for the caller.
     """
     from .checkpoint import load_checkpoint
@@ -136,7 +92,7 @@ def load_model(folder, backend="numpy"):
         raise ValueError(f"{folder}: expected the model class in the checkpoint's extra "
                          f"[{MODEL_KEY!r}], got {kind!r}")
     kwargs = {k: kind[k] for k in ("n_classes", "pooling", "label_smoothing") if k in kind}
-    model = getattr(_backend(backend), kind["class"])(
+    model = getattr(load_backend(backend), kind["class"])(
         ModelConfig.from_dict(ckpt.config), seed=kind.get("seed", 0), **kwargs)
     _restore(model, ckpt, None, folder)
     return model, ckpt
@@ -144,9 +100,13 @@ def load_model(folder, backend="numpy"):
 
 def load_trained(run_dir, backend="numpy", expected_class: str | None = None):
     """``(model, checkpoint)`` from a run folder (its ``checkpoints/last``) or a checkpoint
-    folder; ``ValueError`` when the model is not of ``expected_class``."""
+    folder; ``ValueError`` when the model is not of ``expected_class``. Kept for one
+    release; new code: ``minillm.store.runs.load_run(run_dir, checkpoint="last")``."""
+    import warnings
     from pathlib import Path
 
+    warnings.warn("model_io.load_trained is deprecated; use minillm.store.runs.load_run(run_dir, "
+                  "checkpoint='last')", DeprecationWarning, stacklevel=2)
     folder = Path(run_dir)
     if (folder / "checkpoints" / "last").is_dir():
         folder = folder / "checkpoints" / "last"
@@ -162,7 +122,7 @@ def resume(folder, model, optimizer=None):
     Checks first that the checkpoint holds the same kind of model with the same
     configuration (``ValueError`` naming the differing fields otherwise), then restores
     weights, optimizer state and the dropout generator. Returns the
-    :class:`~minillm.checkpoint.Checkpoint` (step, data_state, rng_state, extra).
+    :class:`~minillm.store.checkpoint.Checkpoint` (step, data_state, rng_state, extra).
     """
     from .checkpoint import load_checkpoint
 

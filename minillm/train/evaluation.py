@@ -4,7 +4,7 @@ Language models: the mean loss per *counted* token, summed over batches and divi
 by the total count (the chapter sums per-batch means and divides by the token count,
 which is wrong), with perplexity and bits per token. Classifiers: accuracy, precision,
 recall and F1 from the arg-max of the logits, and the confusion matrix
-(:func:`minillm.metrics.classification_metrics`).
+(:func:`minillm.core.metrics.classification_metrics`).
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .config import IGNORE_INDEX
-from .metrics import TokenLoss, classification_metrics
+from ..core.config import IGNORE_INDEX
+from ..core.metrics import TokenLoss, classification_metrics
 
 __all__ = ["evaluate_lm", "evaluate_classifier", "IGNORE_INDEX"]
 

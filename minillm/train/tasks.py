@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.batching import (LMBatches, classification_batches, mask_tokens, pad_batch,
-                            sequential_batches, shard)
+from ..data.batching import (LMBatches, classification_batches, mask_tokens, pad_batch,
+                             sequential_batches, shard)
 
 __all__ = ["CausalLMData", "MaskedLMData", "ClassificationData",
            "causal_lm_eval_batches", "masked_lm_eval_batches", "classification_eval_batches"]

@@ -12,20 +12,21 @@ inside the context (the question and the special tokens are never an answer).
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import model_io
-from .config import ModelConfig
-from .data.batching import RowBatches
-from .data.parallel import PieceTokenizer
-from .data.qa import qa_corpus, qa_format_problem
+from ..core.config import ModelConfig
+from ..core.text_metrics import exact_match, token_f1
+from ..data.batching import RowBatches
+from ..data.parallel import PieceTokenizer
+from ..data.qa import qa_corpus, qa_format_problem
+from ..reference.softmax import softmax
+from ..store.runs import load_run
+from ..store.runtime import Runtime
+from ..train.training import TrainConfig, Trainer, claim_run_dir
 from .input_checks import CheckedAnswer, checked_fields
-from .reference.softmax import softmax
-from .runtime import Runtime
-from .text_metrics import exact_match, token_f1
-from .training import TrainConfig, Trainer, claim_run_dir
 
 __all__ = ["QAData", "encode_qa", "best_span", "span_probability", "answer", "answer_spans",
            "answer_checked", "evaluate_qa", "train_qa", "load_answerer", "QA_CONFIG", "QA_RECIPE"]
@@ -164,7 +165,7 @@ def answer(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
 
 def answer_checked(model, runtime: Runtime, tok: PieceTokenizer, contexts, questions,
                    max_answer_len: int = 6) -> list[CheckedAnswer]:
-    """:func:`answer_spans` with the checks of :mod:`minillm.input_checks`, for each
+    """:func:`answer_spans` with the checks of :mod:`minillm.apps.input_checks`, for each
     (context, question): ``unknown_tokens`` of the ``tokens`` of question and context,
     ``in_domain`` (:func:`~minillm.data.qa.qa_format_problem`: the shapes of the
     embedded corpus), ``confidence`` (:func:`span_probability` of the answer) and a
@@ -197,7 +198,7 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
     (``(train, test)`` lists of dicts in its format: ``context``, ``question``,
     ``answer``, ``answer_start``); with ``out``, the run folder (checkpoints/last holds
     the model and its tokenizer; one that already holds a run needs ``resume=True`` or
-    ``overwrite=True``, see :func:`minillm.training.claim_run_dir`).
+    ``overwrite=True``, see :func:`minillm.train.training.claim_run_dir`).
 
     40,000 training examples: with 4,000 the model memorises them (98% exact match on
     training examples, 77% held out, measured); with 40,000 the two stay within 3 points.
@@ -251,7 +252,9 @@ def _check_examples(examples):
 
 
 def load_answerer(run_dir, backend: str = "numpy", fused: bool = True):
-    """``(model, runtime, tokenizer)`` from a run folder (or a checkpoint folder)."""
-    model, ckpt = model_io.load_trained(run_dir, backend, "SpanQA")
-    rt = Runtime(backend, fused=fused)
-    return rt.prepare(model), rt, PieceTokenizer.from_dict(ckpt.tokenizer)
+    """``(model, runtime, tokenizer)``: :func:`minillm.store.runs.load_run` of a question_answering
+    run as a tuple, kept for one release. New code: ``load_run(run_dir, task="question_answering")``."""
+    warnings.warn("load_answerer is deprecated; use minillm.store.runs.load_run(run_dir, task='question_answering')",
+                  DeprecationWarning, stacklevel=2)
+    run = load_run(run_dir, backend=backend, fused=fused, task="question_answering")
+    return run.model, run.runtime, run.tokenizer

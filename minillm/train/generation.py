@@ -1,6 +1,6 @@
 """Text generation from a GPT in either backend (chapter section 6.1).
 
-The model gives the logits of the last position; :func:`minillm.sampling.sample_next`
+The model gives the logits of the last position; :func:`minillm.train.sampling.sample_next`
 chooses the token from them as NumPy, so one seed gives the same tokens in both
 backends. With ``use_cache=True`` each step feeds only the new token and reuses the
 keys and values of the earlier ones (the KV cache): the same tokens, far less work.

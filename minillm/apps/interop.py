@@ -2,7 +2,7 @@ r"""Hugging Face checkpoints in and out: GPT-2 and BERT weights as minillm state
 
 The chapter's section 7.4 points at pretrained models. This module reads a LOCAL
 Hugging Face model folder (nothing is downloaded) and returns a
-:class:`~minillm.config.ModelConfig` and a state dict of NumPy arrays with minillm's
+:class:`~minillm.core.config.ModelConfig` and a state dict of NumPy arrays with minillm's
 parameter names, which either backend loads; :func:`save_hf` writes a minillm model
 back in the Hugging Face layout. Only NumPy is used, except for ``pytorch_model.bin``,
 a pickle, read with ``torch.load(weights_only=True)`` and only when ``allow_bin=True``.
@@ -54,9 +54,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import safetensors_io
-from ._optional import import_optional
-from .config import ModelConfig
+from ..core._optional import import_optional
+from ..core.config import ModelConfig
+from ..store import safetensors_io
 
 __all__ = ["HFCheckpoint", "SentenceSettings", "read_hf", "load_hf", "save_hf",
            "sentence_embeddings", "load_hf_tokenizer", "generate_text", "embed_texts",
@@ -497,13 +497,13 @@ def _is_buffer(name: str) -> bool:
 
 
 def load_hf(folder, backend="numpy", *, dtype: str = "float32", allow_bin: bool = False):
-    """Build the minillm model of a Hugging Face folder in ``backend`` (``"numpy"``,
-    ``"torch"`` or a backend module) with its weights, in eval mode.
+    """Build the minillm model of a Hugging Face folder in ``backend`` (``"numpy"`` or
+    ``"torch"``) with its weights, in eval mode.
     Returns ``(model, checkpoint)``; see :func:`read_hf`."""
-    from .model_io import _backend
+    from ..store.runtime import load_backend
 
     ckpt = read_hf(folder, dtype=dtype, allow_bin=allow_bin)
-    model = getattr(_backend(backend), ckpt.model_class)(ckpt.config)
+    model = getattr(load_backend(backend), ckpt.model_class)(ckpt.config)
     model.load_state_dict(ckpt.state)
     model.eval()
     return model, ckpt
@@ -578,7 +578,7 @@ def save_hf(model, folder) -> str:
     ``BertForMaskedLM`` with ``lm_head_transform``, else ``BertModel``) to ``folder`` as
     ``config.json`` + ``model.safetensors``, which ``transformers`` loads. Returns the
     architecture name. The model's config must be one the architecture can express."""
-    from .model_io import as_numpy_state
+    from ..core.state import as_numpy_state
 
     config, kind = model.config, type(model).__name__
     state = as_numpy_state(model.state_dict())
@@ -635,7 +635,7 @@ def load_hf_tokenizer(folder):
     vocab.json + merges.txt, or :class:`~minillm.data.WordPieceTokenizer` from vocab.txt or
     tokenizer.json (in a sentence-transformers folder, those of its Transformer module,
     lower-casing the text first when its ``do_lower_case`` says so)."""
-    from .data.hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
+    from ..data.hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
 
     body, sentence = _sentence_transformers(Path(folder))
     lowercase = sentence is not None and sentence.lowercase
@@ -676,8 +676,8 @@ def generate_text(folder, prompt: str, *, max_new_tokens: int = 50, temperature:
                   allow_bin: bool = False, fused: bool = True) -> str:
     """Continue ``prompt`` with the GPT-2 of a Hugging Face folder (its own tokenizer);
     returns the new text. Stops after ``<|endoftext|>``."""
-    from .generation import generate
-    from .runtime import Runtime
+    from ..train.generation import generate
+    from ..store.runtime import Runtime
 
     ckpt = read_hf(folder, allow_bin=allow_bin)
     if ckpt.model_class != "GPT":
@@ -705,7 +705,7 @@ def embed_texts(folder, texts, *, backend: str = "numpy", device: str = "cpu",
     ``pooling`` and ``normalize`` override the folder's. Shapes: -> (len(texts), C * modes).
     ``fused`` picks the torch backend's fast path (torch's kernels) or, False, its
     explicit formulas."""
-    from .runtime import Runtime
+    from ..store.runtime import Runtime
 
     ckpt = read_hf(folder, allow_bin=allow_bin)
     if ckpt.model_class != "TransformerEncoder":

@@ -9,7 +9,7 @@ The step is the one every backend shares (chapter sections 3.3 and 3.4)::
 
 Around it: evaluation every ``eval_every`` steps, the best and the last checkpoint,
 per-step metrics in JSON lines, progress on stderr (a bar in a terminal, a line
-every few seconds anywhere else: :class:`~minillm.progress.Progress`), loss curves
+every few seconds anywhere else: :class:`~minillm.core.progress.Progress`), loss curves
 as PNG, and the robustness the chapter's loop lacks:
 
 - a non-finite loss or gradient skips the step (counted); ``max_bad_steps`` in a row
@@ -20,7 +20,7 @@ as PNG, and the robustness the chapter's loop lacks:
   exactly: the same losses as a run that was never interrupted.
 
 Under ``torchrun`` the torch model is wrapped in DistributedDataParallel; each rank's
-batch source yields that rank's shard of the global batch (see :mod:`minillm.tasks`),
+batch source yields that rank's shard of the global batch (see :mod:`minillm.train.tasks`),
 and only rank 0 writes files and progress.
 """
 from __future__ import annotations
@@ -37,10 +37,10 @@ from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
-from . import model_io
+from ..core.progress import Progress
+from ..core.schedule import warmup_cosine
+from ..store import model_io
 from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
-from .progress import Progress
-from .schedule import warmup_cosine
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
            "RunExists", "TRAINER_FILES", "CHECKPOINT_NAMES", "run_files", "claim_run_dir"]
@@ -89,7 +89,7 @@ def _remove_checkpoint(folder: Path) -> bool:
     """Delete a checkpoint folder's files, those its manifest lists and the manifest
     itself, then the folder if that left it empty. Returns whether the folder is gone;
     a file the checkpoint did not write is left where it is."""
-    from .checkpoint import MANIFEST
+    from ..store.checkpoint import MANIFEST
     manifest = folder / MANIFEST
     names = []
     if manifest.is_file():
@@ -208,9 +208,9 @@ class Trainer:
     default ``Runtime("torch")`` trains on the fast path (torch's kernels, the foreach
     Adam step) and ``Runtime("torch", fused=False)`` on the explicit formulas.
 
-    ``progress``: ``True`` reports on stderr (:class:`~minillm.progress.Progress`: the bar
+    ``progress``: ``True`` reports on stderr (:class:`~minillm.core.progress.Progress`: the bar
     in a terminal, a line every 10 s elsewhere), ``False`` is silent, and a
-    :class:`~minillm.progress.Progress` reports as it is set up (stream, interval,
+    :class:`~minillm.core.progress.Progress` reports as it is set up (stream, interval,
     clock). Only rank 0 reports.
     """
 
@@ -424,7 +424,7 @@ class Trainer:
         if not self._writes:
             return
         try:
-            from .plots import plot_loss_curves
+            from ..core.plots import plot_loss_curves
             plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png",
                              title=f"{self.task} ({self.runtime.backend})")
         except ImportError:

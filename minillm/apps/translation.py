@@ -22,20 +22,21 @@ sequences here are at most ``block_size`` pieces long.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import model_io
-from ._validate import require_int_at_least
-from .config import IGNORE_INDEX, ModelConfig
-from .data.batching import RowBatches
-from .data.parallel import PieceTokenizer, date_format_problem, dates_corpus
+from ..core._validate import require_int_at_least
+from ..core.config import IGNORE_INDEX, ModelConfig
+from ..core.text_metrics import corpus_bleu
+from ..data.batching import RowBatches
+from ..data.parallel import PieceTokenizer, date_format_problem, dates_corpus
+from ..reference.softmax import log_softmax
+from ..store.runs import load_run
+from ..store.runtime import Runtime
+from ..train.training import TrainConfig, Trainer, claim_run_dir
 from .input_checks import Checked, checked_fields
-from .reference.softmax import log_softmax
-from .runtime import Runtime
-from .text_metrics import corpus_bleu
-from .training import TrainConfig, Trainer, claim_run_dir
 
 __all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "translate",
            "translate_checked", "output_log_probs", "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
@@ -200,7 +201,7 @@ def output_log_probs(model, runtime: Runtime, idx, attention_mask, outputs, bos_
 
 def translate_checked(model, runtime: Runtime, tok: PieceTokenizer, texts, beam_size: int = 1,
                       length_penalty: float = 0.6) -> list[Checked]:
-    r""":func:`translate` with the checks of :mod:`minillm.input_checks`, for each text:
+    r""":func:`translate` with the checks of :mod:`minillm.apps.input_checks`, for each text:
     ``unknown_tokens`` of its ``tokens``, ``in_domain``
     (:func:`~minillm.data.parallel.date_format_problem`: a date in words as the
     embedded corpus writes them), ``confidence`` :math:`= \exp` of the mean
@@ -237,7 +238,7 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
     and label smoothing; with ``out``, the run folder (checkpoints/last holds the model
     and its tokenizer). Returns the model, the runtime, the tokenizer and the splits.
     An ``out`` that already holds a run needs ``resume=True`` (continue it) or
-    ``overwrite=True`` (delete it first): see :func:`minillm.training.claim_run_dir`.
+    ``overwrite=True`` (delete it first): see :func:`minillm.train.training.claim_run_dir`.
     ``fused`` (torch): the fast path (default) or the explicit formulas."""
     if out is not None:
         claim_run_dir(out, resume=resume, overwrite=overwrite)    # before the corpus: refuse at once
@@ -261,7 +262,9 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
 
 
 def load_translator(run_dir, backend: str = "numpy", fused: bool = True):
-    """``(model, runtime, tokenizer)`` from a run folder (or a checkpoint folder)."""
-    model, ckpt = model_io.load_trained(run_dir, backend, "EncoderDecoder")
-    rt = Runtime(backend, fused=fused)
-    return rt.prepare(model), rt, PieceTokenizer.from_dict(ckpt.tokenizer)
+    """``(model, runtime, tokenizer)``: :func:`minillm.store.runs.load_run` of a translation
+    run as a tuple, kept for one release. New code: ``load_run(run_dir, task="translation")``."""
+    warnings.warn("load_translator is deprecated; use minillm.store.runs.load_run(run_dir, task='translation')",
+                  DeprecationWarning, stacklevel=2)
+    run = load_run(run_dir, backend=backend, fused=fused, task="translation")
+    return run.model, run.runtime, run.tokenizer

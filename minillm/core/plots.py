@@ -39,7 +39,7 @@ def _new_figure(figsize):
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            "minillm.plots needs matplotlib, which is not installed: "
+            "minillm.core.plots needs matplotlib, which is not installed: "
             "pip install 'minillm[pipeline]'"
         ) from e
     fig = Figure(figsize=figsize, layout="constrained")
@@ -171,7 +171,7 @@ def plot_loss_curves(metrics, out_png, *, title: str | None = None, log_y: bool 
 def plot_confusion_matrix(cm, labels, out_png, *, normalize: bool = False,
                           title: str | None = None) -> Path:
     """Heat map of a confusion matrix, rows true class, columns predicted (as
-    ``minillm.metrics.confusion_matrix``). ``normalize=True`` shows each row as
+    ``minillm.core.metrics.confusion_matrix``). ``normalize=True`` shows each row as
     fractions of its true class (recall on the diagonal).
 
     Shapes: cm (C, C) non-negative counts; labels: C names, or None for the ids.

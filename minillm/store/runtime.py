@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._optional import missing_extra
+from ..core._optional import missing_extra
 
 __all__ = ["BACKENDS", "DEVICES", "Runtime", "load_backend"]
 

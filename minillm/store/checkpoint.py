@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.state import check_state_dict
 from .safetensors_io import from_bytes, to_bytes
 
 __all__ = [
@@ -337,36 +338,6 @@ def load_checkpoint(folder) -> Checkpoint:
 
 
 # ----------------------------------------------------------------------------------
-
-def check_state_dict(expected: dict, got: dict, where: str) -> None:
-    """Raise ValueError unless ``got`` has exactly the names of ``expected`` with the
-    same shapes.
-
-    Args:
-        expected: name -> shape (a tuple), e.g. from ``model.named_parameters()``.
-        got: name -> array or tensor (anything with ``.shape``).
-        where: who is loading, put at the start of the message.
-    """
-    def shape(x) -> tuple:
-        return tuple(int(n) for n in (x.shape if hasattr(x, "shape") else np.shape(x)))
-
-    def listing(items: list) -> str:
-        return ", ".join(items[:10]) + (f", ... and {len(items) - 10} more" if len(items) > 10 else "")
-
-    missing = [f"{n} {tuple(s)}" for n, s in expected.items() if n not in got]
-    unexpected = [f"{n} {shape(a)}" for n, a in got.items() if n not in expected]
-    wrong = [f"{n}: expected {tuple(expected[n])}, got {shape(got[n])}"
-             for n in expected if n in got and tuple(expected[n]) != shape(got[n])]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)}: {listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {listing(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shape {len(wrong)}: {listing(wrong)}")
-    if problems:
-        raise ValueError(f"{where}: the state dict does not match the model: " + "; ".join(problems))
-
 
 def generator_state(rng: np.random.Generator) -> dict:
     """The state of a NumPy Generator as a dict ``save_checkpoint`` can store."""

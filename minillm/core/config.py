@@ -29,7 +29,7 @@ class ModelConfig:
     (RoPE, Su et al. 2021; LLaMA), so attention scores depend on the offset between
     two tokens (``minillm.reference.rope``). RoPE needs an even head size.
 
-    Options that pretrained checkpoints need (``minillm.interop``), all off by default:
+    Options that pretrained checkpoints need (``minillm.apps.interop``), all off by default:
     ``type_vocab_size`` > 0 adds token-type (segment) embeddings to the input (BERT);
     ``embedding_norm`` puts a LayerNorm after the summed embeddings (BERT);
     ``lm_head_transform`` puts BERT's prediction transform
@@ -39,7 +39,7 @@ class ModelConfig:
     ``init_std`` is the standard deviation of the initial weights (GPT-2's and BERT's
     0.02, their ``initializer_range``). It was tuned for d_model 768, where it is close to
     :math:`1/\sqrt{C}`; a small model may need the larger :math:`1/\sqrt{C}` itself
-    (``minillm.question_answering.QA_CONFIG`` does, see benchmarks/README.md).
+    (``minillm.apps.question_answering.QA_CONFIG`` does, see benchmarks/README.md).
     """
 
     vocab_size: int = 256

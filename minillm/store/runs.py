@@ -1,0 +1,123 @@
+"""A run folder loaded as one record: :func:`load_run` -> :class:`Run`.
+
+Every command and module that uses a trained run (``evaluate``, ``generate``, ``serve``,
+``translate``, ``answer``, the notebooks, ``minillm.apps.interop``) loads it here, by
+one rule:
+
+- the checkpoint: ``checkpoints/best`` (the lowest validation loss), else
+  ``checkpoints/last``; or the checkpoint folder given; ``checkpoint="last"`` asks for
+  the latest state instead;
+- the model: built in the backend asked for, moved to the device and put on the torch
+  path asked for (:meth:`minillm.store.runtime.Runtime.prepare`);
+- the tokenizer: the one saved in the checkpoint, of whatever kind (BPE, word, char, or
+  the pieces of the translation and question-answering runs);
+- the task and the data contract (``data.json``: where the data came from, how it was
+  split, the label names; see :mod:`minillm.train.pipeline`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from ..core.config import ModelConfig
+from ..data import Tokenizer
+from ..data.parallel import PieceTokenizer
+from . import model_io
+from .runtime import Runtime
+
+__all__ = ["Run", "load_run", "checkpoint_folder", "tokenizer_from_dict", "TASKS"]
+
+# the model class each task's checkpoint holds
+TASKS = {"causal_lm": "GPT", "masked_lm": "TransformerEncoder", "classification": "SequenceClassifier",
+         "translation": "EncoderDecoder", "question_answering": "SpanQA"}
+_TASK_OF_CLASS = {cls: task for task, cls in TASKS.items()}
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trained run, loaded: what it is, what it was trained on, and its model.
+
+    ``folder`` is the folder given, ``checkpoint`` the checkpoint folder loaded and
+    ``step`` its optimizer step. ``data`` is the data contract (empty for runs written
+    before it existed); ``extra`` everything else the checkpoint recorded (read-only).
+    """
+
+    folder: Path
+    checkpoint: Path
+    step: int
+    task: str
+    config: ModelConfig
+    model: Any
+    tokenizer: Any
+    runtime: Runtime
+    data: Mapping[str, Any]
+    extra: Mapping[str, Any]
+
+    @property
+    def label_names(self) -> list[str]:
+        """A classifier's label names in id order (the data contract's, else the
+        checkpoint's own); ``[]`` for other tasks."""
+        if self.task != "classification":
+            return []
+        names = self.data.get("label_names") or self.extra.get("label_names")
+        if not names:
+            names = [str(k) for k in range(self.model.n_classes)]
+        return list(names)
+
+    @property
+    def checkpoint_info(self) -> dict:
+        """``{"path": ..., "step": ...}``: what scores and answers name as their checkpoint."""
+        return {"path": str(self.checkpoint), "step": self.step}
+
+
+def checkpoint_folder(run, which: str = "best") -> Path:
+    """The checkpoint folder of ``run``: a run folder's ``checkpoints/best`` (else
+    ``last``) with ``which="best"``, its ``checkpoints/last`` with ``which="last"``, or
+    ``run`` itself when it is a checkpoint folder."""
+    if which not in ("best", "last"):
+        raise ValueError(f"expected checkpoint 'best' or 'last', got {which!r}")
+    run = Path(run)
+    order = ("best", "last") if which == "best" else ("last",)
+    for candidate in [run / "checkpoints" / name for name in order] + [run]:
+        if (candidate / "config.json").exists():
+            return candidate
+    wanted = " or ".join(f"checkpoints/{name}" for name in order)
+    raise FileNotFoundError(f"{run}: expected a run folder (with {wanted}) or a checkpoint folder "
+                            f"(with config.json); found neither")
+
+
+def tokenizer_from_dict(data: dict):
+    """A tokenizer saved by any run: BPE, word or char (:class:`minillm.data.Tokenizer`),
+    or the piece tokenizer of the translation and question-answering runs."""
+    if isinstance(data, dict) and data.get("kind") == PieceTokenizer.kind:
+        return PieceTokenizer.from_dict(data)
+    return Tokenizer.from_dict(data)
+
+
+def load_run(folder, *, backend: str = "numpy", device: str = "cpu", fused: bool = True,
+             checkpoint: str = "best", task: str | None = None) -> Run:
+    """Load the run in ``folder`` (a run folder or a checkpoint folder) into ``backend``
+    on ``device``; ``fused`` (torch): the fast path (default) or the explicit formulas.
+
+    ``checkpoint``: ``"best"`` (else last; what ``evaluate`` and ``serve`` score) or
+    ``"last"``. ``task``: when given, a run of another task is a ``ValueError`` naming
+    both (e.g. ``generate`` on a classifier).
+    """
+    if task is not None and task not in TASKS:
+        raise ValueError(f"expected task in {sorted(TASKS)}, got {task!r}")
+    ckpt_folder = checkpoint_folder(folder, checkpoint)
+    runtime = Runtime(backend, device, fused=fused)
+    model, ckpt = model_io.load_model(ckpt_folder, backend)
+    if ckpt.tokenizer is None:
+        raise ValueError(f"{ckpt_folder}: the checkpoint has no tokenizer; expected one saved by the trainer")
+    extra = dict(ckpt.extra or {})
+    found = _TASK_OF_CLASS[type(model).__name__]     # load_model builds only these classes
+    if task is not None and found != task:
+        raise ValueError(f"{folder}: expected a {task} run ({TASKS[task]}), got a {found} run "
+                         f"({type(model).__name__})")
+    data = extra.pop("data", None) or {}
+    return Run(folder=Path(folder), checkpoint=ckpt_folder, step=int(ckpt.step), task=found,
+               config=model.config, model=runtime.prepare(model), tokenizer=tokenizer_from_dict(ckpt.tokenizer),
+               runtime=runtime, data=MappingProxyType(dict(data)), extra=MappingProxyType(extra))
