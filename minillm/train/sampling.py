@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from .reference.softmax import softmax
+from ..reference.softmax import softmax
 
 __all__ = ["top_k_filter", "top_p_filter", "filter_logits", "next_token_probs", "sample_next"]
 
