@@ -286,3 +286,13 @@ def test_linear_under_autocast_still_promotes_the_bias_sum():
     assert y.dtype == torch.float32  # bf16 product + float32 bias, promoted (not in place)
     assert torch.equal(y, (x.bfloat16() @ W.bfloat16()).float() + b)
 
+
+def test_reference_loss_refuses_backward_after_forward_cached():
+    """forward_cached overwrites the layers' caches: a loss from before it can no longer
+    be differentiated, and says so instead of mixing two calls' caches."""
+    model = R.GPT(CONFIG)
+    ids = np.zeros((2, 4), dtype=np.int64)
+    _, loss = model(ids, ids)
+    model.forward_cached(ids[:, :1])
+    with pytest.raises(RuntimeError, match="the model ran another forward after this loss"):
+        loss.backward()

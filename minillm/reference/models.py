@@ -305,6 +305,7 @@ class GPT(_LanguageModel):
         if P + T > self.config.block_size:
             raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
                              f"most block_size={self.config.block_size} in all, got {P + T}")
+        self._forward_id += 1             # the layers' caches now hold this call, not a loss's
         with v.trusted():                                                 # checked above, once
             x = self._embed(idx, np.arange(P, P + T))                     # (B, T, C)
             present = []
