@@ -24,10 +24,12 @@ of a clone). Measured, side by side in one process:
 - on a GPU: tokens/s and model FLOPs utilisation of a GPT-2-small-sized model with bf16
   autocast and fused attention.
 
-Threads are set explicitly (NumPy's BLAS through ``threadpoolctl``, torch through
-``torch.set_num_threads``) and reported: the backends are compared with the same count,
-and several libraries each starting one thread per core on a small machine slow every
-small matrix product by orders of magnitude.
+Threads are set explicitly (:func:`minillm.core.threads.thread_limit`: NumPy's BLAS
+through ``threadpoolctl``, torch through ``torch.set_num_threads``) and reported: the
+backends are compared with the same count, and several libraries each starting one
+thread per core on a small machine slow every small matrix product by orders of
+magnitude. Every torch step runs in :func:`minillm.core.threads.torch_turn` (NumPy's
+BLAS held at one thread).
 
 Memory, per variant: the activations (what the forward allocates and keeps for the
 backward; the same measure for both backends) and the peak of a whole step above what
@@ -50,6 +52,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from minillm.core.config import ModelConfig
+from minillm.core.threads import thread_limit, torch_turn
 
 logger = logging.getLogger("minillm")
 
@@ -84,34 +87,6 @@ TARGET_SIZE = "small"
 
 
 # -- threads and the machine ------------------------------------------------------------
-
-@contextlib.contextmanager
-def thread_limit(n_threads: int):
-    """NumPy's BLAS and torch (if installed) limited to ``n_threads`` inside the block.
-
-    Yields a dict describing what was set. Without ``threadpoolctl`` NumPy's BLAS
-    threads cannot be limited from inside the process; that is reported, not hidden
-    (set ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` before starting Python instead).
-    """
-    if not isinstance(n_threads, int) or n_threads < 1:
-        raise ValueError(f"n_threads must be an int >= 1, got {n_threads!r}")
-    info = {"threads": n_threads}
-    with contextlib.ExitStack() as stack:
-        try:
-            from threadpoolctl import threadpool_info, threadpool_limits
-            stack.enter_context(threadpool_limits(n_threads))
-            info["blas"] = sorted({f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)"
-                                   for p in threadpool_info()})
-        except ImportError:
-            info["blas"] = ["NumPy BLAS threads not controlled: threadpoolctl is not installed"]
-        torch = _torch_or_none()
-        if torch is not None:
-            before = torch.get_num_threads()
-            torch.set_num_threads(n_threads)
-            stack.callback(torch.set_num_threads, before)
-            info["torch_threads"] = torch.get_num_threads()
-        yield info
-
 
 def _torch_or_none():
     try:
@@ -218,11 +193,12 @@ def _interleaved_times(steps: dict, repeats: int, warmup: int, sync) -> dict:
     cpu = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            step()
-            sync()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
+            with contextlib.nullcontext() if name == "reference" else torch_turn():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                step()
+                sync()
+                wall[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
     return {name: {"median_s": statistics.median(t), "min_s": min(t),
                    "cpu_median_s": statistics.median(cpu[name]), "n": len(t)}
             for name, t in wall.items()}

@@ -47,7 +47,7 @@ CORE_MODULES = frozenset({
     "test_fast_path", "test_models_training", "test_nonfinite", "test_ops_gradcheck",
     "test_ops_parity", "test_ops_stability", "test_optim", "test_rope", "test_sampling",
     "test_seq2seq_models",
-    "test_torch_fast_checks", "test_training",
+    "test_checks_once", "test_training",
 })
 
 

@@ -1,5 +1,5 @@
 """Bad input to the elementary ops raises ValueError saying what was expected and what
-came, in both backends (the same checks, from minillm/_validate.py)."""
+came, in both backends (the same checks, from minillm/core/_validate.py)."""
 import numpy as np
 import pytest
 import torch

@@ -8,8 +8,8 @@
   the rotation keeps every pair's norm; position 0 is the identity;
 - ``rotary_tables``: shapes, :math:`\\theta_i = \\mathrm{base}^{-2i/D}`, known values, an
   odd head size refused;
-- bad input: ValueError naming what was expected and what came, in both backends;
-  the torch backend's cheap common-case check never accepts what the full checks reject;
+- bad input: ValueError naming what was expected and what came, in both backends (that
+  the ops skip their checks inside a model: tests/test_checks_once.py, RoPE included);
 - models: no position parameters, checkpoints across backends, logits and every gradient
   equal between backends, the KV cache, EncoderDecoder, and that RoPE is really on
   (order matters; switching it off in attention changes the outputs; left padding moves
@@ -32,7 +32,6 @@ Tolerances:
   is O(1e-2) at the init scale used (init_std 0.3, so that attention is not uniform).
 """
 import dataclasses
-import importlib
 import itertools
 
 import numpy as np
@@ -54,9 +53,7 @@ from tolerances import FD, FD_STEP, FLOAT64, limits
 
 torch = pytest.importorskip("torch")
 import minillm.torch_backend as T  # noqa: E402
-from test_torch_fast_checks import _full_checks_pass  # noqa: E402
 
-rope_mod = importlib.import_module("minillm.torch_backend.rope")
 
 F64 = (FLOAT64.rtol, FLOAT64.atol)
 INVARIANCE = dict(rtol=1e-10, atol=1e-10)
@@ -312,40 +309,6 @@ def test_multi_head_attention_refuses_rope_with_an_odd_head_size(backend):
     with pytest.raises(ValueError, match="expected an even head size for RoPE .*got 3"):
         backend.MultiHeadAttention(12, 4, "float64", rope_positions=8)
     backend.MultiHeadAttention(12, 4, "float64")                       # without RoPE: fine
-
-
-# the torch backend's cheap check (the pattern of tests/test_torch_fast_checks.py)
-
-
-@given(lead=st.lists(st.integers(1, 3), min_size=0, max_size=2).map(tuple), T_=st.integers(1, 4),
-       half=st.integers(1, 3), dtype=st.sampled_from([torch.float32, torch.float64]),
-       broken=st.sampled_from(["nothing", "odd D", "x int", "x 1-d", "cos dtype", "sin dtype",
-                               "cos T", "sin D", "cos int", "cos 1-d", "sin not a tensor", "cos transposed"]))
-def test_rope_cheap_check_never_accepts_what_the_full_check_rejects(lead, T_, half, dtype, broken):
-    other = torch.float64 if dtype == torch.float32 else torch.float32
-    D = 2 * half + (broken == "odd D")
-    x = torch.zeros((D,) if broken == "x 1-d" else lead + (T_, D), dtype=torch.int64 if broken == "x int" else dtype)
-    T_tab = T_ + (broken == "cos T")
-    cos = torch.zeros({"cos 1-d": (half,), "cos transposed": (half, T_)}.get(broken, (T_tab, half)),
-                      dtype={"cos dtype": other, "cos int": torch.int64}.get(broken, dtype))
-    sin = torch.zeros((T_, half + (broken == "sin D")), dtype=other if broken == "sin dtype" else dtype)
-    if broken == "sin not a tensor":
-        sin = sin.numpy()
-    if broken == "cos transposed" and T_ == half:
-        broken = "nothing"                                   # (half, T) is then the right shape
-    plainly_valid = rope_mod._plainly_valid(x, cos, sin)
-    if broken == "nothing":
-        assert plainly_valid, "the common case should pass the cheap test"
-    if plainly_valid:
-        assert _full_checks_pass(rope_mod, lambda: T.rope(x, cos, sin)), f"cheap test accepted {broken}"
-    else:
-        assert broken != "nothing"
-
-
-def test_rope_cheap_check_accepts_what_attention_passes():
-    q = torch.zeros(2, 5, 3, 8).transpose(1, 2)                        # (B, H, T, D), a view
-    cos, sin = (torch.from_numpy(t) for t in rotary_tables(5, 8))
-    assert rope_mod._plainly_valid(q, cos, sin)
 
 
 # ----------------------------------------------------------------------------------

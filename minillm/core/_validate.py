@@ -4,23 +4,58 @@ Every public op calls these helpers before it computes anything, so that a wrong
 fails with a ``ValueError`` that says what was expected and what came, instead of a
 broadcasting surprise three layers later.
 
+Checks are paid once. A model checks its own inputs at its entry (token ids integer and
+in ``[0, vocab_size)``, at most ``block_size`` positions, targets, masks) and then runs
+its layers inside :func:`trusted`; there every op skips its checks
+(``if v.checking(): ...``), since what reaches it was made by the model from checked
+inputs and its own parameters. An op called directly, outside a model, checks everything
+as before. The flag is per thread and nests, so a server thread running a model never
+switches the checks off for another thread's direct call.
+
 The helpers only read ``.shape``, ``.dtype`` and ``.ndim`` (and, for index checks,
 boolean indexing plus ``.min()``/``.max()``), so the same function checks a NumPy array
 and a torch tensor. This module never imports torch: the reference imports it too.
 """
+import contextlib
 import math
 import numbers
 import sys
+import threading
 
 import numpy as np
 
 __all__ = [
-    "dtype_name", "is_floating", "is_integer", "is_bool", "shape_of",
+    "checking", "trusted", "dtype_name", "is_floating", "is_integer", "is_bool", "shape_of",
     "require_array", "require_tensor", "require_float", "require_integer", "require_bool",
     "require_ndim_at_least", "require_ndim", "require_axis", "require_shape",
     "require_same_dtype", "require_nonempty_axis", "require_last_dim", "require_broadcastable",
     "require_choice", "require_number_in", "require_probability", "require_index_range",
 ]
+
+
+class _Trust(threading.local):
+    depth = 0    # how many trusted() blocks this thread is inside
+
+
+_trust = _Trust()
+
+
+def checking() -> bool:
+    """Whether an op should check its inputs: True, except inside :func:`trusted` on
+    this thread."""
+    return _trust.depth == 0
+
+
+@contextlib.contextmanager
+def trusted():
+    """Inside this block, on this thread, the ops skip their input checks (see the module
+    docstring). A model enters it after checking its own inputs; blocks nest, and the
+    checks are back on when the outermost one is left, also by an exception."""
+    _trust.depth += 1
+    try:
+        yield
+    finally:
+        _trust.depth -= 1
 
 
 def dtype_name(dtype) -> str:

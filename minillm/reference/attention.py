@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core._validate import (
-    require_bool, require_broadcastable, require_float, require_integer, require_ndim,
+    checking, require_bool, require_broadcastable, require_float, require_integer, require_ndim,
     require_ndim_at_least, require_same_dtype, require_shape, shape_of,
 )
 from .softmax import softmax_backward, softmax_forward
@@ -90,7 +90,8 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None):
     A fully masked row would be softmax of all :math:`-\infty` (0/0); its scores are set
     to 0 instead and its weights are multiplied by 0 afterwards.
     """
-    q, k, v, mask = _check_attention_inputs(q, k, v, mask)
+    if checking():
+        q, k, v, mask = _check_attention_inputs(q, k, v, mask)
     d_k = q.shape[-1]
     scores = q @ k.swapaxes(-1, -2) / math.sqrt(d_k)  # (..., T_q, T_k)
     if mask is None:
@@ -123,10 +124,11 @@ def scaled_dot_product_attention_backward(dout, cache):
     """
     q, k, v, weights, has_any, softmax_cache = cache
     d_k = q.shape[-1]
-    dout = np.asarray(dout)
-    out_shape = np.broadcast_shapes(weights.shape[:-2], v.shape[:-2]) + (
-        weights.shape[-2], v.shape[-1])
-    require_shape("dout", dout, out_shape, "the shape of attention's output")
+    if checking():
+        dout = np.asarray(dout)
+        out_shape = np.broadcast_shapes(weights.shape[:-2], v.shape[:-2]) + (
+            weights.shape[-2], v.shape[-1])
+        require_shape("dout", dout, out_shape, "the shape of attention's output")
     dv = weights.swapaxes(-1, -2) @ dout  # (..., T_k, d_v)
     dweights = _unbroadcast(dout @ v.swapaxes(-1, -2), weights.shape)  # (..., T_q, T_k)
     dprobs = dweights * has_any  # (..., T_q, T_k)
@@ -207,16 +209,9 @@ def split_heads(x, n_heads):
 
 def split_heads_forward(x, n_heads):
     """Forward of :func:`split_heads`: ``(out, cache)``."""
-    x = np.asarray(x)
-    require_float("x", x)
-    require_ndim_at_least("x", x, 2)
-    n_heads = _positive_int("n_heads", n_heads)
+    if checking():
+        x, n_heads = _check_split_heads(x, n_heads)
     *lead, T, C = x.shape
-    if C % n_heads:
-        raise ValueError(
-            f"d_model not divisible by n_heads: expected C % n_heads == 0, "
-            f"got C={C}, n_heads={n_heads} (x: {shape_of(x)})"
-        )
     D = C // n_heads
     out = x.reshape(*lead, T, n_heads, D).swapaxes(-3, -2)  # (..., H, T, D)
     return out, HeadsCache(n_heads)
@@ -238,9 +233,10 @@ def merge_heads(x):
 
 def merge_heads_forward(x):
     """Forward of :func:`merge_heads`: ``(out, cache)``."""
-    x = np.asarray(x)
-    require_float("x", x)
-    require_ndim_at_least("x", x, 3)
+    if checking():
+        x = np.asarray(x)
+        require_float("x", x)
+        require_ndim_at_least("x", x, 3)
     *lead, H, T, D = x.shape
     out = x.swapaxes(-3, -2).reshape(*lead, T, H * D)  # (..., T, C)
     return out, HeadsCache(H)
@@ -279,6 +275,21 @@ def _check_attention_inputs(q, k, v, mask):
         require_bool("mask", mask)
         require_broadcastable("mask", mask, scores_shape, "the scores (..., T_q, T_k)")
     return q, k, v, mask
+
+
+def _check_split_heads(x, n_heads):
+    """An array of at least 2 dimensions whose last one n_heads divides; returns it and n_heads."""
+    x = np.asarray(x)
+    require_float("x", x)
+    require_ndim_at_least("x", x, 2)
+    n_heads = _positive_int("n_heads", n_heads)
+    C = x.shape[-1]
+    if C % n_heads:
+        raise ValueError(
+            f"d_model not divisible by n_heads: expected C % n_heads == 0, "
+            f"got C={C}, n_heads={n_heads} (x: {shape_of(x)})"
+        )
+    return x, n_heads
 
 
 def _broadcast_batch(q, k, v):

@@ -31,14 +31,15 @@ def dropout_forward(x, p, training=True, rng=None):
     ``rng`` is a ``numpy.random.Generator``; None draws from a fresh, unseeded one.
     Shapes: x (...) -> y (...). Returns ``(y, DropoutCache)``.
     """
-    x = np.asarray(x)
-    v.require_float("x", x)
-    v.require_probability("p", p)
-    if not isinstance(training, (bool, np.bool_)):
-        raise ValueError(f"expected training to be True or False, got {training!r}")
-    if rng is not None and not isinstance(rng, np.random.Generator):
-        raise ValueError(f"expected rng to be a numpy.random.Generator or None, "
-                         f"got {type(rng).__name__}")
+    if v.checking():
+        x = np.asarray(x)
+        v.require_float("x", x)
+        v.require_probability("p", p)
+        if not isinstance(training, (bool, np.bool_)):
+            raise ValueError(f"expected training to be True or False, got {training!r}")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise ValueError(f"expected rng to be a numpy.random.Generator or None, "
+                             f"got {type(rng).__name__}")
     if not training or p == 0:
         return x, DropoutCache(None, 1.0, x.shape)
     rng = np.random.default_rng() if rng is None else rng
@@ -51,8 +52,9 @@ def dropout_backward(dy, cache: DropoutCache):
     r"""The same mask and scale: :math:`\partial L/\partial x = m \odot \partial L/\partial y
     \,/\,(1 - p)`. Shapes: dy (...) -> dx (...)."""
     keep, scale, shape = cache
-    dy = np.asarray(dy)
-    v.require_shape("dy", dy, shape, "the shape of dropout's output")
+    if v.checking():
+        dy = np.asarray(dy)
+        v.require_shape("dy", dy, shape, "the shape of dropout's output")
     if keep is None:
         return dy
     return dy * keep * scale                                    # (...)

@@ -27,11 +27,8 @@ def embedding_forward(ids, W):
 
     Shapes: ids (...) int, W (V, d) -> out (..., d). Returns ``(out, EmbeddingCache)``.
     """
-    ids, W = np.asarray(ids), np.asarray(W)
-    v.require_integer("ids", ids)
-    v.require_float("W", W)
-    v.require_ndim("W", W, 2)
-    v.require_index_range("ids", ids, W.shape[0], what=f"V={W.shape[0]} rows of W")
+    if v.checking():
+        ids, W = _check(ids, W)
     return W[ids], EmbeddingCache(ids, W.shape, W.dtype)        # (..., d)
 
 
@@ -47,11 +44,21 @@ def embedding_backward(dout, cache: EmbeddingCache):
     the last of repeated ids). The ids get no gradient. Shapes: dout (..., d) -> dW (V, d).
     """
     ids, (V, d), dtype = cache
-    dout = np.asarray(dout)
-    v.require_shape("dout", dout, ids.shape + (d,), "the shape of embedding's output")
+    if v.checking():
+        dout = np.asarray(dout)
+        v.require_shape("dout", dout, ids.shape + (d,), "the shape of embedding's output")
     dW = np.zeros((V, d), dtype=dtype)                          # (V, d)
     np.add.at(dW, ids.reshape(-1), dout.reshape(-1, d))
     return dW
+
+
+def _check(ids, W):
+    ids, W = np.asarray(ids), np.asarray(W)
+    v.require_integer("ids", ids)
+    v.require_float("W", W)
+    v.require_ndim("W", W, 2)
+    v.require_index_range("ids", ids, W.shape[0], what=f"V={W.shape[0]} rows of W")
+    return ids, W
 
 
 def embedding(ids, W):

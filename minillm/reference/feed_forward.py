@@ -32,13 +32,8 @@ def feed_forward_forward(x, W1, b1, W2, b2, activation="relu"):
     W2 (d_ff, d_model), b2 (d_model,) or None -> out (..., d_model).
     Returns ``(out, FeedForwardCache)``.
     """
-    v.require_choice("activation", activation, tuple(ACTIVATIONS))
-    x, W1, b1 = check_linear(x, W1, b1, ("x", "W1", "b1"))
-    W2 = np.asarray(W2)
-    v.require_float("W2", W2)
-    v.require_ndim("W2", W2, 2)
-    v.require_shape("W2", W2, (W1.shape[1], x.shape[-1]),
-                    f"(d_ff, d_model) from W1 {W1.shape}")
+    if v.checking():
+        x, W1, b1, W2 = _check(x, W1, b1, W2, activation)
     act_forward, _ = ACTIVATIONS[activation]
     h, first = linear_forward(x, W1, b1)                        # (..., d_ff)
     a, act = act_forward(h)                                     # (..., d_ff)
@@ -64,6 +59,17 @@ def feed_forward_backward(dout, cache: FeedForwardCache):
     dh = act_backward(da, act)                                  # (..., d_ff)
     dx, dW1, db1 = linear_backward(dh, first)                   # (..., d_model)
     return dx, dW1, db1, dW2, db2
+
+
+def _check(x, W1, b1, W2, activation):
+    v.require_choice("activation", activation, tuple(ACTIVATIONS))
+    x, W1, b1 = check_linear(x, W1, b1, ("x", "W1", "b1"))
+    W2 = np.asarray(W2)
+    v.require_float("W2", W2)
+    v.require_ndim("W2", W2, 2)
+    v.require_shape("W2", W2, (W1.shape[1], x.shape[-1]),
+                    f"(d_ff, d_model) from W1 {W1.shape}")
+    return x, W1, b1, W2
 
 
 def feed_forward(x, W1, b1, W2, b2, activation="relu"):

@@ -18,6 +18,21 @@ class LayerNormCache(NamedTuple):
     gamma: np.ndarray        # (C,)
 
 
+def _check(x, gamma, beta, eps):
+    """Arrays of the right kinds and sizes, and a positive finite eps; returns the arrays."""
+    x, gamma, beta = np.asarray(x), np.asarray(gamma), np.asarray(beta)
+    v.require_float("x", x)
+    v.require_ndim_at_least("x", x, 1)
+    v.require_nonempty_axis("x", x, -1)
+    C = x.shape[-1]
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        v.require_float(name, p)
+        v.require_same_dtype(name, p, "x", x)
+        v.require_shape(name, p, (C,), f"the last axis of x {x.shape}")
+    v.require_number_in("eps", eps, 0.0, float("inf"), low_open=True, high_open=True)
+    return x, gamma, beta
+
+
 def layer_norm_forward(x, gamma, beta, eps=1e-5):
     r"""Layer norm (Ba, Kiros & Hinton 2016, eq. 4; the chapter's Transformer encoder,
     section 4.2), with the biased variance, as torch computes it:
@@ -30,16 +45,8 @@ def layer_norm_forward(x, gamma, beta, eps=1e-5):
 
     Shapes: x (..., C), gamma (C,), beta (C,) -> y (..., C). Returns ``(y, LayerNormCache)``.
     """
-    x, gamma, beta = np.asarray(x), np.asarray(gamma), np.asarray(beta)
-    v.require_float("x", x)
-    v.require_ndim_at_least("x", x, 1)
-    v.require_nonempty_axis("x", x, -1)
-    C = x.shape[-1]
-    for name, p in (("gamma", gamma), ("beta", beta)):
-        v.require_float(name, p)
-        v.require_same_dtype(name, p, "x", x)
-        v.require_shape(name, p, (C,), f"the last axis of x {x.shape}")
-    v.require_number_in("eps", eps, 0.0, float("inf"), low_open=True, high_open=True)
+    if v.checking():
+        x, gamma, beta = _check(x, gamma, beta, eps)
     mu = x.mean(axis=-1, keepdims=True)                         # (..., 1)
     centered = x - mu                                           # (..., C)
     var = (centered * centered).mean(axis=-1, keepdims=True)    # (..., 1), biased
@@ -67,8 +74,9 @@ def layer_norm_backward(dy, cache: LayerNormCache):
     Shapes: dy (..., C) -> dx (..., C), dgamma (C,), dbeta (C,).
     """
     x_hat, rstd, gamma = cache
-    dy = np.asarray(dy)
-    v.require_shape("dy", dy, x_hat.shape, "the shape of layer_norm's output")
+    if v.checking():
+        dy = np.asarray(dy)
+        v.require_shape("dy", dy, x_hat.shape, "the shape of layer_norm's output")
     C = x_hat.shape[-1]
     g = dy * gamma                                              # (..., C) dL/dx_hat
     g_mean = g.mean(axis=-1, keepdims=True)                     # (..., 1)

@@ -68,7 +68,8 @@ def cross_entropy_forward(logits, targets, ignore_index=-100, label_smoothing=0.
     Shapes: logits (..., C), targets (...) int -> loss () for "mean"/"sum", (...) for
     "none". Returns ``(loss, CrossEntropyCache)``.
     """
-    logits, targets = _check(logits, targets, ignore_index, label_smoothing, reduction)
+    if v.checking():
+        logits, targets = _check(logits, targets, ignore_index, label_smoothing, reduction)
     C = logits.shape[-1]
     counted = targets != ignore_index                           # (...) bool
     safe_targets = np.where(counted, targets, 0)                # (...) an index even if ignored
@@ -106,9 +107,10 @@ def cross_entropy_backward(dloss, cache: CrossEntropyCache):
     """
     probs, safe_targets, counted, eps, reduction, n_counted = cache
     C = probs.shape[-1]
-    dloss = np.asarray(dloss)
-    expected = counted.shape if reduction == "none" else ()
-    v.require_shape("dloss", dloss, expected, f"the shape of the {reduction!r} loss")
+    if v.checking():
+        dloss = np.asarray(dloss)
+        expected = counted.shape if reduction == "none" else ()
+        v.require_shape("dloss", dloss, expected, f"the shape of the {reduction!r} loss")
     if reduction == "mean":
         dloss = dloss / max(n_counted, 1)
     g = np.where(counted, dloss, 0.0).astype(probs.dtype)        # (...), 0 if ignored

@@ -11,7 +11,10 @@ for pre-norm, a final LayerNorm):
     h_0 = \\mathrm{Drop}(E[\\mathrm{idx}] + P_{0..T-1}), \\quad
     h_l = \\mathrm{Block}_l(h_{l-1}), \\quad h = \\mathrm{LN}_f(h_L)
 
-and differ in the mask and the head. ``forward`` returns ``(logits, loss)``; ``loss`` is
+and differ in the mask and the head. Each public entry (``forward``, ``forward_cached``,
+``encode``) checks its inputs once and runs the layers inside
+``minillm.core._validate.trusted()``, where the ops do not check them again (nor does the
+backward that ``loss.backward()`` runs). ``forward`` returns ``(logits, loss)``; ``loss`` is
 a :class:`~minillm.reference.module.Loss` whose ``backward()`` runs the hand-written
 backward of the whole model, so a step reads as in torch:
 ``logits, loss = model(x, y); loss.backward(); opt.step(); opt.zero_grad()``.
@@ -63,6 +66,28 @@ def _check_targets(name, targets, shape, high):
     v.require_shape(name, targets, shape)
     v.require_index_range(name, targets, high, ignore=IGNORE_INDEX)
     return targets
+
+
+def _check_cache(cache, config, batch):
+    """A KV cache as ``forward_cached`` returned it: one (K, V) per layer, each
+    (B, H, P, D) with the same P; returns P (0 for no cache)."""
+    if cache is None:
+        return 0
+    n = config.n_layers
+    if not (isinstance(cache, (tuple, list)) and len(cache) == n
+            and all(isinstance(kv, (tuple, list)) and len(kv) == 2 for kv in cache)):
+        raise ValueError(f"expected cache to be what forward_cached returned, one (K, V) pair for each "
+                         f"of the n_layers={n} layers, got {type(cache).__name__}"
+                         + (f" of length {len(cache)}" if isinstance(cache, (tuple, list)) else ""))
+    v.require_array("cache[0][0]", cache[0][0])
+    v.require_ndim("cache[0][0]", cache[0][0], 4)
+    P = int(cache[0][0].shape[2])
+    expected = (batch, config.n_heads, P, config.d_model // config.n_heads)
+    for i, kv in enumerate(cache):
+        for j, t in enumerate(kv):
+            v.require_float(f"cache[{i}][{j}]", t)
+            v.require_shape(f"cache[{i}][{j}]", t, expected, f"(B, H, P, D) for idx of batch {batch}")
+    return P
 
 
 def _check_attention_mask(mask, shape):
@@ -159,7 +184,8 @@ class _Body(Module):
         idx = _check_ids("idx", idx, self.config)
         attention_mask = _check_attention_mask(attention_mask, idx.shape)
         token_type_ids = self._check_types(token_type_ids, idx.shape)
-        return self._encode(idx, attention_mask, token_type_ids)     # (B, T, C)
+        with v.trusted():                                             # checked above, once
+            return self._encode(idx, attention_mask, token_type_ids)  # (B, T, C)
 
     def _check_types(self, token_type_ids, shape):
         if token_type_ids is None:
@@ -256,8 +282,9 @@ class GPT(_LanguageModel):
         idx = _check_ids("idx", idx, self.config)
         if targets is not None:
             targets = _check_targets("targets", targets, idx.shape, self.config.vocab_size)
-        logits = self._head(self._encode(idx))                        # (B, T, V)
-        loss = None if targets is None else self._loss(logits, targets, self._backward)
+        with v.trusted():                                             # checked above, once
+            logits = self._head(self._encode(idx))                    # (B, T, V)
+            loss = None if targets is None else self._loss(logits, targets, self._backward)
         return logits, loss
 
     def forward_cached(self, idx, cache=None):
@@ -269,18 +296,20 @@ class GPT(_LanguageModel):
         Shapes: idx (B, T) int -> logits (B, T, V), cache with P + T positions.
         """
         idx = _check_ids("idx", idx, self.config)
-        P = 0 if cache is None else cache[0][0].shape[2]
+        P = _check_cache(cache, self.config, idx.shape[0])
         T = idx.shape[1]
         if P + T > self.config.block_size:
             raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
                              f"most block_size={self.config.block_size} in all, got {P + T}")
-        x = self._embed(idx, np.arange(P, P + T))                         # (B, T, C)
-        present = []
-        for i, block in enumerate(self.blocks):
-            x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
-            present.append(kv)
-        h = self.ln_f(x) if self.ln_f is not None else x                  # (B, T, C)
-        return self._head(h), tuple(present)                              # (B, T, V)
+        self._forward_id += 1             # the layers' caches now hold this call, not a loss's
+        with v.trusted():                                                 # checked above, once
+            x = self._embed(idx, np.arange(P, P + T))                     # (B, T, C)
+            present = []
+            for i, block in enumerate(self.blocks):
+                x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
+                present.append(kv)
+            h = self.ln_f(x) if self.ln_f is not None else x              # (B, T, C)
+            return self._head(h), tuple(present)                          # (B, T, V)
 
 
 class TransformerEncoder(_LanguageModel):
@@ -307,8 +336,9 @@ class TransformerEncoder(_LanguageModel):
         token_type_ids = self._check_types(token_type_ids, idx.shape)
         if targets is not None:
             targets = _check_targets("targets", targets, idx.shape, self.config.vocab_size)
-        logits = self._head(self._encode(idx, attention_mask, token_type_ids))  # (B, T, V)
-        loss = None if targets is None else self._loss(logits, targets, self._backward)
+        with v.trusted():                                             # checked above, once
+            logits = self._head(self._encode(idx, attention_mask, token_type_ids))  # (B, T, V)
+            loss = None if targets is None else self._loss(logits, targets, self._backward)
         return logits, loss
 
 
@@ -354,18 +384,19 @@ class SequenceClassifier(_Body):
         token_type_ids = self._check_types(token_type_ids, idx.shape)
         if labels is not None:
             labels = _check_targets("labels", labels, (B,), self.n_classes)
-        h = self._encode(idx, attention_mask, token_type_ids)         # (B, T, C)
-        if self.pooling == "cls":
-            pooled = h[:, 0]                                          # (B, C)
-            self._pool_cache = T
-        else:
-            m = (np.ones((B, T), h.dtype) if attention_mask is None
-                 else attention_mask.astype(h.dtype))[:, :, None]     # (B, T, 1)
-            count = np.maximum(m.sum(axis=1), 1)                      # (B, 1)
-            pooled = (h * m).sum(axis=1) / count                      # (B, C)
-            self._pool_cache = (m, count, T)
-        logits = self.head(self.head_drop(pooled))                    # (B, K)
-        loss = None if labels is None else self._loss(logits, labels, self._backward)
+        with v.trusted():                                             # checked above, once
+            h = self._encode(idx, attention_mask, token_type_ids)     # (B, T, C)
+            if self.pooling == "cls":
+                pooled = h[:, 0]                                      # (B, C)
+                self._pool_cache = T
+            else:
+                m = (np.ones((B, T), h.dtype) if attention_mask is None
+                     else attention_mask.astype(h.dtype))[:, :, None]  # (B, T, 1)
+                count = np.maximum(m.sum(axis=1), 1)                  # (B, 1)
+                pooled = (h * m).sum(axis=1) / count                  # (B, C)
+                self._pool_cache = (m, count, T)
+            logits = self.head(self.head_drop(pooled))                # (B, K)
+            loss = None if labels is None else self._loss(logits, labels, self._backward)
         return logits, loss
 
     def _backward(self, dlogits):

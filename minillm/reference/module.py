@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..core import _validate as v
 from .parameter import Parameter
 
 __all__ = []  # internal base classes; the public layers live in layers.py / models.py
@@ -146,7 +147,8 @@ class Loss(float):
                                "its caches now belong to the newer call, so this loss can no "
                                "longer be differentiated")
         self._done = True
-        self._backward_fn()
+        with v.trusted():   # the forward checked the model's inputs; its caches are its own
+            self._backward_fn()
 
     def __repr__(self) -> str:
         return f"Loss({float(self)!r})"

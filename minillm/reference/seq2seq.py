@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from ..core import _validate as v
 from ..core.config import IGNORE_INDEX, ModelConfig
 from ..core.init import init_parameters, sinusoidal_positions
 from .attention import causal_mask
@@ -38,6 +39,17 @@ from .module import Loss, Module, ModuleList
 from .span_qa import SpanQA  # noqa: F401  (lived here until its own file: still importable)
 
 __all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder"]
+
+
+def _check_memory(memory, batch, config):
+    """The encoder's output for a batch of ``batch`` sequences: (B, S, d_model), float."""
+    memory = np.asarray(memory)
+    v.require_float("memory", memory)
+    v.require_ndim("memory", memory, 3)
+    v.require_nonempty_axis("memory", memory, 1)
+    v.require_shape("memory", memory, (batch, memory.shape[1], config.d_model),
+                    "(B, S, d_model), B as in tgt_idx")
+    return memory
 
 
 class CrossAttention(MultiHeadAttention):
@@ -169,29 +181,32 @@ class EncoderDecoder(Module):
         """The memory the decoder attends to. Shapes: idx (B, S) -> (B, S, C)."""
         idx = _check_ids("idx", idx, self.config)
         attention_mask = _check_attention_mask(attention_mask, idx.shape)
-        return self.encoder._encode(idx, attention_mask)                 # (B, S, C)
+        with v.trusted():                                                # checked above, once
+            return self.encoder._encode(idx, attention_mask)             # (B, S, C)
 
     def decode(self, tgt_idx, memory, attention_mask=None):
         """Next-token logits of every target position. Shapes: tgt_idx (B, T),
         memory (B, S, C), attention_mask (B, S) -> logits (B, T, V)."""
         tgt_idx = _check_ids("tgt_idx", tgt_idx, self.config)
+        memory = _check_memory(memory, tgt_idx.shape[0], self.config)
         attention_mask = _check_attention_mask(attention_mask, memory.shape[:2])
-        T = tgt_idx.shape[1]
-        x = self.tgt_emb(tgt_idx)                                        # (B, T, C)
-        if self.tgt_pos_emb is not None:
-            x = x + self.tgt_pos_emb(np.arange(T))                       # (B, T, C)
-        elif self.pos_table is not None:
-            x = x + self.pos_table[:T]                                   # (B, T, C)
-        x = self.tgt_drop(x)                                             # (B, T, C)
-        memory_mask = None if attention_mask is None else attention_mask[:, None, None, :]  # (B,1,1,S)
-        self_mask = causal_mask(T)                                       # (T, T)
-        for block in self.decoder:
-            x = block(x, memory, self_mask, memory_mask)                 # (B, T, C)
-        h = self.dec_ln(x) if self.dec_ln is not None else x             # (B, T, C)
-        if self.lm_head is not None:
-            return self.lm_head(h)                                       # (B, T, V)
-        logits, self._tied_cache = linear_forward(h, self.tgt_emb.W.data.T)  # (B, T, V)
-        return logits
+        with v.trusted():                                                # checked above, once
+            T = tgt_idx.shape[1]
+            x = self.tgt_emb(tgt_idx)                                    # (B, T, C)
+            if self.tgt_pos_emb is not None:
+                x = x + self.tgt_pos_emb(np.arange(T))                   # (B, T, C)
+            elif self.pos_table is not None:
+                x = x + self.pos_table[:T]                               # (B, T, C)
+            x = self.tgt_drop(x)                                         # (B, T, C)
+            memory_mask = None if attention_mask is None else attention_mask[:, None, None, :]  # (B,1,1,S)
+            self_mask = causal_mask(T)                                   # (T, T)
+            for block in self.decoder:
+                x = block(x, memory, self_mask, memory_mask)             # (B, T, C)
+            h = self.dec_ln(x) if self.dec_ln is not None else x         # (B, T, C)
+            if self.lm_head is not None:
+                return self.lm_head(h)                                   # (B, T, V)
+            logits, self._tied_cache = linear_forward(h, self.tgt_emb.W.data.T)  # (B, T, V)
+            return logits
 
     def forward(self, idx, tgt_idx, targets=None, attention_mask=None):
         self._forward_id += 1
@@ -208,8 +223,9 @@ class EncoderDecoder(Module):
         if targets is None:
             return logits, None
         V = logits.shape[-1]
-        value, cache = cross_entropy_forward(logits.reshape(-1, V), targets.reshape(-1),
-                                             IGNORE_INDEX, self.label_smoothing)
+        with v.trusted():                                                # checked above, once
+            value, cache = cross_entropy_forward(logits.reshape(-1, V), targets.reshape(-1),
+                                                 IGNORE_INDEX, self.label_smoothing)
 
         def backward():
             dlogits = cross_entropy_backward(np.ones((), logits.dtype), cache)  # (B*T, V)

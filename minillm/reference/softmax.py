@@ -26,16 +26,15 @@ __all__ = [
 
 class SoftmaxCache(NamedTuple):
     y: np.ndarray   # softmax(x), shape of x
-    axis: int       # the normalised axis, non-negative
+    axis: int       # the normalised axis, as given (e.g. -1)
 
 
 def _check(x, axis):
     x = np.asarray(x)
     v.require_float("x", x)
     v.require_ndim_at_least("x", x, 1)
-    axis = v.require_axis("x", x, axis)
-    v.require_nonempty_axis("x", x, axis)
-    return x, axis
+    v.require_nonempty_axis("x", x, v.require_axis("x", x, axis))
+    return x
 
 
 def softmax_forward(x, axis=-1):
@@ -46,7 +45,8 @@ def softmax_forward(x, axis=-1):
 
     Shapes: x (..., C) -> y (..., C). Returns ``(y, SoftmaxCache)``.
     """
-    x, axis = _check(x, axis)
+    if v.checking():
+        x = _check(x, axis)
     shifted = x - x.max(axis=axis, keepdims=True)               # (..., C), max entry 0
     e = np.exp(shifted)                                         # (..., C), in (0, 1]
     y = e / e.sum(axis=axis, keepdims=True)                     # (..., C)
@@ -63,8 +63,9 @@ def softmax_backward(dy, cache: SoftmaxCache):
     Shapes: dy (..., C) -> dx (..., C).
     """
     y, axis = cache
-    dy = np.asarray(dy)
-    v.require_shape("dy", dy, y.shape, "the shape of softmax's output")
+    if v.checking():
+        dy = np.asarray(dy)
+        v.require_shape("dy", dy, y.shape, "the shape of softmax's output")
     return y * (dy - (dy * y).sum(axis=axis, keepdims=True))     # (..., C)
 
 
@@ -84,7 +85,8 @@ def log_softmax_forward(x, axis=-1):
     logits of any size. Shapes: x (..., C) -> (..., C). Returns ``(out, SoftmaxCache)``;
     the cache holds ``softmax(x) = exp(out)``, which the backward needs.
     """
-    x, axis = _check(x, axis)
+    if v.checking():
+        x = _check(x, axis)
     shifted = x - x.max(axis=axis, keepdims=True)               # (..., C)
     log_z = np.log(np.exp(shifted).sum(axis=axis, keepdims=True))  # (..., 1)
     out = shifted - log_z                                       # (..., C)
@@ -101,8 +103,9 @@ def log_softmax_backward(dout, cache: SoftmaxCache):
     Shapes: dout (..., C) -> dx (..., C).
     """
     y, axis = cache
-    dout = np.asarray(dout)
-    v.require_shape("dout", dout, y.shape, "the shape of log_softmax's output")
+    if v.checking():
+        dout = np.asarray(dout)
+        v.require_shape("dout", dout, y.shape, "the shape of log_softmax's output")
     return dout - y * dout.sum(axis=axis, keepdims=True)        # (..., C)
 
 

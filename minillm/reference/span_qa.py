@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core import _validate as v
 from ..core.config import ModelConfig
 from .layers import Linear
 from .models import _Body, _check_attention_mask, _check_ids, _check_targets
@@ -51,16 +52,18 @@ class SpanQA(_Body):
         token_type_ids = self._check_types(token_type_ids, idx.shape)
         if (start_positions is None) != (end_positions is None):
             raise ValueError("expected both start_positions and end_positions, or neither")
-        h = self._encode(idx, attention_mask, token_type_ids)            # (B, T, C)
-        logits = self.qa_head(h).transpose(0, 2, 1)                      # (B, 2, T)
-        if attention_mask is not None:
-            logits = logits + np.where(attention_mask, 0.0, -1e4).astype(logits.dtype)[:, None, :]
-        if start_positions is None:
-            return logits, None
-        start = _check_targets("start_positions", start_positions, (B,), T)
-        end = _check_targets("end_positions", end_positions, (B,), T)
-        targets = np.stack([start, end], axis=1)                         # (B, 2)
-        return logits, self._loss(logits, targets, self._backward)
+        if start_positions is not None:
+            start = _check_targets("start_positions", start_positions, (B,), T)
+            end = _check_targets("end_positions", end_positions, (B,), T)
+        with v.trusted():                                                # checked above, once
+            h = self._encode(idx, attention_mask, token_type_ids)        # (B, T, C)
+            logits = self.qa_head(h).transpose(0, 2, 1)                  # (B, 2, T)
+            if attention_mask is not None:
+                logits = logits + np.where(attention_mask, 0.0, -1e4).astype(logits.dtype)[:, None, :]
+            if start_positions is None:
+                return logits, None
+            targets = np.stack([start, end], axis=1)                     # (B, 2)
+            return logits, self._loss(logits, targets, self._backward)
 
     def _backward(self, dlogits):
         dh = self.qa_head.backward(dlogits.transpose(0, 2, 1))           # (B, T, C)

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from ..core import _validate as v
-from .linear import is_float_tensor
 
 __all__ = ["relu", "gelu", "gelu_tanh"]
 
@@ -19,8 +18,6 @@ _GELU_TANH_C = 0.044715  # Hendrycks & Gimpel (2016), section 2
 
 
 def _check(x):
-    if is_float_tensor(x):  # the common case cheaply (see linear.py)
-        return
     v.require_tensor("x", x)
     v.require_float("x", x)
 
@@ -35,7 +32,8 @@ def relu(x):
     ``torch.relu`` (``x <= 0`` is False for NaN).
     Shapes: x (...) -> (...).
     """
-    _check(x)
+    if v.checking():
+        _check(x)
     return torch.where(x <= 0, 0.0, x)                          # (...)
 
 
@@ -50,7 +48,8 @@ def gelu(x):
     to 0 for very negative x (the reference computes it the same way).
     Shapes: x (...) -> (...).
     """
-    _check(x)
+    if v.checking():
+        _check(x)
     cdf = 0.5 * torch.special.erfc(x * -_INV_SQRT_2)           # (...), Phi(x)
     return x * cdf                                              # (...)
 
@@ -64,7 +63,8 @@ def gelu_tanh(x):
 
     Shapes: x (...) -> (...).
     """
-    _check(x)
+    if v.checking():
+        _check(x)
     u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
     return 0.5 * x * (1.0 + torch.tanh(u))                      # (...)
 
@@ -77,19 +77,22 @@ def fast_relu(x):
     """``torch.nn.functional.relu``. Its backward passes the gradient where the output
     is > 0 (torch's ``threshold_backward``), so the derivative at exactly 0 is 0, the
     same ``[x > 0]`` as :func:`relu` (tests/test_fast_path.py checks it at 0 and -0)."""
-    _check(x)
+    if v.checking():
+        _check(x)
     return F.relu(x)                                            # (...)
 
 
 def fast_gelu(x):
     """``torch.nn.functional.gelu(x, approximate='none')``: the exact erf form of :func:`gelu`."""
-    _check(x)
+    if v.checking():
+        _check(x)
     return F.gelu(x, approximate="none")                        # (...)
 
 
 def fast_gelu_tanh(x):
     """``torch.nn.functional.gelu(x, approximate='tanh')``: the same tanh form as :func:`gelu_tanh`."""
-    _check(x)
+    if v.checking():
+        _check(x)
     return F.gelu(x, approximate="tanh")                        # (...)
 
 

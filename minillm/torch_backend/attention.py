@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core._validate import (
-    require_bool, require_broadcastable, require_float, require_integer, require_ndim,
+    checking, require_bool, require_broadcastable, require_float, require_integer, require_ndim,
     require_ndim_at_least, require_same_dtype, require_tensor, shape_of,
 )
 from .softmax import softmax
@@ -67,7 +67,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     limit, ties in a ``max``), which changed between torch releases. A mask on another
     device than ``q`` is moved to ``q``'s device.
     """
-    q, k, v, mask = _check_attention_inputs(q, k, v, mask)
+    if checking():
+        q, k, v, mask = _check_attention_inputs(q, k, v, mask)
     d_k = q.shape[-1]
     scores = q @ k.transpose(-1, -2) / math.sqrt(d_k)  # (..., T_q, T_k)
     if mask is None:
@@ -97,7 +98,8 @@ def fused_attention(q, k, v, mask=None):
     return 0 for such rows, but torch 2.1 and some GPU kernels return NaN, and NaN * 0
     would still be NaN: hence the all-True row.)
     """
-    q, k, v, mask = _check_attention_inputs(q, k, v, mask)
+    if checking():
+        q, k, v, mask = _check_attention_inputs(q, k, v, mask)
     batch = _broadcast_batch(q, k, v)
     q = q.expand(*batch, *q.shape[-2:])  # (..., T_q, d_k)
     k = k.expand(*batch, *k.shape[-2:])  # (..., T_k, d_k)
@@ -169,17 +171,9 @@ def split_heads(x, n_heads):
 
     Head ``h`` takes columns ``h*D`` to ``(h+1)*D - 1``.
     """
-    if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2):
-        require_tensor("x", x)
-        require_float("x", x)
-        require_ndim_at_least("x", x, 2)
-    n_heads = _positive_int("n_heads", n_heads)
+    if checking():
+        x, n_heads = _check_split_heads(x, n_heads)
     *lead, T, C = x.shape
-    if C % n_heads:
-        raise ValueError(
-            f"d_model not divisible by n_heads: expected C % n_heads == 0, "
-            f"got C={C}, n_heads={n_heads} (x: {shape_of(x)})"
-        )
     D = C // n_heads
     return x.reshape(*lead, T, n_heads, D).transpose(-3, -2)  # (..., H, T, D)
 
@@ -190,7 +184,7 @@ def merge_heads(x):
     .. math::
         \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_H)
     """
-    if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 3):
+    if checking():
         require_tensor("x", x)
         require_float("x", x)
         require_ndim_at_least("x", x, 3)
@@ -202,12 +196,7 @@ def merge_heads(x):
 # private helpers
 
 def _check_attention_inputs(q, k, v, mask):
-    """Tensors of the right kinds and matching sizes; the mask moved to q's device.
-    The common case (one dtype, the same leading dimensions, a boolean mask that
-    broadcasts) is recognised cheaply; anything else goes through the full checks,
-    which say what was expected and what came (see linear.py)."""
-    if _plainly_valid(q, k, v, mask):
-        return q, k, v, (None if mask is None else mask.to(q.device))
+    """Tensors of the right kinds and matching sizes; the mask moved to q's device."""
     for name, x in (("q", q), ("k", k), ("v", v)):
         require_tensor(name, x)
         require_float(name, x)
@@ -234,21 +223,19 @@ def _check_attention_inputs(q, k, v, mask):
     return q, k, v, mask
 
 
-def _plainly_valid(q, k, v, mask) -> bool:
-    """The common case, checked cheaply: float tensors of one dtype, the same leading
-    dimensions, matching d_k and T_k, and a boolean mask that broadcasts to the scores."""
-    if not (isinstance(q, torch.Tensor) and isinstance(k, torch.Tensor)
-            and isinstance(v, torch.Tensor) and q.is_floating_point()
-            and k.dtype == q.dtype and v.dtype == q.dtype and q.dim() >= 2
-            and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
-            and q.shape[-1] == k.shape[-1] and k.shape[-2] == v.shape[-2]):
-        return False
-    if mask is None:
-        return True
-    scores_shape = q.shape[:-1] + k.shape[-2:-1]  # (..., T_q, T_k)
-    return (isinstance(mask, torch.Tensor) and mask.dtype == torch.bool
-            and mask.dim() <= len(scores_shape)
-            and all(m in (1, s) for m, s in zip(reversed(mask.shape), reversed(scores_shape))))
+def _check_split_heads(x, n_heads):
+    """A tensor of at least 2 dimensions whose last one n_heads divides; returns it and n_heads."""
+    require_tensor("x", x)
+    require_float("x", x)
+    require_ndim_at_least("x", x, 2)
+    n_heads = _positive_int("n_heads", n_heads)
+    C = x.shape[-1]
+    if C % n_heads:
+        raise ValueError(
+            f"d_model not divisible by n_heads: expected C % n_heads == 0, "
+            f"got C={C}, n_heads={n_heads} (x: {shape_of(x)})"
+        )
+    return x, n_heads
 
 
 def _broadcast_batch(q, k, v):

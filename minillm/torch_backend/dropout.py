@@ -24,14 +24,15 @@ def dropout(x, p, training=True, rng=None):
     ``training=False`` or ``p == 0`` returns ``x`` unchanged and draws nothing.
     Shapes: x (...) -> y (...).
     """
-    v.require_tensor("x", x)
-    v.require_float("x", x)
-    v.require_probability("p", p)
-    if not isinstance(training, (bool, np.bool_)):
-        raise ValueError(f"expected training to be True or False, got {training!r}")
-    if rng is not None and not isinstance(rng, (np.random.Generator, torch.Generator)):
-        raise ValueError(f"expected rng to be a numpy.random.Generator, a torch.Generator "
-                         f"or None, got {type(rng).__name__}")
+    if v.checking():
+        v.require_tensor("x", x)
+        v.require_float("x", x)
+        v.require_probability("p", p)
+        if not isinstance(training, (bool, np.bool_)):
+            raise ValueError(f"expected training to be True or False, got {training!r}")
+        if rng is not None and not isinstance(rng, (np.random.Generator, torch.Generator)):
+            raise ValueError(f"expected rng to be a numpy.random.Generator, a torch.Generator "
+                             f"or None, got {type(rng).__name__}")
     if not training or p == 0:
         return x
     if isinstance(rng, np.random.Generator):

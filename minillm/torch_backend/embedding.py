@@ -22,7 +22,8 @@ def embedding(ids, W):
     measured several times faster here.
     Shapes: ids (...) int, W (V, d) -> out (..., d).
     """
-    _check(ids, W)
+    if v.checking():
+        _check(ids, W)
     rows = W.index_select(0, ids.reshape(-1).long())            # (N, d), N = ids.numel()
     return rows.reshape(*ids.shape, W.shape[1])                 # (..., d)
 
@@ -41,5 +42,6 @@ def fast_embedding(ids, W):
     backward is torch's embedding-dense kernel (the same scatter-add of repeated ids).
     Not exported: :class:`~minillm.torch_backend.Embedding` calls it when ``fused``.
     Shapes: as :func:`embedding`."""
-    _check(ids, W)
+    if v.checking():
+        _check(ids, W)
     return F.embedding(ids.long(), W)                           # (..., d)

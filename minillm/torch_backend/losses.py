@@ -31,7 +31,8 @@ def cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, reduc
     equal to ``ignore_index`` (ignored ones give :math:`\ell_n = 0`; :math:`N = 0` gives 0.0).
     Shapes: logits (..., C), targets (...) int -> loss () for "mean"/"sum", (...) for "none".
     """
-    _check(logits, targets, ignore_index, label_smoothing, reduction)
+    if v.checking():
+        _check(logits, targets, ignore_index, label_smoothing, reduction)
     C = logits.shape[-1]
     counted = targets != ignore_index                           # (...) bool
     safe_targets = torch.where(counted, targets, 0)             # (...) an index even if ignored
@@ -79,7 +80,8 @@ def fast_cross_entropy(logits, targets, ignore_index=-100, label_smoothing=0.0, 
     is the formula above (ignored targets add nothing to either term). Not exported:
     the models call it when ``fused``. Shapes: as :func:`cross_entropy`.
     """
-    _check(logits, targets, ignore_index, label_smoothing, reduction)
+    if v.checking():
+        _check(logits, targets, ignore_index, label_smoothing, reduction)
     C = logits.shape[-1]
     flat = F.cross_entropy(logits.reshape(-1, C), targets.reshape(-1).long(), ignore_index=ignore_index,
                            label_smoothing=label_smoothing,

@@ -15,7 +15,9 @@ Built on the explicit path (the reference's formulas); ``set_fused(True)`` (whic
 ``minillm.store.runtime.Runtime.prepare`` calls by default) switches every layer and the
 loss to torch's kernels, on the same parameters.
 
-``forward`` returns ``(logits, loss)`` with ``loss`` a scalar tensor: a training step is
+Each public entry (``forward``, ``forward_cached``, ``encode``) checks its inputs once
+and runs the layers inside ``minillm.core._validate.trusted()``, where the ops do not check
+them again. ``forward`` returns ``(logits, loss)`` with ``loss`` a scalar tensor: a training step is
 ``logits, loss = model(x, y); loss.backward(); opt.step(); opt.zero_grad()``.
 Models are built on the CPU with ``config.dtype``; ``model.to(device)`` moves them
 (the inputs may be NumPy arrays or tensors; they follow the model's device).
@@ -72,6 +74,29 @@ def _check_targets(name, targets, shape, high, device):
     v.require_shape(name, targets, shape)
     v.require_index_range(name, targets, high, ignore=IGNORE_INDEX)
     return targets.long()
+
+
+def _check_cache(cache, config, batch):
+    """A KV cache as ``forward_cached`` returned it: one (K, V) per layer, each
+    (B, H, P, D) with the same P; returns P (0 for no cache)."""
+    if cache is None:
+        return 0
+    n = config.n_layers
+    if not (isinstance(cache, (tuple, list)) and len(cache) == n
+            and all(isinstance(kv, (tuple, list)) and len(kv) == 2 for kv in cache)):
+        raise ValueError(f"expected cache to be what forward_cached returned, one (K, V) pair for each "
+                         f"of the n_layers={n} layers, got {type(cache).__name__}"
+                         + (f" of length {len(cache)}" if isinstance(cache, (tuple, list)) else ""))
+    v.require_tensor("cache[0][0]", cache[0][0])
+    v.require_ndim("cache[0][0]", cache[0][0], 4)
+    P = int(cache[0][0].shape[2])
+    expected = (batch, config.n_heads, P, config.d_model // config.n_heads)
+    for i, kv in enumerate(cache):
+        for j, t in enumerate(kv):
+            v.require_tensor(f"cache[{i}][{j}]", t)
+            v.require_float(f"cache[{i}][{j}]", t)
+            v.require_shape(f"cache[{i}][{j}]", t, expected, f"(B, H, P, D) for idx of batch {batch}")
+    return P
 
 
 def _check_attention_mask(mask, shape, device):
@@ -164,7 +189,8 @@ class _Body(Module):
         idx = _check_ids("idx", idx, self.config, self.device)
         attention_mask = _check_attention_mask(attention_mask, tuple(idx.shape), self.device)
         token_type_ids = self._check_types(token_type_ids, tuple(idx.shape))
-        return self._encode(idx, attention_mask, token_type_ids)     # (B, T, C)
+        with v.trusted():                                             # checked above, once
+            return self._encode(idx, attention_mask, token_type_ids)  # (B, T, C)
 
     def _check_types(self, token_type_ids, shape):
         if token_type_ids is None:
@@ -231,8 +257,9 @@ class GPT(_LanguageModel):
         if targets is not None:
             targets = _check_targets("targets", targets, tuple(idx.shape),
                                      self.config.vocab_size, self.device)
-        logits = self._head(self._encode(idx))                        # (B, T, V)
-        return logits, None if targets is None else self._loss(logits, targets)
+        with v.trusted():                                             # checked above, once
+            logits = self._head(self._encode(idx))                    # (B, T, V)
+            return logits, None if targets is None else self._loss(logits, targets)
 
     def forward_cached(self, idx, cache=None):
         """Logits of ``T`` new tokens given the KV cache of the ``P`` before them; see
@@ -241,18 +268,19 @@ class GPT(_LanguageModel):
         Shapes: idx (B, T) int -> logits (B, T, V), cache with P + T positions.
         """
         idx = _check_ids("idx", idx, self.config, self.device)
-        P = 0 if cache is None else cache[0][0].shape[2]
+        P = _check_cache(cache, self.config, idx.shape[0])
         T = idx.shape[1]
         if P + T > self.config.block_size:
             raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
                              f"most block_size={self.config.block_size} in all, got {P + T}")
-        x = self._embed(idx, torch.arange(P, P + T, device=idx.device))  # (B, T, C)
-        present = []
-        for i, block in enumerate(self.blocks):
-            x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
-            present.append(kv)
-        h = self.ln_f(x) if self.ln_f is not None else x                  # (B, T, C)
-        return self._head(h), tuple(present)                              # (B, T, V)
+        with v.trusted():                                                 # checked above, once
+            x = self._embed(idx, torch.arange(P, P + T, device=idx.device))  # (B, T, C)
+            present = []
+            for i, block in enumerate(self.blocks):
+                x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
+                present.append(kv)
+            h = self.ln_f(x) if self.ln_f is not None else x              # (B, T, C)
+            return self._head(h), tuple(present)                          # (B, T, V)
 
 
 class TransformerEncoder(_LanguageModel):
@@ -273,8 +301,9 @@ class TransformerEncoder(_LanguageModel):
         if targets is not None:
             targets = _check_targets("targets", targets, tuple(idx.shape),
                                      self.config.vocab_size, self.device)
-        logits = self._head(self._encode(idx, attention_mask, token_type_ids))  # (B, T, V)
-        return logits, None if targets is None else self._loss(logits, targets)
+        with v.trusted():                                             # checked above, once
+            logits = self._head(self._encode(idx, attention_mask, token_type_ids))  # (B, T, V)
+            return logits, None if targets is None else self._loss(logits, targets)
 
 
 class SequenceClassifier(_Body):
@@ -314,13 +343,14 @@ class SequenceClassifier(_Body):
         token_type_ids = self._check_types(token_type_ids, (B, T))
         if labels is not None:
             labels = _check_targets("labels", labels, (B,), self.n_classes, self.device)
-        h = self._encode(idx, attention_mask, token_type_ids)         # (B, T, C)
-        if self.pooling == "cls":
-            pooled = h[:, 0]                                          # (B, C)
-        else:
-            m = (torch.ones(B, T, dtype=h.dtype, device=h.device) if attention_mask is None
-                 else attention_mask.to(h.dtype))[:, :, None]         # (B, T, 1)
-            count = m.sum(dim=1).clamp_min(1)                         # (B, 1), no gradient
-            pooled = (h * m).sum(dim=1) / count                       # (B, C)
-        logits = self.head(self.head_drop(pooled))                    # (B, K)
-        return logits, None if labels is None else self._loss(logits, labels)
+        with v.trusted():                                             # checked above, once
+            h = self._encode(idx, attention_mask, token_type_ids)     # (B, T, C)
+            if self.pooling == "cls":
+                pooled = h[:, 0]                                      # (B, C)
+            else:
+                m = (torch.ones(B, T, dtype=h.dtype, device=h.device) if attention_mask is None
+                     else attention_mask.to(h.dtype))[:, :, None]     # (B, T, 1)
+                count = m.sum(dim=1).clamp_min(1)                     # (B, 1), no gradient
+                pooled = (h * m).sum(dim=1) / count                   # (B, C)
+            logits = self.head(self.head_drop(pooled))                # (B, K)
+            return logits, None if labels is None else self._loss(logits, labels)

@@ -8,21 +8,12 @@ and why it helps.
 import torch
 
 from ..core import _validate as v
-from .linear import is_float_tensor
 
 __all__ = ["rope"]
 
 
-def _plainly_valid(x, cos, sin) -> bool:
-    """The common case, checked cheaply (see linear.py)."""
-    return (is_float_tensor(x) and x.dim() >= 2 and x.shape[-1] % 2 == 0
-            and all(isinstance(t, torch.Tensor) and t.dtype == x.dtype
-                    and t.shape == (x.shape[-2], x.shape[-1] // 2) for t in (cos, sin)))
-
-
 def _check(x, cos, sin):
-    if _plainly_valid(x, cos, sin):
-        return
+    """Validate RoPE's input and tables, as the reference's ``check_rope``."""
     v.require_tensor("x", x)
     v.require_float("x", x)
     v.require_ndim_at_least("x", x, 2)
@@ -45,7 +36,8 @@ def rope(x, cos, sin):
 
     Shapes: x (..., T, D), cos (T, D/2), sin (T, D/2) -> y (..., T, D).
     """
-    _check(x, cos, sin)
+    if v.checking():
+        _check(x, cos, sin)
     even, odd = x[..., 0::2], x[..., 1::2]                       # (..., T, D/2) each
     y = torch.stack([even * cos - odd * sin,
                      even * sin + odd * cos], dim=-1)            # (..., T, D/2, 2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..core import _validate as v
 from ..core.config import ModelConfig
 from .layers import Linear
 from .models import _Body, _check_attention_mask, _check_ids, _check_targets
@@ -42,14 +43,16 @@ class SpanQA(_Body):
         token_type_ids = self._check_types(token_type_ids, (B, T))
         if (start_positions is None) != (end_positions is None):
             raise ValueError("expected both start_positions and end_positions, or neither")
-        h = self._encode(idx, attention_mask, token_type_ids)            # (B, T, C)
-        logits = self.qa_head(h).transpose(1, 2)                         # (B, 2, T)
-        if attention_mask is not None:
-            pad = torch.where(attention_mask, 0.0, -1e4).to(logits.dtype)  # (B, T)
-            logits = logits + pad[:, None, :]
-        if start_positions is None:
-            return logits, None
-        start = _check_targets("start_positions", start_positions, (B,), T, self.device)
-        end = _check_targets("end_positions", end_positions, (B,), T, self.device)
-        targets = torch.stack([start, end], dim=1)                       # (B, 2)
-        return logits, self._loss(logits, targets)
+        if start_positions is not None:
+            start = _check_targets("start_positions", start_positions, (B,), T, self.device)
+            end = _check_targets("end_positions", end_positions, (B,), T, self.device)
+        with v.trusted():                                                # checked above, once
+            h = self._encode(idx, attention_mask, token_type_ids)        # (B, T, C)
+            logits = self.qa_head(h).transpose(1, 2)                     # (B, 2, T)
+            if attention_mask is not None:
+                pad = torch.where(attention_mask, 0.0, -1e4).to(logits.dtype)  # (B, T)
+                logits = logits + pad[:, None, :]
+            if start_positions is None:
+                return logits, None
+            targets = torch.stack([start, end], dim=1)                   # (B, 2)
+            return logits, self._loss(logits, targets)

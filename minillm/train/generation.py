@@ -46,7 +46,7 @@ def generate(runtime, model, prompt_ids, max_new_tokens: int, *, temperature: fl
     was_training = model.training
     model.eval()
     try:
-        with runtime.no_grad():
+        with runtime.no_grad(), runtime.threads():
             for _ in range(max_new_tokens):
                 if use_cache and cache is not None and len(ids) <= block_size:
                     logits, cache = model.forward_cached(runtime.tensor(np.asarray([ids[-1:]])), cache)  # (1, 1, V)

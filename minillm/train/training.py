@@ -254,19 +254,20 @@ class Trainer:
         return {k: self.runtime.tensor(v) for k, v in batch.items()}
 
     def _train_step(self, step: int) -> tuple[float, float, int]:
-        batch = self.train_data.batch(step)          # this rank's rows of the global batch
-        tokens = int(np.asarray(batch["idx"]).size) * self.runtime.world_size
-        self.optimizer.lr = self.config.lr_at(step)
-        self.model.train()
-        with self.runtime.autocast():
-            _, loss = self._ddp_model(**self._inputs(batch))
-        loss.backward()
-        loss_value = self._mean_over_ranks(loss.item())
-        clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
-        grad_norm = float(self.runtime.module.clip_grad_norm(self.model.parameters(), clip))
-        if math.isfinite(loss_value) and math.isfinite(grad_norm):
-            self.optimizer.step()
-        self.optimizer.zero_grad()
+        with self.runtime.threads():                 # torch: NumPy's BLAS off its cores
+            batch = self.train_data.batch(step)      # this rank's rows of the global batch
+            tokens = int(np.asarray(batch["idx"]).size) * self.runtime.world_size
+            self.optimizer.lr = self.config.lr_at(step)
+            self.model.train()
+            with self.runtime.autocast():
+                _, loss = self._ddp_model(**self._inputs(batch))
+            loss.backward()
+            loss_value = self._mean_over_ranks(loss.item())
+            clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
+            grad_norm = float(self.runtime.module.clip_grad_norm(self.model.parameters(), clip))
+            if math.isfinite(loss_value) and math.isfinite(grad_norm):
+                self.optimizer.step()
+            self.optimizer.zero_grad()
         return loss_value, grad_norm, tokens
 
     def _mean_over_ranks(self, value: float) -> float:

@@ -1,0 +1,117 @@
+"""Thread pools: NumPy's BLAS and torch's OpenMP pool, managed in one place.
+
+A process that runs both backends (a notebook, a parity script, ``minillm bench``) holds
+two thread pools: NumPy's BLAS (OpenBLAS in NumPy's wheels, with its own threads) and
+torch's intra-op pool (OpenMP). Each, left alone, takes one thread per core. And an
+OpenBLAS worker does not sleep when a product ends: it spins, waiting for the next one,
+for about 0.1 s (2**28 cycles; ``OPENBLAS_THREAD_TIMEOUT``, read once when NumPy loads).
+A torch step that starts in that window shares its cores with the spinning worker, and
+on a small machine its OpenMP threads then wait for each other at every barrier. Nothing
+outside OpenBLAS can stop the spin safely (its ``blas_thread_shutdown_`` stops the
+workers, but after the pool restarted every product ran tens of times slower here).
+
+So, in one place:
+
+- :func:`thread_limit`: torch's pool and NumPy's BLAS to the same count inside the
+  block, both restored after (``minillm bench``, the benchmark scripts). A process that
+  alternates between the backends step by step passes ``blas_threads=1``: NumPy's
+  products then run on the calling thread, no BLAS worker ever spins, and torch keeps
+  the cores (the reference's matrices at these sizes gain little from a second BLAS
+  thread; ``benchmarks/bench_two_backends.py`` measures both settings).
+- :func:`torch_turn`: torch's work, with NumPy's BLAS held at one thread inside, so the
+  NumPy calls made on the way (batches, dropout masks, sampling) never wake the BLAS
+  pool while torch's threads run. :meth:`minillm.store.runtime.Runtime.threads` enters it for
+  the torch backend (the trainer and generation use it), ``minillm bench`` around every
+  torch step.
+
+Measured in benchmarks/README.md, "One process, two backends". This module imports
+torch only in :func:`thread_limit`, and only where it is installed.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+__all__ = ["thread_limit", "torch_turn", "blas_pools"]
+
+
+_state = {}
+
+
+def _controller():
+    """threadpoolctl's view of the thread pools loaded in this process (BLAS libraries
+    load with NumPy, before any call here), found once: a scan of the loaded libraries
+    takes milliseconds, a limit through the controller microseconds. None where
+    threadpoolctl is not installed."""
+    if "controller" not in _state:
+        try:
+            import threadpoolctl
+            _state["controller"] = threadpoolctl.ThreadpoolController()
+        except ImportError:
+            _state["controller"] = None
+    return _state["controller"]
+
+
+def _torch_or_none(import_it: bool = False):
+    if not import_it:
+        return sys.modules.get("torch")
+    try:
+        import torch
+        return torch
+    except ImportError:
+        return None
+
+
+def blas_pools() -> list[str]:
+    """What the BLAS libraries loaded in this process are and how many threads each
+    uses now, e.g. ``["openblas 0.3.31 (2 threads)"]``; a sentence instead where
+    threadpoolctl is not installed."""
+    controller = _controller()
+    if controller is None:
+        return ["NumPy BLAS threads not controlled: threadpoolctl is not installed"]
+    return sorted({f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)"
+                   for p in controller.info() if p["user_api"] == "blas"})
+
+
+@contextlib.contextmanager
+def thread_limit(n_threads: int, blas_threads: int | None = None):
+    """Torch (if installed) limited to ``n_threads`` inside the block, and NumPy's BLAS
+    to ``blas_threads`` (default: the same count); both restored after. Yields a dict
+    describing what was set. ``blas_threads=1`` is for a process that alternates between
+    the backends (see the module docstring).
+
+    Without ``threadpoolctl`` NumPy's BLAS threads cannot be limited from inside the
+    process; that is reported in the dict, not hidden (set ``OPENBLAS_NUM_THREADS`` /
+    ``OMP_NUM_THREADS`` before starting Python instead).
+    """
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1:
+        raise ValueError(f"n_threads must be an int >= 1, got {n_threads!r}")
+    blas_threads = n_threads if blas_threads is None else blas_threads
+    if isinstance(blas_threads, bool) or not isinstance(blas_threads, int) or blas_threads < 1:
+        raise ValueError(f"blas_threads must be an int >= 1 or None, got {blas_threads!r}")
+    info = {"threads": n_threads}
+    with contextlib.ExitStack() as stack:
+        controller = _controller()
+        if controller is not None:
+            stack.enter_context(controller.limit(limits=blas_threads, user_api="blas"))
+        info["blas"] = blas_pools()
+        torch = _torch_or_none(import_it=True)
+        if torch is not None:
+            before = torch.get_num_threads()
+            torch.set_num_threads(n_threads)
+            stack.callback(torch.set_num_threads, before)
+            info["torch_threads"] = torch.get_num_threads()
+        yield info
+
+
+@contextlib.contextmanager
+def torch_turn():
+    """Torch's work: NumPy's BLAS held at one thread inside the block, its count
+    restored on exit (see the module docstring). Torch's own thread count is not
+    changed. Without threadpoolctl it does nothing."""
+    controller = _controller()
+    if controller is None:
+        yield
+        return
+    with controller.limit(limits=1, user_api="blas"):
+        yield
