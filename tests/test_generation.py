@@ -42,6 +42,23 @@ def test_forward_cached_in_chunks_equals_full_forward(backend, config):
             pieces.append(_np(logits))
     np.testing.assert_allclose(np.concatenate(pieces, axis=1), _np(full), rtol=1e-12, atol=1e-12)
     assert cache[0][0].shape == (2, config.n_heads, config.block_size, config.d_model // config.n_heads)
+    # one named KVCache per layer, holding every position so far
+    assert len(cache) == config.n_layers and all(type(kv) is rt.module.KVCache for kv in cache)
+    assert [kv.length for kv in cache] == [config.block_size] * config.n_layers
+    assert cache[1].keys is cache[1][0] and cache[1].values is cache[1][1]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_cache_of_plain_key_value_pairs_is_read_as_kv_caches(backend):
+    rt = Runtime(backend)
+    config = CONFIGS[0]
+    model = rt.module.GPT(config, seed=3).eval()
+    ids = rt.tensor(np.arange(6).reshape(1, 6) % config.vocab_size)
+    with rt.no_grad():
+        _, cache = model.forward_cached(ids[:, :4])
+        named, _ = model.forward_cached(ids[:, 4:], cache)
+        plain, _ = model.forward_cached(ids[:, 4:], tuple((kv.keys, kv.values) for kv in cache))
+    np.testing.assert_array_equal(_np(plain), _np(named))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

@@ -15,6 +15,8 @@ the torch backend's too (``minillm/torch_backend/layers.py``).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..core._validate import require_int_at_least
@@ -34,9 +36,24 @@ from .parameter import Parameter
 from .rope import rope, rope_backward, rope_forward
 
 __all__ = [
+    "KVCache",
     "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "Dropout",
     "TransformerBlock",
 ]
+
+
+class KVCache(NamedTuple):
+    """One attention layer's keys and values for the positions generated so far: what
+    ``forward_cached`` returns and takes back as ``past`` (with RoPE the keys are rotated
+    already, each by its own position). Shapes: keys, values (B, H, P, D)."""
+
+    keys: np.ndarray
+    values: np.ndarray
+
+    @property
+    def length(self) -> int:
+        """P, the number of positions held."""
+        return int(self.keys.shape[2])
 
 
 def _rope_positions(config: ModelConfig) -> int:
@@ -135,6 +152,19 @@ class Dropout(Module):
         return dropout_backward(dy, self._cache) if self._active else dy
 
 
+class _AttentionCache(NamedTuple):
+    """What :meth:`MultiHeadAttention.backward` needs from its forward: the caches of the
+    four projections, of the rotation (None without RoPE) and of the attention, and
+    whether keys and values came from a memory."""
+    q: object
+    k: object
+    v: object
+    rope: object
+    attention: object
+    out: object
+    with_memory: bool
+
+
 class MultiHeadAttention(Module):
     r"""Multi-head attention (chapter section 4.1; Vaswani et al. 2017, 3.2.2): self-attention,
     or with ``memory`` the decoder's attention over the encoder's output (3.2.3).
@@ -199,7 +229,7 @@ class MultiHeadAttention(Module):
         (heads, _), c_att = scaled_dot_product_attention_forward(
             q, k, split_heads(v, H), mask)                         # (B, H, T, D)
         y, c_o = linear_forward(merge_heads(heads), self.W_O.data, self.b_O.data)  # (B, T, C)
-        self._cache = (c_q, c_k, c_v, c_rope, c_att, c_o, memory is not None)
+        self._cache = _AttentionCache(c_q, c_k, c_v, c_rope, c_att, c_o, memory is not None)
         return y
 
     def backward(self, dy):
@@ -230,25 +260,25 @@ class MultiHeadAttention(Module):
 
     def forward_cached(self, x, past=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
-        themselves, for generation (no backward). ``past`` is ``(K, V)`` of the earlier
-        positions, each (B, H, P, D), or None; with RoPE the cached keys are rotated
+        themselves, for generation (no backward). ``past`` is the :class:`KVCache` of the
+        earlier positions (keys, values each (B, H, P, D)) or None; with RoPE the cached keys are rotated
         already, each by its own position.
 
-        Shapes: x (B, T, C) -> y (B, T, C), present (K, V) each (B, H, P + T, D).
+        Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H, P + T, D).
         """
         H = self.n_heads
         q = split_heads(linear(x, self.W_Q.data, self.b_Q.data), H)       # (B, H, T, D)
         k = split_heads(linear(x, self.W_K.data, self.b_K.data), H)       # (B, H, T, D)
         v = split_heads(linear(x, self.W_V.data, self.b_V.data), H)       # (B, H, T, D)
         if self.rope_tables is not None:        # the new positions are P .. P+T-1
-            cos, sin = self._rotary(0 if past is None else past[0].shape[2], x.shape[1])
+            cos, sin = self._rotary(0 if past is None else past.length, x.shape[1])
             q, k = rope(q, cos, sin), rope(k, cos, sin)                   # (B, H, T, D)
         if past is not None:
-            k = np.concatenate([past[0], k], axis=2)                      # (B, H, P+T, D)
-            v = np.concatenate([past[1], v], axis=2)                      # (B, H, P+T, D)
+            k = np.concatenate([past.keys, k], axis=2)                    # (B, H, P+T, D)
+            v = np.concatenate([past.values, v], axis=2)                  # (B, H, P+T, D)
         mask = causal_mask(q.shape[2], k.shape[2])                        # (T, P+T)
         heads, _ = scaled_dot_product_attention(q, k, v, mask)            # (B, H, T, D)
-        return linear(merge_heads(heads), self.W_O.data, self.b_O.data), (k, v)
+        return linear(merge_heads(heads), self.W_O.data, self.b_O.data), KVCache(k, v)
 
 
 class FeedForward(Module):
@@ -319,7 +349,7 @@ class TransformerBlock(Module):
 
     def forward_cached(self, x, past=None):
         """:meth:`forward` for generation, attention reading and extending the KV cache
-        (``past``: this block's (K, V) or None). Returns ``(y, present)``."""
+        (``past``: this block's KVCache or None). Returns ``(y, present)``."""
         if self.norm_first:
             a, present = self.attn.forward_cached(self.ln1(x), past)
             x = x + self.drop_attn(a)                                # (B, T, C)

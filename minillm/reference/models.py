@@ -25,6 +25,8 @@ stream in both backends. Attention weights themselves are not dropped.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..core import _validate as v
@@ -32,7 +34,7 @@ from ..core.config import IGNORE_INDEX, ModelConfig
 from ..core.init import dropout_rng, init_parameters, sinusoidal_positions
 from .activations import ACTIVATIONS
 from .attention import causal_mask
-from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
+from .layers import Dropout, Embedding, KVCache, LayerNorm, Linear, TransformerBlock
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
 from .module import Loss, Module, ModuleList
@@ -290,7 +292,8 @@ class GPT(_LanguageModel):
     def forward_cached(self, idx, cache=None):
         """Logits of ``T`` new tokens given the KV cache of the ``P`` before them: the
         decoding step of generation (no loss, no backward). ``cache`` is what the last
-        call returned (a tuple of per-layer (K, V), each (B, H, P, D)) or None; the
+        call returned (a tuple of one :class:`KVCache` per layer, keys and values each
+        (B, H, P, D)) or None; the
         result's logits equal ``forward``'s on the whole sequence at these positions.
 
         Shapes: idx (B, T) int -> logits (B, T, V), cache with P + T positions.
@@ -306,7 +309,7 @@ class GPT(_LanguageModel):
             x = self._embed(idx, np.arange(P, P + T))                     # (B, T, C)
             present = []
             for i, block in enumerate(self.blocks):
-                x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
+                x, kv = block.forward_cached(x, None if cache is None else KVCache(*cache[i]))  # (B, T, C)
                 present.append(kv)
             h = self.ln_f(x) if self.ln_f is not None else x              # (B, T, C)
             return self._head(h), tuple(present)                          # (B, T, V)
@@ -340,6 +343,14 @@ class TransformerEncoder(_LanguageModel):
             logits = self._head(self._encode(idx, attention_mask, token_type_ids))  # (B, T, V)
             loss = None if targets is None else self._loss(logits, targets, self._backward)
         return logits, loss
+
+
+class _PoolCache(NamedTuple):
+    """What the pooling's backward needs: the mask and the counts of mean pooling (None
+    for "cls"), and the sequence length T."""
+    mask: np.ndarray | None     # (B, T, 1)
+    count: np.ndarray | None    # (B, 1)
+    length: int
 
 
 class SequenceClassifier(_Body):
@@ -388,13 +399,13 @@ class SequenceClassifier(_Body):
             h = self._encode(idx, attention_mask, token_type_ids)     # (B, T, C)
             if self.pooling == "cls":
                 pooled = h[:, 0]                                      # (B, C)
-                self._pool_cache = T
+                self._pool_cache = _PoolCache(None, None, T)
             else:
                 m = (np.ones((B, T), h.dtype) if attention_mask is None
                      else attention_mask.astype(h.dtype))[:, :, None]  # (B, T, 1)
                 count = np.maximum(m.sum(axis=1), 1)                  # (B, 1)
                 pooled = (h * m).sum(axis=1) / count                  # (B, C)
-                self._pool_cache = (m, count, T)
+                self._pool_cache = _PoolCache(m, count, T)
             logits = self.head(self.head_drop(pooled))                # (B, K)
             loss = None if labels is None else self._loss(logits, labels, self._backward)
         return logits, loss
@@ -402,10 +413,10 @@ class SequenceClassifier(_Body):
     def _backward(self, dlogits):
         dpooled = self.head_drop.backward(self.head.backward(dlogits))  # (B, C)
         B, C = dpooled.shape
+        m, count, T = self._pool_cache
         if self.pooling == "cls":
-            dh = np.zeros((B, self._pool_cache, C), dpooled.dtype)    # (B, T, C)
+            dh = np.zeros((B, T, C), dpooled.dtype)                   # (B, T, C)
             dh[:, 0] = dpooled
         else:
-            m, count, T = self._pool_cache
             dh = (dpooled / count)[:, None, :] * m                    # (B, T, C)
         self._encode_backward(dh)

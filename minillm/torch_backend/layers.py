@@ -18,6 +18,8 @@ the fast path, torch's own kernels (``F.linear``, ``F.layer_norm``, ``F.gelu``,
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch import nn
@@ -35,9 +37,24 @@ from .module import Module
 from .rope import rope
 
 __all__ = [
+    "KVCache",
     "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "Dropout",
     "TransformerBlock",
 ]
+
+
+class KVCache(NamedTuple):
+    """One attention layer's keys and values for the positions generated so far: what
+    ``forward_cached`` returns and takes back as ``past`` (with RoPE the keys are rotated
+    already, each by its own position). Shapes: keys, values (B, H, P, D)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        """P, the number of positions held."""
+        return int(self.keys.shape[2])
 
 
 def _rope_positions(config: ModelConfig) -> int:
@@ -189,18 +206,18 @@ class MultiHeadAttention(Module):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
         themselves, for generation; see ``minillm.reference.MultiHeadAttention``.
 
-        Shapes: x (B, T, C) -> y (B, T, C), present (K, V) each (B, H, P + T, D).
+        Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H, P + T, D).
         """
         affine, attend = _attention_ops(self.fused)
         q, k, v = self._heads(affine, x, x)                        # (B, H, T, D)
         if self.rotary:                         # the new positions are P .. P+T-1
-            q, k = self._rotate(q, k, 0 if past is None else past[0].shape[2])
+            q, k = self._rotate(q, k, 0 if past is None else past.length)
         if past is not None:
-            k = torch.cat([past[0], k], dim=2)                     # (B, H, P+T, D)
-            v = torch.cat([past[1], v], dim=2)                     # (B, H, P+T, D)
+            k = torch.cat([past.keys, k], dim=2)                   # (B, H, P+T, D)
+            v = torch.cat([past.values, v], dim=2)                 # (B, H, P+T, D)
         mask = causal_mask(q.shape[2], k.shape[2]).to(x.device)    # (T, P+T)
         heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
-        return affine(merge_heads(heads), self.W_O, self.b_O), (k, v)
+        return affine(merge_heads(heads), self.W_O, self.b_O), KVCache(k, v)
 
 
 class FeedForward(Module):
@@ -257,7 +274,7 @@ class TransformerBlock(Module):
 
     def forward_cached(self, x, past=None):
         """:meth:`forward` for generation, attention reading and extending the KV cache
-        (``past``: this block's (K, V) or None). Returns ``(y, present)``."""
+        (``past``: this block's KVCache or None). Returns ``(y, present)``."""
         if self.norm_first:
             a, present = self.attn.forward_cached(self.ln1(x), past)
             x = x + self.drop_attn(a)                                # (B, T, C)

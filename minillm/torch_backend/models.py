@@ -35,7 +35,7 @@ from ..core.config import IGNORE_INDEX, ModelConfig
 from ..core.init import dropout_rng, init_parameters, sinusoidal_positions
 from .activations import ACTIVATIONS, FAST_ACTIVATIONS
 from .attention import causal_mask
-from .layers import Dropout, Embedding, LayerNorm, Linear, TransformerBlock
+from .layers import Dropout, Embedding, KVCache, LayerNorm, Linear, TransformerBlock
 from .linear import fast_linear, linear
 from .losses import cross_entropy, fast_cross_entropy
 from .module import Module
@@ -277,7 +277,7 @@ class GPT(_LanguageModel):
             x = self._embed(idx, torch.arange(P, P + T, device=idx.device))  # (B, T, C)
             present = []
             for i, block in enumerate(self.blocks):
-                x, kv = block.forward_cached(x, None if cache is None else cache[i])  # (B, T, C)
+                x, kv = block.forward_cached(x, None if cache is None else KVCache(*cache[i]))  # (B, T, C)
                 present.append(kv)
             h = self.ln_f(x) if self.ln_f is not None else x              # (B, T, C)
             return self._head(h), tuple(present)                          # (B, T, V)
