@@ -274,7 +274,7 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
     contract = _contract(dataset or _given_dataset(source, splits, "tokens"), tok, T)
     _claim(out, rt, resume, overwrite, contract)
     _write_run(out, rt, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
-                         "fused": rt.fused, "batch_size": batch_size, "model_config": cfg.to_dict(),
+                         "fused": rt.runs_fused, "batch_size": batch_size, "model_config": cfg.to_dict(),
                          "world_size": rt.world_size}, tok, contract)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, task=task, eval_data=eval_data,
                       run_dir=out, tokenizer=tok.to_dict(), progress=progress,
@@ -320,7 +320,7 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
     val = classification_eval_batches(encode(data.validation.texts), data.validation.labels, EVAL_BATCH,
                                       pad_id=tok.pad_id, max_len=T)
     _write_run(out, rt, {"task": "classification", "source": source, "backend": rt.backend,
-                         "device": rt.device, "fused": rt.fused,
+                         "device": rt.device, "fused": rt.runs_fused,
                          "label_names": label_names, "batch_size": batch_size,
                          "model_config": model_config.to_dict(), "pretrained": encoder_state is not None}, tok,
                contract)

@@ -440,7 +440,7 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
     @app.get("/v1/model")
     def model_info() -> dict:
         return {"task": served.task, "backend": backend, "device": device,
-                "fused": served.runtime.fused if backend == "torch" else None, "config": cfg.to_dict(),
+                "fused": served.runtime.runs_fused, "config": cfg.to_dict(),
                 "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size,
                               "special_tokens": list(tok.special_tokens)},
                 "label_names": served.label_names if served.task == "classification" else None,

@@ -272,3 +272,21 @@ def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
         "checkpoints", "checkpoints/best", "checkpoints/best/mine.txt", "data.csv"]
     claim_run_dir(tmp_path / "fresh")                                 # an absent or empty folder is fine
+
+
+# -- what a run records -------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend,flags,recorded", [
+    ("numpy", [], None),                 # the reference has one path: "fused" means nothing there
+    ("torch", [], True),
+    ("torch", ["--explicit"], False),
+])
+def test_run_json_records_the_path_actually_run(backend, flags, recorded, tmp_path):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--backend", backend,
+                 "--steps", "1", "--out", str(out), *TINY, *flags]) == 0
+    assert json.loads((out / "run.json").read_text())["fused"] is recorded
