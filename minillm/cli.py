@@ -64,7 +64,7 @@ try:  # NumPy and the pipeline take about a second to import: Ctrl-C then is no 
     from .store.runs import load_run
     from .store.runtime import BACKENDS, DEVICES
     from .train import pipeline
-    from .train.training import TrainConfig, TrainingDiverged
+    from .train.training import ResumeMismatch, RunExists, TrainConfig, TrainingDiverged, recorded_settings
 except (KeyboardInterrupt, ImportError):
     if not _CtrlC.seen:
         raise
@@ -559,6 +559,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     return parser
 
+
+# -- --resume: the run continues as it was recorded -----------------------------------------
+
+RECORDED_TRAINING = ("steps", "lr", "warmup_steps", "weight_decay", "grad_clip", "eval_every", "seed")
+RECORDED_MODEL = ("d_model", "n_layers", "n_heads", "block_size", "dropout", "activation", "dtype",
+                  "positional", "init_std")
+OPTION_OF = {"checkpoint_every": "eval_every"}          # recorded setting -> the option that sets it
+
+
+def _given_options(argv) -> set[str]:
+    """The ``dest`` of every option typed on the command line (abbreviations included),
+    as opposed to those left at their default: the same arguments parsed again with
+    every default suppressed."""
+    parser = build_parser()
+    parsers = [parser] + [p for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+                          for p in action.choices.values()]
+    for p in parsers:
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
+        p._defaults.clear()
+    return set(vars(parser.parse_args(argv)))
+
+
+def _continue_recorded(args, argv) -> None:
+    """``--resume``: every training option not typed takes the value the run recorded
+    (``OUT/checkpoints/last``), so that ``--resume`` alone continues the run as it was
+    started; a typed option that differs is refused by the library (ResumeMismatch)."""
+    recorded = recorded_settings(args.out)
+    if not recorded:
+        return
+    values = {k: v for k, v in recorded["train_config"].items() if k in RECORDED_TRAINING}
+    values.update({k: v for k, v in recorded["model_config"].items() if k in RECORDED_MODEL})
+    if "norm_first" in recorded["model_config"]:
+        values["post_norm"] = not recorded["model_config"]["norm_first"]
+    if "batch_size" in recorded:
+        values["batch_size"] = recorded["batch_size"]
+    given = _given_options(argv)
+    for dest, value in values.items():
+        if hasattr(args, dest) and dest not in given:
+            setattr(args, dest, value)
+
+
+def _as_option(key: str, value) -> str:
+    """A recorded setting as the option that sets it (``--steps 600``), else as itself."""
+    if key == "norm_first":
+        return "pre-norm blocks" if value else "--post-norm"
+    key = OPTION_OF.get(key, key)
+    shown = f"{value:g}" if isinstance(value, float) else value
+    if key in RECORDED_TRAINING or key in RECORDED_MODEL or key == "batch_size":
+        return f"--{key.replace('_', '-')} {shown}"
+    return f"{key}={shown!r}" + (" (--lr / 10)" if key == "min_lr" else "")
+
+
+def _error_message(exc: Exception) -> str:
+    """The library's errors that name its arguments, worded with the CLI's options."""
+    if isinstance(exc, RunExists):
+        return exc.message(resume="--resume", overwrite="--overwrite")
+    if isinstance(exc, ResumeMismatch):
+        diffs = exc.differences
+        derived = {"min_lr": "lr", "checkpoint_every": "eval_every", "d_ff": "d_model"}   # set by those options
+        exc = ResumeMismatch(exc.run_dir, {k: v for k, v in diffs.items() if derived.get(k) not in diffs})
+        return exc.message(_as_option, how="leave those options out to continue the run as recorded, "
+                                            "or start a new run (--overwrite, or another --out)")
+    return str(exc)
+
+
 def _resume_hint(args) -> str:
     """Where an interrupted training run can continue from, if it got as far as a checkpoint."""
     out = getattr(args, "out", None)
@@ -572,6 +638,8 @@ def main(argv=None) -> int:
     _CtrlC.seen = False
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "resume", False) and getattr(args, "out", None) is not None:
+            _continue_recorded(args, sys.argv[1:] if argv is None else argv)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         return args.func(args)
@@ -583,7 +651,7 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as exc:
         if isinstance(exc, ImportError) and _CtrlC.seen:
             return _interrupted(_resume_hint(args) if args is not None else "")
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_error_message(exc)}", file=sys.stderr)
         return 2
     finally:
         _CtrlC.restore(previous)

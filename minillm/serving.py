@@ -129,9 +129,19 @@ def _is_json(content_type: str) -> bool:
 
 async def _body_error(request: Request, exc: RequestValidationError):
     """A body that is not JSON at all: 415 for another content type, 400 for broken JSON
-    (FastAPI reports the latter as a field ``body.15``, a character offset)."""
+    (FastAPI reports the latter as a field ``body.15``, a character offset).
+
+    A body sent without a Content-Type header is refused with 415 too, even when it
+    would parse as JSON: the header is what tells a JSON request from a browser's
+    "simple" cross-site request (which needs no CORS preflight to reach a server on
+    127.0.0.1), so FastAPI's strict content-type check is kept and the message says which
+    header to add, where FastAPI alone answered 422 "Input should be a valid dictionary".
+    An empty body without the header keeps its 422 (the body is missing, not mistyped)."""
     content_type = request.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
+    if not content_type and await request.body():
+        return _error(415, "unsupported_media_type",
+                      "expected JSON (Content-Type: application/json), got a body without a Content-Type header")
+    if content_type and not _is_json(content_type):
         return _error(415, "unsupported_media_type",
                       f"expected JSON (Content-Type: application/json), got Content-Type: {content_type[:100]}")
     if any(err.get("type") == "json_invalid" for err in exc.errors()):
@@ -424,7 +434,7 @@ def create_app(run_folder, backend: str = "numpy", device: str = "cpu", limits: 
     @app.get("/v1/model")
     def model_info() -> dict:
         return {"task": served.task, "backend": backend, "device": device,
-                "fused": served.runtime.fused if backend == "torch" else None, "config": cfg.to_dict(),
+                "fused": served.runtime.runs_fused, "config": cfg.to_dict(),
                 "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size,
                               "special_tokens": list(tok.special_tokens)},
                 "label_names": served.label_names if served.task == "classification" else None,

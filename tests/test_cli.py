@@ -81,14 +81,18 @@ def test_generate_and_evaluate_from_the_run(lm_run, capsys):
     assert json.loads((lm_run / "run" / "eval.json").read_text()) == scores
 
 
-def test_resume_of_a_finished_run_continues_to_more_steps(lm_run, tmp_path):
+def test_resume_of_a_finished_run_with_more_steps_is_refused(lm_run, tmp_path, capsys):
+    """More --steps than the run recorded would stretch its cosine schedule after the
+    fact (issue 18): refused, naming both values; the run is left as it was."""
     import shutil
     run = tmp_path / "run"
     shutil.copytree(lm_run / "run", run)
+    capsys.readouterr()
     assert main(["pretrain", "--data", str(lm_run / "data"), "--backend", "numpy", "--steps", "8",
-                 "--out", str(run), "--resume", *TINY]) == 0
+                 "--out", str(run), "--resume", *TINY]) == 2
+    assert "it was started with --steps 6, got --steps 8" in capsys.readouterr().err
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(8))
+    assert steps == list(range(6))
 
 
 @pytest.fixture()

@@ -53,19 +53,35 @@ def test_generate_continues_the_prompt(lm_recipe, capsys):
     assert text.startswith("The ") and len(text.rstrip("\n")) > len("The ") + 10
 
 
-@pytest.mark.skip(reason="open: with these small settings validation accuracy was 0.525/0.60/0.545 after "
-                         "75/150/225 of 300 steps (measured under heavy load); the settings that reach >= 0.85 "
-                         "within the test budget are not found yet")
+@pytest.mark.slow
 def test_classifier_recipe_learns_word_order(tmp_path, capsys):
     """`minillm pretrain --corpus sentiment --tokenizer word --task masked_lm --out runs/enc`
     then `minillm finetune --pretrained runs/enc --out runs/cls` and `minillm evaluate
-    runs/cls`, with a smaller encoder and fewer steps than the defaults."""
+    runs/cls`, with a smaller encoder and fewer steps than the defaults.
+
+    Why the earlier settings stayed at chance: no single word of the sentiment set says
+    the label (negations and mirrored "..., but ..." pairs balance every word across the
+    labels), so the classifier's loss sits at ln 2 until attention and the feed-forward
+    layers build word-pair features; that plateau lasts ~150-200 fine-tuning steps at
+    d_model 64 after 200 masked-LM steps, and never ended within 300 steps after only 100
+    (validation accuracy 0.48-0.57 at every evaluation, measured). A wider encoder
+    (d_model 128, as the CLI's default) leaves it much sooner, so the settings below are
+    the defaults with 2 layers, block 32, 200 masked-LM steps at batch 32, and 400
+    fine-tuning steps (its defaults otherwise: lr 2e-3, batch 64).
+    Measured (torch, 1 thread, --seed on both commands; test accuracy of the best
+    checkpoint): seed 0: 0.925, seed 1: 0.985, seed 2: 0.86 (validation 0.92 at the end,
+    the best-loss checkpoint was step 300); the bag-of-words ceiling on the seed-0 test
+    rows is below 0.8. Time: 26 s + 77 s for seed 0 alone (2 cores shared with other
+    work, load ~3), 147 s for this test under a load of ~4; no idle figure measured:
+    marked slow."""
+    pytest.importorskip("torch")
     enc, cls = tmp_path / "enc", tmp_path / "cls"
     assert main(["pretrain", "--corpus", "sentiment", "--tokenizer", "word", "--task", "masked_lm", "--out", str(enc),
-                 "--steps", "100", "--lr", "2e-3", "--d-model", "64", "--n-layers", "2", "--block-size", "48",
-                 "--batch-size", "32"]) == 0
+                 "--steps", "200", "--lr", "2e-3", "--d-model", "128", "--n-layers", "2", "--block-size", "32",
+                 "--batch-size", "32", "--backend", "torch"]) == 0
     capsys.readouterr()
-    assert main(["finetune", "--pretrained", str(enc), "--out", str(cls), "--steps", "300"]) == 0
+    assert main(["finetune", "--pretrained", str(enc), "--out", str(cls), "--steps", "400", "--eval-every", "50",
+                 "--backend", "torch"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert main(["evaluate", str(cls), "--backend", "torch"]) == 0
     scores = json.loads(capsys.readouterr().out)

@@ -223,25 +223,51 @@ def small_app_corpora(monkeypatch):
         monkeypatch.setattr(module, name, lambda n_train, n_test, seed=0, _real=real: _real(200, 20, seed=seed))
 
 
+def _interrupt_at(monkeypatch, stop: int) -> None:
+    """Ctrl-C as the trainer sees it, before step ``stop``: it saves checkpoints/last
+    (``stop`` steps in) and the CLI ends with status 130."""
+    from minillm.train.training import Trainer
+    real = Trainer._train_step
+
+    def step(self, k):
+        if k == stop:
+            raise KeyboardInterrupt
+        return real(self, k)
+    monkeypatch.setattr(Trainer, "_train_step", step)
+
+
+def _files(run):
+    return {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
 @pytest.mark.parametrize("command", sorted(TRAINING))
-def test_training_commands_refuse_a_finished_run_unless_resume_or_overwrite(command, three_class_csv,
-                                                                             tmp_path, capsys, small_app_corpora):
+def test_training_commands_refuse_a_finished_run_unless_resume_or_overwrite(command, three_class_csv, tmp_path,
+                                                                             capsys, small_app_corpora,
+                                                                             monkeypatch):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
     base = [str(corpus) if a == "CORPUS" else str(three_class_csv) if a == "CSV" else a for a in TRAINING[command]]
     run = tmp_path / "run"
-    assert main([*base, "--steps", "4", "--out", str(run)]) == 0
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 4)
+        assert main([*base, "--steps", "6", "--seed", "1", "--out", str(run)]) == 130
+    assert _metrics_lines(run) == 4
     (run / "notes.txt").write_text("mine", encoding="utf-8")          # not written by the run
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    before = _files(run)
     capsys.readouterr()
 
     assert main([*base, "--steps", "2", "--out", str(run)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and str(run) in err and "--resume" in err and "--overwrite" in err
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before     # untouched
+    # the CLI's options, not the library's arguments (resume=True)
+    assert err.startswith(f"error: {run} already holds a run (") and "resume=True" not in err
+    assert err.endswith("; continue it with --resume, or delete it and start again with --overwrite\n")
+    assert _files(run) == before                                      # untouched
 
-    assert main([*base, "--steps", "6", "--out", str(run), "--resume"]) == 0
+    # --resume alone continues the run as recorded: --steps 6 and --seed 1 (not the defaults)
+    assert main([*base, "--out", str(run), "--resume"]) == 0
     assert _metrics_lines(run) == 6                                  # 4 kept + 2 more
+    recorded = json.loads((run / "checkpoints/last/trainer_state.json").read_text())
+    assert recorded["step"] == 6 and recorded["extra"]["train_config"]["seed"] == 1
 
     assert main([*base, "--steps", "2", "--out", str(run), "--overwrite"]) == 0
     assert _metrics_lines(run) == 2
@@ -252,6 +278,58 @@ def test_training_commands_refuse_a_finished_run_unless_resume_or_overwrite(comm
     with pytest.raises(SystemExit) as exit_:                          # argparse: not both
         main([*base, "--steps", "2", "--out", str(run), "--overwrite", "--resume"])
     assert exit_.value.code == 2
+
+
+def test_resume_refuses_settings_other_than_the_recorded_ones(tmp_path, capsys):
+    """--resume continues the recorded run: another --steps (more: a different cosine
+    schedule; fewer: steps already done) or --batch-size is refused, naming the recorded
+    and the given value, before any file of the run is touched."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    base = ["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--backend", "numpy", *TINY]
+    run = tmp_path / "run"
+    assert main([*base, "--steps", "4", "--out", str(run)]) == 0
+    before = _files(run)
+    capsys.readouterr()
+    for extra, recorded, given in ((["--steps", "6"], "--steps 4", "--steps 6"),
+                                   (["--steps", "2"], "--steps 4", "--steps 2"),
+                                   (["--batch-size", "8"], "--batch-size 4", "--batch-size 8"),
+                                   (["--lr", "1e-2"], "--lr 0.003", "--lr 0.01"),   # not min_lr = lr / 10 too
+                                   (["--seed", "1", "--d-model", "8"], "--seed 0, --d-model 16",
+                                    "--seed 1, --d-model 8")):
+        assert main([*base, "--out", str(run), "--resume", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"error: cannot resume the run in {run}: it was started with {recorded}, got {given}; "
+                       "a resumed run continues the configuration it recorded (the learning-rate schedule "
+                       "depends on the total steps): leave those options out to continue the run as "
+                       "recorded, or start a new run (--overwrite, or another --out)\n"), extra
+        assert _files(run) == before                                  # run.json not rewritten either
+    assert main([*base, "--out", str(run), "--resume"]) == 0         # finished: nothing more to do
+    assert _metrics_lines(run) == 4
+
+
+def test_library_resume_mismatch_names_the_arguments(tmp_path):
+    from minillm import ModelConfig
+    from minillm.data import CharTokenizer, Splits
+    from minillm.train.training import ResumeMismatch, TrainConfig
+    tok = CharTokenizer.train("the cat sat on the mat. " * 20)
+    ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
+    splits = Splits(ids, ids[:40], ids[:40])
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
+    tc = TrainConfig(steps=3, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3)
+    kwargs = dict(model_config=cfg, batch_size=2, backend="numpy", progress=False)
+    pipeline.pretrain(tok, splits, tmp_path / "run", train_config=tc, **kwargs)
+    with pytest.raises(ResumeMismatch) as err:
+        pipeline.pretrain(tok, splits, tmp_path / "run", train_config=TrainConfig(
+            steps=5, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3), resume=True, **kwargs)
+    assert err.value.differences == {"steps": (3, 5)}
+    assert str(err.value).startswith(f"cannot resume the run in {tmp_path / 'run'}: it was started with "
+                                     "steps=3, got steps=5; ")
+    assert str(err.value).endswith("pass the recorded values, or start a new run (another run folder, "
+                                   "or overwrite=True)")
+    with pytest.raises(RunExists, match=r"continue it with resume=True, or delete it and start again with "
+                                        r"overwrite=True$"):
+        pipeline.pretrain(tok, splits, tmp_path / "run", train_config=tc, **kwargs)
 
 
 def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
@@ -272,3 +350,21 @@ def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
         "checkpoints", "checkpoints/best", "checkpoints/best/mine.txt", "data.csv"]
     claim_run_dir(tmp_path / "fresh")                                 # an absent or empty folder is fine
+
+
+# -- what a run records -------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend,flags,recorded", [
+    ("numpy", [], None),                 # the reference has one path: "fused" means nothing there
+    ("torch", [], True),
+    ("torch", ["--explicit"], False),
+])
+def test_run_json_records_the_path_actually_run(backend, flags, recorded, tmp_path):
+    if backend == "torch":
+        pytest.importorskip("torch")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--backend", backend,
+                 "--steps", "1", "--out", str(out), *TINY, *flags]) == 0
+    assert json.loads((out / "run.json").read_text())["fused"] is recorded

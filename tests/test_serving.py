@@ -302,6 +302,29 @@ def test_malformed_json_says_where_and_a_form_body_asks_for_json(client):
     assert r.status_code == 200
 
 
+def test_a_json_body_without_content_type_is_refused_with_415_naming_the_header(servers):
+    """What ``requests.post(url, data=json.dumps(body))`` sends: a JSON body and no
+    Content-Type header. 415 as for any other content type (FastAPI's strict check,
+    which keeps browsers' header-less cross-site posts out), with the header to add,
+    not 422 "Input should be a valid dictionary"; with the header the same bytes are served."""
+    body = b'{"prompt": "The", "max_new_tokens": 1}'
+    host, port = servers["numpy"].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:     # httpx always adds a header
+        s.sendall(b"POST /v1/generate HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 415"), head
+    assert json.loads(payload) == {"error": "unsupported_media_type", "message": (
+        "expected JSON (Content-Type: application/json), got a body without a Content-Type header")}
+    with httpx.Client(base_url=servers["numpy"], timeout=30) as c:
+        assert c.post("/v1/generate", **raw(body)).status_code == 200
+        r = c.post("/v1/generate", content=b"", headers={"content-type": ""})   # no body at all: 422
+        assert_clean_error(r, 422)
+
+
 def test_unknown_routes_and_methods(client, runs):
     assert_clean_error(client.get("/v1/nothing"), 404, runs)
     assert_clean_error(client.get("/v1/generate"), 405, runs)

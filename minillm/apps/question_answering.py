@@ -225,7 +225,8 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
         data.arrays.pop("token_type_ids")
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"task": "question_answering", "corpus": "facts", "fused": rt.fused})
+                      metadata={"task": "question_answering", "corpus": "facts", "fused": rt.runs_fused,
+                                "batch_size": batch_size})
     result = trainer.fit(resume=resume, overwrite=overwrite)
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}

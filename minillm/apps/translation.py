@@ -255,7 +255,8 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
     data = TranslationData(train, tok, batch_size, seed, cfg.block_size)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"task": "translation", "corpus": "dates", "fused": rt.fused})
+                      metadata={"task": "translation", "corpus": "dates", "fused": rt.runs_fused,
+                                "batch_size": batch_size})
     result = trainer.fit(resume=resume, overwrite=overwrite)
     return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
             "train_loss": result.last_loss, "steps": result.step}

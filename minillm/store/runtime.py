@@ -101,6 +101,13 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def runs_fused(self) -> bool | None:
+        """What a run records as its ``"fused"``: on torch, whether the fast path runs
+        (``True``) or the explicit formulas (``False``); on numpy ``None``, as the
+        reference has one path only and ``fused`` is ignored there."""
+        return self.fused if self.backend == "torch" else None
+
     # -- arrays -----------------------------------------------------------------------
     def tensor(self, array):
         """A NumPy array as this backend's array, on this runtime's device."""

@@ -52,7 +52,7 @@ from .evaluation import evaluate_classifier, evaluate_lm
 from .generation import generate as _generate
 from .tasks import (CausalLMData, ClassificationData, MaskedLMData, causal_lm_eval_batches,
                     classification_eval_batches, masked_lm_eval_batches)
-from .training import TRAINER_FILES, TrainConfig, Trainer, claim_run_dir
+from .training import TRAINER_FILES, TrainConfig, Trainer, check_resume, claim_run_dir
 
 __all__ = ["TOKENIZERS", "load_corpus", "train_tokenizer", "prepare", "load_prepared", "pretrain",
            "finetune", "evaluate", "generate_text", "load_run_model", "load_labelled", "text_dataset",
@@ -215,12 +215,16 @@ def _contract(dataset: dict, tok: Tokenizer, block_size: int, label_names=None) 
 
 # -- training -----------------------------------------------------------------------------
 
-def _claim(out: Path, runtime, resume: bool, overwrite: bool, contract: dict) -> None:
+def _claim(out: Path, runtime, resume: bool, overwrite: bool, contract: dict, train_config: TrainConfig,
+           batch_size: int, model_config: ModelConfig) -> None:
     """Refuse a folder holding a run unless resuming or overwriting it; a resumed run
-    must be trained on the data it started with."""
+    must be trained on the data and with the settings it started with (checked here,
+    before run.json is rewritten: :func:`~minillm.train.training.check_resume`)."""
     if not runtime.is_main:
         return
     claim_run_dir(out, resume=resume, overwrite=overwrite, names=RUN_FILES)
+    if resume:
+        check_resume(out, train_config, batch_size=batch_size, model_config=model_config.to_dict())
     old_file = out / "data.json"
     if resume and old_file.exists():
         old = json.loads(old_file.read_text(encoding="utf-8")).get("dataset", {})
@@ -274,9 +278,9 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
         eval_data = masked_lm_eval_batches(splits.validation, T, EVAL_BATCH, seed=tc.seed, **masking)
     model = rt.prepare(model)
     contract = _contract(dataset or _given_dataset(source, splits, "tokens"), tok, T)
-    _claim(out, rt, resume, overwrite, contract)
+    _claim(out, rt, resume, overwrite, contract, tc, batch_size, cfg)
     _write_run(out, rt, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
-                         "fused": rt.fused, "batch_size": batch_size, "model_config": cfg.to_dict(),
+                         "fused": rt.runs_fused, "batch_size": batch_size, "model_config": cfg.to_dict(),
                          "world_size": rt.world_size}, tok, contract)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, task=task, eval_data=eval_data,
                       run_dir=out, tokenizer=tok.to_dict(), progress=progress,
@@ -316,13 +320,13 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
     encode = lambda texts: [tok.encode(t)[:T] for t in texts]  # noqa: E731
     label_names = list(data.train.label_names)
     contract = _contract(dataset or _given_dataset(source, data, "rows"), tok, T, label_names)
-    _claim(out, rt, resume, overwrite, contract)
+    _claim(out, rt, resume, overwrite, contract, tc, batch_size, model_config)
     train = ClassificationData(encode(data.train.texts), data.train.labels, batch_size, pad_id=tok.pad_id,
                                max_len=T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size)
     val = classification_eval_batches(encode(data.validation.texts), data.validation.labels, EVAL_BATCH,
                                       pad_id=tok.pad_id, max_len=T)
     _write_run(out, rt, {"task": "classification", "source": source, "backend": rt.backend,
-                         "device": rt.device, "fused": rt.fused,
+                         "device": rt.device, "fused": rt.runs_fused,
                          "label_names": label_names, "batch_size": batch_size,
                          "model_config": model_config.to_dict(), "pretrained": encoder_state is not None}, tok,
                contract)

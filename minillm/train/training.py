@@ -43,7 +43,8 @@ from ..store import model_io
 from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
-           "RunExists", "TRAINER_FILES", "CHECKPOINT_NAMES", "run_files", "claim_run_dir"]
+           "RunExists", "ResumeMismatch", "check_resume", "recorded_settings", "resume_differences",
+           "TRAINER_FILES", "CHECKPOINT_NAMES", "run_files", "claim_run_dir"]
 
 logger = logging.getLogger("minillm")
 
@@ -64,7 +65,86 @@ class TrainingDiverged(RuntimeError):
 
 class RunExists(FileExistsError):
     """A training run was pointed at a folder that already holds a run, without being
-    asked to resume it or to overwrite it."""
+    asked to resume it or to overwrite it.
+
+    ``str(exc)`` speaks the library (``resume=True`` / ``overwrite=True``);
+    :meth:`message` words it for another caller (the CLI: ``--resume`` / ``--overwrite``)."""
+
+    def __init__(self, run_dir, found):
+        self.run_dir, self.found = Path(run_dir), [Path(p) for p in found]
+        super().__init__(self.message())
+
+    def message(self, resume: str = "resume=True", overwrite: str = "overwrite=True") -> str:
+        shown = ", ".join(str(p.relative_to(self.run_dir)) for p in self.found)
+        return (f"{self.run_dir} already holds a run ({shown}); continue it with {resume}, "
+                f"or delete it and start again with {overwrite}")
+
+
+class ResumeMismatch(ValueError):
+    """``resume=True`` with settings that differ from those the run was started with.
+
+    A resumed run continues the run recorded in its last checkpoint: the learning-rate
+    schedule is a function of ``steps`` (and of ``lr``, ``min_lr``, ``warmup_steps``),
+    the batches of ``seed`` and ``batch_size``, the weights' shapes of the model config,
+    so changing any of them would silently make another run than the one recorded.
+    ``differences`` maps each setting to ``(recorded, given)``. ``str(exc)`` names the
+    library's arguments; :meth:`message` takes another naming (the CLI's options)."""
+
+    def __init__(self, run_dir, differences: Mapping[str, tuple]):
+        self.run_dir, self.differences = Path(run_dir), dict(differences)
+        super().__init__(self.message())
+
+    def message(self, name: Callable[[str, object], str] = lambda key, value: f"{key}={value!r}",
+                how: str = "pass the recorded values, or start a new run (another run folder, "
+                           "or overwrite=True)") -> str:
+        recorded = ", ".join(name(k, old) for k, (old, _) in self.differences.items())
+        given = ", ".join(name(k, new) for k, (_, new) in self.differences.items())
+        return (f"cannot resume the run in {self.run_dir}: it was started with {recorded}, got {given}; "
+                f"a resumed run continues the configuration it recorded (the learning-rate schedule "
+                f"depends on the total steps): {how}")
+
+
+def _same(a, b) -> bool:
+    """Equal as JSON records them (tuples are lists there)."""
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    return norm(a) == norm(b)
+
+
+def resume_differences(recorded: Mapping, given: Mapping) -> dict:
+    """``{setting: (recorded, given)}`` for every setting both name that differs."""
+    return {k: (recorded[k], v) for k, v in given.items() if k in recorded and not _same(recorded[k], v)}
+
+
+def recorded_settings(run_dir) -> dict:
+    """What the run in ``run_dir`` was started with, from ``checkpoints/last``: the
+    trainer's config (``train_config``), ``batch_size`` where the run recorded it, and the
+    model config (``model_config``); empty where there is no last checkpoint."""
+    folder = Path(run_dir) / "checkpoints" / "last"
+    try:
+        extra = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("extra") or {}
+        model = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out = {"train_config": dict(extra.get("train_config") or {}), "model_config": model}
+    if "batch_size" in extra:
+        out["batch_size"] = extra["batch_size"]
+    return out
+
+
+def check_resume(run_dir, config: "TrainConfig", *, batch_size: int | None = None,
+                 model_config: Mapping | None = None) -> None:
+    """Raise :class:`ResumeMismatch` unless ``config`` (and ``batch_size``,
+    ``model_config`` where given) are the settings the run in ``run_dir`` recorded."""
+    recorded = recorded_settings(run_dir)
+    if not recorded:
+        return
+    diffs = resume_differences(recorded["train_config"], _jsonable(asdict(config)))
+    if batch_size is not None and "batch_size" in recorded:
+        diffs.update(resume_differences(recorded, {"batch_size": batch_size}))
+    if model_config is not None:
+        diffs.update(resume_differences(recorded["model_config"], dict(model_config)))
+    if diffs:
+        raise ResumeMismatch(run_dir, diffs)
 
 
 # -- the run folder: never replaced silently ----------------------------------------------
@@ -127,9 +207,7 @@ def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, nam
     if resume or not found:
         return
     if not overwrite:
-        shown = ", ".join(str(p.relative_to(run_dir)) for p in found)
-        raise RunExists(f"{run_dir} already holds a run ({shown}); continue it with --resume "
-                        f"(resume=True), or delete it and start again with --overwrite (overwrite=True)")
+        raise RunExists(run_dir, found)
     logger.warning("overwriting the run in %s", run_dir)
     for path in found:
         if path.is_dir():
@@ -315,6 +393,7 @@ class Trainer:
         folder = self._ckpt("last")
         if not (folder / "config.json").exists():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from: expected {folder}/config.json")
+        check_resume(self.run_dir, self.config, batch_size=self.metadata.get("batch_size"))
         ckpt = model_io.resume(folder, self.model, self.optimizer)
         self.step = int(ckpt.step)
         extra = ckpt.extra or {}
