@@ -94,3 +94,25 @@ def test_classifier_recipe_learns_word_order(tmp_path, capsys):
     test = sentiment(seed=0).test
     ceiling = bag_of_words_ceiling(test.texts, test.labels)
     assert scores["accuracy"] >= 0.85 > ceiling, (scores["accuracy"], ceiling)
+
+
+def test_the_library_snippet_runs_and_both_backends_print_the_same_loss(tmp_path):
+    """README's "Using the library" block, run as written (from the clone's root, in a
+    fresh interpreter): both backends print the loss its comment states."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Using the library"):]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    stated = re.search(r"# the same loss: ([0-9.]+?)\.\.\.", code).group(1)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.split("\n")
+    losses = {line.split()[0]: line.split()[1] for line in lines if line.strip()}
+    assert set(losses) == {"minillm.reference", "minillm.torch_backend"}, proc.stdout
+    for backend, loss in losses.items():
+        assert loss.startswith(stated), (backend, loss, stated)
