@@ -178,11 +178,11 @@ def _add_run_folder_args(g) -> None:
                    help="OUT holds a run: delete its files (only those a run writes) and start again")
 
 def _train_config(a) -> TrainConfig:
-    warmup = a.warmup_steps if a.warmup_steps is not None else max(1, a.steps // 20) if a.steps > 1 else 0
-    every = a.eval_every or max(1, a.steps // 4)
-    return TrainConfig(steps=a.steps, lr=a.lr, min_lr=a.lr / 10, warmup_steps=min(warmup, a.steps - 1),
-                       weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_every=every,
-                       checkpoint_every=every, seed=a.seed)
+    """The training options as a TrainConfig: those not given take the default policy
+    (:meth:`TrainConfig.recipe`)."""
+    return TrainConfig.recipe(a.steps, a.lr, batch_size=a.batch_size, warmup_steps=a.warmup_steps,
+                              eval_every=a.eval_every, weight_decay=a.weight_decay, grad_clip=a.grad_clip,
+                              seed=a.seed)
 
 def _model_config(a, vocab_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, block_size=a.block_size, d_model=a.d_model, n_heads=a.n_heads,
@@ -230,7 +230,7 @@ def cmd_pretrain(a) -> int:
     tok, splits, source, dataset = _corpus(a)
     _check_block_size(a, splits)
     res = pipeline.pretrain(tok, splits, a.out, task=a.task, model_config=_model_config(a, tok.vocab_size),
-                            train_config=_train_config(a), batch_size=a.batch_size, backend=a.backend,
+                            train_config=_train_config(a), backend=a.backend,
                             device=a.device, amp=a.amp, resume=a.resume, source=source, dataset=dataset,
                             overwrite=a.overwrite, fused=not a.explicit)
     if res["runtime"].is_main:
@@ -249,8 +249,7 @@ def cmd_finetune(a) -> int:
     dataset = pipeline.labelled_dataset(a.dataset, data, seed=a.seed, text_column=a.text_column,
                                         label_column=a.label_column)
     res = pipeline.finetune(tok, data, a.out, model_config=cfg, train_config=_train_config(a),
-                            encoder_state=encoder_state, pooling=a.pooling, batch_size=a.batch_size,
-                            backend=a.backend, device=a.device, amp=a.amp, resume=a.resume, source=a.dataset,
+                            encoder_state=encoder_state, pooling=a.pooling, backend=a.backend, device=a.device, amp=a.amp, resume=a.resume, source=a.dataset,
                             dataset=dataset, overwrite=a.overwrite, fused=not a.explicit)
     print(json.dumps({k: v for k, v in res.items() if k not in ("model", "runtime")}, indent=2))
     return 0

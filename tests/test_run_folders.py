@@ -308,6 +308,28 @@ def test_resume_refuses_settings_other_than_the_recorded_ones(tmp_path, capsys):
     assert _metrics_lines(run) == 4
 
 
+def test_pretrain_batch_size_argument_is_deprecated_and_still_used(tmp_path):
+    """``pretrain(batch_size=...)`` warns and trains with that batch size: the same run as
+    ``TrainConfig(batch_size=...)`` (same losses; the batch size recorded in the config)."""
+    from minillm import ModelConfig
+    from minillm.data import CharTokenizer, Splits
+    from minillm.train.training import TrainConfig, recorded_settings
+    tok = CharTokenizer.train("the cat sat on the mat. " * 20)
+    ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
+    splits = Splits(ids, ids[:40], ids[:40])
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
+    tc = TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2, checkpoint_every=2)
+    with pytest.warns(DeprecationWarning, match=r"pretrain\(batch_size=...\) is deprecated"):
+        old = pipeline.pretrain(tok, splits, tmp_path / "old", model_config=cfg, train_config=tc, batch_size=3,
+                                backend="numpy", progress=False)
+    new = pipeline.pretrain(tok, splits, tmp_path / "new", model_config=cfg, backend="numpy", progress=False,
+                            train_config=TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2,
+                                                     checkpoint_every=2, batch_size=3))
+    assert old["train_loss"] == new["train_loss"]               # the same batches, bit for bit
+    assert recorded_settings(tmp_path / "old")["batch_size"] == 3
+    assert recorded_settings(tmp_path / "old")["train_config"]["batch_size"] == 3
+
+
 def test_library_resume_mismatch_names_the_arguments(tmp_path):
     from minillm import ModelConfig
     from minillm.data import CharTokenizer, Splits
@@ -316,12 +338,13 @@ def test_library_resume_mismatch_names_the_arguments(tmp_path):
     ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
     splits = Splits(ids, ids[:40], ids[:40])
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
-    tc = TrainConfig(steps=3, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3)
-    kwargs = dict(model_config=cfg, batch_size=2, backend="numpy", progress=False)
+    tc = TrainConfig(steps=3, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3, batch_size=2)
+    kwargs = dict(model_config=cfg, backend="numpy", progress=False)
     pipeline.pretrain(tok, splits, tmp_path / "run", train_config=tc, **kwargs)
     with pytest.raises(ResumeMismatch) as err:
         pipeline.pretrain(tok, splits, tmp_path / "run", train_config=TrainConfig(
-            steps=5, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3), resume=True, **kwargs)
+            steps=5, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3, batch_size=2),
+            resume=True, **kwargs)
     assert err.value.differences == {"steps": (3, 5)}
     assert str(err.value).startswith(f"cannot resume the run in {tmp_path / 'run'}: it was started with "
                                      "steps=3, got steps=5; ")

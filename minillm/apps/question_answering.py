@@ -218,8 +218,8 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
                          f"got {cfg.vocab_size}")
     rt = Runtime(backend, fused=fused)
     model = rt.prepare(rt.module.SpanQA(cfg, seed=seed))
-    tc = TrainConfig(steps=steps, lr=lr, min_lr=lr, warmup_steps=min(50, steps // 10),
-                     weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
+    tc = TrainConfig.recipe(steps, lr, batch_size=batch_size, warmup_steps=min(50, steps // 10), min_lr=lr,
+                            weight_decay=0.0, eval_every=steps, seed=seed)
     data = QAData(train, tok, batch_size, seed, cfg.block_size)
     if not cfg.type_vocab_size:                      # a model without segment embeddings
         data.arrays.pop("token_type_ids")

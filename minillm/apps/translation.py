@@ -250,8 +250,8 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
                          f"got {cfg.vocab_size}")
     rt = Runtime(backend, fused=fused)
     model = rt.prepare(rt.module.EncoderDecoder(cfg, label_smoothing=label_smoothing, seed=seed))
-    tc = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=min(50, steps // 10),
-                     weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
+    tc = TrainConfig.recipe(steps, lr, batch_size=batch_size, warmup_steps=min(50, steps // 10),
+                            weight_decay=0.0, eval_every=steps, seed=seed)
     data = TranslationData(train, tok, batch_size, seed, cfg.block_size)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
                       tokenizer=tok.to_dict(), progress=progress,

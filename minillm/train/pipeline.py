@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -248,8 +249,18 @@ def _checkpoint_info(out: Path, trainer) -> dict:
             "validation_loss": trainer.best_val, "last_step": trainer.step}
 
 
+def _batch_size_argument(train_config: TrainConfig, batch_size: int | None, caller: str) -> TrainConfig:
+    """``train_config`` with the deprecated ``batch_size=`` argument moved into it."""
+    if batch_size is None:
+        return train_config
+    warnings.warn(f"pipeline.{caller}(batch_size=...) is deprecated: the batch size is part of the run's "
+                  f"TrainConfig (TrainConfig(batch_size=...), TrainConfig.recipe(..., batch_size=...))",
+                  DeprecationWarning, stacklevel=3)
+    return replace(train_config, batch_size=batch_size)
+
+
 def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", model_config: ModelConfig,
-             train_config: TrainConfig, batch_size: int = 16, backend: str = "torch", device: str = "cpu",
+             train_config: TrainConfig, batch_size: int | None = None, backend: str = "torch", device: str = "cpu",
              amp: bool = False, resume: bool = False, progress: bool = True, runtime: Runtime | None = None,
              source: str = "", dataset: dict | None = None, overwrite: bool = False,
              fused: bool = True) -> dict:
@@ -260,13 +271,15 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
     without it the splits are recorded as given and ``evaluate`` needs ``dataset`` or
     ``corpus_dir``. An ``out`` that already holds a run needs ``resume`` or ``overwrite``.
     ``fused`` (torch): the fast path (default) or the explicit formulas; see
-    :class:`~minillm.store.runtime.Runtime`.
+    :class:`~minillm.store.runtime.Runtime`. The batch size is ``train_config.batch_size``
+    (``batch_size=`` is deprecated and kept for one release).
     """
     if task not in ("causal_lm", "masked_lm"):
         raise ValueError(f"pretrain task must be 'causal_lm' or 'masked_lm', got {task!r}")
     out = Path(out)
     rt = runtime or Runtime.from_env(backend, device, amp, fused)
-    cfg, tc, T = model_config, train_config, model_config.block_size
+    train_config = _batch_size_argument(train_config, batch_size, "pretrain")
+    cfg, tc, T, batch_size = model_config, train_config, model_config.block_size, train_config.batch_size
     if task == "causal_lm":
         model = rt.module.GPT(cfg, seed=tc.seed)
         data = CausalLMData(splits.train, T, batch_size, tc.seed, rank=rt.rank, world_size=rt.world_size)
@@ -296,7 +309,7 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
 
 
 def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, train_config: TrainConfig,
-             encoder_state=None, pooling: str = "mean", batch_size: int = 16, backend: str = "torch",
+             encoder_state=None, pooling: str = "mean", batch_size: int | None = None, backend: str = "torch",
              device: str = "cpu", amp: bool = False, resume: bool = False, progress: bool = True,
              source: str = "", dataset: dict | None = None, overwrite: bool = False,
              fused: bool = True) -> dict:
@@ -311,7 +324,8 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
     """
     out = Path(out)
     rt = Runtime.from_env(backend, device, amp, fused)
-    tc, T = train_config, model_config.block_size
+    train_config = _batch_size_argument(train_config, batch_size, "finetune")
+    tc, T, batch_size = train_config, model_config.block_size, train_config.batch_size
     n_classes = len(data.train.label_names)
     model = rt.module.SequenceClassifier(model_config, n_classes=n_classes, pooling=pooling, seed=tc.seed)
     if encoder_state is not None:

@@ -117,8 +117,9 @@ def resume_differences(recorded: Mapping, given: Mapping) -> dict:
 
 def recorded_settings(run_dir) -> dict:
     """What the run in ``run_dir`` was started with, from ``checkpoints/last``: the
-    trainer's config (``train_config``), ``batch_size`` where the run recorded it, and the
-    model config (``model_config``); empty where there is no last checkpoint."""
+    trainer's config (``train_config``), ``batch_size`` where the run recorded it (in its
+    train config; older runs beside it), and the model config (``model_config``); empty
+    where there is no last checkpoint."""
     folder = Path(run_dir) / "checkpoints" / "last"
     try:
         extra = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("extra") or {}
@@ -126,7 +127,9 @@ def recorded_settings(run_dir) -> dict:
     except (OSError, ValueError):
         return {}
     out = {"train_config": dict(extra.get("train_config") or {}), "model_config": model}
-    if "batch_size" in extra:
+    if "batch_size" in out["train_config"]:
+        out["batch_size"] = out["train_config"]["batch_size"]
+    elif "batch_size" in extra:                       # runs recorded before TrainConfig.batch_size
         out["batch_size"] = extra["batch_size"]
     return out
 
@@ -221,7 +224,11 @@ def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, nam
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of a run (written to the run folder as ``train_config.json``)."""
+    """Hyper-parameters of a run (written to the run folder as ``train_config.json``).
+
+    ``batch_size`` is the global batch (rows per optimizer step, all ranks together).
+    :meth:`recipe` is the default policy every training command and task starts from.
+    """
 
     steps: int = 300
     lr: float = 3e-3
@@ -234,10 +241,13 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     max_bad_steps: int = 5
+    batch_size: int = 16
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {self.steps!r}")
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} with steps={self.steps}")
         if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
@@ -247,6 +257,32 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+    @classmethod
+    def recipe(cls, steps: int, lr: float, *, batch_size: int = 16, warmup_steps: int | None = None,
+               eval_every: int | None = None, checkpoint_every: int | None = None,
+               min_lr: float | None = None, weight_decay: float = 0.01, grad_clip: float | None = 1.0,
+               seed: int = 0, **kwargs) -> "TrainConfig":
+        """The default training policy, written once (the CLI, the demo and every task
+        start from it); each argument left at ``None`` takes its rule:
+
+        - ``warmup_steps``: 5% of ``steps`` (at least 1, at most ``steps - 1``);
+        - ``min_lr``: ``lr / 10``, the floor of the cosine decay;
+        - ``eval_every``: ``steps / 4`` (at least 1): four evaluations per run;
+        - ``checkpoint_every``: ``eval_every``.
+
+        ``kwargs``: the other fields (``betas``, ``max_bad_steps``) as in the class.
+        """
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        if warmup_steps is None:
+            warmup_steps = max(1, steps // 20) if steps > 1 else 0
+        every = eval_every if eval_every is not None else max(1, steps // 4)
+        return cls(steps=steps, lr=lr, min_lr=lr / 10 if min_lr is None else min_lr,
+                   warmup_steps=min(warmup_steps, steps - 1), weight_decay=weight_decay,
+                   grad_clip=grad_clip, eval_every=every,
+                   checkpoint_every=every if checkpoint_every is None else checkpoint_every,
+                   seed=seed, batch_size=batch_size, **kwargs)
 
     def lr_at(self, step: int) -> float:
         # step + 1: the first update already moves (a warmup starting at 0 wastes it)
@@ -393,7 +429,7 @@ class Trainer:
         folder = self._ckpt("last")
         if not (folder / "config.json").exists():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from: expected {folder}/config.json")
-        check_resume(self.run_dir, self.config, batch_size=self.metadata.get("batch_size"))
+        check_resume(self.run_dir, self.config, batch_size=self.metadata.get("batch_size", self.config.batch_size))
         ckpt = model_io.resume(folder, self.model, self.optimizer)
         self.step = int(ckpt.step)
         extra = ckpt.extra or {}
