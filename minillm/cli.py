@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 class _CtrlC:
@@ -64,7 +65,8 @@ try:  # NumPy and the pipeline take about a second to import: Ctrl-C then is no 
     from .store.runs import load_run
     from .store.runtime import BACKENDS, DEVICES
     from .train import pipeline
-    from .train.training import ResumeMismatch, RunExists, TrainConfig, TrainingDiverged, recorded_settings
+    from .train.run_config import RunConfig
+    from .train.training import ResumeMismatch, RunExists, TrainConfig, TrainingDiverged
 except (KeyboardInterrupt, ImportError):
     if not _CtrlC.seen:
         raise
@@ -585,15 +587,13 @@ def _continue_recorded(args, argv) -> None:
     """``--resume``: every training option not typed takes the value the run recorded
     (``OUT/checkpoints/last``), so that ``--resume`` alone continues the run as it was
     started; a typed option that differs is refused by the library (ResumeMismatch)."""
-    recorded = recorded_settings(args.out)
-    if not recorded:
+    recorded = RunConfig.recorded(args.out)
+    if recorded is None:
         return
-    values = {k: v for k, v in recorded["train_config"].items() if k in RECORDED_TRAINING}
-    values.update({k: v for k, v in recorded["model_config"].items() if k in RECORDED_MODEL})
-    if "norm_first" in recorded["model_config"]:
-        values["post_norm"] = not recorded["model_config"]["norm_first"]
-    if "batch_size" in recorded:
-        values["batch_size"] = recorded["batch_size"]
+    values = {k: v for k, v in asdict(recorded.train).items() if k in RECORDED_TRAINING}
+    values.update({k: v for k, v in recorded.model.to_dict().items() if k in RECORDED_MODEL})
+    values["post_norm"] = not recorded.model.norm_first
+    values["batch_size"] = recorded.train.batch_size
     given = _given_options(argv)
     for dest, value in values.items():
         if hasattr(args, dest) and dest not in given:

@@ -330,6 +330,34 @@ def test_pretrain_batch_size_argument_is_deprecated_and_still_used(tmp_path):
     assert recorded_settings(tmp_path / "old")["train_config"]["batch_size"] == 3
 
 
+def test_the_run_configuration_is_written_and_read_back(tmp_path):
+    """``run_config.json`` and the last checkpoint record the RunConfig the run was
+    started with; :meth:`RunConfig.recorded` gives it back equal (model, training with its
+    batch size, backend, device, amp, fused)."""
+    from minillm import ModelConfig
+    from minillm.data import CharTokenizer, Splits
+    from minillm.train.run_config import RunConfig
+    from minillm.train.training import TrainConfig
+    tok = CharTokenizer.train("the cat sat on the mat. " * 20)
+    ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
+    tc = TrainConfig.recipe(4, 1e-2, batch_size=3, seed=2)
+    pipeline.pretrain(tok, Splits(ids, ids[:40], ids[:40]), tmp_path / "run", model_config=cfg, train_config=tc,
+                      backend="numpy", progress=False)
+    expected = RunConfig(cfg, tc, backend="numpy", device="cpu", amp=False, fused=True)
+    assert RunConfig.recorded(tmp_path / "run") == expected
+    written = json.loads((tmp_path / "run" / "run_config.json").read_text(encoding="utf-8"))
+    assert RunConfig.from_dict(written) == expected
+    assert written["train"]["batch_size"] == 3 and written["backend"] == "numpy"
+    assert RunConfig.recorded(tmp_path / "nothing") is None
+    assert expected.replace(train={"steps": 9}).train == TrainConfig.recipe(4, 1e-2, batch_size=3, seed=2).__class__(
+        **{**tc.__dict__, "steps": 9})
+    with pytest.raises(ValueError, match="backend must be one of"):
+        RunConfig(cfg, backend="jax")
+    with pytest.raises(ValueError, match="expected amp to be a bool"):
+        RunConfig(cfg, amp="yes")
+
+
 def test_library_resume_mismatch_names_the_arguments(tmp_path):
     from minillm import ModelConfig
     from minillm.data import CharTokenizer, Splits

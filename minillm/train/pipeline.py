@@ -7,6 +7,7 @@ The command line (:mod:`minillm.cli`) and the demo call these; so can a notebook
       run.json                 what was trained, on what (task, corpus, backend, sizes)
       data.json                the data contract (below; also inside every checkpoint)
       tokenizer.json           the tokenizer (also inside every checkpoint)
+      run_config.json          the run configuration (model, training, backend, device; RunConfig)
       train_config.json        the trainer's hyper-parameters
       metrics.jsonl            one JSON record per step (+ validation at eval steps)
       loss.png                 loss curves
@@ -51,6 +52,7 @@ from ..store.runs import Run, load_run
 from ..store.runtime import Runtime
 from .evaluation import evaluate_classifier, evaluate_lm
 from .generation import generate as _generate
+from .run_config import RUN_CONFIG_FILE, RunConfig
 from .tasks import (CausalLMData, ClassificationData, MaskedLMData, causal_lm_eval_batches,
                     classification_eval_batches, masked_lm_eval_batches)
 from .training import TRAINER_FILES, TrainConfig, Trainer, check_resume, claim_run_dir
@@ -67,7 +69,8 @@ TEXT_FRACTIONS = (0.9, 0.05, 0.05)         # a corpus, cut in order (train, vali
 LABELLED_FRACTIONS = (0.8, 0.1, 0.1)       # a labelled file, shuffled with the run's seed
 EMBEDDED = ("python_docs", "sentiment")
 # what pretrain / finetune / evaluate write in a run folder (overwrite=True deletes these only)
-RUN_FILES = ("run.json", "data.json", "tokenizer.json", "eval.json", "confusion.png", *TRAINER_FILES)
+RUN_FILES = ("run.json", RUN_CONFIG_FILE, "data.json", "tokenizer.json", "eval.json", "confusion.png",
+             *TRAINER_FILES)
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -236,9 +239,10 @@ def _claim(out: Path, runtime, resume: bool, overwrite: bool, contract: dict, tr
                              f"(sha256 {str(new.get('sha256'))[:12]}...); resume it on the same data")
 
 
-def _write_run(out: Path, runtime, info: dict, tok: Tokenizer, contract: dict) -> None:
+def _write_run(out: Path, runtime, info: dict, tok: Tokenizer, contract: dict, run_config: RunConfig) -> None:
     if runtime.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        run_config.write(out)
         tok.save(out / "tokenizer.json")
         (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
         (out / "data.json").write_text(json.dumps(contract, indent=2), encoding="utf-8")
@@ -277,8 +281,11 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
     if task not in ("causal_lm", "masked_lm"):
         raise ValueError(f"pretrain task must be 'causal_lm' or 'masked_lm', got {task!r}")
     out = Path(out)
-    rt = runtime or Runtime.from_env(backend, device, amp, fused)
     train_config = _batch_size_argument(train_config, batch_size, "pretrain")
+    if runtime is not None:               # the runtime given decides where the run runs
+        backend, device, amp, fused = runtime.backend, runtime.device, runtime.amp, runtime.fused
+    run_config = RunConfig(model_config, train_config, backend=backend, device=device, amp=amp, fused=fused)
+    rt = runtime or run_config.runtime()
     cfg, tc, T, batch_size = model_config, train_config, model_config.block_size, train_config.batch_size
     if task == "causal_lm":
         model = rt.module.GPT(cfg, seed=tc.seed)
@@ -294,10 +301,10 @@ def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", mo
     _claim(out, rt, resume, overwrite, contract, tc, batch_size, cfg)
     _write_run(out, rt, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
                          "fused": rt.runs_fused, "batch_size": batch_size, "model_config": cfg.to_dict(),
-                         "world_size": rt.world_size}, tok, contract)
+                         "world_size": rt.world_size}, tok, contract, run_config)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, task=task, eval_data=eval_data,
                       run_dir=out, tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"batch_size": batch_size, "data": contract})
+                      metadata={"data": contract, "run": run_config.where})
     result = trainer.fit(resume=resume)
     return {"task": task, "steps": result.step, "train_loss": result.last_loss,
             "skipped_steps": result.skipped_steps,
@@ -323,8 +330,9 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
     needs ``resume`` or ``overwrite``. ``fused``: as in :func:`pretrain`.
     """
     out = Path(out)
-    rt = Runtime.from_env(backend, device, amp, fused)
     train_config = _batch_size_argument(train_config, batch_size, "finetune")
+    run_config = RunConfig(model_config, train_config, backend=backend, device=device, amp=amp, fused=fused)
+    rt = run_config.runtime()
     tc, T, batch_size = train_config, model_config.block_size, train_config.batch_size
     n_classes = len(data.train.label_names)
     model = rt.module.SequenceClassifier(model_config, n_classes=n_classes, pooling=pooling, seed=tc.seed)
@@ -343,10 +351,10 @@ def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, tr
                          "device": rt.device, "fused": rt.runs_fused,
                          "label_names": label_names, "batch_size": batch_size,
                          "model_config": model_config.to_dict(), "pretrained": encoder_state is not None}, tok,
-               contract)
+               contract, run_config)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), train, tc, task="classification", eval_data=val,
                       run_dir=out, tokenizer=tok.to_dict(), n_classes=n_classes, progress=progress,
-                      metadata={"label_names": label_names, "batch_size": batch_size, "data": contract})
+                      metadata={"label_names": label_names, "data": contract, "run": run_config.where})
     result = trainer.fit(resume=resume)
     best = out / "checkpoints" / "best"
     if rt.is_main and (best / "config.json").exists():

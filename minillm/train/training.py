@@ -118,8 +118,10 @@ def resume_differences(recorded: Mapping, given: Mapping) -> dict:
 def recorded_settings(run_dir) -> dict:
     """What the run in ``run_dir`` was started with, from ``checkpoints/last``: the
     trainer's config (``train_config``), ``batch_size`` where the run recorded it (in its
-    train config; older runs beside it), and the model config (``model_config``); empty
-    where there is no last checkpoint."""
+    train config; older runs beside it), the model config (``model_config``) and, where
+    recorded, the runtime (``run``: backend, device, amp, fused; see
+    :class:`~minillm.train.run_config.RunConfig`); empty where there is no last
+    checkpoint."""
     folder = Path(run_dir) / "checkpoints" / "last"
     try:
         extra = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("extra") or {}
@@ -131,6 +133,8 @@ def recorded_settings(run_dir) -> dict:
         out["batch_size"] = out["train_config"]["batch_size"]
     elif "batch_size" in extra:                       # runs recorded before TrainConfig.batch_size
         out["batch_size"] = extra["batch_size"]
+    if isinstance(extra.get("run"), dict):            # backend, device, amp, fused (RunConfig.where)
+        out["run"] = dict(extra["run"])
     return out
 
 
