@@ -48,7 +48,9 @@ __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSo
 
 logger = logging.getLogger("minillm")
 
-TASKS = ("causal_lm", "masked_lm", "classification")
+# the tasks a Trainer trains; the first three are evaluated on their validation batches
+TASKS = ("causal_lm", "masked_lm", "classification", "translation", "question_answering")
+EVALUATED = ("causal_lm", "masked_lm", "classification")
 
 
 class BatchSource(Protocol):
@@ -341,6 +343,9 @@ class Trainer:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if task == "classification" and not n_classes:
             raise ValueError("task='classification' needs n_classes")
+        if eval_data and task not in EVALUATED:
+            raise ValueError(f"task={task!r} has no evaluation during training; expected eval_data=None "
+                             f"(evaluated tasks: {EVALUATED})")
         model, optimizer = runtime.prepare(model), runtime.prepare_optimizer(optimizer)
         self.runtime, self.model, self.optimizer = runtime, model, optimizer
         self.train_data, self.eval_data, self.config, self.task = train_data, eval_data, config, task
