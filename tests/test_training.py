@@ -185,3 +185,27 @@ def test_train_config_builds_the_adamw_it_describes(backend):
     assert type(opt) is rt.module.AdamW
     assert (opt.lr, tuple(opt.betas), opt.weight_decay) == (2e-3, (0.8, 0.9), 0.05)
     assert len(opt.params) == len(list(model.parameters()))
+
+
+def test_the_trainers_collaborators(tmp_path):
+    """MetricsFiles appends one record a line and, on resume, keeps only the steps before
+    the checkpoint's; disabled (no run folder, or not rank 0) it writes nothing, nor do the
+    Checkpoints; one rank's Distribution is the identity."""
+    from minillm.train.collaborators import Checkpoints, Distribution, MetricsFiles
+    metrics = MetricsFiles(tmp_path, enabled=True)
+    for step in range(5):
+        metrics.append({"step": step, "loss": float(step)})
+    metrics.truncate(3)
+    assert [json.loads(line)["step"] for line in metrics.path.read_text().splitlines()] == [0, 1, 2]
+    silent = MetricsFiles(tmp_path / "other", enabled=False)
+    silent.append({"step": 0})
+    silent.truncate(0)
+    rt = Runtime("numpy")
+    model = rt.module.GPT(ModelConfig(vocab_size=11, block_size=8, d_model=8, n_heads=2, n_layers=1))
+    Checkpoints(tmp_path / "other", enabled=False).save("last", model, None, step=1, tokenizer=None, extra={})
+    Checkpoints(None, enabled=True).save("last", model, None, step=1, tokenizer=None, extra={})
+    assert not (tmp_path / "other").exists()
+    one = Distribution(rt)
+    assert one.wrap(model) is model and one.mean(2.5) == 2.5 and not one.active
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        Checkpoints(tmp_path, enabled=True).resume(model, None)

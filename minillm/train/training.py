@@ -22,6 +22,12 @@ as PNG, and the robustness the chapter's loop lacks:
 Under ``torchrun`` the torch model is wrapped in DistributedDataParallel; each rank's
 batch source yields that rank's shard of the global batch (see :mod:`minillm.train.tasks`),
 and only rank 0 writes files and progress.
+
+The trainer keeps the loop; three collaborators (:mod:`minillm.train.collaborators`) do
+the jobs around it: :class:`~minillm.train.collaborators.Distribution` (the wrapping and
+the mean over ranks), :class:`~minillm.train.collaborators.MetricsFiles`
+(``metrics.jsonl``, ``loss.png``) and :class:`~minillm.train.collaborators.Checkpoints`
+(``checkpoints/{last,best}``, resuming).
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ import numpy as np
 
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
-from ..store import model_io
+from .collaborators import Checkpoints, Distribution, MetricsFiles
 from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
@@ -355,22 +361,18 @@ class Trainer:
         self.step, self.skipped_steps, self.best_val = 0, 0, None
         self.best_step: int | None = None    # the step of checkpoints/best (lowest validation loss)
         self.last_eval: dict = {}            # the latest evaluation's scores
-        self._ddp_model = self._wrap_distributed(model)
-
-    # -- set-up -----------------------------------------------------------------------
-    def _wrap_distributed(self, model):
-        if self.runtime.world_size <= 1:
-            return model
-        from torch.nn.parallel import DistributedDataParallel
-        ids = [int(str(self.runtime.device).split(":")[-1] or 0)] if self.runtime.device.startswith("cuda") else None
-        return DistributedDataParallel(model, device_ids=ids)
+        # the collaborators (minillm.train.collaborators): ranks, metrics files, checkpoints
+        self.distribution = Distribution(runtime)
+        self.metrics = MetricsFiles(self.run_dir, runtime.is_main)
+        self.checkpoints = Checkpoints(self.run_dir, runtime.is_main)
+        self._ddp_model = self.distribution.wrap(model)
 
     @property
     def _writes(self) -> bool:
         return self.run_dir is not None and self.runtime.is_main
 
     def _ckpt(self, name: str) -> Path:
-        return self.run_dir / "checkpoints" / name
+        return self.checkpoints.folder(name)
 
     # -- one step ---------------------------------------------------------------------
     def _inputs(self, batch: Mapping[str, np.ndarray]) -> dict:
@@ -385,22 +387,13 @@ class Trainer:
             with self.runtime.autocast():
                 _, loss = self._ddp_model(**self._inputs(batch))
             loss.backward()
-            loss_value = self._mean_over_ranks(loss.item())
+            loss_value = self.distribution.mean(loss.item())
             clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
             grad_norm = float(self.runtime.module.clip_grad_norm(self.model.parameters(), clip))
             if math.isfinite(loss_value) and math.isfinite(grad_norm):
                 self.optimizer.step()
             self.optimizer.zero_grad()
         return loss_value, grad_norm, tokens
-
-    def _mean_over_ranks(self, value: float) -> float:
-        if self.runtime.world_size <= 1:
-            return value
-        import torch
-        import torch.distributed as dist
-        t = torch.tensor([value], dtype=torch.float64, device=self.runtime.device)
-        dist.all_reduce(t)
-        return float(t.item()) / self.runtime.world_size
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict:
@@ -410,42 +403,31 @@ class Trainer:
             return evaluate_classifier(self.runtime, self.model, self.eval_data, self.n_classes)
         return evaluate_lm(self.runtime, self.model, self.eval_data)
 
-    # -- files ------------------------------------------------------------------------
+    # -- files: the collaborators write them ------------------------------------------
     def _log(self, record: dict) -> None:
-        if self._writes:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-
-    def _truncate_metrics(self, after_step: int) -> None:
-        """On resume: drop records of steps the resumed run will do again."""
-        path = self.run_dir / "metrics.jsonl"
-        if not self._writes or not path.exists():
-            return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) < after_step]
-        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        self.metrics.append(record)
 
     def save(self, name: str = "last") -> None:
-        if not self._writes:
-            return
+        """Write ``checkpoints/<name>``: the model, the optimizer, the step, the tokenizer,
+        and what a resumed run and ``load_run`` need (task, counters, configs, metadata)."""
         extra = {"task": self.task, "skipped_steps": self.skipped_steps, "best_val": self.best_val,
                  "best_step": self.best_step,
                  "train_config": _jsonable(asdict(self.config)), **self.metadata}
-        model_io.save_checkpoint(self._ckpt(name), self.model, self.optimizer, step=self.step,
-                                 tokenizer=self.tokenizer, extra=extra)
+        self.checkpoints.save(name, self.model, self.optimizer, step=self.step, tokenizer=self.tokenizer,
+                              extra=extra)
 
     def _resume(self) -> None:
         folder = self._ckpt("last")
         if not (folder / "config.json").exists():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from: expected {folder}/config.json")
         check_resume(self.run_dir, self.config, batch_size=self.metadata.get("batch_size", self.config.batch_size))
-        ckpt = model_io.resume(folder, self.model, self.optimizer)
+        ckpt = self.checkpoints.resume(self.model, self.optimizer)
         self.step = int(ckpt.step)
         extra = ckpt.extra or {}
         self.skipped_steps = int(extra.get("skipped_steps", 0))
         self.best_val = extra.get("best_val")
         self.best_step = extra.get("best_step")
-        self._truncate_metrics(self.step)
+        self.metrics.truncate(self.step)
         logger.info("resumed from %s at step %d", folder, self.step)
 
     # -- the loop ---------------------------------------------------------------------
@@ -546,14 +528,7 @@ class Trainer:
         return progress
 
     def _plot(self) -> None:
-        if not self._writes:
-            return
-        try:
-            from ..core.plots import plot_loss_curves
-            plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png",
-                             title=f"{self.task} ({self.runtime.backend})")
-        except ImportError:
-            logger.info("matplotlib is not installed: no loss.png (pip install 'minillm[pipeline]')")
+        self.metrics.plot(f"{self.task} ({self.runtime.backend})")
 
 
 class _Flag:
