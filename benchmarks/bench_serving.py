@@ -43,8 +43,8 @@ def tiny_run(folder: Path) -> Path:
     tok = BPETokenizer.train(text, vocab_size=512)
     splits = split_contiguous(np.asarray(tok.encode(text), dtype=np.int64), (0.9, 0.05, 0.05))
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, d_model=64, n_heads=4, n_layers=2)
-    tc = TrainConfig(steps=2, lr=1e-3, min_lr=1e-4, warmup_steps=0, eval_every=2, checkpoint_every=2)
-    pipeline.pretrain(tok, splits, folder, model_config=cfg, train_config=tc, batch_size=8,
+    tc = TrainConfig(steps=2, lr=1e-3, min_lr=1e-4, warmup_steps=0, eval_every=2, checkpoint_every=2, batch_size=8)
+    pipeline.pretrain(tok, splits, folder, model_config=cfg, train_config=tc,
                       backend="numpy", progress=False)
     return folder
 

@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 class _CtrlC:
@@ -51,6 +52,13 @@ class _CtrlC:
 
 def _interrupted(where: str = "") -> int:
     print(f"interrupted{where}", file=sys.stderr)
+    # CPython (3.11) sets its "unhandled KeyboardInterrupt" flag when a KeyboardInterrupt
+    # leaves code that exec() runs from a string (dataclasses build their __init__ that way
+    # while our modules import), even when the interrupt is then caught, and may end the
+    # process by SIGINT (status -2) instead of with ours; an exec() of a string that
+    # completes clears the flag. Seen: Ctrl-C 0.3-1.5 s after NumPy's import, about 1 run
+    # in 6 ended by SIGINT (tests/test_cli_messages.py), none in 34 runs with this line.
+    exec("")
     return 130
 
 _previous = _CtrlC.install()
@@ -58,13 +66,16 @@ try:  # NumPy and the pipeline take about a second to import: Ctrl-C then is no 
     import numpy as np
 
     from .apps.interop import POOLING_MODES
-    from .apps.question_answering import QA_RECIPE
+    from .apps.question_answering import QA_CONFIG
+    from .apps.translation import TRANSLATION_CONFIG, TRANSLATION_TASK
     from .core.config import ACTIVATIONS, POSITIONALS, ModelConfig
     from .data import Tokenizer, split_contiguous
     from .store.runs import load_run
     from .store.runtime import BACKENDS, DEVICES
     from .train import pipeline
-    from .train.training import ResumeMismatch, RunExists, TrainConfig, TrainingDiverged, recorded_settings
+    from .train.entry import task_spec, train
+    from .train.run_config import RunConfig
+    from .train.training import ResumeMismatch, RunExists, TrainConfig, TrainingDiverged
 except (KeyboardInterrupt, ImportError):
     if not _CtrlC.seen:
         raise
@@ -74,7 +85,7 @@ finally:
 
 logger = logging.getLogger("minillm")
 
-TRANSLATION_STEPS = 400   # benchmarks/bench_apps.py: enough for >= 95% exact dates (torch backend)
+TRANSLATION_STEPS = TRANSLATION_TASK.steps   # the task's default, written once (minillm.apps.translation)
 
 def _default_backend() -> str:
     try:
@@ -137,24 +148,43 @@ def _add_explicit(p) -> None:
     """``--explicit``: the torch backend's formula path (``Runtime(fused=False)``)."""
     p.add_argument("--explicit", action="store_true", help=EXPLICIT_HELP)
 
-def _add_training_args(p: argparse.ArgumentParser, *, steps: int, lr: float, d_model: int, n_layers: int,
-                       block_size: int, batch_size: int) -> None:
+# the options every training command has (pretrain, finetune, translate --train, answer --train)
+TRAINING_OPTIONS = ("--backend", "--device", "--amp", "--explicit", "--out", "--steps", "--seed", "--resume",
+                    "--overwrite", "--batch-size", "--lr", "--warmup-steps", "--weight-decay", "--grad-clip",
+                    "--eval-every")
+
+def _add_training_args(p: argparse.ArgumentParser, task: str, *, out_required: bool = True,
+                       when: str = "") -> None:
+    """The training options, the same for every training command; their defaults are the
+    task's (:class:`~minillm.train.entry.TaskSpec`: steps, lr, batch size, recipe).
+    ``when``: a prefix of the help of options that only matter in one mode (``--train: ``)."""
+    spec = task_spec(task)
+    rule = spec.train_config(spec.steps)
+    default = TrainConfig.recipe(spec.steps, spec.lr)
+    warmup = ("5%% of --steps" if rule.warmup_steps == default.warmup_steps
+              else "10%% of --steps, at most 50")
+    every = "--steps / 4" if rule.eval_every == default.eval_every else "--steps (once, at the end)"
     g = p.add_argument_group("training")
     g.add_argument("--backend", choices=BACKENDS, default=_default_backend(),
                    help="numpy: the reference with hand-written gradients; torch: autograd (default: %(default)s)")
     g.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend only (default: %(default)s)")
-    g.add_argument("--amp", action="store_true", help="bf16 autocast (torch backend on CUDA)")
+    g.add_argument("--amp", action="store_true", help=f"{when}bf16 autocast (torch backend on CUDA)")
     _add_explicit(g)
-    g.add_argument("--out", type=Path, required=True, help="run folder to write")
-    g.add_argument("--steps", type=POSITIVE_INT, default=steps, help="optimizer steps (default: %(default)s)")
+    g.add_argument("--out", type=Path, required=out_required, default=None, help=f"{when}run folder to write")
+    g.add_argument("--steps", type=POSITIVE_INT, default=spec.steps, help=f"{when}optimizer steps (default: %(default)s)")
     g.add_argument("--seed", type=SEED, default=0, help="seed of weights, batches and masks (default: %(default)s)")
     _add_run_folder_args(g)
-    g.add_argument("--batch-size", type=POSITIVE_INT, default=batch_size, help="global batch size (default: %(default)s)")
-    g.add_argument("--lr", type=POSITIVE, default=lr, help="peak learning rate (default: %(default)s)")
-    g.add_argument("--warmup-steps", type=NONNEG_INT, default=None, help="default: 5%% of --steps")
-    g.add_argument("--weight-decay", type=NONNEG, default=0.01, help="AdamW's decoupled weight decay")
-    g.add_argument("--grad-clip", type=POSITIVE, default=1.0, help="largest global gradient norm")
-    g.add_argument("--eval-every", type=POSITIVE_INT, default=None, help="default: --steps / 4")
+    g.add_argument("--batch-size", type=POSITIVE_INT, default=spec.batch_size,
+                   help=f"{when}global batch size (default: %(default)s)")
+    g.add_argument("--lr", type=POSITIVE, default=spec.lr, help=f"{when}peak learning rate (default: %(default)s)")
+    g.add_argument("--warmup-steps", type=NONNEG_INT, default=None, help=f"{when}default: {warmup}")
+    g.add_argument("--weight-decay", type=NONNEG, default=None,
+                   help=f"{when}AdamW's decoupled weight decay (default: {rule.weight_decay:g})")
+    g.add_argument("--grad-clip", type=POSITIVE, default=1.0, help=f"{when}largest global gradient norm")
+    g.add_argument("--eval-every", type=POSITIVE_INT, default=None,
+                   help=f"{when}evaluation and checkpoint interval (default: {every})")
+
+def _add_model_args(p: argparse.ArgumentParser, *, d_model: int, n_layers: int, block_size: int) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--d-model", type=POSITIVE_INT, default=d_model, help="width of the residual stream")
     m.add_argument("--n-layers", type=POSITIVE_INT, default=n_layers, help="Transformer blocks")
@@ -177,12 +207,16 @@ def _add_run_folder_args(g) -> None:
     x.add_argument("--overwrite", action="store_true",
                    help="OUT holds a run: delete its files (only those a run writes) and start again")
 
-def _train_config(a) -> TrainConfig:
-    warmup = a.warmup_steps if a.warmup_steps is not None else max(1, a.steps // 20) if a.steps > 1 else 0
-    every = a.eval_every or max(1, a.steps // 4)
-    return TrainConfig(steps=a.steps, lr=a.lr, min_lr=a.lr / 10, warmup_steps=min(warmup, a.steps - 1),
-                       weight_decay=a.weight_decay, grad_clip=a.grad_clip, eval_every=every,
-                       checkpoint_every=every, seed=a.seed)
+def _train_config(a, task: str) -> TrainConfig:
+    """The training options as a TrainConfig: those not given take the task's default
+    policy (:meth:`TaskSpec.train_config`, from :meth:`TrainConfig.recipe`)."""
+    return task_spec(task).train_config(a.steps, a.lr, batch_size=a.batch_size, warmup_steps=a.warmup_steps,
+                                        eval_every=a.eval_every, weight_decay=a.weight_decay,
+                                        grad_clip=a.grad_clip, seed=a.seed)
+
+def _run_config(a, task: str, model: ModelConfig) -> RunConfig:
+    return RunConfig(model, _train_config(a, task), backend=a.backend, device=a.device, amp=a.amp,
+                     fused=not a.explicit)
 
 def _model_config(a, vocab_size: int) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, block_size=a.block_size, d_model=a.d_model, n_heads=a.n_heads,
@@ -230,7 +264,7 @@ def cmd_pretrain(a) -> int:
     tok, splits, source, dataset = _corpus(a)
     _check_block_size(a, splits)
     res = pipeline.pretrain(tok, splits, a.out, task=a.task, model_config=_model_config(a, tok.vocab_size),
-                            train_config=_train_config(a), batch_size=a.batch_size, backend=a.backend,
+                            train_config=_train_config(a, a.task), backend=a.backend,
                             device=a.device, amp=a.amp, resume=a.resume, source=source, dataset=dataset,
                             overwrite=a.overwrite, fused=not a.explicit)
     if res["runtime"].is_main:
@@ -248,9 +282,8 @@ def cmd_finetune(a) -> int:
         cfg = _model_config(a, tok.vocab_size)
     dataset = pipeline.labelled_dataset(a.dataset, data, seed=a.seed, text_column=a.text_column,
                                         label_column=a.label_column)
-    res = pipeline.finetune(tok, data, a.out, model_config=cfg, train_config=_train_config(a),
-                            encoder_state=encoder_state, pooling=a.pooling, batch_size=a.batch_size,
-                            backend=a.backend, device=a.device, amp=a.amp, resume=a.resume, source=a.dataset,
+    res = pipeline.finetune(tok, data, a.out, model_config=cfg, train_config=_train_config(a, "classification"),
+                            encoder_state=encoder_state, pooling=a.pooling, backend=a.backend, device=a.device, amp=a.amp, resume=a.resume, source=a.dataset,
                             dataset=dataset, overwrite=a.overwrite, fused=not a.explicit)
     print(json.dumps({k: v for k, v in res.items() if k not in ("model", "runtime")}, indent=2))
     return 0
@@ -314,18 +347,16 @@ def cmd_translate(a) -> int:
     from .apps import translation
     _application_args(a, "translate")
     if a.train:
-        run = translation.train_translation(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size,
-                                            lr=a.lr, label_smoothing=a.label_smoothing, seed=a.seed,
-                                            progress=True, resume=a.resume, overwrite=a.overwrite,
-                                            fused=not a.explicit)
-        print(f"[evaluate] translating the {len(run['test'])} held-out dates", file=sys.stderr, flush=True)
-        scores = translation.evaluate_translation(run["model"], run["runtime"], run["tokenizer"], run["test"])
-        print(f"held-out dates: {100 * scores['exact']:.1f}% exact, BLEU {scores['bleu']:.1f} "
-              f"({scores['n']} sentences); run folder: {a.out}")
+        run = train("translation", a.out, _run_config(a, "translation", TRANSLATION_CONFIG), resume=a.resume,
+                    overwrite=a.overwrite, label_smoothing=a.label_smoothing)
+        if run.runtime.is_main:
+            scores = run.test
+            print(f"held-out dates: {100 * scores['exact']:.1f}% exact, BLEU {scores['bleu']:.1f} "
+                  f"({scores['n']} sentences); run folder: {a.out}")
         return 0
     if not a.text:
         raise ValueError("translate: expected --text TEXT (one or more)")
-    run = load_run(a.run, backend=a.backend, fused=not a.explicit, task="translation")
+    run = load_run(a.run, backend=a.backend, device=a.device, fused=not a.explicit, task="translation")
     outs = translation.translate_checked(run.model, run.runtime, run.tokenizer, list(a.text), a.beam_size,
                                          a.length_penalty)
     for k, out in enumerate(outs, 1):
@@ -339,17 +370,16 @@ def cmd_answer(a) -> int:
     from .apps import question_answering as qa
     _application_args(a, "answer")
     if a.train:
-        run = qa.train_qa(a.out, backend=a.backend, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
-                          seed=a.seed, progress=True, resume=a.resume, overwrite=a.overwrite,
-                          fused=not a.explicit)
-        print(f"[evaluate] answering the {len(run['test'])} held-out questions", file=sys.stderr, flush=True)
-        scores = qa.evaluate_qa(run["model"], run["runtime"], run["tokenizer"], run["test"])
-        print(f"held-out questions: exact match {100 * scores['exact_match']:.1f}%, "
-              f"F1 {100 * scores['f1']:.1f}% ({scores['n']} questions); run folder: {a.out}")
+        run = train("question_answering", a.out, _run_config(a, "question_answering", QA_CONFIG),
+                    resume=a.resume, overwrite=a.overwrite)
+        if run.runtime.is_main:
+            scores = run.test
+            print(f"held-out questions: exact match {100 * scores['exact_match']:.1f}%, "
+                  f"F1 {100 * scores['f1']:.1f}% ({scores['n']} questions); run folder: {a.out}")
         return 0
     if a.context is None or a.question is None:
         raise ValueError("answer: expected --context TEXT and --question TEXT")
-    run = load_run(a.run, backend=a.backend, fused=not a.explicit, task="question_answering")
+    run = load_run(a.run, backend=a.backend, device=a.device, fused=not a.explicit, task="question_answering")
     out = qa.answer_checked(run.model, run.runtime, run.tokenizer, [a.context], [a.question])[0]
     print(out.text)
     if out.warning:
@@ -425,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "pretrain", help="pretrain a GPT (causal LM) or an encoder (masked LM)")
     _add_corpus_args(p)
     p.add_argument("--task", choices=("causal_lm", "masked_lm"), default="causal_lm", help="a GPT (next token) or an encoder (masked tokens)")
-    _add_training_args(p, steps=300, lr=3e-3, d_model=128, n_layers=4, block_size=64, batch_size=16)
+    _add_training_args(p, "causal_lm")        # masked_lm: the same defaults
+    _add_model_args(p, d_model=128, n_layers=4, block_size=64)
     p.set_defaults(func=cmd_pretrain)
 
     p = _command(sub, "finetune", help="fine-tune a classifier (a real head) from a pretrained encoder",
@@ -439,10 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe",
                    help="only without --pretrained")
     p.add_argument("--vocab-size", type=POSITIVE_INT, default=512, help="only without --pretrained")
-    # the demo's fine-tuning (0.965-0.995 test accuracy over seeds 0-2); 300 steps at lr 1e-3 and
-    # batch 32 stayed at chance (validation accuracy 0.45 after 150 steps, from scratch or from an
-    # encoder pretrained on python_docs): the word-order labels need more updates at a higher rate
-    _add_training_args(p, steps=600, lr=2e-3, d_model=128, n_layers=2, block_size=64, batch_size=64)
+    _add_training_args(p, "classification")   # the task's defaults (minillm.train.entry)
+    _add_model_args(p, d_model=128, n_layers=2, block_size=64)
     p.set_defaults(func=cmd_finetune)
 
     p = _command(sub, "evaluate", help="perplexity of an LM run, accuracy/P/R/F1 of a classifier run")
@@ -500,15 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=POSITIVE_INT, default=1, help="1 = greedy (default: %(default)s)")
     p.add_argument("--length-penalty", type=NONNEG, default=0.6, help="alpha of beam search (default: %(default)s)")
     p.add_argument("--train", action="store_true", help="train an encoder-decoder on the dates corpus")
-    p.add_argument("--out", type=Path, default=None, help="--train: the run folder to write")
-    _add_run_folder_args(p)
-    p.add_argument("--steps", type=POSITIVE_INT, default=TRANSLATION_STEPS, help="--train: optimizer steps")
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=64, help="--train: batch size")
-    p.add_argument("--lr", type=POSITIVE, default=2e-3, help="--train: peak learning rate")
-    p.add_argument("--label-smoothing", type=FRACTION, default=0.1, help="--train: of the cross-entropy")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed")
-    p.add_argument("--backend", choices=BACKENDS, default=_default_backend(), help="numpy (the reference) or torch (default: %(default)s; torch where it is installed)")
-    _add_explicit(p)
+    p.add_argument("--label-smoothing", type=FRACTION, default=TRANSLATION_TASK.options["label_smoothing"],
+                   help="--train: of the cross-entropy")
+    _add_training_args(p, "translation", out_required=False, when="--train: ")
     p.set_defaults(func=cmd_translate)
 
     p = _command(sub, "answer", help="train extractive QA on the embedded set (--train), or answer with a run")
@@ -516,14 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", default=None, help="the text the answer is a span of")
     p.add_argument("--question", default=None, help="the question to answer")
     p.add_argument("--train", action="store_true", help="train a span-QA encoder on the embedded set")
-    p.add_argument("--out", type=Path, default=None, help="--train: the run folder to write")
-    _add_run_folder_args(p)
-    p.add_argument("--steps", type=POSITIVE_INT, default=QA_RECIPE["steps"], help="--train: optimizer steps")
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=QA_RECIPE["batch_size"], help="--train: batch size")
-    p.add_argument("--lr", type=POSITIVE, default=QA_RECIPE["lr"], help="--train: peak learning rate")
-    p.add_argument("--seed", type=SEED, default=0, help="random seed")
-    p.add_argument("--backend", choices=BACKENDS, default=_default_backend(), help="numpy (the reference) or torch (default: %(default)s; torch where it is installed)")
-    _add_explicit(p)
+    _add_training_args(p, "question_answering", out_required=False, when="--train: ")
     p.set_defaults(func=cmd_answer)
 
     p = _command(sub, "serve", help="serve a run over HTTP (FastAPI + uvicorn; needs the 'serve' extra)")
@@ -586,15 +602,13 @@ def _continue_recorded(args, argv) -> None:
     """``--resume``: every training option not typed takes the value the run recorded
     (``OUT/checkpoints/last``), so that ``--resume`` alone continues the run as it was
     started; a typed option that differs is refused by the library (ResumeMismatch)."""
-    recorded = recorded_settings(args.out)
-    if not recorded:
+    recorded = RunConfig.recorded(args.out)
+    if recorded is None:
         return
-    values = {k: v for k, v in recorded["train_config"].items() if k in RECORDED_TRAINING}
-    values.update({k: v for k, v in recorded["model_config"].items() if k in RECORDED_MODEL})
-    if "norm_first" in recorded["model_config"]:
-        values["post_norm"] = not recorded["model_config"]["norm_first"]
-    if "batch_size" in recorded:
-        values["batch_size"] = recorded["batch_size"]
+    values = {k: v for k, v in asdict(recorded.train).items() if k in RECORDED_TRAINING}
+    values.update({k: v for k, v in recorded.model.to_dict().items() if k in RECORDED_MODEL})
+    values["post_norm"] = not recorded.model.norm_first
+    values["batch_size"] = recorded.train.batch_size
     given = _given_options(argv)
     for dest, value in values.items():
         if hasattr(args, dest) and dest not in given:

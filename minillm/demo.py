@@ -74,10 +74,11 @@ def _versions(backend: str) -> str:
     return ", ".join(parts)
 
 
-def _train_config(steps: int, lr: float, seed: int) -> TrainConfig:
-    every = max(1, steps // 4) if steps >= 100 else steps
-    return TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=max(1, steps // 20) if steps > 1 else 0,
-                       eval_every=every, checkpoint_every=every, seed=seed)
+def _train_config(steps: int, lr: float, seed: int, batch_size: int) -> TrainConfig:
+    """The default policy (:meth:`TrainConfig.recipe`); a quick run (under 100 steps)
+    evaluates once, at its end."""
+    return TrainConfig.recipe(steps, lr, batch_size=batch_size, seed=seed,
+                              eval_every=steps if steps < 100 else None)
 
 
 def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0) -> int:
@@ -100,7 +101,7 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
                           dropout=0.1)   # 145k training tokens: without dropout it overfits by ~1000 steps
     t0 = time.perf_counter()
     gpt = pipeline.pretrain(tok, splits, out / "gpt", task="causal_lm", model_config=gpt_cfg,
-                            train_config=_train_config(steps_gpt, 3e-3, seed), batch_size=16,
+                            train_config=_train_config(steps_gpt, 3e-3, seed, batch_size=16),
                             backend=backend, source="python_docs", overwrite=True,
                             dataset=pipeline.text_dataset("python_docs", text, splits))
     val = gpt["validation"]
@@ -122,7 +123,7 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
     enc_cfg = ModelConfig(vocab_size=word_tok.vocab_size, block_size=48, d_model=64, n_heads=4, n_layers=2)
     t0 = time.perf_counter()
     enc = pipeline.pretrain(word_tok, Splits(*text_ids), out / "encoder", task="masked_lm", model_config=enc_cfg,
-                            train_config=_train_config(steps_mlm, 2e-3, seed), batch_size=32,
+                            train_config=_train_config(steps_mlm, 2e-3, seed, batch_size=32),
                             backend=backend, source="sentiment (text only)", overwrite=True)
     print(f"[pretrain] encoder (masked LM) on the sentiment texts: {steps_mlm} steps in "
           f"{time.perf_counter() - t0:.0f}s; validation loss on masked tokens {enc['validation']['loss']:.3f}")
@@ -130,8 +131,8 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
     # 4. fine-tuning -------------------------------------------------------------------
     t0 = time.perf_counter()
     cls = pipeline.finetune(word_tok, data, out / "classifier", model_config=enc_cfg,
-                            train_config=_train_config(steps_cls, 2e-3, seed),
-                            encoder_state=enc["model"].state_dict(), batch_size=64, backend=backend,
+                            train_config=_train_config(steps_cls, 2e-3, seed, batch_size=64),
+                            encoder_state=enc["model"].state_dict(), backend=backend,
                             source="sentiment", overwrite=True,
                             dataset=pipeline.labelled_dataset("sentiment", data, seed=seed))
     test = cls["test"]

@@ -189,3 +189,35 @@ def test_console_script_demo_quick(tmp_path):
         assert (tmp_path / "demo" / sub / "checkpoints" / "last" / "model.safetensors").exists()
         assert (tmp_path / "demo" / sub / "loss.png").exists()
     assert (tmp_path / "demo" / "confusion.png").exists()
+
+
+def _training_options(command: str) -> dict:
+    """``{option: (default, type)}`` of the "training" group of ``minillm COMMAND``."""
+    import argparse
+    from minillm.cli import build_parser
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    group, = [g for g in sub.choices[command]._action_groups if g.title == "training"]
+    return {opt: (action.default, action.type) for action in group._group_actions for opt in action.option_strings
+            if opt.startswith("--")}
+
+
+def test_every_training_command_has_the_same_training_options():
+    """pretrain, finetune, translate --train and answer --train: one set of training
+    options (--device and --resume included), each default the task's, written once
+    (minillm.train.entry's TaskSpec; translation and QA declare theirs in minillm.apps)."""
+    from minillm.apps.question_answering import QA_TASK
+    from minillm.apps.translation import TRANSLATION_TASK
+    from minillm.cli import TRAINING_OPTIONS
+    from minillm.train.entry import task_spec
+    options = {c: _training_options(c) for c in ("pretrain", "finetune", "translate", "answer")}
+    for command, found in options.items():
+        assert sorted(found) == sorted(TRAINING_OPTIONS), command
+    for command, spec in (("pretrain", task_spec("causal_lm")), ("finetune", task_spec("classification")),
+                          ("translate", TRANSLATION_TASK), ("answer", QA_TASK)):
+        found = options[command]
+        assert (found["--steps"][0], found["--lr"][0], found["--batch-size"][0]) == \
+            (spec.steps, spec.lr, spec.batch_size), command
+        for opt in ("--backend", "--device", "--seed", "--grad-clip", "--warmup-steps", "--weight-decay"):
+            assert found[opt] == options["pretrain"][opt], (command, opt)     # same default, same parser
+    # one default step count per task: README's translation (400 steps) and QA (2,000 steps)
+    assert (TRANSLATION_TASK.steps, QA_TASK.steps) == (400, 2000)

@@ -37,6 +37,27 @@ def test_answer_trains_then_answers(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == answer(model, rt, tok, [ctx], [q])[0]
 
 
+def test_translate_train_takes_the_training_options_and_resumes(tmp_path, capsys):
+    """translate --train has pretrain's training options: --device, --resume and the
+    schedule's; --resume alone continues the run as recorded, a changed --steps is refused."""
+    from minillm.train.run_config import RunConfig
+    run = tmp_path / "tr"
+    assert cli.main(["translate", "--train", "--out", str(run), "--steps", "2", "--backend", "numpy", "--device", "cpu",
+                     "--batch-size", "4", "--seed", "1", "--warmup-steps", "0", "--weight-decay", "0.05",
+                     "--grad-clip", "0.5", "--eval-every", "1", "--lr", "1e-3"]) == 0
+    recorded = RunConfig.recorded(run)
+    assert (recorded.backend, recorded.device, recorded.train.steps, recorded.train.batch_size) == ("numpy", "cpu", 2, 4)
+    assert (recorded.train.seed, recorded.train.warmup_steps, recorded.train.weight_decay) == (1, 0, 0.05)
+    assert (recorded.train.grad_clip, recorded.train.eval_every, recorded.train.lr) == (0.5, 1, 1e-3)
+    capsys.readouterr()
+    assert cli.main(["translate", "--train", "--out", str(run), "--backend", "numpy", "--resume"]) == 0
+    assert "held-out dates" in capsys.readouterr().out
+    assert cli.main(["translate", "--train", "--out", str(run), "--backend", "numpy", "--resume", "--steps", "5"]) == 2
+    assert "it was started with --steps 2, got --steps 5" in capsys.readouterr().err
+    assert cli.main(["translate", "--train", "--out", str(run), "--backend", "numpy"]) == 2
+    assert "--resume" in capsys.readouterr().err and RunConfig.recorded(run) == recorded
+
+
 @pytest.mark.parametrize("argv, message", [
     (["translate"], "neither"),
     (["translate", "RUN", "--train", "--out", "x"], "both"),

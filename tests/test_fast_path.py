@@ -433,7 +433,8 @@ def test_cli_pretrain_explicit_flag_selects_the_path(prepared, monkeypatch, expl
             super().__init__(*args, **kwargs)
             seen.append((self.model, self.optimizer))
 
-    monkeypatch.setattr(pipeline, "Trainer", Recording)
+    from minillm.train import entry
+    monkeypatch.setattr(entry, "Trainer", Recording)       # the one training entry builds the trainer
     out = prepared / f"run_{explicit}"
     assert main(["pretrain", "--data", str(prepared / "data"), "--backend", "torch", "--out", str(out), *TINY]
                 + (["--explicit"] if explicit else [])) == 0

@@ -23,8 +23,9 @@ def test_every_file_of_a_prepared_corpus_and_a_run_honours_the_umask(tmp_path, u
         tok = CharTokenizer.train(text)
         splits = split_contiguous(np.asarray(tok.encode(text), dtype=np.int64), (0.8, 0.1, 0.1))
         cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=8, n_heads=1, n_layers=1)
-        tc = TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2, checkpoint_every=2)
-        pipeline.pretrain(tok, splits, tmp_path / "run", model_config=cfg, train_config=tc, batch_size=2,
+        tc = TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2, checkpoint_every=2,
+                         batch_size=2)
+        pipeline.pretrain(tok, splits, tmp_path / "run", model_config=cfg, train_config=tc,
                           backend="numpy", progress=False)
     finally:
         os.umask(old)

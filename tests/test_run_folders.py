@@ -308,6 +308,56 @@ def test_resume_refuses_settings_other_than_the_recorded_ones(tmp_path, capsys):
     assert _metrics_lines(run) == 4
 
 
+def test_pretrain_batch_size_argument_is_deprecated_and_still_used(tmp_path):
+    """``pretrain(batch_size=...)`` warns and trains with that batch size: the same run as
+    ``TrainConfig(batch_size=...)`` (same losses; the batch size recorded in the config)."""
+    from minillm import ModelConfig
+    from minillm.data import CharTokenizer, Splits
+    from minillm.train.training import TrainConfig, recorded_settings
+    tok = CharTokenizer.train("the cat sat on the mat. " * 20)
+    ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
+    splits = Splits(ids, ids[:40], ids[:40])
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
+    tc = TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2, checkpoint_every=2)
+    with pytest.warns(DeprecationWarning, match=r"pretrain\(batch_size=...\) is deprecated"):
+        old = pipeline.pretrain(tok, splits, tmp_path / "old", model_config=cfg, train_config=tc, batch_size=3,
+                                backend="numpy", progress=False)
+    new = pipeline.pretrain(tok, splits, tmp_path / "new", model_config=cfg, backend="numpy", progress=False,
+                            train_config=TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2,
+                                                     checkpoint_every=2, batch_size=3))
+    assert old["train_loss"] == new["train_loss"]               # the same batches, bit for bit
+    assert recorded_settings(tmp_path / "old")["batch_size"] == 3
+    assert recorded_settings(tmp_path / "old")["train_config"]["batch_size"] == 3
+
+
+def test_the_run_configuration_is_written_and_read_back(tmp_path):
+    """``run_config.json`` and the last checkpoint record the RunConfig the run was
+    started with; :meth:`RunConfig.recorded` gives it back equal (model, training with its
+    batch size, backend, device, amp, fused)."""
+    from minillm import ModelConfig
+    from minillm.data import CharTokenizer, Splits
+    from minillm.train.run_config import RunConfig
+    from minillm.train.training import TrainConfig
+    tok = CharTokenizer.train("the cat sat on the mat. " * 20)
+    ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
+    tc = TrainConfig.recipe(4, 1e-2, batch_size=3, seed=2)
+    pipeline.pretrain(tok, Splits(ids, ids[:40], ids[:40]), tmp_path / "run", model_config=cfg, train_config=tc,
+                      backend="numpy", progress=False)
+    expected = RunConfig(cfg, tc, backend="numpy", device="cpu", amp=False, fused=True)
+    assert RunConfig.recorded(tmp_path / "run") == expected
+    written = json.loads((tmp_path / "run" / "run_config.json").read_text(encoding="utf-8"))
+    assert RunConfig.from_dict(written) == expected
+    assert written["train"]["batch_size"] == 3 and written["backend"] == "numpy"
+    assert RunConfig.recorded(tmp_path / "nothing") is None
+    assert expected.replace(train={"steps": 9}).train == TrainConfig.recipe(4, 1e-2, batch_size=3, seed=2).__class__(
+        **{**tc.__dict__, "steps": 9})
+    with pytest.raises(ValueError, match="backend must be one of"):
+        RunConfig(cfg, backend="jax")
+    with pytest.raises(ValueError, match="expected amp to be a bool"):
+        RunConfig(cfg, amp="yes")
+
+
 def test_library_resume_mismatch_names_the_arguments(tmp_path):
     from minillm import ModelConfig
     from minillm.data import CharTokenizer, Splits
@@ -316,12 +366,13 @@ def test_library_resume_mismatch_names_the_arguments(tmp_path):
     ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
     splits = Splits(ids, ids[:40], ids[:40])
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
-    tc = TrainConfig(steps=3, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3)
-    kwargs = dict(model_config=cfg, batch_size=2, backend="numpy", progress=False)
+    tc = TrainConfig(steps=3, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3, batch_size=2)
+    kwargs = dict(model_config=cfg, backend="numpy", progress=False)
     pipeline.pretrain(tok, splits, tmp_path / "run", train_config=tc, **kwargs)
     with pytest.raises(ResumeMismatch) as err:
         pipeline.pretrain(tok, splits, tmp_path / "run", train_config=TrainConfig(
-            steps=5, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3), resume=True, **kwargs)
+            steps=5, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3, batch_size=2),
+            resume=True, **kwargs)
     assert err.value.differences == {"steps": (3, 5)}
     assert str(err.value).startswith(f"cannot resume the run in {tmp_path / 'run'}: it was started with "
                                      "steps=3, got steps=5; ")

@@ -16,6 +16,7 @@ import math
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -47,12 +48,12 @@ def runs(tmp_path_factory):
     tok = WordTokenizer.train(text, max_size=300)
     splits = split_contiguous(np.asarray(tok.encode(text), dtype=np.int64), (0.8, 0.1, 0.1))
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=BLOCK, d_model=16, n_heads=2, n_layers=1)
-    pipeline.pretrain(tok, splits, root / "lm", model_config=cfg, train_config=tc, batch_size=4,
+    pipeline.pretrain(tok, splits, root / "lm", model_config=cfg, train_config=replace(tc, batch_size=4),
                       backend="numpy", progress=False)
     data = sentiment(seed=0)
     ctok = WordTokenizer.train("\n".join(data.train.texts), max_size=200)
     ccfg = ModelConfig(vocab_size=ctok.vocab_size, block_size=24, d_model=16, n_heads=2, n_layers=1)
-    pipeline.finetune(ctok, data, root / "cls", model_config=ccfg, train_config=tc, batch_size=8,
+    pipeline.finetune(ctok, data, root / "cls", model_config=ccfg, train_config=replace(tc, batch_size=8),
                       backend="numpy", progress=False)
     return {"lm": root / "lm", "cls": root / "cls"}
 

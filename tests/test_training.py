@@ -154,6 +154,26 @@ def test_train_config_rejects_bad_values():
         TrainConfig(lr=1e-3, min_lr=1e-2)
     with pytest.raises(ValueError, match="steps must be"):
         TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got 0"):
+        TrainConfig(batch_size=0)
+
+
+def test_recipe_is_the_default_policy():
+    """warmup 5% of the steps, min_lr = lr / 10, evaluation and checkpoints every steps / 4;
+    every rule yields to an explicit value."""
+    tc = TrainConfig.recipe(400, 2e-3, batch_size=32, seed=3)
+    assert (tc.steps, tc.lr, tc.min_lr, tc.warmup_steps, tc.eval_every, tc.checkpoint_every) == \
+        (400, 2e-3, pytest.approx(2e-4, rel=1e-15), 20, 100, 100)
+    assert (tc.batch_size, tc.seed, tc.weight_decay, tc.grad_clip) == (32, 3, 0.01, 1.0)
+    assert TrainConfig().batch_size == 16 and TrainConfig.recipe(10, 1e-3).batch_size == 16
+    # tiny runs: at least one warmup step, fewer than steps; at least one step between evaluations
+    assert (TrainConfig.recipe(1, 1e-3).warmup_steps, TrainConfig.recipe(1, 1e-3).eval_every) == (0, 1)
+    assert (TrainConfig.recipe(3, 1e-3).warmup_steps, TrainConfig.recipe(3, 1e-3).eval_every) == (1, 1)
+    assert TrainConfig.recipe(10, 1e-3, warmup_steps=50).warmup_steps == 9
+    given = TrainConfig.recipe(100, 1e-3, warmup_steps=0, eval_every=7, checkpoint_every=50, min_lr=1e-3,
+                               weight_decay=0.0, grad_clip=None)
+    assert (given.warmup_steps, given.eval_every, given.checkpoint_every, given.min_lr) == (0, 7, 50, 1e-3)
+    assert (given.weight_decay, given.grad_clip) == (0.0, None)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -165,3 +185,27 @@ def test_train_config_builds_the_adamw_it_describes(backend):
     assert type(opt) is rt.module.AdamW
     assert (opt.lr, tuple(opt.betas), opt.weight_decay) == (2e-3, (0.8, 0.9), 0.05)
     assert len(opt.params) == len(list(model.parameters()))
+
+
+def test_the_trainers_collaborators(tmp_path):
+    """MetricsFiles appends one record a line and, on resume, keeps only the steps before
+    the checkpoint's; disabled (no run folder, or not rank 0) it writes nothing, nor do the
+    Checkpoints; one rank's Distribution is the identity."""
+    from minillm.train.collaborators import Checkpoints, Distribution, MetricsFiles
+    metrics = MetricsFiles(tmp_path, enabled=True)
+    for step in range(5):
+        metrics.append({"step": step, "loss": float(step)})
+    metrics.truncate(3)
+    assert [json.loads(line)["step"] for line in metrics.path.read_text().splitlines()] == [0, 1, 2]
+    silent = MetricsFiles(tmp_path / "other", enabled=False)
+    silent.append({"step": 0})
+    silent.truncate(0)
+    rt = Runtime("numpy")
+    model = rt.module.GPT(ModelConfig(vocab_size=11, block_size=8, d_model=8, n_heads=2, n_layers=1))
+    Checkpoints(tmp_path / "other", enabled=False).save("last", model, None, step=1, tokenizer=None, extra={})
+    Checkpoints(None, enabled=True).save("last", model, None, step=1, tokenizer=None, extra={})
+    assert not (tmp_path / "other").exists()
+    one = Distribution(rt)
+    assert one.wrap(model) is model and one.mean(2.5) == 2.5 and not one.active
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        Checkpoints(tmp_path, enabled=True).resume(model, None)

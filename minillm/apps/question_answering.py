@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -25,11 +24,14 @@ from ..data.qa import qa_corpus, qa_format_problem
 from ..reference.softmax import softmax
 from ..store.runs import load_run
 from ..store.runtime import Runtime
-from ..train.training import TrainConfig, Trainer, claim_run_dir
+from ..train.contract import data_contract, generated_dataset
+from ..train.entry import TaskInputs, TaskParts, TaskSpec, register_task, train
+from ..train.run_config import RunConfig
 from .input_checks import CheckedAnswer, checked_fields
 
 __all__ = ["QAData", "encode_qa", "best_span", "span_probability", "answer", "answer_spans",
-           "answer_checked", "evaluate_qa", "train_qa", "load_answerer", "QA_CONFIG", "QA_RECIPE"]
+           "answer_checked", "evaluate_qa", "train_qa", "load_answerer", "QA_CONFIG", "QA_RECIPE",
+           "QA_TASK"]
 
 logger = logging.getLogger("minillm")
 
@@ -41,8 +43,6 @@ logger = logging.getLogger("minillm")
 QA_CONFIG = ModelConfig(vocab_size=128, block_size=64, d_model=64, n_heads=4, n_layers=2,
                         d_ff=128, dropout=0.0, activation="gelu", type_vocab_size=2,
                         positional="rope", init_std=0.125)
-# train_qa's defaults, also those of `minillm answer --train` and benchmarks/bench_apps.py
-QA_RECIPE = {"steps": 2000, "batch_size": 64, "lr": 1e-3}
 
 
 def _input_ids(tok: PieceTokenizer, context: str, question: str):
@@ -188,8 +188,51 @@ def evaluate_qa(model, runtime: Runtime, tok: PieceTokenizer, examples, batch_si
             "n": len(examples), "examples": list(zip(gold[:3], preds[:3]))}
 
 
-def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"],
-             batch_size: int = QA_RECIPE["batch_size"], lr: float = QA_RECIPE["lr"], seed: int = 0,
+def _qa_setup(inputs: TaskInputs) -> TaskParts:
+    """The QA facts (or the ``(train, test)`` examples given), their piece tokenizer
+    (trained on every context and question unless one is given) and span batches."""
+    opts, cfg, tc = inputs.options, inputs.run_config.model, inputs.run_config.train
+    if inputs.data is None:
+        train, test = qa_corpus(opts["n_train"], opts["n_test"], seed=0)
+        dataset = generated_dataset("facts", {"train": len(train), "test": len(test)}, "examples")
+    else:
+        train, test = _check_examples(inputs.data)
+        dataset = {"kind": "given", "source": inputs.source or "examples",
+                   "split": {"method": "given", "unit": "examples",
+                             "sizes": {"train": len(train), "test": len(test)}}}
+    tok = inputs.tokenizer or PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
+    if tok.vocab_size > cfg.vocab_size:
+        raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
+                         f"got {cfg.vocab_size}")
+    data = QAData(train, tok, tc.batch_size, tc.seed, cfg.block_size)
+    if not cfg.type_vocab_size:                      # a model without segment embeddings
+        data.arrays.pop("token_type_ids")
+    return TaskParts(data, None, data_contract(dict(inputs.dataset or dataset), tok, cfg.block_size), tok,
+                     info={"corpus": "facts" if inputs.data is None else "given"}, held_out=test, data=(train, test))
+
+
+def _qa_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
+    return evaluate_qa(model, inputs.runtime, tok, parts.held_out)
+
+
+# the task, declared once (its defaults are those of `minillm answer --train` and
+# benchmarks/bench_apps.py). The learning rate stays at lr after a short warmup (10%, at
+# most 50 steps): the loss sits on a plateau (~0.33, the questions whose relation is
+# stated for two people answered at chance) until the model learns to match names, which
+# took 700 to 1,500 steps in the runs measured; a cosine decay slows that escape
+# (benchmarks/README.md). No weight decay; no validation data (the held-out examples are
+# scored at the end).
+QA_TASK = register_task(TaskSpec(
+    "question_answering", "SpanQA", _qa_setup, test=_qa_test, steps=2000, lr=1e-3, batch_size=64,
+    recipe=lambda steps, lr: {"warmup_steps": min(50, steps // 10), "min_lr": lr, "weight_decay": 0.0,
+                              "eval_every": steps},
+    options={"n_train": 40000, "n_test": 400}))
+# train_qa's defaults, also those of `minillm answer --train` and benchmarks/bench_apps.py
+QA_RECIPE = {"steps": QA_TASK.steps, "batch_size": QA_TASK.batch_size, "lr": QA_TASK.lr}
+
+
+def train_qa(out=None, *, backend: str = "torch", steps: int = QA_TASK.steps,
+             batch_size: int = QA_TASK.batch_size, lr: float = QA_TASK.lr, seed: int = 0,
              config: ModelConfig | None = None,
              n_train: int = 40000, n_test: int = 400, progress: bool = False,
              examples: tuple[list, list] | None = None, resume: bool = False,
@@ -202,34 +245,20 @@ def train_qa(out=None, *, backend: str = "torch", steps: int = QA_RECIPE["steps"
 
     40,000 training examples: with 4,000 the model memorises them (98% exact match on
     training examples, 77% held out, measured); with 40,000 the two stay within 3 points.
-    The learning rate stays at ``lr`` after a short warmup: the loss sits on a plateau
-    (~0.33, the questions whose relation is stated for two people answered at chance)
-    until the model learns to match names, which took 700 to 1,500 steps in the runs
-    measured; a cosine decay slows that escape (benchmarks/README.md).
+    The schedule is :data:`QA_TASK`'s (a constant rate after a short warmup).
     ``fused`` (torch): the fast path (default) or the explicit formulas.
+
+    Kept for one release as this dict; new code: ``minillm.train.entry.train(
+    "question_answering", out, RunConfig(QA_CONFIG, QA_TASK.train_config(...)))``, which
+    also scores the held-out examples and returns a :class:`~minillm.train.entry.TrainedRun`.
     """
-    if out is not None:
-        claim_run_dir(out, resume=resume, overwrite=overwrite)    # before the corpus: refuse at once
-    train, test = qa_corpus(n_train, n_test, seed=0) if examples is None else _check_examples(examples)
-    tok = PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
-    cfg = config or QA_CONFIG
-    if tok.vocab_size > cfg.vocab_size:
-        raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
-                         f"got {cfg.vocab_size}")
-    rt = Runtime(backend, fused=fused)
-    model = rt.prepare(rt.module.SpanQA(cfg, seed=seed))
-    tc = TrainConfig(steps=steps, lr=lr, min_lr=lr, warmup_steps=min(50, steps // 10),
-                     weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
-    data = QAData(train, tok, batch_size, seed, cfg.block_size)
-    if not cfg.type_vocab_size:                      # a model without segment embeddings
-        data.arrays.pop("token_type_ids")
-    trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
-                      tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"task": "question_answering", "corpus": "facts", "fused": rt.runs_fused,
-                                "batch_size": batch_size})
-    result = trainer.fit(resume=resume, overwrite=overwrite)
-    return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
-            "train_loss": result.last_loss, "steps": result.step}
+    run_config = RunConfig(config or QA_CONFIG, QA_TASK.train_config(steps, lr, batch_size=batch_size, seed=seed),
+                           backend=backend, fused=fused)
+    run = train("question_answering", out, run_config, data=examples, resume=resume, overwrite=overwrite,
+                progress=progress, evaluate_test=False, n_train=n_train, n_test=n_test)
+    train_part, test_part = run.data
+    return {"model": run.model, "runtime": run.runtime, "tokenizer": run.tokenizer, "train": train_part,
+            "test": test_part, "train_loss": run.train_loss, "steps": run.steps}
 
 
 def _check_examples(examples):

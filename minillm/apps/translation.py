@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -35,11 +34,14 @@ from ..data.parallel import PieceTokenizer, date_format_problem, dates_corpus
 from ..reference.softmax import log_softmax
 from ..store.runs import load_run
 from ..store.runtime import Runtime
-from ..train.training import TrainConfig, Trainer, claim_run_dir
+from ..train.contract import data_contract, generated_dataset
+from ..train.entry import TaskInputs, TaskParts, TaskSpec, TrainedRun, register_task, train
+from ..train.run_config import RunConfig
 from .input_checks import Checked, checked_fields
 
 __all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "translate",
-           "translate_checked", "output_log_probs", "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG"]
+           "translate_checked", "output_log_probs", "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG",
+           "TRANSLATION_TASK"]
 
 logger = logging.getLogger("minillm")
 
@@ -229,8 +231,52 @@ def evaluate_translation(model, runtime: Runtime, tok: PieceTokenizer, pairs, be
     return {"exact": exact, "bleu": bleu, "n": len(pairs), "examples": list(zip(refs[:3], hyps[:3]))}
 
 
-def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, batch_size: int = 64,
-                      lr: float = 2e-3, label_smoothing: float = 0.1, seed: int = 0,
+def _translation_setup(inputs: TaskInputs) -> TaskParts:
+    """The dates corpus (or the ``(train, test)`` pairs given), its piece tokenizer (trained
+    on both sides of every pair unless one is given) and teacher-forcing batches."""
+    opts, cfg, tc = inputs.options, inputs.run_config.model, inputs.run_config.train
+    if inputs.data is None:
+        train, test = dates_corpus(opts["n_train"], opts["n_test"], seed=0)
+        dataset = generated_dataset("dates", {"train": len(train), "test": len(test)}, "pairs")
+    else:
+        train, test = _check_pairs(inputs.data)
+        dataset = {"kind": "given", "source": inputs.source or "pairs",
+                   "split": {"method": "given", "unit": "pairs", "sizes": {"train": len(train), "test": len(test)}}}
+    tok = inputs.tokenizer or PieceTokenizer.train([s for p in train + test for s in p])
+    if tok.vocab_size > cfg.vocab_size:
+        raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
+                         f"got {cfg.vocab_size}")
+    data = TranslationData(train, tok, tc.batch_size, tc.seed, cfg.block_size)
+    return TaskParts(data, None, data_contract(dict(inputs.dataset or dataset), tok, cfg.block_size), tok,
+                     info={"corpus": "dates" if inputs.data is None else "given"},
+                     model_kwargs={"label_smoothing": opts["label_smoothing"]}, held_out=test, data=(train, test))
+
+
+def _check_pairs(data):
+    if not isinstance(data, (tuple, list)) or len(data) != 2 or not all(isinstance(part, list) and part
+                                                                         for part in data):
+        raise ValueError(f"expected data as (train, test): two non-empty lists of (source, target) pairs, "
+                         f"got {type(data).__name__}")
+    return data[0], data[1]
+
+
+def _translation_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
+    return evaluate_translation(model, inputs.runtime, tok, parts.held_out)
+
+
+# the task, declared once: its model, batches and test, and its defaults (those of
+# `minillm translate --train`): 400 steps, enough for >= 95% exact dates on the torch backend
+# (benchmarks/bench_apps.py); a short warmup (10%, at most 50 steps), no weight decay, no
+# validation data (one evaluation at the end, on the held-out dates)
+TRANSLATION_TASK = register_task(TaskSpec(
+    "translation", "EncoderDecoder", _translation_setup, test=_translation_test, steps=400, lr=2e-3, batch_size=64,
+    recipe=lambda steps, lr: {"warmup_steps": min(50, steps // 10), "weight_decay": 0.0, "eval_every": steps},
+    options={"label_smoothing": 0.1, "n_train": 4000, "n_test": 400}))
+
+
+def train_translation(out=None, *, backend: str = "torch", steps: int | None = None,
+                      batch_size: int = TRANSLATION_TASK.batch_size, lr: float = TRANSLATION_TASK.lr,
+                      label_smoothing: float = 0.1, seed: int = 0,
                       config: ModelConfig | None = None, n_train: int = 4000, n_test: int = 400,
                       progress: bool = False, resume: bool = False,
                       overwrite: bool = False, fused: bool = True) -> dict:
@@ -239,27 +285,25 @@ def train_translation(out=None, *, backend: str = "torch", steps: int = 1500, ba
     and its tokenizer). Returns the model, the runtime, the tokenizer and the splits.
     An ``out`` that already holds a run needs ``resume=True`` (continue it) or
     ``overwrite=True`` (delete it first): see :func:`minillm.train.training.claim_run_dir`.
-    ``fused`` (torch): the fast path (default) or the explicit formulas."""
-    if out is not None:
-        claim_run_dir(out, resume=resume, overwrite=overwrite)    # before the corpus: refuse at once
-    train, test = dates_corpus(n_train, n_test, seed=0)
-    tok = PieceTokenizer.train([s for p in train + test for s in p])
-    cfg = config or TRANSLATION_CONFIG
-    if tok.vocab_size > cfg.vocab_size:
-        raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
-                         f"got {cfg.vocab_size}")
-    rt = Runtime(backend, fused=fused)
-    model = rt.prepare(rt.module.EncoderDecoder(cfg, label_smoothing=label_smoothing, seed=seed))
-    tc = TrainConfig(steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=min(50, steps // 10),
-                     weight_decay=0.0, eval_every=steps, checkpoint_every=steps, seed=seed)
-    data = TranslationData(train, tok, batch_size, seed, cfg.block_size)
-    trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, run_dir=None if out is None else Path(out),
-                      tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"task": "translation", "corpus": "dates", "fused": rt.runs_fused,
-                                "batch_size": batch_size})
-    result = trainer.fit(resume=resume, overwrite=overwrite)
-    return {"model": model, "runtime": rt, "tokenizer": tok, "train": train, "test": test,
-            "train_loss": result.last_loss, "steps": result.step}
+    ``fused`` (torch): the fast path (default) or the explicit formulas. ``steps``:
+    default the task's, 400 (:data:`TRANSLATION_TASK`).
+
+    Kept for one release as this dict; new code: ``minillm.train.entry.train("translation",
+    out, RunConfig(TRANSLATION_CONFIG, TRANSLATION_TASK.train_config(...)))``, which also
+    scores the held-out dates and returns a :class:`~minillm.train.entry.TrainedRun`."""
+    run_config = RunConfig(config or TRANSLATION_CONFIG,
+                           TRANSLATION_TASK.train_config(steps, lr, batch_size=batch_size, seed=seed),
+                           backend=backend, fused=fused)
+    run = train("translation", out, run_config, resume=resume, overwrite=overwrite, progress=progress,
+                evaluate_test=False, label_smoothing=label_smoothing, n_train=n_train, n_test=n_test)
+    return _as_dict(run)
+
+
+def _as_dict(run: TrainedRun) -> dict:
+    """The dict ``train_translation`` returned before :class:`~minillm.train.entry.TrainedRun`."""
+    train_part, test_part = run.data
+    return {"model": run.model, "runtime": run.runtime, "tokenizer": run.tokenizer, "train": train_part,
+            "test": test_part, "train_loss": run.train_loss, "steps": run.steps}
 
 
 def load_translator(run_dir, backend: str = "numpy", fused: bool = True):

@@ -7,6 +7,7 @@ The command line (:mod:`minillm.cli`) and the demo call these; so can a notebook
       run.json                 what was trained, on what (task, corpus, backend, sizes)
       data.json                the data contract (below; also inside every checkpoint)
       tokenizer.json           the tokenizer (also inside every checkpoint)
+      run_config.json          the run configuration (model, training, backend, device; RunConfig)
       train_config.json        the trainer's hyper-parameters
       metrics.jsonl            one JSON record per step (+ validation at eval steps)
       loss.png                 loss curves
@@ -37,6 +38,7 @@ import hashlib
 import json
 import logging
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,14 +47,16 @@ from ..core.config import ModelConfig
 from ..data import (BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_csv, load_jsonl,
                     load_text, python_docs, sentiment, split, split_contiguous)
 from ..data.loaders import LabelledTexts, Splits
-from ..store import model_io
 from ..store.runs import Run, load_run
 from ..store.runtime import Runtime
 from .evaluation import evaluate_classifier, evaluate_lm
+from .contract import EMBEDDED, sha256, source_of, split_sizes
+from .entry import EVAL_BATCH, RUN_FILES, TrainedRun, train
 from .generation import generate as _generate
-from .tasks import (CausalLMData, ClassificationData, MaskedLMData, causal_lm_eval_batches,
+from .run_config import RunConfig
+from .tasks import (causal_lm_eval_batches,
                     classification_eval_batches, masked_lm_eval_batches)
-from .training import TRAINER_FILES, TrainConfig, Trainer, check_resume, claim_run_dir
+from .training import TrainConfig
 
 __all__ = ["TOKENIZERS", "load_corpus", "train_tokenizer", "prepare", "load_prepared", "pretrain",
            "finetune", "evaluate", "generate_text", "load_run_model", "load_labelled", "text_dataset",
@@ -61,12 +65,10 @@ __all__ = ["TOKENIZERS", "load_corpus", "train_tokenizer", "prepare", "load_prep
 logger = logging.getLogger("minillm")
 
 TOKENIZERS = {"bpe": BPETokenizer, "char": CharTokenizer, "word": WordTokenizer}
-EVAL_BATCH = 32
 TEXT_FRACTIONS = (0.9, 0.05, 0.05)         # a corpus, cut in order (train, validation, test)
 LABELLED_FRACTIONS = (0.8, 0.1, 0.1)       # a labelled file, shuffled with the run's seed
-EMBEDDED = ("python_docs", "sentiment")
-# what pretrain / finetune / evaluate write in a run folder (overwrite=True deletes these only)
-RUN_FILES = ("run.json", "data.json", "tokenizer.json", "eval.json", "confusion.png", *TRAINER_FILES)
+# EVAL_BATCH, EMBEDDED and RUN_FILES (what a run and evaluate write; overwrite=True deletes these only)
+# are those of minillm.train.entry and minillm.train.contract
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -145,18 +147,7 @@ def load_labelled(dataset: str, *, seed: int = 0, text_column: str = "text",
 
 # -- the data contract --------------------------------------------------------------------
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _source(name) -> str:
-    """An embedded corpus's name, or a file or folder's absolute path (a run is used
-    from other working directories)."""
-    return name if str(name) in EMBEDDED else str(Path(name).resolve())
-
-
-def _sizes(splits: Splits) -> dict:
-    return {name: int(len(part)) for name, part in zip(Splits._fields, splits)}
+_sha256, _source, _sizes = sha256, source_of, split_sizes        # the names this module used
 
 
 def _labelled_sha(dataset: str, data: Splits) -> str:
@@ -196,157 +187,88 @@ def labelled_dataset(dataset: str, data: Splits, *, seed: int = 0, text_column: 
                       "unit": "rows", "sizes": _sizes(data)}}
 
 
-def _given_dataset(source: str, splits: Splits, unit: str) -> dict:
-    """Splits handed to the library with no recipe: recorded, not rebuildable."""
-    return {"kind": "given", "source": source, "split": {"method": "given", "unit": unit, "sizes": _sizes(splits)}}
+# -- training: thin wrappers of minillm.train.entry.train, kept for one release ----------------
 
-
-def _contract(dataset: dict, tok: Tokenizer, block_size: int, label_names=None) -> dict:
-    tok_json = json.dumps(tok.to_dict(), sort_keys=True).encode("utf-8")
-    contract = {"version": 1, "dataset": dataset,
-                "tokenizer": {"file": "tokenizer.json", "kind": tok.kind, "vocab_size": tok.vocab_size,
-                              "sha256": _sha256(tok_json)},
-                "block_size": int(block_size), "truncation": "the first block_size tokens of each text"}
-    if label_names is not None:
-        contract["label_names"] = list(label_names)
-        contract["label_ids"] = {name: i for i, name in enumerate(label_names)}
-    return contract
-
-
-# -- training -----------------------------------------------------------------------------
-
-def _claim(out: Path, runtime, resume: bool, overwrite: bool, contract: dict, train_config: TrainConfig,
-           batch_size: int, model_config: ModelConfig) -> None:
-    """Refuse a folder holding a run unless resuming or overwriting it; a resumed run
-    must be trained on the data and with the settings it started with (checked here,
-    before run.json is rewritten: :func:`~minillm.train.training.check_resume`)."""
-    if not runtime.is_main:
-        return
-    claim_run_dir(out, resume=resume, overwrite=overwrite, names=RUN_FILES)
-    if resume:
-        check_resume(out, train_config, batch_size=batch_size, model_config=model_config.to_dict())
-    old_file = out / "data.json"
-    if resume and old_file.exists():
-        old = json.loads(old_file.read_text(encoding="utf-8")).get("dataset", {})
-        new = contract["dataset"]
-        if old.get("sha256") != new.get("sha256") or old.get("source") != new.get("source"):
-            raise ValueError(f"--resume {out}: the run was trained on {old.get('source')!r} "
-                             f"(sha256 {str(old.get('sha256'))[:12]}...), got {new.get('source')!r} "
-                             f"(sha256 {str(new.get('sha256'))[:12]}...); resume it on the same data")
-
-
-def _write_run(out: Path, runtime, info: dict, tok: Tokenizer, contract: dict) -> None:
-    if runtime.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        tok.save(out / "tokenizer.json")
-        (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-        (out / "data.json").write_text(json.dumps(contract, indent=2), encoding="utf-8")
-
-
-def _checkpoint_info(out: Path, trainer) -> dict:
-    return {"path": str(out / "checkpoints" / "best"), "step": trainer.best_step,
-            "validation_loss": trainer.best_val, "last_step": trainer.step}
+def _batch_size_argument(train_config: TrainConfig, batch_size: int | None, caller: str) -> TrainConfig:
+    """``train_config`` with the deprecated ``batch_size=`` argument moved into it."""
+    if batch_size is None:
+        return train_config
+    warnings.warn(f"pipeline.{caller}(batch_size=...) is deprecated: the batch size is part of the run's "
+                  f"TrainConfig (TrainConfig(batch_size=...), TrainConfig.recipe(..., batch_size=...))",
+                  DeprecationWarning, stacklevel=3)
+    return replace(train_config, batch_size=batch_size)
 
 
 def pretrain(tok: Tokenizer, splits: Splits, out, *, task: str = "causal_lm", model_config: ModelConfig,
-             train_config: TrainConfig, batch_size: int = 16, backend: str = "torch", device: str = "cpu",
+             train_config: TrainConfig, batch_size: int | None = None, backend: str = "torch", device: str = "cpu",
              amp: bool = False, resume: bool = False, progress: bool = True, runtime: Runtime | None = None,
              source: str = "", dataset: dict | None = None, overwrite: bool = False,
              fused: bool = True) -> dict:
-    """Pretrain a GPT (``task="causal_lm"``) or an encoder (``task="masked_lm"``).
+    """Pretrain a GPT (``task="causal_lm"``) or an encoder (``task="masked_lm"``):
+    :func:`minillm.train.entry.train` with its result as the dict of earlier releases
+    (the JSON figures and the live ``model`` and ``runtime``). New code:
+    ``train(task, out, RunConfig(model_config, train_config, backend=...), data=splits,
+    tokenizer=tok)``, which returns a :class:`~minillm.train.entry.TrainedRun`.
 
     ``dataset`` says how ``splits`` were made (:func:`text_dataset`,
     :func:`prepared_dataset`), so that ``evaluate`` can rebuild the held-out split;
     without it the splits are recorded as given and ``evaluate`` needs ``dataset`` or
     ``corpus_dir``. An ``out`` that already holds a run needs ``resume`` or ``overwrite``.
     ``fused`` (torch): the fast path (default) or the explicit formulas; see
-    :class:`~minillm.store.runtime.Runtime`.
+    :class:`~minillm.store.runtime.Runtime`. The batch size is ``train_config.batch_size``
+    (``batch_size=`` is deprecated and kept for one release).
     """
     if task not in ("causal_lm", "masked_lm"):
         raise ValueError(f"pretrain task must be 'causal_lm' or 'masked_lm', got {task!r}")
-    out = Path(out)
-    rt = runtime or Runtime.from_env(backend, device, amp, fused)
-    cfg, tc, T = model_config, train_config, model_config.block_size
-    if task == "causal_lm":
-        model = rt.module.GPT(cfg, seed=tc.seed)
-        data = CausalLMData(splits.train, T, batch_size, tc.seed, rank=rt.rank, world_size=rt.world_size)
-        eval_data = causal_lm_eval_batches(splits.validation, T, EVAL_BATCH)
-    else:
-        model = rt.module.TransformerEncoder(cfg, seed=tc.seed)
-        masking = dict(mask_id=tok.mask_id, vocab_size=tok.vocab_size, special_ids=tok.special_ids)
-        data = MaskedLMData(splits.train, T, batch_size, seed=tc.seed, rank=rt.rank, world_size=rt.world_size, **masking)
-        eval_data = masked_lm_eval_batches(splits.validation, T, EVAL_BATCH, seed=tc.seed, **masking)
-    model = rt.prepare(model)
-    contract = _contract(dataset or _given_dataset(source, splits, "tokens"), tok, T)
-    _claim(out, rt, resume, overwrite, contract, tc, batch_size, cfg)
-    _write_run(out, rt, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
-                         "fused": rt.runs_fused, "batch_size": batch_size, "model_config": cfg.to_dict(),
-                         "world_size": rt.world_size}, tok, contract)
-    trainer = Trainer(rt, model, tc.optimizer(rt, model), data, tc, task=task, eval_data=eval_data,
-                      run_dir=out, tokenizer=tok.to_dict(), progress=progress,
-                      metadata={"batch_size": batch_size, "data": contract})
-    result = trainer.fit(resume=resume)
-    return {"task": task, "steps": result.step, "train_loss": result.last_loss,
-            "skipped_steps": result.skipped_steps,
-            "validation": trainer.last_eval or (trainer.evaluate() if rt.is_main else {}),
-            "validation_of": f"the model after step {result.step} (checkpoints/last)",
-            "best_checkpoint": _checkpoint_info(out, trainer),
-            "data": {"source": contract["dataset"]["source"], "sizes": contract["dataset"]["split"]["sizes"]},
-            "run_dir": str(out), "model": model, "runtime": rt}
+    train_config = _batch_size_argument(train_config, batch_size, "pretrain")
+    if runtime is not None:               # the runtime given decides where the run runs
+        backend, device, amp, fused = runtime.backend, runtime.device, runtime.amp, runtime.fused
+    run_config = RunConfig(model_config, train_config, backend=backend, device=device, amp=amp, fused=fused)
+    run = train(task, out, run_config, data=splits, tokenizer=tok, resume=resume, overwrite=overwrite,
+                progress=progress, runtime=runtime, source=source, dataset=dataset)
+    return pretrain_result(run)
+
+
+def pretrain_result(run: TrainedRun) -> dict:
+    """The dict :func:`pretrain` returned before :class:`~minillm.train.entry.TrainedRun`."""
+    return {"task": run.task, "steps": run.steps, "train_loss": run.train_loss,
+            "skipped_steps": run.skipped_steps, "validation": dict(run.validation),
+            "validation_of": f"the model after step {run.steps} (checkpoints/last)",
+            "best_checkpoint": None if run.checkpoint is None else dict(run.checkpoint),
+            "data": dict(run.data_info), "run_dir": str(run.run_dir), "model": run.model, "runtime": run.runtime}
 
 
 def finetune(tok: Tokenizer, data: Splits, out, *, model_config: ModelConfig, train_config: TrainConfig,
-             encoder_state=None, pooling: str = "mean", batch_size: int = 16, backend: str = "torch",
+             encoder_state=None, pooling: str = "mean", batch_size: int | None = None, backend: str = "torch",
              device: str = "cpu", amp: bool = False, resume: bool = False, progress: bool = True,
              source: str = "", dataset: dict | None = None, overwrite: bool = False,
              fused: bool = True) -> dict:
     """Fine-tune a SequenceClassifier (a real classification head on the encoder),
-    starting from ``encoder_state`` (a pretrained TransformerEncoder's state dict).
+    starting from ``encoder_state`` (a pretrained TransformerEncoder's state dict):
+    :func:`minillm.train.entry.train` (``task="classification"``) with its result as the
+    dict of earlier releases. New code: ``train("classification", out, run_config,
+    data=data, tokenizer=tok, encoder_state=..., pooling=...)``.
 
     ``dataset`` says how ``data`` was made (:func:`labelled_dataset`), so that
     ``evaluate`` rebuilds the same test split. The test scores returned are those of
     ``checkpoints/best`` (the lowest validation loss), the checkpoint ``evaluate``
     loads, and the returned model holds its weights. An ``out`` that already holds a run
-    needs ``resume`` or ``overwrite``. ``fused``: as in :func:`pretrain`.
+    needs ``resume`` or ``overwrite``. ``fused`` and ``batch_size``: as in :func:`pretrain`.
     """
-    out = Path(out)
-    rt = Runtime.from_env(backend, device, amp, fused)
-    tc, T = train_config, model_config.block_size
-    n_classes = len(data.train.label_names)
-    model = rt.module.SequenceClassifier(model_config, n_classes=n_classes, pooling=pooling, seed=tc.seed)
-    if encoder_state is not None:
-        model.load_encoder_state(encoder_state)
-    model = rt.prepare(model)
-    encode = lambda texts: [tok.encode(t)[:T] for t in texts]  # noqa: E731
-    label_names = list(data.train.label_names)
-    contract = _contract(dataset or _given_dataset(source, data, "rows"), tok, T, label_names)
-    _claim(out, rt, resume, overwrite, contract, tc, batch_size, model_config)
-    train = ClassificationData(encode(data.train.texts), data.train.labels, batch_size, pad_id=tok.pad_id,
-                               max_len=T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size)
-    val = classification_eval_batches(encode(data.validation.texts), data.validation.labels, EVAL_BATCH,
-                                      pad_id=tok.pad_id, max_len=T)
-    _write_run(out, rt, {"task": "classification", "source": source, "backend": rt.backend,
-                         "device": rt.device, "fused": rt.runs_fused,
-                         "label_names": label_names, "batch_size": batch_size,
-                         "model_config": model_config.to_dict(), "pretrained": encoder_state is not None}, tok,
-               contract)
-    trainer = Trainer(rt, model, tc.optimizer(rt, model), train, tc, task="classification", eval_data=val,
-                      run_dir=out, tokenizer=tok.to_dict(), n_classes=n_classes, progress=progress,
-                      metadata={"label_names": label_names, "batch_size": batch_size, "data": contract})
-    result = trainer.fit(resume=resume)
-    best = out / "checkpoints" / "best"
-    if rt.is_main and (best / "config.json").exists():
-        model_io.resume(best, model)          # score (and return) what evaluate and serve load
-        scored = _checkpoint_info(out, trainer)
-    else:
-        scored = {"path": None, "step": result.step, "note": "no best checkpoint: the final model"}
-    test = classification_eval_batches(encode(data.test.texts), data.test.labels, EVAL_BATCH,
-                                       pad_id=tok.pad_id, max_len=T)
-    return {"task": "classification", "steps": result.step, "train_loss": result.last_loss,
-            "validation": trainer.evaluate(),
-            "test": {**evaluate_classifier(rt, model, test, n_classes), "split": "test", "rows": len(data.test),
-                     "source": contract["dataset"]["source"]},
-            "checkpoint": scored, "label_names": label_names, "run_dir": str(out), "model": model, "runtime": rt}
+    train_config = _batch_size_argument(train_config, batch_size, "finetune")
+    run_config = RunConfig(model_config, train_config, backend=backend, device=device, amp=amp, fused=fused)
+    run = train("classification", out, run_config, data=data, tokenizer=tok, resume=resume, overwrite=overwrite,
+                progress=progress, source=source, dataset=dataset, encoder_state=encoder_state, pooling=pooling)
+    return finetune_result(run)
+
+
+def finetune_result(run: TrainedRun) -> dict:
+    """The dict :func:`finetune` returned before :class:`~minillm.train.entry.TrainedRun`."""
+    return {"task": run.task, "steps": run.steps, "train_loss": run.train_loss,
+            "validation": dict(run.validation), "test": None if run.test is None else dict(run.test),
+            "checkpoint": None if run.checkpoint is None else dict(run.checkpoint),
+            "label_names": list(run.label_names or ()), "run_dir": str(run.run_dir), "model": run.model,
+            "runtime": run.runtime}
 
 
 # -- using a run --------------------------------------------------------------------------

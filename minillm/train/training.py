@@ -22,6 +22,12 @@ as PNG, and the robustness the chapter's loop lacks:
 Under ``torchrun`` the torch model is wrapped in DistributedDataParallel; each rank's
 batch source yields that rank's shard of the global batch (see :mod:`minillm.train.tasks`),
 and only rank 0 writes files and progress.
+
+The trainer keeps the loop; three collaborators (:mod:`minillm.train.collaborators`) do
+the jobs around it: :class:`~minillm.train.collaborators.Distribution` (the wrapping and
+the mean over ranks), :class:`~minillm.train.collaborators.MetricsFiles`
+(``metrics.jsonl``, ``loss.png``) and :class:`~minillm.train.collaborators.Checkpoints`
+(``checkpoints/{last,best}``, resuming).
 """
 from __future__ import annotations
 
@@ -39,7 +45,7 @@ import numpy as np
 
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
-from ..store import model_io
+from .collaborators import Checkpoints, Distribution, MetricsFiles
 from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
@@ -48,7 +54,9 @@ __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSo
 
 logger = logging.getLogger("minillm")
 
-TASKS = ("causal_lm", "masked_lm", "classification")
+# the tasks a Trainer trains; the first three are evaluated on their validation batches
+TASKS = ("causal_lm", "masked_lm", "classification", "translation", "question_answering")
+EVALUATED = ("causal_lm", "masked_lm", "classification")
 
 
 class BatchSource(Protocol):
@@ -117,8 +125,11 @@ def resume_differences(recorded: Mapping, given: Mapping) -> dict:
 
 def recorded_settings(run_dir) -> dict:
     """What the run in ``run_dir`` was started with, from ``checkpoints/last``: the
-    trainer's config (``train_config``), ``batch_size`` where the run recorded it, and the
-    model config (``model_config``); empty where there is no last checkpoint."""
+    trainer's config (``train_config``), ``batch_size`` where the run recorded it (in its
+    train config; older runs beside it), the model config (``model_config``) and, where
+    recorded, the runtime (``run``: backend, device, amp, fused; see
+    :class:`~minillm.train.run_config.RunConfig`); empty where there is no last
+    checkpoint."""
     folder = Path(run_dir) / "checkpoints" / "last"
     try:
         extra = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("extra") or {}
@@ -126,8 +137,12 @@ def recorded_settings(run_dir) -> dict:
     except (OSError, ValueError):
         return {}
     out = {"train_config": dict(extra.get("train_config") or {}), "model_config": model}
-    if "batch_size" in extra:
+    if "batch_size" in out["train_config"]:
+        out["batch_size"] = out["train_config"]["batch_size"]
+    elif "batch_size" in extra:                       # runs recorded before TrainConfig.batch_size
         out["batch_size"] = extra["batch_size"]
+    if isinstance(extra.get("run"), dict):            # backend, device, amp, fused (RunConfig.where)
+        out["run"] = dict(extra["run"])
     return out
 
 
@@ -221,7 +236,11 @@ def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, nam
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of a run (written to the run folder as ``train_config.json``)."""
+    """Hyper-parameters of a run (written to the run folder as ``train_config.json``).
+
+    ``batch_size`` is the global batch (rows per optimizer step, all ranks together).
+    :meth:`recipe` is the default policy every training command and task starts from.
+    """
 
     steps: int = 300
     lr: float = 3e-3
@@ -234,10 +253,13 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     max_bad_steps: int = 5
+    batch_size: int = 16
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be an int >= 1, got {self.steps!r}")
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} with steps={self.steps}")
         if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
@@ -247,6 +269,32 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+    @classmethod
+    def recipe(cls, steps: int, lr: float, *, batch_size: int = 16, warmup_steps: int | None = None,
+               eval_every: int | None = None, checkpoint_every: int | None = None,
+               min_lr: float | None = None, weight_decay: float = 0.01, grad_clip: float | None = 1.0,
+               seed: int = 0, **kwargs) -> "TrainConfig":
+        """The default training policy, written once (the CLI, the demo and every task
+        start from it); each argument left at ``None`` takes its rule:
+
+        - ``warmup_steps``: 5% of ``steps`` (at least 1, at most ``steps - 1``);
+        - ``min_lr``: ``lr / 10``, the floor of the cosine decay;
+        - ``eval_every``: ``steps / 4`` (at least 1): four evaluations per run;
+        - ``checkpoint_every``: ``eval_every``.
+
+        ``kwargs``: the other fields (``betas``, ``max_bad_steps``) as in the class.
+        """
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+        if warmup_steps is None:
+            warmup_steps = max(1, steps // 20) if steps > 1 else 0
+        every = eval_every if eval_every is not None else max(1, steps // 4)
+        return cls(steps=steps, lr=lr, min_lr=lr / 10 if min_lr is None else min_lr,
+                   warmup_steps=min(warmup_steps, steps - 1), weight_decay=weight_decay,
+                   grad_clip=grad_clip, eval_every=every,
+                   checkpoint_every=every if checkpoint_every is None else checkpoint_every,
+                   seed=seed, batch_size=batch_size, **kwargs)
 
     def lr_at(self, step: int) -> float:
         # step + 1: the first update already moves (a warmup starting at 0 wastes it)
@@ -301,6 +349,9 @@ class Trainer:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if task == "classification" and not n_classes:
             raise ValueError("task='classification' needs n_classes")
+        if eval_data and task not in EVALUATED:
+            raise ValueError(f"task={task!r} has no evaluation during training; expected eval_data=None "
+                             f"(evaluated tasks: {EVALUATED})")
         model, optimizer = runtime.prepare(model), runtime.prepare_optimizer(optimizer)
         self.runtime, self.model, self.optimizer = runtime, model, optimizer
         self.train_data, self.eval_data, self.config, self.task = train_data, eval_data, config, task
@@ -310,22 +361,18 @@ class Trainer:
         self.step, self.skipped_steps, self.best_val = 0, 0, None
         self.best_step: int | None = None    # the step of checkpoints/best (lowest validation loss)
         self.last_eval: dict = {}            # the latest evaluation's scores
-        self._ddp_model = self._wrap_distributed(model)
-
-    # -- set-up -----------------------------------------------------------------------
-    def _wrap_distributed(self, model):
-        if self.runtime.world_size <= 1:
-            return model
-        from torch.nn.parallel import DistributedDataParallel
-        ids = [int(str(self.runtime.device).split(":")[-1] or 0)] if self.runtime.device.startswith("cuda") else None
-        return DistributedDataParallel(model, device_ids=ids)
+        # the collaborators (minillm.train.collaborators): ranks, metrics files, checkpoints
+        self.distribution = Distribution(runtime)
+        self.metrics = MetricsFiles(self.run_dir, runtime.is_main)
+        self.checkpoints = Checkpoints(self.run_dir, runtime.is_main)
+        self._ddp_model = self.distribution.wrap(model)
 
     @property
     def _writes(self) -> bool:
         return self.run_dir is not None and self.runtime.is_main
 
     def _ckpt(self, name: str) -> Path:
-        return self.run_dir / "checkpoints" / name
+        return self.checkpoints.folder(name)
 
     # -- one step ---------------------------------------------------------------------
     def _inputs(self, batch: Mapping[str, np.ndarray]) -> dict:
@@ -340,22 +387,13 @@ class Trainer:
             with self.runtime.autocast():
                 _, loss = self._ddp_model(**self._inputs(batch))
             loss.backward()
-            loss_value = self._mean_over_ranks(loss.item())
+            loss_value = self.distribution.mean(loss.item())
             clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
             grad_norm = float(self.runtime.module.clip_grad_norm(self.model.parameters(), clip))
             if math.isfinite(loss_value) and math.isfinite(grad_norm):
                 self.optimizer.step()
             self.optimizer.zero_grad()
         return loss_value, grad_norm, tokens
-
-    def _mean_over_ranks(self, value: float) -> float:
-        if self.runtime.world_size <= 1:
-            return value
-        import torch
-        import torch.distributed as dist
-        t = torch.tensor([value], dtype=torch.float64, device=self.runtime.device)
-        dist.all_reduce(t)
-        return float(t.item()) / self.runtime.world_size
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict:
@@ -365,42 +403,31 @@ class Trainer:
             return evaluate_classifier(self.runtime, self.model, self.eval_data, self.n_classes)
         return evaluate_lm(self.runtime, self.model, self.eval_data)
 
-    # -- files ------------------------------------------------------------------------
+    # -- files: the collaborators write them ------------------------------------------
     def _log(self, record: dict) -> None:
-        if self._writes:
-            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-
-    def _truncate_metrics(self, after_step: int) -> None:
-        """On resume: drop records of steps the resumed run will do again."""
-        path = self.run_dir / "metrics.jsonl"
-        if not self._writes or not path.exists():
-            return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) < after_step]
-        path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        self.metrics.append(record)
 
     def save(self, name: str = "last") -> None:
-        if not self._writes:
-            return
+        """Write ``checkpoints/<name>``: the model, the optimizer, the step, the tokenizer,
+        and what a resumed run and ``load_run`` need (task, counters, configs, metadata)."""
         extra = {"task": self.task, "skipped_steps": self.skipped_steps, "best_val": self.best_val,
                  "best_step": self.best_step,
                  "train_config": _jsonable(asdict(self.config)), **self.metadata}
-        model_io.save_checkpoint(self._ckpt(name), self.model, self.optimizer, step=self.step,
-                                 tokenizer=self.tokenizer, extra=extra)
+        self.checkpoints.save(name, self.model, self.optimizer, step=self.step, tokenizer=self.tokenizer,
+                              extra=extra)
 
     def _resume(self) -> None:
         folder = self._ckpt("last")
         if not (folder / "config.json").exists():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from: expected {folder}/config.json")
-        check_resume(self.run_dir, self.config, batch_size=self.metadata.get("batch_size"))
-        ckpt = model_io.resume(folder, self.model, self.optimizer)
+        check_resume(self.run_dir, self.config, batch_size=self.metadata.get("batch_size", self.config.batch_size))
+        ckpt = self.checkpoints.resume(self.model, self.optimizer)
         self.step = int(ckpt.step)
         extra = ckpt.extra or {}
         self.skipped_steps = int(extra.get("skipped_steps", 0))
         self.best_val = extra.get("best_val")
         self.best_step = extra.get("best_step")
-        self._truncate_metrics(self.step)
+        self.metrics.truncate(self.step)
         logger.info("resumed from %s at step %d", folder, self.step)
 
     # -- the loop ---------------------------------------------------------------------
@@ -501,14 +528,7 @@ class Trainer:
         return progress
 
     def _plot(self) -> None:
-        if not self._writes:
-            return
-        try:
-            from ..core.plots import plot_loss_curves
-            plot_loss_curves(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png",
-                             title=f"{self.task} ({self.runtime.backend})")
-        except ImportError:
-            logger.info("matplotlib is not installed: no loss.png (pip install 'minillm[pipeline]')")
+        self.metrics.plot(f"{self.task} ({self.runtime.backend})")
 
 
 class _Flag:

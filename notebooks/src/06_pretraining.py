@@ -80,10 +80,10 @@ show(Trainer._train_step)
 # %%
 gpt_config = ModelConfig(vocab_size=tok.vocab_size, block_size=32, d_model=48, n_heads=4, n_layers=2)
 train_config = TrainConfig(steps=300, lr=1e-2, min_lr=1e-3, warmup_steps=15, eval_every=50,
-                           checkpoint_every=300, seed=0)
+                           checkpoint_every=300, seed=0, batch_size=32)
 start = time.perf_counter()
 gpt = pipeline.pretrain(tok, splits, OUT / "gpt", task="causal_lm", model_config=gpt_config,
-                        train_config=train_config, batch_size=32, backend="torch", progress=False)
+                        train_config=train_config, backend="torch", progress=False)
 n_params = sum(p.numel() for p in gpt["model"].parameters())
 print(f"{n_params:,} parameters, {train_config.steps} steps in {time.perf_counter() - start:.1f} s")
 print(f"validation loss {gpt['validation']['loss']:.3f} nats/letter "
@@ -148,8 +148,7 @@ assert set(sample) <= set(lang.alphabet) and scores["model's sample"] < np.log(8
 
 # %%
 mlm = pipeline.pretrain(tok, splits, OUT / "encoder", task="masked_lm",
-                        model_config=gpt_config, train_config=train_config, batch_size=32,
-                        backend="torch", progress=False)
+                        model_config=gpt_config, train_config=train_config, backend="torch", progress=False)
 print(f"masked LM validation loss on the masked letters: {mlm['validation']['loss']:.3f} nats "
       f"(the GPT: {gpt['validation']['loss']:.3f})")
 assert mlm["validation"]["loss"] > gpt["validation"]["loss"] + 0.3
@@ -217,9 +216,10 @@ else:
 
 # %%
 tiny = ModelConfig(vocab_size=tok.vocab_size, block_size=16, d_model=16, n_heads=2, n_layers=2, dtype="float64")
-short = TrainConfig(steps=10, lr=1e-2, min_lr=1e-3, warmup_steps=2, eval_every=10, checkpoint_every=10, seed=3)
+short = TrainConfig(steps=10, lr=1e-2, min_lr=1e-3, warmup_steps=2, eval_every=10, checkpoint_every=10, seed=3,
+                    batch_size=8)
 runs = {backend: pipeline.pretrain(tok, splits, OUT / f"parity_{backend}", model_config=tiny,
-                                   train_config=short, batch_size=8, backend=backend, progress=False)
+                                   train_config=short, backend=backend, progress=False)
         for backend in ("numpy", "torch")}
 losses = {b: np.array([r["loss"] for r in read_metrics(OUT / f"parity_{b}" / "metrics.jsonl") if "loss" in r])
           for b in runs}

@@ -67,10 +67,10 @@ show(ref.SequenceClassifier.forward)
 config = ModelConfig(vocab_size=tok.vocab_size, block_size=24, d_model=32, n_heads=2, n_layers=1,
                      positional="sinusoidal")
 train_config = TrainConfig(steps=800, lr=5e-3, min_lr=5e-4, warmup_steps=30, weight_decay=0.0,
-                           eval_every=200, checkpoint_every=800, seed=0)
+                           eval_every=200, checkpoint_every=800, seed=0, batch_size=32)
 start = time.perf_counter()
 result = pipeline.finetune(tok, data, OUT / "classifier", model_config=config, train_config=train_config,
-                           batch_size=32, backend="torch", progress=False)
+                           backend="torch", progress=False)
 print(f"{train_config.steps} steps in {time.perf_counter() - start:.1f} s")
 test = result["test"]
 print(f"test accuracy {test['accuracy']:.1%}  precision {test['precision']:.3f}  "

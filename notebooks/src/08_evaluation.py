@@ -93,9 +93,9 @@ tok = WordTokenizer.train(data.train.texts)
 config = ModelConfig(vocab_size=tok.vocab_size, block_size=24, d_model=32, n_heads=2, n_layers=1,
                      positional="sinusoidal")
 run = OUT / "classifier"
-pipeline.finetune(tok, data, run, model_config=config, backend="torch", batch_size=32, progress=False,
+pipeline.finetune(tok, data, run, model_config=config, backend="torch", progress=False,
                   train_config=TrainConfig(steps=700, lr=5e-3, min_lr=5e-4, warmup_steps=20, weight_decay=0.0,
-                                           eval_every=100, checkpoint_every=700, seed=0))
+                                           eval_every=100, checkpoint_every=700, seed=0, batch_size=32))
 scores = pipeline.evaluate(run, backend="torch", dataset="sentiment")
 print({k: round(scores[k], 3) for k in ("accuracy", "precision", "recall", "f1", "loss")})
 assert scores["accuracy"] < 0.9, scores["accuracy"]          # it still makes mistakes worth looking at

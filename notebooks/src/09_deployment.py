@@ -61,17 +61,17 @@ text = python_docs()[:100_000]
 bpe = BPETokenizer.train(text, vocab_size=512)
 splits = split_contiguous(np.asarray(bpe.encode(text), dtype=np.int64), (0.9, 0.05, 0.05))
 start = time.perf_counter()
-pipeline.pretrain(bpe, splits, OUT / "gpt", task="causal_lm", backend="torch", batch_size=16, progress=False,
+pipeline.pretrain(bpe, splits, OUT / "gpt", task="causal_lm", backend="torch", progress=False,
                   model_config=ModelConfig(vocab_size=bpe.vocab_size, block_size=64, d_model=64, n_heads=4, n_layers=2),
                   train_config=TrainConfig(steps=250, lr=1e-2, min_lr=1e-3, warmup_steps=10, eval_every=250,
-                                           checkpoint_every=250, seed=0))
+                                           checkpoint_every=250, seed=0, batch_size=16))
 data = sentiment(n=2000, seed=0)
 words = WordTokenizer.train(data.train.texts)
-pipeline.finetune(words, data, OUT / "classifier", backend="torch", batch_size=32, progress=False,
+pipeline.finetune(words, data, OUT / "classifier", backend="torch", progress=False,
                   model_config=ModelConfig(vocab_size=words.vocab_size, block_size=24, d_model=32, n_heads=2,
                                            n_layers=1, positional="sinusoidal"),
                   train_config=TrainConfig(steps=800, lr=5e-3, min_lr=5e-4, warmup_steps=30, weight_decay=0.0,
-                                           eval_every=800, checkpoint_every=800, seed=0))
+                                           eval_every=800, checkpoint_every=800, seed=0, batch_size=32))
 print(f"trained both in {time.perf_counter() - start:.0f} s")
 print(sorted(p.name for p in (OUT / "gpt" / "checkpoints" / "best").iterdir()))
 

@@ -1,0 +1,114 @@
+"""What :class:`~minillm.train.training.Trainer` calls around its loop, one job each.
+
+- :class:`Distribution`: the model as the step runs it (DistributedDataParallel under
+  ``torchrun``, the model itself otherwise) and the mean of a number over the ranks;
+- :class:`MetricsFiles`: ``metrics.jsonl`` (one JSON record per step, appended; on resume
+  the records of steps to be done again are dropped) and ``loss.png``;
+- :class:`Checkpoints`: ``checkpoints/{last,best}`` written through
+  :mod:`minillm.store.model_io` (atomic folders), and resuming from ``last``.
+
+Each writes only where the trainer writes: a run folder, on rank 0 (``enabled``). The
+trainer keeps the loop: the step, the schedule, skipping non-finite steps, Ctrl-C,
+evaluation and the choice of the best checkpoint, progress.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from ..store import model_io
+
+__all__ = ["Distribution", "MetricsFiles", "Checkpoints"]
+
+logger = logging.getLogger("minillm")
+
+
+class Distribution:
+    """The runtime's ranks, as the trainer sees them (one rank: nothing to do)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    @property
+    def active(self) -> bool:
+        return self.runtime.world_size > 1
+
+    def wrap(self, model):
+        """``model`` in DistributedDataParallel on more than one rank (its gradients are
+        averaged over the ranks in ``backward``), else ``model`` itself."""
+        if not self.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+        device = str(self.runtime.device)
+        ids = [int(device.split(":")[-1] or 0)] if device.startswith("cuda") else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def mean(self, value: float) -> float:
+        """The mean of ``value`` over the ranks (all-reduce, float64); ``value`` on one rank."""
+        if not self.active:
+            return value
+        import torch
+        import torch.distributed as dist
+        t = torch.tensor([value], dtype=torch.float64, device=self.runtime.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.runtime.world_size
+
+
+class MetricsFiles:
+    """``run_dir/metrics.jsonl`` and ``run_dir/loss.png``; nothing without ``enabled``."""
+
+    def __init__(self, run_dir, enabled: bool):
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.enabled = enabled and self.run_dir is not None
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    def append(self, record: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def truncate(self, after_step: int) -> None:
+        """On resume: drop the records of steps ``>= after_step`` (done again)."""
+        if not self.enabled or not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) < after_step]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def plot(self, title: str) -> None:
+        """``loss.png`` from the records (skipped, with a note, without matplotlib)."""
+        if not self.enabled:
+            return
+        try:
+            from ..core.plots import plot_loss_curves
+            plot_loss_curves(self.path, self.run_dir / "loss.png", title=title)
+        except ImportError:
+            logger.info("matplotlib is not installed: no loss.png (pip install 'minillm[pipeline]')")
+
+
+class Checkpoints:
+    """``run_dir/checkpoints/<name>`` (``last``, ``best``); writes nothing without ``enabled``."""
+
+    def __init__(self, run_dir, enabled: bool):
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.enabled = enabled and self.run_dir is not None
+
+    def folder(self, name: str) -> Path:
+        return self.run_dir / "checkpoints" / name
+
+    def save(self, name: str, model, optimizer, *, step: int, tokenizer, extra: dict) -> None:
+        if self.enabled:
+            model_io.save_checkpoint(self.folder(name), model, optimizer, step=step, tokenizer=tokenizer,
+                                     extra=extra)
+
+    def resume(self, model, optimizer):
+        """Load ``checkpoints/last`` into ``model`` and ``optimizer`` (every rank); returns
+        the checkpoint (its step and extra)."""
+        folder = self.folder("last")
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from: expected {folder}/config.json")
+        return model_io.resume(folder, model, optimizer)
