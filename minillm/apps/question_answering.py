@@ -24,7 +24,7 @@ from ..data.qa import qa_corpus, qa_format_problem
 from ..reference.softmax import softmax
 from ..store.runs import load_run
 from ..store.runtime import Runtime
-from ..train.contract import data_contract, generated_dataset
+from ..train.contract import data_contract, generated_dataset, given_dataset
 from ..train.entry import TaskInputs, TaskParts, TaskSpec, register_task, train
 from ..train.run_config import RunConfig
 from .input_checks import CheckedAnswer, checked_fields
@@ -197,9 +197,7 @@ def _qa_setup(inputs: TaskInputs) -> TaskParts:
         dataset = generated_dataset("facts", {"train": len(train), "test": len(test)}, "examples")
     else:
         train, test = _check_examples(inputs.data)
-        dataset = {"kind": "given", "source": inputs.source or "examples",
-                   "split": {"method": "given", "unit": "examples",
-                             "sizes": {"train": len(train), "test": len(test)}}}
+        dataset = given_dataset(inputs.source or "examples", {"train": len(train), "test": len(test)}, "examples")
     tok = inputs.tokenizer or PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
     if tok.vocab_size > cfg.vocab_size:
         raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "

@@ -34,7 +34,7 @@ from ..data.parallel import PieceTokenizer, date_format_problem, dates_corpus
 from ..reference.softmax import log_softmax
 from ..store.runs import load_run
 from ..store.runtime import Runtime
-from ..train.contract import data_contract, generated_dataset
+from ..train.contract import data_contract, generated_dataset, given_dataset
 from ..train.entry import TaskInputs, TaskParts, TaskSpec, TrainedRun, register_task, train
 from ..train.run_config import RunConfig
 from .input_checks import Checked, checked_fields
@@ -240,8 +240,7 @@ def _translation_setup(inputs: TaskInputs) -> TaskParts:
         dataset = generated_dataset("dates", {"train": len(train), "test": len(test)}, "pairs")
     else:
         train, test = _check_pairs(inputs.data)
-        dataset = {"kind": "given", "source": inputs.source or "pairs",
-                   "split": {"method": "given", "unit": "pairs", "sizes": {"train": len(train), "test": len(test)}}}
+        dataset = given_dataset(inputs.source or "pairs", {"train": len(train), "test": len(test)}, "pairs")
     tok = inputs.tokenizer or PieceTokenizer.train([s for p in train + test for s in p])
     if tok.vocab_size > cfg.vocab_size:
         raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 __all__ = ["EMBEDDED", "data_contract", "given_dataset", "generated_dataset", "split_sizes", "sha256",
@@ -36,9 +37,10 @@ def split_sizes(splits) -> dict:
 
 
 def given_dataset(source: str, splits, unit: str) -> dict:
-    """Splits handed to the library with no recipe: recorded, not rebuildable."""
-    return {"kind": "given", "source": source, "split": {"method": "given", "unit": unit,
-                                                         "sizes": split_sizes(splits)}}
+    """Splits handed to the library with no recipe: recorded, not rebuildable. ``splits``:
+    the Splits themselves, or their sizes by name (``{"train": n, "test": m}``)."""
+    sizes = ({k: int(v) for k, v in splits.items()} if isinstance(splits, Mapping) else split_sizes(splits))
+    return {"kind": "given", "source": source, "split": {"method": "given", "unit": unit, "sizes": sizes}}
 
 
 def generated_dataset(source: str, sizes: dict, unit: str, seed: int = 0) -> dict:
