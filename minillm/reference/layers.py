@@ -276,7 +276,8 @@ class MultiHeadAttention(Module):
         if past is not None:
             k = np.concatenate([past.keys, k], axis=2)                    # (B, H, P+T, D)
             v = np.concatenate([past.values, v], axis=2)                  # (B, H, P+T, D)
-        mask = causal_mask(q.shape[2], k.shape[2])                        # (T, P+T)
+        T = q.shape[2]                          # one new position sees all P + 1: no mask
+        mask = None if T == 1 else causal_mask(T, k.shape[2])             # (T, P+T)
         heads, _ = scaled_dot_product_attention(q, k, v, mask)            # (B, H, T, D)
         return linear(merge_heads(heads), self.W_O.data, self.b_O.data), KVCache(k, v)
 

@@ -215,7 +215,8 @@ class MultiHeadAttention(Module):
         if past is not None:
             k = torch.cat([past.keys, k], dim=2)                   # (B, H, P+T, D)
             v = torch.cat([past.values, v], dim=2)                 # (B, H, P+T, D)
-        mask = causal_mask(q.shape[2], k.shape[2]).to(x.device)    # (T, P+T)
+        T = q.shape[2]                          # one new position sees all P + 1: no mask
+        mask = None if T == 1 else causal_mask(T, k.shape[2]).to(x.device)  # (T, P+T)
         heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
         return affine(merge_heads(heads), self.W_O, self.b_O), KVCache(k, v)
 
