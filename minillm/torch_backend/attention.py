@@ -96,7 +96,9 @@ def fused_attention(q, k, v, mask=None):
     given an all-True mask row for the kernel and their output is then multiplied by 0,
     so they are zero here too, and their gradients are zero. (Recent CPU kernels already
     return 0 for such rows, but torch 2.1 and some GPU kernels return NaN, and NaN * 0
-    would still be NaN: hence the all-True row.)
+    would still be NaN: hence the all-True row.) On the CPU, a mask in which every row
+    has a key to attend to (a causal mask always has) goes to the kernel as it is, without
+    the guard's two extra operations and their backward.
     """
     if checking():
         q, k, v, mask = _check_attention_inputs(q, k, v, mask)
@@ -108,6 +110,10 @@ def fused_attention(q, k, v, mask=None):
         return F.scaled_dot_product_attention(q, k, v), None
     # on the mask's own shape (e.g. (T_q, T_k) for a causal mask), broadcast by the kernel
     has_any = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1) or broadcastable to it
+    if mask.device.type == "cpu" and bool(has_any.all()):
+        # every row sees a key (a causal mask always does): the guard would be the identity.
+        # Asked on the CPU only, where it costs no device synchronisation.
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_any)  # (..., T_q, d_v)
     return out * has_any, None
 
