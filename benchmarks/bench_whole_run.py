@@ -7,8 +7,9 @@ documentation, split 90/5/5 in order by ``minillm prepare``).
 
 1. ``minillm pretrain`` trains it on the torch backend's fast path (the default), as a
    user runs it: progress, validation every 500 steps, ``metrics.jsonl``, checkpoints;
-2. the yardstick (benchmarks/yardstick.py, a GPT written with ``torch.nn`` modules)
-   runs the same loop: the same batches (``minillm.train.tasks.CausalLMData`` with the
+2. the yardstick (benchmarks/yardstick.py, a GPT written with ``torch.nn`` modules and,
+   as nanoGPT, ``F.scaled_dot_product_attention(is_causal=True)``) starts from the same
+   initial weights (copied from minillm's GPT of seed 0) and runs the same loop: the same batches (``minillm.train.tasks.CausalLMData`` with the
    same seed), the same schedule and clipping, ``torch.optim.AdamW`` (foreach), the same
    validation batches at the same steps, and nothing else.
 
@@ -73,8 +74,10 @@ def yardstick_run(data: Path, steps: int) -> tuple[float, float]:
     tok, splits = load_prepared(data)
     config = ModelConfig(vocab_size=tok.vocab_size, block_size=r["block_size"], d_model=r["d_model"],
                          n_heads=r["n_heads"], n_layers=r["n_layers"])
-    torch.manual_seed(0)
-    model = PlainGPT(config)
+    # the same initial weights as `minillm pretrain --seed 0` (GPT-2's init), so that the
+    # two runs differ only in their kernels and optimizer code, and their losses compare
+    from minillm import torch_backend
+    model = PlainGPT(config, sdpa=True).load_minillm_weights(torch_backend.GPT(config, seed=0).state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"], foreach=True)
     batches = CausalLMData(splits.train, r["block_size"], r["batch_size"], seed=0)
     val = causal_lm_eval_batches(splits.validation, r["block_size"], EVAL_BATCH)

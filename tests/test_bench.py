@@ -144,3 +144,21 @@ def test_cli_bench_without_the_benchmarks_folder_is_a_one_line_error(tmp_path, m
     assert err.count("\n") == 1 and err.startswith("error: minillm bench needs the benchmarks/ folder")
     assert "pip install -e ." in err and not (tmp_path / "out").exists()
 
+
+
+@pytest.mark.parametrize("sdpa", [False, True])
+def test_yardstick_from_minillm_weights_computes_the_same_logits_and_loss(sdpa):
+    """bench_whole_run.py starts the yardstick from minillm's initial weights: the mapping
+    (names, (in, out) against nn.Linear's (out, in)) must give the same function. Float32,
+    the same products in another order: within 1e-5 of the logits' scale (about 1)."""
+    from yardstick import PlainGPT                     # benchmarks/ is on sys.path once the harness loaded
+    from minillm import torch_backend as TB
+    cfg = replace(MICRO.config, n_layers=2)
+    ours = TB.GPT(cfg, seed=3)
+    plain = PlainGPT(cfg, sdpa=sdpa).load_minillm_weights(ours.state_dict())
+    idx = torch.from_numpy(np.random.default_rng(0).integers(0, cfg.vocab_size, (3, cfg.block_size)))
+    logits, loss = ours(idx, idx)
+    plain_logits, plain_loss = plain(idx, idx)
+    torch.testing.assert_close(plain_logits, logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(plain_loss, loss, rtol=1e-5, atol=1e-6)
+    assert abs(float(PlainGPT(cfg, sdpa=sdpa)(idx, idx)[1]) - float(loss)) > 1e-3   # the copy did something
