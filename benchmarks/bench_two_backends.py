@@ -10,11 +10,12 @@ or ``minillm bench`` does exactly this). The ratio after / alone is reported for
 settings of the thread pools (minillm/core/threads.py):
 
 - ``same count``: ``thread_limit(n)``, NumPy's BLAS and torch at n threads, nothing else;
-- ``torch_turn``: the same, each torch step inside ``torch_turn()`` (BLAS held at one
-  thread while torch works), as the trainer, generation and ``minillm bench`` run it;
-- ``blas 1``: ``thread_limit(n, blas_threads=1)`` and ``torch_turn()``: the setting for a
-  process that alternates between the backends; the reference's step time is reported
-  beside it (what NumPy loses without its second BLAS thread).
+- ``torch_turn``: the same, each torch step inside ``torch_turn()``, as the trainer,
+  generation and ``minillm bench`` run it: NumPy's BLAS is set to one thread at torch's
+  first turn and left there, so the reference's later steps run on one BLAS thread;
+- ``blas 1``: ``thread_limit(n, blas_threads=1)`` and ``torch_turn()``: one BLAS thread
+  from the start. The reference's step time is reported beside each setting (what NumPy
+  loses without its second BLAS thread), and the BLAS column is its count at the end.
 
 Medians of ``--rounds`` samples, wall-clock, with the load average at the start (a loaded
 machine makes the 2-thread figures meaningless: say so beside them).
@@ -60,8 +61,9 @@ def measure(n: int, setting: str, size: str, variant: str, rounds: int, idle_s: 
             ref_times.append(_timed(ref))
             with turn():
                 after.append(_timed(tor))                    # inside the spinning window
+        blas_at_end = threads.blas_pools()
     med = statistics.median
-    return {"threads": n, "setting": setting, "blas": info["blas"], "torch_threads": info.get("torch_threads"),
+    return {"threads": n, "setting": setting, "blas": blas_at_end, "torch_threads": info.get("torch_threads"),
             "alone_ms": med(alone) * 1e3, "after_ms": med(after) * 1e3, "ratio": med(after) / med(alone),
             "reference_ms": med(ref_times) * 1e3, "rounds": rounds}
 

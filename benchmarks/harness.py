@@ -28,8 +28,10 @@ Threads are set explicitly (:func:`minillm.core.threads.thread_limit`: NumPy's B
 through ``threadpoolctl``, torch through ``torch.set_num_threads``) and reported: the
 backends are compared with the same count, and several libraries each starting one
 thread per core on a small machine slow every small matrix product by orders of
-magnitude. Every torch step runs in :func:`minillm.core.threads.torch_turn` (NumPy's
-BLAS held at one thread).
+magnitude. Every torch step runs in :func:`minillm.core.threads.torch_turn`, and
+:func:`run_all` holds NumPy's BLAS at one thread (the setting of a process that runs
+both backends): the thread count of a row is torch's, and NumPy's products run on the
+calling thread.
 
 Memory, per variant: the activations (what the forward allocates and keeps for the
 backward; the same measure for both backends) and the peak of a whole step above what
@@ -622,13 +624,16 @@ def run_all(*, threads=(1, 2), sizes=("tiny", "small", "medium"), repeats: int =
     if not counts:
         raise ValueError("threads: expected at least one thread count, got none")
     train, targets, thread_infos = [], [], []
+    # NumPy's BLAS at one thread throughout: the torch steps run between reference steps,
+    # and torch_turn leaves it there anyway (minillm/core/threads.py); set from the start
+    # so that every step of the block runs alike and the report says what ran
     for n in counts[1:]:
-        with thread_limit(n) as info:
+        with thread_limit(n, blas_threads=1) as info:
             thread_infos.append(info)
             rows = bench_train(sizes, repeats=repeats, device=device, compile_model=compile_model)
             train += rows
             targets += [{**t, "threads": n} for t in check_targets(rows, [], cpu_time=n == 1 and device == "cpu")]
-    with thread_limit(counts[0]) as thread_info:
+    with thread_limit(counts[0], blas_threads=1) as thread_info:
         result = {"environment": environment(device), "threads": thread_info}
         rows = bench_train(sizes, repeats=repeats, device=device, compile_model=compile_model)
         result["train"] = rows + train

@@ -13,16 +13,20 @@ workers, but after the pool restarted every product ran tens of times slower her
 So, in one place:
 
 - :func:`thread_limit`: torch's pool and NumPy's BLAS to the same count inside the
-  block, both restored after (``minillm bench``, the benchmark scripts). A process that
-  alternates between the backends step by step passes ``blas_threads=1``: NumPy's
-  products then run on the calling thread, no BLAS worker ever spins, and torch keeps
-  the cores (the reference's matrices at these sizes gain little from a second BLAS
-  thread; ``benchmarks/bench_two_backends.py`` measures both settings).
-- :func:`torch_turn`: torch's work, with NumPy's BLAS held at one thread inside, so the
-  NumPy calls made on the way (batches, dropout masks, sampling) never wake the BLAS
-  pool while torch's threads run. :meth:`minillm.store.runtime.Runtime.threads` enters it for
-  the torch backend (the trainer and generation use it), ``minillm bench`` around every
-  torch step.
+  block, both restored after (``minillm bench``, the benchmark scripts). A block that
+  times both backends side by side passes ``blas_threads=1`` (see below).
+- :func:`torch_turn`: torch's work. It sets NumPy's BLAS to one thread, and leaves it
+  there: in a process that runs torch, NumPy's products then run on the calling thread,
+  no BLAS worker is woken, and none is left spinning when the next torch step starts,
+  whatever runs in between (a reference step of a parity script, a notebook's next
+  cell). Restoring the count after each turn was not enough: the reference's next
+  product woke the workers again, and the torch step after it took 1.76x its time alone
+  at two threads; with the count left at one, 0.95x. The reference's matrices at these
+  sizes gain little from a second BLAS thread: its step takes about 7% longer on one
+  (177 against 166 ms at two threads, benchmarks/bench_two_backends.py).
+  An enclosing :func:`thread_limit` block restores its own count when it ends.
+  :meth:`minillm.store.runtime.Runtime.threads` enters it for the torch backend (the
+  trainer and generation use it), ``minillm bench`` around every torch step.
 
 Measured in benchmarks/README.md, "One process, two backends". This module imports
 torch only in :func:`thread_limit`, and only where it is installed.
@@ -106,12 +110,11 @@ def thread_limit(n_threads: int, blas_threads: int | None = None):
 
 @contextlib.contextmanager
 def torch_turn():
-    """Torch's work: NumPy's BLAS held at one thread inside the block, its count
-    restored on exit (see the module docstring). Torch's own thread count is not
-    changed. Without threadpoolctl it does nothing."""
+    """Torch's work: NumPy's BLAS set to one thread on entry and left there after the
+    block, for the rest of the process or of the enclosing :func:`thread_limit` block
+    (see the module docstring). Torch's own thread count is not changed. Without
+    threadpoolctl it does nothing."""
     controller = _controller()
-    if controller is None:
-        yield
-        return
-    with controller.limit(limits=1, user_api="blas"):
-        yield
+    if controller is not None:
+        controller.limit(limits=1, user_api="blas")    # not restored: see the module docstring
+    yield
