@@ -62,6 +62,19 @@ def test_resume_continues_exactly(backend, corpus, tmp_path):
     assert resumed.last_loss == full.last_loss
 
 
+def test_resuming_a_finished_run_says_so_and_changes_nothing(corpus, tmp_path, caplog):
+    ids, _ = corpus
+    make_trainer("numpy", ids, tmp_path).fit()
+    metrics = (tmp_path / "metrics.jsonl").read_bytes()
+    weights = (tmp_path / "checkpoints/last/model.safetensors").read_bytes()
+    with caplog.at_level("WARNING", logger="minillm"):
+        result = make_trainer("numpy", ids, tmp_path).fit(resume=True)
+    assert result.step == 12
+    assert f"the run in {tmp_path} is finished: it is at step 12 of 12 already" in caplog.text
+    assert (tmp_path / "metrics.jsonl").read_bytes() == metrics
+    assert (tmp_path / "checkpoints/last/model.safetensors").read_bytes() == weights
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_run_folder_has_metrics_checkpoints_and_plot(backend, corpus, tmp_path):
     ids, _ = corpus

@@ -428,7 +428,12 @@ class Trainer:
         self.best_val = extra.get("best_val")
         self.best_step = extra.get("best_step")
         self.metrics.truncate(self.step)
-        logger.info("resumed from %s at step %d", folder, self.step)
+        if self.step >= self.config.steps:
+            logger.warning("the run in %s is finished: it is at step %d of %d already, so there is "
+                           "nothing to train (its checkpoints and metrics are unchanged)",
+                           self.run_dir, self.step, self.config.steps)
+        else:
+            logger.info("resumed from %s at step %d", folder, self.step)
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
