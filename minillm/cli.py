@@ -557,8 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "bench", help="train-step time and memory of both backends, generation, attention cost")
     p.add_argument("--threads", type=POSITIVE_INT, nargs="+", default=[1, 2],
-                   help="torch thread counts (NumPy's BLAS runs on one thread, as in any process that "
-                        "runs both backends); the train step is measured at each, the rest at the first")
+                   help="NumPy BLAS and torch thread counts; the train step is measured at each, the rest "
+                        "at the first")
     p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium"), help="model sizes to time",
                    default=["tiny", "small", "medium"])
     p.add_argument("--repeats", type=POSITIVE_INT, default=9, help="timed train steps per variant (median); "
