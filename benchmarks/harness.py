@@ -188,12 +188,12 @@ _BLAS_SPIN_S = 0.15     # an OpenBLAS worker spins ~0.1 s after a product (minil
 
 
 @contextlib.contextmanager
-def _reference_turn(blas_threads: int):
-    """The reference's step on ``blas_threads`` BLAS threads, in a block that holds BLAS
-    at one for torch's sake: the count raised inside, then, past the timed region, a
-    pause for the workers to stop spinning, so that the next variant starts as in a
-    process that runs only its own backend (bench_two_backends.py measures what the
-    spin costs; this table measures each step on its own)."""
+def _reference_turn(blas_threads: int | None):
+    """The reference's step on ``blas_threads`` BLAS threads (None: as set), in a process
+    where every torch turn leaves BLAS at one: the count raised inside and restored
+    after, then, past the timed region, a pause for the workers to stop spinning, so
+    that the next variant starts as in a process that runs only its own backend
+    (bench_two_backends.py measures what the spin costs; this table each step alone)."""
     if blas_threads is None:
         yield
         return

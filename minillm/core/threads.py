@@ -13,8 +13,8 @@ workers, but after the pool restarted every product ran tens of times slower her
 So, in one place:
 
 - :func:`thread_limit`: torch's pool and NumPy's BLAS to the same count inside the
-  block, both restored after (``minillm bench``, the benchmark scripts). A block that
-  times both backends side by side passes ``blas_threads=1`` (see below).
+  block, both restored after (``minillm bench``, the benchmark scripts); ``blas_threads``
+  sets NumPy's BLAS to another count than torch's.
 - :func:`torch_turn`: torch's work. It sets NumPy's BLAS to one thread, and leaves it
   there: in a process that runs torch, NumPy's products then run on the calling thread,
   no BLAS worker is woken, and none is left spinning when the next torch step starts,
