@@ -141,8 +141,8 @@ class Runtime:
 
     def threads(self):
         """This backend's turn at the cores (:mod:`minillm.core.threads`): on torch, NumPy's
-        BLAS is held at one thread inside, so that its pool never competes with torch's
-        threads in a process that runs both backends; on numpy, nothing changes."""
+        BLAS is set to one thread and left there, so that its pool never competes with
+        torch's threads in a process that runs both backends; on numpy, nothing changes."""
         if self.backend == "numpy":
             return contextlib.nullcontext()
         from ..core.threads import torch_turn
