@@ -81,7 +81,12 @@ def test_median_interval_is_the_widest_order_statistics_at_95_percent(n):
     assert high == 100 + n - k and 1 <= k
     assert 1 - 2 * _binomial_tail(n, k) >= 0.95
     assert 1 - 2 * _binomial_tail(n, k + 1) < 0.95
-    assert ratios.MIN_ROUNDS == 6 and ratios.median_interval(range(9)) == (1, 7)
+
+
+def test_six_rounds_give_the_first_interval_and_nine_the_second_and_eighth():
+    assert ratios.MIN_ROUNDS == 6
+    assert ratios.median_interval([3, 1, 2, 6, 5, 4]) == (1, 6)            # 96.9%: min and max
+    assert ratios.median_interval([9, 1, 8, 2, 7, 3, 6, 4, 5]) == (2, 8)   # 96.1%
 
 
 def _row(size, variant, threads, wall, cpu=None):
@@ -120,6 +125,8 @@ def test_verdict_is_met_missed_or_within_noise_by_the_interval():
     assert _judge(8.0, 7.0, 9.9, 10.0, "above") == "missed"
     assert _judge(10.5, 9.3, 11.5, 10.0, "above") == "within noise"
     assert _judge(1.0, None, None, 1.6, n=5) == "within noise"    # too few rounds for an interval
+    with pytest.raises(ValueError, match="expected 'below' or 'above', got 'under'"):
+        targets.Target("a", "b", 1.0, "under")
 
 
 def test_two_runs_whose_medians_fall_either_side_of_a_limit_do_not_flip():
@@ -182,7 +189,7 @@ def test_report_ratio_column_and_targets_are_one_measure_and_header_names_every_
               "train": train, "generate": gen, "targets": targets.check_targets(train, gen, "cpu")}
     report = bench.format_report(result)
     assert "Threads measured: train step at 1 and 2; generation at 1 (" in report
-    assert "of CPU time at 1 thread; wall-clock time at 2 threads" in report
+    assert "per-round ratios (CPU time at 1 thread, wall-clock time at 2 threads)" in report
     # explicit / nn: CPU 2.0 at one thread, wall 1.5 at two, in the table and in the targets alike
     assert "| 1 | torch_explicit | 3000.0 | 2910.0 | 2000.0 | 2.00x | [2.00, 2.00] |" in report
     assert "| 2 | torch_explicit | 3000.0 | 2910.0 | 2000.0 | 1.50x | [1.50, 1.50] |" in report

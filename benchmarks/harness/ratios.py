@@ -53,11 +53,6 @@ class Ratio:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def __str__(self) -> str:
-        spread = (f"[{self.low:.2f}, {self.high:.2f}]" if self.low is not None
-                  else f"[no interval: {self.n} < {MIN_ROUNDS} rounds]")
-        return f"{self.median:.2f} {spread}"
-
 
 def measure_for(threads: int | None, device: str) -> str:
     """"cpu" at one thread on the CPU, else "wall" (see the module doc)."""

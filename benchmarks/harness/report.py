@@ -37,9 +37,9 @@ def _header(result: dict) -> list[str]:
 
 def _train(rows, device) -> list[str]:
     counts = list(dict.fromkeys(r.get("threads") for r in rows))
-    of = "; ".join(f"{MEASURE_WORDS[measure_for(n, device)]} at {n} thread{'s' * (n != 1)}" for n in counts)
+    of = ", ".join(f"{MEASURE_WORDS[measure_for(n, device)]} at {n} thread{'s' * (n != 1)}" for n in counts)
     lines = [f"Train step (forward, backward, Adam), float32, {rows[0]['n']} interleaved rounds. "
-             f"vs torch.nn: the median of the per-round ratios, of {of}, and the 95% interval "
+             f"vs torch.nn: the median of the per-round ratios ({of}) and the 95% interval "
              "of that median (benchmarks/harness/ratios.py):", "",
              "| size | L/H/C/T, batch | threads | variant | ms/step (median) | ms (min) | CPU ms (median) "
              "| vs torch.nn | 95% interval | activations MiB | peak MiB |",

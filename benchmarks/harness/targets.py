@@ -31,6 +31,10 @@ class Target:
     limit: float
     better: str
 
+    def __post_init__(self):
+        if self.better not in ("below", "above"):
+            raise ValueError(f"Target.better: expected 'below' or 'above', got {self.better!r}")
+
     def describe(self, what: str = "train step") -> str:
         sign = "<=" if self.better == "below" else ">="
         return f"{self.numerator} / {self.denominator} {what} {sign} {self.limit:g}"
