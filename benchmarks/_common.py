@@ -1,13 +1,15 @@
 """Shared by the benchmark scripts: the thread setting and the report.
 
-Every script runs under :func:`harness.thread_limit` (benchmarks/harness.py) (NumPy's BLAS and torch set
-to the same count, default 1) and prints the same Markdown as ``minillm bench``.
+Every script runs under :func:`minillm.core.threads.thread_limit` (NumPy's BLAS and torch
+set to the same count, default 1) and prints the same Markdown as ``minillm bench``
+(:func:`harness.report.format_report`, benchmarks/harness/).
 """
 from __future__ import annotations
 
 import argparse
 
-import harness as bench  # benchmarks/harness.py, beside this script
+from harness.machine import environment  # benchmarks/harness/, beside this script
+from harness.report import format_report
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -18,5 +20,5 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def report(threads_info: dict, device: str, **parts) -> None:
-    result = {"environment": bench.environment(device), "threads": threads_info, **parts}
-    print(bench.format_report(result))
+    result = {"environment": environment(device), "threads": threads_info, **parts}
+    print(format_report(result))

@@ -9,8 +9,9 @@ kernel. The plot puts them on log-log axes with a T^2 line.
 from pathlib import Path
 
 from _common import parser, report
+from harness.attention import bench_attention, plot_attention  # benchmarks/harness/, beside this script
 
-import harness as bench  # benchmarks/harness.py, beside this script
+from minillm.core.threads import thread_limit
 
 
 def main() -> None:
@@ -19,10 +20,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=Path("attention_cost.png"))
     a = p.parse_args()
-    with bench.thread_limit(a.threads) as info:
-        rows = bench.bench_attention(a.T, repeats=a.repeats, device=a.device)
+    with thread_limit(a.threads) as info:
+        rows = bench_attention(a.T, repeats=a.repeats, device=a.device)
     report(info, a.device, attention=rows)
-    print(f"plot: {bench.plot_attention(rows, a.out)}")
+    print(f"plot: {plot_attention(rows, a.out)}")
 
 
 if __name__ == "__main__":

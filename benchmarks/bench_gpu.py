@@ -6,11 +6,12 @@ A GPT-2-small-sized GPT (12 layers, 12 heads, d_model 768, 1024 positions, vocab
 50257, tied embeddings, tanh GELU) with bf16 autocast and fused attention, trained with
 the backend's own Adam and with ``torch.optim.Adam(fused=True)``. MFU counts
 6N + 12 L T C FLOPs per token against the GPU's dense bf16 peak (known GPUs in
-``harness.PEAK_BF16``, or ``--peak-tflops``).
+``PEAK_BF16`` of benchmarks/harness/gpu.py, or ``--peak-tflops``).
 """
 from _common import parser, report
+from harness.gpu import bench_gpu  # benchmarks/harness/, beside this script
 
-import harness as bench  # benchmarks/harness.py, beside this script
+from minillm.core.threads import thread_limit
 
 
 def main() -> None:
@@ -22,9 +23,9 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, default=None)
     a = p.parse_args()
     peak = a.peak_tflops * 1e12 if a.peak_tflops else None
-    with bench.thread_limit(a.threads) as info:
+    with thread_limit(a.threads) as info:
         try:
-            rows = bench.bench_gpu(batch_size=a.batch_size, steps=a.steps, compile_model=a.compile,
+            rows = bench_gpu(batch_size=a.batch_size, steps=a.steps, compile_model=a.compile,
                                    peak_flops=peak)
         except ValueError as exc:
             raise SystemExit(f"error: {exc}") from None

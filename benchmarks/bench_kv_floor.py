@@ -29,8 +29,11 @@ from dataclasses import replace
 
 import numpy as np
 
-import harness as bench  # benchmarks/harness.py, beside this script
 from _common import parser
+from harness.machine import environment  # benchmarks/harness/, beside this script
+from harness.sizes import SIZES
+
+from minillm.core.threads import thread_limit
 
 
 def _timed(f, calls: int, repeats: int) -> float:
@@ -119,7 +122,7 @@ def _torch_floor(W, cfg, cache):
 
 def measure(backend: str, size: str, prefix: int, calls: int, repeats: int) -> dict:
     from minillm.store.runtime import Runtime
-    cfg = replace(bench.SIZES[size].config, block_size=2 * prefix)
+    cfg = replace(SIZES[size].config, block_size=2 * prefix)
     if cfg.activation != "gelu" or not cfg.norm_first or cfg.positional != "learned" or cfg.tie_embeddings:
         raise ValueError(f"the floor is written for the pre-norm, exact-GELU, learned-position GPT; got {cfg}")
     runtime = Runtime(backend)
@@ -143,14 +146,14 @@ def measure(backend: str, size: str, prefix: int, calls: int, repeats: int) -> d
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--size", choices=tuple(bench.SIZES), default="small")
+    p.add_argument("--size", choices=tuple(SIZES), default="small")
     p.add_argument("--prefix", type=int, default=128)
     p.add_argument("--calls", type=int, default=200)
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
-    with bench.thread_limit(a.threads) as info:
+    with thread_limit(a.threads) as info:
         rows = [measure(b, a.size, a.prefix, a.calls, a.repeats) for b in ("numpy", "torch")]
-    env = bench.environment("cpu")
+    env = environment("cpu")
     print(f"Machine: {env['cpu']} ({env['cores']} cores); NumPy {env['numpy']}, torch {env['torch']}; "
           f"threads {info['threads']}; load average at start {env.get('load_average_at_start')}\n")
     print("| backend | size | prefix | forward_cached ms | floor ms | full forward ms | full / forward_cached | full / floor |")

@@ -29,9 +29,12 @@ import time
 import torch
 import torch.nn.functional as F
 from _common import parser
+from harness.machine import environment  # benchmarks/harness/, beside this script
+from harness.sizes import SIZES
+from harness.train_step import train_steps
 
-import harness as bench  # benchmarks/harness.py, beside this script
 from minillm import torch_backend as T
+from minillm.core.threads import thread_limit
 
 layers = importlib.import_module("minillm.torch_backend.layers")
 feed_forward = importlib.import_module("minillm.torch_backend.feed_forward")
@@ -91,7 +94,7 @@ def _interleaved_cpu_ms(fns, repeats, calls=5, warmup=2):
 
 
 def op_table(repeats):
-    size = bench.SIZES["small"]
+    size = SIZES["small"]
     c, B = size.config, size.batch_size
     C, H, D, Fw, V, Tn = c.d_model, c.n_heads, c.d_model // c.n_heads, c.d_ff, c.vocab_size, c.block_size
     g = torch.Generator().manual_seed(0)
@@ -149,7 +152,7 @@ def op_table(repeats):
 
 
 def step_table(repeats):
-    size = bench.SIZES["small"]
+    size = SIZES["small"]
     swaps = {"none (explicit formulas)": [], "GELU -> F.gelu": ["gelu"],
              "layer norm -> F.layer_norm": ["layer_norm"],
              "attention -> the yardstick's (masked_fill + softmax)": ["attention"],
@@ -158,12 +161,12 @@ def step_table(repeats):
              "all of the above": ["gelu", "layer_norm", "attention", "cross_entropy", "linear", "adam"]}
     steps = {}
     for name, ops in swaps.items():
-        step = bench._train_steps(size, ("torch_explicit",), "cpu", False)["torch_explicit"]
+        step = train_steps(size, ("torch_explicit",), "cpu", False)["torch_explicit"]
         if "adam" in ops:
             step.opt = torch.optim.Adam(step.model.parameters(), lr=1e-4)
         steps[name] = (step, ops)
     steps["plain torch.nn model (the yardstick)"] = (
-        bench._train_steps(size, ("torch_nn",), "cpu", False)["torch_nn"], [])
+        train_steps(size, ("torch_nn",), "cpu", False)["torch_nn"], [])
     cpu = {name: [] for name in steps}
     faults = {name: [] for name in steps}
     for r in range(repeats + 2):
@@ -190,8 +193,8 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=15)
     a = p.parse_args()
-    with bench.thread_limit(a.threads) as info:
-        env = bench.environment("cpu")
+    with thread_limit(a.threads) as info:
+        env = environment("cpu")
         print(f"Machine: {env['cpu']}, {env['cores']} cores; torch {env['torch']}; "
               f"threads {info['threads']}; load average at start {env.get('load_average_at_start')}\n")
         print("Each op alone, forward + backward, CPU ms (median):\n")

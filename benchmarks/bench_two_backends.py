@@ -28,7 +28,10 @@ import os
 import statistics
 import time
 
-import harness as bench  # benchmarks/harness.py, beside this script
+from harness.machine import environment  # benchmarks/harness/, beside this script
+from harness.sizes import SIZES
+from harness.train_step import train_steps
+
 from minillm.core import threads
 
 SETTINGS = ("same count", "torch_turn", "blas 1")
@@ -46,7 +49,7 @@ def measure(n: int, setting: str, size: str, variant: str, rounds: int, idle_s: 
     blas = 1 if setting == "blas 1" else None
     turn = contextlib.nullcontext if setting == "same count" else threads.torch_turn
     with threads.thread_limit(n, blas_threads=blas) as info:
-        steps = bench._train_steps(bench.SIZES[size], ("reference", variant), "cpu", False)
+        steps = train_steps(SIZES[size], ("reference", variant), "cpu", False)
         ref, tor = steps["reference"], steps[variant]
         for _ in range(2):                                   # warm-up: first calls, allocator
             ref()
@@ -72,11 +75,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--size", choices=tuple(bench.SIZES), default="small")
+    p.add_argument("--size", choices=tuple(SIZES), default="small")
     p.add_argument("--variant", choices=("torch_fused", "torch_explicit", "torch_nn"), default="torch_fused")
     p.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
     a = p.parse_args()
-    env = bench.environment("cpu")
+    env = environment("cpu")
     rows = [measure(n, s, a.size, a.variant, a.rounds) for n in a.threads for s in a.settings]
     load_end = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     print(f"CPU: {env['cpu']} ({env['cores']} cores); torch {env['torch']}, numpy {env['numpy']}; "

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 
 import _common
+from harness.machine import environment  # benchmarks/harness/, beside this script
 
-import harness as bench
+from minillm.core.threads import thread_limit
 
 RECIPE = {"n_layers": 4, "n_heads": 4, "d_model": 128, "block_size": 64, "batch_size": 12,
           "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "weight_decay": 0.1, "grad_clip": 1.0}
@@ -102,20 +103,21 @@ def main() -> None:
     p = _common.parser(__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2000, help="optimizer steps (default: %(default)s, the recipe's)")
     a = p.parse_args()
-    with bench.thread_limit(a.threads) as info, tempfile.TemporaryDirectory() as tmp:
+    with thread_limit(a.threads) as info, tempfile.TemporaryDirectory() as tmp:
         from minillm.cli import main as cli
         data = Path(tmp) / "data"
         if cli(["prepare", "--corpus", "python_docs", "--tokenizer", "char", "--out", str(data)]) != 0:
             raise SystemExit("minillm prepare failed")
         yard_wall, yard_loss = yardstick_run(data, a.steps)
         ours_wall, ours_loss = minillm_run(data, Path(tmp) / "run", a.steps)
-    env = bench.environment("cpu")
+    env = environment("cpu")
     print(f"Machine: {env}\nthreads: {info}\n")
     print("| run | steps | wall s | validation loss |\n|---|---:|---:|---:|")
     print(f"| torch.nn yardstick, same loop | {a.steps} | {yard_wall:.1f} | {yard_loss:.4f} |")
     print(f"| minillm pretrain (fast path) | {a.steps} | {ours_wall:.1f} | {ours_loss:.4f} |")
     ratio, gap = ours_wall / yard_wall, ours_loss - yard_loss
-    print(f"\nwall-time ratio {ratio:.3f} (target <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'}); "
+    print(f"\nwall-time ratio {ratio:.3f} (target <= 1.05; one run of each, so no interval and no verdict: "
+          "the ratio's spread needs several runs, as minillm bench's train-step rounds give); "
           f"validation loss difference {gap:+.4f} (target |d| <= 0.02: {'met' if abs(gap) <= 0.02 else 'NOT met'})")
 
 

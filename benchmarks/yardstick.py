@@ -1,6 +1,6 @@
 """The yardstick of ``minillm bench``: a GPT of the same architecture written the usual way,
 with ``torch.nn`` modules, so that each of minillm's paths is timed against what a reader
-would write without minillm (the ``torch_nn`` variant of benchmarks/harness.py).
+would write without minillm (the ``torch_nn`` variant of benchmarks/harness/train_step.py).
 
 Pre-norm blocks, explicit attention (scores / sqrt(D), ``masked_fill``, ``Tensor.softmax``),
 no dropout: the same shapes and FLOPs as ``minillm.torch_backend.GPT`` on its explicit path.
