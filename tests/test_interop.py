@@ -381,13 +381,14 @@ def _tokenizer_files(folder, kind, lowercase=True):
 def test_cli_generate_from_hf_is_transformers_greedy(tmp_path, capsys):
     from minillm.cli import main
     from minillm.data import GPT2Tokenizer
+    from minillm.data.hf_tokenizers import read_tokenizer_folder
 
     n = _tokenizer_files(tmp_path, "gpt2")
     cfg = transformers.GPT2Config(vocab_size=n, n_positions=32, n_embd=32, n_layer=2, n_head=4,
                                   bos_token_id=0, eos_token_id=0)
     hf = _randomize(transformers.GPT2LMHeadModel(cfg), 2)
     hf.save_pretrained(tmp_path)
-    tok = GPT2Tokenizer.from_folder(tmp_path)
+    tok = read_tokenizer_folder(tmp_path, expect=GPT2Tokenizer)
     ids = tok.encode("The cat")
     with torch.no_grad():                                          # transformers, greedy
         for _ in range(8):
@@ -405,13 +406,14 @@ def test_cli_generate_from_hf_is_transformers_greedy(tmp_path, capsys):
 def test_cli_embed_from_hf(tmp_path, capsys):
     from minillm.cli import main
     from minillm.data import WordPieceTokenizer
+    from minillm.data.hf_tokenizers import read_tokenizer_folder
 
     n = _tokenizer_files(tmp_path, "bert")
     cfg = transformers.BertConfig(vocab_size=n, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                   intermediate_size=48, max_position_embeddings=32)
     hf = _randomize(transformers.BertModel(cfg), 3)
     hf.save_pretrained(tmp_path)
-    tok = WordPieceTokenizer.from_folder(tmp_path)
+    tok = read_tokenizer_folder(tmp_path, expect=WordPieceTokenizer)
     rows = [tok.encode(t) for t in TEXTS]
     L = max(map(len, rows))
     ids = torch.tensor([r + [tok.pad_id] * (L - len(r)) for r in rows])

@@ -7,24 +7,18 @@ from . import sentence_transformers
 
 
 def load_hf_tokenizer(folder):
-    """The tokenizer of a Hugging Face folder: :class:`~minillm.data.GPT2Tokenizer` from
-    vocab.json + merges.txt, or :class:`~minillm.data.WordPieceTokenizer` from vocab.txt or
-    tokenizer.json (in a sentence-transformers folder, those of its Transformer module,
-    lower-casing the text first when its ``do_lower_case`` says so)."""
-    from ...data.hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
+    """The tokenizer of a Hugging Face folder, in any layout transformers 4 or 5 writes
+    (:func:`~minillm.data.hf_tokenizers.read_tokenizer_folder`): a
+    :class:`~minillm.data.GPT2Tokenizer` or a :class:`~minillm.data.WordPieceTokenizer`.
+    In a sentence-transformers folder, that of its Transformer module, lower-casing the
+    text first when its ``do_lower_case`` says so."""
+    from ...data.hf_tokenizers import GPT2Tokenizer, read_tokenizer_folder
 
     body, sentence = sentence_transformers.read_settings(Path(folder))
-    lowercase = sentence is not None and sentence.lowercase
-    if (body / "vocab.json").is_file() and (body / "merges.txt").is_file():
-        if lowercase:
+    tok = read_tokenizer_folder(body)
+    if sentence is not None and sentence.lowercase:
+        if isinstance(tok, GPT2Tokenizer):
             raise ValueError(f"{body / 'sentence_bert_config.json'}: do_lower_case is true, but "
                              "minillm's GPT-2 tokenizer does not lower-case")
-        return GPT2Tokenizer.from_folder(body)
-    if (body / "vocab.txt").is_file() or (body / "tokenizer.json").is_file():
-        tok = WordPieceTokenizer.from_folder(body)
-        if lowercase:               # the text is lower-cased; accents are stripped only if they were
-            tok.lowercase = True
-        return tok
-    raise ValueError(f"expected a tokenizer in {body}: vocab.json + merges.txt (GPT-2) or "
-                     "vocab.txt or tokenizer.json (BERT), found none of them")
-
+        tok.lowercase = True        # the text is lower-cased; accents are stripped only if they were
+    return tok
