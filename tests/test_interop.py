@@ -453,3 +453,24 @@ def test_classifier_fine_tunes_from_a_bert_checkpoint(tmp_path, batch, backend):
                     token_type_ids=torch.from_numpy(types)).last_hidden_state
     _check("classifier body", clf.encode(ids, mask, types), h, "float32", where=mask)
     assert _np(clf(ids, attention_mask=mask, token_type_ids=types)[0]).shape == (3, 3)
+
+
+def test_float32_agreement_is_transformers_own_rounding(tmp_path):
+    """The reason docs/pretrained.md gives for its float32 figures, checked at GPT-2's width
+    (768, 12 heads; one layer, a 1000-token vocabulary to stay quick): each minillm float32
+    row of benchmarks/bench_interop_agreement.py is within 10x of transformers' own float32
+    against its float64 (the rounding of the same sums, no minillm in it), and the float64
+    rows are within 1e-12 relative (float64's unit is 2.2e-16; a layout error is O(1))."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_interop_agreement import measure
+
+    rows = measure(1, 0.1, 16, 0, tmp_path, vocab=1000)
+    own = [d for dtype, what, d, _ in rows if what.startswith("transformers float32")][0]
+    assert own > 0
+    for dtype, what, d, rel in rows:
+        if dtype == "float32" and what.startswith("minillm"):
+            assert d <= 10 * own, (what, d, own)
+        elif dtype == "float64":
+            assert rel <= 1e-12, (what, rel)
