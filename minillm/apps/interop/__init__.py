@@ -40,7 +40,8 @@ module                         its job
 :mod:`.reading`                :func:`read_hf`, :func:`load_hf`
 :mod:`.writing`                :func:`save_hf`
 :mod:`.tokenizer`              :func:`load_hf_tokenizer`, the folder's tokenizer
-:mod:`.generate`, :mod:`.embed`  :func:`generate_text`, :func:`embed_texts` (the CLI's ``--from-hf``)
+:mod:`.generate`               :func:`generate_text` (``minillm generate --from-hf``)
+:mod:`.embed`                  :func:`embed_texts` (``minillm embed --from-hf``)
 =============================  ===============================================================
 
 A new family (say Llama) is one module that defines its :class:`~.family.Family` and one

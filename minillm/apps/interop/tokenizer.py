@@ -12,7 +12,7 @@ def load_hf_tokenizer(folder):
     :class:`~minillm.data.GPT2Tokenizer` or a :class:`~minillm.data.WordPieceTokenizer`.
     In a sentence-transformers folder, that of its Transformer module, lower-casing the
     text first when its ``do_lower_case`` says so."""
-    from ...data.hf_tokenizers import GPT2Tokenizer, read_tokenizer_folder
+    from ...data.hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer, read_tokenizer_folder
 
     body, sentence = sentence_transformers.read_settings(Path(folder))
     tok = read_tokenizer_folder(body)
@@ -20,5 +20,9 @@ def load_hf_tokenizer(folder):
         if isinstance(tok, GPT2Tokenizer):
             raise ValueError(f"{body / 'sentence_bert_config.json'}: do_lower_case is true, but "
                              "minillm's GPT-2 tokenizer does not lower-case")
-        tok.lowercase = True        # the text is lower-cased; accents are stripped only if they were
+        # the text is lower-cased; accents are stripped only if they were
+        tok = WordPieceTokenizer(tok.tokens, lowercase=True, strip_accents=tok.strip_accents,
+                                 handle_chinese_chars=tok.handle_chinese_chars,
+                                 max_chars_per_word=tok.max_chars_per_word,
+                                 added_tokens=tok.added_tokens, prefix=tok.prefix, suffix=tok.suffix)
     return tok

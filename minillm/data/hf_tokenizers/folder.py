@@ -52,7 +52,8 @@ NO_ID_CHANGE = ("model_max_length", "padding_side", "truncation_side", "clean_up
                 "errors", "backend", "is_local", "local_files_only", "name_or_path", "model_input_names",
                 "special_tokens_map_file", "max_length", "stride", "pad_to_multiple_of",
                 "pad_token_type_id", "truncation_strategy", "processor_class", "chat_template",
-                "do_basic_tokenize", "never_split", "trim_offsets", "use_fast")
+                "do_basic_tokenize", "never_split", "trim_offsets", "use_fast", "tokenizer_file",
+                "vocab_file", "merges_file", "spaces_between_special_tokens")
 # tokenizer.json's top-level fields; truncation and padding are reset by every transformers
 # call (encode truncates and pads only when asked), so they change no id of ``encode``
 JSON_FIELDS = ("version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer",

@@ -102,6 +102,12 @@ class WordPieceTokenizer:
         self._names = {i: t for i, t in enumerate(self.tokens)}
         self._names.update({t.id: t.content for t in self.added_tokens})
         self._special_ids = {t.id for t in self.added_tokens if t.special}
+        # (pattern, content -> token): the tokens matched in the raw text, and those matched
+        # in the normalized text, whose own text is normalized the same way
+        raw = [t for t in self.added_tokens if not t.normalized]
+        normed = [t._replace(content=self.normalize(t.content)) for t in self.added_tokens if t.normalized]
+        self._raw_added = matcher(raw), {t.content: t for t in raw}
+        self._normalized_added = matcher(normed), {t.content: t for t in normed}
         self.prefix = tuple(prefix) if prefix is not None else tuple(
             self.vocab[t] for t in ("[CLS]",) if t in self.vocab)
         self.suffix = tuple(suffix) if suffix is not None else tuple(
@@ -190,33 +196,18 @@ class WordPieceTokenizer:
         ``add_special_tokens``."""
         if not isinstance(text, str):
             raise TypeError(f"{self.kind}.encode expects a str, got {type(text).__name__}")
-        raw, normed = self._matchers()
         ids = []
-        for piece in split_added(text, *raw):
+        for piece in split_added(text, *self._raw_added):
             if isinstance(piece, AddedToken):
                 ids.append(piece.id)
                 continue
-            for part in split_added(self.normalize(piece), *normed):
+            for part in split_added(self.normalize(piece), *self._normalized_added):
                 if isinstance(part, AddedToken):
                     ids.append(part.id)
                     continue
                 for word in self._pre_tokenize(part):
                     ids += [self.vocab[p] for p in self.wordpiece(word)]
         return [*self.prefix, *ids, *self.suffix] if add_special_tokens else ids
-
-    def _matchers(self):
-        """(pattern, content -> token) for the raw text and for the normalized text; the
-        normalized tokens' own text is normalized too. Built at the first call, after any
-        change of the normalizer's options."""
-        key = (self.lowercase, self.strip_accents, self.handle_chinese_chars)
-        if getattr(self, "_matchers_key", None) != key:
-            raw = [t for t in self.added_tokens if not t.normalized]
-            normed = [t._replace(content=self.normalize(t.content)) for t in self.added_tokens
-                      if t.normalized]
-            self._matcher_cache = ((matcher(raw), {t.content: t for t in raw}),
-                                   (matcher(normed), {t.content: t for t in normed}))
-            self._matchers_key = key
-        return self._matcher_cache
 
     def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
         """Tokens joined by spaces, ``##`` continuations glued to what precedes them."""
