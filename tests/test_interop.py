@@ -474,3 +474,27 @@ def test_float32_agreement_is_transformers_own_rounding(tmp_path):
             assert d <= 10 * own, (what, d, own)
         elif dtype == "float64":
             assert rel <= 1e-12, (what, rel)
+
+
+def test_a_new_family_is_one_module(tmp_path, gpt2_folder, monkeypatch):
+    """What issue 25's Llama and Qwen readers will do: a family declared in one place (here,
+    in the test) is read by read_hf once it is in FAMILIES, with no other edit."""
+    from minillm.apps.interop import families, gpt2
+    from minillm.apps.interop.family import Family
+
+    folder, _ = gpt2_folder
+    for f in folder.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["ToyLM"],
+                                                      "model_type": "toy"}))
+    with pytest.raises(ValueError, match=r"expected one of the architectures .* got architectures=\['ToyLM'\]"):
+        read_hf(tmp_path)
+    toy = Family("toy", ("ToyLM",), "GPT", lambda tensors: "ToyLM",
+                 lambda arch, hf, tensors, dtype: gpt2.FAMILY.read("GPT2LMHeadModel", hf, tensors, dtype),
+                 gpt2.FAMILY.write, gpt2.FAMILY.is_buffer)
+    monkeypatch.setattr(families, "FAMILIES", (*families.FAMILIES, toy))
+    ckpt, plain = read_hf(tmp_path), read_hf(folder)
+    assert (ckpt.architecture, ckpt.model_class) == ("ToyLM", "GPT")
+    assert ckpt.state.keys() == plain.state.keys()
+    assert all(np.array_equal(ckpt.state[k], plain.state[k]) for k in plain.state)
