@@ -101,13 +101,6 @@ class GPT2Tokenizer:
         self._cache: dict[str, list[str]] = {}
         self._pattern = _gpt2_pattern()        # fails here, not at the first encode, without `regex`
 
-    @classmethod
-    def from_files(cls, vocab_json, merges_txt, **options) -> "GPT2Tokenizer":
-        """Read ``vocab.json`` (token -> id) and ``merges.txt`` (one ``a b`` pair a line,
-        best first, after an optional ``#version`` line)."""
-        from .files import read_merges_txt, read_vocab_json
-        return cls(read_vocab_json(vocab_json), read_merges_txt(merges_txt), **options)
-
     def _bpe(self, word: str) -> list[str]:
         if word in self._cache:
             return self._cache[word]

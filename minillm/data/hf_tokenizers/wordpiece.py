@@ -12,6 +12,7 @@ from __future__ import annotations
 import unicodedata
 
 from .added import AddedToken, matcher, split_added
+from .files import read_vocab_txt
 
 
 
@@ -116,7 +117,6 @@ class WordPieceTokenizer:
     @classmethod
     def from_file(cls, vocab_txt, **options) -> "WordPieceTokenizer":
         """Read ``vocab.txt``, one token a line."""
-        from .files import read_vocab_txt
         return cls(read_vocab_txt(vocab_txt), **options)
 
     def normalize(self, text: str) -> str:
