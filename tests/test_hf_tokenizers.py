@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from minillm.data import GPT2Tokenizer, WordPieceTokenizer  # noqa: E402
-from minillm.data.hf_tokenizers import _gpt2_pattern, bytes_to_unicode  # noqa: E402
+from minillm.data.hf_tokenizers import _gpt2_pattern, bytes_to_unicode, read_tokenizer_folder  # noqa: E402
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog. It's a dog's life, isn't it?",
@@ -79,7 +79,7 @@ def test_bytes_to_unicode_is_a_bijection_onto_printable_characters():
 
 
 def test_gpt2_matches_transformers(gpt2_files):
-    ours = GPT2Tokenizer.from_folder(gpt2_files)
+    ours = read_tokenizer_folder(gpt2_files, expect=GPT2Tokenizer)
     theirs = transformers.GPT2Tokenizer.from_pretrained(str(gpt2_files))
     assert ours.vocab_size == len(theirs.get_vocab())
     assert ours.eos_id == theirs.convert_tokens_to_ids("<|endoftext|>")
@@ -89,8 +89,7 @@ def test_gpt2_matches_transformers(gpt2_files):
         assert ours.decode(expected) == theirs.decode(expected, clean_up_tokenization_spaces=False)
         if "<|endoftext|>" not in text:
             assert ours.decode(ours.encode(text)) == text      # byte-level BPE is lossless
-    wrapped = ours.encode("hi", add_bos=True, add_eos=True)
-    assert wrapped == [ours.eos_id] + ours.encode("hi") + [ours.eos_id]
+    assert ours.encode("hi", add_special_tokens=False) == ours.encode("hi")  # GPT-2 adds none
 
 
 def test_wordpiece_matches_transformers(bert_files):
@@ -117,20 +116,21 @@ def test_wordpiece_options_from_folder(bert_files, tmp_path):
     folder, _ = bert_files
     (tmp_path / "vocab.txt").write_text((folder / "vocab.txt").read_text(encoding="utf-8"), encoding="utf-8")
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
-    tok = WordPieceTokenizer.from_folder(tmp_path)
+    tok = read_tokenizer_folder(tmp_path, expect=WordPieceTokenizer)
     assert not tok.lowercase and not tok.strip_accents
     assert tok.basic_tokenize("Héllo, World!") == ["Héllo", ",", "World", "!"]
 
 
 def test_errors_name_the_file(tmp_path):
-    with pytest.raises(ValueError, match=r"expected GPT-2's vocab.json at .*vocab.json"):
-        GPT2Tokenizer.from_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"expected a tokenizer in .*: tokenizer.json, vocab.json"):
+        read_tokenizer_folder(tmp_path, expect=GPT2Tokenizer)
     (tmp_path / "vocab.json").write_text('{"a": 0}')
     (tmp_path / "merges.txt").write_text("#version: 0.2\na b c\n")
     with pytest.raises(ValueError, match=r"merges.txt, line 2: expected two tokens"):
-        GPT2Tokenizer.from_folder(tmp_path)
-    with pytest.raises(ValueError, match="expected BERT's vocab.txt"):
-        WordPieceTokenizer.from_folder(tmp_path)
+        read_tokenizer_folder(tmp_path, expect=GPT2Tokenizer)
+    with pytest.raises(ValueError, match=r"holds a GPT2Tokenizer \(vocab.json \+ merges.txt\), "
+                                         r"not a WordPieceTokenizer"):
+        read_tokenizer_folder(tmp_path, expect=WordPieceTokenizer)
     with pytest.raises(ValueError, match=r"expected \[UNK\] in the vocabulary"):
         WordPieceTokenizer(["a", "b"])
     with pytest.raises(ValueError, match=r"token id must be in \[0, 3\), got 7"):
@@ -139,7 +139,7 @@ def test_errors_name_the_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def both_gpt2(gpt2_files):
-    return GPT2Tokenizer.from_folder(gpt2_files), transformers.GPT2Tokenizer.from_pretrained(str(gpt2_files))
+    return read_tokenizer_folder(gpt2_files, expect=GPT2Tokenizer), transformers.GPT2Tokenizer.from_pretrained(str(gpt2_files))
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def both_bert(tmp_path_factory):
     wp = tokenizers.BertWordPieceTokenizer(lowercase=True)
     wp.train_from_iterator(CORPUS, vocab_size=400, min_frequency=1, show_progress=False)
     wp.save_model(str(folder))
-    return WordPieceTokenizer.from_folder(folder), transformers.BertTokenizer.from_pretrained(str(folder))
+    return read_tokenizer_folder(folder, expect=WordPieceTokenizer), transformers.BertTokenizer.from_pretrained(str(folder))
 
 
 # Text over U+0000..U+05FF (Latin, Greek, Cyrillic, Armenian, Hebrew, controls, combining
@@ -185,7 +185,7 @@ def test_wordpiece_from_tokenizer_json_alone(bert_files, tmp_path):
     folder, lowercase = bert_files
     transformers.BertTokenizer(str(folder / "vocab.txt"), do_lower_case=lowercase).save_pretrained(tmp_path)
     assert not (tmp_path / "vocab.txt").exists() and (tmp_path / "tokenizer.json").is_file()
-    ours, theirs = WordPieceTokenizer.from_folder(tmp_path), transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    ours, theirs = read_tokenizer_folder(tmp_path, expect=WordPieceTokenizer), transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     assert ours.tokens == WordPieceTokenizer.from_file(folder / "vocab.txt").tokens
     assert ours.lowercase == lowercase
     for text in SAMPLE:
@@ -194,11 +194,13 @@ def test_wordpiece_from_tokenizer_json_alone(bert_files, tmp_path):
     data["model"]["continuing_subword_prefix"] = "@@"
     (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(ValueError, match=r"tokenizer.json: expected model.continuing_subword_prefix '##'"):
-        WordPieceTokenizer.from_folder(tmp_path)
+        read_tokenizer_folder(tmp_path, expect=WordPieceTokenizer)
+    # the misleading message of issue 28.5 is now a refusal that names both files
     data["model"] = {"type": "BPE", "vocab": {}, "merges": []}
     (tmp_path / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"expected model.type 'WordPiece' \(BERT's WordPiece\), got 'BPE'"):
-        WordPieceTokenizer.from_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"tokenizer_config.json's tokenizer_class makes it a "
+                                         r"'BertTokenizer', but tokenizer.json's model.type is 'BPE'"):
+        read_tokenizer_folder(tmp_path, expect=WordPieceTokenizer)
 
 
 # -- Characters of every Unicode category, in combination ---------------------------------

@@ -66,9 +66,9 @@ def _matplotlib():
 
 
 def _torch_bin(tmp_path):
-    from minillm.apps import interop
+    from minillm.apps.interop import files
     (tmp_path / "pytorch_model.bin").write_bytes(b"never read: torch is missing")
-    interop._read_tensors(tmp_path, allow_bin=True)
+    files.read_tensors(tmp_path, allow_bin=True)
 
 
 CASES = {  # hidden module: (what triggers it, the extra named)

@@ -4,8 +4,9 @@
 - vocabulary: :class:`Vocabulary` (special tokens at ids 0..6, deterministic order)
 - tokenizers: :class:`WordTokenizer` (nltk, no data), :class:`CharTokenizer`,
   :class:`BPETokenizer` (byte-level), :func:`load_tokenizer`
-- pretrained models' tokenizers, with their own ids: :class:`GPT2Tokenizer`
-  (vocab.json + merges.txt), :class:`WordPieceTokenizer` (BERT's vocab.txt)
+- pretrained models' tokenizers, with their own ids: :class:`GPT2Tokenizer` (byte-level
+  BPE), :class:`WordPieceTokenizer` (BERT's), from a Hugging Face folder of any layout
+  (``hf_tokenizers.read_tokenizer_folder``)
 - batching: :class:`LMBatches`, :func:`sequential_batches`, :func:`mask_tokens`,
   :func:`pad_batch`, :func:`classification_batches`, :func:`shard`
 - corpora: :func:`python_docs`, :func:`synthetic_language`, :func:`sentiment`

@@ -185,12 +185,12 @@ print("read back:", back.architecture, "->", back.model_class, f"({len(back.stat
 # %%
 import os
 
-from minillm.data import GPT2Tokenizer
+from minillm.data.hf_tokenizers import read_tokenizer_folder
 from minillm.store.runtime import Runtime
 
 gpt2_folder = os.environ.get("MINILLM_GPT2_FOLDER")
 if gpt2_folder and (Path(gpt2_folder) / "config.json").is_file():
-    gpt2_tok = GPT2Tokenizer.from_folder(gpt2_folder)
+    gpt2_tok = read_tokenizer_folder(gpt2_folder)   # a GPT2Tokenizer, in any layout
     prompt = gpt2_tok.encode("The attention mechanism lets a model")
     gpt2_np, info = load_hf(gpt2_folder, "numpy")
     gpt2_t, _ = load_hf(gpt2_folder, "torch")
