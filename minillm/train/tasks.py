@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.config import IGNORE_INDEX
 from ..data.batching import (LMBatches, classification_batches, mask_tokens, pad_batch,
                              sequential_batches, shard)
 
@@ -90,22 +91,51 @@ class ClassificationData:
 
 
 def causal_lm_eval_batches(ids, block_size: int, batch_size: int) -> list[dict]:
-    """One in-order pass over ``ids``: every token after the first is a target once."""
-    return [{"idx": x, "targets": y} for x, y in sequential_batches(ids, block_size, batch_size)]
+    """One in-order pass over ``ids``: every token after the first is a target exactly once.
+
+    Windows of T = ``block_size`` tokens start at 0, T, 2T, ...; the last ``(N-1) mod T``
+    targets, which no full window reaches, are scored by one more window ending at the
+    last token, whose already scored targets are ``-100`` (``tail="overlap"`` of
+    :func:`~minillm.data.batching.sequential_batches`). A split shorter than a window
+    (N - 1 < T) is one window of its N - 1 targets. So the counted targets of the batches
+    are exactly the N - 1 tokens ``ids[1:]``.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim != 1 or len(ids) < 2:
+        raise ValueError(f"causal-LM evaluation needs a 1-D split of at least 2 tokens (one target), "
+                         f"got shape {ids.shape}")
+    T = min(block_size, len(ids) - 1)                   # a short split: one window of N - 1 targets
+    return [{"idx": x, "targets": y}
+            for x, y in sequential_batches(ids, T, batch_size, tail="overlap")]
 
 
 def masked_lm_eval_batches(ids, block_size: int, batch_size: int, *, mask_id: int, vocab_size: int,
-                           special_ids: Sequence[int], seed: int = 0) -> list[dict]:
-    """Non-overlapping windows of ``ids`` with one fixed (seeded) masking."""
+                           special_ids: Sequence[int], seed: int = 0, p: float = 0.15) -> list[dict]:
+    """Non-overlapping windows of ``ids`` with one fixed (seeded) masking, every token of
+    the split a candidate for masking exactly once.
+
+    The whole split is masked at once (``mask_tokens`` on the (N,) sequence, from
+    ``(seed, 2)``), then cut into windows of T = ``block_size`` at 0, T, 2T, ...; the
+    last ``N mod T`` tokens are scored by one more window ending at the last token,
+    whose already scored positions are ``-100``. A split shorter than a window is one
+    window of N tokens.
+    """
     ids = np.asarray(ids, dtype=np.int64)
-    n = len(ids) // block_size
-    if n == 0:
-        raise ValueError(f"masked-LM evaluation needs at least block_size = {block_size} tokens, got {len(ids)}")
-    windows = ids[: n * block_size].reshape(n, block_size)              # (n, T)
+    if ids.ndim != 1 or len(ids) == 0:
+        raise ValueError(f"masked-LM evaluation needs a 1-D split of at least 1 token, got shape {ids.shape}")
+    N, T = len(ids), min(block_size, len(ids))
     rng = np.random.default_rng([seed, 2])
-    inputs, targets = mask_tokens(windows, rng, mask_id, vocab_size, special_ids)
-    return [{"idx": inputs[i:i + batch_size], "targets": targets[i:i + batch_size]}
-            for i in range(0, n, batch_size)]
+    inputs, targets = mask_tokens(ids, rng, mask_id, vocab_size, special_ids, p)   # (N,), (N,)
+    n_full = N // T
+    starts = [i * T for i in range(n_full)]
+    rows_in, rows_out = [inputs[s:s + T] for s in starts], [targets[s:s + T] for s in starts]
+    if n_full * T < N:                                  # the tail: one window ending at the last token
+        tail = targets[N - T:].copy()                                   # (T,)
+        tail[: n_full * T - (N - T)] = IGNORE_INDEX                     # scored by the full windows
+        rows_in.append(inputs[N - T:])
+        rows_out.append(tail)
+    x, y = np.stack(rows_in), np.stack(rows_out)                        # (n, T), (n, T)
+    return [{"idx": x[i:i + batch_size], "targets": y[i:i + batch_size]} for i in range(0, len(x), batch_size)]
 
 
 def classification_eval_batches(seqs, labels, batch_size: int, *, pad_id: int, max_len: int) -> list[dict]:
