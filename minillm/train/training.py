@@ -43,6 +43,7 @@ from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
+from ..core.param_groups import DECAY_RULES, decay_groups
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
 from .collaborators import Checkpoints, Distribution, MetricsFiles
@@ -254,6 +255,7 @@ class TrainConfig:
     seed: int = 0
     max_bad_steps: int = 5
     batch_size: int = 16
+    decayed: str = "matrices"    # which tensors weight decay shrinks (minillm.core.param_groups)
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -266,6 +268,8 @@ class TrainConfig:
             raise ValueError(f"expected lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.decayed not in DECAY_RULES:
+            raise ValueError(f"decayed must be one of {DECAY_RULES}, got {self.decayed!r}")
         for name in ("eval_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -303,9 +307,13 @@ class TrainConfig:
 
     def optimizer(self, runtime, model):
         """The AdamW this config describes, over ``model``'s parameters in ``runtime``'s
-        backend (its rate is then set each step from :meth:`lr_at`)."""
-        opt = runtime.module.AdamW(list(model.parameters()), lr=self.lr, betas=tuple(self.betas),
-                                   weight_decay=self.weight_decay)
+        backend (its rate is then set each step from :meth:`lr_at`), in two groups
+        (:func:`~minillm.core.param_groups.decay_groups`): with ``decayed="matrices"``
+        (the default, nanoGPT's rule) ``weight_decay`` shrinks the tensors of two or more
+        dimensions (linear weights, embeddings) and never biases or LayerNorm gains;
+        ``decayed="all"`` shrinks every tensor."""
+        groups = decay_groups(model.parameters(), self.weight_decay, self.decayed)
+        opt = runtime.module.AdamW(groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
         return runtime.prepare_optimizer(opt)   # torch: the runtime's path (foreach step or not)
 
 
