@@ -21,11 +21,13 @@ as PNG, and the robustness the chapter's loop lacks:
 
 Under ``torchrun`` the torch model is wrapped in DistributedDataParallel; each rank's
 batch source yields that rank's shard of the global batch (see :mod:`minillm.train.tasks`),
-and only rank 0 writes files and progress.
+each rank's loss is its summed loss over the global count of counted targets and the
+gradients are summed over the ranks, so a step equals the single-process step on the
+global batch; only rank 0 writes files and progress.
 
 The trainer keeps the loop; three collaborators (:mod:`minillm.train.collaborators`) do
 the jobs around it: :class:`~minillm.train.collaborators.Distribution` (the wrapping and
-the mean over ranks), :class:`~minillm.train.collaborators.MetricsFiles`
+the sums over ranks), :class:`~minillm.train.collaborators.MetricsFiles`
 (``metrics.jsonl``, ``loss.png``) and :class:`~minillm.train.collaborators.Checkpoints`
 (``checkpoints/{last,best}``, resuming).
 """
@@ -48,6 +50,7 @@ from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
 from .collaborators import Checkpoints, Distribution, MetricsFiles
 from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
+from .tasks import counted
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
            "RunExists", "ResumeMismatch", "check_resume", "recorded_settings", "resume_differences",
@@ -391,17 +394,26 @@ class Trainer:
             batch = self.train_data.batch(step)      # this rank's rows of the global batch
             tokens = int(np.asarray(batch["idx"]).size) * self.runtime.world_size
             self.optimizer.lr = self.config.lr_at(step)
-            self.model.train()
-            with self.runtime.autocast():
-                _, loss = self._ddp_model(**self._inputs(batch))
-            loss.backward()
-            loss_value = self.distribution.mean(loss.item())
+            loss_value = self.loss_and_gradients(batch)
             clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
             grad_norm = float(self.runtime.module.clip_grad_norm(self.model.parameters(), clip))
             if math.isfinite(loss_value) and math.isfinite(grad_norm):
                 self.optimizer.step()
             self.optimizer.zero_grad()
         return loss_value, grad_norm, tokens
+
+    def loss_and_gradients(self, batch: Mapping[str, np.ndarray]) -> float:
+        """The loss of the global batch (this rank holds ``batch``, its rows of it), and
+        its gradient left in every parameter's ``.grad``: under ``torchrun`` each rank
+        backpropagates its share, summed over the ranks
+        (:class:`~minillm.train.collaborators.Distribution`), so the step equals the
+        single-process step on the global batch."""
+        self.model.train()
+        with self.runtime.autocast():
+            _, loss = self._ddp_model(**self._inputs(batch))
+        loss = self.distribution.share(loss, counted(batch))   # this rank's sum / the global count
+        loss.backward()
+        return self.distribution.sum(loss.item())
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict:
