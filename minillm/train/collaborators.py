@@ -33,7 +33,9 @@ class Distribution:
     the split of those targets between the ranks (a masked-LM batch has 4 masked tokens
     on one rank and 3 on the other):
 
-    .. math::  L = rac{1}{N} \sum_r S_r, \qquad N = \sum_r n_r
+    .. math::
+
+        L = \frac{1}{N} \sum_r S_r, \qquad N = \sum_r n_r
 
     with S_r the summed loss of rank r's n_r targets. So each rank backpropagates
     ``S_r / N = mean_r * n_r / N`` (:meth:`share`) and the gradients are *summed* over
