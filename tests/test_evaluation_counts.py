@@ -124,3 +124,35 @@ def test_too_short_splits_are_refused_by_name():
         causal_lm_eval_batches(np.arange(1), 8, 2)
     with pytest.raises(ValueError, match="at least 1 token"):
         masked_lm_eval_batches(np.arange(0), 8, 2, mask_id=3, vocab_size=10, special_ids=(0,))
+
+
+@pytest.mark.parametrize("n,batch", [(7, 3), (7, 7), (1, 256), (10, 5)])
+def test_translation_and_qa_scores_count_every_example_once(n, batch, monkeypatch):
+    """The decoder is replaced by a recorder that answers right on every other input: each
+    held-out example reaches it exactly once and the score is over all n of them."""
+    import minillm.apps.question_answering as qa
+    import minillm.apps.translation as translation
+    pairs = [(f"source {i}", f"target {i}") for i in range(n)]
+    seen = []
+
+    def fake_translate(model, runtime, tok, texts, *args):
+        seen.extend(texts)
+        return [f"target {t.split()[1]}" if int(t.split()[1]) % 2 == 0 else "wrong" for t in texts]
+
+    monkeypatch.setattr(translation, "translate", fake_translate)
+    scores = translation.evaluate_translation(None, None, type("Tok", (), {"pieces": staticmethod(list)})(),
+                                              pairs, batch_size=batch)
+    assert sorted(seen) == sorted(s for s, _ in pairs) and scores["n"] == n
+    assert scores["exact"] == pytest.approx(sum(i % 2 == 0 for i in range(n)) / n, rel=1e-15)
+
+    examples = [{"context": f"c{i}", "question": f"q{i}", "answer": f"a{i}"} for i in range(n)]
+    asked = []
+
+    def fake_answer(model, runtime, tok, contexts, questions):
+        asked.extend(questions)
+        return [f"a{q[1:]}" if int(q[1:]) % 2 == 0 else "no" for q in questions]
+
+    monkeypatch.setattr(qa, "answer", fake_answer)
+    scores = qa.evaluate_qa(None, None, None, examples, batch_size=batch)
+    assert sorted(asked) == sorted(e["question"] for e in examples) and scores["n"] == n
+    assert scores["exact_match"] == pytest.approx(sum(i % 2 == 0 for i in range(n)) / n, rel=1e-15)
