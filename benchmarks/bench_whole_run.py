@@ -79,7 +79,10 @@ def yardstick_run(data: Path, steps: int) -> tuple[float, float]:
     # two runs differ only in their kernels and optimizer code, and their losses compare
     from minillm import torch_backend
     model = PlainGPT(config, sdpa=True).load_minillm_weights(torch_backend.GPT(config, seed=0).state_dict())
-    opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"], foreach=True)
+    # nanoGPT's groups, as minillm's trainer: decay the tensors of 2+ dimensions only
+    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": r["weight_decay"]},
+              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=r["lr"], foreach=True)
     batches = CausalLMData(splits.train, r["block_size"], r["batch_size"], seed=0)
     val = causal_lm_eval_batches(splits.validation, r["block_size"], EVAL_BATCH)
     runtime, every, loss = Runtime("torch"), max(1, steps // 4), math.nan

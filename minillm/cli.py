@@ -179,7 +179,9 @@ def _add_training_args(p: argparse.ArgumentParser, task: str, *, out_required: b
     g.add_argument("--lr", type=POSITIVE, default=spec.lr, help=f"{when}peak learning rate (default: %(default)s)")
     g.add_argument("--warmup-steps", type=NONNEG_INT, default=None, help=f"{when}default: {warmup}")
     g.add_argument("--weight-decay", type=NONNEG, default=None,
-                   help=f"{when}AdamW's decoupled weight decay (default: {rule.weight_decay:g})")
+                   help=f"{when}AdamW's decoupled weight decay, on the tensors of two or more dimensions "
+                        f"(linear weights, embeddings; never biases or LayerNorm, as nanoGPT) "
+                        f"(default: {rule.weight_decay:g})")
     g.add_argument("--grad-clip", type=POSITIVE, default=1.0, help=f"{when}largest global gradient norm")
     g.add_argument("--eval-every", type=POSITIVE_INT, default=None,
                    help=f"{when}evaluation and checkpoint interval (default: {every})")

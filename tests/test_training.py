@@ -219,6 +219,7 @@ def test_the_trainers_collaborators(tmp_path):
     Checkpoints(None, enabled=True).save("last", model, None, step=1, tokenizer=None, extra={})
     assert not (tmp_path / "other").exists()
     one = Distribution(rt)
-    assert one.wrap(model) is model and one.mean(2.5) == 2.5 and not one.active
+    assert one.wrap(model) is model and one.sum(2.5) == 2.5 and not one.active
+    assert one.share(2.5, 3) == 2.5                        # one rank: its mean is the global mean
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         Checkpoints(tmp_path, enabled=True).resume(model, None)

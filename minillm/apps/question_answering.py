@@ -18,7 +18,7 @@ import numpy as np
 
 from ..core.config import ModelConfig
 from ..core.text_metrics import exact_match, token_f1
-from ..data.batching import RowBatches
+from ..data.batching import RowBatches, rank_batch_size
 from ..data.parallel import PieceTokenizer
 from ..data.qa import qa_corpus, qa_format_problem
 from ..reference.softmax import softmax
@@ -83,11 +83,13 @@ def _pad(rows, tok):
 
 class QAData(RowBatches):
     """Batches of ``batch_size`` random examples; ``batch(step)`` is a pure function of
-    ``(seed, step)`` (padding trimmed from the inputs, their mask and their segments)."""
+    ``(seed, step)`` (padding trimmed from the inputs, their mask and their segments).
+    ``batch_size`` is global: each of ``world_size`` ranks takes its share of the rows."""
 
-    def __init__(self, examples, tok: PieceTokenizer, batch_size: int, seed: int = 0, max_len: int = 64):
-        super().__init__(encode_qa(examples, tok, max_len), batch_size, seed,
-                         trim=("idx", "attention_mask", "token_type_ids"))
+    def __init__(self, examples, tok: PieceTokenizer, batch_size: int, seed: int = 0, max_len: int = 64, *,
+                 rank: int = 0, world_size: int = 1):
+        super().__init__(encode_qa(examples, tok, max_len), rank_batch_size(batch_size, world_size), seed,
+                         trim=("idx", "attention_mask", "token_type_ids"), rank=rank, world_size=world_size)
 
 
 def _span_scores(start_logits, end_logits, lo, hi, max_answer_len):
@@ -202,7 +204,8 @@ def _qa_setup(inputs: TaskInputs) -> TaskParts:
     if tok.vocab_size > cfg.vocab_size:
         raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
                          f"got {cfg.vocab_size}")
-    data = QAData(train, tok, tc.batch_size, tc.seed, cfg.block_size)
+    data = QAData(train, tok, tc.batch_size, tc.seed, cfg.block_size, rank=inputs.runtime.rank,
+                  world_size=inputs.runtime.world_size)
     if not cfg.type_vocab_size:                      # a model without segment embeddings
         data.arrays.pop("token_type_ids")
     return TaskParts(data, None, data_contract(dict(inputs.dataset or dataset), tok, cfg.block_size), tok,

@@ -29,7 +29,7 @@ import numpy as np
 from ..core._validate import require_int_at_least
 from ..core.config import IGNORE_INDEX, ModelConfig
 from ..core.text_metrics import corpus_bleu
-from ..data.batching import RowBatches
+from ..data.batching import RowBatches, rank_batch_size
 from ..data.parallel import PieceTokenizer, date_format_problem, dates_corpus
 from ..reference.softmax import log_softmax
 from ..store.runs import load_run
@@ -77,10 +77,13 @@ def encode_pairs(pairs, tok: PieceTokenizer, max_len: int) -> dict:
 
 class TranslationData(RowBatches):
     """Batches of ``batch_size`` random pairs: ``batch(step)`` is a pure function of
-    ``(seed, step)``, so a resumed run sees the same batches (source padding trimmed)."""
+    ``(seed, step)``, so a resumed run sees the same batches (source padding trimmed).
+    ``batch_size`` is global: each of ``world_size`` ranks takes its share of the rows."""
 
-    def __init__(self, pairs, tok: PieceTokenizer, batch_size: int, seed: int = 0, max_len: int = 16):
-        super().__init__(encode_pairs(pairs, tok, max_len), batch_size, seed, trim=("idx", "attention_mask"))
+    def __init__(self, pairs, tok: PieceTokenizer, batch_size: int, seed: int = 0, max_len: int = 16, *,
+                 rank: int = 0, world_size: int = 1):
+        super().__init__(encode_pairs(pairs, tok, max_len), rank_batch_size(batch_size, world_size), seed,
+                         trim=("idx", "attention_mask"), rank=rank, world_size=world_size)
 
 
 def _logits(model, runtime, tgt, memory, src_mask):
@@ -245,7 +248,8 @@ def _translation_setup(inputs: TaskInputs) -> TaskParts:
     if tok.vocab_size > cfg.vocab_size:
         raise ValueError(f"expected config.vocab_size >= {tok.vocab_size} (the corpus's pieces), "
                          f"got {cfg.vocab_size}")
-    data = TranslationData(train, tok, tc.batch_size, tc.seed, cfg.block_size)
+    data = TranslationData(train, tok, tc.batch_size, tc.seed, cfg.block_size, rank=inputs.runtime.rank,
+                           world_size=inputs.runtime.world_size)
     return TaskParts(data, None, data_contract(dict(inputs.dataset or dataset), tok, cfg.block_size), tok,
                      info={"corpus": "dates" if inputs.data is None else "given"},
                      model_kwargs={"label_smoothing": opts["label_smoothing"]}, held_out=test, data=(train, test))

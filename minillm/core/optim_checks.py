@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_number", "check_betas", "materialise", "check_loaded", "check_clip_arguments",
+__all__ = ["check_number", "check_betas", "materialise", "check_loaded", "check_decays", "check_clip_arguments",
            "check_total_norm", "clip_coefficient"]
 
 logger = logging.getLogger("minillm")
@@ -90,6 +90,19 @@ def check_loaded(owner: str, sd, shapes: list[tuple], array_keys: tuple[str, ...
             raise ValueError(f"{owner}.load_state_dict: expected state[{i}]['step'] >= 0, got {entry['step']!r}")
 
 
+
+
+def check_decays(owner: str, sd: dict, n_params: int, weight_decay: float) -> list[float]:
+    """The weight decay of each parameter a loaded state dict records (``"weight_decays"``,
+    one per parameter, each >= 0); a state dict written before parameter groups has one
+    ``weight_decay`` for all."""
+    decays = sd.get("weight_decays")
+    if decays is None:
+        return [weight_decay] * n_params
+    if not isinstance(decays, (list, tuple)) or len(decays) != n_params:
+        got = len(decays) if isinstance(decays, (list, tuple)) else repr(decays)
+        raise ValueError(f"{owner}.load_state_dict: expected weight_decays for {n_params} parameters, got {got}")
+    return [check_number(owner, f"weight_decays[{i}]", wd, 0.0) for i, wd in enumerate(decays)]
 
 
 def check_clip_arguments(max_norm, error_if_nonfinite) -> float:

@@ -34,9 +34,12 @@ torch only in :func:`thread_limit`, and only where it is installed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 
-__all__ = ["thread_limit", "torch_turn", "blas_pools"]
+__all__ = ["thread_limit", "torch_turn", "blas_pools", "training_threads", "check_resume_threads"]
+
+logger = logging.getLogger("minillm")
 
 
 _state = {}
@@ -118,3 +121,35 @@ def torch_turn():
     if controller is not None:
         controller.limit(limits=1, user_api="blas")    # not restored: see the module docstring
     yield
+
+
+def training_threads(backend: str) -> int | None:
+    """The thread count a training run's numbers depend on: torch's intra-op threads on
+    the torch backend, NumPy's BLAS threads on numpy (``None`` where it cannot be read).
+
+    The same seed gives the same run at the same thread count only: a reduction split
+    over another number of threads adds in another order, so the fast path's losses at
+    1 and at 2 threads differ in their last digits from the first step on. A run records
+    this count (``run.json``'s ``"threads"``) so that a resume at another count is
+    reported (:func:`check_resume_threads`)."""
+    if backend == "torch":
+        torch = _torch_or_none(import_it=True)
+        return None if torch is None else int(torch.get_num_threads())
+    controller = _controller()
+    counts = [] if controller is None else [p["num_threads"] for p in controller.info() if p["user_api"] == "blas"]
+    return max(counts) if counts else None
+
+
+def check_resume_threads(recorded: int | None, current: int | None, run_dir) -> bool:
+    """Warn (the ``minillm`` logger) when the run in ``run_dir``, trained at ``recorded``
+    threads, is resumed at ``current``; returns whether the counts differ. The resumed
+    run goes on, but is not the run an uninterrupted one would have been (see
+    :func:`training_threads`). Unknown counts (``None``, runs recorded before the count
+    was) are not compared."""
+    if recorded is None or current is None or int(recorded) == int(current):
+        return False
+    logger.warning("%s was trained at %d threads and resumes at %d: it goes on, but not exactly as the "
+                   "uninterrupted run (sums split over another number of threads round differently); "
+                   "resume it at %d threads (OMP_NUM_THREADS=%d) to continue it exactly",
+                   run_dir, int(recorded), int(current), int(recorded), int(recorded))
+    return True

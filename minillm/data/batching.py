@@ -48,6 +48,19 @@ def _check_length(N: int, block_size: int) -> None:
         )
 
 
+def rank_batch_size(batch_size: int, world_size: int) -> int:
+    """The rows each rank takes of a global batch of ``batch_size`` rows: ``batch_size /
+    world_size``, refused (naming both) where it does not divide, as the ranks must
+    take equal parts for their union to be the single-process batch."""
+    if world_size < 1:
+        raise ValueError(f"world_size must be >= 1, got {world_size}")
+    if batch_size % world_size:
+        raise ValueError(f"the global batch size {batch_size} is not divisible by the world size {world_size}: "
+                         f"each of the {world_size} ranks takes batch_size / world_size rows; pass a multiple "
+                         f"of {world_size}")
+    return batch_size // world_size
+
+
 def shard(items: Sequence, rank: int, world_size: int) -> list:
     """Rank ``rank``'s part of ``items``: ``items[rank::world_size]``, cut so that every
     rank gets the same number (``len(items) // world_size``); the parts are disjoint."""
@@ -125,15 +138,23 @@ class RowBatches:
     ``(seed, step)``, so a resumed run sees the same batches. The (N, T) columns named
     in ``trim`` are cut to the longest real row of the batch (``attention_mask``'s
     widest), so short batches carry no shared padding; a name that is absent is skipped.
+
+    Sharding as :class:`LMBatches`: ``batch_size`` is this rank's rows; step ``step``
+    draws one global batch of ``batch_size * world_size`` rows and rank r takes rows
+    ``r*B .. (r+1)*B - 1``.
     """
 
     def __init__(self, arrays: dict, batch_size: int, seed: int = 0,
-                 trim: Sequence[str] = ("idx", "attention_mask")):
+                 trim: Sequence[str] = ("idx", "attention_mask"), *, rank: int = 0, world_size: int = 1):
+        _check_rank(rank, world_size)
         self.arrays, self.batch_size, self.seed, self.trim = arrays, batch_size, seed, tuple(trim)
+        self.rank, self.world_size = rank, world_size
         self.n = len(next(iter(arrays.values())))
 
     def batch(self, step: int) -> dict:
-        rows = np.random.default_rng([self.seed, step]).integers(0, self.n, self.batch_size)
+        B = self.batch_size
+        rows = np.random.default_rng([self.seed, step]).integers(0, self.n, B * self.world_size)
+        rows = rows[self.rank * B:(self.rank + 1) * B]                     # this rank's part
         out = {k: a[rows] for k, a in self.arrays.items()}
         width = int(out["attention_mask"].sum(axis=1).max())               # trim shared padding
         for key in self.trim:

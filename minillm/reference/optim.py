@@ -13,7 +13,13 @@ received (starting at 1), \alpha = lr, \lambda = weight_decay.
 backend resumes in the other::
 
     {"type": "Adam", "step": 3, "lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8,
-     "weight_decay": 0.0, "state": [{"step": 3, "m": array, "v": array}, ...]}
+     "weight_decay": 0.0, "weight_decays": [0.0, ...],
+     "state": [{"step": 3, "m": array, "v": array}, ...]}
+
+Parameter groups, as ``torch.optim``: ``params`` may be a list of dicts
+``{"params": [...], "weight_decay": λ}`` (:mod:`minillm.core.param_groups`); each
+parameter then has its own λ (``"weight_decays"``, in parameter order), and the trainer
+decays only the tensors of two or more dimensions (``TrainConfig.decayed``).
 
 ``"step"`` counts calls to ``step()``; each ``state`` entry, in parameter order, has its
 own ``"step"`` (the t of the formulas), which stops while the parameter has no gradient.
@@ -26,9 +32,10 @@ import numbers
 import numpy as np
 
 from ..core.optim_checks import (
-    check_betas, check_clip_arguments, check_loaded, check_number, check_total_norm, clip_coefficient,
-    materialise,
+    check_betas, check_clip_arguments, check_decays, check_loaded, check_number, check_total_norm,
+    clip_coefficient, materialise,
 )
+from ..core.param_groups import flatten_groups
 from ..core.schedule import warmup_cosine
 from .parameter import Parameter
 
@@ -52,9 +59,10 @@ class _Optimizer:
 
     _array_keys: tuple[str, ...] = ()
 
-    def __init__(self, params, lr):
-        self.params = materialise(type(self).__name__, params,
-                                   lambda p: isinstance(p, Parameter), "minillm.reference.Parameter")
+    def __init__(self, params, lr, weight_decay):
+        # params: a list of parameters, or of groups {"params": [...], "weight_decay": λ}
+        self.params, self.decays = flatten_groups(type(self).__name__, params, weight_decay,
+                                                  lambda p: isinstance(p, Parameter), "minillm.reference.Parameter")
         self.lr = lr
         self.steps = 0  # calls to step()
         self.state = [self._fresh_state(p) for p in self.params]
@@ -80,7 +88,7 @@ class _Optimizer:
         state = [{"step": s["step"], **{k: s[k].copy() for k in self._array_keys}}
                  for s in self.state]
         return {"type": type(self).__name__, "step": self.steps, "lr": self.lr,
-                **self._hyper(), "state": state}
+                **self._hyper(), "weight_decays": list(self.decays), "state": state}
 
     def _array_keys_for(self, sd: dict) -> tuple[str, ...]:
         """The state arrays a loaded state dict must carry."""
@@ -100,10 +108,11 @@ class _Optimizer:
         steps = sd.get("step")
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"{owner}.load_state_dict: expected step >= 0, got {steps!r}")
+        decays = check_decays(owner, sd, len(self.params), hyper["weight_decay"])
         for name, value in hyper.items():
             setattr(self, name, value)
         self._array_keys = keys
-        self.lr, self.steps = lr, int(steps)
+        self.lr, self.steps, self.decays = lr, int(steps), decays
         self.state = [
             {"step": int(entry["step"]),
              **{k: np.array(entry[k], dtype=p.data.dtype, copy=True) for k in keys}}
@@ -128,7 +137,7 @@ class SGD(_Optimizer):
         self.momentum = check_number("SGD", "momentum", momentum, 0.0, 1.0)
         self.weight_decay = check_number("SGD", "weight_decay", weight_decay, 0.0)
         self._array_keys = ("momentum_buffer",) if self.momentum else ()
-        super().__init__(params, lr)
+        super().__init__(params, lr, self.weight_decay)
 
     def _hyper(self) -> dict:
         return {"momentum": self.momentum, "weight_decay": self.weight_decay}
@@ -144,12 +153,12 @@ class SGD(_Optimizer):
     def step(self) -> None:
         """One update of every parameter that has a gradient."""
         self.steps += 1
-        for p, s in zip(self.params, self.state):
+        for p, s, wd in zip(self.params, self.state, self.decays):   # wd: this parameter's λ
             if p.grad is None:
                 continue
             g = _grad_of(p)
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data  # L2 penalty \lambda/2 ||θ||² in the gradient
+            if wd:
+                g = g + wd * p.data  # L2 penalty \lambda/2 ||θ||² in the gradient
             if self.momentum:
                 s["momentum_buffer"][...] = self.momentum * s["momentum_buffer"] + g
                 g = s["momentum_buffer"]
@@ -185,7 +194,7 @@ class Adam(_Optimizer):
         self.betas = check_betas(owner, betas)
         self.eps = check_number(owner, "eps", eps, 0.0, low_open=True)
         self.weight_decay = check_number(owner, "weight_decay", weight_decay, 0.0)
-        super().__init__(params, lr)
+        super().__init__(params, lr, self.weight_decay)
 
     def _hyper(self) -> dict:
         return {"betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
@@ -196,21 +205,21 @@ class Adam(_Optimizer):
                 "eps": check_number(owner, "eps", sd.get("eps"), 0.0, low_open=True),
                 "weight_decay": check_number(owner, "weight_decay", sd.get("weight_decay"), 0.0)}
 
-    def _decay(self, p: Parameter, g: np.ndarray) -> np.ndarray:
+    def _decay(self, p: Parameter, g: np.ndarray, wd: float) -> np.ndarray:
         """Adam's weight decay: the L2 gradient \\lambda\\theta added to g."""
-        return g + self.weight_decay * p.data
+        return g + wd * p.data
 
     def step(self) -> None:
         """One update of every parameter that has a gradient."""
         self.steps += 1
         beta1, beta2 = self.betas
         alpha, eps = self.lr, self.eps
-        for p, s in zip(self.params, self.state):
+        for p, s, wd in zip(self.params, self.state, self.decays):   # wd: this parameter's λ
             if p.grad is None:
                 continue
             g = _grad_of(p)
-            if self.weight_decay:
-                g = self._decay(p, g)
+            if wd:
+                g = self._decay(p, g, wd)
             s["step"] += 1
             t = s["step"]
             m, v = s["m"], s["v"]
@@ -235,8 +244,8 @@ class AdamW(Adam):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _decay(self, p: Parameter, g: np.ndarray) -> np.ndarray:
-        p.data *= 1 - self.lr * self.weight_decay  # θ ← θ - αλθ, in place
+    def _decay(self, p: Parameter, g: np.ndarray, wd: float) -> np.ndarray:
+        p.data *= 1 - self.lr * wd  # θ ← θ - αλθ, in place
         return g
 
 

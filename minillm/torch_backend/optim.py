@@ -20,7 +20,8 @@ received (starting at 1), \alpha = lr, \lambda = weight_decay.
 ``state_dict()`` returns plain Python plus NumPy arrays with exactly the keys of the
 reference (see ``minillm.reference.optim``); ``load_state_dict`` moves the arrays back
 onto the parameters' device and dtype. So either backend resumes the other's
-checkpoint.
+checkpoint. Parameter groups (``{"params": [...], "weight_decay": λ}``) as in the
+reference; the foreach step runs one multi-tensor decay per group.
 """
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ import numpy as np
 import torch
 
 from ..core.optim_checks import (
-    check_betas, check_clip_arguments, check_loaded, check_number, check_total_norm, clip_coefficient,
-    materialise,
+    check_betas, check_clip_arguments, check_decays, check_loaded, check_number, check_total_norm,
+    clip_coefficient, materialise,
 )
+from ..core.param_groups import flatten_groups
 from ..core.schedule import warmup_cosine
 
 __all__ = ["SGD", "Adam", "AdamW", "clip_grad_norm", "warmup_cosine"]
@@ -53,10 +55,17 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
     return t.cpu().numpy().copy()
 
 
-def _with_grads(params, states) -> tuple[list, list]:
-    """The parameters that have a gradient, and their states (the others are skipped)."""
-    live = [(p, s) for p, s in zip(params, states) if p.grad is not None]
-    return [p for p, _ in live], [s for _, s in live]
+def _with_grads(params, states, decays) -> tuple[list, list, list]:
+    """The parameters that have a gradient, their states and their weight decays (the
+    others are skipped)."""
+    live = [(p, s, wd) for p, s, wd in zip(params, states, decays) if p.grad is not None]
+    return [p for p, _, _ in live], [s for _, s, _ in live], [wd for _, _, wd in live]
+
+
+def _by_decay(decays: list) -> list[tuple[float, list[int]]]:
+    """``[(λ, indices of the parameters with that λ)]`` for every λ > 0: one multi-tensor
+    kernel per parameter group."""
+    return [(wd, [i for i, d in enumerate(decays) if d == wd]) for wd in sorted(set(decays)) if wd]
 
 
 def _grad_of(p: torch.Tensor) -> torch.Tensor:
@@ -72,9 +81,10 @@ class _Optimizer:
 
     _array_keys: tuple[str, ...] = ()
 
-    def __init__(self, params, lr):
-        self.params = materialise(type(self).__name__, params, _is_param,
-                                   "floating-point torch.Tensor (nn.Parameter)")
+    def __init__(self, params, lr, weight_decay):
+        # params: a list of parameters, or of groups {"params": [...], "weight_decay": λ}
+        self.params, self.decays = flatten_groups(type(self).__name__, params, weight_decay, _is_param,
+                                                  "floating-point torch.Tensor (nn.Parameter)")
         self.foreach = False  # True: the multi-tensor step (see the module's docstring)
         self.lr = lr
         self.steps = 0  # calls to step()
@@ -102,7 +112,7 @@ class _Optimizer:
         state = [{"step": s["step"], **{k: _to_numpy(s[k]) for k in self._array_keys}}
                  for s in self.state]
         return {"type": type(self).__name__, "step": self.steps, "lr": self.lr,
-                **self._hyper(), "state": state}
+                **self._hyper(), "weight_decays": list(self.decays), "state": state}
 
     def _array_keys_for(self, sd: dict) -> tuple[str, ...]:
         """The state arrays a loaded state dict must carry."""
@@ -122,10 +132,11 @@ class _Optimizer:
         steps = sd.get("step")
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
             raise ValueError(f"{owner}.load_state_dict: expected step >= 0, got {steps!r}")
+        decays = check_decays(owner, sd, len(self.params), hyper["weight_decay"])
         for name, value in hyper.items():
             setattr(self, name, value)
         self._array_keys = keys
-        self.lr, self.steps = lr, int(steps)
+        self.lr, self.steps, self.decays = lr, int(steps), decays
         self.state = [
             {"step": int(entry["step"]),
              **{k: torch.as_tensor(np.array(entry[k], copy=True)).to(device=p.device, dtype=p.dtype)
@@ -151,7 +162,7 @@ class SGD(_Optimizer):
         self.momentum = check_number("SGD", "momentum", momentum, 0.0, 1.0)
         self.weight_decay = check_number("SGD", "weight_decay", weight_decay, 0.0)
         self._array_keys = ("momentum_buffer",) if self.momentum else ()
-        super().__init__(params, lr)
+        super().__init__(params, lr, self.weight_decay)
 
     def _hyper(self) -> dict:
         return {"momentum": self.momentum, "weight_decay": self.weight_decay}
@@ -170,12 +181,12 @@ class SGD(_Optimizer):
         self.steps += 1
         if self.foreach:
             return self._foreach_step()
-        for p, s in zip(self.params, self.state):
+        for p, s, wd in zip(self.params, self.state, self.decays):   # wd: this parameter's λ
             if p.grad is None:
                 continue
             g = _grad_of(p)
-            if self.weight_decay:
-                g = g + self.weight_decay * p  # L2 penalty \lambda/2 ||θ||² in the gradient
+            if wd:
+                g = g + wd * p  # L2 penalty \lambda/2 ||θ||² in the gradient
             if self.momentum:
                 s["momentum_buffer"][...] = self.momentum * s["momentum_buffer"] + g
                 g = s["momentum_buffer"]
@@ -184,12 +195,14 @@ class SGD(_Optimizer):
 
     def _foreach_step(self) -> None:
         """The same update, every parameter at once with ``torch._foreach_*`` kernels."""
-        params, states = _with_grads(self.params, self.state)
+        params, states, decays = _with_grads(self.params, self.state, self.decays)
         if not params:
             return
         grads = [_grad_of(p) for p in params]
-        if self.weight_decay:
-            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)   # g + λθ
+        for wd, group in _by_decay(decays):
+            decayed = torch._foreach_add([grads[i] for i in group], [params[i] for i in group], alpha=wd)  # g + λθ
+            for i, g in zip(group, decayed):
+                grads[i] = g
         if self.momentum:
             bufs = [s["momentum_buffer"] for s in states]
             torch._foreach_mul_(bufs, self.momentum)                             # μ b
@@ -225,7 +238,7 @@ class Adam(_Optimizer):
         self.betas = check_betas(owner, betas)
         self.eps = check_number(owner, "eps", eps, 0.0, low_open=True)
         self.weight_decay = check_number(owner, "weight_decay", weight_decay, 0.0)
-        super().__init__(params, lr)
+        super().__init__(params, lr, self.weight_decay)
 
     def _hyper(self) -> dict:
         return {"betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
@@ -236,9 +249,9 @@ class Adam(_Optimizer):
                 "eps": check_number(owner, "eps", sd.get("eps"), 0.0, low_open=True),
                 "weight_decay": check_number(owner, "weight_decay", sd.get("weight_decay"), 0.0)}
 
-    def _decay(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def _decay(self, p: torch.Tensor, g: torch.Tensor, wd: float) -> torch.Tensor:
         """Adam's weight decay: the L2 gradient \\lambda\\theta added to g."""
-        return g + self.weight_decay * p
+        return g + wd * p
 
     @torch.no_grad()
     def step(self) -> None:
@@ -248,12 +261,12 @@ class Adam(_Optimizer):
             return self._foreach_step()
         beta1, beta2 = self.betas
         alpha, eps = self.lr, self.eps
-        for p, s in zip(self.params, self.state):
+        for p, s, wd in zip(self.params, self.state, self.decays):   # wd: this parameter's λ
             if p.grad is None:
                 continue
             g = _grad_of(p)
-            if self.weight_decay:
-                g = self._decay(p, g)
+            if wd:
+                g = self._decay(p, g, wd)
             s["step"] += 1
             t = s["step"]
             m, v = s["m"], s["v"]
@@ -269,13 +282,15 @@ class Adam(_Optimizer):
         in place, and :math:`\alpha \hat m_t / (\sqrt{\hat v_t} + \epsilon)` is applied as
         :math:`(\alpha / (1 - \beta_1^t))\, m_t / (\sqrt{v_t / (1 - \beta_2^t)} + \epsilon)`,
         the same value rounded in another order. Each parameter keeps its own t."""
-        params, states = _with_grads(self.params, self.state)
+        params, states, decays = _with_grads(self.params, self.state, self.decays)
         if not params:
             return
         beta1, beta2 = self.betas
         grads = [_grad_of(p) for p in params]
-        if self.weight_decay:
-            grads = self._foreach_decay(params, grads)
+        for wd, group in _by_decay(decays):                                # each group's λ
+            decayed = self._foreach_decay([params[i] for i in group], [grads[i] for i in group], wd)
+            for i, g in zip(group, decayed):
+                grads[i] = g
         for s in states:
             s["step"] += 1
         ms, vs = [s["m"] for s in states], [s["v"] for s in states]
@@ -289,9 +304,9 @@ class Adam(_Optimizer):
         step_sizes = [-self.lr / (1 - beta1 ** s["step"]) for s in states]  # -α / (1 - β1^t)
         torch._foreach_addcdiv_(params, ms, denom, step_sizes)            # θ_t
 
-    def _foreach_decay(self, params: list, grads: list) -> list:
-        """Adam's weight decay for all parameters: g + λθ."""
-        return torch._foreach_add(grads, params, alpha=self.weight_decay)
+    def _foreach_decay(self, params: list, grads: list, wd: float) -> list:
+        """Adam's weight decay for the parameters of one group: g + λθ."""
+        return torch._foreach_add(grads, params, alpha=wd)
 
 
 class AdamW(Adam):
@@ -308,12 +323,12 @@ class AdamW(Adam):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _decay(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        p *= 1 - self.lr * self.weight_decay  # θ ← θ - αλθ, in place
+    def _decay(self, p: torch.Tensor, g: torch.Tensor, wd: float) -> torch.Tensor:
+        p *= 1 - self.lr * wd  # θ ← θ - αλθ, in place
         return g
 
-    def _foreach_decay(self, params: list, grads: list) -> list:
-        torch._foreach_mul_(params, 1 - self.lr * self.weight_decay)  # θ ← θ - αλθ
+    def _foreach_decay(self, params: list, grads: list, wd: float) -> list:
+        torch._foreach_mul_(params, 1 - self.lr * wd)  # θ ← θ - αλθ
         return grads
 
 

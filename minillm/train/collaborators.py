@@ -1,7 +1,8 @@
 """What :class:`~minillm.train.training.Trainer` calls around its loop, one job each.
 
 - :class:`Distribution`: the model as the step runs it (DistributedDataParallel under
-  ``torchrun``, the model itself otherwise) and the mean of a number over the ranks;
+  ``torchrun``, its gradients summed over the ranks; the model itself otherwise) and the
+  sum of a number over the ranks;
 - :class:`MetricsFiles`: ``metrics.jsonl`` (one JSON record per step, appended; on resume
   the records of steps to be done again are dropped) and ``loss.png``;
 - :class:`Checkpoints`: ``checkpoints/{last,best}`` written through
@@ -25,7 +26,22 @@ logger = logging.getLogger("minillm")
 
 
 class Distribution:
-    """The runtime's ranks, as the trainer sees them (one rank: nothing to do)."""
+    r"""The runtime's ranks, as the trainer sees them (one rank: nothing to do).
+
+    A distributed step computes the single-process step's loss over the global batch,
+    the mean over its N counted targets (:func:`~minillm.train.tasks.counted`), whatever
+    the split of those targets between the ranks (a masked-LM batch has 4 masked tokens
+    on one rank and 3 on the other):
+
+    .. math::
+
+        L = \frac{1}{N} \sum_r S_r, \qquad N = \sum_r n_r
+
+    with S_r the summed loss of rank r's n_r targets. So each rank backpropagates
+    ``S_r / N = mean_r * n_r / N`` (:meth:`share`) and the gradients are *summed* over
+    the ranks (:meth:`wrap`), not averaged: the mean of the ranks' means weighs a rank's
+    target more where it has fewer.
+    """
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -35,24 +51,43 @@ class Distribution:
         return self.runtime.world_size > 1
 
     def wrap(self, model):
-        """``model`` in DistributedDataParallel on more than one rank (its gradients are
-        averaged over the ranks in ``backward``), else ``model`` itself."""
+        """``model`` in DistributedDataParallel on more than one rank, its gradients
+        summed over the ranks in ``backward`` (DDP's default divides by the world size:
+        a communication hook that only sums replaces it), else ``model`` itself."""
         if not self.active:
             return model
         from torch.nn.parallel import DistributedDataParallel
         device = str(self.runtime.device)
         ids = [int(device.split(":")[-1] or 0)] if device.startswith("cuda") else None
-        return DistributedDataParallel(model, device_ids=ids)
+        ddp = DistributedDataParallel(model, device_ids=ids)
+        ddp.register_comm_hook(None, _all_reduce_sum)
+        return ddp
 
-    def mean(self, value: float) -> float:
-        """The mean of ``value`` over the ranks (all-reduce, float64); ``value`` on one rank."""
+    def sum(self, value: float) -> float:
+        """The sum of ``value`` over the ranks (all-reduce, float64); ``value`` on one rank."""
         if not self.active:
             return value
         import torch
         import torch.distributed as dist
         t = torch.tensor([value], dtype=torch.float64, device=self.runtime.device)
         dist.all_reduce(t)
-        return float(t.item()) / self.runtime.world_size
+        return float(t.item())
+
+    def share(self, loss, n_local: int):
+        """This rank's part of the global batch's mean loss: ``loss`` (the mean over this
+        rank's ``n_local`` counted targets) times ``n_local / N``, N the count over all
+        ranks (0 where no rank has a counted target); ``loss`` itself on one rank."""
+        if not self.active:
+            return loss
+        n_global = self.sum(float(n_local))
+        return loss * (n_local / n_global if n_global else 0.0)
+
+
+def _all_reduce_sum(state, bucket):
+    """DDP communication hook: the bucket's gradients summed over the ranks (torch's
+    default hook also divides them by the world size)."""
+    import torch.distributed as dist
+    return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda fut: fut.value()[0])
 
 
 class MetricsFiles:

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from ..core.threads import check_resume_threads, training_threads
 from ..store import model_io
 from ..store.runtime import Runtime
 from .contract import data_contract, given_dataset
@@ -235,7 +236,8 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
     if out is not None and rt.is_main:
         _write_run(out, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
                          "fused": rt.runs_fused, "batch_size": tc.batch_size, "model_config": cfg.to_dict(),
-                         "world_size": rt.world_size, **info}, tok, parts.contract, run_config)
+                         "world_size": rt.world_size, "threads": training_threads(rt.backend), **info},
+                   tok, parts.contract, run_config)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), parts.train, tc, task=task, eval_data=parts.validation,
                       run_dir=out, tokenizer=tok.to_dict(), n_classes=parts.n_classes, progress=progress,
                       metadata={**info, "data": parts.contract, "run": run_config.where})
@@ -271,6 +273,11 @@ def _check_resumable(out: Path, run_config: RunConfig, contract: dict) -> None:
     data it started with (the data contract's source and sha256)."""
     check_resume(out, run_config.train, batch_size=run_config.train.batch_size,
                  model_config=run_config.model.to_dict())
+    try:                                          # the thread count the run recorded (issue 28, item 4)
+        recorded_threads = json.loads((out / "run.json").read_text(encoding="utf-8")).get("threads")
+    except (OSError, ValueError):
+        recorded_threads = None
+    check_resume_threads(recorded_threads, training_threads(run_config.backend), out)
     old_file = out / "data.json"
     if old_file.exists():
         old = json.loads(old_file.read_text(encoding="utf-8")).get("dataset", {})

@@ -21,11 +21,13 @@ as PNG, and the robustness the chapter's loop lacks:
 
 Under ``torchrun`` the torch model is wrapped in DistributedDataParallel; each rank's
 batch source yields that rank's shard of the global batch (see :mod:`minillm.train.tasks`),
-and only rank 0 writes files and progress.
+each rank's loss is its summed loss over the global count of counted targets and the
+gradients are summed over the ranks, so a step equals the single-process step on the
+global batch; only rank 0 writes files and progress.
 
 The trainer keeps the loop; three collaborators (:mod:`minillm.train.collaborators`) do
 the jobs around it: :class:`~minillm.train.collaborators.Distribution` (the wrapping and
-the mean over ranks), :class:`~minillm.train.collaborators.MetricsFiles`
+the sums over ranks), :class:`~minillm.train.collaborators.MetricsFiles`
 (``metrics.jsonl``, ``loss.png``) and :class:`~minillm.train.collaborators.Checkpoints`
 (``checkpoints/{last,best}``, resuming).
 """
@@ -43,10 +45,12 @@ from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
+from ..core.param_groups import DECAY_RULES, decay_groups
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
 from .collaborators import Checkpoints, Distribution, MetricsFiles
 from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
+from .tasks import counted
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
            "RunExists", "ResumeMismatch", "check_resume", "recorded_settings", "resume_differences",
@@ -254,6 +258,7 @@ class TrainConfig:
     seed: int = 0
     max_bad_steps: int = 5
     batch_size: int = 16
+    decayed: str = "matrices"    # which tensors weight decay shrinks (minillm.core.param_groups)
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -266,6 +271,8 @@ class TrainConfig:
             raise ValueError(f"expected lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.decayed not in DECAY_RULES:
+            raise ValueError(f"decayed must be one of {DECAY_RULES}, got {self.decayed!r}")
         for name in ("eval_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -303,9 +310,13 @@ class TrainConfig:
 
     def optimizer(self, runtime, model):
         """The AdamW this config describes, over ``model``'s parameters in ``runtime``'s
-        backend (its rate is then set each step from :meth:`lr_at`)."""
-        opt = runtime.module.AdamW(list(model.parameters()), lr=self.lr, betas=tuple(self.betas),
-                                   weight_decay=self.weight_decay)
+        backend (its rate is then set each step from :meth:`lr_at`), in two groups
+        (:func:`~minillm.core.param_groups.decay_groups`): with ``decayed="matrices"``
+        (the default, nanoGPT's rule) ``weight_decay`` shrinks the tensors of two or more
+        dimensions (linear weights, embeddings) and never biases or LayerNorm gains;
+        ``decayed="all"`` shrinks every tensor."""
+        groups = decay_groups(model.parameters(), self.weight_decay, self.decayed)
+        opt = runtime.module.AdamW(groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
         return runtime.prepare_optimizer(opt)   # torch: the runtime's path (foreach step or not)
 
 
@@ -383,17 +394,26 @@ class Trainer:
             batch = self.train_data.batch(step)      # this rank's rows of the global batch
             tokens = int(np.asarray(batch["idx"]).size) * self.runtime.world_size
             self.optimizer.lr = self.config.lr_at(step)
-            self.model.train()
-            with self.runtime.autocast():
-                _, loss = self._ddp_model(**self._inputs(batch))
-            loss.backward()
-            loss_value = self.distribution.mean(loss.item())
+            loss_value = self.loss_and_gradients(batch)
             clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
             grad_norm = float(self.runtime.module.clip_grad_norm(self.model.parameters(), clip))
             if math.isfinite(loss_value) and math.isfinite(grad_norm):
                 self.optimizer.step()
             self.optimizer.zero_grad()
         return loss_value, grad_norm, tokens
+
+    def loss_and_gradients(self, batch: Mapping[str, np.ndarray]) -> float:
+        """The loss of the global batch (this rank holds ``batch``, its rows of it), and
+        its gradient left in every parameter's ``.grad``: under ``torchrun`` each rank
+        backpropagates its share, summed over the ranks
+        (:class:`~minillm.train.collaborators.Distribution`), so the step equals the
+        single-process step on the global batch."""
+        self.model.train()
+        with self.runtime.autocast():
+            _, loss = self._ddp_model(**self._inputs(batch))
+        loss = self.distribution.share(loss, counted(batch))   # this rank's sum / the global count
+        loss.backward()
+        return self.distribution.sum(loss.item())
 
     # -- evaluation -------------------------------------------------------------------
     def evaluate(self) -> dict:

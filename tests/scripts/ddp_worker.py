@@ -2,8 +2,8 @@
 
     torchrun --nproc_per_node 2 tests/scripts/ddp_worker.py OUT STEPS
 
-Each rank reads its shard of the global batch; DistributedDataParallel averages the
-gradients. Rank 0 writes OUT/grads.npz (the gradients of the first step),
+Each rank reads its shard of the global batch; DistributedDataParallel sums the
+gradients of the ranks' shares of the loss. Rank 0 writes OUT/grads.npz (the gradients of the first step),
 OUT/final.npz (the parameters after STEPS steps) and the run folder OUT/run.
 """
 import sys
@@ -26,15 +26,13 @@ def build(runtime, steps, run_dir):
     tc = TrainConfig(steps=steps, lr=1e-2, min_lr=1e-3, warmup_steps=1, eval_every=1000,
                      checkpoint_every=steps, seed=0)
     opt = runtime.module.AdamW(list(model.parameters()), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    data = CausalLMData(ids, CONFIG.block_size, GLOBAL_BATCH // runtime.world_size, seed=0,
+    data = CausalLMData(ids, CONFIG.block_size, GLOBAL_BATCH, seed=0,      # the global batch
                         rank=runtime.rank, world_size=runtime.world_size)
     return Trainer(runtime, model, opt, data, tc, run_dir=run_dir, progress=False)
 
 
 def first_step_grads(trainer):
-    batch = trainer.train_data.batch(0)
-    _, loss = trainer._ddp_model(**trainer._inputs(batch))
-    loss.backward()
+    trainer.loss_and_gradients(trainer.train_data.batch(0))
     grads = {n: p.grad.detach().numpy().copy() for n, p in trainer.model.named_parameters()}
     trainer.optimizer.zero_grad()
     return grads
