@@ -1,4 +1,10 @@
-# Source of notebooks/06_pretraining.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 6. Pretraining a tiny GPT and a masked language model

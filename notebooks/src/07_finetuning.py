@@ -1,4 +1,10 @@
-# Source of notebooks/07_finetuning.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 7. Fine-tuning a classifier

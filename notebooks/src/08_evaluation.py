@@ -1,4 +1,10 @@
-# Source of notebooks/08_evaluation.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 8. Evaluation: metrics and the confusion matrix

@@ -1,4 +1,10 @@
-# Source of notebooks/09_deployment.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 9. Deployment: a REST server and its clients
@@ -75,6 +81,7 @@ pipeline.finetune(words, data, OUT / "classifier", backend="torch", progress=Fal
 print(f"trained both in {time.perf_counter() - start:.0f} s")
 print(sorted(p.name for p in (OUT / "gpt" / "checkpoints" / "best").iterdir()))
 
+
 # %% [markdown]
 # ## Starting the server
 #
@@ -117,6 +124,7 @@ def start_server(run, port):
 gpt_port, cls_port = free_port(), free_port()
 servers = [start_server(OUT / "gpt", gpt_port), start_server(OUT / "classifier", cls_port)]
 print(f"GPT on http://127.0.0.1:{gpt_port}, classifier on http://127.0.0.1:{cls_port}")
+
 
 # %% [markdown]
 # ## Querying it

@@ -1,4 +1,10 @@
-# Source of notebooks/11_question_answering.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 11. Extractive question answering
