@@ -141,8 +141,9 @@ def _minillm_public_names() -> set[str]:
     import minillm.reference as ref
 
     names = set(ref.__all__)
-    for module in ("minillm.train.pipeline", "minillm.train.training", "minillm.core.metrics", "minillm.core.plots",
-                   "minillm.train.generation", "minillm.data", "minillm.notebook"):
+    for module in ("minillm.train.entry", "minillm.train.pipeline", "minillm.train.training", "minillm.store.runs",
+                   "minillm.core.metrics", "minillm.core.plots", "minillm.train.generation", "minillm.data",
+                   "minillm.notebook"):
         names |= set(getattr(importlib.import_module(module), "__all__", ()))
     return names
 
