@@ -83,6 +83,7 @@ result = train("classification", OUT / "classifier", RunConfig(config, train_con
 print(f"{train_config.steps} steps in {time.perf_counter() - start:.1f} s; "
       f"scored: the checkpoint of step {result.checkpoint['step']}")
 test = result.test
+assert result.checkpoint["path"].endswith("best") and test["split"] == "test"
 print(f"test accuracy {test['accuracy']:.1%}  precision {test['precision']:.3f}  "
       f"recall {test['recall']:.3f}  F1 {test['f1']:.3f}   (bag-of-words ceiling {ceiling:.1%})")
 show_image(OUT / "classifier" / "loss.png")
