@@ -1,9 +1,9 @@
 """The few helpers the notebooks share, defined once.
 
 The notebooks (``notebooks/src/NN_name.py``) show minillm's code beside its formula and
-the figures they draw; these three functions are how. Each displays its result in the
-running Jupyter front end and also returns it, so a notebook cell (or a test) can check
-what was shown::
+the figures they draw; these three functions are how. Each displays its object in the
+running Jupyter front end and returns ``None``: a cell that ends with one shows the object
+once (a returned object would be shown a second time, as the cell's result)::
 
     from minillm.notebook import show, show_figure, show_image
 
@@ -29,19 +29,18 @@ import numpy as np
 __all__ = ["show", "show_figure", "show_image", "assert_parity"]
 
 
-def _display(obj):
+def _display(obj) -> None:
     from IPython.display import display
 
     display(obj)
-    return obj
 
 
-def show(obj):
+def show(obj) -> None:
     """Display the source code of a function, method or class, as highlighted Python.
 
     ``obj`` is what ``inspect.getsource`` accepts (``ref.Adam.step``,
-    ``ref.scaled_dot_product_attention_forward``, a class); returns the displayed
-    ``IPython.display.Code``, whose ``.data`` is the source text.
+    ``ref.scaled_dot_product_attention_forward``, a class); the ``IPython.display.Code``
+    displayed holds the source text (``.data``).
 
     Raises ``ValueError`` when ``obj`` has no Python source to show (a builtin, a C
     function, an instance).
@@ -53,11 +52,11 @@ def show(obj):
     except (TypeError, OSError) as e:
         raise ValueError(f"show() expected a Python function, method or class with source code, "
                          f"got {obj!r} ({type(obj).__name__}): {e}") from None
-    return _display(Code(source, language="python"))
+    _display(Code(source, language="python"))
 
 
-def show_image(path):
-    """Display the PNG at ``path`` (a ``str`` or ``Path``) and return the ``IPython.display.Image``.
+def show_image(path) -> None:
+    """Display the PNG at ``path`` (a ``str`` or ``Path``) as an ``IPython.display.Image``.
 
     Raises ``ValueError`` when ``path`` is not an existing file.
     """
@@ -66,12 +65,11 @@ def show_image(path):
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"show_image() expected the path of an existing image file, got {str(path)!r}")
-    return _display(Image(filename=str(path)))
+    _display(Image(filename=str(path)))
 
 
-def show_figure(fig, path, *, dpi: int = 100) -> Path:
-    """Save a matplotlib ``Figure`` to ``path`` (PNG, ``dpi`` dots per inch), display it,
-    and return the path.
+def show_figure(fig, path, *, dpi: int = 100) -> None:
+    """Save a matplotlib ``Figure`` to ``path`` (PNG, ``dpi`` dots per inch) and display it.
 
     The figure is made with ``matplotlib.figure.Figure`` directly (no pyplot, so no global
     figure state and no GUI backend); it gets an Agg canvas here if it has none. The
@@ -87,7 +85,6 @@ def show_figure(fig, path, *, dpi: int = 100) -> Path:
         FigureCanvasAgg(fig)
     fig.savefig(path, dpi=dpi)
     show_image(path)
-    return path
 
 
 def _as_numpy(x):

@@ -7,18 +7,19 @@
   cores); a cell that raises fails the test. The time each takes is printed (``-s``),
   not asserted: a time limit is a speed target, which belongs to a benchmark, and in a
   test it fails whenever the machine is busy (CI saw 128-198 s for notebooks that take
-  64-139 s on idle cores). ``CELL_TIMEOUT_S`` only stops a hung cell;
+  64-139 s on idle cores). ``CELL_TIMEOUT_S`` only stops a hung cell. No cell of the
+  executed notebook shows the same figure twice (issue 29.6: a display plus the cell's
+  result);
 - the committed notebooks carry no outputs and no execution counts (the decision is
-  written in CONTRIBUTING.md), and are exactly what ``notebooks/build.py`` makes of
-  their sources in ``notebooks/src/``;
+  written in CONTRIBUTING.md), and each is its jupytext pair ``notebooks/src/NN_name.py``
+  (percent format, ``notebooks/jupytext.toml``): the same cells as jupytext reads from
+  the source, and the source's kernelspec;
 - the notebooks import minillm and never redefine it: no ``def`` or ``class`` whose name
   minillm already uses for a public name (the display helpers ``show``, ``show_figure`` and
   ``show_image`` included: they live in ``minillm.notebook``, once).
 """
 import ast
 import importlib.util
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,9 @@ if importlib.util.find_spec("ipykernel") is None:  # pragma: no cover
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted((NOTEBOOK_DIR / "src").glob("*.py"))
+SYNC = "jupytext --sync notebooks/src/*.py"     # what makes a notebook from its edited source
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 CELL_TIMEOUT_S = 900     # per cell (nbclient's timeout): a hang guard, far above any cell's time
 EXPECTED = 11            # the issue's reading order: attention ... deployment, then the applications
 
@@ -67,33 +71,79 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     print(f"{path.name}: {elapsed:.1f} s")
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors, f"{path.name}: error outputs {[(o['ename'], o['evalue']) for o in errors]}"
+    twice = figures_shown_twice(nb)
+    assert not twice, f"{path.name}: cells that show a figure twice (a display and the cell's result): {twice}"
+
+
+def figures_shown_twice(nb) -> list[int]:
+    """The indices of the code cells in which one image (PNG or SVG) is shown more than
+    once, by ``display_data`` or ``execute_result`` outputs."""
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        images = [o["data"][kind] for o in cell.get("outputs", []) if o.get("output_type") in
+                  ("display_data", "execute_result") for kind in ("image/png", "image/svg+xml") if kind in o["data"]]
+        if len(images) != len(set(images)):
+            cells.append(i)
+    return cells
+
+
+def test_figures_shown_twice_finds_a_display_and_its_result():
+    # what a cell ending with a helper that returned its Image gave (issue 29.6), and a cell
+    # that shows two different figures (notebook 1's heads: fine)
+    png, other = "iVBORw0KGgo=", "iVBORw0KGgoA"
+    twice = nbformat.v4.new_code_cell("show_image(p)", outputs=[
+        nbformat.v4.new_output("display_data", {"image/png": png, "text/plain": "<Image>"}),
+        nbformat.v4.new_output("execute_result", {"image/png": png, "text/plain": "<Image>"}, execution_count=1)])
+    two = nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output("display_data", {"image/png": png}),
+                                                 nbformat.v4.new_output("display_data", {"image/png": other})])
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("x"), two, twice])
+    assert figures_shown_twice(nb) == [2]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_notebook_has_no_outputs(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
+    assert nb.cells, f"{path.name} has no cells"
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        assert cell.outputs == [], f"{path.name} cell {i} has committed outputs (run build.py)"
+        assert cell.outputs == [], f"{path.name} cell {i} has committed outputs (clear them, or run {SYNC})"
         assert cell.execution_count is None, f"{path.name} cell {i} has an execution count"
         errors = [o for o in cell.outputs if o.get("output_type") == "error"]
         assert not errors, f"{path.name} cell {i} has a committed error output"
 
 
-def test_notebooks_match_their_sources():
-    result = subprocess.run([sys.executable, str(NOTEBOOK_DIR / "build.py"), "--check"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_each_notebook_has_its_source_and_each_source_its_notebook():
+    assert [p.stem for p in SOURCES] == [p.stem for p in NOTEBOOKS], f"unpaired: run {SYNC}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_what_jupytext_reads_from_its_source(path):
+    jupytext = pytest.importorskip("jupytext", reason="pip install 'minillm[notebooks]'")
+    from jupytext.config import load_jupytext_config
+
+    config = load_jupytext_config(str(NOTEBOOK_DIR / "src"))
+    source = NOTEBOOK_DIR / "src" / f"{path.stem}.py"
+    expected = jupytext.read(source, config=config)
+    nb = nbformat.read(path, as_version=4)
+    cells = [(c.cell_type, c.source) for c in nb.cells]
+    want = [(c.cell_type, c.source) for c in expected.cells]
+    first = next((i for i, (a, b) in enumerate(zip(cells, want)) if a != b), min(len(cells), len(want)))
+    assert cells == want, (f"{path.name} differs from src/{source.name} at cell {first} "
+                           f"({len(cells)} cells, the source has {len(want)}): run {SYNC}")
+    assert expected.metadata.get("kernelspec") == nb.metadata.get("kernelspec") == KERNELSPEC, \
+        f"{path.name}: kernelspec {nb.metadata.get('kernelspec')}, its source's " \
+        f"{expected.metadata.get('kernelspec')}; expected {KERNELSPEC} in both (the source's header)"
 
 
 def _minillm_public_names() -> set[str]:
     import minillm.reference as ref
 
     names = set(ref.__all__)
-    for module in ("minillm.train.pipeline", "minillm.train.training", "minillm.core.metrics", "minillm.core.plots",
-                   "minillm.train.generation", "minillm.data", "minillm.notebook"):
+    for module in ("minillm.train.entry", "minillm.train.pipeline", "minillm.train.training", "minillm.store.runs",
+                   "minillm.core.metrics", "minillm.core.plots", "minillm.train.generation", "minillm.data",
+                   "minillm.notebook"):
         names |= set(getattr(importlib.import_module(module), "__all__", ()))
     return names
 

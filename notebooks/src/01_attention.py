@@ -1,4 +1,10 @@
-# Source of notebooks/01_attention.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 1. Self-attention, step by step
@@ -190,6 +196,7 @@ print("q per head:", q.shape, "-> output", y_hand.shape, "; layer == hand comput
 for h in range(H):
     plot_attention(head_weights[0, h], tokens, OUT / f"head{h}.png", title=f"head {h}")
     show_image(OUT / f"head{h}.png")
+
 
 # %% [markdown]
 # ## The $O(T^2)$ cost

@@ -1,4 +1,10 @@
-# Source of notebooks/02_ffn_and_encoder_block.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 2. The feed-forward network and the encoder block
@@ -140,6 +146,7 @@ for norm_first in (True, False):
     np.testing.assert_allclose(y_block, y_hand, rtol=1e-12, atol=1e-12)
     print(f"norm_first={norm_first}: block == its formula; output std per position "
           f"{y_block.std(axis=-1).mean():.3f}")
+
 
 # %% [markdown]
 # ## Pre- vs post-norm in a deep stack

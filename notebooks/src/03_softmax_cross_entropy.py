@@ -1,4 +1,10 @@
-# Source of notebooks/03_softmax_cross_entropy.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 3. Softmax cross-entropy
@@ -28,6 +34,7 @@ import minillm.torch_backend as tb
 from minillm.notebook import assert_parity, show
 
 np.set_printoptions(precision=4, suppress=True)
+
 
 # %% [markdown]
 # ## Why naive softmax overflows

@@ -1,4 +1,10 @@
-# Source of notebooks/04_adam.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 4. Adam, one formula at a time
@@ -146,6 +152,7 @@ assert 10 <= steps[peak] <= 14 and abs(step_raw[peak] - 6.6) < 0.05, (steps[peak
 assert (np.diff(step_raw[:peak + 1]) > 0).all() and (np.diff(step_raw[peak:]) < 0).all()  # rises, then falls
 assert abs(step_raw[-1] - 2.3) < 0.06 and 1700 <= within_10 <= 1800, (step_raw[-1], within_10)
 
+
 # %% [markdown]
 # ## SGD, momentum and Adam on a 2-D surface
 #
@@ -248,6 +255,7 @@ print(f"Adam's path with 3000 instead of 30: largest difference {gap:.1e}")
 for name in ("SGD (lr 0.05)", "momentum (lr 0.02, 0.8)"):      # diverged: |y| beyond 1e100 (or inf / nan)
     assert not np.abs(steep[name][:, 1]).max() <= 1e100, name
 assert gap < 1e-6, gap    # eps / sqrt(v_hat) is ~1e-8 relative per step; 80 steps leave it far below 1e-6
+
 
 # %% [markdown]
 # ## Parity check: the NumPy reference against PyTorch

@@ -1,4 +1,10 @@
-# Source of notebooks/05_data_preparation.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 5. Data preparation: corpora, cleaning, nltk and the tokenizers

@@ -1,4 +1,10 @@
-# Source of notebooks/06_pretraining.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 6. Pretraining a tiny GPT and a masked language model
@@ -38,8 +44,9 @@ from minillm.core.config import ModelConfig
 from minillm.core.plots import plot_loss_curves, read_metrics
 from minillm.data import CharTokenizer, split_contiguous, synthetic_language
 from minillm.notebook import show, show_image
-from minillm.train import pipeline
+from minillm.train.entry import train
 from minillm.train.generation import generate
+from minillm.train.run_config import RunConfig
 from minillm.train.training import TrainConfig, Trainer
 
 OUT = Path("runs") / "notebooks" / "06_pretraining"
@@ -69,7 +76,9 @@ assert lang.entropy_rate < lang.loss_floor(32) < np.log(8)
 # `minillm.train.training.Trainer` runs the step above with gradient clipping and a warm-up +
 # cosine learning-rate schedule, evaluates every `eval_every` steps, and writes a run
 # folder: `metrics.jsonl`, `checkpoints/{last,best}` (safetensors + JSON, no pickle),
-# `loss.png`. `pipeline.pretrain` builds the model and the batches and calls it:
+# `loss.png`. `minillm.train.entry.train(task, out, RunConfig(model, train, backend=...),
+# data=..., tokenizer=...)` builds the model and the batches of the task and calls it; it
+# returns a `TrainedRun` with the run's figures and the live model:
 
 # %%
 show(Trainer._train_step)
@@ -82,13 +91,13 @@ gpt_config = ModelConfig(vocab_size=tok.vocab_size, block_size=32, d_model=48, n
 train_config = TrainConfig(steps=300, lr=1e-2, min_lr=1e-3, warmup_steps=15, eval_every=50,
                            checkpoint_every=300, seed=0, batch_size=32)
 start = time.perf_counter()
-gpt = pipeline.pretrain(tok, splits, OUT / "gpt", task="causal_lm", model_config=gpt_config,
-                        train_config=train_config, backend="torch", progress=False)
-n_params = sum(p.numel() for p in gpt["model"].parameters())
+gpt = train("causal_lm", OUT / "gpt", RunConfig(gpt_config, train_config, backend="torch"),
+            data=splits, tokenizer=tok, progress=False)
+n_params = sum(p.numel() for p in gpt.model.parameters())
 print(f"{n_params:,} parameters, {train_config.steps} steps in {time.perf_counter() - start:.1f} s")
-print(f"validation loss {gpt['validation']['loss']:.3f} nats/letter "
+print(f"validation loss {gpt.validation['loss']:.3f} nats/letter "
       f"(floor {lang.loss_floor(32):.3f}, uniform {np.log(8):.3f}); "
-      f"perplexity {gpt['validation']['perplexity']:.2f}")
+      f"perplexity {gpt.validation['perplexity']:.2f}")
 print("run folder:", sorted(p.name for p in (OUT / "gpt").iterdir()))
 train_losses = [r["loss"] for r in read_metrics(OUT / "gpt" / "metrics.jsonl") if "loss" in r and "step" in r]
 print(f"first training loss {train_losses[0]:.3f}; log V = log {tok.vocab_size} = {np.log(tok.vocab_size):.3f}")
@@ -107,7 +116,7 @@ show_image(OUT / "gpt" / "loss.png")
 # the first step sees near-uniform predictions (weights of size 0.02); the logits' small
 # spread adds about half their variance to log V (0.07 here), so: within 0.15
 assert abs(train_losses[0] - np.log(tok.vocab_size)) < 0.15, train_losses[0]
-assert lang.loss_floor(32) - 0.05 < gpt["validation"]["loss"] < lang.loss_floor(32) + 0.2, gpt["validation"]
+assert lang.loss_floor(32) - 0.05 < gpt.validation["loss"] < lang.loss_floor(32) + 0.2, gpt.validation
 
 # %% [markdown]
 # Sampling from the model (temperature 0.8) produces text with the language's local
@@ -116,7 +125,7 @@ assert lang.loss_floor(32) - 0.05 < gpt["validation"]["loss"] < lang.loss_floor(
 # sample stays below $\log 8$ per letter, and random letters score far worse.
 
 # %%
-new = generate(gpt["runtime"], gpt["model"], tok.encode(lang.text[:10]), 60, temperature=0.8, seed=0)
+new = generate(gpt.runtime, gpt.model, tok.encode(lang.text[:10]), 60, temperature=0.8, seed=0)
 print("prompt :", lang.text[:10])
 print("sample :", tok.decode(new, skip_special_tokens=True))
 print("corpus :", lang.text[10:70])
@@ -144,14 +153,14 @@ assert set(sample) <= set(lang.alphabet) and scores["model's sample"] < np.log(8
 # a masked letter's neighbours may be masked or swapped too, so with the same 300 steps it
 # has learned less than the GPT: its loss on the masked letters is still well above the
 # causal model's (more than 0.3 nats, checked below). Give it more steps
-# (`TrainConfig(steps=...)`) and watch it fall.
+# (`TrainConfig(steps=...)`) and watch it fall. Only the task changes:
 
 # %%
-mlm = pipeline.pretrain(tok, splits, OUT / "encoder", task="masked_lm",
-                        model_config=gpt_config, train_config=train_config, backend="torch", progress=False)
-print(f"masked LM validation loss on the masked letters: {mlm['validation']['loss']:.3f} nats "
-      f"(the GPT: {gpt['validation']['loss']:.3f})")
-assert mlm["validation"]["loss"] > gpt["validation"]["loss"] + 0.3
+mlm = train("masked_lm", OUT / "encoder", RunConfig(gpt_config, train_config, backend="torch"),
+            data=splits, tokenizer=tok, progress=False)
+print(f"masked LM validation loss on the masked letters: {mlm.validation['loss']:.3f} nats "
+      f"(the GPT: {gpt.validation['loss']:.3f})")
+assert mlm.validation["loss"] > gpt.validation["loss"] + 0.3
 show_image(plot_loss_curves(OUT / "encoder" / "metrics.jsonl", OUT / "encoder_loss.png",
                                             title="masked LM (loss on masked letters only)"))
 
@@ -169,9 +178,9 @@ show_image(plot_loss_curves(OUT / "encoder" / "metrics.jsonl", OUT / "encoder_lo
 from minillm.apps.interop import load_hf, read_hf, save_hf
 from minillm.store.model_io import as_numpy_state
 
-print(save_hf(gpt["model"], OUT / "gpt_hf"), sorted(p.name for p in (OUT / "gpt_hf").iterdir()))
+print(save_hf(gpt.model, OUT / "gpt_hf"), sorted(p.name for p in (OUT / "gpt_hf").iterdir()))
 back = read_hf(OUT / "gpt_hf")
-ours = as_numpy_state(gpt["model"].state_dict())
+ours = as_numpy_state(gpt.model.state_dict())
 assert list(back.state) == list(ours) and all(np.array_equal(back.state[k], ours[k]) for k in ours)
 print("read back:", back.architecture, "->", back.model_class, f"({len(back.state)} tensors, all equal)")
 
@@ -206,7 +215,7 @@ else:
 # %% [markdown]
 # ## Parity check: the NumPy reference trains the same run
 #
-# The same pipeline, a float64 model, 10 steps, once with `backend="numpy"` (the
+# The same `train` call, a float64 model, 10 steps, once with `backend="numpy"` (the
 # hand-written backward pass) and once with `backend="torch"` (autograd). Same seed, so the
 # same initial weights, the same batches and the same schedule. Each step's gradients agree
 # to float64 rounding, and Adam's update $\hat m / (\sqrt{\hat v} + \epsilon)$ does not
@@ -218,16 +227,16 @@ else:
 tiny = ModelConfig(vocab_size=tok.vocab_size, block_size=16, d_model=16, n_heads=2, n_layers=2, dtype="float64")
 short = TrainConfig(steps=10, lr=1e-2, min_lr=1e-3, warmup_steps=2, eval_every=10, checkpoint_every=10, seed=3,
                     batch_size=8)
-runs = {backend: pipeline.pretrain(tok, splits, OUT / f"parity_{backend}", model_config=tiny,
-                                   train_config=short, backend=backend, progress=False)
+runs = {backend: train("causal_lm", OUT / f"parity_{backend}", RunConfig(tiny, short, backend=backend),
+                       data=splits, tokenizer=tok, progress=False)
         for backend in ("numpy", "torch")}
 losses = {b: np.array([r["loss"] for r in read_metrics(OUT / f"parity_{b}" / "metrics.jsonl") if "loss" in r])
           for b in runs}
 np.testing.assert_allclose(losses["numpy"], losses["torch"], rtol=1e-8, atol=1e-12)
 print("losses (numpy):", losses["numpy"].round(6))
 print(f"largest loss difference over 10 steps: {np.abs(losses['numpy'] - losses['torch']).max():.1e}")
-state_np = runs["numpy"]["model"].state_dict()
-state_t = {k: v.detach().numpy() for k, v in runs["torch"]["model"].state_dict().items()}
+state_np = runs["numpy"].model.state_dict()
+state_t = {k: v.detach().numpy() for k, v in runs["torch"].model.state_dict().items()}
 assert list(state_np) == list(state_t)
 for name in state_np:
     np.testing.assert_allclose(state_np[name], state_t[name], rtol=1e-8, atol=1e-12, err_msg=name)

@@ -1,4 +1,10 @@
-# Source of notebooks/07_finetuning.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 7. Fine-tuning a classifier
@@ -33,7 +39,8 @@ from minillm.core.config import ModelConfig
 from minillm.core.plots import read_metrics
 from minillm.data import WordTokenizer, bag_of_words_ceiling, pad_batch, sentiment
 from minillm.notebook import show, show_image
-from minillm.train import pipeline
+from minillm.train.entry import train
+from minillm.train.run_config import RunConfig
 from minillm.train.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "07_finetuning"
@@ -58,10 +65,12 @@ show(ref.SequenceClassifier.forward)
 # %% [markdown]
 # ## Training
 #
-# `pipeline.finetune` pads each batch, builds the mask, and runs the same trainer as
-# pretraining with `task="classification"`. A one-layer encoder with fixed sinusoidal
-# positions (a fixed table gives every position a distinct vector from the first step; a
-# learned one starts near zero and must be learned too), torch backend, 800 steps.
+# `train("classification", ...)` pads each batch, builds the mask, and runs the same
+# trainer as pretraining; at the end it scores the held-out test split with the best
+# checkpoint (the lowest validation loss), the one `minillm evaluate` and `load_run` load.
+# A one-layer encoder with fixed sinusoidal positions (a fixed table gives every position a
+# distinct vector from the first step; a learned one starts near zero and must be learned
+# too), torch backend, 800 steps.
 
 # %%
 config = ModelConfig(vocab_size=tok.vocab_size, block_size=24, d_model=32, n_heads=2, n_layers=1,
@@ -69,10 +78,12 @@ config = ModelConfig(vocab_size=tok.vocab_size, block_size=24, d_model=32, n_hea
 train_config = TrainConfig(steps=800, lr=5e-3, min_lr=5e-4, warmup_steps=30, weight_decay=0.0,
                            eval_every=200, checkpoint_every=800, seed=0, batch_size=32)
 start = time.perf_counter()
-result = pipeline.finetune(tok, data, OUT / "classifier", model_config=config, train_config=train_config,
-                           backend="torch", progress=False)
-print(f"{train_config.steps} steps in {time.perf_counter() - start:.1f} s")
-test = result["test"]
+result = train("classification", OUT / "classifier", RunConfig(config, train_config, backend="torch"),
+               data=data, tokenizer=tok, progress=False)
+print(f"{train_config.steps} steps in {time.perf_counter() - start:.1f} s; "
+      f"scored: the checkpoint of step {result.checkpoint['step']}")
+test = result.test
+assert result.checkpoint["path"].endswith("best") and test["split"] == "test"
 print(f"test accuracy {test['accuracy']:.1%}  precision {test['precision']:.3f}  "
       f"recall {test['recall']:.3f}  F1 {test['f1']:.3f}   (bag-of-words ceiling {ceiling:.1%})")
 show_image(OUT / "classifier" / "loss.png")
@@ -90,11 +101,12 @@ losses = np.array([r["loss"] for r in read_metrics(OUT / "classifier" / "metrics
 plateau, end = losses[:300].mean(), losses[-100:].mean()
 print(f"mean training loss, steps 0-299: {plateau:.3f} (log 2 = {np.log(2):.3f}); last 100 steps: {end:.3f}")
 assert len(losses) == train_config.steps and abs(plateau - np.log(2)) < 0.05 and end < 0.3
-#
+
+# %% [markdown]
 # ## Asking the model
 
 # %%
-model = result["model"]
+model = result.model                   # the best checkpoint's weights, the model scored above
 model.eval()
 probes = ["the plot was really good.", "the plot was not really good.",
           "the acting was bad, but the music was great.", "the music was great, but the acting was bad.",
@@ -121,8 +133,8 @@ assert (np.abs(p_pos[5:] - 0.5) < 0.25).all(), p_pos[5:]   # the short forms: un
 # ## Starting from a pretrained encoder
 #
 # In the chapter's recipe the classifier starts from a pretrained encoder (notebook 6):
-# `pipeline.finetune(..., encoder_state=encoder.state_dict())` copies every body weight and
-# keeps the new head's initialisation. `load_encoder_state` does the copying:
+# `train("classification", ..., encoder_state=encoder.state_dict())` copies every body
+# weight and keeps the new head's initialisation. `load_encoder_state` does the copying:
 
 # %%
 encoder = ref.TransformerEncoder(config, seed=5)                # stands in for a pretrained one

@@ -1,4 +1,10 @@
-# Source of notebooks/08_evaluation.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 8. Evaluation: metrics and the confusion matrix
@@ -32,7 +38,9 @@ from minillm.data import CharTokenizer, WordTokenizer, sentiment, split_contiguo
 from minillm.notebook import show, show_image
 from minillm.store.runtime import Runtime
 from minillm.train import pipeline
+from minillm.train.entry import train
 from minillm.train.evaluation import evaluate_lm
+from minillm.train.run_config import RunConfig
 from minillm.train.tasks import causal_lm_eval_batches
 from minillm.train.training import TrainConfig
 
@@ -85,7 +93,9 @@ np.testing.assert_allclose([s.precision, s.recall, s.f1], report["accuracy"], rt
 #
 # A shorter fine-tuning run (notebook 7's model, 700 steps instead of 800, so it still makes mistakes
 # worth looking at), then `pipeline.evaluate` on the held-out test split: it reloads the
-# best checkpoint from the run folder, exactly as `minillm evaluate RUN` does.
+# best checkpoint from the run folder and rebuilds the run's test split from its data
+# contract (`dataset=` says how the data was made: the embedded set, its seed and
+# split), exactly as `minillm evaluate RUN` does.
 
 # %%
 data = sentiment(n=2000, seed=0)
@@ -93,11 +103,15 @@ tok = WordTokenizer.train(data.train.texts)
 config = ModelConfig(vocab_size=tok.vocab_size, block_size=24, d_model=32, n_heads=2, n_layers=1,
                      positional="sinusoidal")
 run = OUT / "classifier"
-pipeline.finetune(tok, data, run, model_config=config, backend="torch", progress=False,
-                  train_config=TrainConfig(steps=700, lr=5e-3, min_lr=5e-4, warmup_steps=20, weight_decay=0.0,
-                                           eval_every=100, checkpoint_every=700, seed=0, batch_size=32))
-scores = pipeline.evaluate(run, backend="torch", dataset="sentiment")
+train_config = TrainConfig(steps=700, lr=5e-3, min_lr=5e-4, warmup_steps=20, weight_decay=0.0, eval_every=100,
+                           checkpoint_every=700, seed=0, batch_size=32)
+train("classification", run, RunConfig(config, train_config, backend="torch"), data=data, tokenizer=tok,
+      dataset=pipeline.labelled_dataset("sentiment", data, seed=0), progress=False)
+scores = pipeline.evaluate(run, backend="torch")
 print({k: round(scores[k], 3) for k in ("accuracy", "precision", "recall", "f1", "loss")})
+print("scored:", scores["data"], "with", scores["checkpoint"])
+assert scores["data"]["split"] == "test" and scores["data"]["runs_own_data"]
+assert scores["data"]["rows"] == len(data.test) and scores["checkpoint"]["path"].endswith("best")
 assert scores["accuracy"] < 0.9, scores["accuracy"]          # it still makes mistakes worth looking at
 print(scores["per_class"])
 show_image(plot_confusion_matrix(scores["confusion_matrix"], scores["label_names"],
@@ -166,7 +180,7 @@ assert abs(untrained["perplexity"] / char_tok.vocab_size - 1) < 0.05   # within 
 # backend, so it agrees to float32 rounding (rtol $10^{-5}$, a hundred float32 ulps).
 
 # %%
-by_backend = {b: pipeline.evaluate(run, backend=b, dataset="sentiment") for b in ("numpy", "torch")}
+by_backend = {b: pipeline.evaluate(run, backend=b) for b in ("numpy", "torch")}
 assert by_backend["numpy"]["confusion_matrix"] == by_backend["torch"]["confusion_matrix"]
 np.testing.assert_allclose(by_backend["numpy"]["loss"], by_backend["torch"]["loss"], rtol=1e-5)
 for b, s in by_backend.items():

@@ -1,4 +1,10 @@
-# Source of notebooks/09_deployment.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 9. Deployment: a REST server and its clients
@@ -42,8 +48,9 @@ import minillm.torch_backend as tb
 from minillm.core.config import ModelConfig
 from minillm.data import BPETokenizer, WordTokenizer, python_docs, sentiment, split_contiguous
 from minillm.store.runs import load_run
-from minillm.train import pipeline
+from minillm.train.entry import train
 from minillm.train.generation import generate
+from minillm.train.run_config import RunConfig
 from minillm.train.training import TrainConfig
 
 OUT = Path("runs") / "notebooks" / "09_deployment"
@@ -61,27 +68,30 @@ text = python_docs()[:100_000]
 bpe = BPETokenizer.train(text, vocab_size=512)
 splits = split_contiguous(np.asarray(bpe.encode(text), dtype=np.int64), (0.9, 0.05, 0.05))
 start = time.perf_counter()
-pipeline.pretrain(bpe, splits, OUT / "gpt", task="causal_lm", backend="torch", progress=False,
-                  model_config=ModelConfig(vocab_size=bpe.vocab_size, block_size=64, d_model=64, n_heads=4, n_layers=2),
-                  train_config=TrainConfig(steps=250, lr=1e-2, min_lr=1e-3, warmup_steps=10, eval_every=250,
-                                           checkpoint_every=250, seed=0, batch_size=16))
+gpt_config = RunConfig(ModelConfig(vocab_size=bpe.vocab_size, block_size=64, d_model=64, n_heads=4, n_layers=2),
+                       TrainConfig(steps=250, lr=1e-2, min_lr=1e-3, warmup_steps=10, eval_every=250,
+                                   checkpoint_every=250, seed=0, batch_size=16), backend="torch")
+train("causal_lm", OUT / "gpt", gpt_config, data=splits, tokenizer=bpe, progress=False)
 data = sentiment(n=2000, seed=0)
 words = WordTokenizer.train(data.train.texts)
-pipeline.finetune(words, data, OUT / "classifier", backend="torch", progress=False,
-                  model_config=ModelConfig(vocab_size=words.vocab_size, block_size=24, d_model=32, n_heads=2,
-                                           n_layers=1, positional="sinusoidal"),
-                  train_config=TrainConfig(steps=800, lr=5e-3, min_lr=5e-4, warmup_steps=30, weight_decay=0.0,
-                                           eval_every=800, checkpoint_every=800, seed=0, batch_size=32))
+classifier_config = RunConfig(ModelConfig(vocab_size=words.vocab_size, block_size=24, d_model=32, n_heads=2,
+                                          n_layers=1, positional="sinusoidal"),
+                              TrainConfig(steps=800, lr=5e-3, min_lr=5e-4, warmup_steps=30, weight_decay=0.0,
+                                          eval_every=800, checkpoint_every=800, seed=0, batch_size=32),
+                              backend="torch")
+train("classification", OUT / "classifier", classifier_config, data=data, tokenizer=words, progress=False)
 print(f"trained both in {time.perf_counter() - start:.0f} s")
 print(sorted(p.name for p in (OUT / "gpt" / "checkpoints" / "best").iterdir()))
+
 
 # %% [markdown]
 # ## Starting the server
 #
-# In a terminal it is one command (add `--backend torch` to serve with PyTorch):
+# In a terminal it is one command (`--backend numpy` serves with the NumPy reference,
+# `--backend torch` with PyTorch):
 #
 # ```
-# minillm serve runs/notebooks/09_deployment/gpt --port 8000
+# minillm serve runs/notebooks/09_deployment/gpt --port 8000 --backend numpy
 # ```
 #
 # Here we start that same command as a background process on a free port of this machine
@@ -95,9 +105,9 @@ def free_port():
 
 
 def start_server(run, port):
-    """`minillm serve RUN --port PORT`, run with this notebook's Python."""
+    """`minillm serve RUN --port PORT --backend numpy`, run with this notebook's Python."""
     cmd = [sys.executable, "-c", "import sys; from minillm.cli import main; sys.exit(main())",
-           "serve", str(run), "--port", str(port)]
+           "serve", str(run), "--port", str(port), "--backend", "numpy"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     atexit.register(proc.terminate)                  # never outlive the notebook
     deadline = time.monotonic() + 60
@@ -117,6 +127,7 @@ def start_server(run, port):
 gpt_port, cls_port = free_port(), free_port()
 servers = [start_server(OUT / "gpt", gpt_port), start_server(OUT / "classifier", cls_port)]
 print(f"GPT on http://127.0.0.1:{gpt_port}, classifier on http://127.0.0.1:{cls_port}")
+
 
 # %% [markdown]
 # ## Querying it
@@ -138,6 +149,7 @@ def call(port, path, body=None):
 
 status, info = call(gpt_port, "/v1/model")
 print(status, json.dumps({k: info[k] for k in ("task", "backend", "tokenizer", "limits")}, indent=1))
+assert status == 200 and info["task"] == "causal_lm" and info["backend"] == "numpy", info
 
 # %%
 status, answer = call(gpt_port, "/v1/generate",
@@ -182,8 +194,9 @@ for port, path, body in [(gpt_port, "/v1/generate", {"prompt": "x", "temperature
 # %% [markdown]
 # ## Parity check: the server answers what the library computes — in the other backend
 #
-# The servers run the NumPy reference (the default `--backend numpy`). Here the same
-# checkpoints are loaded with the **torch** backend and asked the same questions directly:
+# The servers run the NumPy reference (`--backend numpy`, checked below). Here the same
+# checkpoints are loaded with the **torch** backend (`load_run(folder, backend="torch")`)
+# and asked the same questions directly:
 #
 # - generation with the same seed must give the same tokens (sampling draws from one seeded
 #   NumPy generator in both backends; the two float32 models' logits differ by rounding

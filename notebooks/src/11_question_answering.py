@@ -1,4 +1,10 @@
-# Source of notebooks/11_question_answering.ipynb (build with: python notebooks/build.py)
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
 # %% [markdown]
 # # 11. Extractive question answering
@@ -28,12 +34,14 @@ from minillm.data import PieceTokenizer, has_distractor, qa_corpus
 from minillm.core.init import rotary_tables
 from minillm.notebook import show
 from minillm.core.plots import read_metrics
-from minillm.apps.question_answering import (QA_CONFIG, QA_RECIPE, answer_spans, best_span, encode_qa, evaluate_qa,
-                                        train_qa)
-from minillm.store.runtime import Runtime
+from minillm.apps.question_answering import QA_CONFIG, QA_TASK, answer_spans, best_span, encode_qa, evaluate_qa
+from minillm.store.runs import load_run
 from minillm.core.text_metrics import exact_match, normalize_answer, token_f1
+from minillm.train.entry import train
+from minillm.train.run_config import RunConfig
 
 torch.manual_seed(0)
+OUT = Path("runs") / "notebooks" / "11_question_answering"
 
 # %% [markdown]
 # ## The examples
@@ -43,16 +51,16 @@ torch.manual_seed(0)
 # has other facts, so the model must match both the person and the relation.
 
 # %%
-train, test = qa_corpus(20000, 200, seed=0)
-for e in train[:3]:
+train_examples, test_examples = qa_corpus(20000, 200, seed=0)
+for e in train_examples[:3]:
     print(e["context"], "\n  Q:", e["question"], "  A:", e["answer"], " (starts at piece", e["answer_start"], ")")
-tok = PieceTokenizer.train([e[k] for e in train + test for k in ("context", "question")])
-arrays = encode_qa(train[:1], tok, 64)
+tok = PieceTokenizer.train([e[k] for e in train_examples + test_examples for k in ("context", "question")])
+arrays = encode_qa(train_examples[:1], tok, 64)
 ids = arrays["idx"][0]
 i, j = arrays["start_positions"][0], arrays["end_positions"][0]
 print("\ninput:", " ".join(tok.itos[t] for t in ids))
 print("span [i, j] =", (int(i), int(j)), "->", tok.decode(ids[i:j + 1]))
-assert tok.decode(ids[i:j + 1]) == train[0]["answer"]
+assert tok.decode(ids[i:j + 1]) == train_examples[0]["answer"]
 
 # %% [markdown]
 # ## Which person? Positions as rotations
@@ -80,7 +88,7 @@ assert tok.decode(ids[i:j + 1]) == train[0]["answer"]
 # %%
 show(ref.rope_forward)
 show(ref.rope_backward)
-share = np.mean([has_distractor(e) for e in train])
+share = np.mean([has_distractor(e) for e in train_examples])
 pieces = {s: tok.pieces(s) for s in ("omar lives in lisbon", "dana was born in 1987")}
 print(f"questions with a distractor: {share:.1%}; pieces: {pieces}")
 assert 0.35 < share < 0.65
@@ -123,7 +131,6 @@ np.testing.assert_allclose(ref.rope_backward(dy, cache), xt.grad.numpy(), rtol=1
 
 # %%
 print(QA_CONFIG)
-print("train_qa's recipe:", QA_RECIPE)
 assert QA_CONFIG.positional == "rope" and QA_CONFIG.init_std == 1 / np.sqrt(QA_CONFIG.d_model)
 
 # %% [markdown]
@@ -152,30 +159,36 @@ assert s[4] + e[0] == 18 and tuple(best_span(s, e, 0, 6)) == (4, 5)     # 9 + 2 
 # %% [markdown]
 # ## Training
 #
-# `QA_CONFIG` with the torch backend, 1,200 steps at batch 64 (the benchmark,
-# `benchmarks/bench_apps.py`, runs `QA_RECIPE`'s 2,000 on 40,000 examples). The loss first
+# `QA_CONFIG` with the torch backend, on the 20,000 examples above, 1,200 steps of the
+# task's recipe (`QA_TASK.train_config`: batch 64, a constant rate after a short warm-up, no
+# weight decay). Importing `minillm.apps.question_answering` declares the task; its
+# defaults, what `minillm answer --train` and the benchmark (`benchmarks/bench_apps.py`)
+# run, are 2,000 steps on 40,000 examples. The loss first
 # sits near 0.33 — the distractor questions answered at chance — until the model has
 # learned to match names, then falls towards 0 (checked on the logged losses below). This
 # is the longest training of the notebooks; the cell prints how long it took here:
 
 # %%
+assert (QA_TASK.steps, QA_TASK.options["n_train"]) == (2000, 40000)      # the task's defaults
 config = QA_CONFIG
+run_config = RunConfig(config, QA_TASK.train_config(1200), backend="torch")
+print(run_config.train)
+assert (run_config.train.batch_size, run_config.train.min_lr, run_config.train.weight_decay) == (64, 1e-3, 0.0)
 start = time.perf_counter()
-run = train_qa(Path("runs") / "notebooks" / "11_question_answering", backend="torch", steps=1200,
-               n_train=20000, n_test=200)
-print(f"{time.perf_counter() - start:.1f} s, last loss {run['train_loss']:.3f}")
-losses = np.array([r["loss"] for r in read_metrics(Path("runs") / "notebooks" / "11_question_answering" / "metrics.jsonl")])
+run = train("question_answering", OUT, run_config, data=(train_examples, test_examples), tokenizer=tok,
+            progress=False)
+print(f"{time.perf_counter() - start:.1f} s, last loss {run.train_loss:.3f}")
+losses = np.array([r["loss"] for r in read_metrics(OUT / "metrics.jsonl")])
 windows = losses.reshape(-1, 100).mean(axis=1)                  # mean loss of each 100 steps
 print("mean loss per 100 steps:", windows.round(3))
 # a plateau at 0.33 (some 100-step window within 0.04 of it, before the end), then towards 0
 assert len(losses) == 1200 and (np.abs(windows[:-2] - 0.33) < 0.04).any() and windows[-1] < 0.02, windows
-model, rt = run["model"], run["runtime"]
-assert run["tokenizer"].itos == tok.itos        # the same corpus, the same pieces
+model, rt = run.model, run.runtime
 ctx = "alice lives in paris . bruno works as a chef . alice has a red cat ."
 for q in ("where does alice live ?", "what is the job of bruno ?", "what pet does alice have ?"):
     print(f"{q:30s} ->", answer_spans(model, rt, tok, [ctx], [q])[0])
 
-batch = encode_qa(run["test"][:8], tok, config.block_size)            # padded to the longest input
+batch = encode_qa(test_examples[:8], tok, config.block_size)            # padded to the longest input
 real = batch["attention_mask"].astype(bool)                           # (B, T) True at real pieces
 model.eval()
 with rt.no_grad():
@@ -202,24 +215,29 @@ print(f"by hand: EM {float(p_tokens == g_tokens)}, F1 {2 * P * R / (P + R):.3f};
       f"minillm: EM {exact_match(pred, gold)}, F1 {token_f1(pred, gold):.3f}")
 assert exact_match(pred, gold) == float(p_tokens == g_tokens) == 0.0
 np.testing.assert_allclose(token_f1(pred, gold), 2 * P * R / (P + R), rtol=1e-12)
-scores = evaluate_qa(model, rt, tok, run["test"])
-print(f"held-out: exact match {100 * scores['exact_match']:.1f}%, F1 {100 * scores['f1']:.1f}%")
-hard = [e for e in run["test"] if has_distractor(e)]
+scores = run.test                     # what `train` scored at the end: evaluate_qa on the held-out examples
+print(f"held-out: exact match {100 * scores['exact_match']:.1f}%, F1 {100 * scores['f1']:.1f}% "
+      f"({scores['n']} questions)")
+assert scores["n"] == len(test_examples)
+hard = [e for e in test_examples if has_distractor(e)]
 print(f"the {len(hard)} held-out questions with a distractor: exact match "
       f"{100 * evaluate_qa(model, rt, tok, hard)['exact_match']:.1f}%")
 
 # %% [markdown]
 # ## Parity check
 #
-# The same weights in the NumPy reference give the same spans, and the project's parity
+# The run folder loaded into the NumPy reference (`load_run(folder, backend="numpy")`: the
+# checkpoint the torch run saved) gives the same spans, and the project's parity
 # test for `SpanQA` (logits, loss and every gradient against torch) runs.
 
 # %%
-twin = ref.SpanQA(config)
-twin.load_state_dict(model.state_dict())
-questions = [e["question"] for e in run["test"][:20]]
-contexts = [e["context"] for e in run["test"][:20]]
-assert answer_spans(twin, Runtime("numpy"), tok, contexts, questions) == answer_spans(model, rt, tok, contexts, questions)
+twin = load_run(OUT, backend="numpy")
+print(f"loaded {twin.checkpoint} (step {twin.step}) as {type(twin.model).__module__}.{type(twin.model).__name__}")
+assert twin.task == "question_answering" and twin.step == run.steps and isinstance(twin.model, ref.SpanQA)
+questions = [e["question"] for e in test_examples[:20]]
+contexts = [e["context"] for e in test_examples[:20]]
+assert (answer_spans(twin.model, twin.runtime, twin.tokenizer, contexts, questions)
+        == answer_spans(model, rt, tok, contexts, questions))
 print("numpy reference and torch backend: the same spans")
 
 # %%
