@@ -67,8 +67,8 @@ log = logging.getLogger("minillm")
 GPT2_ARCHITECTURES = ("GPT2Model", "GPT2LMHeadModel")
 BERT_ARCHITECTURES = ("BertModel", "BertForMaskedLM")
 HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
-                  "relu": "relu"}
-HF_EXPORT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}  # ours -> config.json's
+                  "relu": "relu", "silu": "silu"}
+HF_EXPORT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}  # ours -> config.json's
 # modules.json "type" -> module, as written by sentence-transformers up to 5.3
 # (sentence_transformers.models.*), 5.4 to 5.x, and 6 (Normalize moved to base.modules).
 ST_MODULE_TYPES = {
@@ -568,6 +568,7 @@ def sentence_embeddings(model, idx, attention_mask=None, pooling="mean",
 # -- writing -------------------------------------------------------------------------------
 
 def _require(config: ModelConfig, arch: str, **wanted):
+    config.require_classic(arch)
     for key, value in wanted.items():
         if getattr(config, key) != value:
             raise ValueError(f"{arch} needs ModelConfig.{key}={value!r}, got {getattr(config, key)!r}")
