@@ -219,8 +219,8 @@ class Dropout(Module):
 
 class _AttentionCache(NamedTuple):
     """What :meth:`MultiHeadAttention.backward` needs from its forward: the caches of the
-    four projections, of the key/value sharing (None without grouping), of the rotation
-    (None without RoPE) and of the attention, and whether keys and values came from a
+    four projections, of the key/value sharing (None without grouping), of the rotations
+    of q and k (None without RoPE) and of the attention, and whether keys and values came from a
     memory."""
     q: object
     k: object
@@ -313,8 +313,8 @@ class MultiHeadAttention(Module):
         if self.rope_tables is not None:
             rotate, _ = self.rotation
             cos, sin = self._rotary(0, x.shape[1])                 # (T, D/2)
-            q, c_rope = rotate(q, cos, sin)                        # (B, H, T, D)
-            k, _ = rotate(k, cos, sin)                             # same tables, same cache
+            (q, c_rope_q), (k, c_rope_k) = rotate(q, cos, sin), rotate(k, cos, sin)  # (B, H|H_kv, T, D)
+            c_rope = (c_rope_q, c_rope_k)                          # same tables, H and H_kv heads
         c_rep = None
         if H_kv != H:                                              # each k/v head serves G queries
             (k, c_rep), (v, _) = repeat_kv_forward(k, H // H_kv), repeat_kv_forward(v, H // H_kv)
@@ -335,7 +335,7 @@ class MultiHeadAttention(Module):
             dk, dv = repeat_kv_backward(dk, c_rep), repeat_kv_backward(dv, c_rep)  # (B, H_kv, S, D)
         if c_rope is not None:                                     # rotate the gradients back
             _, rotate_back = self.rotation
-            dq, dk = rotate_back(dq, c_rope), rotate_back(dk, c_rope)
+            dq, dk = rotate_back(dq, c_rope[0]), rotate_back(dk, c_rope[1])
         if self.q_norm is not None:
             dq, dk = self.q_norm.backward(dq), self.k_norm.backward(dk)
         dx, dsrc = 0, 0
