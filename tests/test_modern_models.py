@@ -299,3 +299,47 @@ for _ in range(3):
 assert losses[-1] < losses[0], losses
 assert "torch" not in sys.modules
 """))
+
+
+def test_the_fast_path_under_bf16_autocast_keeps_close_to_float32():
+    """Mixed precision on the CPU (what Runtime(amp=True) does on a GPU): QK-norm gets bf16
+    queries and float32 weights and computes in float32, as F.layer_norm does under
+    autocast, without falling off F.rms_norm's kernel (a UserWarning would fail here).
+    Tolerance: bf16 rounds to 8 significant bits (unit roundoff 2^-9 = 2e-3); the logits
+    pass ~20 bf16 roundings in two layers (projections, the QK-norm and SwiGLU products,
+    attention), adding up like a random walk, sqrt(20) * 2e-3 = 9e-3 of the logits' norm
+    (1e-2 seen). 3e-2 leaves 3x; a wrong formula moves the logits by O(1)."""
+    config = dataclasses.replace(LLAMA, dtype="float32")
+    model = T.GPT(config, seed=0).set_fused(True)
+    ids = torch.from_numpy(np.random.default_rng(0).integers(0, config.vocab_size, (2, 8)))
+    want = model(ids)[0].detach()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits, loss = model(ids, ids)
+        loss.backward()
+    assert logits.dtype == torch.bfloat16
+    error = np.linalg.norm(to_np(logits.float()) - to_np(want)) / np.linalg.norm(to_np(want))
+    assert error < 3e-2, f"bf16 logits are {error:.2e} of the float32 ones' norm away"
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("fused", [False, True], ids=["explicit", "fused"])
+def test_llama_style_gpt_on_cuda_matches_the_reference(fused):
+    """float64 on CUDA: the same formulas in other summation orders (cuBLAS) and, fused, the
+    GPU's scaled_dot_product_attention with enable_gqa; 1e-9 relative, as tests/test_cuda.py."""
+    ref, gpu = R.GPT(LLAMA, seed=0), T.GPT(LLAMA, seed=0).set_fused(fused).cuda()
+    rng = np.random.default_rng(0)
+    x, y = (rng.integers(0, LLAMA.vocab_size, (3, 8)) for _ in range(2))
+    logits_r, loss_r = ref(x, y)
+    loss_r.backward()
+    logits_g, loss_g = gpu(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
+    loss_g.backward()
+    np.testing.assert_allclose(to_np(logits_g), logits_r, rtol=1e-9, atol=1e-12)
+    grads_g = grads(gpu)
+    for name, p in ref.named_parameters():
+        np.testing.assert_allclose(grads_g[name], p.grad, rtol=1e-9, atol=1e-12, err_msg=name)
+    cache = gpu.forward_cached(torch.from_numpy(x).cuda())[1]
+    assert tuple(cache[0].keys.shape) == (3, LLAMA.n_kv_heads, 8, LLAMA.d_head)

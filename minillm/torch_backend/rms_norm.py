@@ -47,8 +47,12 @@ def rms_norm(x, gamma, eps=1e-5):
 
 def fast_rms_norm(x, gamma, eps=1e-5):
     """The fast path's RMSNorm: ``torch.nn.functional.rms_norm`` over the last axis (the
-    same eps inside the square root as :func:`rms_norm`). Not exported: :class:`RMSNorm`
+    same eps inside the square root as :func:`rms_norm`; under autocast it computes in
+float32, as ``F.layer_norm`` does there). Not exported: :class:`RMSNorm`
     calls it when ``fused``. Shapes: as :func:`rms_norm`."""
+    mixed = autocasting(x)
     if v.checking():
-        _check(x, gamma, eps, same_dtype=not autocasting(x))
+        _check(x, gamma, eps, same_dtype=not mixed)
+    if mixed:   # in float32, as autocast runs F.layer_norm: F.rms_norm is not on its list,
+        x, gamma = x.float(), gamma.float()   # and bf16 x with float32 gamma misses its kernel
     return F.rms_norm(x, x.shape[-1:], gamma, eps)              # (..., C)
