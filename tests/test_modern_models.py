@@ -96,7 +96,7 @@ def modern_configs(draw):
     n_kv_heads = draw(st.sampled_from([d for d in (0, 1, 2, 4) if d == 0 or n_heads % d == 0]))
     rope = draw(st.booleans())
     return ModelConfig(
-        vocab_size=draw(st.integers(11, 30)), block_size=8, d_model=8 * n_heads // max(1, n_heads // 2),
+        vocab_size=draw(st.integers(11, 30)), block_size=8, d_model=16,
         n_heads=n_heads, n_kv_heads=n_kv_heads, n_layers=draw(st.integers(1, 2)),
         d_ff=draw(st.integers(4, 20)), dtype="float64", init_std=0.3,
         norm=draw(st.sampled_from(["layer", "rms"])), norm_first=draw(st.booleans()),
@@ -343,3 +343,31 @@ def test_llama_style_gpt_on_cuda_matches_the_reference(fused):
         np.testing.assert_allclose(grads_g[name], p.grad, rtol=1e-9, atol=1e-12, err_msg=name)
     cache = gpu.forward_cached(torch.from_numpy(x).cuda())[1]
     assert tuple(cache[0].keys.shape) == (3, LLAMA.n_kv_heads, 8, LLAMA.d_head)
+
+
+def test_llama_style_gpt_in_float32_agrees_within_the_models_float32_tolerance():
+    """float32: rtol 1e-4, atol 1e-5 x scale (tests/model_helpers.py, with its reason)."""
+    config = dataclasses.replace(LLAMA, dtype="float32")
+    idx, targets, _ = make_batch("GPT", config, 3, 8, seed=1)
+    outs = []
+    for model in _three("GPT", config, 2):
+        logits, loss = model(idx, targets)
+        loss.backward()
+        outs.append((to_np(logits), to_np(loss), grads(model)))
+    (logits, loss, g) = outs[0]
+    for path, (t_logits, t_loss, t_g) in zip(("explicit", "fused"), outs[1:]):
+        assert_model_close(f"{path} logits", logits, t_logits, "float32")
+        assert_model_close(f"{path} loss", np.float64(loss), np.float64(t_loss), "float32")
+        for name in g:
+            assert_model_close(f"{path} grad {name}", g[name], t_g[name], "float32")
+
+
+@pytest.mark.parametrize("saver, loader", [(R, "torch"), (T, "numpy")], ids=["numpy->torch", "torch->numpy"])
+def test_a_llama_style_checkpoint_loads_in_the_other_backend(saver, loader, tmp_path):
+    from minillm.store import model_io
+    model = saver.GPT(LLAMA, seed=6)
+    model_io.save_checkpoint(tmp_path / "ckpt", model)
+    loaded, ckpt = model_io.load_model(tmp_path / "ckpt", loader)
+    assert loaded.config == LLAMA and type(loaded).__name__ == "GPT"
+    ids = np.random.default_rng(0).integers(0, LLAMA.vocab_size, (2, 8))
+    assert_model_close("logits after the round trip", loaded(ids)[0], model(ids)[0], "float64")
