@@ -371,3 +371,18 @@ def test_a_llama_style_checkpoint_loads_in_the_other_backend(saver, loader, tmp_
     assert loaded.config == LLAMA and type(loaded).__name__ == "GPT"
     ids = np.random.default_rng(0).integers(0, LLAMA.vocab_size, (2, 8))
     assert_model_close("logits after the round trip", loaded(ids)[0], model(ids)[0], "float64")
+
+
+def test_generation_with_the_grouped_kv_cache_is_the_same_in_both_backends():
+    """Greedy decoding, float64: with the cache (H_kv heads) and without, in the reference
+    and on torch's fast path (what Runtime.prepare picks), the same tokens."""
+    from minillm.store.runtime import Runtime
+    from minillm.train.generation import generate
+
+    config = dataclasses.replace(LLAMA, block_size=24)
+    tokens = []
+    for runtime, backend in ((Runtime("numpy"), R), (Runtime("torch"), T)):
+        model = runtime.prepare(backend.GPT(config, seed=8))
+        for use_cache in (True, False):
+            tokens.append(generate(runtime, model, [3, 1, 4], 16, temperature=0.0, use_cache=use_cache))
+    assert len(tokens[0]) == 16 and all(t == tokens[0] for t in tokens), tokens

@@ -21,9 +21,10 @@ anything else             weights: ``W``, ``W1``, ``W_Q``, embeddings   :math:`\
 
 Scaled residual projections (GPT-2, Radford et al. 2019, section 2.3): with
 ``scale_residual=True`` the two matrices that write into the residual stream,
-``attn.W_O`` and ``ffn.W2`` (``ffn.W_down`` in a gated FFN), get standard deviation :math:`\\sigma/\\sqrt{2 L}` (``L``
-layers), so the variance of the residual stream does not grow with depth. ``GPT`` uses
-it; ``TransformerEncoder`` and ``SequenceClassifier`` follow BERT and do not.
+``attn.W_O`` and ``ffn.W2`` (``ffn.W_down`` in a gated FFN), get standard deviation
+:math:`\\sigma/\\sqrt{2 L}` (``L`` layers), so the variance of the residual stream does
+not grow with depth. ``GPT`` uses it; ``TransformerEncoder`` and ``SequenceClassifier``
+follow BERT and do not.
 
 Sinusoidal positions (Vaswani et al. 2017, section 3.5) are a fixed table, not a
 parameter: :func:`sinusoidal_positions` computes it and the models keep it as a buffer

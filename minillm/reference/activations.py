@@ -167,7 +167,7 @@ def _sigmoid(x):
     r""":math:`\sigma(x) = 1/(1 + e^{-x})`, written so that no exp overflows: with
     :math:`e = e^{-|x|} \le 1`, :math:`\sigma(x) = 1/(1+e)` for x >= 0 and :math:`e/(1+e)`
     below. NaN stays NaN. Shapes: (...) -> (...)."""
-    e = np.exp(-np.abs(x))                                      # (...), in (0, 1]
+    e = np.exp(np.where(x >= 0, -x, x))                         # (...), e^{-|x|} in (0, 1]
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 

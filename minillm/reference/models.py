@@ -5,7 +5,7 @@ Dimension legend:
     V  vocabulary      K  number of classes
 
 All three share one body (token + position embedding, dropout, ``n_layers`` blocks and,
-for pre-norm, a final LayerNorm):
+for pre-norm, a final norm, LayerNorm or RMSNorm):
 
 .. math::
     h_0 = \\mathrm{Drop}(E[\\mathrm{idx}] + P_{0..T-1}), \\quad
@@ -275,6 +275,12 @@ class GPT(_LanguageModel):
     Shapes: idx (B, T) int, targets (B, T) int (``-100`` = not counted) ->
     logits (B, T, V), loss (a Loss, or None without targets). GPT-2's scaled
     initialisation of the residual projections is used (see :mod:`minillm.core.init`).
+
+    The config's modern fields make it the decoder of Llama, Mistral and Qwen: for example
+    ``ModelConfig(norm="rms", activation="swiglu", n_kv_heads=2, qk_norm=True,
+    positional="rope", rope_layout="half", rope_theta=5e5, bias=False)`` gives RMSNorm,
+    SwiGLU, grouped-query attention with QK-norm and RoPE, and no biases, every gradient
+    still written by hand.
     """
 
     def __init__(self, config: ModelConfig, seed: int = 0):

@@ -71,8 +71,10 @@ def gelu_tanh(x):
 
 def _sigmoid(x):
     r""":math:`\sigma(x)` without overflow, as the reference: :math:`e = e^{-|x|}`,
-    :math:`1/(1+e)` for x >= 0, :math:`e/(1+e)` below. Shapes: (...) -> (...)."""
-    e = torch.exp(-torch.abs(x))                                # (...), in (0, 1]
+    :math:`1/(1+e)` for x >= 0, :math:`e/(1+e)` below. :math:`-|x|` is a selection, not
+    ``abs``, whose derivative at 0 would be torch's convention (tests/test_bounds.py).
+    Shapes: (...) -> (...)."""
+    e = torch.exp(torch.where(x >= 0, -x, x))                   # (...), e^{-|x|} in (0, 1]
     return torch.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # (...)
 
 

@@ -246,7 +246,8 @@ class GPT(_LanguageModel):
         L = -\frac{1}{N}\sum_{b,t} \log \mathrm{softmax}(h_{b,t} W_{out})_{y_{b,t}}
 
     Shapes: idx (B, T) int, targets (B, T) int (``-100`` = not counted) ->
-    logits (B, T, V), loss (scalar tensor, or None without targets).
+    logits (B, T, V), loss (scalar tensor, or None without targets). With the config's
+    modern fields it is a Llama/Qwen-style decoder, as in the reference.
     """
 
     def __init__(self, config: ModelConfig, seed: int = 0):
