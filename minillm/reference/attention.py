@@ -268,9 +268,8 @@ def repeat_kv_forward(x, n_rep):
         require_float("x", x)
         require_ndim_at_least("x", x, 3)
         n_rep = _positive_int("n_rep", n_rep)
-    *lead, H_kv, T, D = x.shape
-    out = np.broadcast_to(x[..., :, None, :, :], (*lead, H_kv, n_rep, T, D))  # (..., H_kv, G, T, D)
-    return out.reshape(*lead, H_kv * n_rep, T, D), HeadsCache(n_rep)        # (..., H, T, D)
+    out = np.repeat(x, n_rep, axis=-3)          # (..., H_kv * G, T, D): each head G times in a row
+    return out, HeadsCache(n_rep)
 
 
 def repeat_kv_backward(dout, cache):

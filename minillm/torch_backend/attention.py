@@ -229,9 +229,7 @@ def repeat_kv(x, n_rep):
         require_float("x", x)
         require_ndim_at_least("x", x, 3)
         n_rep = _positive_int("n_rep", n_rep)
-    *lead, H_kv, T, D = x.shape
-    out = x[..., :, None, :, :].expand(*lead, H_kv, n_rep, T, D)  # (..., H_kv, G, T, D)
-    return out.reshape(*lead, H_kv * n_rep, T, D)                 # (..., H, T, D)
+    return torch.repeat_interleave(x, n_rep, dim=-3)  # (..., H_kv * G, T, D): each head G times in a row
 
 
 # ----------------------------------------------------------------------------------------
