@@ -77,6 +77,7 @@ EVERY_REFERENCE_OP = textwrap.dedent("""
     run_op("scaled_dot_product_attention", q, k, v, mask)
     run_op("split_heads", x, H)
     run_op("merge_heads", q)
+    run_op("repeat_kv", q, 2)
     # softmax.py
     run_op("softmax", x)
     run_op("log_softmax", x, axis=1)
@@ -84,6 +85,7 @@ EVERY_REFERENCE_OP = textwrap.dedent("""
     run_op("relu", x)
     run_op("gelu", x)
     run_op("gelu_tanh", x)
+    run_op("silu", x)
     # losses.py
     targets = rng.integers(0, C, size=(B, T))
     targets[0, 0] = -100
@@ -96,13 +98,16 @@ EVERY_REFERENCE_OP = textwrap.dedent("""
     run_op("embedding", targets.clip(0), rng.standard_normal((C, 3)))
     # layer_norm.py, feed_forward.py, dropout.py
     run_op("layer_norm", x, rng.standard_normal(C), rng.standard_normal(C))
+    run_op("rms_norm", x, rng.standard_normal(C))
     W1, b1 = rng.standard_normal((C, 8)), rng.standard_normal(8)
     W2, b2 = rng.standard_normal((8, C)), rng.standard_normal(C)
     for activation in ("relu", "gelu", "gelu_tanh"):
         run_op("feed_forward", x, W1, b1, W2, b2, activation=activation)
+    run_op("gated_feed_forward", x, W1, b1, rng.standard_normal((C, 8)), None, W2, None)
     run_op("dropout", x, 0.3, training=True, rng=np.random.default_rng(1))
     # rope.py: q (B, H, T, 2) rotated by the tables of positions 0..T-1
     run_op("rope", q, *minillm.core.init.rotary_tables(T, 2, "float64"))
+    run_op("rope_half", q, *minillm.core.init.rotary_tables(T, 2, "float64", 500000.0))
 
     # ops with a forward/backward pair (feed_forward is an op, feed_forward_forward its forward)
     forward_names = {n[: -len("_forward")] for n in ref.__all__

@@ -10,10 +10,16 @@ from dataclasses import dataclass
 # batches, both backends' models and the applications.
 IGNORE_INDEX = -100
 
-# The activation names a model accepts: ModelConfig checks them, the CLI offers them, and
+# The elementwise activation names: ModelConfig checks them, the CLI offers them, and
 # each backend's activations.py maps them to its functions (ACTIVATIONS there).
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+# The gated feed-forward networks a ModelConfig may name as its ``activation`` instead,
+# each with the elementwise activation of its gate: (act(x W_gate) * x W_up) W_down.
+# SwiGLU: Shazeer 2020, "GLU Variants Improve Transformer" (Llama, Qwen, Mistral).
+GATED_ACTIVATIONS = {"swiglu": "silu"}
 POSITIONALS = ("learned", "sinusoidal", "rope")
+NORMS = ("layer", "rms")
+ROPE_LAYOUTS = ("interleaved", "half")
 DTYPES = ("float32", "float64")
 
 
@@ -28,6 +34,25 @@ class ModelConfig:
     adds nothing and rotates each head's queries and keys by their positions instead
     (RoPE, Su et al. 2021; LLaMA), so attention scores depend on the offset between
     two tokens (``minillm.reference.rope``). RoPE needs an even head size.
+
+    The modern decoder's choices (Llama, Mistral, Qwen; issue 25), each off by default so
+    that a GPT-2 or BERT config means what it meant:
+    ``norm`` is ``"layer"`` (LayerNorm, Ba et al. 2016) or ``"rms"`` (RMSNorm, Zhang and
+    Sennrich 2019: no mean, no shift), for every norm of the blocks and the final one;
+    ``layer_norm_eps`` is the epsilon of whichever it is.
+    ``activation="swiglu"`` makes each block's feed-forward the gated
+    :math:`(\mathrm{silu}(xW_{gate}) \odot xW_{up})W_{down}` (Shazeer 2020;
+    ``GATED_ACTIVATIONS``), with parameters ``W_gate``, ``W_up``, ``W_down``.
+    ``n_kv_heads`` (0, the default, means ``n_heads``; ``kv_heads`` gives the number) is
+    the number of key and value heads: grouped-query attention (Ainslie et al. 2023) shares each among
+    ``n_heads / n_kv_heads`` query heads, and the KV cache holds only those.
+    ``qk_norm`` puts an RMSNorm (weights of size ``d_head``) on each head's queries and
+    keys before RoPE (Qwen 3, OLMo 2). ``rope_theta`` is RoPE's base (10000 in the paper,
+    500000 in Llama 3, 1000000 in Qwen) and ``rope_layout`` which dimensions it pairs:
+    ``"interleaved"`` (:math:`(x_{2i}, x_{2i+1})`, the paper's) or ``"half"``
+    (:math:`(x_i, x_{i+D/2})`, Hugging Face Llama and Qwen's ``rotate_half``); both only
+    with ``positional="rope"``. ``bias=False`` drops the bias of every linear map inside
+    the blocks (attention's four and the feed-forward's).
 
     Options that pretrained checkpoints need (``minillm.apps.interop``), all off by default:
     ``type_vocab_size`` > 0 adds token-type (segment) embeddings to the input (BERT);
@@ -60,6 +85,12 @@ class ModelConfig:
     lm_head_transform: bool = False
     lm_head_bias: bool = False
     init_std: float = 0.02
+    norm: str = "layer"
+    n_kv_heads: int = 0
+    qk_norm: bool = False
+    rope_theta: float = 10000.0
+    rope_layout: str = "interleaved"
+    bias: bool = True
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "d_model", "n_heads", "n_layers"):
@@ -77,8 +108,12 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"ModelConfig.activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.activation not in ACTIVATIONS + tuple(GATED_ACTIVATIONS):
+            raise ValueError(f"ModelConfig.activation must be one of {ACTIVATIONS} or a gated "
+                             f"feed-forward {tuple(GATED_ACTIVATIONS)}, got {self.activation!r}")
+        if self.lm_head_transform and self.activation not in ACTIVATIONS:
+            raise ValueError(f"lm_head_transform applies the activation elementwise: expected one of "
+                             f"{ACTIVATIONS}, got activation={self.activation!r}")
         if self.positional not in POSITIONALS:
             raise ValueError(f"ModelConfig.positional must be one of {POSITIONALS}, got {self.positional!r}")
         if self.positional == "rope" and (self.d_model // self.n_heads) % 2:
@@ -98,10 +133,62 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.init_std must be a finite number > 0, got {self.init_std!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"ModelConfig.layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        self._check_modern()
+
+    def _check_modern(self):
+        """The fields of the modern decoder (see the class docstring)."""
+        if self.norm not in NORMS:
+            raise ValueError(f"ModelConfig.norm must be one of {NORMS}, got {self.norm!r}")
+        if (not isinstance(self.n_kv_heads, int) or isinstance(self.n_kv_heads, bool)
+                or self.n_kv_heads < 0):
+            raise ValueError(f"ModelConfig.n_kv_heads must be an int >= 0 (0: n_heads), "
+                             f"got {self.n_kv_heads!r}")
+        if self.n_heads % self.kv_heads:
+            raise ValueError(f"n_kv_heads must divide n_heads (each key/value head serves a group "
+                             f"of query heads): got n_kv_heads={self.n_kv_heads}, "
+                             f"n_heads={self.n_heads}")
+        for name in ("qk_norm", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ModelConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if (isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float))
+                or not 0 < self.rope_theta < float("inf")):
+            raise ValueError(f"ModelConfig.rope_theta must be a finite number > 0, got {self.rope_theta!r}")
+        if self.rope_layout not in ROPE_LAYOUTS:
+            raise ValueError(f"ModelConfig.rope_layout must be one of {ROPE_LAYOUTS}, "
+                             f"got {self.rope_layout!r}")
+        if self.positional != "rope":
+            for name, default in (("rope_theta", 10000.0), ("rope_layout", "interleaved")):
+                if getattr(self, name) != default:
+                    raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r} is read only with "
+                                     f"positional='rope', got positional={self.positional!r}")
+
+    def require_classic(self, what: str) -> None:
+        """Refuse a config that uses a modern-decoder field where ``what`` (a model or a
+        file format) has no place for it, naming each such field."""
+        used = [f"{name}={getattr(self, name)!r}" for name, classic in
+                (("norm", "layer"), ("qk_norm", False), ("bias", True)) if getattr(self, name) != classic]
+        if self.kv_heads != self.n_heads:
+            used.append(f"n_kv_heads={self.n_kv_heads} (n_heads={self.n_heads})")
+        if self.activation in GATED_ACTIVATIONS:
+            used.append(f"activation={self.activation!r}")
+        for name, classic in (("rope_theta", 10000.0), ("rope_layout", "interleaved")):
+            if getattr(self, name) != classic:
+                used.append(f"{name}={getattr(self, name)!r}")
+        if used:
+            raise ValueError(f"{what} supports the GPT-2/BERT choices only: expected norm='layer', "
+                             f"n_kv_heads=n_heads, qk_norm=False, bias=True, an elementwise "
+                             f"activation, RoPE's defaults, got {', '.join(used)}")
 
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """The number of key/value heads: ``n_kv_heads``, or ``n_heads`` where it is 0. (0 is
+        kept as given, not resolved, so that a config copied with another ``n_heads`` stays
+        multi-head attention.)"""
+        return self.n_kv_heads or self.n_heads
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -11,7 +11,7 @@ The rule for each parameter is chosen by its name (the last component after the 
 ========================  ============================================  ===================================
 leaf name                 what it is                                    initial value
 ========================  ============================================  ===================================
-``gamma``                 LayerNorm scale                               1
+``gamma``                 LayerNorm (and RMSNorm) scale                 1
 ``beta``                  LayerNorm shift                               0
 ``b``, ``b1``, ``b_Q``    biases (any leaf starting with ``b``)         0
 anything else             weights: ``W``, ``W1``, ``W_Q``, embeddings   :math:`\\mathcal{N}(0, \\sigma^2)`
@@ -21,9 +21,10 @@ anything else             weights: ``W``, ``W1``, ``W_Q``, embeddings   :math:`\
 
 Scaled residual projections (GPT-2, Radford et al. 2019, section 2.3): with
 ``scale_residual=True`` the two matrices that write into the residual stream,
-``attn.W_O`` and ``ffn.W2``, get standard deviation :math:`\\sigma/\\sqrt{2 L}` (``L``
-layers), so the variance of the residual stream does not grow with depth. ``GPT`` uses
-it; ``TransformerEncoder`` and ``SequenceClassifier`` follow BERT and do not.
+``attn.W_O`` and ``ffn.W2`` (``ffn.W_down`` in a gated FFN), get standard deviation
+:math:`\\sigma/\\sqrt{2 L}` (``L`` layers), so the variance of the residual stream does
+not grow with depth. ``GPT`` uses it; ``TransformerEncoder`` and ``SequenceClassifier``
+follow BERT and do not.
 
 Sinusoidal positions (Vaswani et al. 2017, section 3.5) are a fixed table, not a
 parameter: :func:`sinusoidal_positions` computes it and the models keep it as a buffer
@@ -44,7 +45,7 @@ import numpy as np
 __all__ = ["INIT_STD", "init_parameters", "init_rule", "sinusoidal_positions", "dropout_rng"]
 
 INIT_STD = 0.02
-RESIDUAL_PROJECTIONS = ("attn.W_O", "ffn.W2")
+RESIDUAL_PROJECTIONS = ("attn.W_O", "ffn.W2", "ffn.W_down")
 
 
 def init_rule(name: str, n_layers: int = 1, scale_residual: bool = False, std: float = INIT_STD):

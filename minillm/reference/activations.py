@@ -1,4 +1,5 @@
-r"""Activation functions: ReLU, GELU (exact, erf form) and GELU's tanh approximation.
+r"""Activation functions: ReLU, GELU (exact, erf form), GELU's tanh approximation and
+SiLU (the gate of SwiGLU).
 
 Dimension legend: elementwise ops, ``x`` of any shape ``(...)``; outputs and gradients
 have the shape of ``x``.
@@ -18,6 +19,7 @@ __all__ = [
     "relu", "relu_forward", "relu_backward",
     "gelu", "gelu_forward", "gelu_backward",
     "gelu_tanh", "gelu_tanh_forward", "gelu_tanh_backward",
+    "silu", "silu_forward", "silu_backward",
 ]
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -156,6 +158,52 @@ def gelu_tanh(x):
     return gelu_tanh_forward(x)[0]
 
 
+class SiluCache(NamedTuple):
+    x: np.ndarray     # the input, shape (...)
+    s: np.ndarray     # sigmoid(x), shape (...): saved for the backward
+
+
+def _sigmoid(x):
+    r""":math:`\sigma(x) = 1/(1 + e^{-x})`, written so that no exp overflows: with
+    :math:`e = e^{-|x|} \le 1`, :math:`\sigma(x) = 1/(1+e)` for x >= 0 and :math:`e/(1+e)`
+    below. NaN stays NaN. Shapes: (...) -> (...)."""
+    e = np.exp(np.where(x >= 0, -x, x))                         # (...), e^{-|x|} in (0, 1]
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+def silu_forward(x):
+    r"""SiLU, also called Swish-1 (Elfwing et al. 2017; Ramachandran et al. 2017), the
+    gate of SwiGLU (Shazeer 2020, eq. 5).
+
+    .. math:: \mathrm{SiLU}(x) = x\,\sigma(x) = \frac{x}{1 + e^{-x}}
+
+    At -inf the product is -inf * 0 = NaN, as torch's ``F.silu`` gives.
+    Shapes: x (...) -> (...). Returns ``(out, SiluCache)`` (``x`` and :math:`\sigma(x)`).
+    """
+    if v.checking():
+        x = _check(x)
+    s = _sigmoid(x)                                             # (...)
+    return x * s, SiluCache(x, s)
+
+
+def silu_backward(dout, cache: SiluCache):
+    r"""Product rule on :math:`x\sigma(x)`, with :math:`\sigma' = \sigma(1 - \sigma)`:
+
+    .. math:: \frac{d}{dx}\mathrm{SiLU}(x) = \sigma(x)\,\big(1 + x\,(1 - \sigma(x))\big)
+
+    Shapes: dout (...) -> dx (...).
+    """
+    if v.checking():
+        dout = _check_dout(dout, cache, "silu")
+    x, s = cache
+    return dout * (s * (1.0 + x * (1.0 - s)))                   # (...)
+
+
+def silu(x):
+    """SiLU; see :func:`silu_forward`."""
+    return silu_forward(x)[0]
+
+
 # The one place the reference maps an activation name (``minillm.core.config.ACTIVATIONS``,
 # the names a ModelConfig and the CLI accept) to its forward and backward; the
 # feed-forward network and the models look the name up here.
@@ -163,4 +211,5 @@ ACTIVATIONS = {
     "relu": (relu_forward, relu_backward),
     "gelu": (gelu_forward, gelu_backward),
     "gelu_tanh": (gelu_tanh_forward, gelu_tanh_backward),
+    "silu": (silu_forward, silu_backward),
 }

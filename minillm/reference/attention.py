@@ -46,6 +46,7 @@ __all__ = [
     "causal_mask", "padding_mask", "length_mask",
     "split_heads", "split_heads_forward", "split_heads_backward",
     "merge_heads", "merge_heads_forward", "merge_heads_backward",
+    "repeat_kv", "repeat_kv_forward", "repeat_kv_backward",
 ]
 
 
@@ -245,6 +246,41 @@ def merge_heads_forward(x):
 def merge_heads_backward(dout, cache):
     """Gradient of :func:`merge_heads`: splitting again. dout (..., T, C) -> (..., H, T, D)."""
     return split_heads(dout, cache.n_heads)
+
+
+def repeat_kv(x, n_rep):
+    r"""Grouped-query attention's sharing (Ainslie et al. 2023, section 2.2): each of the
+    :math:`H_{kv}` key (or value) heads serves :math:`G` = ``n_rep`` query heads, so query
+    head h reads key/value head :math:`\lfloor h / G \rfloor`:
+
+    .. math:: \mathrm{out}_{h} = x_{\lfloor h / G \rfloor}, \qquad h = 0, \dots, G H_{kv} - 1
+
+    (torch's ``enable_gqa`` and Hugging Face's ``repeat_kv`` pair heads the same way).
+    ``n_rep=1`` is multi-head attention. Shapes: x (..., H_kv, T, D) -> (..., H_kv * G, T, D).
+    """
+    return repeat_kv_forward(x, n_rep)[0]
+
+
+def repeat_kv_forward(x, n_rep):
+    """Forward of :func:`repeat_kv`: ``(out, cache)``."""
+    if checking():
+        x = np.asarray(x)
+        require_float("x", x)
+        require_ndim_at_least("x", x, 3)
+        n_rep = _positive_int("n_rep", n_rep)
+    out = np.repeat(x, n_rep, axis=-3)          # (..., H_kv * G, T, D): each head G times in a row
+    return out, HeadsCache(n_rep)
+
+
+def repeat_kv_backward(dout, cache):
+    r"""A shared head's gradient is the sum over the G query heads of its group:
+
+    .. math:: \frac{\partial L}{\partial x_j} = \sum_{g=0}^{G-1} \frac{\partial L}{\partial \mathrm{out}_{jG + g}}
+
+    Shapes: dout (..., H_kv * G, T, D) -> dx (..., H_kv, T, D)."""
+    n_rep = cache.n_heads
+    *lead, H, T, D = dout.shape
+    return dout.reshape(*lead, H // n_rep, n_rep, T, D).sum(axis=-3)  # (..., H_kv, T, D)
 
 
 # ----------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Dimension legend:
     B  batch size          T  sequence length          C  d_model
     H  number of heads     D  head size, C / H         F  d_ff (feed-forward width)
-    V  vocabulary size
+    V  vocabulary size     H_kv  key/value heads (grouped-query attention), G = H / H_kv
 
 Every layer's ``forward`` stores ONE cache of its last call in ``self._cache``
 (overwritten each call, never a growing list); ``backward(dout)`` adds the gradients of
@@ -20,35 +20,49 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core._validate import require_int_at_least
-from ..core.config import ModelConfig
+from ..core.config import GATED_ACTIVATIONS, ModelConfig
 from ..core.init import rotary_tables
 from .attention import (
-    causal_mask, merge_heads, scaled_dot_product_attention, scaled_dot_product_attention_backward,
+    causal_mask, merge_heads, repeat_kv, repeat_kv_backward, repeat_kv_forward,
+    scaled_dot_product_attention, scaled_dot_product_attention_backward,
     scaled_dot_product_attention_forward, split_heads,
 )
 from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
-from .feed_forward import feed_forward_backward, feed_forward_forward
+from .feed_forward import (
+    feed_forward_backward, feed_forward_forward, gated_feed_forward_backward, gated_feed_forward_forward,
+)
 from .layer_norm import layer_norm_backward, layer_norm_forward
 from .linear import linear, linear_backward, linear_forward
 from .module import Module
 from .parameter import Parameter
-from .rope import rope, rope_backward, rope_forward
+from .rms_norm import rms_norm_backward, rms_norm_forward
+from .rope import rope_backward, rope_forward, rope_half_backward, rope_half_forward
 
 __all__ = [
     "KVCache",
-    "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "Dropout",
-    "TransformerBlock",
+    "Linear", "Embedding", "LayerNorm", "RMSNorm", "MultiHeadAttention", "FeedForward",
+    "GatedFeedForward", "Dropout", "TransformerBlock",
 ]
+
+# RoPE's layouts (ModelConfig.rope_layout): the rotation's forward and backward
+ROTATIONS = {"interleaved": (rope_forward, rope_backward),
+             "half": (rope_half_forward, rope_half_backward)}
 
 
 class KVCache(NamedTuple):
     """One attention layer's keys and values for the positions generated so far: what
     ``forward_cached`` returns and takes back as ``past`` (with RoPE the keys are rotated
-    already, each by its own position). Shapes: keys, values (B, H, P, D)."""
+    already, each by its own position). Only the H_kv key/value heads are held, not their
+    G copies. Shapes: keys, values (B, H_kv, P, D)."""
 
     keys: np.ndarray
     values: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the cache holds: keys and values, (B, H_kv, P, D) each."""
+        return int(self.keys.nbytes + self.values.nbytes)
 
     @property
     def length(self) -> int:
@@ -59,6 +73,38 @@ class KVCache(NamedTuple):
 def _rope_positions(config: ModelConfig) -> int:
     """How many positions a self-attention layer rotates for (0: no RoPE)."""
     return config.block_size if config.positional == "rope" else 0
+
+
+def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
+    """A block's self-attention, with every choice the config makes."""
+    c = config
+    return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
+                              bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
+                              rope_layout=c.rope_layout, eps=c.layer_norm_eps)
+
+
+def make_norm(config: ModelConfig):
+    """The norm the config names (``norm``): LayerNorm or RMSNorm, of width d_model."""
+    kind = RMSNorm if config.norm == "rms" else LayerNorm
+    return kind(config.d_model, config.layer_norm_eps, config.dtype)
+
+
+def make_feed_forward(config: ModelConfig):
+    """The feed-forward network the config names: gated (``activation="swiglu"``) or plain."""
+    c = config
+    if c.activation in GATED_ACTIVATIONS:
+        return GatedFeedForward(c.d_model, c.d_ff, GATED_ACTIVATIONS[c.activation], c.dtype, c.bias)
+    return FeedForward(c.d_model, c.d_ff, c.activation, c.dtype, c.bias)
+
+
+def _data(p):
+    """A parameter's array, or None for an absent bias."""
+    return None if p is None else p.data
+
+
+def _accumulate(p, grad):
+    if p is not None:
+        p.accumulate(grad)
 
 
 def _empty(shape, dtype):
@@ -131,6 +177,25 @@ class LayerNorm(Module):
         return dx                                                  # (..., C)
 
 
+class RMSNorm(Module):
+    r""":math:`\mathrm{RMSNorm}(x) = \gamma \odot x / \sqrt{\overline{x^2} + \epsilon}` over the
+    last axis (Zhang and Sennrich 2019): no mean, no ``beta``. Shapes: x (..., C) -> (..., C)."""
+
+    def __init__(self, d: int, eps: float = 1e-5, dtype="float32"):
+        super().__init__()
+        self.eps = eps
+        self.gamma = _empty((d,), dtype)
+
+    def forward(self, x):
+        y, self._cache = rms_norm_forward(x, self.gamma.data, self.eps)
+        return y                                                   # (..., C)
+
+    def backward(self, dy):
+        dx, dgamma = rms_norm_backward(dy, self._cache)
+        self.gamma.accumulate(dgamma)
+        return dx                                                  # (..., C)
+
+
 class Dropout(Module):
     r"""Inverted dropout: :math:`y = x \odot m / (1 - p)`, :math:`m = [u \ge p]`,
     :math:`u \sim U[0, 1)` from the model's ``numpy.random.Generator`` (the same masks
@@ -154,11 +219,13 @@ class Dropout(Module):
 
 class _AttentionCache(NamedTuple):
     """What :meth:`MultiHeadAttention.backward` needs from its forward: the caches of the
-    four projections, of the rotation (None without RoPE) and of the attention, and
-    whether keys and values came from a memory."""
+    four projections, of the key/value sharing (None without grouping), of the rotations
+    of q and k (None without RoPE) and of the attention, and whether keys and values came from a
+    memory."""
     q: object
     k: object
     v: object
+    repeat: object
     rope: object
     attention: object
     out: object
@@ -171,7 +238,7 @@ class MultiHeadAttention(Module):
 
     .. math::
         Q = XW_Q + b_Q,\ K = MW_K + b_K,\ V = MW_V + b_V, \quad
-        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M_{mask}\Big) V_h,
+        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_{g(h)}^\top}{\sqrt{D}} + M_{mask}\Big) V_{g(h)},
         \quad Y = \mathrm{Concat}(\mathrm{head}_1..\mathrm{head}_H)\, W_O + b_O
 
     with :math:`M = X` (self-attention, ``memory=None``) or :math:`M` = ``memory`` (B, S, C),
@@ -183,18 +250,37 @@ class MultiHeadAttention(Module):
     positions, before the scores are taken; 0 leaves them as they are (the model then
     adds positions to its embeddings). A rotary layer takes no memory: a target and a
     source position are not on one axis, so their offset means nothing.
+
+    The modern decoder's options (``ModelConfig``): ``n_kv_heads`` (0: H) key/value heads,
+    grouped-query attention (Ainslie et al. 2023): W_K and W_V are (C, H_kv D) and query
+    head h reads key/value head :math:`g(h) = \lfloor h / G \rfloor` (:func:`repeat_kv`;
+    the gradient of a shared head sums over its group); ``bias=False`` drops the four
+    biases (``b_Q`` ... are then None); ``qk_norm`` applies an RMSNorm of size D
+    (``q_norm``, ``k_norm``) to each head's queries and keys before RoPE (Qwen 3,
+    OLMo 2); ``rope_theta`` is RoPE's base and ``rope_layout`` its pairing
+    (:func:`rope` or :func:`rope_half`); ``eps`` QK-norm's epsilon.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0):
+    def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
+                 n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
+                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5):
         super().__init__()
         self.n_heads = n_heads
+        self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
+        D = d_model // n_heads
+        widths = {"Q": d_model, "K": self.n_kv_heads * D, "V": self.n_kv_heads * D, "O": d_model}
         for name in ("Q", "K", "V", "O"):
-            setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
-            setattr(self, f"b_{name}", _empty((d_model,), dtype))
+            setattr(self, f"W_{name}", _empty((d_model, widths[name]), dtype))
+            setattr(self, f"b_{name}", _empty((widths[name],), dtype) if bias else None)
+        self.q_norm = RMSNorm(D, eps, dtype) if qk_norm else None
+        self.k_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
+        if rope_layout not in ROTATIONS:
+            raise ValueError(f"expected rope_layout in {tuple(ROTATIONS)}, got {rope_layout!r}")
+        self.rotation = ROTATIONS[rope_layout]
         # constants, neither trained nor saved: cos, sin (rope_positions, D/2)
-        self.rope_tables = (rotary_tables(rope_positions, d_model // n_heads, dtype)
+        self.rope_tables = (rotary_tables(rope_positions, D, dtype, rope_theta)
                             if rope_positions else None)
 
     def _rotary(self, start: int, T: int):
@@ -215,95 +301,150 @@ class MultiHeadAttention(Module):
         return memory
 
     def forward(self, x, mask=None, memory=None):
-        H = self.n_heads
+        H, H_kv = self.n_heads, self.n_kv_heads
         src = self._source(x, memory)                              # (B, S, C), S = T if self
-        q, c_q = linear_forward(x, self.W_Q.data, self.b_Q.data)  # (B, T, C)
-        k, c_k = linear_forward(src, self.W_K.data, self.b_K.data)  # (B, S, C)
-        v, c_v = linear_forward(src, self.W_V.data, self.b_V.data)  # (B, S, C)
-        q, k = split_heads(q, H), split_heads(k, H)                # (B, H, T|S, D)
+        q, c_q = linear_forward(x, self.W_Q.data, _data(self.b_Q))    # (B, T, C)
+        k, c_k = linear_forward(src, self.W_K.data, _data(self.b_K))  # (B, S, H_kv D)
+        v, c_v = linear_forward(src, self.W_V.data, _data(self.b_V))  # (B, S, H_kv D)
+        q, k, v = split_heads(q, H), split_heads(k, H_kv), split_heads(v, H_kv)  # (B, H|H_kv, T|S, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)                  # (B, H|H_kv, T|S, D)
         c_rope = None
         if self.rope_tables is not None:
+            rotate, _ = self.rotation
             cos, sin = self._rotary(0, x.shape[1])                 # (T, D/2)
-            q, c_rope = rope_forward(q, cos, sin)                  # (B, H, T, D)
-            k, _ = rope_forward(k, cos, sin)                       # same tables, same cache
-        (heads, _), c_att = scaled_dot_product_attention_forward(
-            q, k, split_heads(v, H), mask)                         # (B, H, T, D)
-        y, c_o = linear_forward(merge_heads(heads), self.W_O.data, self.b_O.data)  # (B, T, C)
-        self._cache = _AttentionCache(c_q, c_k, c_v, c_rope, c_att, c_o, memory is not None)
+            (q, c_rope_q), (k, c_rope_k) = rotate(q, cos, sin), rotate(k, cos, sin)  # (B, H|H_kv, T, D)
+            c_rope = (c_rope_q, c_rope_k)                          # same tables, H and H_kv heads
+        c_rep = None
+        if H_kv != H:                                              # each k/v head serves G queries
+            (k, c_rep), (v, _) = repeat_kv_forward(k, H // H_kv), repeat_kv_forward(v, H // H_kv)
+        (heads, _), c_att = scaled_dot_product_attention_forward(q, k, v, mask)  # (B, H, T, D)
+        y, c_o = linear_forward(merge_heads(heads), self.W_O.data, _data(self.b_O))  # (B, T, C)
+        self._cache = _AttentionCache(c_q, c_k, c_v, c_rep, c_rope, c_att, c_o, memory is not None)
         return y
 
     def backward(self, dy):
         """Returns ``dx`` after self-attention. After a call with ``memory`` returns
         ``(dx, dmemory)``: the query path gives dx; the key and value paths both read the
         memory, so their input gradients add into dmemory."""
-        c_q, c_k, c_v, c_rope, c_att, c_o, with_memory = self._cache
-        H = self.n_heads
+        c_q, c_k, c_v, c_rep, c_rope, c_att, c_o, with_memory = self._cache
         dmerged, dW_O, db_O = linear_backward(dy, c_o)             # (B, T, C)
         dq, dk, dv = scaled_dot_product_attention_backward(
-            split_heads(dmerged, H), c_att)                        # (B, H, T|S, D) each
+            split_heads(dmerged, self.n_heads), c_att)             # (B, H, T|S, D) each
+        if c_rep is not None:                                      # a shared head sums its group
+            dk, dv = repeat_kv_backward(dk, c_rep), repeat_kv_backward(dv, c_rep)  # (B, H_kv, S, D)
         if c_rope is not None:                                     # rotate the gradients back
-            dq, dk = rope_backward(dq, c_rope), rope_backward(dk, c_rope)
+            _, rotate_back = self.rotation
+            dq, dk = rotate_back(dq, c_rope[0]), rotate_back(dk, c_rope[1])
+        if self.q_norm is not None:
+            dq, dk = self.q_norm.backward(dq), self.k_norm.backward(dk)
         dx, dsrc = 0, 0
         for (W, b), d, cache, into_x in (((self.W_Q, self.b_Q), dq, c_q, True),
                                          ((self.W_K, self.b_K), dk, c_k, not with_memory),
                                          ((self.W_V, self.b_V), dv, c_v, not with_memory)):
             d_in, dW, db = linear_backward(merge_heads(d), cache)  # (B, T|S, C)
             W.accumulate(dW)
-            b.accumulate(db)
+            _accumulate(b, db)
             if into_x:
                 dx = dx + d_in
             else:
                 dsrc = dsrc + d_in
         self.W_O.accumulate(dW_O)
-        self.b_O.accumulate(db_O)
+        _accumulate(self.b_O, db_O)
         return (dx, dsrc) if with_memory else dx                   # (B, T, C), (B, S, C)
 
     def forward_cached(self, x, past=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
         themselves, for generation (no backward). ``past`` is the :class:`KVCache` of the
-        earlier positions (keys, values each (B, H, P, D)) or None; with RoPE the cached keys are rotated
-        already, each by its own position.
+        earlier positions (keys, values each (B, H_kv, P, D)) or None; with RoPE the cached
+        keys are rotated already, each by its own position. The cache holds the H_kv
+        key/value heads only; they are shared out to the query heads for each step.
 
-        Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H, P + T, D).
+        Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
-        H = self.n_heads
-        q = split_heads(linear(x, self.W_Q.data, self.b_Q.data), H)       # (B, H, T, D)
-        k = split_heads(linear(x, self.W_K.data, self.b_K.data), H)       # (B, H, T, D)
-        v = split_heads(linear(x, self.W_V.data, self.b_V.data), H)       # (B, H, T, D)
+        H, H_kv = self.n_heads, self.n_kv_heads
+        q = split_heads(linear(x, self.W_Q.data, _data(self.b_Q)), H)        # (B, H, T, D)
+        k = split_heads(linear(x, self.W_K.data, _data(self.b_K)), H_kv)     # (B, H_kv, T, D)
+        v = split_heads(linear(x, self.W_V.data, _data(self.b_V)), H_kv)     # (B, H_kv, T, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rope_tables is not None:        # the new positions are P .. P+T-1
+            rotate, _ = self.rotation
             cos, sin = self._rotary(0 if past is None else past.length, x.shape[1])
-            q, k = rope(q, cos, sin), rope(k, cos, sin)                   # (B, H, T, D)
+            q, k = rotate(q, cos, sin)[0], rotate(k, cos, sin)[0]           # (B, H|H_kv, T, D)
         if past is not None:
-            k = np.concatenate([past.keys, k], axis=2)                    # (B, H, P+T, D)
-            v = np.concatenate([past.values, v], axis=2)                  # (B, H, P+T, D)
+            k = np.concatenate([past.keys, k], axis=2)                      # (B, H_kv, P+T, D)
+            v = np.concatenate([past.values, v], axis=2)                    # (B, H_kv, P+T, D)
         T = q.shape[2]                          # one new position sees all P + 1: no mask
-        mask = None if T == 1 else causal_mask(T, k.shape[2])             # (T, P+T)
-        heads, _ = scaled_dot_product_attention(q, k, v, mask)            # (B, H, T, D)
-        return linear(merge_heads(heads), self.W_O.data, self.b_O.data), KVCache(k, v)
+        mask = None if T == 1 else causal_mask(T, k.shape[2])               # (T, P+T)
+        k_all, v_all = (k, v) if H_kv == H else (repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv))
+        heads, _ = scaled_dot_product_attention(q, k_all, v_all, mask)      # (B, H, T, D)
+        return linear(merge_heads(heads), self.W_O.data, _data(self.b_O)), KVCache(k, v)
+
+
+def _check_kv_heads(n_heads, n_kv_heads):
+    """n_kv_heads resolved (0: n_heads) and checked to divide n_heads."""
+    n_kv_heads = require_int_at_least("n_kv_heads", n_kv_heads, 0) or n_heads
+    if n_heads % n_kv_heads:
+        raise ValueError(f"n_kv_heads must divide n_heads (each key/value head serves a group of "
+                         f"query heads): got n_kv_heads={n_kv_heads}, n_heads={n_heads}")
+    return n_kv_heads
 
 
 class FeedForward(Module):
     r"""Position-wise feed-forward network (chapter section 4.2):
     :math:`\mathrm{FFN}(x) = \phi(xW_1 + b_1)W_2 + b_2`, :math:`\phi` = ReLU (the
-    chapter), GELU or its tanh form. Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+    chapter), GELU, its tanh form or SiLU; ``bias=False``: no b1, b2.
+    Shapes: x (..., C) -> (..., C), hidden (..., F)."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32"):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32",
+                 bias: bool = True):
         super().__init__()
         self.activation = activation
         self.W1 = _empty((d_model, d_ff), dtype)
-        self.b1 = _empty((d_ff,), dtype)
+        self.b1 = _empty((d_ff,), dtype) if bias else None
         self.W2 = _empty((d_ff, d_model), dtype)
-        self.b2 = _empty((d_model,), dtype)
+        self.b2 = _empty((d_model,), dtype) if bias else None
 
     def forward(self, x):
         y, self._cache = feed_forward_forward(
-            x, self.W1.data, self.b1.data, self.W2.data, self.b2.data, self.activation)
+            x, self.W1.data, _data(self.b1), self.W2.data, _data(self.b2), self.activation)
         return y                                                   # (..., C)
 
     def backward(self, dy):
         dx, dW1, db1, dW2, db2 = feed_forward_backward(dy, self._cache)
         for p, g in ((self.W1, dW1), (self.b1, db1), (self.W2, dW2), (self.b2, db2)):
-            p.accumulate(g)
+            _accumulate(p, g)
+        return dx                                                  # (..., C)
+
+
+class GatedFeedForward(Module):
+    r"""Gated feed-forward network; SwiGLU with ``activation="silu"`` (Shazeer 2020; Llama):
+    :math:`\mathrm{FFN}(x) = (\mathrm{SiLU}(xW_{gate} + b_{gate}) \odot (xW_{up} + b_{up}))W_{down} + b_{down}`;
+    ``bias=False``: no b_gate, b_up, b_down. Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "silu", dtype="float32",
+                 bias: bool = True):
+        super().__init__()
+        self.activation = activation
+        self.W_gate = _empty((d_model, d_ff), dtype)
+        self.b_gate = _empty((d_ff,), dtype) if bias else None
+        self.W_up = _empty((d_model, d_ff), dtype)
+        self.b_up = _empty((d_ff,), dtype) if bias else None
+        self.W_down = _empty((d_ff, d_model), dtype)
+        self.b_down = _empty((d_model,), dtype) if bias else None
+
+    def forward(self, x):
+        y, self._cache = gated_feed_forward_forward(
+            x, self.W_gate.data, _data(self.b_gate), self.W_up.data, _data(self.b_up),
+            self.W_down.data, _data(self.b_down), self.activation)
+        return y                                                   # (..., C)
+
+    def backward(self, dy):
+        dx, *grads = gated_feed_forward_backward(dy, self._cache)
+        params = (self.W_gate, self.b_gate, self.W_up, self.b_up, self.W_down, self.b_down)
+        for p, g in zip(params, grads):
+            _accumulate(p, g)
         return dx                                                  # (..., C)
 
 
@@ -317,18 +458,20 @@ class TransformerBlock(Module):
         \text{post-norm:}\quad x' = \mathrm{LN}_1(x + \mathrm{Drop}(\mathrm{MHA}(x))),\quad
                                y = \mathrm{LN}_2(x' + \mathrm{Drop}(\mathrm{FFN}(x')))
 
-    Causal or bidirectional is decided by the ``mask`` the model passes.
-    Shapes: x (B, T, C) -> (B, T, C).
+    Causal or bidirectional is decided by the ``mask`` the model passes. The config picks
+    LN (LayerNorm or RMSNorm, ``norm``), the attention (heads, grouping, QK-norm, RoPE,
+    biases) and the FFN (plain or gated); a Llama block is the pre-norm one with RMSNorm,
+    grouped-query attention and SwiGLU. Shapes: x (B, T, C) -> (B, T, C).
     """
 
     def __init__(self, config: ModelConfig, rng: np.random.Generator):
         super().__init__()
-        c, dt = config, config.dtype
+        c = config
         self.norm_first = c.norm_first
-        self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dt, _rope_positions(c))
-        self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, dt)
+        self.ln1 = make_norm(c)
+        self.attn = _self_attention(c)
+        self.ln2 = make_norm(c)
+        self.ffn = make_feed_forward(c)
         self.drop_attn = Dropout(c.dropout, rng)
         self.drop_ffn = Dropout(c.dropout, rng)
 

@@ -5,7 +5,7 @@ Dimension legend:
     V  vocabulary      K  number of classes
 
 All three share one body (token + position embedding, dropout, ``n_layers`` blocks and,
-for pre-norm, a final LayerNorm):
+for pre-norm, a final norm, LayerNorm or RMSNorm):
 
 .. math::
     h_0 = \\mathrm{Drop}(E[\\mathrm{idx}] + P_{0..T-1}), \\quad
@@ -34,7 +34,7 @@ from ..core.config import IGNORE_INDEX, ModelConfig
 from ..core.init import dropout_rng, init_parameters, sinusoidal_positions
 from .activations import ACTIVATIONS
 from .attention import causal_mask
-from .layers import Dropout, Embedding, KVCache, LayerNorm, Linear, TransformerBlock
+from .layers import Dropout, Embedding, KVCache, LayerNorm, Linear, TransformerBlock, make_norm
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy_backward, cross_entropy_forward
 from .module import Loss, Module, ModuleList
@@ -72,7 +72,7 @@ def _check_targets(name, targets, shape, high):
 
 def _check_cache(cache, config, batch):
     """A KV cache as ``forward_cached`` returned it: one (K, V) per layer, each
-    (B, H, P, D) with the same P; returns P (0 for no cache)."""
+    (B, H_kv, P, D) with the same P; returns P (0 for no cache)."""
     if cache is None:
         return 0
     n = config.n_layers
@@ -84,11 +84,11 @@ def _check_cache(cache, config, batch):
     v.require_array("cache[0][0]", cache[0][0])
     v.require_ndim("cache[0][0]", cache[0][0], 4)
     P = int(cache[0][0].shape[2])
-    expected = (batch, config.n_heads, P, config.d_model // config.n_heads)
+    expected = (batch, config.kv_heads, P, config.d_head)
     for i, kv in enumerate(cache):
         for j, t in enumerate(kv):
             v.require_float(f"cache[{i}][{j}]", t)
-            v.require_shape(f"cache[{i}][{j}]", t, expected, f"(B, H, P, D) for idx of batch {batch}")
+            v.require_shape(f"cache[{i}][{j}]", t, expected, f"(B, H_kv, P, D) for idx of batch {batch}")
     return P
 
 
@@ -123,7 +123,7 @@ class _Body(Module):
         self.emb_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.embedding_norm else None
         self.drop = Dropout(c.dropout, self.dropout_rng)
         self.blocks = ModuleList([TransformerBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
-        self.ln_f = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
+        self.ln_f = make_norm(c) if c.norm_first else None
 
     def _init_weights(self, scale_residual: bool):
         shapes = [(n, p.shape) for n, p in self.named_parameters()]
@@ -275,6 +275,12 @@ class GPT(_LanguageModel):
     Shapes: idx (B, T) int, targets (B, T) int (``-100`` = not counted) ->
     logits (B, T, V), loss (a Loss, or None without targets). GPT-2's scaled
     initialisation of the residual projections is used (see :mod:`minillm.core.init`).
+
+    The config's modern fields make it the decoder of Llama, Mistral and Qwen: for example
+    ``ModelConfig(norm="rms", activation="swiglu", n_kv_heads=2, qk_norm=True,
+    positional="rope", rope_layout="half", rope_theta=5e5, bias=False)`` gives RMSNorm,
+    SwiGLU, grouped-query attention with QK-norm and RoPE, and no biases, every gradient
+    still written by hand.
     """
 
     def __init__(self, config: ModelConfig, seed: int = 0):
@@ -293,7 +299,7 @@ class GPT(_LanguageModel):
         """Logits of ``T`` new tokens given the KV cache of the ``P`` before them: the
         decoding step of generation (no loss, no backward). ``cache`` is what the last
         call returned (a tuple of one :class:`KVCache` per layer, keys and values each
-        (B, H, P, D)) or None; the
+        (B, H_kv, P, D)) or None; the
         result's logits equal ``forward``'s on the whole sequence at these positions.
 
         Shapes: idx (B, T) int -> logits (B, T, V), cache with P + T positions.

@@ -1,5 +1,5 @@
-r"""Activation functions: ReLU, GELU (exact, erf form) and GELU's tanh approximation,
-written with tensor ops; autograd gives the gradients.
+r"""Activation functions: ReLU, GELU (exact, erf form), GELU's tanh approximation and
+SiLU, written with tensor ops; autograd gives the gradients.
 
 Dimension legend: elementwise ops, ``x`` of any shape ``(...)``.
 """
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..core import _validate as v
 
-__all__ = ["relu", "gelu", "gelu_tanh"]
+__all__ = ["relu", "gelu", "gelu_tanh", "silu"]
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
@@ -69,6 +69,28 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + torch.tanh(u))                      # (...)
 
 
+def _sigmoid(x):
+    r""":math:`\sigma(x)` without overflow, as the reference: :math:`e = e^{-|x|}`,
+    :math:`1/(1+e)` for x >= 0, :math:`e/(1+e)` below. :math:`-|x|` is a selection, not
+    ``abs``, whose derivative at 0 would be torch's convention (tests/test_bounds.py).
+    Shapes: (...) -> (...)."""
+    e = torch.exp(torch.where(x >= 0, -x, x))                   # (...), e^{-|x|} in (0, 1]
+    return torch.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # (...)
+
+
+def silu(x):
+    r"""SiLU (Swish-1), the gate of SwiGLU (Shazeer 2020, eq. 5).
+
+    .. math:: \mathrm{SiLU}(x) = x\,\sigma(x) = \frac{x}{1 + e^{-x}}
+
+    Shapes: x (...) -> (...).
+    """
+    if v.checking():
+        _check(x)
+    s = _sigmoid(x)                                             # (...)
+    return x * s                                                # (...)
+
+
 # ----------------------------------------------------------------------------------------
 # the fast path (not exported): torch's own kernels, the same functions
 
@@ -96,8 +118,16 @@ def fast_gelu_tanh(x):
     return F.gelu(x, approximate="tanh")                        # (...)
 
 
+def fast_silu(x):
+    r"""``torch.nn.functional.silu``: the same :math:`x\sigma(x)` as :func:`silu`."""
+    if v.checking():
+        _check(x)
+    return F.silu(x)                                            # (...)
+
+
 # The one place this backend maps an activation name (``minillm.core.config.ACTIVATIONS``, the
 # names a ModelConfig and the CLI accept) to its function: the explicit path's formula and
 # the fast path's torch kernel. The feed-forward network and the models look names up here.
-ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh}
-FAST_ACTIVATIONS = {"relu": fast_relu, "gelu": fast_gelu, "gelu_tanh": fast_gelu_tanh}
+ACTIVATIONS = {"relu": relu, "gelu": gelu, "gelu_tanh": gelu_tanh, "silu": silu}
+FAST_ACTIVATIONS = {"relu": fast_relu, "gelu": fast_gelu, "gelu_tanh": fast_gelu_tanh,
+                    "silu": fast_silu}

@@ -36,7 +36,7 @@ from .softmax import softmax
 
 __all__ = [
     "scaled_dot_product_attention", "causal_mask", "padding_mask", "length_mask",
-    "split_heads", "merge_heads", "fused_attention",
+    "split_heads", "merge_heads", "repeat_kv", "fused_attention",
 ]
 
 
@@ -106,16 +106,33 @@ def fused_attention(q, k, v, mask=None):
     q = q.expand(*batch, *q.shape[-2:])  # (..., T_q, d_k)
     k = k.expand(*batch, *k.shape[-2:])  # (..., T_k, d_k)
     v = v.expand(*batch, *v.shape[-2:])  # (..., T_k, d_v)
+    return _fused_kernel(q, k, v, mask, enable_gqa=False), None
+
+
+def fast_grouped_attention(q, k, v, mask=None):
+    """Grouped-query attention through torch's fused kernel with ``enable_gqa=True``: the
+    same as ``fused_attention(q, repeat_kv(k, G), repeat_kv(v, G), mask)`` without the
+    copies (the kernel reads key/value head h // G for query head h, as :func:`repeat_kv`).
+    Not exported: :class:`~minillm.torch_backend.MultiHeadAttention` calls it when
+    ``fused`` and ``n_kv_heads < n_heads``; its inputs are the layer's, already checked.
+    Shapes: q (B, H, T_q, D), k and v (B, H_kv, T_k, D), mask broadcastable to
+    (B, H, T_q, T_k) -> (B, H, T_q, D)."""
+    return _fused_kernel(q, k, v, mask, enable_gqa=True)
+
+
+def _fused_kernel(q, k, v, mask, enable_gqa):
+    """``F.scaled_dot_product_attention`` with fully masked rows zero (see :func:`fused_attention`)."""
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v), None
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=enable_gqa)
     # on the mask's own shape (e.g. (T_q, T_k) for a causal mask), broadcast by the kernel
     has_any = mask.any(dim=-1, keepdim=True)  # (..., T_q, 1) or broadcastable to it
     if mask.device.type == "cpu" and bool(has_any.all()):
         # every row sees a key (a causal mask always does): the guard would be the identity.
         # Asked on the CPU only, where it costs no device synchronisation.
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_any)  # (..., T_q, d_v)
-    return out * has_any, None
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=enable_gqa)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_any,
+                                         enable_gqa=enable_gqa)  # (..., T_q, d_v)
+    return out * has_any
 
 
 # ----------------------------------------------------------------------------------------
@@ -196,6 +213,23 @@ def merge_heads(x):
         require_ndim_at_least("x", x, 3)
     *lead, H, T, D = x.shape
     return x.transpose(-3, -2).reshape(*lead, T, H * D)  # (..., T, C)
+
+
+def repeat_kv(x, n_rep):
+    r"""Grouped-query attention's sharing (Ainslie et al. 2023, section 2.2): query head h
+    reads key/value head :math:`\lfloor h / G \rfloor`, G = ``n_rep``:
+
+    .. math:: \mathrm{out}_{h} = x_{\lfloor h / G \rfloor}
+
+    Autograd sums a shared head's gradient over its group, as the reference's
+    ``repeat_kv_backward`` does by hand. Shapes: x (..., H_kv, T, D) -> (..., H_kv * G, T, D).
+    """
+    if checking():
+        require_tensor("x", x)
+        require_float("x", x)
+        require_ndim_at_least("x", x, 3)
+        n_rep = _positive_int("n_rep", n_rep)
+    return torch.repeat_interleave(x, n_rep, dim=-3)  # (..., H_kv * G, T, D): each head G times in a row
 
 
 # ----------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Dimension legend:
     B  batch size          T  sequence length          C  d_model
     H  number of heads     D  head size, C / H         F  d_ff (feed-forward width)
-    V  vocabulary size
+    V  vocabulary size     H_kv  key/value heads (grouped-query attention), G = H / H_kv
 
 The same classes, parameter names, shapes and order as ``minillm/reference/layers.py``
 (``W`` of a Linear is (d_in, d_out), as the formula writes it); gradients come from
@@ -12,8 +12,9 @@ autograd, so there is no ``backward`` here.
 Two paths (docs/architecture.md, "The torch backend's two paths"): every layer with a
 torch kernel has a ``fused`` flag, False when built. False is the explicit path, the
 reference's formulas written with tensor ops (``linear``, ``layer_norm``, ...); True is
-the fast path, torch's own kernels (``F.linear``, ``F.layer_norm``, ``F.gelu``,
-``F.embedding``, ``F.scaled_dot_product_attention``) on the same parameters. A model's
+the fast path, torch's own kernels (``F.linear``, ``F.layer_norm``, ``F.rms_norm``,
+``F.gelu``, ``F.silu``, ``F.embedding``, ``F.scaled_dot_product_attention``, with
+``enable_gqa`` for grouped-query attention) on the same parameters. A model's
 ``set_fused`` sets every flag; ``minillm.store.runtime.Runtime.prepare`` calls it.
 """
 from __future__ import annotations
@@ -25,31 +26,44 @@ import torch
 from torch import nn
 
 from ..core._validate import require_int_at_least
-from ..core.config import ModelConfig
+from ..core.config import GATED_ACTIVATIONS, ModelConfig
 from ..core.init import rotary_tables
-from .attention import causal_mask, fused_attention, merge_heads, scaled_dot_product_attention, split_heads
+from .attention import (
+    causal_mask, fast_grouped_attention, fused_attention, merge_heads, repeat_kv,
+    scaled_dot_product_attention, split_heads,
+)
 from .dropout import dropout
 from .embedding import embedding, fast_embedding
-from .feed_forward import fast_feed_forward, feed_forward
+from .feed_forward import fast_feed_forward, fast_gated_feed_forward, feed_forward, gated_feed_forward
 from .layer_norm import fast_layer_norm, layer_norm
 from .linear import fast_linear, linear
 from .module import Module
-from .rope import rope
+from .rms_norm import fast_rms_norm, rms_norm
+from .rope import rope, rope_half
 
 __all__ = [
     "KVCache",
-    "Linear", "Embedding", "LayerNorm", "MultiHeadAttention", "FeedForward", "Dropout",
-    "TransformerBlock",
+    "Linear", "Embedding", "LayerNorm", "RMSNorm", "MultiHeadAttention", "FeedForward",
+    "GatedFeedForward", "Dropout", "TransformerBlock",
 ]
+
+# RoPE's layouts (ModelConfig.rope_layout): the rotation
+ROTATIONS = {"interleaved": rope, "half": rope_half}
 
 
 class KVCache(NamedTuple):
     """One attention layer's keys and values for the positions generated so far: what
     ``forward_cached`` returns and takes back as ``past`` (with RoPE the keys are rotated
-    already, each by its own position). Shapes: keys, values (B, H, P, D)."""
+    already, each by its own position). Only the H_kv key/value heads are held, not their
+    G copies. Shapes: keys, values (B, H_kv, P, D)."""
 
     keys: torch.Tensor
     values: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the cache holds: keys and values, (B, H_kv, P, D) each."""
+        return int(self.keys.nbytes + self.values.nbytes)
 
     @property
     def length(self) -> int:
@@ -68,6 +82,28 @@ def _attention_ops(fused: bool):
     if fused:
         return fast_linear, fused_attention
     return linear, scaled_dot_product_attention
+
+
+def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
+    """A block's self-attention, with every choice the config makes."""
+    c = config
+    return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
+                              bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
+                              rope_layout=c.rope_layout, eps=c.layer_norm_eps)
+
+
+def make_norm(config: ModelConfig):
+    """The norm the config names (``norm``): LayerNorm or RMSNorm, of width d_model."""
+    kind = RMSNorm if config.norm == "rms" else LayerNorm
+    return kind(config.d_model, config.layer_norm_eps, config.dtype)
+
+
+def make_feed_forward(config: ModelConfig):
+    """The feed-forward network the config names: gated (``activation="swiglu"``) or plain."""
+    c = config
+    if c.activation in GATED_ACTIVATIONS:
+        return GatedFeedForward(c.d_model, c.d_ff, GATED_ACTIVATIONS[c.activation], c.dtype, c.bias)
+    return FeedForward(c.d_model, c.d_ff, c.activation, c.dtype, c.bias)
 
 
 def _empty(shape, dtype):
@@ -120,6 +156,21 @@ class LayerNorm(Module):
         return norm(x, self.gamma, self.beta, self.eps)            # (..., C)
 
 
+class RMSNorm(Module):
+    r""":math:`\mathrm{RMSNorm}(x) = \gamma \odot x / \sqrt{\overline{x^2} + \epsilon}` over the
+    last axis (Zhang and Sennrich 2019); ``fused``: ``F.rms_norm``. Shapes: x (..., C) -> (..., C)."""
+
+    def __init__(self, d: int, eps: float = 1e-5, dtype="float32"):
+        super().__init__()
+        self.fused = False
+        self.eps = eps
+        self.gamma = _empty((d,), dtype)
+
+    def forward(self, x):
+        norm = fast_rms_norm if self.fused else rms_norm
+        return norm(x, self.gamma, self.eps)                       # (..., C)
+
+
 class Dropout(Module):
     r"""Inverted dropout: :math:`y = x \odot m / (1 - p)`, :math:`m = [u \ge p]`,
     :math:`u \sim U[0, 1)` from the model's ``numpy.random.Generator`` (the same masks
@@ -143,102 +194,163 @@ class MultiHeadAttention(Module):
 
     .. math::
         Q = XW_Q + b_Q,\ K = MW_K + b_K,\ V = MW_V + b_V, \quad
-        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_h^\top}{\sqrt{D}} + M_{mask}\Big) V_h,
+        \mathrm{head}_h = \mathrm{softmax}\!\Big(\frac{Q_h K_{g(h)}^\top}{\sqrt{D}} + M_{mask}\Big) V_{g(h)},
         \quad Y = \mathrm{Concat}(\mathrm{head}_1..\mathrm{head}_H)\, W_O + b_O
 
-    with :math:`M = X` without memory.
+    with :math:`M = X` without memory and :math:`g(h) = \lfloor h / G \rfloor` (grouped-query
+    attention with ``n_kv_heads`` < H; :func:`repeat_kv`).
 
     ``fused = True`` (torch only; see ``set_fused`` on the models) computes the heads
     with ``torch.nn.functional.scaled_dot_product_attention`` (:func:`fused_attention`,
-    fully masked rows still zero) and the projections with ``F.linear``, instead of the
+    fully masked rows still zero; with ``enable_gqa=True`` instead of the copies of
+    :func:`repeat_kv` when grouped) and the projections with ``F.linear``, instead of the
     explicit formulas. ``rope_positions`` > 0 rotates queries and keys by their
-    positions (RoPE), as in the reference; a rotary layer takes no memory.
+    positions (RoPE), as in the reference; a rotary layer takes no memory. ``n_kv_heads``,
+    ``bias``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and ``eps`` as in the reference.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
-    def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0):
+    def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
+                 n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
+                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5):
         super().__init__()
         self.n_heads = n_heads
+        self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
         self.fused = False
+        D = d_model // n_heads
+        widths = {"Q": d_model, "K": self.n_kv_heads * D, "V": self.n_kv_heads * D, "O": d_model}
         for name in ("Q", "K", "V", "O"):
-            setattr(self, f"W_{name}", _empty((d_model, d_model), dtype))
-            setattr(self, f"b_{name}", _empty((d_model,), dtype))
+            setattr(self, f"W_{name}", _empty((d_model, widths[name]), dtype))
+            setattr(self, f"b_{name}", _empty((widths[name],), dtype) if bias else None)
+        self.q_norm = RMSNorm(D, eps, dtype) if qk_norm else None
+        self.k_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
+        if rope_layout not in ROTATIONS:
+            raise ValueError(f"expected rope_layout in {tuple(ROTATIONS)}, got {rope_layout!r}")
+        self.rotation = ROTATIONS[rope_layout]
         self.rotary = bool(rope_positions)
         if self.rotary:   # constants that follow .to(device), neither trained nor saved
-            cos, sin = rotary_tables(rope_positions, d_model // n_heads, dtype)
+            cos, sin = rotary_tables(rope_positions, D, dtype, rope_theta)
             self.register_buffer("rope_cos", torch.from_numpy(cos), persistent=False)  # (P, D/2)
             self.register_buffer("rope_sin", torch.from_numpy(sin), persistent=False)  # (P, D/2)
 
     def _rotate(self, q, k, start: int):
-        """q, k (B, H, T, D) rotated for positions ``start .. start + T - 1``. The tables
-        are cast to q's dtype, a no-op where q has the model's dtype (also under autocast,
-        where linear's float32 bias promotes the product back to float32)."""
+        """q (B, H, T, D), k (B, H_kv, T, D) rotated for positions ``start .. start + T - 1``.
+        The tables are cast to q's dtype, a no-op where q has the model's dtype (also under
+        autocast, where linear's float32 bias promotes the product back to float32)."""
         T = q.shape[2]
         if start + T > self.rope_cos.shape[0]:
             raise ValueError(f"expected at most rope_positions={self.rope_cos.shape[0]} positions, "
                              f"got {start + T}")
         cos = self.rope_cos[start:start + T].to(q.dtype)          # (T, D/2)
         sin = self.rope_sin[start:start + T].to(q.dtype)          # (T, D/2)
-        return rope(q, cos, sin), rope(k, cos, sin)
+        return self.rotation(q, cos, sin), self.rotation(k, cos, sin)
 
     def _heads(self, affine, x, src):
-        """The projections, split into heads: q from x (B, H, T, D); k, v from src (B, H, S, D)."""
-        H = self.n_heads
-        q = split_heads(affine(x, self.W_Q, self.b_Q), H)          # (B, H, T, D)
-        k = split_heads(affine(src, self.W_K, self.b_K), H)        # (B, H, S, D)
-        v = split_heads(affine(src, self.W_V, self.b_V), H)        # (B, H, S, D)
+        """The projections, split into heads, QK-normed where asked: q from x (B, H, T, D);
+        k, v from src (B, H_kv, S, D)."""
+        q = split_heads(affine(x, self.W_Q, self.b_Q), self.n_heads)          # (B, H, T, D)
+        k = split_heads(affine(src, self.W_K, self.b_K), self.n_kv_heads)     # (B, H_kv, S, D)
+        v = split_heads(affine(src, self.W_V, self.b_V), self.n_kv_heads)     # (B, H_kv, S, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         return q, k, v
+
+    def _attend(self, q, k, v, mask):
+        """The heads: each key/value head shared by its G query heads, by the explicit
+        copies of :func:`repeat_kv` or, fused, by the kernel's ``enable_gqa``.
+        Shapes: q (B, H, T, D), k, v (B, H_kv, S, D) -> (B, H, T, D)."""
+        if self.n_kv_heads == self.n_heads:
+            return _attention_ops(self.fused)[1](q, k, v, mask)[0]
+        if self.fused:
+            return fast_grouped_attention(q, k, v, mask)
+        G = self.n_heads // self.n_kv_heads
+        return scaled_dot_product_attention(q, repeat_kv(k, G), repeat_kv(v, G), mask)[0]
 
     def forward(self, x, mask=None, memory=None):
         if memory is not None and self.rotary:
             raise ValueError("expected memory=None for a rotary attention (rope_positions > 0): "
                              "RoPE rotates by positions on one axis, and a memory's are not the "
                              "queries'; build cross-attention with rope_positions=0")
-        affine, attend = _attention_ops(self.fused)
-        q, k, v = self._heads(affine, x, x if memory is None else memory)  # (B, H, T|S, D)
+        affine, _ = _attention_ops(self.fused)
+        q, k, v = self._heads(affine, x, x if memory is None else memory)  # (B, H|H_kv, T|S, D)
         if self.rotary:
-            q, k = self._rotate(q, k, 0)                           # (B, H, T, D)
-        heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
+            q, k = self._rotate(q, k, 0)                           # (B, H|H_kv, T, D)
+        heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
         return affine(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
 
     def forward_cached(self, x, past=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
         themselves, for generation; see ``minillm.reference.MultiHeadAttention``.
 
-        Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H, P + T, D).
+        Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
-        affine, attend = _attention_ops(self.fused)
-        q, k, v = self._heads(affine, x, x)                        # (B, H, T, D)
+        affine, _ = _attention_ops(self.fused)
+        q, k, v = self._heads(affine, x, x)                        # (B, H|H_kv, T, D)
         if self.rotary:                         # the new positions are P .. P+T-1
             q, k = self._rotate(q, k, 0 if past is None else past.length)
         if past is not None:
-            k = torch.cat([past.keys, k], dim=2)                   # (B, H, P+T, D)
-            v = torch.cat([past.values, v], dim=2)                 # (B, H, P+T, D)
+            k = torch.cat([past.keys, k], dim=2)                   # (B, H_kv, P+T, D)
+            v = torch.cat([past.values, v], dim=2)                 # (B, H_kv, P+T, D)
         T = q.shape[2]                          # one new position sees all P + 1: no mask
         mask = None if T == 1 else causal_mask(T, k.shape[2]).to(x.device)  # (T, P+T)
-        heads, _ = attend(q, k, v, mask)                           # (B, H, T, D)
+        heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
         return affine(merge_heads(heads), self.W_O, self.b_O), KVCache(k, v)
+
+
+def _check_kv_heads(n_heads, n_kv_heads):
+    """n_kv_heads resolved (0: n_heads) and checked to divide n_heads."""
+    n_kv_heads = require_int_at_least("n_kv_heads", n_kv_heads, 0) or n_heads
+    if n_heads % n_kv_heads:
+        raise ValueError(f"n_kv_heads must divide n_heads (each key/value head serves a group of "
+                         f"query heads): got n_kv_heads={n_kv_heads}, n_heads={n_heads}")
+    return n_kv_heads
 
 
 class FeedForward(Module):
     r"""Position-wise feed-forward network (chapter section 4.2):
     :math:`\mathrm{FFN}(x) = \phi(xW_1 + b_1)W_2 + b_2`, :math:`\phi` = ReLU (the
-    chapter), GELU or its tanh form; ``fused``: ``F.linear`` and ``F.relu`` / ``F.gelu``.
+    chapter), GELU, its tanh form or SiLU; ``bias=False``: no b1, b2; ``fused``:
+    ``F.linear`` and ``F.relu`` / ``F.gelu`` / ``F.silu``.
     Shapes: x (..., C) -> (..., C), hidden (..., F)."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32"):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32",
+                 bias: bool = True):
         super().__init__()
         self.fused = False
         self.activation = activation
         self.W1 = _empty((d_model, d_ff), dtype)
-        self.b1 = _empty((d_ff,), dtype)
+        self.b1 = _empty((d_ff,), dtype) if bias else None
         self.W2 = _empty((d_ff, d_model), dtype)
-        self.b2 = _empty((d_model,), dtype)
+        self.b2 = _empty((d_model,), dtype) if bias else None
 
     def forward(self, x):
         ffn = fast_feed_forward if self.fused else feed_forward
         return ffn(x, self.W1, self.b1, self.W2, self.b2, self.activation)  # (..., C)
+
+
+class GatedFeedForward(Module):
+    r"""Gated feed-forward network; SwiGLU with ``activation="silu"`` (Shazeer 2020; Llama):
+    :math:`\mathrm{FFN}(x) = (\mathrm{SiLU}(xW_{gate} + b_{gate}) \odot (xW_{up} + b_{up}))W_{down} + b_{down}`;
+    ``bias=False``: no b_gate, b_up, b_down; ``fused``: ``F.linear`` and ``F.silu``.
+    Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+
+    def __init__(self, d_model: int, d_ff: int, activation: str = "silu", dtype="float32",
+                 bias: bool = True):
+        super().__init__()
+        self.fused = False
+        self.activation = activation
+        self.W_gate = _empty((d_model, d_ff), dtype)
+        self.b_gate = _empty((d_ff,), dtype) if bias else None
+        self.W_up = _empty((d_model, d_ff), dtype)
+        self.b_up = _empty((d_ff,), dtype) if bias else None
+        self.W_down = _empty((d_ff, d_model), dtype)
+        self.b_down = _empty((d_model,), dtype) if bias else None
+
+    def forward(self, x):
+        ffn = fast_gated_feed_forward if self.fused else gated_feed_forward
+        return ffn(x, self.W_gate, self.b_gate, self.W_up, self.b_up, self.W_down, self.b_down,
+                   self.activation)                                # (..., C)
 
 
 class TransformerBlock(Module):
@@ -251,18 +363,20 @@ class TransformerBlock(Module):
         \text{post-norm:}\quad x' = \mathrm{LN}_1(x + \mathrm{Drop}(\mathrm{MHA}(x))),\quad
                                y = \mathrm{LN}_2(x' + \mathrm{Drop}(\mathrm{FFN}(x')))
 
-    Causal or bidirectional is decided by the ``mask`` the model passes.
+    Causal or bidirectional is decided by the ``mask`` the model passes. The config picks
+    LN (LayerNorm or RMSNorm, ``norm``), the attention (heads, grouping, QK-norm, RoPE,
+    biases) and the FFN (plain or gated); see ``minillm.reference.TransformerBlock``.
     Shapes: x (B, T, C) -> (B, T, C).
     """
 
     def __init__(self, config: ModelConfig, rng: np.random.Generator):
         super().__init__()
-        c, dt = config, config.dtype
+        c = config
         self.norm_first = c.norm_first
-        self.ln1 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dt, _rope_positions(c))
-        self.ln2 = LayerNorm(c.d_model, c.layer_norm_eps, dt)
-        self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, dt)
+        self.ln1 = make_norm(c)
+        self.attn = _self_attention(c)
+        self.ln2 = make_norm(c)
+        self.ffn = make_feed_forward(c)
         self.drop_attn = Dropout(c.dropout, rng)
         self.drop_ffn = Dropout(c.dropout, rng)
 

@@ -35,7 +35,7 @@ from ..core.config import IGNORE_INDEX, ModelConfig
 from ..core.init import dropout_rng, init_parameters, sinusoidal_positions
 from .activations import ACTIVATIONS, FAST_ACTIVATIONS
 from .attention import causal_mask
-from .layers import Dropout, Embedding, KVCache, LayerNorm, Linear, TransformerBlock
+from .layers import Dropout, Embedding, KVCache, LayerNorm, Linear, TransformerBlock, make_norm
 from .linear import fast_linear, linear
 from .losses import cross_entropy, fast_cross_entropy
 from .module import Module
@@ -78,7 +78,7 @@ def _check_targets(name, targets, shape, high, device):
 
 def _check_cache(cache, config, batch):
     """A KV cache as ``forward_cached`` returned it: one (K, V) per layer, each
-    (B, H, P, D) with the same P; returns P (0 for no cache)."""
+    (B, H_kv, P, D) with the same P; returns P (0 for no cache)."""
     if cache is None:
         return 0
     n = config.n_layers
@@ -90,12 +90,12 @@ def _check_cache(cache, config, batch):
     v.require_tensor("cache[0][0]", cache[0][0])
     v.require_ndim("cache[0][0]", cache[0][0], 4)
     P = int(cache[0][0].shape[2])
-    expected = (batch, config.n_heads, P, config.d_model // config.n_heads)
+    expected = (batch, config.kv_heads, P, config.d_head)
     for i, kv in enumerate(cache):
         for j, t in enumerate(kv):
             v.require_tensor(f"cache[{i}][{j}]", t)
             v.require_float(f"cache[{i}][{j}]", t)
-            v.require_shape(f"cache[{i}][{j}]", t, expected, f"(B, H, P, D) for idx of batch {batch}")
+            v.require_shape(f"cache[{i}][{j}]", t, expected, f"(B, H_kv, P, D) for idx of batch {batch}")
     return P
 
 
@@ -131,7 +131,7 @@ class _Body(Module):
         self.emb_ln = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.embedding_norm else None
         self.drop = Dropout(c.dropout, self.dropout_rng)
         self.blocks = nn.ModuleList([TransformerBlock(c, self.dropout_rng) for _ in range(c.n_layers)])
-        self.ln_f = LayerNorm(c.d_model, c.layer_norm_eps, dt) if c.norm_first else None
+        self.ln_f = make_norm(c) if c.norm_first else None
 
     @property
     def device(self):
@@ -246,7 +246,8 @@ class GPT(_LanguageModel):
         L = -\frac{1}{N}\sum_{b,t} \log \mathrm{softmax}(h_{b,t} W_{out})_{y_{b,t}}
 
     Shapes: idx (B, T) int, targets (B, T) int (``-100`` = not counted) ->
-    logits (B, T, V), loss (scalar tensor, or None without targets).
+    logits (B, T, V), loss (scalar tensor, or None without targets). With the config's
+    modern fields it is a Llama/Qwen-style decoder, as in the reference.
     """
 
     def __init__(self, config: ModelConfig, seed: int = 0):

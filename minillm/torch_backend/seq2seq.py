@@ -113,6 +113,7 @@ class EncoderDecoder(Module):
 
     def __init__(self, config: ModelConfig, label_smoothing: float = 0.0, seed: int = 0):
         _check_config(config)
+        config.require_classic("EncoderDecoder")   # its blocks are the original Transformer's
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise ValueError(f"expected label_smoothing in [0, 1), got {label_smoothing!r}")
         super().__init__()

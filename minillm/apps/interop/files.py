@@ -26,8 +26,8 @@ log = logging.getLogger("minillm")
 
 # config.json's activation names -> minillm's, and back
 HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
-                  "relu": "relu"}
-HF_EXPORT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}  # ours -> config.json's
+                  "relu": "relu", "silu": "silu"}
+HF_EXPORT_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}  # ours -> config.json's
 
 
 def read_json(path: Path) -> dict:
@@ -125,6 +125,7 @@ def write_folder(folder, hf_config: dict, tensors: dict, dtype: str) -> None:
 
 def require(config: ModelConfig, arch: str, **wanted) -> None:
     """Refuse a config that ``arch`` cannot express, naming the field."""
+    config.require_classic(arch)
     for key, value in wanted.items():
         if getattr(config, key) != value:
             raise ValueError(f"{arch} needs ModelConfig.{key}={value!r}, got {getattr(config, key)!r}")
