@@ -11,6 +11,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import minillm.reference as R
+from minillm.core.config import ACTIVATIONS
+from ops_catalogue import OPS, away_from_kinks, by_name
 from parity import check_grad, dump_diff_log, random_array, seeds, shapes
 from tolerances import FD, FD_STEP
 
@@ -43,27 +45,14 @@ def _grad_check(forward, backward, inputs, names, rng, **kwargs):
                [names[i] for i in float_idx], eps=FD_STEP, rtol=FD.rtol, atol=FD.atol)
 
 
-def _away_from_kinks(x, margin=1e-3):
-    """Move values off 0 so that ReLU's kink sits outside the finite-difference step."""
-    return np.where(np.abs(x) < margin, np.sign(x + 1e-30) * margin, x)
-
-
-@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
-@given(shape=shapes(1, 3, max_side=5), seed=seeds, data=st.data())
-def test_softmax_gradcheck(op, shape, seed, data):
-    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+@pytest.mark.parametrize("op", OPS, ids=repr)
+@given(shape=shapes(1, 3, max_side=5), seed=seeds, scale=st.sampled_from([0.5, 3.0, 8.0]),
+       data=st.data())
+def test_op_gradcheck(op, shape, seed, scale, data):
+    kwargs = op.kwargs(data, len(shape))
     rng = np.random.default_rng(seed)
-    x = random_array(rng, shape, scale=2.0)
-    _grad_check(getattr(R, f"{op}_forward"), getattr(R, f"{op}_backward"), [x], ["x"], rng,
-                axis=axis)
-
-
-@pytest.mark.parametrize("op", ["relu", "gelu", "gelu_tanh"])
-@given(shape=shapes(1, 3, max_side=5), seed=seeds, scale=st.sampled_from([0.5, 3.0, 8.0]))
-def test_activation_gradcheck(op, shape, seed, scale):
-    rng = np.random.default_rng(seed)
-    x = _away_from_kinks(random_array(rng, shape, scale=scale))
-    _grad_check(getattr(R, f"{op}_forward"), getattr(R, f"{op}_backward"), [x], ["x"], rng)
+    x = away_from_kinks(op, random_array(rng, shape, scale=scale))
+    _grad_check(op.forward, op.backward, [x], ["x"], rng, **kwargs)
 
 
 @given(lead=shapes(0, 2, max_side=4), C=st.integers(1, 6), seed=seeds,
@@ -107,7 +96,7 @@ def test_layer_norm_gradcheck(shape, seed, scale):
                 ["x", "gamma", "beta"], rng, eps=1e-5)
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @given(lead=shapes(1, 2, max_side=3), d_model=st.integers(1, 4), d_ff=st.integers(1, 6),
        bias=st.booleans(), seed=seeds)
 def test_feed_forward_gradcheck(activation, lead, d_model, d_ff, bias, seed):
@@ -117,8 +106,9 @@ def test_feed_forward_gradcheck(activation, lead, d_model, d_ff, bias, seed):
     W2 = random_array(rng, (d_ff, d_model), scale=1 / math.sqrt(d_ff))
     b1 = random_array(rng, (d_ff,), scale=0.5) if bias else None
     b2 = random_array(rng, (d_model,), scale=0.5) if bias else None
-    if activation == "relu":   # ReLU is not differentiable at 0: keep off its kink
-        assume(np.min(np.abs(R.linear(x, W1, b1))) > 1e-3)
+    kinks = list(by_name(activation).kinks)   # keep the hidden layer off the kinks (ReLU's 0)
+    if kinks:
+        assume(np.min(np.abs(R.linear(x, W1, b1)[..., None] - kinks)) > 1e-3)
     _grad_check(R.feed_forward_forward, R.feed_forward_backward, [x, W1, b1, W2, b2],
                 ["x", "W1", "b1", "W2", "b2"], rng, activation=activation)
 

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 import minillm.reference as R
 import minillm.torch_backend as T
+from minillm.core.config import ACTIVATIONS
 from minillm.reference.activations import _erf, _erfc
+from ops_catalogue import OPS
 from parity import (
     assert_close, dump_diff_log, float_dtypes, random_array, scales, seeds, shapes, to_torch,
     make_noncontiguous,
@@ -64,33 +66,20 @@ def check_parity(op, forward, backward, torch_fn, inputs, differentiable, dtype,
 
 
 # ----------------------------------------------------------------------------------
-# softmax, log_softmax
+# every op of the catalogue (tests/ops_catalogue.py): softmax, log_softmax, the activations
 
 
-@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("op", OPS, ids=repr)
 @given(shape=shapes(1, 4), dtype=float_dtypes, scale=scales, seed=seeds,
        noncontiguous=st.booleans(), data=st.data())
-def test_softmax_parity(op, shape, dtype, scale, seed, noncontiguous, data):
-    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+def test_op_parity(op, shape, dtype, scale, seed, noncontiguous, data):
+    kwargs = op.kwargs(data, len(shape))
     rng = np.random.default_rng(seed)
     x = random_array(rng, shape, dtype, scale)
-    check_parity(op, getattr(R, f"{op}_forward"), getattr(R, f"{op}_backward"),
-                 getattr(T, op), [x], [True], dtype, rng, noncontiguous, axis=axis)
-
-
-# ----------------------------------------------------------------------------------
-# activations
-
-
-@pytest.mark.parametrize("op", ["relu", "gelu", "gelu_tanh"])
-@given(shape=shapes(1, 3), dtype=float_dtypes, scale=scales, seed=seeds,
-       noncontiguous=st.booleans())
-def test_activation_parity(op, shape, dtype, scale, seed, noncontiguous):
-    rng = np.random.default_rng(seed)
-    x = random_array(rng, shape, dtype, scale)
-    x.flat[0] = 0.0   # the kink: both backends take ReLU'(0) = 0
-    check_parity(op, getattr(R, f"{op}_forward"), getattr(R, f"{op}_backward"),
-                 getattr(T, op), [x], [True], dtype, rng, noncontiguous)
+    for i, kink in enumerate(op.kinks):   # both backends take the row's derivative there
+        x.flat[i % x.size] = kink
+    check_parity(op.name, op.forward, op.backward, op.explicit, [x], [True], dtype, rng,
+                 noncontiguous, **kwargs)
 
 
 def test_erf_matches_math_erf():
@@ -190,7 +179,7 @@ def test_layer_norm_parity(shape, dtype, scale, seed, eps, noncontiguous):
                  [x, gamma, beta], [True, True, True], dtype, rng, noncontiguous, eps=eps)
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @given(lead=shapes(1, 3, max_side=4), d_model=st.integers(1, 6), d_ff=st.integers(1, 10),
        bias=st.booleans(), dtype=float_dtypes, seed=seeds, noncontiguous=st.booleans())
 def test_feed_forward_parity(activation, lead, d_model, d_ff, bias, dtype, seed,
@@ -302,23 +291,18 @@ def test_layer_norm_matches_torch_functional(shape, dtype, scale, seed):
         assert_close(f"layer_norm {name} vs F", a, b, *lim(b))
 
 
-@pytest.mark.parametrize("op, reference_fn", [
-    ("gelu", lambda x: F.gelu(x)),
-    ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")),
-    ("relu", F.relu),
-    ("softmax", lambda x: F.softmax(x, dim=-1)),
-    ("log_softmax", lambda x: F.log_softmax(x, dim=-1)),
-])
-@given(shape=shapes(1, 3), dtype=float_dtypes, scale=scales, seed=seeds)
-def test_elementwise_ops_match_torch_functional(op, reference_fn, shape, dtype, scale, seed):
+@pytest.mark.parametrize("op", OPS, ids=repr)
+@given(shape=shapes(1, 3), dtype=float_dtypes, scale=scales, seed=seeds, data=st.data())
+def test_op_matches_torch_functional(op, shape, dtype, scale, seed, data):
+    kwargs = op.kwargs(data, len(shape))
     rng = np.random.default_rng(seed)
     x = to_torch(random_array(rng, shape, dtype, scale))
     dout = to_torch(random_array(rng, shape, dtype))
-    ours, (dours,) = _grads(getattr(T, op), x, dout=dout)
-    theirs, (dtheirs,) = _grads(reference_fn, x, dout=dout)
-    lim = partial(limits, op, dtype)
+    ours, (dours,) = _grads(lambda t: op.explicit(t, **kwargs), x, dout=dout)
+    theirs, (dtheirs,) = _grads(lambda t: op.oracle(t, **kwargs), x, dout=dout)
+    lim = partial(limits, op.name, dtype)
     # F.gelu computes x/2 (1 + erf(x/sqrt2)), which cancels to ~1e-17 absolute where
     # ours keeps erfc's tiny tail: identical up to atol, never relatively for x << 0
     for name, a, b in [("", ours, theirs), (" grad", dours, dtheirs)]:
         rtol, atol = lim(b)
-        assert_close(f"{op}{name} vs F", a, b, rtol, max(atol, 1e-15))
+        assert_close(f"{op.name}{name} vs F", a, b, rtol, max(atol, 1e-15))

@@ -90,12 +90,18 @@ def gelu_forward(x):
         \mathrm{GELU}(x) = x\,\Phi(x) = \frac{x}{2}\Big(1 + \mathrm{erf}\big(x/\sqrt2\big)\Big)
         = \frac{x}{2}\,\mathrm{erfc}\big(-x/\sqrt2\big)
 
+    At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0 (the
+    product would give :math:`-\infty \cdot 0` = NaN at :math:`-\infty`): the infinite
+    entries are set aside (``x_fin``) and their limit put back, as the torch backend does.
     Shapes: x (...) -> (...). Returns ``(out, GeluCache)`` (``x`` and :math:`\Phi(x)`).
     """
     if v.checking():
         x = _check(x)
-    cdf = _normal_cdf(x)                                        # (...)
-    return x * cdf, GeluCache(x, cdf)
+    inf = np.isinf(x)                                           # (...)
+    x_fin = np.where(inf, np.zeros_like(x), x)                  # (...), +-inf -> 0
+    cdf = _normal_cdf(x_fin)                                    # (...)
+    limit = np.where(x > 0, x, np.zeros_like(x))                # (...), +inf -> +inf, -inf -> 0
+    return np.where(inf, limit, x_fin * cdf), GeluCache(x, cdf)
 
 
 def gelu_backward(dout, cache: GeluCache):
@@ -105,13 +111,21 @@ def gelu_backward(dout, cache: GeluCache):
         \frac{d}{dx}\mathrm{GELU}(x) = \Phi(x) + x\,\varphi(x),
         \quad \varphi(x) = \frac{e^{-x^2/2}}{\sqrt{2\pi}}
 
-    :math:`\Phi(x)` comes from the forward's cache. Shapes: dout (...) -> dx (...).
+    :math:`\Phi(x)` comes from the forward's cache. At :math:`x = \pm\infty` the slope is
+    its limit, 1 and 0 (:math:`x\varphi(x)` would be :math:`\infty \cdot 0` = NaN), applied
+    as ReLU's backward applies it: a selection, so an infinite ``dout`` at :math:`-\infty`
+    gives 0 (what autograd gives through the torch backend's ``where``).
+    Shapes: dout (...) -> dx (...).
     """
     if v.checking():
         dout = _check_dout(dout, cache, "gelu")
     x = cache.x
-    phi = np.exp(-0.5 * x * x) * _INV_SQRT_2PI                  # (...)
-    return dout * (cache.cdf + x * phi)                         # (...)
+    inf = np.isinf(x)                                           # (...)
+    x_fin = np.where(inf, np.zeros_like(x), x)                  # (...), +-inf -> 0
+    phi = np.exp(-0.5 * x_fin * x_fin) * _INV_SQRT_2PI          # (...)
+    slope = cache.cdf + x_fin * phi                             # (...)
+    limit = np.where(x > 0, dout, np.zeros_like(dout))          # (...), ReLU's: slope 1 at +inf, 0 at -inf
+    return np.where(inf, limit, dout * slope)                   # (...)
 
 
 def gelu(x):
@@ -126,12 +140,17 @@ def gelu_tanh_forward(x):
         \mathrm{GELU}_{\tanh}(x) = \frac{x}{2}\Big(1 + \tanh\big(u\big)\Big),
         \quad u = \sqrt{2/\pi}\,\big(x + 0.044715\,x^3\big)
 
-    Shapes: x (...) -> (...). Returns ``(out, ActivationCache)``.
+    At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0
+    (the product would give :math:`-\infty \cdot 0` = NaN at :math:`-\infty`), as in
+    :func:`gelu_forward`. Shapes: x (...) -> (...). Returns ``(out, ActivationCache)``.
     """
     if v.checking():
         x = _check(x)
-    u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
-    return 0.5 * x * (1.0 + np.tanh(u)), ActivationCache(x)
+    inf = np.isinf(x)                                           # (...)
+    x_fin = np.where(inf, np.zeros_like(x), x)                  # (...), +-inf -> 0
+    u = _SQRT_2_OVER_PI * (x_fin + _GELU_TANH_C * x_fin * x_fin * x_fin)  # (...)
+    limit = np.where(x > 0, x, np.zeros_like(x))                # (...), +inf -> +inf, -inf -> 0
+    return np.where(inf, limit, 0.5 * x_fin * (1.0 + np.tanh(u))), ActivationCache(x)
 
 
 def gelu_tanh_backward(dout, cache: ActivationCache):
@@ -141,14 +160,20 @@ def gelu_tanh_backward(dout, cache: ActivationCache):
         \frac{d}{dx}\mathrm{GELU}_{\tanh}(x) = \frac{1 + t}{2}
             + \frac{x}{2}\,(1 - t^2)\,\sqrt{2/\pi}\,\big(1 + 3 \cdot 0.044715\,x^2\big)
 
-    The tanh is recomputed from ``x`` rather than cached. Shapes: dout (...) -> dx (...).
+    The tanh is recomputed from ``x`` rather than cached. At :math:`x = \pm\infty` the
+    slope is its limit, 1 and 0, as in :func:`gelu_backward`.
+    Shapes: dout (...) -> dx (...).
     """
     if v.checking():
         dout = _check_dout(dout, cache, "gelu_tanh")
     x = cache.x
-    t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x))  # (...), recomputed
-    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_C * x * x)   # (...)
-    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)  # (...)
+    inf = np.isinf(x)                                           # (...)
+    x_fin = np.where(inf, np.zeros_like(x), x)                  # (...), +-inf -> 0
+    t = np.tanh(_SQRT_2_OVER_PI * (x_fin + _GELU_TANH_C * x_fin * x_fin * x_fin))  # (...), recomputed
+    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_C * x_fin * x_fin)   # (...)
+    slope = 0.5 * (1.0 + t) + 0.5 * x_fin * (1.0 - t * t) * du_dx          # (...)
+    limit = np.where(x > 0, dout, np.zeros_like(dout))          # (...), ReLU's: slope 1 at +inf, 0 at -inf
+    return np.where(inf, limit, dout * slope)                   # (...)
 
 
 def gelu_tanh(x):
