@@ -49,7 +49,8 @@ settings.register_profile(
 CORE_MODULES = frozenset({
     "test_api_mirror", "test_attention", "test_bounds", "test_generation", "test_layers",
     "test_models_checkpoint", "test_models_metamorphic", "test_models_parity",
-    "test_fast_path", "test_models_training", "test_nonfinite", "test_ops_gradcheck",
+    "test_fast_path", "test_models_training", "test_nonfinite", "test_ops_catalogue",
+    "test_ops_errors", "test_ops_gradcheck",
     "test_ops_parity", "test_ops_stability", "test_optim", "test_rope", "test_sampling",
     "test_seq2seq_models",
     "test_checks_once", "test_training",

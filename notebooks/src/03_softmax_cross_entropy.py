@@ -190,7 +190,8 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_ops_parity.py") + "::test_softmax_parity",
+                        str(TESTS / "test_ops_parity.py") + "::test_op_parity[softmax]",
+                        str(TESTS / "test_ops_parity.py") + "::test_op_parity[log_softmax]",
                         str(TESTS / "test_ops_parity.py") + "::test_cross_entropy_parity",
                         str(TESTS / "test_ops_gradcheck.py") + "::test_cross_entropy_gradcheck"])
     assert code == 0, f"the softmax / cross-entropy parity tests failed (pytest exit code {code})"
