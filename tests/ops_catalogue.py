@@ -97,9 +97,11 @@ def _relu_limit(x):
 
 _GELU_DEPARTURE = (
     "torch's F.gelu is NaN at -inf (x * Phi(x) as -inf * 0), and in float32 on AVX-512 CPUs "
-    "its vectorised kernel is NaN at +inf too, for tensors of more than one element "
-    "(torch 2.13 and 2.14; float64 and the AVX2 kernel give inf): the formula's limits are "
-    "+inf and 0, so the tests compare the backends with those and torch only at finite x")
+    "it is NaN at +inf too, for tensors of more than one element (torch 2.13 and 2.14): "
+    "float32 GELU runs oneDNN's eltwise kernel, whose AVX-512 code gives NaN there while its "
+    "AVX2 and SSE4.1 code (ONEDNN_MAX_CPU_ISA=AVX2), a single element and float64 give inf; "
+    "ATEN_CPU_CAPABILITY does not change it. The formula's limits are +inf and 0, so the "
+    "tests compare the backends with those and torch only at finite x")
 
 _PRODUCT_UNDER_AUTOGRAD = (
     "the explicit path's GELU is a product differentiated by autograd, which multiplies an "
