@@ -62,8 +62,9 @@ def pytest_ignore_collect(collection_path, config):
     installs only the ``test-core`` extra, without their test-only packages."""
     if (config.getoption("markexpr") == "core" and collection_path.suffix == ".py"
             and collection_path.name.startswith("test_")):
-        return collection_path.stem not in CORE_MODULES
-    return None
+        if collection_path.stem not in CORE_MODULES:
+            return True
+    return None   # the other rules (--ignore, --deselect) still apply
 
 
 # Test modules whose tests pytest-xdist may hand to different workers one by one: their
