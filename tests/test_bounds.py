@@ -34,7 +34,7 @@ import torch
 import minillm.reference as R
 import minillm.torch_backend as T
 from minillm.core.config import ModelConfig
-from ops_catalogue import ELEMENTWISE, rows
+from ops_catalogue import rows_for
 from parity import assert_close, check_grad, to_numpy
 from tolerances import FD, FD_STEP, FLOAT64, tolerance
 
@@ -266,7 +266,7 @@ def test_layer_norm_where_the_variance_is_zero(rows):
         assert_close(f"layer_norm {name}", ours, theirs, FLOAT64.rtol, FLOAT64.atol)
 
 
-@pytest.mark.parametrize("op", rows(ELEMENTWISE), ids=repr)
+@pytest.mark.parametrize("op", rows_for("tests/test_bounds.py::test_op_derivative_at_its_kinks_and_at_zero"), ids=repr)
 def test_op_derivative_at_its_kinks_and_at_zero(op):
     """At a kink (ReLU's 0, and -0) both backends take the derivative the catalogue
     declares (ReLU: [x > 0], torch.relu's choice), written as a selection, so no release's

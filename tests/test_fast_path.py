@@ -37,7 +37,7 @@ from minillm.store.runtime import Runtime
 from minillm.torch_backend.losses import fast_cross_entropy
 from minillm.train import pipeline
 from minillm.train.generation import generate
-from ops_catalogue import rows
+from ops_catalogue import rows_for
 from model_helpers import KINDS, assert_model_close, build, call, grads, make_batch, small_configs
 from parity import assert_close
 from tolerances import AUTOCAST_BF16_LOSS_RTOL, FAST_PATH_FLOAT64, FLOAT64, OPTIM_FOREACH, limits
@@ -213,36 +213,41 @@ def test_fast_cross_entropy_keeps_the_contract():
         fast_cross_entropy(x, torch.zeros((2, 4), dtype=torch.long))
 
 
-@pytest.mark.parametrize("op", rows(fused=True), ids=repr)
-@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple),
-       dtype=st.sampled_from([np.float64, np.float32]), scale=st.sampled_from([1e-3, 1.0, 30.0]),
-       seed=st.integers(0, 2**16))
-def test_fused_kernel_matches_the_explicit_path(op, shape, dtype, scale, seed):
-    """The fast path's kernel (``op.fused``, e.g. F.gelu) against the explicit formula at
-    finite points, forward and backward, with the op's kinks (ReLU's 0 and -0) planted:
-    there the fused kernel's derivative is the one the catalogue declares (F.relu's
-    threshold_backward gives [x > 0], the reason tests/test_bounds.py lets it be called)."""
-    rng = np.random.default_rng(seed)
-    x = (scale * rng.standard_normal(shape)).astype(dtype)
-    for i, kink in enumerate(k for kink in op.kinks for k in (kink, -kink)):
-        x.flat[i % x.size] = kink
-    dout = torch.from_numpy(rng.standard_normal(shape).astype(dtype))
+@pytest.mark.parametrize("op", rows_for("tests/test_fast_path.py::test_fused_kernel_matches_the_explicit_path"),
+                         ids=repr)
+@given(dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**16), data=st.data())
+def test_fused_kernel_matches_the_explicit_path(op, dtype, seed, data):
+    """The fast path's kernel (``op.fused``: F.gelu, F.linear, F.layer_norm, ...) against
+    the explicit formula, forward and every gradient, on the catalogue's inputs. With the
+    op's kinks planted (ReLU's 0 and -0), the fused kernel's derivative there is the one
+    the catalogue declares (F.relu's threshold_backward gives [x > 0], the reason
+    tests/test_bounds.py lets it be called)."""
+    case = op.case(data, dtype, "oracle")     # the inputs a torch.nn.functional kernel is judged on
+    inputs = list(case.inputs)
+    if op.kinks:
+        x = inputs[0] = inputs[0].copy()
+        for i, kink in enumerate(k for kink in op.kinks for k in (kink, -kink)):
+            x.flat[i % x.size] = kink
     results = []
     for fn in (op.explicit, op.fused):
-        xt = torch.from_numpy(x.copy()).requires_grad_(True)
-        y = fn(xt)
+        leaves = [None if a is None else torch.from_numpy(np.array(a)).requires_grad_(d)
+                  for a, d in zip(inputs, case.differentiable)]
+        y = fn(*leaves, **case.kwargs)
+        dout = torch.from_numpy(np.random.default_rng(seed).standard_normal(tuple(y.shape)).astype(dtype))
         y.backward(dout)
-        results.append((y.detach(), xt.grad))
-    (y, dx), (y_fast, dx_fast) = results
+        results.append((y.detach(), [t.grad for t, d in zip(leaves, case.differentiable) if d and t is not None]))
+    (y, grads), (y_fast, grads_fast) = results
     assert_close(f"{op.name} fused out", y_fast, y, *limits(op.name, dtype, y))
-    assert_close(f"{op.name} fused grad", dx_fast, dx, *limits(op.name, dtype, dx))
+    for name, g_fast, g in zip([n for n, a, d in zip(case.names, inputs, case.differentiable) if d and a is not None],
+                               grads_fast, grads):
+        assert_close(f"{op.name} fused d{name}", g_fast, g, *limits(op.name, dtype, g))
     for kink, slope in op.kinks.items():
-        at = torch.from_numpy(x == kink)
-        assert torch.equal(dx_fast[at], dout[at] * slope), f"{op.name}: fused derivative at {kink}"
+        at = torch.from_numpy(inputs[0] == kink)
+        assert torch.equal(grads_fast[0][at], dout[at] * slope), f"{op.name}: fused derivative at {kink}"
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("op", rows(fused=True), ids=repr)
+@pytest.mark.parametrize("op", rows_for("tests/test_fast_path.py::test_fused_kernel_at_nonfinite_points"), ids=repr)
 def test_fused_kernel_at_nonfinite_points(op, dtype):
     """The fused kernel is torch's, and at +-inf torch's is not always the formula's
     (``op.fused_departure``: F.gelu is NaN at -inf, and at +inf in float32 on AVX-512

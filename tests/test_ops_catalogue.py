@@ -58,7 +58,7 @@ def _parametrised_values(func, argname):
 def test_each_property_test_is_parametrised_with_the_catalogue(test_id):
     values = _parametrised_values(_function(test_id), "op")
     assert values is not None, f"{test_id} is not parametrised over 'op'"
-    expected = [op.name for op in rows_for(PROPERTY_TESTS[test_id])]
+    expected = [op.name for op in rows_for(test_id)]
     assert sorted({op.name for op in values}) == sorted(expected), test_id
     assert all(isinstance(op, ops_catalogue.Op) for op in values)
 
@@ -91,7 +91,8 @@ def test_every_row_has_a_float32_tolerance_and_its_backends_functions(op):
     assert tol.reason.strip(), f"{op.name}: a float32 tolerance without its reason"
     assert op.forward is getattr(R, f"{op.name}_forward") and op.backward is getattr(R, f"{op.name}_backward")
     assert op.explicit is getattr(T, op.name)
-    assert op.kind in (ops_catalogue.ELEMENTWISE, ops_catalogue.ROWWISE)
+    assert op.kind in (ops_catalogue.ELEMENTWISE, ops_catalogue.ROWWISE, ops_catalogue.MULTI)
+    assert (op.draw is None) == (op.kind != ops_catalogue.MULTI), f"{op.name}: a multi-input op draws its inputs"
 
 
 def test_an_activation_without_a_catalogue_entry_is_refused_loudly():
@@ -172,8 +173,8 @@ def test_the_recipe_enrols_a_toy_activation_in_every_property_test(toy):
 
 def _run_every_property_test(toy):
     ran = []
-    for test_id, kind in PROPERTY_TESTS.items():
-        if toy not in rows_for(kind, ops=ops_catalogue.OPS):
+    for test_id in PROPERTY_TESTS:
+        if toy not in rows_for(test_id, ops=ops_catalogue.OPS):
             continue
         func = _function(test_id)
         for kwargs in _calls(func, toy):

@@ -3,6 +3,8 @@ came, in both backends (the same checks, from minillm/core/_validate.py)."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minillm.reference as R
 import minillm.torch_backend as T
@@ -58,11 +60,20 @@ def test_softmax_errors(B):
 
 
 @pytest.mark.parametrize("op", OPS, ids=repr)
-def test_op_refuses_integer_input(op):
-    """Every op of the catalogue (tests/ops_catalogue.py), in both backends."""
-    for call, array in ((lambda x: op.forward(x)[0], np.asarray), (op.explicit, torch.from_numpy)):
-        with pytest.raises(ValueError, match="expected x to have a floating-point dtype, got int64"):
-            call(array(np.array([[1, -2]], dtype=np.int64)))
+@settings(max_examples=5)
+@given(data=st.data())
+def test_op_refuses_integer_input(op, data):
+    """Every op of the catalogue (tests/ops_catalogue.py), in both backends: its first
+    input with a gradient, given as integers, is refused by name."""
+    case = op.case(data, np.float64, "parity")
+    i = case.differentiable.index(True)
+    inputs = list(case.inputs)
+    inputs[i] = np.round(inputs[i]).astype(np.int64)
+    message = f"expected {case.names[i]} to have a floating-point dtype, got int64"
+    with pytest.raises(ValueError, match=message):
+        op.forward(*inputs, **case.kwargs)
+    with pytest.raises(ValueError, match=message):
+        op.explicit(*[None if a is None else torch.from_numpy(np.asarray(a)) for a in inputs], **case.kwargs)
 
 
 def test_cross_entropy_errors(B):
