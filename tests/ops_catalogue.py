@@ -1,13 +1,18 @@
 """The elementary ops, declared once for the tests: one ``Op`` row per op.
 
-A row names the op's reference forward and backward, the torch backend's explicit
-function and its fused (fast-path) kernel, the ``torch.nn.functional`` oracle, how to
-draw its inputs, its kinks and its value at the non-finite points. The property tests
-are parametrised over ``OPS`` (or the rows of one kind), so one row enrols an op in every
-one of them; ``PROPERTY_TESTS`` lists them (tests/test_ops_catalogue.py checks each one's
-parametrisation is the catalogue, and docs/formulas.md's rows name each, see
-tests/test_docs.py). The float32 tolerance and its reason stay in tests/tolerances.py,
-under the row's name (a row without one fails tests/test_ops_catalogue.py).
+Rows: softmax, log_softmax, one per activation (relu, gelu, gelu_tanh), linear,
+embedding, layer_norm, cross_entropy. A row names the op's reference forward and
+backward, the torch backend's explicit function and its fused (fast-path) kernel, the
+``torch.nn.functional`` oracle, how to draw its inputs, its kinks and its value at the
+non-finite points. ``PROPERTY_TESTS`` lists the property tests and which rows each takes
+(every row: parity, the oracle, finite differences, integer input, the fused kernel; the
+one-input rows: non-finite values; the elementwise ones: extremes, kinks, the fused
+kernel at +-inf); each is parametrised with ``rows_for(its id)``, so one row enrols an op
+in all that apply (tests/test_ops_catalogue.py checks it, and docs/formulas.md's rows
+name each test, see tests/test_docs.py). The float32 tolerance and its reason stay in
+tests/tolerances.py, under the row's name (a row without one fails
+tests/test_ops_catalogue.py). Dropout, attention, RoPE and the head reshapes have no row
+yet: their tests are their own (tests/test_ops_parity.py, test_attention.py, test_rope.py).
 
 The activation rows come from ``minillm.core.config.ACTIVATIONS`` (the names a model
 accepts) and each backend's ``ACTIVATIONS`` map: what only a test can know (the oracle,

@@ -1,7 +1,10 @@
 """Parity of the elementary ops: the NumPy reference (hand-written backward) against the
 torch backend (autograd), forward AND backward, over hypothesis-drawn shapes, values and
 dtypes, with contiguous and non-contiguous inputs and a random upstream gradient.
-Then the torch backend against torch.nn.functional, as a third opinion."""
+Then the torch backend against torch.nn.functional, as a third opinion. The ops and how
+their inputs are drawn come from tests/ops_catalogue.py (one row per op); the feed-forward
+network runs with every activation of ``core.config.ACTIVATIONS``; dropout is tested here
+on its own (its mask comes from a generator both backends share)."""
 import math
 
 from functools import partial
