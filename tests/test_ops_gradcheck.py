@@ -1,8 +1,10 @@
 """Every hand-written backward of the elementary ops against central finite differences,
 in float64, with a random upstream gradient (never all-ones, which hides transposes).
 
-These tests use only the NumPy reference: they prove the backward formulas without
-trusting torch. Arrays are small (finite differences cost two forwards per element)."""
+These tests run only the NumPy reference: they prove the backward formulas without
+trusting torch (the ops and their inputs come from tests/ops_catalogue.py, which also
+names each op's torch functions). Arrays are small (finite differences cost two forwards
+per element)."""
 import math
 
 import numpy as np
