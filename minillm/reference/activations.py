@@ -36,6 +36,18 @@ def _check(x):
     return x
 
 
+def _at_infinity(x, out, limit):
+    """``out`` with ``limit()`` where ``x`` is +-inf: the formula's limit
+    there, where the product the formula is written as would be inf * 0 = NaN. Checked
+    with one pass (``np.isinf(...).any()``) and skipped when nothing is infinite, which
+    keeps the common, finite case at its old cost (the torch backend, differentiated by
+    autograd, sets the infinite entries aside with ``where`` instead)."""
+    inf = np.isinf(x)
+    if inf.any():
+        return np.where(inf, limit(), out)                      # (...), also for 0-d x
+    return out
+
+
 def _check_dout(dout, cache, op):
     dout = np.asarray(dout)
     v.require_shape("dout", dout, cache.x.shape, f"the shape of {op}'s output")
@@ -92,16 +104,14 @@ def gelu_forward(x):
 
     At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0 (the
     product would give :math:`-\infty \cdot 0` = NaN at :math:`-\infty`): the infinite
-    entries are set aside (``x_fin``) and their limit put back, as the torch backend does.
+    entries get ReLU's value, their limit (``_at_infinity``), as in the torch backend.
     Shapes: x (...) -> (...). Returns ``(out, GeluCache)`` (``x`` and :math:`\Phi(x)`).
     """
     if v.checking():
         x = _check(x)
-    inf = np.isinf(x)                                           # (...)
-    x_fin = np.where(inf, np.zeros_like(x), x)                  # (...), +-inf -> 0
-    cdf = _normal_cdf(x_fin)                                    # (...)
-    limit = np.where(x > 0, x, np.zeros_like(x))                # (...), +inf -> +inf, -inf -> 0
-    return np.where(inf, limit, x_fin * cdf), GeluCache(x, cdf)
+    cdf = _normal_cdf(x)                                        # (...)
+    out = _at_infinity(x, x * cdf, lambda: relu(x))          # (...), +inf -> +inf, -inf -> 0
+    return out, GeluCache(x, cdf)
 
 
 def gelu_backward(dout, cache: GeluCache):
@@ -120,12 +130,9 @@ def gelu_backward(dout, cache: GeluCache):
     if v.checking():
         dout = _check_dout(dout, cache, "gelu")
     x = cache.x
-    inf = np.isinf(x)                                           # (...)
-    x_fin = np.where(inf, np.zeros_like(x), x)                  # (...), +-inf -> 0
-    phi = np.exp(-0.5 * x_fin * x_fin) * _INV_SQRT_2PI          # (...)
-    slope = cache.cdf + x_fin * phi                             # (...)
-    limit = np.where(x > 0, dout, np.zeros_like(dout))          # (...), ReLU's: slope 1 at +inf, 0 at -inf
-    return np.where(inf, limit, dout * slope)                   # (...)
+    phi = np.exp(-0.5 * x * x) * _INV_SQRT_2PI                  # (...)
+    dx = dout * (cache.cdf + x * phi)                           # (...)
+    return _at_infinity(x, dx, lambda: relu_backward(dout, cache))  # (...), slopes 1, 0 at +-inf
 
 
 def gelu(x):
@@ -146,11 +153,9 @@ def gelu_tanh_forward(x):
     """
     if v.checking():
         x = _check(x)
-    inf = np.isinf(x)                                           # (...)
-    x_fin = np.where(inf, np.zeros_like(x), x)                  # (...), +-inf -> 0
-    u = _SQRT_2_OVER_PI * (x_fin + _GELU_TANH_C * x_fin * x_fin * x_fin)  # (...)
-    limit = np.where(x > 0, x, np.zeros_like(x))                # (...), +inf -> +inf, -inf -> 0
-    return np.where(inf, limit, 0.5 * x_fin * (1.0 + np.tanh(u))), ActivationCache(x)
+    u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
+    out = 0.5 * x * (1.0 + np.tanh(u))                          # (...)
+    return _at_infinity(x, out, lambda: relu(x)), ActivationCache(x)
 
 
 def gelu_tanh_backward(dout, cache: ActivationCache):
@@ -167,13 +172,10 @@ def gelu_tanh_backward(dout, cache: ActivationCache):
     if v.checking():
         dout = _check_dout(dout, cache, "gelu_tanh")
     x = cache.x
-    inf = np.isinf(x)                                           # (...)
-    x_fin = np.where(inf, np.zeros_like(x), x)                  # (...), +-inf -> 0
-    t = np.tanh(_SQRT_2_OVER_PI * (x_fin + _GELU_TANH_C * x_fin * x_fin * x_fin))  # (...), recomputed
-    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_C * x_fin * x_fin)   # (...)
-    slope = 0.5 * (1.0 + t) + 0.5 * x_fin * (1.0 - t * t) * du_dx          # (...)
-    limit = np.where(x > 0, dout, np.zeros_like(dout))          # (...), ReLU's: slope 1 at +inf, 0 at -inf
-    return np.where(inf, limit, dout * slope)                   # (...)
+    t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x))  # (...), recomputed
+    du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_C * x * x)   # (...)
+    dx = dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)  # (...)
+    return _at_infinity(x, dx, lambda: relu_backward(dout, cache))  # (...), slopes 1, 0 at +-inf
 
 
 def gelu_tanh(x):
