@@ -48,7 +48,8 @@ def gelu(x):
     to 0 for very negative x (the reference computes it the same way). At
     :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0, with
     slopes 1 and 0: the infinite entries are set aside (``x_fin``) so that autograd never
-    multiplies :math:`\infty` by 0, and their limit is put back (as the reference does).
+    multiplies :math:`\infty` by 0, and their limit, ReLU's value, is put back (the reference
+    puts the same limits in where x is infinite).
     Shapes: x (...) -> (...).
     """
     if v.checking():
