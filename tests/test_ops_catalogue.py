@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _pytest.mark.structures import ParameterSet
 
 import minillm.core.config as config
 import minillm.reference as R
@@ -30,6 +29,7 @@ from minillm.torch_backend.activations import FAST_ACTIVATIONS
 from ops_catalogue import ACTIVATION_TESTS, OPS, PROPERTY_TESTS, activation_row, rows_for
 
 TESTS = Path(__file__).resolve().parent
+ParameterSet = type(pytest.param(None))   # what pytest.param(...) makes
 
 
 def _function(test_id):
