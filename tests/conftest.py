@@ -49,7 +49,8 @@ settings.register_profile(
 CORE_MODULES = frozenset({
     "test_api_mirror", "test_attention", "test_bounds", "test_generation", "test_layers",
     "test_models_checkpoint", "test_models_metamorphic", "test_models_parity",
-    "test_fast_path", "test_models_training", "test_nonfinite", "test_ops_gradcheck",
+    "test_fast_path", "test_models_training", "test_nonfinite", "test_ops_catalogue",
+    "test_ops_errors", "test_ops_gradcheck",
     "test_ops_parity", "test_ops_stability", "test_optim", "test_rope", "test_sampling",
     "test_seq2seq_models",
     "test_checks_once", "test_training",
@@ -61,8 +62,9 @@ def pytest_ignore_collect(collection_path, config):
     installs only the ``test-core`` extra, without their test-only packages."""
     if (config.getoption("markexpr") == "core" and collection_path.suffix == ".py"
             and collection_path.name.startswith("test_")):
-        return collection_path.stem not in CORE_MODULES
-    return None
+        if collection_path.stem not in CORE_MODULES:
+            return True
+    return None   # the other rules (--ignore, --deselect) still apply
 
 
 # Test modules whose tests pytest-xdist may hand to different workers one by one: their

@@ -18,7 +18,7 @@ Tolerances for whole models (forward + backward through every layer):
 import numpy as np
 from hypothesis import strategies as st
 
-from minillm.core.config import ModelConfig
+from minillm.core.config import ACTIVATIONS, ModelConfig
 
 from parity import assert_close
 
@@ -99,7 +99,7 @@ def small_configs(draw, dtypes=("float64", "float32")):
         n_heads=n_heads,
         n_layers=draw(st.integers(1, 2)),
         d_ff=draw(st.sampled_from([0, 16])),
-        activation=draw(st.sampled_from(["relu", "gelu", "gelu_tanh"])),
+        activation=draw(st.sampled_from(ACTIVATIONS)),
         norm_first=draw(st.booleans()),
         tie_embeddings=draw(st.booleans()),
         positional=draw(st.sampled_from(POSITIONALS)),

@@ -34,6 +34,7 @@ import torch
 import minillm.reference as R
 import minillm.torch_backend as T
 from minillm.core.config import ModelConfig
+from ops_catalogue import rows_for
 from parity import assert_close, check_grad, to_numpy
 from tolerances import FD, FD_STEP, FLOAT64, tolerance
 
@@ -265,31 +266,29 @@ def test_layer_norm_where_the_variance_is_zero(rows):
         assert_close(f"layer_norm {name}", ours, theirs, FLOAT64.rtol, FLOAT64.atol)
 
 
-def test_relu_gradient_at_zero_is_defined_as_zero_in_both_backends():
-    """ReLU's one kink: both backends use [x > 0] (torch.relu's choice), written as a
-    mask, so no release's convention for max(0, x) can change it."""
-    x = np.array([-1.0, -0.0, 0.0, 1e-300, 2.0])
-    dout = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    dx_ref = R.relu_backward(dout, R.relu_forward(x)[1])
+@pytest.mark.parametrize("op", rows_for("tests/test_bounds.py::test_op_derivative_at_its_kinks_and_at_zero"), ids=repr)
+def test_op_derivative_at_its_kinks_and_at_zero(op):
+    """At a kink (ReLU's 0, and -0) both backends take the derivative the catalogue
+    declares (ReLU: [x > 0], torch.relu's choice), written as a selection, so no release's
+    convention for max(0, x) can change it. Where the op is smooth at 0, both backends'
+    derivative around 0 is the finite differences' (GELU's 1/2)."""
+    x = np.array([0.0, -0.0, 1e-8, -1e-8, -1.0, 2.0])
+    dout = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    dx_ref = op.backward(dout, op.forward(x)[1])
     xt = _torch64(x)
-    T.relu(xt).backward(torch.from_numpy(dout))
-    expected = dout * (x > 0)
-    np.testing.assert_array_equal(dx_ref, expected)
-    np.testing.assert_array_equal(xt.grad.numpy(), expected)
-
-
-@pytest.mark.parametrize("op", ["gelu", "gelu_tanh"])
-def test_gelu_at_zero(op):
-    """Smooth at 0 with derivative 1/2 exactly; both backends and finite differences."""
-    x = np.array([0.0, -0.0, 1e-8, -1e-8])
-    dout = np.ones_like(x)
-    dx = getattr(R, f"{op}_backward")(dout, getattr(R, f"{op}_forward")(x)[1])
-    np.testing.assert_allclose(dx, 0.5, rtol=0, atol=1e-8)
-    xt = _torch64(x)
-    getattr(T, op)(xt).backward(torch.from_numpy(dout))
-    assert_close(op, xt.grad, dx, FLOAT64.rtol, FLOAT64.atol)
-    assert torch.autograd.gradcheck(getattr(T, op), (_torch64(x),), eps=FD_STEP,
-                                    atol=FD.atol, rtol=FD.rtol)
+    op.explicit(xt).backward(torch.from_numpy(dout))
+    for kink, slope in op.kinks.items():
+        at = (x == kink)                                      # 0.0 == -0.0: both zeros
+        assert at.any(), f"{op.name}: the kink {kink} is not among the points"
+        np.testing.assert_array_equal(dx_ref[at], dout[at] * slope, err_msg=f"{op.name} reference")
+        np.testing.assert_array_equal(xt.grad.numpy()[at], dout[at] * slope, err_msg=f"{op.name} torch")
+    if 0.0 not in op.kinks:
+        smooth = _torch64(x[:4])
+        fd = [np.array([(op.forward(np.array([t + FD_STEP]))[0][0] - op.forward(np.array([t - FD_STEP]))[0][0])
+                        / (2 * FD_STEP) for t in x[:4]])]
+        np.testing.assert_allclose(dx_ref[:4] / dout[:4], fd[0], rtol=FD.rtol, atol=FD.atol)
+        assert_close(op.name, xt.grad, dx_ref, FLOAT64.rtol, FLOAT64.atol)
+        assert torch.autograd.gradcheck(op.explicit, (smooth,), eps=FD_STEP, atol=FD.atol, rtol=FD.rtol)
 
 
 # ----------------------------------------------------------------------------------------

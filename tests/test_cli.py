@@ -167,6 +167,7 @@ def test_classifier_run_cannot_generate(labelled_csv, tmp_path, capsys):
     assert "expected a causal_lm run (GPT), got a classification run (SequenceClassifier)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_script_demo_quick(tmp_path):
     """The README's main job, shortened: the installed `minillm` script, a real run folder.
     Its stderr is a pipe, not a terminal: each of the three trainings still reports its

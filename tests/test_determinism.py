@@ -49,6 +49,7 @@ def _weights(run):
     return (run / "checkpoints" / "last" / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", [[], ["--explicit"]], ids=["fast", "explicit"])
 def test_two_identical_runs_at_two_threads_are_identical(data, path):
     runs = []

@@ -21,6 +21,7 @@ import ddp_worker  # noqa: E402
 from minillm.store.runtime import Runtime  # noqa: E402
 
 STEPS = 3
+pytestmark = pytest.mark.slow   # two gloo processes and their reference run: ~25 s
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@
   in BOTH backends; every name in its reference column exists in ``minillm.reference``
   and every name in its torch column in ``minillm.torch_backend``; every test the page
   names (``tests/FILE.py::test_name``) is defined in that file; and every public function
-  the two backends share has a row (a new op cannot go undocumented).
+  the two backends share has a row (a new op cannot go undocumented); the row of each op
+  of tests/ops_catalogue.py names every property test the catalogue runs on it.
 - The Sphinx site (MyST pages, the notebooks through myst-nb without execution, the API
   reference through autodoc) builds with warnings as errors, and autodoc really rendered
   the API (a directive that silently renders nothing is a failure too). About 10 s.
@@ -95,6 +96,27 @@ def test_every_shared_public_function_has_a_row():
     assert shared, "found no public function shared by the backends"
     documented = {n for header, cells in _rows() for n in NAME.findall(dict(zip(header, cells))["reference"])}
     assert not shared - documented, f"public functions without a row in docs/formulas.md: {sorted(shared - documented)}"
+
+
+def test_every_op_row_lists_every_catalogue_test_of_the_op():
+    """tests/ops_catalogue.py enrols each op in the property tests; the op's row (the one
+    whose reference column starts with the op's name) names every one of them."""
+    pytest.importorskip("torch")
+    from ops_catalogue import OPS, tests_of
+    by_first_name = {}
+    for header, cells in _rows():
+        names = NAME.findall(dict(zip(header, cells))["reference"])
+        if names:
+            by_first_name[names[0]] = set("::".join(t) for t in TEST_REF.findall(dict(zip(header, cells))["tests"]))
+    problems = []
+    for op in OPS:
+        if op.name not in by_first_name:
+            problems.append(f"{op.name}: no row in docs/formulas.md")
+            continue
+        missing = [t for t in tests_of(op) if t not in by_first_name[op.name]]
+        if missing:
+            problems.append(f"{op.name}: its row does not name {missing}")
+    assert not problems, "docs/formulas.md:\n" + "\n".join(problems)
 
 
 def test_the_table_checks_can_fail():

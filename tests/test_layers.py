@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import minillm.reference as R
 from minillm.core import init
-from minillm.core.config import ModelConfig
+from minillm.core.config import ACTIVATIONS, ModelConfig
 
 from parity import assert_close
 
@@ -83,7 +83,7 @@ def test_layer_norm(d, seed):
 
 
 @settings(max_examples=10)
-@given(activation=st.sampled_from(["relu", "gelu", "gelu_tanh"]), seed=st.integers(0, 2**16))
+@given(activation=st.sampled_from(ACTIVATIONS), seed=st.integers(0, 2**16))
 def test_feed_forward(activation, seed):
     rng = np.random.default_rng(seed)
     ref, tor = twins(lambda: R.FeedForward(6, 10, activation, "float64"),

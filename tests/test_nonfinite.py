@@ -11,6 +11,12 @@ for attention, ``torch.optim.SGD/Adam/AdamW`` and ``torch.nn.utils.clip_grad_nor
 Gradients are compared the same way, with a finite upstream gradient and, for the
 elementwise ops, with a non-finite one too.
 
+The activations are the exception to "where torch has them": at +inf and -inf their
+value and slope are the formula's limits (``at_infinity`` in tests/ops_catalogue.py;
+GELU(-inf) = 0, not torch's -inf * 0 = NaN), and torch's F.gelu is compared only at finite
+points, because its vectorised float32 kernel gives NaN at +inf on AVX-512 CPUs and inf on
+others (``fused_departure`` in the catalogue): a value that depends on the CPU is no truth.
+
 The documented choices where minillm differs from torch are tested as such: a query row
 with nothing to attend to gives zero weights and output (torch: NaN); a mean
 cross-entropy with no counted target is 0.0 (torch: NaN); a masked-out key is ignored
@@ -20,9 +26,10 @@ Tolerances for the finite values: those of tests/tolerances.py for the op and dt
 same formulas and the same rounding as the parity tests); the non-finite positions are
 compared exactly. The optimizers use test_optim.py's float64 bound, atol 1e-10.
 
-One difference from torch is kept and marked ``xfail(strict=True)`` with its reason: the
-explicit GELU is a product differentiated by autograd, so an infinite upstream gradient
-at x = 0 gives NaN where torch's fused kernel gives inf (finite upstream gradients match).
+One difference is kept and marked ``xfail(strict=True)`` with its reason (the catalogue's
+``explicit_nonfinite_upstream``): the explicit GELU is a product differentiated by
+autograd, so an infinite upstream gradient at x = 0 gives NaN where the formula gives inf
+(finite upstream gradients match).
 If it ever stops differing, the strict mark fails and is to be removed.
 """
 import logging
@@ -37,6 +44,8 @@ import minillm.reference as R
 import minillm.torch_backend as T
 from minillm.core.schedule import warmup_cosine
 from parity import to_numpy, to_torch
+from minillm.core.config import ACTIVATIONS
+from ops_catalogue import ELEMENTWISE, ROWWISE, by_name, rows, rows_for
 from tolerances import limits
 
 NAN, INF = math.nan, math.inf
@@ -117,57 +126,53 @@ def _upstream(shape, kind, dtype, seed=0):
 
 
 # ----------------------------------------------------------------------------- elementwise
-# and row-wise ops: op -> (reference forward, reference backward, torch backend, oracle,
-# inputs, tolerance name)
+# and row-wise ops, from the catalogue (tests/ops_catalogue.py)
 
 def _ln_params(dtype):
     return np.array([1.0, 2.0, 0.5, 1.0, -1.5], dtype=dtype), np.array([0.0, 1.0, 0.0, -1.0, 0.2], dtype=dtype)
 
 
-UNARY = {
-    "softmax": (R.softmax_forward, R.softmax_backward, T.softmax,
-                lambda x: torch.softmax(x, -1), ROWS),
-    "log_softmax": (R.log_softmax_forward, R.log_softmax_backward, T.log_softmax,
-                    lambda x: torch.log_softmax(x, -1), ROWS),
-    "relu": (R.relu_forward, R.relu_backward, T.relu, F.relu, ELEMENTS),
-    "gelu": (R.gelu_forward, R.gelu_backward, T.gelu, F.gelu, ELEMENTS),
-    "gelu_tanh": (R.gelu_tanh_forward, R.gelu_tanh_backward, T.gelu_tanh,
-                  lambda x: F.gelu(x, approximate="tanh"), ELEMENTS),
-}
-
-GELU_UPSTREAM_XFAIL = pytest.mark.xfail(
-    strict=True, reason="torch_backend gelu / gelu_tanh are products differentiated by "
-    "autograd, which multiplies an infinite upstream gradient by each factor's derivative "
-    "separately: at x = 0, inf * (x * Phi'(x) = 0) is NaN where torch's fused GELU backward "
-    "gives inf * GELU'(0) = inf (the reference too). Only a non-finite upstream gradient "
-    "shows it; the forward and finite upstream gradients match")
-
-
-def _unary_cases():
-    for op in UNARY:
+def _op_cases():
+    for op in rows_for("tests/test_nonfinite.py::test_op_nonfinite_values"):
         for dtype in DTYPES:
             for dout in ("finite", "nonfinite"):
                 for side in ("reference", "torch_backend"):
                     marks = []
-                    if op.startswith("gelu") and (dout, side) == ("nonfinite", "torch_backend"):
-                        marks = [GELU_UPSTREAM_XFAIL]
+                    if op.explicit_nonfinite_upstream and (dout, side) == ("nonfinite", "torch_backend"):
+                        marks = [pytest.mark.xfail(strict=True, reason=op.explicit_nonfinite_upstream)]
                     yield pytest.param(op, dtype, dout, side, marks=marks,
-                                       id=f"{op}-{np.dtype(dtype).name}-{dout}-{side}")
+                                       id=f"{op.name}-{np.dtype(dtype).name}-{dout}-{side}")
 
 
-@pytest.mark.parametrize("op,dtype,dout_kind,side", list(_unary_cases()))
-def test_elementwise_and_rowwise_ops_match_torch(op, dtype, dout_kind, side):
-    ref_forward, ref_backward, torch_op, oracle, inputs = UNARY[op]
-    x = inputs.astype(dtype)
+@pytest.mark.parametrize("op,dtype,dout_kind,side", list(_op_cases()))
+def test_op_nonfinite_values(op, dtype, dout_kind, side):
+    """The expected values are ``op.formula``: torch's function at finite points and, for
+    an elementwise op, the formula's limits at +-inf (``op.at_infinity``), never a
+    kernel's value there (``op.fused_departure`` says where torch's differs). A row-wise
+    op's non-finite values are torch's arithmetic, as docs/architecture.md documents."""
+    x = (ROWS if op.kind == ROWWISE else ELEMENTS).astype(dtype)
     dout = _upstream(x.shape, dout_kind, dtype)
-    expected, (expected_dx,) = _torch_grads(oracle, [x], dout)
+    expected, (expected_dx,) = _torch_grads(op.formula, [x], dout)
     if side == "reference":
-        out, cache = ref_forward(x)
-        dx = ref_backward(dout, cache)
+        out, cache = op.forward(x)
+        dx = op.backward(dout, cache)
     else:
-        out, (dx,) = _torch_grads(torch_op, [x], dout)
-    assert_same_nonfinite(f"{op} forward", out, expected, op, dtype)
-    assert_same_nonfinite(f"{op} backward", dx, expected_dx, op, dtype)
+        out, (dx,) = _torch_grads(op.explicit, [x], dout)
+    assert_same_nonfinite(f"{op.name} forward", out, expected, op.name, dtype)
+    assert_same_nonfinite(f"{op.name} backward", dx, expected_dx, op.name, dtype)
+
+
+def test_the_activations_limits_at_infinity_are_the_formulas():
+    """The limits the catalogue declares, written out: GELU(x) = x Phi(x) -> x, slope -> 1
+    as x -> +inf, and -> 0, slope -> 0 as x -> -inf (tanh form alike); the same in float32
+    and float64 and on every CPU, since no kernel's value at +-inf is taken."""
+    x = np.array([INF, -INF, INF, -INF])
+    dout = np.array([2.0, 2.0, INF, INF])
+    for op in rows(ELEMENTWISE):
+        for dtype in DTYPES:
+            out, (dx,) = _torch_grads(op.formula, [x.astype(dtype)], dout.astype(dtype))
+            np.testing.assert_array_equal(to_numpy(out), [INF, 0.0, INF, 0.0], err_msg=op.name)
+            np.testing.assert_array_equal(to_numpy(dx), [2.0, 0.0, INF, 0.0], err_msg=op.name)
 
 
 def test_softmax_of_a_row_of_minus_inf_is_nan_as_in_torch():
@@ -298,15 +303,14 @@ def test_dropout_keeps_nonfinite_values_visible_as_torch(dtype):
     assert not np.isfinite(dropped[~np.isfinite(x)]).any()
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("side", ["reference", "torch_backend"])
 def test_feed_forward_matches_torch(activation, side):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((4, 3))
     x[0, 1], x[2, 0], x[3, 2] = NAN, INF, -INF
     W1, b1, W2, b2 = (rng.standard_normal(s) for s in ((3, 6), (6,), (6, 3), (3,)))
-    act = {"relu": F.relu, "gelu": F.gelu,
-           "gelu_tanh": lambda h: F.gelu(h, approximate="tanh")}[activation]
+    act = by_name(activation).formula      # torch's activation, the formula's limits at +-inf
     dy = _upstream((4, 3), "finite", np.float64)
 
     def oracle(x_, W1_, b1_, W2_, b2_):

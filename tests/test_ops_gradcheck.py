@@ -1,8 +1,10 @@
 """Every hand-written backward of the elementary ops against central finite differences,
 in float64, with a random upstream gradient (never all-ones, which hides transposes).
 
-These tests use only the NumPy reference: they prove the backward formulas without
-trusting torch. Arrays are small (finite differences cost two forwards per element)."""
+These tests run only the NumPy reference: they prove the backward formulas without
+trusting torch (the ops and their inputs come from tests/ops_catalogue.py, which also
+names each op's torch functions). Arrays are small (finite differences cost two forwards
+per element)."""
 import math
 
 import numpy as np
@@ -11,6 +13,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import minillm.reference as R
+from minillm.core.config import ACTIVATIONS
+from ops_catalogue import by_name, rows_for
 from parity import check_grad, dump_diff_log, random_array, seeds, shapes
 from tolerances import FD, FD_STEP
 
@@ -43,71 +47,15 @@ def _grad_check(forward, backward, inputs, names, rng, **kwargs):
                [names[i] for i in float_idx], eps=FD_STEP, rtol=FD.rtol, atol=FD.atol)
 
 
-def _away_from_kinks(x, margin=1e-3):
-    """Move values off 0 so that ReLU's kink sits outside the finite-difference step."""
-    return np.where(np.abs(x) < margin, np.sign(x + 1e-30) * margin, x)
-
-
-@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
-@given(shape=shapes(1, 3, max_side=5), seed=seeds, data=st.data())
-def test_softmax_gradcheck(op, shape, seed, data):
-    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+@pytest.mark.parametrize("op", rows_for("tests/test_ops_gradcheck.py::test_op_gradcheck"), ids=repr)
+@given(seed=seeds, data=st.data())
+def test_op_gradcheck(op, seed, data):
+    case = op.case(data, np.float64, "gradcheck")
     rng = np.random.default_rng(seed)
-    x = random_array(rng, shape, scale=2.0)
-    _grad_check(getattr(R, f"{op}_forward"), getattr(R, f"{op}_backward"), [x], ["x"], rng,
-                axis=axis)
+    _grad_check(op.forward, op.backward, list(case.inputs), list(case.names), rng, **case.kwargs)
 
 
-@pytest.mark.parametrize("op", ["relu", "gelu", "gelu_tanh"])
-@given(shape=shapes(1, 3, max_side=5), seed=seeds, scale=st.sampled_from([0.5, 3.0, 8.0]))
-def test_activation_gradcheck(op, shape, seed, scale):
-    rng = np.random.default_rng(seed)
-    x = _away_from_kinks(random_array(rng, shape, scale=scale))
-    _grad_check(getattr(R, f"{op}_forward"), getattr(R, f"{op}_backward"), [x], ["x"], rng)
-
-
-@given(lead=shapes(0, 2, max_side=4), C=st.integers(1, 6), seed=seeds,
-       label_smoothing=st.sampled_from([0.0, 0.2, 1.0]),
-       reduction=st.sampled_from(["mean", "sum", "none"]),
-       p_ignore=st.sampled_from([0.0, 0.4]))
-def test_cross_entropy_gradcheck(lead, C, seed, label_smoothing, reduction, p_ignore):
-    rng = np.random.default_rng(seed)
-    logits = random_array(rng, lead + (C,), scale=3.0)
-    targets = np.where(rng.random(lead) < p_ignore, -100, rng.integers(0, C, size=lead))
-    _grad_check(R.cross_entropy_forward, R.cross_entropy_backward, [logits, targets],
-                ["logits", "targets"], rng, label_smoothing=label_smoothing,
-                reduction=reduction)
-
-
-@given(lead=shapes(0, 2, max_side=3), d_in=st.integers(1, 5), d_out=st.integers(1, 5),
-       bias=st.booleans(), seed=seeds)
-def test_linear_gradcheck(lead, d_in, d_out, bias, seed):
-    rng = np.random.default_rng(seed)
-    x = random_array(rng, lead + (d_in,))
-    W = random_array(rng, (d_in, d_out))
-    b = random_array(rng, (d_out,)) if bias else None
-    _grad_check(R.linear_forward, R.linear_backward, [x, W, b], ["x", "W", "b"], rng)
-
-
-@given(lead=shapes(1, 2, max_side=5), V=st.integers(1, 4), d=st.integers(1, 4), seed=seeds)
-def test_embedding_gradcheck(lead, V, d, seed):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, V, size=lead)                         # repeated ids likely
-    W = random_array(rng, (V, d))
-    _grad_check(R.embedding_forward, R.embedding_backward, [ids, W], ["ids", "W"], rng)
-
-
-@given(shape=shapes(1, 3, max_side=5), seed=seeds, scale=st.sampled_from([0.3, 1.0, 5.0]))
-def test_layer_norm_gradcheck(shape, seed, scale):
-    rng = np.random.default_rng(seed)
-    x = random_array(rng, shape, scale=scale)
-    gamma = random_array(rng, shape[-1:])
-    beta = random_array(rng, shape[-1:])
-    _grad_check(R.layer_norm_forward, R.layer_norm_backward, [x, gamma, beta],
-                ["x", "gamma", "beta"], rng, eps=1e-5)
-
-
-@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @given(lead=shapes(1, 2, max_side=3), d_model=st.integers(1, 4), d_ff=st.integers(1, 6),
        bias=st.booleans(), seed=seeds)
 def test_feed_forward_gradcheck(activation, lead, d_model, d_ff, bias, seed):
@@ -117,8 +65,9 @@ def test_feed_forward_gradcheck(activation, lead, d_model, d_ff, bias, seed):
     W2 = random_array(rng, (d_ff, d_model), scale=1 / math.sqrt(d_ff))
     b1 = random_array(rng, (d_ff,), scale=0.5) if bias else None
     b2 = random_array(rng, (d_model,), scale=0.5) if bias else None
-    if activation == "relu":   # ReLU is not differentiable at 0: keep off its kink
-        assume(np.min(np.abs(R.linear(x, W1, b1))) > 1e-3)
+    kinks = list(by_name(activation).kinks)   # keep the hidden layer off the kinks (ReLU's 0)
+    if kinks:
+        assume(np.min(np.abs(R.linear(x, W1, b1)[..., None] - kinks)) > 1e-3)
     _grad_check(R.feed_forward_forward, R.feed_forward_backward, [x, W1, b1, W2, b2],
                 ["x", "W1", "b1", "W2", "b2"], rng, activation=activation)
 

@@ -1,7 +1,10 @@
 """Parity of the elementary ops: the NumPy reference (hand-written backward) against the
 torch backend (autograd), forward AND backward, over hypothesis-drawn shapes, values and
 dtypes, with contiguous and non-contiguous inputs and a random upstream gradient.
-Then the torch backend against torch.nn.functional, as a third opinion."""
+Then the torch backend against torch.nn.functional, as a third opinion. The ops and how
+their inputs are drawn come from tests/ops_catalogue.py (one row per op); the feed-forward
+network runs with every activation of ``core.config.ACTIVATIONS``; dropout is tested here
+on its own (its mask comes from a generator both backends share)."""
 import math
 
 from functools import partial
@@ -15,7 +18,12 @@ from hypothesis import strategies as st
 
 import minillm.reference as R
 import minillm.torch_backend as T
+from minillm.core.config import ACTIVATIONS
 from minillm.reference.activations import _erf, _erfc
+from ops_catalogue import rows_for
+
+PARITY = "tests/test_ops_parity.py::test_op_parity"
+ORACLE = "tests/test_ops_parity.py::test_op_matches_torch_functional"
 from parity import (
     assert_close, dump_diff_log, float_dtypes, random_array, scales, seeds, shapes, to_torch,
     make_noncontiguous,
@@ -64,33 +72,16 @@ def check_parity(op, forward, backward, torch_fn, inputs, differentiable, dtype,
 
 
 # ----------------------------------------------------------------------------------
-# softmax, log_softmax
+# every op of the catalogue (tests/ops_catalogue.py): softmax, log_softmax, the activations
 
 
-@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
-@given(shape=shapes(1, 4), dtype=float_dtypes, scale=scales, seed=seeds,
-       noncontiguous=st.booleans(), data=st.data())
-def test_softmax_parity(op, shape, dtype, scale, seed, noncontiguous, data):
-    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+@pytest.mark.parametrize("op", rows_for(PARITY), ids=repr)
+@given(dtype=float_dtypes, seed=seeds, noncontiguous=st.booleans(), data=st.data())
+def test_op_parity(op, dtype, seed, noncontiguous, data):
+    case = op.case(data, dtype, "parity")
     rng = np.random.default_rng(seed)
-    x = random_array(rng, shape, dtype, scale)
-    check_parity(op, getattr(R, f"{op}_forward"), getattr(R, f"{op}_backward"),
-                 getattr(T, op), [x], [True], dtype, rng, noncontiguous, axis=axis)
-
-
-# ----------------------------------------------------------------------------------
-# activations
-
-
-@pytest.mark.parametrize("op", ["relu", "gelu", "gelu_tanh"])
-@given(shape=shapes(1, 3), dtype=float_dtypes, scale=scales, seed=seeds,
-       noncontiguous=st.booleans())
-def test_activation_parity(op, shape, dtype, scale, seed, noncontiguous):
-    rng = np.random.default_rng(seed)
-    x = random_array(rng, shape, dtype, scale)
-    x.flat[0] = 0.0   # the kink: both backends take ReLU'(0) = 0
-    check_parity(op, getattr(R, f"{op}_forward"), getattr(R, f"{op}_backward"),
-                 getattr(T, op), [x], [True], dtype, rng, noncontiguous)
+    check_parity(op.name, op.forward, op.backward, op.explicit, list(case.inputs),
+                 list(case.differentiable), dtype, rng, noncontiguous, **case.kwargs)
 
 
 def test_erf_matches_math_erf():
@@ -108,89 +99,10 @@ def test_erf_matches_math_erf():
 
 
 # ----------------------------------------------------------------------------------
-# cross-entropy
+# feed_forward, with every activation
 
 
-@st.composite
-def cross_entropy_case(draw):
-    lead = draw(shapes(0, 3, max_side=5))
-    C = draw(st.integers(1, 7))
-    ignore_index = draw(st.sampled_from([-100, -1, 0]))
-    p_ignore = draw(st.sampled_from([0.0, 0.3, 1.0]))
-    return lead, C, ignore_index, p_ignore
-
-
-def _targets(rng, lead, C, ignore_index, p_ignore):
-    targets = rng.integers(0, C, size=lead)                     # (...) int64
-    ignored = rng.random(lead) < p_ignore
-    return np.where(ignored, ignore_index, targets)
-
-
-@given(case=cross_entropy_case(), dtype=float_dtypes, scale=scales, seed=seeds,
-       label_smoothing=st.sampled_from([0.0, 0.1, 0.37, 1.0]),
-       reduction=st.sampled_from(["mean", "sum", "none"]), noncontiguous=st.booleans())
-def test_cross_entropy_parity(case, dtype, scale, seed, label_smoothing, reduction,
-                              noncontiguous):
-    lead, C, ignore_index, p_ignore = case
-    rng = np.random.default_rng(seed)
-    logits = random_array(rng, lead + (C,), dtype, scale)
-    targets = _targets(rng, lead, C, ignore_index, p_ignore)
-    check_parity("cross_entropy", R.cross_entropy_forward, R.cross_entropy_backward,
-                 T.cross_entropy, [logits, targets], [True, False], dtype, rng,
-                 noncontiguous, ignore_index=ignore_index,
-                 label_smoothing=label_smoothing, reduction=reduction)
-
-
-# ----------------------------------------------------------------------------------
-# linear, embedding, layer_norm, feed_forward
-
-
-@given(lead=shapes(0, 3, max_side=4), d_in=st.integers(1, 9), d_out=st.integers(1, 9),
-       bias=st.booleans(), dtype=float_dtypes, scale=scales, seed=seeds,
-       noncontiguous=st.booleans())
-def test_linear_parity(lead, d_in, d_out, bias, dtype, scale, seed, noncontiguous):
-    rng = np.random.default_rng(seed)
-    x = random_array(rng, lead + (d_in,), dtype, scale)
-    W = random_array(rng, (d_in, d_out), dtype, 1 / math.sqrt(d_in))
-    b = random_array(rng, (d_out,), dtype) if bias else None
-    check_parity("linear", R.linear_forward, R.linear_backward, T.linear, [x, W, b],
-                 [True, True, True], dtype, rng, noncontiguous)
-
-
-@given(lead=shapes(0, 3, max_side=6), V=st.integers(1, 5), d=st.integers(1, 6),
-       dtype=float_dtypes, seed=seeds, noncontiguous=st.booleans())
-def test_embedding_parity(lead, V, d, dtype, seed, noncontiguous):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, V, size=lead)                         # small V: repeated ids
-    W = random_array(rng, (V, d), dtype)
-    check_parity("embedding", R.embedding_forward, R.embedding_backward, T.embedding,
-                 [ids, W], [False, True], dtype, rng, noncontiguous)
-
-
-def _layer_norm_input(rng, shape, dtype, scale):
-    """Rows for layer norm. Float32 keeps only ~eps * |mean| / std of precision per row
-    (tolerances.py, layer_norm), so in float32 every row gets std = scale and
-    |mean| / std = 3 |N(0, 1)|; in float64 a common offset gives |mean| / std up to 1e3."""
-    z = random_array(rng, shape, np.float64)
-    if dtype == np.float64:
-        return (scale * z + rng.standard_normal()).astype(dtype)
-    if shape[-1] > 1:
-        z = (z - z.mean(-1, keepdims=True)) / np.maximum(z.std(-1, keepdims=True), 1e-12)
-    return (scale * (z + 3.0 * rng.standard_normal())).astype(dtype)
-
-
-@given(shape=shapes(1, 3, max_side=8), dtype=float_dtypes, scale=scales, seed=seeds,
-       eps=st.sampled_from([1e-5, 1e-3]), noncontiguous=st.booleans())
-def test_layer_norm_parity(shape, dtype, scale, seed, eps, noncontiguous):
-    rng = np.random.default_rng(seed)
-    x = _layer_norm_input(rng, shape, dtype, scale)
-    gamma = (1.0 + 0.5 * random_array(rng, shape[-1:], np.float64)).astype(dtype)
-    beta = random_array(rng, shape[-1:], dtype)
-    check_parity("layer_norm", R.layer_norm_forward, R.layer_norm_backward, T.layer_norm,
-                 [x, gamma, beta], [True, True, True], dtype, rng, noncontiguous, eps=eps)
-
-
-@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
 @given(lead=shapes(1, 3, max_side=4), d_model=st.integers(1, 6), d_ff=st.integers(1, 10),
        bias=st.booleans(), dtype=float_dtypes, seed=seeds, noncontiguous=st.booleans())
 def test_feed_forward_parity(activation, lead, d_model, d_ff, bias, dtype, seed,
@@ -257,68 +169,24 @@ def _grads(fn, *tensors, dout):
     return out.detach(), [t.grad for t in tensors]
 
 
-@given(case=cross_entropy_case(), dtype=float_dtypes, scale=scales, seed=seeds,
-       label_smoothing=st.sampled_from([0.0, 0.1, 1.0]),
-       reduction=st.sampled_from(["mean", "sum", "none"]))
-def test_cross_entropy_matches_torch_functional(case, dtype, scale, seed, label_smoothing,
-                                                reduction):
-    lead, C, ignore_index, p_ignore = case
+@pytest.mark.parametrize("op", rows_for(ORACLE), ids=repr)
+@given(dtype=float_dtypes, seed=seeds, data=st.data())
+def test_op_matches_torch_functional(op, dtype, seed, data):
+    case = op.case(data, dtype, "oracle")
     rng = np.random.default_rng(seed)
-    logits = to_torch(random_array(rng, lead + (C,), dtype, scale))
-    targets = torch.from_numpy(_targets(rng, lead, C, ignore_index, p_ignore))
-    counted = int((targets != ignore_index).sum())
-    dout = to_torch(random_array(rng, lead if reduction == "none" else (), dtype))
-    kw = dict(ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
-    ours, (dours,) = _grads(lambda z: T.cross_entropy(z, targets, **kw), logits, dout=dout)
-    # F.cross_entropy wants the class axis second: flatten the leading axes to (N, C)
-    theirs, (dtheirs,) = _grads(
-        lambda z: F.cross_entropy(z.reshape(-1, C), targets.reshape(-1), **kw)
-        .reshape(ours.shape), logits, dout=dout)
-    lim = partial(limits, "cross_entropy", dtype)
-    if reduction == "mean" and counted == 0:   # torch gives NaN; the contract says 0.0
-        assert ours.item() == 0.0 and torch.isnan(theirs)
-        assert torch.all(dours == 0)
-        return
-    assert_close("cross_entropy vs F", ours, theirs, *lim(theirs))
-    assert_close("cross_entropy grad vs F", dours, dtheirs, *lim(dtheirs))
-
-
-@given(shape=shapes(1, 3, max_side=8), dtype=float_dtypes, scale=scales, seed=seeds)
-def test_layer_norm_matches_torch_functional(shape, dtype, scale, seed):
-    # C = 1: the exact dx is 0 (x_hat = 0 whatever x is); both our backends give exactly
-    # 0 (test_layer_norm_parity), F.layer_norm gives rounding noise of rstd * ulp(dy),
-    # ~3e-5 in float32 with eps = 1e-5, which no tolerance scaled to the output can judge
-    shape = shape[:-1] + (max(shape[-1], 2),)
-    rng = np.random.default_rng(seed)
-    x = to_torch(_layer_norm_input(rng, shape, dtype, scale))
-    gamma, beta, dout = (to_torch(random_array(rng, s, dtype))
-                         for s in [shape[-1:], shape[-1:], shape])
-    ours, dours = _grads(lambda *a: T.layer_norm(*a, eps=1e-5), x, gamma, beta, dout=dout)
-    theirs, dtheirs = _grads(lambda x, g, b: F.layer_norm(x, shape[-1:], g, b, eps=1e-5),
-                             x, gamma, beta, dout=dout)
-    lim = partial(limits, "layer_norm", dtype)
-    assert_close("layer_norm vs F", ours, theirs, *lim(theirs))
-    for name, a, b in zip(["dx", "dgamma", "dbeta"], dours, dtheirs):
-        assert_close(f"layer_norm {name} vs F", a, b, *lim(b))
-
-
-@pytest.mark.parametrize("op, reference_fn", [
-    ("gelu", lambda x: F.gelu(x)),
-    ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh")),
-    ("relu", F.relu),
-    ("softmax", lambda x: F.softmax(x, dim=-1)),
-    ("log_softmax", lambda x: F.log_softmax(x, dim=-1)),
-])
-@given(shape=shapes(1, 3), dtype=float_dtypes, scale=scales, seed=seeds)
-def test_elementwise_ops_match_torch_functional(op, reference_fn, shape, dtype, scale, seed):
-    rng = np.random.default_rng(seed)
-    x = to_torch(random_array(rng, shape, dtype, scale))
-    dout = to_torch(random_array(rng, shape, dtype))
-    ours, (dours,) = _grads(getattr(T, op), x, dout=dout)
-    theirs, (dtheirs,) = _grads(reference_fn, x, dout=dout)
-    lim = partial(limits, op, dtype)
+    leaves = [None if a is None else to_torch(a, requires_grad=d)
+              for a, d in zip(case.inputs, case.differentiable)]
+    ours = op.explicit(*leaves, **case.kwargs)
+    dout = to_torch(random_array(rng, tuple(ours.shape), dtype))
+    ours_grads = torch.autograd.grad(ours, [t for t, d in zip(leaves, case.differentiable) if d and t is not None], dout)
+    theirs = op.oracle(*leaves, **case.kwargs)
+    theirs_grads = torch.autograd.grad(theirs, [t for t, d in zip(leaves, case.differentiable) if d and t is not None], dout)
+    lim = partial(limits, op.name, dtype)
     # F.gelu computes x/2 (1 + erf(x/sqrt2)), which cancels to ~1e-17 absolute where
     # ours keeps erfc's tiny tail: identical up to atol, never relatively for x << 0
-    for name, a, b in [("", ours, theirs), (" grad", dours, dtheirs)]:
+    pairs = [("", ours, theirs)] + [(f" d{n}", a, b) for n, a, b in zip(
+        [n for n, t, d in zip(case.names, leaves, case.differentiable) if d and t is not None],
+        ours_grads, theirs_grads)]
+    for name, a, b in pairs:
         rtol, atol = lim(b)
-        assert_close(f"{op}{name} vs F", a, b, rtol, max(atol, 1e-15))
+        assert_close(f"{op.name}{name} vs F", a.detach(), b.detach(), rtol, max(atol, 1e-15))

@@ -8,6 +8,8 @@ import torch
 
 import minillm.reference as R
 import minillm.torch_backend as T
+from minillm.core.config import ACTIVATIONS
+from ops_catalogue import rows_for
 from parity import assert_close, dump_diff_log, random_array, to_torch
 from tolerances import limits, tolerance
 
@@ -98,22 +100,26 @@ def test_softmax_of_huge_values_finite(dtype, op):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("op", ["relu", "gelu", "gelu_tanh"])
-def test_activations_at_extremes(dtype, op):
+@pytest.mark.parametrize("op", rows_for("tests/test_ops_stability.py::test_op_at_extremes"), ids=repr)
+def test_op_at_extremes(dtype, op):
+    """Huge and tiny finite inputs stay finite in both backends, which agree, and far from
+    0 the op follows its limits at +-inf (``op.at_infinity``; for the activations ReLU's:
+    ~0 with slope ~0 on the left, the identity with slope 1 on the right)."""
     x = np.array([-1e4, -60.0, -40.0, -10.0, -1e-30, 0.0, 1e-30, 10.0, 40.0, 1e4], dtype=dtype)
     dout = random_array(np.random.default_rng(4), x.shape, dtype)
-    out, cache = getattr(R, f"{op}_forward")(x)
-    dx = getattr(R, f"{op}_backward")(dout, cache)
-    out_t, dx_t = _torch_forward_backward(getattr(T, op), x, dout)
+    out, cache = op.forward(x)
+    dx = op.backward(dout, cache)
+    out_t, dx_t = _torch_forward_backward(op.explicit, x, dout)
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(dx))
     assert torch.all(torch.isfinite(out_t)) and torch.all(torch.isfinite(dx_t))
-    # far left every variant is ~0 with slope ~0; far right the identity with slope 1
-    assert np.all(np.abs(out[:2]) <= 1e-30) and np.all(np.abs(dx[:2]) <= 1e-30)
-    assert_close(f"{op} right tail", out[-2:], x[-2:], 1e-7, 0.0)
-    assert_close(f"{op} right slope", dx[-2:], dout[-2:], 1e-7, 0.0)
-    lim = partial(limits, op, dtype)
-    assert_close(f"{op} extremes out", out, out_t, *lim(out_t))
-    assert_close(f"{op} extremes grad", dx, dx_t, *lim(dx_t))
+    if op.at_infinity is not None:
+        far = np.r_[0, 1, len(x) - 2, len(x) - 1]              # -1e4, -60, 40, 1e4
+        tail, slope = _torch_forward_backward(op.at_infinity, x[far], dout[far])
+        assert_close(f"{op.name} tails", out[far], tail, 1e-7, 1e-30)
+        assert_close(f"{op.name} slopes at the tails", dx[far], slope, 1e-7, 1e-30)
+    lim = partial(limits, op.name, dtype)
+    assert_close(f"{op.name} extremes out", out, out_t, *lim(out_t))
+    assert_close(f"{op.name} extremes grad", dx, dx_t, *lim(dx_t))
 
 
 def test_gelu_keeps_its_tail_for_very_negative_x():
@@ -152,7 +158,7 @@ def test_float32_stays_float32_through_backward(dtype):
     W1, W2 = random_array(rng, (4, 5), dtype), random_array(rng, (5, 4), dtype)
     b1, b2 = random_array(rng, (5,), dtype), random_array(rng, (4,), dtype)
     checks = []
-    for activation in ("relu", "gelu", "gelu_tanh"):
+    for activation in ACTIVATIONS:
         out, cache = R.feed_forward_forward(x, W1, b1, W2, b2, activation)
         checks += [out, *R.feed_forward_backward(random_array(rng, out.shape, dtype), cache)]
     out, cache = R.layer_norm_forward(x, W2[0], b2)

@@ -118,6 +118,7 @@ def test_the_library_snippet_runs_and_both_backends_print_the_same_loss(tmp_path
         assert loss.startswith(stated), (backend, loss, stated)
 
 
+@pytest.mark.slow
 def test_the_quickstart_python_run_trains_and_loads_back(tmp_path):
     """docs/quickstart.md's Python block (train -> TrainedRun, load_run -> Run), run as
     written in a fresh interpreter in an empty folder: the perplexity beats a uniform

@@ -191,10 +191,11 @@ def test_a_checkpoint_written_before_cross_attention_became_multi_head_attention
     src, tgt = np.array(ckpt.extra["src"]), np.array(ckpt.extra["tgt"])
     logits, _ = model(src, tgt, attention_mask=src != 0)
     want = np.array(ckpt.extra["logits"])
-    if backend == "numpy":   # the same code path as when it was written: bit for bit
-        np.testing.assert_array_equal(logits, want)
-    else:                    # the other backend: the float64 parity contract
-        assert_model_close("logits", logits, want, "float64")
+    # within the float64 parity contract, not bit for bit, in both backends: the stored
+    # logits were computed on another machine, whose BLAS and NumPy kernels (AVX2 against
+    # AVX-512 paths) add the same products in another order (measured 1.4e-17 apart on an
+    # AVX-512 CPU); a wrongly matched weight moves the logits by O(1)
+    assert_model_close("logits", logits, want, "float64")
 
 
 def test_source_padding_never_changes_the_logits():

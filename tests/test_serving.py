@@ -450,6 +450,7 @@ def generated_request_statuses(url, paths=None, max_examples=50):
     return operations, statuses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["numpy", "cls", pytest.param("torch", marks=needs_torch)])
 def test_schemathesis_finds_no_server_error(servers, server):
     """Requests generated from /openapi.json, valid (positive) and invalid (negative,

@@ -38,6 +38,18 @@ def _check(x):
     return x
 
 
+def _at_infinity(x, out, limit):
+    """``out`` with ``limit()`` where ``x`` is +-inf: the formula's limit
+    there, where the product the formula is written as would be inf * 0 = NaN. Checked
+    with one pass (``np.isinf(...).any()``) and skipped when nothing is infinite, which
+    keeps the common, finite case at its old cost (the torch backend, differentiated by
+    autograd, sets the infinite entries aside with ``where`` instead)."""
+    inf = np.isinf(x)
+    if inf.any():
+        return np.where(inf, limit(), out)                      # (...), also for 0-d x
+    return out
+
+
 def _check_dout(dout, cache, op):
     dout = np.asarray(dout)
     v.require_shape("dout", dout, cache.x.shape, f"the shape of {op}'s output")
@@ -92,12 +104,16 @@ def gelu_forward(x):
         \mathrm{GELU}(x) = x\,\Phi(x) = \frac{x}{2}\Big(1 + \mathrm{erf}\big(x/\sqrt2\big)\Big)
         = \frac{x}{2}\,\mathrm{erfc}\big(-x/\sqrt2\big)
 
+    At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0 (the
+    product would give :math:`-\infty \cdot 0` = NaN at :math:`-\infty`): the infinite
+    entries get ReLU's value, their limit (``_at_infinity``), as in the torch backend.
     Shapes: x (...) -> (...). Returns ``(out, GeluCache)`` (``x`` and :math:`\Phi(x)`).
     """
     if v.checking():
         x = _check(x)
     cdf = _normal_cdf(x)                                        # (...)
-    return x * cdf, GeluCache(x, cdf)
+    out = _at_infinity(x, x * cdf, lambda: relu(x))          # (...), +inf -> +inf, -inf -> 0
+    return out, GeluCache(x, cdf)
 
 
 def gelu_backward(dout, cache: GeluCache):
@@ -107,13 +123,18 @@ def gelu_backward(dout, cache: GeluCache):
         \frac{d}{dx}\mathrm{GELU}(x) = \Phi(x) + x\,\varphi(x),
         \quad \varphi(x) = \frac{e^{-x^2/2}}{\sqrt{2\pi}}
 
-    :math:`\Phi(x)` comes from the forward's cache. Shapes: dout (...) -> dx (...).
+    :math:`\Phi(x)` comes from the forward's cache. At :math:`x = \pm\infty` the slope is
+    its limit, 1 and 0 (:math:`x\varphi(x)` would be :math:`\infty \cdot 0` = NaN), applied
+    as ReLU's backward applies it: a selection, so an infinite ``dout`` at :math:`-\infty`
+    gives 0 (what autograd gives through the torch backend's ``where``).
+    Shapes: dout (...) -> dx (...).
     """
     if v.checking():
         dout = _check_dout(dout, cache, "gelu")
     x = cache.x
     phi = np.exp(-0.5 * x * x) * _INV_SQRT_2PI                  # (...)
-    return dout * (cache.cdf + x * phi)                         # (...)
+    dx = dout * (cache.cdf + x * phi)                           # (...)
+    return _at_infinity(x, dx, lambda: relu_backward(dout, cache))  # (...), slopes 1, 0 at +-inf
 
 
 def gelu(x):
@@ -128,12 +149,15 @@ def gelu_tanh_forward(x):
         \mathrm{GELU}_{\tanh}(x) = \frac{x}{2}\Big(1 + \tanh\big(u\big)\Big),
         \quad u = \sqrt{2/\pi}\,\big(x + 0.044715\,x^3\big)
 
-    Shapes: x (...) -> (...). Returns ``(out, ActivationCache)``.
+    At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0
+    (the product would give :math:`-\infty \cdot 0` = NaN at :math:`-\infty`), as in
+    :func:`gelu_forward`. Shapes: x (...) -> (...). Returns ``(out, ActivationCache)``.
     """
     if v.checking():
         x = _check(x)
     u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
-    return 0.5 * x * (1.0 + np.tanh(u)), ActivationCache(x)
+    out = 0.5 * x * (1.0 + np.tanh(u))                          # (...)
+    return _at_infinity(x, out, lambda: relu(x)), ActivationCache(x)
 
 
 def gelu_tanh_backward(dout, cache: ActivationCache):
@@ -143,14 +167,17 @@ def gelu_tanh_backward(dout, cache: ActivationCache):
         \frac{d}{dx}\mathrm{GELU}_{\tanh}(x) = \frac{1 + t}{2}
             + \frac{x}{2}\,(1 - t^2)\,\sqrt{2/\pi}\,\big(1 + 3 \cdot 0.044715\,x^2\big)
 
-    The tanh is recomputed from ``x`` rather than cached. Shapes: dout (...) -> dx (...).
+    The tanh is recomputed from ``x`` rather than cached. At :math:`x = \pm\infty` the
+    slope is its limit, 1 and 0, as in :func:`gelu_backward`.
+    Shapes: dout (...) -> dx (...).
     """
     if v.checking():
         dout = _check_dout(dout, cache, "gelu_tanh")
     x = cache.x
     t = np.tanh(_SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x))  # (...), recomputed
     du_dx = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_C * x * x)   # (...)
-    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)  # (...)
+    dx = dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)  # (...)
+    return _at_infinity(x, dx, lambda: relu_backward(dout, cache))  # (...), slopes 1, 0 at +-inf
 
 
 def gelu_tanh(x):

@@ -45,13 +45,20 @@ def gelu(x):
         = \frac{x}{2}\,\mathrm{erfc}\big(-x/\sqrt2\big)
 
     ``erfc(-z)`` rather than ``1 + erf(z)``: the same value, without the cancellation
-    to 0 for very negative x (the reference computes it the same way).
+    to 0 for very negative x (the reference computes it the same way). At
+    :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0, with
+    slopes 1 and 0: the infinite entries are set aside (``x_fin``) so that autograd never
+    multiplies :math:`\infty` by 0, and their limit, ReLU's value, is put back (the reference
+    puts the same limits in where x is infinite).
     Shapes: x (...) -> (...).
     """
     if v.checking():
         _check(x)
-    cdf = 0.5 * torch.special.erfc(x * -_INV_SQRT_2)           # (...), Phi(x)
-    return x * cdf                                              # (...)
+    inf = torch.isinf(x)                                        # (...), no gradient
+    x_fin = torch.where(inf, 0.0, x)                            # (...), +-inf -> 0
+    cdf = 0.5 * torch.special.erfc(x_fin * -_INV_SQRT_2)       # (...), Phi(x)
+    limit = torch.where(x > 0, x, 0.0)                          # (...), +inf -> +inf, -inf -> 0
+    return torch.where(inf, limit, x_fin * cdf)                 # (...)
 
 
 def gelu_tanh(x):
@@ -61,12 +68,16 @@ def gelu_tanh(x):
         \mathrm{GELU}_{\tanh}(x) = \frac{x}{2}\Big(1 + \tanh\big(u\big)\Big),
         \quad u = \sqrt{2/\pi}\,\big(x + 0.044715\,x^3\big)
 
+    At :math:`x = \pm\infty` the value is the formula's limit, as in :func:`gelu`.
     Shapes: x (...) -> (...).
     """
     if v.checking():
         _check(x)
-    u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
-    return 0.5 * x * (1.0 + torch.tanh(u))                      # (...)
+    inf = torch.isinf(x)                                        # (...), no gradient
+    x_fin = torch.where(inf, 0.0, x)                            # (...), +-inf -> 0
+    u = _SQRT_2_OVER_PI * (x_fin + _GELU_TANH_C * x_fin * x_fin * x_fin)  # (...)
+    limit = torch.where(x > 0, x, 0.0)                          # (...), +inf -> +inf, -inf -> 0
+    return torch.where(inf, limit, 0.5 * x_fin * (1.0 + torch.tanh(u)))  # (...)
 
 
 def _sigmoid(x):

@@ -1,0 +1,352 @@
+"""The elementary ops, declared once for the tests: one ``Op`` row per op.
+
+Rows: softmax, log_softmax, one per activation (relu, gelu, gelu_tanh), linear,
+embedding, layer_norm, cross_entropy. A row names the op's reference forward and
+backward, the torch backend's explicit function and its fused (fast-path) kernel, the
+``torch.nn.functional`` oracle, how to draw its inputs, its kinks and its value at the
+non-finite points. ``PROPERTY_TESTS`` lists the property tests and which rows each takes
+(every row: parity, the oracle, finite differences, integer input, the fused kernel; the
+one-input rows: non-finite values; the elementwise ones: extremes, kinks, the fused
+kernel at +-inf); each is parametrised with ``rows_for(its id)``, so one row enrols an op
+in all that apply (tests/test_ops_catalogue.py checks it, and docs/formulas.md's rows
+name each test, see tests/test_docs.py). The float32 tolerance and its reason stay in
+tests/tolerances.py, under the row's name (a row without one fails
+tests/test_ops_catalogue.py). Dropout, attention, RoPE and the head reshapes have no row
+yet: their tests are their own (tests/test_ops_parity.py, test_attention.py, test_rope.py).
+
+The activation rows come from ``minillm.core.config.ACTIVATIONS`` (the names a model
+accepts) and each backend's ``ACTIVATIONS`` map: what only a test can know (the oracle,
+the kinks, the limits at +-inf) is written in ``ACTIVATION_FACTS``, and an activation
+without an entry there stops the collection of every op test with a message saying so.
+
+Adding an activation (CONTRIBUTING.md, "Add an op or an activation"): the two backends'
+functions and their ``ACTIVATIONS`` entries, the name in ``core.config.ACTIVATIONS``, one
+entry in ``ACTIVATION_FACTS`` (and its float32 tolerance), one row in docs/formulas.md.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hypothesis import strategies as st
+
+import minillm.reference as R
+import minillm.torch_backend as T
+from minillm.core.config import ACTIVATIONS
+from minillm.reference.activations import ACTIVATIONS as REFERENCE_ACTIVATIONS
+from minillm.torch_backend.activations import ACTIVATIONS as EXPLICIT_ACTIVATIONS
+from minillm.torch_backend.activations import FAST_ACTIVATIONS
+from minillm.torch_backend.embedding import fast_embedding
+from minillm.torch_backend.layer_norm import fast_layer_norm
+from minillm.torch_backend.linear import fast_linear
+from minillm.torch_backend.losses import fast_cross_entropy
+from parity import random_array, scales, seeds, shapes
+
+ELEMENTWISE, ROWWISE, MULTI = "elementwise", "rowwise", "multi-input"
+PURPOSES = ("parity", "oracle", "gradcheck")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One drawn call of an op: its inputs (arrays or None), their names, which get a
+    gradient, and its keyword arguments."""
+    inputs: tuple
+    names: tuple
+    differentiable: tuple
+    kwargs: dict
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op, as every property test sees it.
+
+    - ``forward(x, **kw) -> (out, cache)`` and ``backward(dout, cache) -> dx``: the reference;
+    - ``explicit(x, **kw)``: the torch backend's formula (autograd gives the gradient);
+    - ``fused(x, **kw)``: the fast path's torch kernel, or None when the op has none;
+    - ``oracle(x, **kw)``: torch.nn.functional's, the third opinion at finite points;
+    - ``kind``: ``elementwise`` (any shape), ``rowwise`` (along ``axis``, drawn) or
+      ``multi-input`` (several inputs: ``draw`` makes them);
+    - ``draw(data, dtype, purpose) -> Case``: the input strategy (hypothesis' ``data``),
+      for ``purpose`` "parity" (edges included, kinks planted), "oracle" (what a
+      torch.nn.functional kernel, the oracle or the fused one, is compared on) or
+      "gradcheck" (float64, small, off the kinks); None for a one-input op: ``x`` of a
+      drawn shape and scale;
+    - ``kinks``: ``{x: the derivative taken there}`` where the op is not differentiable
+      (finite differences keep away from them; the parity tests plant them);
+    - ``at_infinity``: for an elementwise op, the function whose value and gradient the
+      formula's limits at +-inf are (None: the op's own arithmetic, as torch's, decides,
+      which docs/architecture.md documents for the row-wise ops);
+    - ``fused_departure``: where the fused kernel departs from the formula at a
+      non-finite point, and why the tests do not adopt it;
+    - ``explicit_nonfinite_upstream``: a known difference of the explicit path under a
+      non-finite upstream gradient (tests/test_nonfinite.py marks it xfail, strict).
+    """
+    name: str
+    kind: str
+    forward: Callable
+    backward: Callable
+    explicit: Callable
+    oracle: Callable
+    fused: Optional[Callable] = None
+    kinks: dict = field(default_factory=dict)
+    at_infinity: Optional[Callable] = None
+    fused_departure: str = ""
+    explicit_nonfinite_upstream: str = ""
+    draw: Optional[Callable] = None
+
+    def __repr__(self):
+        return self.name
+
+    def case(self, data, dtype, purpose="parity") -> Case:
+        """Draw one call of the op (see ``draw``)."""
+        assert purpose in PURPOSES, purpose
+        if self.draw is not None:
+            return self.draw(data, dtype, purpose)
+        small = purpose == "gradcheck"
+        shape = data.draw(shapes(1, 3 if small else 4, max_side=5 if small else 6), label="shape")
+        scale = data.draw(st.sampled_from([0.5, 3.0, 8.0]) if small else scales, label="scale")
+        rng = np.random.default_rng(data.draw(seeds, label="seed"))
+        x = random_array(rng, shape, dtype, scale)
+        if small:
+            x = away_from_kinks(self, x)
+        else:
+            for i, kink in enumerate(self.kinks):   # both backends take the row's derivative there
+                x.flat[i % x.size] = kink
+        kwargs = {}
+        if self.kind == ROWWISE:
+            kwargs["axis"] = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+        return Case((x,), ("x",), (True,), kwargs)
+
+    def formula(self, x, **kw):
+        """torch: the oracle at finite points and the formula's limits at +-inf (the value
+        and the gradient a backend must give there, on every CPU)."""
+        if self.at_infinity is None:
+            return self.oracle(x, **kw)
+        inf = torch.isinf(x)
+        return torch.where(inf, self.at_infinity(x), self.oracle(torch.where(inf, 0.0, x), **kw))
+
+
+def _relu_limit(x):
+    r"""ReLU's value and gradient, the limits at +-inf of every activation here:
+    :math:`f(x) \to x` and :math:`f'(x) \to 1` as :math:`x \to +\infty`, :math:`f \to 0`,
+    :math:`f' \to 0` as :math:`x \to -\infty` (F.relu's backward selects, so an infinite
+    upstream gradient at -inf gives 0, as the backends' ``where`` does)."""
+    return F.relu(x)
+
+
+_GELU_DEPARTURE = (
+    "torch's F.gelu is NaN at -inf (x * Phi(x) as -inf * 0), and in float32 on AVX-512 CPUs "
+    "it is NaN at +inf too, for tensors of more than one element (torch 2.13 and 2.14): "
+    "float32 GELU runs oneDNN's eltwise kernel, whose AVX-512 code gives NaN there while its "
+    "AVX2 and SSE4.1 code (ONEDNN_MAX_CPU_ISA=AVX2), a single element and float64 give inf; "
+    "ATEN_CPU_CAPABILITY does not change it. The formula's limits are +inf and 0, so the "
+    "tests compare the backends with those and torch only at finite x")
+
+_PRODUCT_UNDER_AUTOGRAD = (
+    "the explicit path's GELU is a product differentiated by autograd, which multiplies an "
+    "infinite upstream gradient by each factor's derivative separately: at x = 0, "
+    "inf * (x * Phi'(x) = 0) is NaN where the formula (and the reference) give "
+    "inf * GELU'(0) = inf. Only a non-finite upstream gradient shows it")
+
+# What only a test can know about an activation; the names must be core.config.ACTIVATIONS.
+ACTIVATION_FACTS = {
+    "relu": dict(oracle=F.relu, kinks={0.0: 0.0}, at_infinity=_relu_limit),
+    "gelu": dict(oracle=lambda x: F.gelu(x, approximate="none"), at_infinity=_relu_limit,
+                 fused_departure=_GELU_DEPARTURE,
+                 explicit_nonfinite_upstream=_PRODUCT_UNDER_AUTOGRAD),
+    "gelu_tanh": dict(oracle=lambda x: F.gelu(x, approximate="tanh"), at_infinity=_relu_limit,
+                      fused_departure=_GELU_DEPARTURE,
+                      explicit_nonfinite_upstream=_PRODUCT_UNDER_AUTOGRAD),
+}
+
+
+def activation_row(name, facts=None) -> Op:
+    """The row of activation ``name``: its functions from each backend's ACTIVATIONS map,
+    the rest from ``facts`` (default ``ACTIVATION_FACTS[name]``)."""
+    if facts is None:
+        if name not in ACTIVATION_FACTS:
+            raise KeyError(f"activation {name!r} is in minillm.core.config.ACTIVATIONS but has no "
+                           f"entry in tests/ops_catalogue.py ACTIVATION_FACTS (expected one of "
+                           f"{sorted(ACTIVATION_FACTS)}): add its oracle, kinks and limits there")
+        facts = ACTIVATION_FACTS[name]
+    forward, backward = REFERENCE_ACTIVATIONS[name]
+    return Op(name, ELEMENTWISE, forward, backward, EXPLICIT_ACTIVATIONS[name],
+              fused=FAST_ACTIVATIONS[name], **facts)
+
+
+# ------------------------------------------------------------------ multi-input ops
+
+
+def _draw_linear(data, dtype, purpose):
+    small = purpose == "gradcheck"
+    lead = data.draw(shapes(0, 2 if small else 3, max_side=3 if small else 4), label="lead")
+    d_in, d_out = (data.draw(st.integers(1, 5 if small else 9), label=n) for n in ("d_in", "d_out"))
+    bias = data.draw(st.booleans(), label="bias")
+    scale = 1.0 if small else data.draw(scales, label="scale")
+    rng = np.random.default_rng(data.draw(seeds, label="seed"))
+    x = random_array(rng, lead + (d_in,), dtype, scale)
+    W = random_array(rng, (d_in, d_out), dtype, 1 / math.sqrt(d_in))
+    b = random_array(rng, (d_out,), dtype) if bias else None
+    return Case((x, W, b), ("x", "W", "b"), (True, True, True), {})
+
+
+def _draw_embedding(data, dtype, purpose):
+    small = purpose == "gradcheck"
+    lead = data.draw(shapes(1 if small else 0, 2 if small else 3, max_side=5 if small else 6), label="lead")
+    V = data.draw(st.integers(1, 4 if small else 5), label="V")   # small V: repeated ids
+    d = data.draw(st.integers(1, 4 if small else 6), label="d")
+    rng = np.random.default_rng(data.draw(seeds, label="seed"))
+    ids = rng.integers(0, V, size=lead)
+    W = random_array(rng, (V, d), dtype)
+    return Case((ids, W), ("ids", "W"), (False, True), {})
+
+
+def layer_norm_input(rng, shape, dtype, scale):
+    """Rows for layer norm. Float32 keeps only ~eps * |mean| / std of precision per row
+    (tolerances.py, layer_norm), so in float32 every row gets std = scale and
+    |mean| / std = 3 |N(0, 1)|; in float64 a common offset gives |mean| / std up to 1e3."""
+    z = random_array(rng, shape, np.float64)
+    if dtype == np.float64:
+        return (scale * z + rng.standard_normal()).astype(dtype)
+    if shape[-1] > 1:
+        z = (z - z.mean(-1, keepdims=True)) / np.maximum(z.std(-1, keepdims=True), 1e-12)
+    return (scale * (z + 3.0 * rng.standard_normal())).astype(dtype)
+
+
+def _draw_layer_norm(data, dtype, purpose):
+    small = purpose == "gradcheck"
+    shape = data.draw(shapes(1, 3, max_side=5 if small else 8), label="shape")
+    if purpose == "oracle":
+        # C = 1: the exact dx is 0 (x_hat = 0 whatever x is); both our backends give exactly
+        # 0 (the parity test), F.layer_norm gives rounding noise of rstd * ulp(dy), ~3e-5
+        # in float32 with eps = 1e-5, which no tolerance scaled to the output can judge
+        shape = shape[:-1] + (max(shape[-1], 2),)
+    rng = np.random.default_rng(data.draw(seeds, label="seed"))
+    if small:
+        x = random_array(rng, shape, dtype, data.draw(st.sampled_from([0.3, 1.0, 5.0]), label="scale"))
+        gamma, beta = random_array(rng, shape[-1:], dtype), random_array(rng, shape[-1:], dtype)
+        return Case((x, gamma, beta), ("x", "gamma", "beta"), (True, True, True), {"eps": 1e-5})
+    x = layer_norm_input(rng, shape, dtype, data.draw(scales, label="scale"))
+    gamma = (1.0 + 0.5 * random_array(rng, shape[-1:], np.float64)).astype(dtype)
+    beta = random_array(rng, shape[-1:], dtype)
+    eps = data.draw(st.sampled_from([1e-5, 1e-3]), label="eps")
+    return Case((x, gamma, beta), ("x", "gamma", "beta"), (True, True, True), {"eps": eps})
+
+
+def _draw_cross_entropy(data, dtype, purpose):
+    small = purpose == "gradcheck"
+    lead = data.draw(shapes(0, 2 if small else 3, max_side=4 if small else 5), label="lead")
+    C = data.draw(st.integers(1, 6 if small else 7), label="C")
+    ignore_index = data.draw(st.sampled_from([-100, -1, 0]), label="ignore_index")
+    p_ignore = data.draw(st.sampled_from([0.0, 0.4] if small else [0.0, 0.3, 1.0]), label="p_ignore")
+    label_smoothing = data.draw(st.sampled_from([0.0, 0.2, 1.0] if small else [0.0, 0.1, 0.37, 1.0]),
+                                label="label_smoothing")
+    reduction = data.draw(st.sampled_from(["mean", "sum", "none"]), label="reduction")
+    scale = 3.0 if small else data.draw(scales, label="scale")
+    rng = np.random.default_rng(data.draw(seeds, label="seed"))
+    logits = random_array(rng, lead + (C,), dtype, scale)
+    targets = np.where(rng.random(lead) < p_ignore, ignore_index, rng.integers(0, C, size=lead))
+    kwargs = dict(ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
+    return Case((logits, targets), ("logits", "targets"), (True, False), kwargs)
+
+
+def _cross_entropy_oracle(logits, targets, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """F.cross_entropy on (N, C) rows, with the contract's one documented difference
+    (docs/architecture.md): a mean over no counted target is 0.0, where torch gives NaN."""
+    if reduction == "mean" and not bool((targets != ignore_index).any()):
+        return logits.sum() * 0.0
+    C = logits.shape[-1]
+    out = F.cross_entropy(logits.reshape(-1, C), targets.reshape(-1), ignore_index=ignore_index,
+                          label_smoothing=label_smoothing, reduction=reduction)
+    return out.reshape(targets.shape) if reduction == "none" else out
+
+
+OPS = [
+    Op("softmax", ROWWISE, R.softmax_forward, R.softmax_backward, T.softmax,
+       oracle=lambda x, axis=-1: F.softmax(x, dim=axis)),
+    Op("log_softmax", ROWWISE, R.log_softmax_forward, R.log_softmax_backward, T.log_softmax,
+       oracle=lambda x, axis=-1: F.log_softmax(x, dim=axis)),
+    *(activation_row(name) for name in ACTIVATIONS),
+    Op("linear", MULTI, R.linear_forward, R.linear_backward, T.linear,
+       oracle=lambda x, W, b: F.linear(x, W.T, b), fused=fast_linear, draw=_draw_linear),
+    Op("embedding", MULTI, R.embedding_forward, R.embedding_backward, T.embedding,
+       oracle=F.embedding, fused=fast_embedding, draw=_draw_embedding),
+    Op("layer_norm", MULTI, R.layer_norm_forward, R.layer_norm_backward, T.layer_norm,
+       oracle=lambda x, gamma, beta, eps: F.layer_norm(x, x.shape[-1:], gamma, beta, eps),
+       fused=fast_layer_norm, draw=_draw_layer_norm),
+    Op("cross_entropy", MULTI, R.cross_entropy_forward, R.cross_entropy_backward, T.cross_entropy,
+       oracle=_cross_entropy_oracle, fused=fast_cross_entropy, draw=_draw_cross_entropy),
+]
+assert set(ACTIVATION_FACTS) == set(ACTIVATIONS), (
+    f"tests/ops_catalogue.py ACTIVATION_FACTS names {sorted(ACTIVATION_FACTS)}, "
+    f"minillm.core.config.ACTIVATIONS {sorted(ACTIVATIONS)}: expected the same names")
+
+
+def rows(kind=None, ops=None):
+    """The rows of ``kind`` (all if None)."""
+    return [op for op in (OPS if ops is None else ops) if kind is None or op.kind == kind]
+
+
+def by_name(name, ops=None) -> Op:
+    return {op.name: op for op in (OPS if ops is None else ops)}[name]
+
+
+def away_from_kinks(op, x, margin=1e-3):
+    """``x`` with every value within ``margin`` of a kink moved ``margin`` away from it
+    (finite differences with a step of 1e-6 then never straddle one)."""
+    for kink in op.kinks:
+        near = np.abs(x - kink) < margin
+        x = np.where(near, kink + np.where(x >= kink, margin, -margin), x)
+    return x
+
+
+def _one_input(op):
+    return op.kind in (ELEMENTWISE, ROWWISE)
+
+
+def _fused_one_input(op):
+    return op.fused is not None and op.kind == ELEMENTWISE
+
+
+# The property tests the catalogue drives, "file::function" -> which rows it takes;
+# tests/test_ops_catalogue.py checks each is parametrised with exactly those rows, and
+# tests/test_docs.py that docs/formulas.md names each in every row's tests.
+PROPERTY_TESTS = {
+    "tests/test_ops_parity.py::test_op_parity": lambda op: True,
+    "tests/test_ops_parity.py::test_op_matches_torch_functional": lambda op: True,
+    "tests/test_ops_gradcheck.py::test_op_gradcheck": lambda op: True,
+    "tests/test_ops_errors.py::test_op_refuses_integer_input": lambda op: True,
+    "tests/test_fast_path.py::test_fused_kernel_matches_the_explicit_path": lambda op: op.fused is not None,
+    "tests/test_nonfinite.py::test_op_nonfinite_values": _one_input,
+    "tests/test_ops_stability.py::test_op_at_extremes": lambda op: op.kind == ELEMENTWISE,
+    "tests/test_bounds.py::test_op_derivative_at_its_kinks_and_at_zero": lambda op: op.kind == ELEMENTWISE,
+    "tests/test_fast_path.py::test_fused_kernel_at_nonfinite_points": _fused_one_input,
+}
+# The tests parametrised over the activations (a feed-forward network with each one).
+ACTIVATION_TESTS = (
+    "tests/test_ops_parity.py::test_feed_forward_parity",
+    "tests/test_ops_gradcheck.py::test_feed_forward_gradcheck",
+    "tests/test_nonfinite.py::test_feed_forward_matches_torch",
+)
+
+
+def rows_for(test_id, ops=None):
+    """The rows the property test ``test_id`` of ``PROPERTY_TESTS`` takes."""
+    return [op for op in (OPS if ops is None else ops) if PROPERTY_TESTS[test_id](op)]
+
+
+def tests_of(op) -> list:
+    """Every catalogue-driven test that exercises ``op`` (docs/formulas.md lists them)."""
+    names = [t for t in PROPERTY_TESTS if PROPERTY_TESTS[t](op)]
+    if op.name in ACTIVATIONS:
+        names += ACTIVATION_TESTS
+    return names
+
+
+__all__ = ["Op", "Case", "OPS", "ACTIVATION_FACTS", "ELEMENTWISE", "ROWWISE", "MULTI",
+           "PROPERTY_TESTS", "ACTIVATION_TESTS", "activation_row", "rows", "rows_for", "by_name",
+           "away_from_kinks", "layer_norm_input", "tests_of"]
