@@ -1,26 +1,15 @@
 """One training entry for every task: ``train(task, out, run_config, ...) -> TrainedRun``.
 
-The five tasks share the set-up around :class:`~minillm.train.training.Trainer`: the
+Every task shares the set-up around :class:`~minillm.train.training.Trainer`: the
 runtime from the :class:`~minillm.train.run_config.RunConfig`, a run folder that is
 never replaced silently (``resume`` / ``overwrite``), the run's files
 (``run_config.json``, ``run.json``, ``data.json``, ``tokenizer.json``), the model
 built in the backend and seeded from the config, the loop, and the scores at the end.
-What differs is small and declared once per task, as a :class:`TaskSpec`:
-
-- the model class the backend builds (``GPT``, ``TransformerEncoder``,
-  ``SequenceClassifier``, ``EncoderDecoder``, ``SpanQA``) and its extra arguments;
-- ``setup``: the training batches, the validation batches, the data contract and the
-  tokenizer, from the data given;
-- ``test``: the held-out scores, and whether they are of the best checkpoint;
-- the task's defaults: steps, learning rate, batch size, and how its recipe departs from
-  :meth:`~minillm.train.training.TrainConfig.recipe` (:meth:`TaskSpec.train_config`).
-
-This module declares the three tasks of the training layer (``causal_lm``,
-``masked_lm``, ``classification``); :mod:`minillm.apps.translation` and
-:mod:`minillm.apps.question_answering` declare theirs (``translation``,
-``question_answering``) when imported (:func:`register_task`). The result is a frozen
-:class:`TrainedRun`: the JSON summary (:attr:`TrainedRun.summary`) apart from the live
-objects (the model, its runtime, the tokenizer, the data).
+What differs is the task's :class:`~minillm.train.spec.TaskSpec`, read from the
+registry (:func:`~minillm.train.spec.task_spec`); this function never branches on a
+task's name. The result is a frozen :class:`TrainedRun`: the JSON summary
+(:attr:`TrainedRun.summary`) apart from the live objects (the model, its runtime, the
+tokenizer, the data).
 """
 from __future__ import annotations
 
@@ -28,118 +17,20 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ..store import model_io
 from ..store.runtime import Runtime
-from .contract import data_contract, given_dataset
-from .evaluation import evaluate_classifier
+from . import task_specs  # noqa: F401  (registers the training layer's three tasks)
 from .run_config import RUN_CONFIG_FILE, RunConfig
-from .tasks import (CausalLMData, ClassificationData, MaskedLMData, causal_lm_eval_batches,
-                    classification_eval_batches, masked_lm_eval_batches)
-from .training import TRAINER_FILES, TrainConfig, Trainer, check_resume, claim_run_dir
+from .spec import TaskInputs, task_spec
+from .training import TRAINER_FILES, Trainer, check_resume, claim_run_dir
 
-__all__ = ["train", "TrainedRun", "TaskSpec", "TaskInputs", "TaskParts", "register_task", "task_spec",
-           "TASK_SPECS", "RUN_FILES", "EVAL_BATCH"]
+__all__ = ["train", "TrainedRun", "RUN_FILES"]
 
-EVAL_BATCH = 32
 # what a training run (and `minillm evaluate`) writes in a run folder; overwrite=True deletes these only
 RUN_FILES = ("run.json", RUN_CONFIG_FILE, "data.json", "tokenizer.json", "eval.json", "confusion.png",
              *TRAINER_FILES)
-
-
-@dataclass(frozen=True)
-class TaskInputs:
-    """What a task's ``setup`` and ``test`` read: the data and tokenizer given to
-    :func:`train` (``None`` where the task makes its own), the run configuration, the
-    runtime, the task's options (with their defaults filled in), and how the data was made
-    (``source``, ``dataset``: see :mod:`minillm.train.contract`)."""
-
-    data: Any
-    tokenizer: Any
-    run_config: RunConfig
-    runtime: Runtime
-    options: Mapping[str, Any]
-    source: str = ""
-    dataset: Mapping | None = None
-
-
-@dataclass(frozen=True)
-class TaskParts:
-    """What a task's ``setup`` returns: the training batches (``batch(step)``), the
-    validation batches (``None``: no evaluation during training), the data contract, the
-    tokenizer, what the run records about the task (``info``: label names, corpus; in
-    ``run.json`` and every checkpoint), the model's extra arguments, ``init`` (called on
-    the new model, before the runtime prepares it: a pretrained encoder's weights),
-    ``held_out`` (what ``test`` scores) and ``data`` (what :attr:`TrainedRun.data` holds)."""
-
-    train: Any
-    validation: list | None
-    contract: dict
-    tokenizer: Any
-    info: Mapping = field(default_factory=dict)
-    model_kwargs: Mapping = field(default_factory=dict)
-    n_classes: int | None = None
-    init: Callable[[Any], None] | None = None
-    held_out: Any = None
-    data: Any = None
-
-
-def _no_recipe_changes(steps: int, lr: float) -> dict:
-    return {}
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One task, declared once (see the module's list). ``recipe(steps, lr)`` returns the
-    task's departures from :meth:`TrainConfig.recipe` (e.g. no weight decay), applied
-    where the caller gives no value. ``test(inputs, parts, model, tokenizer)`` scores the
-    held-out data; with ``test_best`` the model first takes the weights of
-    ``checkpoints/best`` (what ``evaluate`` and ``serve`` load)."""
-
-    name: str
-    model_class: str
-    setup: Callable[[TaskInputs], TaskParts]
-    test: Callable[[TaskInputs, TaskParts, Any, Any], dict] | None = None
-    test_best: bool = False
-    steps: int = 300
-    lr: float = 3e-3
-    batch_size: int = 16
-    recipe: Callable[[int, float], dict] = _no_recipe_changes
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-    def train_config(self, steps: int | None = None, lr: float | None = None, *,
-                     batch_size: int | None = None, **given) -> TrainConfig:
-        """This task's default training: :meth:`TrainConfig.recipe` with the task's steps,
-        learning rate, batch size and recipe changes, where ``given`` does not set them
-        (a ``None`` in ``given`` is not given)."""
-        steps = self.steps if steps is None else steps
-        lr = self.lr if lr is None else lr
-        given = {k: v for k, v in given.items() if v is not None}
-        return TrainConfig.recipe(steps, lr, batch_size=self.batch_size if batch_size is None else batch_size,
-                                  **{**self.recipe(steps, lr), **given})
-
-
-TASK_SPECS: dict[str, TaskSpec] = {}
-
-
-def register_task(spec: TaskSpec) -> TaskSpec:
-    """Make ``spec`` what ``train(spec.name, ...)`` runs (the last one registered wins)."""
-    TASK_SPECS[spec.name] = spec
-    return spec
-
-
-_DECLARED_IN = {"translation": "minillm.apps.translation", "question_answering": "minillm.apps.question_answering"}
-
-
-def task_spec(task: str) -> TaskSpec:
-    """The :class:`TaskSpec` registered as ``task``."""
-    if task in TASK_SPECS:
-        return TASK_SPECS[task]
-    if task in _DECLARED_IN:
-        raise ValueError(f"task {task!r} is declared in {_DECLARED_IN[task]}: import it first "
-                         f"(it registers the task)")
-    raise ValueError(f"expected task in {sorted({*TASK_SPECS, *_DECLARED_IN})}, got {task!r}")
 
 
 @dataclass(frozen=True)
@@ -237,7 +128,7 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
                          "fused": rt.runs_fused, "batch_size": tc.batch_size, "model_config": cfg.to_dict(),
                          "world_size": rt.world_size, **info}, tok, parts.contract, run_config)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), parts.train, tc, task=task, eval_data=parts.validation,
-                      run_dir=out, tokenizer=tok.to_dict(), n_classes=parts.n_classes, progress=progress,
+                      run_dir=out, tokenizer=tok.to_dict(), score=spec.score, progress=progress,
                       metadata={**info, "data": parts.contract, "run": run_config.where})
     result = trainer.fit(resume=resume)
 
@@ -303,67 +194,3 @@ def _checkpoint_info(out: Path | None, trainer) -> dict | None:
     return {"path": str(out / "checkpoints" / "best"), "step": trainer.best_step,
             "validation_loss": trainer.best_val, "last_step": trainer.step}
 
-
-# -- the training layer's three tasks -----------------------------------------------------
-
-def _require_tokenizer(inputs: TaskInputs, task: str):
-    if inputs.tokenizer is None:
-        raise ValueError(f"task {task!r}: expected tokenizer=, the tokenizer the data was encoded with; got None")
-    if inputs.data is None:
-        raise ValueError(f"task {task!r}: expected data= as (train, validation, test) splits, got None")
-    return inputs.tokenizer
-
-
-def _causal_lm(inputs: TaskInputs) -> TaskParts:
-    tok, splits = _require_tokenizer(inputs, "causal_lm"), inputs.data
-    rt, tc, T = inputs.runtime, inputs.run_config.train, inputs.run_config.model.block_size
-    train = CausalLMData(splits.train, T, tc.batch_size, tc.seed, rank=rt.rank, world_size=rt.world_size)
-    contract = data_contract(dict(inputs.dataset or given_dataset(inputs.source, splits, "tokens")), tok, T)
-    return TaskParts(train, causal_lm_eval_batches(splits.validation, T, EVAL_BATCH), contract, tok, data=splits)
-
-
-def _masked_lm(inputs: TaskInputs) -> TaskParts:
-    tok, splits = _require_tokenizer(inputs, "masked_lm"), inputs.data
-    rt, tc, T = inputs.runtime, inputs.run_config.train, inputs.run_config.model.block_size
-    masking = dict(mask_id=tok.mask_id, vocab_size=tok.vocab_size, special_ids=tok.special_ids)
-    train = MaskedLMData(splits.train, T, tc.batch_size, seed=tc.seed, rank=rt.rank, world_size=rt.world_size,
-                         **masking)
-    validation = masked_lm_eval_batches(splits.validation, T, EVAL_BATCH, seed=tc.seed, **masking)
-    contract = data_contract(dict(inputs.dataset or given_dataset(inputs.source, splits, "tokens")), tok, T)
-    return TaskParts(train, validation, contract, tok, data=splits)
-
-
-def _classification(inputs: TaskInputs) -> TaskParts:
-    tok, data = _require_tokenizer(inputs, "classification"), inputs.data
-    rt, tc, T = inputs.runtime, inputs.run_config.train, inputs.run_config.model.block_size
-    label_names = list(data.train.label_names)
-    encode = lambda texts: [tok.encode(t)[:T] for t in texts]  # noqa: E731
-    train = ClassificationData(encode(data.train.texts), data.train.labels, tc.batch_size, pad_id=tok.pad_id,
-                               max_len=T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size)
-    validation = classification_eval_batches(encode(data.validation.texts), data.validation.labels, EVAL_BATCH,
-                                             pad_id=tok.pad_id, max_len=T)
-    test = classification_eval_batches(encode(data.test.texts), data.test.labels, EVAL_BATCH,
-                                       pad_id=tok.pad_id, max_len=T)
-    contract = data_contract(dict(inputs.dataset or given_dataset(inputs.source, data, "rows")), tok, T,
-                             label_names)
-    encoder_state = inputs.options["encoder_state"]
-    init = None if encoder_state is None else (lambda model: model.load_encoder_state(encoder_state))
-    return TaskParts(train, validation, contract, tok,
-                     info={"label_names": label_names, "pretrained": encoder_state is not None},
-                     model_kwargs={"n_classes": len(label_names), "pooling": inputs.options["pooling"]},
-                     n_classes=len(label_names), init=init, held_out=test, data=data)
-
-
-def _classification_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
-    scores = evaluate_classifier(inputs.runtime, model, parts.held_out, parts.n_classes)
-    return {**scores, "split": "test", "rows": len(inputs.data.test), "source": parts.contract["dataset"]["source"]}
-
-
-# defaults: those of `minillm pretrain` and `minillm finetune` (the finetune ones: the demo's
-# fine-tuning, 0.965-0.995 test accuracy over seeds 0-2; 300 steps at lr 1e-3 and batch 32
-# stayed at chance: the word-order labels need more updates at a higher rate)
-register_task(TaskSpec("causal_lm", "GPT", _causal_lm, steps=300, lr=3e-3, batch_size=16))
-register_task(TaskSpec("masked_lm", "TransformerEncoder", _masked_lm, steps=300, lr=3e-3, batch_size=16))
-register_task(TaskSpec("classification", "SequenceClassifier", _classification, test=_classification_test,
-                       test_best=True, steps=600, lr=2e-3, batch_size=64,
-                       options={"pooling": "mean", "encoder_state": None}))

@@ -9,7 +9,7 @@ field      what it says
 =========  ==========================================================================
 model      the :class:`~minillm.core.config.ModelConfig` (the weights' shapes)
 train      the :class:`~minillm.train.training.TrainConfig` (steps, schedule, batch)
-backend    ``"numpy"`` (the reference) or ``"torch"``
+backend    ``"numpy"`` (the reference) or ``"torch"`` (default: torch where installed)
 device     ``"cpu"``, ``"cuda"`` or ``"mps"`` (torch only)
 amp        bf16 autocast (torch on CUDA)
 fused      torch: the fast path (``True``) or the explicit formulas (``False``)
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.config import ModelConfig
-from ..store.runtime import BACKENDS, DEVICES, Runtime
+from ..store.runtime import BACKENDS, DEVICES, Runtime, default_backend
 from .training import TrainConfig, _jsonable, recorded_settings
 
 __all__ = ["RunConfig", "RUN_CONFIG_FILE"]
@@ -45,7 +45,7 @@ class RunConfig:
 
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
-    backend: str = "torch"
+    backend: str = field(default_factory=default_backend)
     device: str = "cpu"
     amp: bool = False
     fused: bool = True

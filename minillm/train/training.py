@@ -46,18 +46,13 @@ import numpy as np
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
 from .collaborators import Checkpoints, Distribution, MetricsFiles
-from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
+from .evaluation import IGNORE_INDEX, evaluate_lm
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource",
            "RunExists", "ResumeMismatch", "check_resume", "recorded_settings", "resume_differences",
            "TRAINER_FILES", "CHECKPOINT_NAMES", "run_files", "claim_run_dir"]
 
 logger = logging.getLogger("minillm")
-
-# the tasks a Trainer trains; the first three are evaluated on their validation batches
-TASKS = ("causal_lm", "masked_lm", "classification", "translation", "question_answering")
-EVALUATED = ("causal_lm", "masked_lm", "classification")
-
 
 class BatchSource(Protocol):
     """Anything with ``batch(step) -> dict`` of NumPy arrays: the model's keyword
@@ -322,8 +317,11 @@ class TrainResult:
 class Trainer:
     """Trains ``model`` on ``train_data`` with ``optimizer`` in ``runtime``.
 
-    ``task`` is one of :data:`TASKS`; ``eval_data`` is a list of batches (the model's
-    keyword arguments), evaluated every ``eval_every`` steps and at the end. With
+    ``task`` names the run (its checkpoints record it; ``load_run`` reads it back);
+    ``eval_data`` is a list of batches (the model's keyword arguments), scored by
+    ``score(runtime, model, eval_data) -> {"loss": ..., ...}`` (default: the LM's loss and
+    perplexity; a task's own: :attr:`minillm.train.entry.TaskSpec.score`) every
+    ``eval_every`` steps and at the end. With
     ``run_dir`` the trainer writes ``metrics.jsonl``, ``checkpoints/{last,best}``,
     ``loss.png`` and ``train_config.json`` there; ``tokenizer`` (its ``to_dict()``) and
     ``metadata`` (the task's settings, label names) go into every checkpoint, so a
@@ -342,22 +340,16 @@ class Trainer:
 
     def __init__(self, runtime, model, optimizer, train_data: BatchSource, config: TrainConfig, *,
                  task: str = "causal_lm", eval_data=None, run_dir=None, metadata: dict | None = None,
-                 tokenizer: dict | None = None,
-                 n_classes: int | None = None, progress: bool | Progress = True,
-                 on_step: Callable[[int, float], None] | None = None):
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        if task == "classification" and not n_classes:
-            raise ValueError("task='classification' needs n_classes")
-        if eval_data and task not in EVALUATED:
-            raise ValueError(f"task={task!r} has no evaluation during training; expected eval_data=None "
-                             f"(evaluated tasks: {EVALUATED})")
+                 tokenizer: dict | None = None, score: Callable = evaluate_lm,
+                 progress: bool | Progress = True, on_step: Callable[[int, float], None] | None = None):
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"expected task as a non-empty str (the run's task name), got {task!r}")
         model, optimizer = runtime.prepare(model), runtime.prepare_optimizer(optimizer)
         self.runtime, self.model, self.optimizer = runtime, model, optimizer
         self.train_data, self.eval_data, self.config, self.task = train_data, eval_data, config, task
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
-        self.n_classes, self.progress, self.on_step = n_classes, progress, on_step
+        self.score, self.progress, self.on_step = score, progress, on_step
         self.step, self.skipped_steps, self.best_val = 0, 0, None
         self.best_step: int | None = None    # the step of checkpoints/best (lowest validation loss)
         self.last_eval: dict = {}            # the latest evaluation's scores
@@ -399,9 +391,7 @@ class Trainer:
     def evaluate(self) -> dict:
         if not self.eval_data:
             return {}
-        if self.task == "classification":
-            return evaluate_classifier(self.runtime, self.model, self.eval_data, self.n_classes)
-        return evaluate_lm(self.runtime, self.model, self.eval_data)
+        return self.score(self.runtime, self.model, self.eval_data)
 
     # -- files: the collaborators write them ------------------------------------------
     def _log(self, record: dict) -> None:
