@@ -29,8 +29,8 @@ from .train import pipeline
 from .train.entry import train
 from .train.generation import generate
 from .train.run_config import RunConfig
-from .train.entry import RUN_FILES
-from .train.training import TrainConfig, run_files
+from .store.run_folder import RunFolder
+from .train.training import TrainConfig
 
 __all__ = ["run_demo"]
 
@@ -95,7 +95,7 @@ def default_out(quick: bool) -> Path:
 def check_out(out: Path, overwrite: bool) -> None:
     """A folder that holds a demo (any of its three runs) is refused unless ``overwrite``:
     a demo never replaces a finished one silently (checked before anything is written)."""
-    found = [f"{part}/" for part in PARTS if run_files(out / part, RUN_FILES)]
+    found = [f"{part}/" for part in PARTS if RunFolder(out / part).found()]
     if (out / "demo.json").exists():
         found.append("demo.json")
     if found and not overwrite:

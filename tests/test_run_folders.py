@@ -31,7 +31,7 @@ from minillm.train.entry import train
 from minillm.train.evaluation import EVAL_BATCH, evaluate_lm
 from minillm.train.run_config import RunConfig
 from minillm.train.tasks import causal_lm_eval_batches
-from minillm.train.training import RunExists, claim_run_dir
+from minillm.store.run_folder import RunExists, RunFolder
 
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "32", "--batch-size", "4"]
 LABELS = ("neg", "neu", "pos")
@@ -348,7 +348,8 @@ def test_the_run_configuration_is_written_and_read_back(tmp_path):
 def test_library_resume_mismatch_names_the_arguments(tmp_path):
     from minillm import ModelConfig
     from minillm.data import CharTokenizer, Splits
-    from minillm.train.training import ResumeMismatch, TrainConfig
+    from minillm.store.run_folder import ResumeMismatch
+    from minillm.train.training import TrainConfig
     tok = CharTokenizer.train("the cat sat on the mat. " * 20)
     ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
     splits = Splits(ids, ids[:40], ids[:40])
@@ -370,7 +371,7 @@ def test_library_resume_mismatch_names_the_arguments(tmp_path):
         train("causal_lm", tmp_path / "run", RunConfig(cfg, tc, backend="numpy"), **kwargs)
 
 
-def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
+def test_claiming_a_run_folder_deletes_only_what_a_run_wrote(tmp_path):
     from minillm.store.checkpoint import save_checkpoint
     run = tmp_path / "run"
     save_checkpoint(run / "checkpoints" / "last", weights={"w": np.zeros(2, np.float32)}, config={})
@@ -379,15 +380,15 @@ def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
     (run / "metrics.jsonl").write_text("{}\n")
     (run / "data.csv").write_text("text,label\n")
     with pytest.raises(RunExists, match=r"run.* already holds a run \(metrics.jsonl, checkpoints/last"):
-        claim_run_dir(run)
-    claim_run_dir(run, resume=True)                                   # resuming: nothing deleted
+        RunFolder(run).claim()
+    RunFolder(run).claim(resume=True)                                   # resuming: nothing deleted
     assert (run / "metrics.jsonl").exists()
     with pytest.raises(ValueError, match="either resume .* or overwrite"):
-        claim_run_dir(run, resume=True, overwrite=True)
-    claim_run_dir(run, overwrite=True)
+        RunFolder(run).claim(resume=True, overwrite=True)
+    RunFolder(run).claim(overwrite=True)
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
         "checkpoints", "checkpoints/best", "checkpoints/best/mine.txt", "data.csv"]
-    claim_run_dir(tmp_path / "fresh")                                 # an absent or empty folder is fine
+    RunFolder(tmp_path / "fresh").claim()                                 # an absent or empty folder is fine
 
 
 # -- what a run records -------------------------------------------------------------------
@@ -406,3 +407,62 @@ def test_run_json_records_the_path_actually_run(backend, flags, recorded, tmp_pa
     assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--backend", backend,
                  "--steps", "1", "--out", str(out), *TINY, *flags]) == 0
     assert json.loads((out / "run.json").read_text())["fused"] is recorded
+
+
+def test_resume_alone_takes_the_data_and_model_options_the_run_recorded(tmp_path, three_class_csv, capsys):
+    """Issue 29, item 4: ``--resume`` with only ``--out`` continues a run started with
+    ``--corpus FILE`` (or ``--dataset FILE`` and its columns) and a model of its own:
+    the data options come back from the run's data.json, the rest from its checkpoint."""
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("the cat sat on the mat. " * 60, encoding="utf-8")
+    run = tmp_path / "lm"
+    assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--backend", "numpy", "--steps", "4",
+                 "--out", str(run), *TINY]) == 0
+    checkpoint = run / "checkpoints" / "last" / "trainer_state.json"
+    state = json.loads(checkpoint.read_text())
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--backend", "numpy"]) == 0, capsys.readouterr().err
+    assert json.loads(checkpoint.read_text())["step"] == state["step"] == 4    # finished: nothing more to do
+    assert main(["pretrain", "--out", str(run), "--resume", "--backend", "numpy", "--corpus", "python_docs"]) == 2
+    assert "the run was trained on" in capsys.readouterr().err             # a typed option still counts
+
+    cls = tmp_path / "cls"
+    assert main(["finetune", "--dataset", str(three_class_csv), "--tokenizer", "char", "--backend", "numpy",
+                 "--steps", "2", "--out", str(cls), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["finetune", "--out", str(cls), "--resume", "--backend", "numpy"]) == 0, \
+        capsys.readouterr().err
+
+
+def test_a_run_claims_checks_and_prepares_once(tmp_path, monkeypatch):
+    """Issue 24, item 4: one training run claims its folder, checks a resume, writes its
+    files and prepares its model on the runtime once each (they ran twice: once in the
+    entry, once in the trainer)."""
+    from minillm import ModelConfig
+    from minillm.data import CharTokenizer, Splits
+    from minillm.store.runtime import Runtime
+    from minillm.train.training import TrainConfig
+    calls = {}
+
+    def counted(cls, name):
+        real = getattr(cls, name)
+
+        def spy(self, *args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(cls, name, spy)
+
+    for cls, name in ((RunFolder, "claim"), (RunFolder, "check_resume"), (RunFolder, "write_run"),
+                      (Runtime, "prepare")):
+        counted(cls, name)
+    tok = CharTokenizer.train("the cat sat on the mat. " * 20)
+    ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
+    kwargs = dict(data=Splits(ids, ids[:40], ids[:40]), tokenizer=tok, progress=False)
+    train("causal_lm", tmp_path / "run", RunConfig(cfg, TrainConfig.recipe(2, 1e-2, batch_size=2), backend="numpy"),
+          **kwargs)
+    assert calls == {"claim": 1, "write_run": 1, "prepare": 1}
+    calls.clear()
+    train("causal_lm", tmp_path / "run", RunConfig(cfg, TrainConfig.recipe(2, 1e-2, batch_size=2), backend="numpy"),
+          resume=True, **kwargs)
+    assert calls == {"claim": 1, "check_resume": 1, "write_run": 1, "prepare": 1}

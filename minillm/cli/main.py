@@ -7,7 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from ..train.training import ResumeMismatch, RunExists, TrainingDiverged
+from ..store.run_folder import ResumeMismatch, RunExists
+from ..train.training import TrainingDiverged
 from . import apps, runs, serve, tools, training
 from .interrupt import CtrlC, interrupted
 from .options import DESCRIPTION, HelpFormatter, fill_defaults

@@ -109,7 +109,7 @@ def add_runtime_args(p, *, amp: bool = False, when: str = "") -> None:
     options, the same default, in every command."""
     p.add_argument("--backend", choices=BACKENDS, default=default_backend(),
                    help=f"numpy: the reference with hand-written gradients; torch: autograd "
-                        f"(default: {DEFAULT_BACKEND_RULE}; here: %(default)s)")
+                        f"(default: %(default)s; every command's: {DEFAULT_BACKEND_RULE})")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="torch backend only (default: %(default)s)")
     if amp:
         p.add_argument("--amp", action="store_true", help=f"{when}bf16 autocast (torch backend on CUDA)")

@@ -46,7 +46,7 @@ def add_demo_parser(sub, command) -> None:
                         "replaces a full demo)")
     p.add_argument("--overwrite", action="store_true", help="OUT holds a demo: replace it")
     p.add_argument("--backend", choices=BACKENDS, default=default_backend(),
-                   help=f"numpy (the reference) or torch (default: {DEFAULT_BACKEND_RULE}; here: %(default)s)")
+                   help=f"numpy (the reference) or torch (default: %(default)s; every command's: {DEFAULT_BACKEND_RULE})")
     p.add_argument("--seed", type=SEED, default=0, help="random seed")
     p.add_argument("--quick", action="store_true", help="a few steps only (a smoke test)")
     p.set_defaults(func=cmd_demo)

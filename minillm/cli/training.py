@@ -79,7 +79,10 @@ def cmd_finetune(a) -> int:
         encoder = load_run(a.pretrained, Runtime("numpy"), task="masked_lm")
         tok, cfg, encoder_state = encoder.tokenizer, encoder.config, encoder.model.state_dict()
     else:
-        tok = pipeline.train_tokenizer(a.tokenizer, "\n".join(data.train.texts), a.vocab_size)
+        if a.resume and (a.out / "tokenizer.json").exists():
+            tok = Tokenizer.load(a.out / "tokenizer.json")            # the same ids as before
+        else:
+            tok = pipeline.train_tokenizer(a.tokenizer, "\n".join(data.train.texts), a.vocab_size)
         cfg = model_config_of(a, tok.vocab_size)
     dataset = pipeline.labelled_dataset(a.dataset, data, seed=a.seed, text_column=a.text_column,
                                         label_column=a.label_column)

@@ -13,25 +13,20 @@ tokenizer, the data).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..store import model_io
+from ..store.run_folder import RunFolder
 from ..store.runtime import Runtime
 from . import task_specs  # noqa: F401  (registers the training layer's three tasks)
-from .run_config import RUN_CONFIG_FILE, RunConfig
+from .run_config import RunConfig
 from .spec import TaskInputs, task_spec
-from .training import TRAINER_FILES, Trainer, check_resume, claim_run_dir
+from .training import Trainer
 
-__all__ = ["train", "TrainedRun", "RUN_FILES"]
-
-# what a training run (and `minillm evaluate`) writes in a run folder; overwrite=True deletes these only
-RUN_FILES = ("run.json", RUN_CONFIG_FILE, "data.json", "tokenizer.json", "eval.json", "confusion.png",
-             *TRAINER_FILES)
-
+__all__ = ["train", "TrainedRun"]
 
 @dataclass(frozen=True)
 class TrainedRun:
@@ -108,29 +103,32 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
     if out is None and (resume or overwrite):
         raise ValueError(f"{'resume' if resume else 'overwrite'}=True needs a run folder, got out=None")
     rt = runtime or run_config.runtime()
-    if out is not None and rt.is_main:                       # before the data: refuse at once
-        claim_run_dir(out, resume=resume, overwrite=overwrite, names=RUN_FILES)
+    folder = None if out is None else RunFolder(out)
+    if folder is not None and rt.is_main:                    # before the data: refuse at once
+        folder.claim(resume=resume, overwrite=overwrite)
     tc, cfg = run_config.train, run_config.model
     inputs = TaskInputs(data=data, tokenizer=tokenizer, run_config=run_config, runtime=rt,
                         options=MappingProxyType({**spec.options, **options}), source=source,
                         dataset=dataset)
     parts = spec.setup(inputs)
     tok = parts.tokenizer
-    if out is not None and rt.is_main and resume:
-        _check_resumable(out, run_config, parts.contract)
+    recorded = run_config.to_dict()
+    if folder is not None and rt.is_main and resume:         # the settings and the data it recorded
+        folder.check_resume(recorded["train"], recorded["model"], parts.contract["dataset"])
     model = getattr(rt.module, spec.model_class)(cfg, seed=tc.seed, **dict(parts.model_kwargs))
     if parts.init is not None:
         parts.init(model)
-    model = rt.prepare(model)
     info = dict(parts.info)
-    if out is not None and rt.is_main:
-        _write_run(out, {"task": task, "source": source, "backend": rt.backend, "device": rt.device,
-                         "fused": rt.runs_fused, "batch_size": tc.batch_size, "model_config": cfg.to_dict(),
-                         "world_size": rt.world_size, **info}, tok, parts.contract, run_config)
+    if folder is not None and rt.is_main:
+        folder.write_run({"task": task, "source": source, "backend": rt.backend, "device": rt.device,
+                          "fused": rt.runs_fused, "batch_size": tc.batch_size, "model_config": cfg.to_dict(),
+                          "world_size": rt.world_size, **info}, tok, parts.contract, recorded)
+    # the trainer puts the model and its optimizer on the runtime's device and path (Runtime.prepare)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), parts.train, tc, task=task, eval_data=parts.validation,
-                      run_dir=out, tokenizer=tok.to_dict(), score=spec.score, progress=progress,
+                      run_dir=folder, tokenizer=tok.to_dict(), score=spec.score, progress=progress,
                       metadata={**info, "data": parts.contract, "run": run_config.where})
     result = trainer.fit(resume=resume)
+    model = trainer.model
 
     checkpoint = _checkpoint_info(out, trainer)
     if spec.test_best:
@@ -155,33 +153,6 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
                       data_info=MappingProxyType({"source": dataset_record.get("source"),
                                                   "sizes": dataset_record.get("split", {}).get("sizes")}),
                       run_config=run_config, model=model, runtime=rt, tokenizer=tok, data=parts.data)
-
-
-def _check_resumable(out: Path, run_config: RunConfig, contract: dict) -> None:
-    """A resumed run must be trained with the settings (:func:`check_resume`) and on the
-    data it started with (the data contract's source and sha256)."""
-    check_resume(out, run_config.train, batch_size=run_config.train.batch_size,
-                 model_config=run_config.model.to_dict())
-    old_file = out / "data.json"
-    if old_file.exists():
-        old = json.loads(old_file.read_text(encoding="utf-8")).get("dataset", {})
-        new = contract["dataset"]
-        if old.get("sha256") != new.get("sha256") or old.get("source") != new.get("source"):
-            raise ValueError(f"--resume {out}: the run was trained on {old.get('source')!r} "
-                             f"(sha256 {str(old.get('sha256'))[:12]}...), got {new.get('source')!r} "
-                             f"(sha256 {str(new.get('sha256'))[:12]}...); resume it on the same data")
-
-
-def _write_run(out: Path, info: dict, tok, contract: dict, run_config: RunConfig) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    run_config.write(out)
-    if hasattr(tok, "save"):
-        tok.save(out / "tokenizer.json")                       # atomic, with the file mode open() gives
-    else:
-        (out / "tokenizer.json").write_text(json.dumps(tok.to_dict(), ensure_ascii=False, indent=1),
-                                            encoding="utf-8")
-    (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    (out / "data.json").write_text(json.dumps(contract, indent=2), encoding="utf-8")
 
 
 def _checkpoint_info(out: Path | None, trainer) -> dict | None:
