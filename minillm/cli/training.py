@@ -12,6 +12,7 @@ from ..store.runs import load_run
 from ..store.runtime import Runtime
 from ..train import pipeline
 from ..train.entry import train
+from ..train.spec import TASK_SPECS
 from .options import (POSITIVE_INT, add_corpus_args, add_model_args, add_option, add_training_args,
                       model_config_of, run_config_of)
 
@@ -106,9 +107,10 @@ def add_parsers(sub, command) -> None:
     p = command(sub, "pretrain", help="pretrain a GPT (causal LM) or an encoder (masked LM)")
     fallbacks = {}
     add_corpus_args(p, fallbacks)
-    p.add_argument("--task", choices=("causal_lm", "masked_lm"), default="causal_lm",
-                   help="a GPT (next token) or an encoder (masked tokens)")
-    add_training_args(p, fallbacks, "causal_lm")        # masked_lm: the same defaults
+    tasks = [spec.name for spec in TASK_SPECS.values() if spec.command == "pretrain"]    # the registry's
+    p.add_argument("--task", choices=tasks, default=tasks[0],
+                   help="causal_lm: a GPT (next token); masked_lm: an encoder (masked tokens)")
+    add_training_args(p, fallbacks, tasks[0])           # the others: the same defaults
     add_model_args(p, fallbacks, d_model=128, n_layers=4, block_size=64)
     p.set_defaults(func=cmd_pretrain, fallbacks=fallbacks)
 

@@ -118,7 +118,9 @@ class TaskSpec:
     **data)`` scores a loaded :class:`~minillm.store.runs.Run` for ``minillm evaluate``
     (``data``: ``dataset``, ``corpus_dir``, ``split_name``, ``text_column``,
     ``label_column``, each ``None`` for the run's own); ``None``: the task has no
-    ``evaluate``. ``endpoints``: its REST endpoints."""
+    ``evaluate``. ``endpoints``: its REST endpoints. ``command``: the CLI command whose
+    ``--task`` offers it (``"pretrain"``: trained on token ids from ``--corpus`` /
+    ``--data``); ``None``: trained from Python, or by a command of its own."""
 
     name: str
     model_class: str
@@ -133,6 +135,11 @@ class TaskSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     evaluate: Callable[..., dict] | None = None
     endpoints: tuple[Endpoint, ...] = ()
+    command: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"expected a task name that is an identifier, got {self.name!r}")
 
     def train_config(self, steps: int | None = None, lr: float | None = None, *,
                      batch_size: int | None = None, **given) -> TrainConfig:

@@ -107,9 +107,9 @@ def _evaluate_classification(run, **data) -> dict:
 # stayed at chance: the word-order labels need more updates at a higher rate). Their REST
 # endpoints: minillm.train.task_endpoints.
 CAUSAL_LM = register_task(TaskSpec("causal_lm", "GPT", _causal_lm, steps=300, lr=3e-3, batch_size=16,
-                                   evaluate=_evaluate_causal_lm, endpoints=(GENERATE, SCORE)))
+                                   evaluate=_evaluate_causal_lm, endpoints=(GENERATE, SCORE), command="pretrain"))
 MASKED_LM = register_task(TaskSpec("masked_lm", "TransformerEncoder", _masked_lm, steps=300, lr=3e-3,
-                                   batch_size=16, evaluate=_evaluate_masked_lm))
+                                   batch_size=16, evaluate=_evaluate_masked_lm, command="pretrain"))
 CLASSIFICATION = register_task(TaskSpec(
     "classification", "SequenceClassifier", _classification, score=_score_classifier,
     test=_classification_test, test_best=True, steps=600, lr=2e-3, batch_size=64,
