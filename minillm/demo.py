@@ -30,6 +30,7 @@ from .train.entry import train
 from .train.generation import generate
 from .train.run_config import RunConfig
 from .store.run_folder import RunFolder
+from .store.runtime import default_backend
 from .train.training import TrainConfig
 
 __all__ = ["run_demo"]
@@ -103,11 +104,13 @@ def check_out(out: Path, overwrite: bool) -> None:
                               f"or write another folder with --out")
 
 
-def run_demo(out=None, *, backend: str = "torch", quick: bool = False, seed: int = 0,
+def run_demo(out=None, *, backend: str | None = None, quick: bool = False, seed: int = 0,
              overwrite: bool = False) -> int:
-    """The whole demo into ``out`` (default: :func:`default_out`); a folder that holds a
-    demo needs ``overwrite``."""
+    """The whole demo into ``out`` (default: :func:`default_out`) on ``backend`` (default:
+    every command's, :func:`~minillm.store.runtime.default_backend`); a folder that holds
+    a demo needs ``overwrite``."""
     out = default_out(quick) if out is None else Path(out)
+    backend = default_backend() if backend is None else backend
     check_out(out, overwrite)
     t_start = time.perf_counter()
     steps_gpt, steps_mlm, steps_cls = (4, 4, 4) if quick else (1200, 200, 600)
