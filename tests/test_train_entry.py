@@ -21,6 +21,7 @@ from minillm.store.runtime import Runtime
 from minillm.train.entry import TrainedRun, train
 from minillm.train.spec import TASK_SPECS, task_spec
 from minillm.train.run_config import RunConfig
+from minillm.train.run_evaluation import evaluate
 from minillm.train.training import TrainConfig
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 30
@@ -89,6 +90,11 @@ def test_translation_and_qa_through_the_entry(tmp_path):
     _check_common(run, "translation", tmp_path / "tr", rc)
     assert run.test["n"] == 5 and 0 <= run.test["exact"] <= 1 and run.validation == {}
     assert run.data_info["sizes"] == {"train": 100, "test": 5} and len(run.data[1]) == 5
+    # `minillm evaluate`: the task's own evaluate generates the same held-out dates again
+    scores = evaluate(tmp_path / "tr", Runtime("numpy"))
+    assert (scores["exact"], scores["bleu"], scores["n"]) == (run.test["exact"], run.test["bleu"], 5)
+    assert scores["examples"] == run.test["examples"]                  # the same dates, the same outputs
+    assert scores["data"] == {"source": "dates", "split": "test", "rows": 5, "runs_own_data": True}
 
     qtc = qa.QA_TASK.train_config(3, batch_size=8)
     assert (qtc.min_lr, qtc.lr) == (1e-3, 1e-3)                 # a constant rate after the warmup
@@ -96,6 +102,10 @@ def test_translation_and_qa_through_the_entry(tmp_path):
     run = train("question_answering", tmp_path / "qa", rc, progress=False, n_train=100, n_test=5)
     _check_common(run, "question_answering", tmp_path / "qa", rc)
     assert run.test["n"] == 5 and 0 <= run.test["f1"] <= 1
+    scores = evaluate(tmp_path / "qa", Runtime("numpy"))
+    assert (scores["exact_match"], scores["f1"], scores["n"]) == (run.test["exact_match"], run.test["f1"], 5)
+    with pytest.raises(ValueError, match="expected --split train or test"):
+        evaluate(tmp_path / "qa", Runtime("numpy"), split_name="validation")
 
 
 def test_the_entry_refuses_what_it_cannot_train(lm_data, tmp_path):

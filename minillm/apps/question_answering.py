@@ -23,6 +23,7 @@ from ..data.qa import qa_corpus, qa_format_problem
 from ..reference.softmax import softmax
 from ..store.runtime import Runtime
 from ..train.contract import data_contract, generated_dataset, given_dataset
+from ..train.eval_data import generated_eval_data
 from ..train.spec import Endpoint, Refused, TaskInputs, TaskParts, TaskSpec, register_task
 from ..train.task_endpoints import TEXT
 from .input_checks import CHECK_FIELDS, CheckedAnswer, check_values, checked_fields
@@ -211,6 +212,13 @@ def _qa_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
     return evaluate_qa(model, inputs.runtime, tok, parts.held_out)
 
 
+def _evaluate_run(run, **data) -> dict:
+    """``minillm evaluate``: the held-out questions, generated again as the run recorded them."""
+    examples, info = generated_eval_data(run, lambda n_train, n_test, seed: qa_corpus(n_train, n_test, seed=seed),
+                                         **data)
+    return {**evaluate_qa(run.model, run.runtime, run.tokenizer, examples), "data": info}
+
+
 def _answer_endpoint(served, req: dict) -> dict:
     T = served.config.block_size
     n_q = len(served.encode(req["question"], T, "the question"))
@@ -248,7 +256,7 @@ QA_TASK = register_task(TaskSpec(
     "question_answering", "SpanQA", _qa_setup, test=_qa_test, steps=2000, lr=1e-3, batch_size=64,
     recipe=lambda steps, lr: {"warmup_steps": min(50, steps // 10), "min_lr": lr, "weight_decay": 0.0,
                               "eval_every": steps},
-    options={"n_train": 40000, "n_test": 400}, endpoints=(ANSWER,)))
+    options={"n_train": 40000, "n_test": 400}, evaluate=_evaluate_run, endpoints=(ANSWER,)))
 # train_qa's defaults, also those of `minillm answer --train` and benchmarks/bench_apps.py
 QA_RECIPE = {"steps": QA_TASK.steps, "batch_size": QA_TASK.batch_size, "lr": QA_TASK.lr}
 

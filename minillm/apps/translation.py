@@ -33,6 +33,7 @@ from ..data.parallel import PieceTokenizer, date_format_problem, dates_corpus
 from ..reference.softmax import log_softmax
 from ..store.runtime import Runtime
 from ..train.contract import data_contract, generated_dataset, given_dataset
+from ..train.eval_data import generated_eval_data
 from ..train.spec import Endpoint, Refused, TaskInputs, TaskParts, TaskSpec, register_task
 from ..train.task_endpoints import TEXT
 from .input_checks import CHECK_FIELDS, Checked, check_values, checked_fields
@@ -261,6 +262,13 @@ def _translation_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
     return evaluate_translation(model, inputs.runtime, tok, parts.held_out)
 
 
+def _evaluate_run(run, **data) -> dict:
+    """``minillm evaluate``: the held-out dates, generated again as the run recorded them."""
+    pairs, info = generated_eval_data(run, lambda n_train, n_test, seed: dates_corpus(n_train, n_test, seed=seed),
+                                      **data)
+    return {**evaluate_translation(run.model, run.runtime, run.tokenizer, pairs), "data": info}
+
+
 def _translate_endpoint(served, req: dict) -> dict:
     n = len(served.encode(req["text"], served.config.block_size, "the text"))
     if n == 0:
@@ -294,6 +302,7 @@ length penalty :math:`((5 + |y|)/6)^\alpha` when ``beam_size`` > 1.""")
 TRANSLATION_TASK = register_task(TaskSpec(
     "translation", "EncoderDecoder", _translation_setup, test=_translation_test, steps=400, lr=2e-3, batch_size=64,
     recipe=lambda steps, lr: {"warmup_steps": min(50, steps // 10), "weight_decay": 0.0, "eval_every": steps},
-    options={"label_smoothing": 0.1, "n_train": 4000, "n_test": 400}, endpoints=(TRANSLATE,)))
+    options={"label_smoothing": 0.1, "n_train": 4000, "n_test": 400}, evaluate=_evaluate_run,
+    endpoints=(TRANSLATE,)))
 
 

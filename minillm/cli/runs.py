@@ -68,8 +68,8 @@ def cmd_embed(a) -> int:
 
 
 def add_parsers(sub, command) -> None:
-    p = command(sub, "evaluate", help="score a run as its task says: perplexity of an LM run, "
-                                      "accuracy/P/R/F1 of a classifier run")
+    p = command(sub, "evaluate", help="score a run as its task says: perplexity of an LM run, accuracy/P/R/F1 "
+                                      "of a classifier, exact/BLEU of a translator, EM/F1 of question answering")
     p.add_argument("run", type=Path, help="a run folder or a checkpoint folder")
     add_runtime_args(p)
     p.add_argument("--split", choices=("train", "validation", "test", "all"), default=None,

@@ -4,7 +4,9 @@ A run records how its data was made (``data.json``: the source, its sha256, how 
 split; :mod:`minillm.train.pipeline`); evaluating the run on its own data rebuilds
 exactly its held-out split, and refuses when the file changed since. Other data is
 scored whole unless a split is asked for; a labelled file's labels are mapped through
-the run's own names, and a label the run never saw is an error. The tasks' ``evaluate``
+the run's own names, and a label the run never saw is an error. A run on an embedded
+generator's data (the dates, the QA facts) is scored on that data, generated again. The
+tasks' ``evaluate``
 (:mod:`minillm.train.task_specs`) read their data here.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .contract import EMBEDDED, sha256, source_of, split_sizes
 from .pipeline import (TEXT_FRACTIONS, labelled_sha, load_corpus, load_labelled, load_prepared,
                        prepared_dataset)
 
-__all__ = ["labelled_eval_data", "text_eval_data"]
+__all__ = ["labelled_eval_data", "text_eval_data", "generated_eval_data"]
 
 
 def _concat(parts) -> LabelledTexts:
@@ -130,3 +132,29 @@ def text_eval_data(run: Run, *, dataset: str | None = None, corpus_dir=None, spl
     ids = np.concatenate([np.asarray(p, dtype=np.int64) for p in splits]) if split_name == "all" \
         else np.asarray(getattr(splits, split_name), dtype=np.int64)
     return ids, {"source": source, "split": split_name, "tokens": int(len(ids)), "runs_own_data": is_own}
+
+
+def generated_eval_data(run: Run, make, *, dataset: str | None = None, corpus_dir=None,
+                        split_name: str | None = None, text_column: str | None = None,
+                        label_column: str | None = None) -> tuple[list, dict]:
+    """What ``evaluate`` scores of a run trained on an embedded generator's data (the
+    contract's ``kind: generated``): ``make(n_train, n_test, seed) -> (train, test)``
+    called again with the sizes and seed the run recorded; ``split_name`` ``"test"``
+    (default) or ``"train"``. Other data (``dataset``, ``corpus_dir``) is not taken:
+    such a run is scored on its own generator."""
+    own = _own(run)
+    if dataset is not None or corpus_dir is not None:
+        raise ValueError(f"{run.folder}: a {run.task} run is scored on its own held-out examples; "
+                         f"--dataset and --data name files, which this task does not read")
+    if own.get("kind") != "generated":
+        raise ValueError(f"{run.folder}: the run's data was handed to the library without a recipe (data "
+                         f"contract kind {own.get('kind')!r}), so its held-out examples cannot be rebuilt")
+    split = own.get("split") or {}
+    name = split_name or "test"
+    if name not in ("train", "test"):
+        raise ValueError(f"expected --split train or test for a run on {own.get('source')!r} (it has no "
+                         f"validation split), got {name!r}")
+    sizes = split["sizes"]
+    train, test = make(int(sizes["train"]), int(sizes["test"]), int(split.get("seed", 0)))
+    rows = train if name == "train" else test
+    return rows, {"source": own.get("source"), "split": name, "rows": len(rows), "runs_own_data": True}
