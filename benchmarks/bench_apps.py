@@ -22,23 +22,30 @@ TARGET_EXACT, TARGET_EM = 0.95, 0.90
 
 
 def run_translation(backend: str, steps: int, seed: int = 0) -> dict:
-    from minillm.apps.translation import evaluate_translation, train_translation
+    from minillm.apps.translation import TRANSLATION_CONFIG, TRANSLATION_TASK, evaluate_translation
+    from minillm.train.entry import train
+    from minillm.train.run_config import RunConfig
     t0 = time.perf_counter()
-    r = train_translation(None, backend=backend, steps=steps, seed=seed)
+    r = train("translation", None, RunConfig(TRANSLATION_CONFIG, TRANSLATION_TASK.train_config(steps, seed=seed),
+                                             backend=backend), progress=False, evaluate_test=False)
     seconds = time.perf_counter() - t0
-    greedy = evaluate_translation(r["model"], r["runtime"], r["tokenizer"], r["test"])
-    beam = evaluate_translation(r["model"], r["runtime"], r["tokenizer"], r["test"][:100], beam_size=4)
+    test = r.data[1]
+    greedy = evaluate_translation(r.model, r.runtime, r.tokenizer, test)
+    beam = evaluate_translation(r.model, r.runtime, r.tokenizer, test[:100], beam_size=4)
     return {"task": "translation", "backend": backend, "steps": steps, "seconds": round(seconds, 1),
             "score": greedy["exact"], "bleu": greedy["bleu"], "beam4_exact_first100": beam["exact"],
             "target": TARGET_EXACT, "met": greedy["exact"] >= TARGET_EXACT}
 
 
 def run_qa(backend: str, steps: int, seed: int = 0) -> dict:
-    from minillm.apps.question_answering import evaluate_qa, train_qa
+    from minillm.apps.question_answering import QA_CONFIG, QA_TASK, evaluate_qa
+    from minillm.train.entry import train
+    from minillm.train.run_config import RunConfig
     t0 = time.perf_counter()
-    r = train_qa(None, backend=backend, steps=steps, seed=seed)
+    r = train("question_answering", None, RunConfig(QA_CONFIG, QA_TASK.train_config(steps, seed=seed), backend=backend),
+              progress=False, evaluate_test=False)
     seconds = time.perf_counter() - t0
-    scores = evaluate_qa(r["model"], r["runtime"], r["tokenizer"], r["test"])
+    scores = evaluate_qa(r.model, r.runtime, r.tokenizer, r.data[1])
     return {"task": "question answering", "backend": backend, "steps": steps, "seconds": round(seconds, 1),
             "score": scores["exact_match"], "f1": scores["f1"], "target": TARGET_EM,
             "met": scores["exact_match"] >= TARGET_EM}

@@ -36,7 +36,8 @@ import numpy as np
 def tiny_run(folder: Path) -> Path:
     from minillm import ModelConfig
     from minillm.data import BPETokenizer, python_docs, split_contiguous
-    from minillm.train import pipeline
+    from minillm.train.entry import train
+    from minillm.train.run_config import RunConfig
     from minillm.train.training import TrainConfig
 
     text = python_docs()[:100_000]
@@ -44,8 +45,7 @@ def tiny_run(folder: Path) -> Path:
     splits = split_contiguous(np.asarray(tok.encode(text), dtype=np.int64), (0.9, 0.05, 0.05))
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, d_model=64, n_heads=4, n_layers=2)
     tc = TrainConfig(steps=2, lr=1e-3, min_lr=1e-4, warmup_steps=0, eval_every=2, checkpoint_every=2, batch_size=8)
-    pipeline.pretrain(tok, splits, folder, model_config=cfg, train_config=tc,
-                      backend="numpy", progress=False)
+    train("causal_lm", folder, RunConfig(cfg, tc, backend="numpy"), data=splits, tokenizer=tok, progress=False)
     return folder
 
 

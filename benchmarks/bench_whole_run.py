@@ -65,8 +65,8 @@ def yardstick_run(data: Path, steps: int) -> tuple[float, float]:
     from minillm.core.config import ModelConfig
     from minillm.core.schedule import warmup_cosine
     from minillm.store.runtime import Runtime
-    from minillm.train.evaluation import evaluate_lm
-    from minillm.train.pipeline import EVAL_BATCH, load_prepared
+    from minillm.train.evaluation import EVAL_BATCH, evaluate_lm
+    from minillm.train.pipeline import load_prepared
     from minillm.train.tasks import CausalLMData, causal_lm_eval_batches
     from yardstick import PlainGPT
 

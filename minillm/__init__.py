@@ -6,12 +6,10 @@ needs only NumPy; the torch backend is imported on demand.
 """
 import logging
 
-from . import _moved
 from .core.config import ModelConfig
 
 __version__ = "0.1.0"
 __all__ = ["ModelConfig", "__version__"]
 
 logging.getLogger("minillm").addHandler(logging.NullHandler())
-_moved.install()   # the old flat module paths (minillm.pipeline, ...) for one release
 

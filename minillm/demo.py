@@ -26,7 +26,11 @@ import numpy as np
 from .core.config import ModelConfig
 from .data import Splits, python_docs, sentiment, split_contiguous
 from .train import pipeline
+from .train.entry import train
 from .train.generation import generate
+from .train.run_config import RunConfig
+from .store.run_folder import RunFolder
+from .store.runtime import default_backend
 from .train.training import TrainConfig
 
 __all__ = ["run_demo"]
@@ -81,8 +85,33 @@ def _train_config(steps: int, lr: float, seed: int, batch_size: int) -> TrainCon
                               eval_every=steps if steps < 100 else None)
 
 
-def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0) -> int:
-    out = Path(out)
+PARTS = ("gpt", "encoder", "classifier")
+
+
+def default_out(quick: bool) -> Path:
+    """Each variant its own folder: a smoke test never replaces a full demo."""
+    return Path("runs/demo-quick" if quick else "runs/demo")
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """A folder that holds a demo (any of its three runs) is refused unless ``overwrite``:
+    a demo never replaces a finished one silently (checked before anything is written)."""
+    found = [f"{part}/" for part in PARTS if RunFolder(out / part).found()]
+    if (out / "demo.json").exists():
+        found.append("demo.json")
+    if found and not overwrite:
+        raise FileExistsError(f"{out} already holds a demo ({', '.join(found)}); replace it with --overwrite, "
+                              f"or write another folder with --out")
+
+
+def run_demo(out=None, *, backend: str | None = None, quick: bool = False, seed: int = 0,
+             overwrite: bool = False) -> int:
+    """The whole demo into ``out`` (default: :func:`default_out`) on ``backend`` (default:
+    every command's, :func:`~minillm.store.runtime.default_backend`); a folder that holds
+    a demo needs ``overwrite``."""
+    out = default_out(quick) if out is None else Path(out)
+    backend = default_backend() if backend is None else backend
+    check_out(out, overwrite)
     t_start = time.perf_counter()
     steps_gpt, steps_mlm, steps_cls = (4, 4, 4) if quick else (1200, 200, 600)
     print(f"minillm demo: backend={backend} ({_versions(backend)}), run folder {out}")
@@ -100,17 +129,17 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
     gpt_cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, d_model=128, n_heads=4, n_layers=4,
                           dropout=0.1)   # 145k training tokens: without dropout it overfits by ~1000 steps
     t0 = time.perf_counter()
-    gpt = pipeline.pretrain(tok, splits, out / "gpt", task="causal_lm", model_config=gpt_cfg,
-                            train_config=_train_config(steps_gpt, 3e-3, seed, batch_size=16),
-                            backend=backend, source="python_docs", overwrite=True,
-                            dataset=pipeline.text_dataset("python_docs", text, splits))
-    val = gpt["validation"]
+    gpt = train("causal_lm", out / "gpt", RunConfig(gpt_cfg, _train_config(steps_gpt, 3e-3, seed, batch_size=16),
+                                                    backend=backend),
+                data=splits, tokenizer=tok, source="python_docs", overwrite=overwrite,
+                dataset=pipeline.text_dataset("python_docs", text, splits))
+    val = dict(gpt.validation)
     print(f"[pretrain] GPT {gpt_cfg.n_layers} layers, d_model {gpt_cfg.d_model}: {steps_gpt} steps in "
           f"{time.perf_counter() - t0:.0f}s; validation loss {val['loss']:.3f} nats/token, "
           f"perplexity {val['perplexity']:.1f}")
     samples = {}
     for prompt in PROMPTS:
-        new = generate(gpt["runtime"], gpt["model"], tok.encode(prompt), 60, temperature=0.8, top_k=40,
+        new = generate(gpt.runtime, gpt.model, tok.encode(prompt), 60, temperature=0.8, top_k=40,
                        seed=seed, eos_id=tok.eos_id)
         samples[prompt] = prompt + tok.decode(new, skip_special_tokens=True)
         print(f"[generate] {samples[prompt]!r}")
@@ -122,34 +151,35 @@ def run_demo(out, *, backend: str = "torch", quick: bool = False, seed: int = 0)
                 for part in (data.train, data.validation, data.test)]
     enc_cfg = ModelConfig(vocab_size=word_tok.vocab_size, block_size=48, d_model=64, n_heads=4, n_layers=2)
     t0 = time.perf_counter()
-    enc = pipeline.pretrain(word_tok, Splits(*text_ids), out / "encoder", task="masked_lm", model_config=enc_cfg,
-                            train_config=_train_config(steps_mlm, 2e-3, seed, batch_size=32),
-                            backend=backend, source="sentiment (text only)", overwrite=True)
+    enc = train("masked_lm", out / "encoder", RunConfig(enc_cfg, _train_config(steps_mlm, 2e-3, seed, batch_size=32),
+                                                        backend=backend),
+                data=Splits(*text_ids), tokenizer=word_tok, source="sentiment (text only)", overwrite=overwrite)
     print(f"[pretrain] encoder (masked LM) on the sentiment texts: {steps_mlm} steps in "
-          f"{time.perf_counter() - t0:.0f}s; validation loss on masked tokens {enc['validation']['loss']:.3f}")
+          f"{time.perf_counter() - t0:.0f}s; validation loss on masked tokens {enc.validation['loss']:.3f}")
 
     # 4. fine-tuning -------------------------------------------------------------------
     t0 = time.perf_counter()
-    cls = pipeline.finetune(word_tok, data, out / "classifier", model_config=enc_cfg,
-                            train_config=_train_config(steps_cls, 2e-3, seed, batch_size=64),
-                            encoder_state=enc["model"].state_dict(), backend=backend,
-                            source="sentiment", overwrite=True,
-                            dataset=pipeline.labelled_dataset("sentiment", data, seed=seed))
-    test = cls["test"]
+    cls = train("classification", out / "classifier",
+                RunConfig(enc_cfg, _train_config(steps_cls, 2e-3, seed, batch_size=64), backend=backend),
+                data=data, tokenizer=word_tok, source="sentiment", overwrite=overwrite,
+                dataset=pipeline.labelled_dataset("sentiment", data, seed=seed),
+                encoder_state=enc.model.state_dict(), pooling="mean")
+    test = dict(cls.test)
+    label_names = list(cls.label_names)
     print(f"[finetune] classifier on sentiment ({len(data.train)} train / {len(data.test)} test): "
           f"{steps_cls} steps in {time.perf_counter() - t0:.0f}s")
     print(f"[evaluate] test accuracy {test['accuracy']:.3f}  precision {test['precision']:.3f}  "
           f"recall {test['recall']:.3f}  F1 {test['f1']:.3f}")
     try:
         from .core.plots import plot_confusion_matrix
-        plot_confusion_matrix(test["confusion_matrix"], cls["label_names"], out / "confusion.png")
+        plot_confusion_matrix(test["confusion_matrix"], label_names, out / "confusion.png")
     except ImportError:
         pass
 
     summary = {"backend": backend, "seconds": round(time.perf_counter() - t_start, 1),
                "gpt": {"steps": steps_gpt, "validation": val, "samples": samples},
-               "encoder": {"steps": steps_mlm, "validation": enc["validation"]},
-               "classifier": {"steps": steps_cls, "test": test, "label_names": cls["label_names"]}}
+               "encoder": {"steps": steps_mlm, "validation": dict(enc.validation)},
+               "classifier": {"steps": steps_cls, "test": test, "label_names": label_names}}
     (out / "demo.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     if quick:
         print("quick run: a few steps only, so the models' figures are not checked")

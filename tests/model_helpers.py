@@ -105,3 +105,25 @@ def small_configs(draw, dtypes=("float64", "float32")):
         positional=draw(st.sampled_from(POSITIONALS)),
         dtype=draw(st.sampled_from(list(dtypes))),
     )
+
+
+def train_task(task, out, config, *, backend="numpy", steps, batch_size=None, lr=None, seed=0, data=None, **options):
+    """``train(task, ...)`` with the task's default recipe at ``steps``, ``batch_size``,
+    ``lr`` and ``seed``, silent, without the held-out scores (the tests compute their own)."""
+    import minillm.apps  # noqa: F401  (registers translation and question answering)
+    from minillm.train.entry import train
+    from minillm.train.run_config import RunConfig
+    from minillm.train.spec import task_spec
+
+    spec = task_spec(task)
+    run_config = RunConfig(config, spec.train_config(steps, lr, batch_size=batch_size, seed=seed), backend=backend)
+    return train(task, out, run_config, data=data, progress=False, evaluate_test=False, **options)
+
+
+def load_parts(run, task, backend="numpy"):
+    """``(model, runtime, tokenizer)`` of the ``task`` run in ``run``, loaded in ``backend``."""
+    from minillm.store.runs import load_run
+    from minillm.store.runtime import Runtime
+
+    loaded = load_run(run, Runtime(backend), task=task)
+    return loaded.model, loaded.runtime, loaded.tokenizer

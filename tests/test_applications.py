@@ -11,11 +11,12 @@ import pytest
 
 from minillm.core.config import ModelConfig
 from minillm.data import PieceTokenizer, dates_corpus, has_distractor, qa_corpus
-from minillm.apps.question_answering import QAData, answer, best_span, encode_qa, evaluate_qa, load_answerer, train_qa
+from minillm.apps.question_answering import QA_CONFIG, QAData, answer, best_span, encode_qa, evaluate_qa
 from minillm.store.runtime import Runtime
+from model_helpers import load_parts, train_task
 from minillm.apps.translation import (
-    TranslationData, beam_search, encode_pairs, evaluate_translation, greedy_decode, load_translator,
-    translate, train_translation,
+    TranslationData, beam_search, encode_pairs, evaluate_translation, greedy_decode,
+    translate,
 )
 
 torch = pytest.importorskip("torch")
@@ -146,17 +147,17 @@ def test_translation_learns_and_its_run_folder_serves_both_backends(tmp_path):
     one-layer model (measured 99% on this machine, ~3 s; the full run is
     benchmarks/bench_apps.py)."""
     cfg = ModelConfig(vocab_size=128, block_size=16, d_model=32, n_heads=2, n_layers=1, d_ff=64)
-    run = train_translation(tmp_path / "run", backend="torch", steps=300, batch_size=32, lr=3e-3,
-                            config=cfg, n_train=1500, n_test=100)
-    scores = evaluate_translation(run["model"], run["runtime"], run["tokenizer"], run["test"])
+    run = train_task("translation", tmp_path / "run", cfg, backend="torch", steps=300, batch_size=32, lr=3e-3,
+                     n_train=1500, n_test=100)
+    scores = evaluate_translation(run.model, run.runtime, run.tokenizer, run.data[1])
     assert scores["exact"] >= 0.8, scores
-    model, rt, tok = load_translator(tmp_path / "run", backend="numpy")
-    texts = [s for s, _ in run["test"][:5]]
-    assert translate(model, rt, tok, texts) == translate(run["model"], run["runtime"], run["tokenizer"], texts)
+    model, rt, tok = load_parts(tmp_path / "run", "translation", "numpy")
+    texts = [s for s, _ in run.data[1][:5]]
+    assert translate(model, rt, tok, texts) == translate(run.model, run.runtime, run.tokenizer, texts)
     beam = translate(model, rt, tok, texts, beam_size=3)
     assert len(beam) == 5 and all(isinstance(b, str) for b in beam)
     with pytest.raises(ValueError, match="EncoderDecoder"):
-        load_answerer(tmp_path / "run")
+        load_parts(tmp_path / "run", "question_answering")
 
 
 # -- question answering --------------------------------------------------------------------
@@ -189,15 +190,15 @@ def test_qa_learns_and_its_run_folder_serves_both_backends(tmp_path):
     """Lower threshold than the benchmark's 90%: 30% exact match after 150 steps of a
     tiny model (a third of the answers; chance is well under 10%)."""
     cfg = ModelConfig(vocab_size=128, block_size=64, d_model=32, n_heads=2, n_layers=2, d_ff=64)
-    run = train_qa(tmp_path / "run", backend="torch", steps=150, batch_size=32, lr=3e-3, config=cfg,
-                   n_train=1500, n_test=100)
-    scores = evaluate_qa(run["model"], run["runtime"], run["tokenizer"], run["test"])
+    run = train_task("question_answering", tmp_path / "run", cfg, backend="torch", steps=150, batch_size=32,
+                     lr=3e-3, n_train=1500, n_test=100)
+    scores = evaluate_qa(run.model, run.runtime, run.tokenizer, run.data[1])
     assert scores["exact_match"] >= 0.3, scores
     assert scores["f1"] >= scores["exact_match"]
-    model, rt, tok = load_answerer(tmp_path / "run", backend="numpy")
-    ctx = [e["context"] for e in run["test"][:5]]
-    qs = [e["question"] for e in run["test"][:5]]
-    assert answer(model, rt, tok, ctx, qs) == answer(run["model"], run["runtime"], run["tokenizer"], ctx, qs)
+    model, rt, tok = load_parts(tmp_path / "run", "question_answering", "numpy")
+    ctx = [e["context"] for e in run.data[1][:5]]
+    qs = [e["question"] for e in run.data[1][:5]]
+    assert answer(model, rt, tok, ctx, qs) == answer(run.model, run.runtime, run.tokenizer, ctx, qs)
     with pytest.raises(ValueError, match="one question per context"):
         answer(model, rt, tok, ctx, qs[:2])
     with pytest.raises(ValueError, match="non-empty context"):
@@ -205,20 +206,20 @@ def test_qa_learns_and_its_run_folder_serves_both_backends(tmp_path):
 
 
 def test_qa_trains_on_given_examples_and_rejects_malformed_ones():
-    """``train_qa(examples=...)`` uses the given split (the test split comes back as
+    """``train("question_answering", data=(train, test))`` uses the given split (the test split comes back as
     given) and names what is wrong with a bad example before any training."""
     train, test = qa_corpus(60, 6, seed=3)
-    run = train_qa(None, backend="numpy", steps=3, batch_size=4, examples=(train, test))
-    assert run["test"] == test and run["train"] == train and np.isfinite(run["train_loss"])
+    run = train_task("question_answering", None, QA_CONFIG, steps=3, batch_size=4, data=(train, test))
+    assert run.data[1] == test and run.data[0] == train and np.isfinite(run.train_loss)
     moved = dict(train[0], answer_start=train[0]["answer_start"] + 1)
     with pytest.raises(ValueError, match="answer .* at piece"):
-        train_qa(None, backend="numpy", steps=1, examples=([moved], test))
+        train_task("question_answering", None, QA_CONFIG, steps=1, batch_size=4, data=([moved], test))
     with pytest.raises(ValueError, match="as a dict with"):
-        train_qa(None, backend="numpy", steps=1, examples=(train, [{"context": "a ."}]))
+        train_task("question_answering", None, QA_CONFIG, steps=1, batch_size=4, data=(train, [{"context": "a ."}]))
     with pytest.raises(ValueError, match=r"as \(train, test\)"):
-        train_qa(None, backend="numpy", steps=1, examples=train)
+        train_task("question_answering", None, QA_CONFIG, steps=1, batch_size=4, data=train)
     with pytest.raises(ValueError, match="non-empty list of test"):
-        train_qa(None, backend="numpy", steps=1, examples=(train, []))
+        train_task("question_answering", None, QA_CONFIG, steps=1, batch_size=4, data=(train, []))
 
 
 def test_binding_probe_examples_are_two_people_with_one_relation():

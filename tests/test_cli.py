@@ -164,7 +164,7 @@ def test_classifier_run_cannot_generate(labelled_csv, tmp_path, capsys):
     assert main(["finetune", "--dataset", str(labelled_csv), "--tokenizer", "char", "--backend", "numpy",
                  "--steps", "2", "--out", str(out), *TINY]) == 0
     assert main(["generate", str(out)]) == 2
-    assert "expected a causal_lm run (GPT), got a classification run (SequenceClassifier)" in capsys.readouterr().err
+    assert "expected a causal_lm run, got a classification run (SequenceClassifier)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -193,23 +193,26 @@ def test_console_script_demo_quick(tmp_path):
 
 
 def _training_options(command: str) -> dict:
-    """``{option: (default, type)}`` of the "training" group of ``minillm COMMAND``."""
+    """``{option: (default, type)}`` of the "training" group of ``minillm COMMAND`` (the
+    default an option left out takes: its ``fallbacks`` entry, which ``--resume`` overrides
+    with the run's recorded value, else argparse's)."""
     import argparse
     from minillm.cli import build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    fallbacks = sub.choices[command].get_default("fallbacks")
     group, = [g for g in sub.choices[command]._action_groups if g.title == "training"]
-    return {opt: (action.default, action.type) for action in group._group_actions for opt in action.option_strings
-            if opt.startswith("--")}
+    return {opt: (fallbacks.get(action.dest, action.default), action.type) for action in group._group_actions
+            for opt in action.option_strings if opt.startswith("--")}
 
 
 def test_every_training_command_has_the_same_training_options():
     """pretrain, finetune, translate --train and answer --train: one set of training
     options (--device and --resume included), each default the task's, written once
-    (minillm.train.entry's TaskSpec; translation and QA declare theirs in minillm.apps)."""
+    (minillm.train.spec's TaskSpec; translation and QA declare theirs in minillm.apps)."""
     from minillm.apps.question_answering import QA_TASK
     from minillm.apps.translation import TRANSLATION_TASK
     from minillm.cli import TRAINING_OPTIONS
-    from minillm.train.entry import task_spec
+    from minillm.train.spec import task_spec
     options = {c: _training_options(c) for c in ("pretrain", "finetune", "translate", "answer")}
     for command, found in options.items():
         assert sorted(found) == sorted(TRAINING_OPTIONS), command

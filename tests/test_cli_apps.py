@@ -4,8 +4,10 @@ learning itself is tested in test_applications.py and measured by bench_apps.py.
 import pytest
 
 from minillm import cli
-from minillm.apps.question_answering import answer, load_answerer
-from minillm.apps.translation import load_translator, translate
+from minillm.apps.question_answering import answer
+from minillm.apps.translation import translate
+from minillm.store.runs import load_run
+from minillm.store.runtime import Runtime
 
 
 def test_translate_trains_then_translates(tmp_path, capsys):
@@ -19,7 +21,8 @@ def test_translate_trains_then_translates(tmp_path, capsys):
     texts = ["may first , two thousand", "the third of june , nineteen oh five"]
     assert cli.main(["translate", str(run), "--text", texts[0], "--text", texts[1], "--beam-size", "2"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    model, rt, tok = load_translator(run)
+    loaded = load_run(run, Runtime("numpy"), task="translation")
+    model, rt, tok = loaded.model, loaded.runtime, loaded.tokenizer
     assert printed == translate(model, rt, tok, texts, beam_size=2)
 
 
@@ -33,7 +36,8 @@ def test_answer_trains_then_answers(tmp_path, capsys):
     assert "[question_answering] step 1/3  loss " in captured.err and "[question_answering] step 3/3  loss " in captured.err
     ctx, q = "alice lives in paris . bruno lives in oslo .", "where does bruno live ?"
     assert cli.main(["answer", str(run), "--context", ctx, "--question", q]) == 0
-    model, rt, tok = load_answerer(run)
+    loaded = load_run(run, Runtime("numpy"), task="question_answering")
+    model, rt, tok = loaded.model, loaded.runtime, loaded.tokenizer
     assert capsys.readouterr().out.strip() == answer(model, rt, tok, [ctx], [q])[0]
 
 

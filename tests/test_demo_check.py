@@ -38,3 +38,19 @@ def test_the_command_exits_1_without_a_success_line(monkeypatch, tmp_path, capsy
     captured = capsys.readouterr()
     assert "minillm demo FAILED" in captured.err and "410.5" in captured.err
     assert "done in" not in captured.out
+
+
+def test_a_demo_never_replaces_a_demo_silently(tmp_path, capsys):
+    """Issue 29, item 1: a folder that holds a demo (any of its three runs, or demo.json)
+    is refused before anything is written, unless --overwrite; --quick has its own folder."""
+    assert demo.default_out(quick=True) != demo.default_out(quick=False)
+    out = tmp_path / "demo"
+    (out / "classifier").mkdir(parents=True)
+    (out / "classifier" / "metrics.jsonl").write_text("{}\n")
+    assert cli.main(["demo", "--quick", "--out", str(out), "--backend", "numpy"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {out} already holds a demo (classifier/); replace it with --overwrite, " \
+                  f"or write another folder with --out\n"
+    assert sorted(p.name for p in out.rglob("*")) == ["classifier", "metrics.jsonl"]     # nothing written
+    demo.check_out(out, overwrite=True)                     # --overwrite: the demo may replace it
+    demo.check_out(tmp_path / "empty", overwrite=False)     # nothing there: fine

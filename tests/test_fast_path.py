@@ -21,7 +21,6 @@ Tolerances and their reasons: tests/tolerances.py.
 import dataclasses
 import math
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -35,14 +34,15 @@ from minillm.core.config import ModelConfig
 from minillm.store import model_io
 from minillm.store.runtime import Runtime
 from minillm.torch_backend.losses import fast_cross_entropy
-from minillm.train import pipeline
+import minillm.cli.runs as cli_runs
+from minillm.store.runs import load_run
 from minillm.train.generation import generate
 from ops_catalogue import rows_for
 from model_helpers import KINDS, assert_model_close, build, call, grads, make_batch, small_configs
 from parity import assert_close
 from tolerances import AUTOCAST_BF16_LOSS_RTOL, FAST_PATH_FLOAT64, FLOAT64, OPTIM_FOREACH, limits
 
-FAST_FLAGGED = (T.Linear, T.Embedding, T.LayerNorm, T.FeedForward, T.MultiHeadAttention, T.CrossAttention)
+FAST_FLAGGED = (T.Linear, T.Embedding, T.LayerNorm, T.FeedForward, T.MultiHeadAttention)
 
 
 def _paths_close(what, fast, explicit, dtype):
@@ -408,17 +408,6 @@ def test_models_are_built_explicit_and_runtime_prepare_chooses():
         T.GPT(config).set_fused(1)
 
 
-def test_set_fused_attention_is_a_deprecated_alias_of_set_fused():
-    model = T.GPT(ModelConfig(vocab_size=11, block_size=4, d_model=8, n_heads=2, n_layers=1))
-    with pytest.warns(DeprecationWarning, match="set_fused"):
-        assert model.set_fused_attention(True) is model
-    assert all(_flags(model))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model.set_fused_attention(False)
-    assert not any(_flags(model))
-
-
 def test_trainer_and_train_config_follow_the_runtime(tmp_path):
     from minillm.train.tasks import CausalLMData
     from minillm.train.training import TrainConfig, Trainer
@@ -497,12 +486,12 @@ def test_cli_generate_and_serve_pass_the_path_on(monkeypatch, tmp_path, explicit
         pytest.skip("needs the serve extra (pip install 'minillm[serve]')")
     from minillm.cli import main
     calls = {}
-    monkeypatch.setattr(pipeline, "generate_text", lambda *a, **k: calls.setdefault("generate", k) and "")
-    monkeypatch.setattr(serving, "serve", lambda *a, **k: calls.setdefault("serve", k))
+    monkeypatch.setattr(cli_runs, "generate_text", lambda run, prompt, rt, **k: calls.setdefault("generate", rt) and "")
+    monkeypatch.setattr(serving, "serve", lambda run, rt, **k: calls.setdefault("serve", rt))
     flag = ["--explicit"] if explicit else []
     assert main(["generate", str(tmp_path), "--backend", "torch", *flag]) == 0
     assert main(["serve", str(tmp_path), "--backend", "torch", *flag]) == 0
-    assert calls["generate"]["fused"] is (not explicit) and calls["serve"]["fused"] is (not explicit)
+    assert calls["generate"].fused is (not explicit) and calls["serve"].fused is (not explicit)
 
 
 def test_load_run_model_prepares_on_the_path_asked_for(prepared):
@@ -510,5 +499,5 @@ def test_load_run_model_prepares_on_the_path_asked_for(prepared):
     if not run.exists():
         pytest.skip("needs the pretrain run of test_cli_pretrain_explicit_flag_selects_the_path")
     for fused in (True, False):
-        _, model, _, _ = pipeline.load_run_model(run, "torch", fused=fused)
+        model = load_run(run, Runtime("torch", fused=fused)).model
         assert set(_flags(model)) == {fused}

@@ -9,6 +9,8 @@ import pytest
 from minillm import ModelConfig
 from minillm.data import CharTokenizer, split_contiguous
 from minillm.train import pipeline
+from minillm.train.entry import train
+from minillm.train.run_config import RunConfig
 from minillm.train.training import TrainConfig
 
 
@@ -25,8 +27,8 @@ def test_every_file_of_a_prepared_corpus_and_a_run_honours_the_umask(tmp_path, u
         cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=8, n_heads=1, n_layers=1)
         tc = TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2, checkpoint_every=2,
                          batch_size=2)
-        pipeline.pretrain(tok, splits, tmp_path / "run", model_config=cfg, train_config=tc,
-                          backend="numpy", progress=False)
+        train("causal_lm", tmp_path / "run", RunConfig(cfg, tc, backend="numpy"), data=splits, tokenizer=tok,
+              progress=False)
     finally:
         os.umask(old)
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p != corpus]

@@ -9,15 +9,16 @@ from hypothesis import given, strategies as st
 
 from minillm import cli
 from minillm.apps.input_checks import unknown_count, warning_text
-from minillm.apps.question_answering import (_input_ids, answer_checked, answer_spans, best_span, load_answerer,
-                                             span_probability, train_qa)
-from minillm.apps.translation import (_logits, greedy_decode, load_translator, output_log_probs,
-                                      translate, translate_checked, train_translation)
+from minillm.apps.question_answering import (_input_ids, answer_checked, answer_spans, best_span,
+                                             span_probability)
+from minillm.apps.translation import (_logits, greedy_decode, output_log_probs,
+                                      translate, translate_checked)
 from minillm.core.config import ModelConfig
 from minillm.data import dates_corpus, qa_corpus
 from minillm.data.parallel import date_format_problem
 from minillm.data.qa import qa_format_problem
 from minillm.reference.softmax import log_softmax
+from model_helpers import load_parts, train_task
 
 QA_CONTEXT, QA_QUESTION = "Alice lives in Paris. Bob lives in Rome.", "Where does Bob live?"   # the issue's
 
@@ -26,11 +27,12 @@ QA_CONTEXT, QA_QUESTION = "Alice lives in Paris. Bob lives in Rome.", "Where doe
 def runs(tmp_path_factory):
     """The run folders of tests/test_serving_apps.py: 30 numpy steps each."""
     root = tmp_path_factory.mktemp("ood_runs")
-    tr = train_translation(root / "tr", backend="numpy", steps=30, batch_size=8, n_train=200, n_test=10,
-                           config=ModelConfig(vocab_size=128, block_size=16, d_model=16, n_heads=2, n_layers=1))
-    qa = train_qa(root / "qa", backend="numpy", steps=30, batch_size=8, n_train=200, n_test=10,
-                  config=ModelConfig(vocab_size=128, block_size=64, d_model=16, n_heads=2, n_layers=1))
-    return {"tr": root / "tr", "qa": root / "qa", "tr_test": tr["test"], "qa_test": qa["test"]}
+    tr = train_task("translation", root / "tr", ModelConfig(vocab_size=128, block_size=16, d_model=16, n_heads=2,
+                                                        n_layers=1), steps=30, batch_size=8, n_train=200, n_test=10)
+    qa = train_task("question_answering", root / "qa", ModelConfig(vocab_size=128, block_size=64, d_model=16,
+                                                               n_heads=2, n_layers=1),
+                    steps=30, batch_size=8, n_train=200, n_test=10)
+    return {"tr": root / "tr", "qa": root / "qa", "tr_test": tr.data[1], "qa_test": qa.data[1]}
 
 
 # -- the corpus checks ------------------------------------------------------------------------
@@ -101,7 +103,7 @@ def test_unknown_share_counts_exactly(words):
 # -- the library -------------------------------------------------------------------------------
 
 def test_answer_checked_flags_the_issue_and_not_held_out_examples(runs):
-    model, rt, tok = load_answerer(runs["qa"])
+    model, rt, tok = load_parts(runs["qa"], "question_answering")
     test = runs["qa_test"]
     contexts, questions = [QA_CONTEXT] + [e["context"] for e in test], [QA_QUESTION] + [e["question"] for e in test]
     outs = answer_checked(model, rt, tok, contexts, questions)
@@ -132,7 +134,7 @@ def test_span_probability_is_the_softmax_over_allowed_spans():
 
 
 def test_answer_confidence_is_the_span_probability(runs):
-    model, rt, tok = load_answerer(runs["qa"])
+    model, rt, tok = load_parts(runs["qa"], "question_answering")
     ex = runs["qa_test"][0]
     out = answer_checked(model, rt, tok, [ex["context"]], [ex["question"]])[0]
     ids, offset = _input_ids(tok, ex["context"], ex["question"])
@@ -146,7 +148,7 @@ def test_answer_confidence_is_the_span_probability(runs):
 
 
 def test_translate_checked_flags_the_issue_and_not_held_out_dates(runs):
-    model, rt, tok = load_translator(runs["tr"])
+    model, rt, tok = load_parts(runs["tr"], "translation")
     texts = ["hello world"] + [s for s, _ in runs["tr_test"]]
     for beam in (1, 3):
         outs = translate_checked(model, rt, tok, texts, beam_size=beam)
@@ -161,7 +163,7 @@ def test_translate_checked_flags_the_issue_and_not_held_out_dates(runs):
 
 def test_translation_confidence_is_greedy_decodings_own_log_probs(runs):
     """One teacher-forced pass gives the log-probabilities greedy decoding saw step by step."""
-    model, rt, tok = load_translator(runs["tr"])
+    model, rt, tok = load_parts(runs["tr"], "translation")
     texts = [s for s, _ in runs["tr_test"][:3]]
     ids = [tok.encode(t) for t in texts]
     S = max(map(len, ids))
@@ -183,7 +185,7 @@ def test_translation_confidence_is_greedy_decodings_own_log_probs(runs):
 # -- the CLI -------------------------------------------------------------------------------------
 
 def test_cli_answer_warns_on_stderr(runs, capsys):
-    model, rt, tok = load_answerer(runs["qa"])
+    model, rt, tok = load_parts(runs["qa"], "question_answering")
     assert cli.main(["answer", str(runs["qa"]), "--context", QA_CONTEXT, "--question", QA_QUESTION]) == 0
     out, err = capsys.readouterr()
     want = answer_checked(model, rt, tok, [QA_CONTEXT], [QA_QUESTION])[0]
@@ -194,7 +196,7 @@ def test_cli_answer_warns_on_stderr(runs, capsys):
 
 
 def test_cli_translate_warns_on_stderr(runs, capsys):
-    model, rt, tok = load_translator(runs["tr"])
+    model, rt, tok = load_parts(runs["tr"], "translation")
     held_out = runs["tr_test"][0][0]
     assert cli.main(["translate", str(runs["tr"]), "--text", "hello world"]) == 0
     out, err = capsys.readouterr()

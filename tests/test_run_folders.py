@@ -19,9 +19,19 @@ import json
 import numpy as np
 import pytest
 
+from minillm.data import split_contiguous
+
+import minillm.cli.training
+import minillm.train.task_specs
 from minillm.cli import main
+from minillm.store.runs import load_run
+from minillm.store.runtime import Runtime
 from minillm.train import pipeline
-from minillm.train.training import RunExists, claim_run_dir
+from minillm.train.entry import train
+from minillm.train.evaluation import EVAL_BATCH, evaluate_lm
+from minillm.train.run_config import RunConfig
+from minillm.train.tasks import causal_lm_eval_batches
+from minillm.store.run_folder import RunExists, RunFolder
 
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "32", "--batch-size", "4"]
 LABELS = ("neg", "neu", "pos")
@@ -48,14 +58,14 @@ def classifier_run(tmp_path_factory, three_class_csv):
     """A 3-class run fine-tuned with --seed 3; records the rows it was trained on."""
     out = tmp_path_factory.mktemp("cls") / "run"
     seen = {}
-    real = pipeline.finetune
+    real = train
 
-    def recording(tok, data, *args, **kw):
+    def recording(task, out, run_config, *, data, **kw):
         seen["train"] = list(data.train.texts)
-        return real(tok, data, *args, **kw)
+        return real(task, out, run_config, data=data, **kw)
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(pipeline, "finetune", recording)
+    mp.setattr(minillm.cli.training, "train", recording)
     try:
         assert main(["finetune", "--dataset", str(three_class_csv), "--tokenizer", "char", "--backend", "numpy",
                      "--steps", "3", "--seed", "3", "--out", str(out), *TINY]) == 0
@@ -78,14 +88,13 @@ def test_the_run_records_its_data_contract(classifier_run, three_class_csv):
     assert contract["tokenizer"]["kind"] == "CharTokenizer"
     # the same contract travels inside every checkpoint (a checkpoint folder is self-sufficient)
     for name in ("best", "last"):
-        _, _, _, extra = pipeline.load_run_model(out / "checkpoints" / name)
-        assert extra["data"] == contract
+        assert load_run(out / "checkpoints" / name, Runtime("numpy")).data == contract
 
 
 def test_evaluate_scores_the_runs_own_test_split_not_training_rows(classifier_run, three_class_csv, capsys):
     out, train_rows = classifier_run
     scored = {}
-    real = pipeline.evaluation_data
+    real = minillm.train.task_specs.labelled_eval_data
 
     def recording(*args, **kw):
         data, info = real(*args, **kw)
@@ -94,7 +103,7 @@ def test_evaluate_scores_the_runs_own_test_split_not_training_rows(classifier_ru
 
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "evaluation_data", recording)
+        mp.setattr(minillm.train.task_specs, "labelled_eval_data", recording)
         assert main(["evaluate", str(out)]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert len(scored["rows"]) == 9 == scores["data"]["rows"]
@@ -131,8 +140,7 @@ def test_another_file_is_scored_through_the_runs_label_map(classifier_run, tmp_p
     # only neg and pos: numbered from its own sorted names, pos would be 1, not the run's 2
     path = write_csv(tmp_path / "eval.csv", [("an awful film", "neg"), ("a lovely film", "pos"),
                                              ("a lovely one", "pos"), ("awful", "neg")])
-    _, _, tok, extra = pipeline.load_run_model(out)
-    data, info = pipeline.evaluation_data(out, extra, tok, dataset=str(path))
+    data, info = minillm.train.task_specs.labelled_eval_data(load_run(out, Runtime("numpy")), dataset=str(path))
     assert data.labels == [0, 2, 2, 0] and data.label_names == LABELS
     assert info == {"source": str(path.resolve()), "split": "all", "rows": 4, "runs_own_data": False,
                     "split_seed": 3}
@@ -179,22 +187,23 @@ def test_evaluate_of_a_run_pretrained_on_a_text_file_scores_that_files_held_out_
                               "tokens": contract["split"]["sizes"]["test"], "runs_own_data": True}
     # the tokens scored are the file's last 5%, the run's test split: the loss matches a
     # direct evaluation of the loaded model on exactly those ids
-    rt, model, tok, _ = pipeline.load_run_model(out)
+    loaded = load_run(out, Runtime("numpy"))
+    rt, model, tok = loaded.runtime, loaded.model, loaded.tokenizer
     ids = np.asarray(tok.encode(corpus.read_text(encoding="utf-8")), dtype=np.int64)
-    test = pipeline.split_contiguous(ids, (0.9, 0.05, 0.05)).test
-    direct = pipeline.evaluate_lm(rt, model, pipeline.causal_lm_eval_batches(test, 32, pipeline.EVAL_BATCH))
+    test = split_contiguous(ids, (0.9, 0.05, 0.05)).test
+    direct = evaluate_lm(rt, model, causal_lm_eval_batches(test, 32, EVAL_BATCH))
     assert scores["loss"] == pytest.approx(direct["loss"], rel=1e-12)
 
 
 def test_a_run_without_a_recipe_for_its_data_asks_for_it(tmp_path, capsys):
     tok = pipeline.train_tokenizer("char", "abc abc abc " * 50, 64)
     ids = np.asarray(tok.encode("abc abc abc " * 50), dtype=np.int64)
-    splits = pipeline.split_contiguous(ids)
+    splits = split_contiguous(ids)
     from minillm.core.config import ModelConfig
     from minillm.train.training import TrainConfig
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
-    pipeline.pretrain(tok, splits, tmp_path / "lm", model_config=cfg, backend="numpy", progress=False,
-                      train_config=TrainConfig(steps=2, warmup_steps=0), source="in memory")
+    train("causal_lm", tmp_path / "lm", RunConfig(cfg, TrainConfig(steps=2, warmup_steps=0), backend="numpy"),
+          data=splits, tokenizer=tok, progress=False, source="in memory")
     assert main(["evaluate", str(tmp_path / "lm")]) == 2
     assert "pass --data FOLDER or --dataset CORPUS" in capsys.readouterr().err
 
@@ -308,28 +317,6 @@ def test_resume_refuses_settings_other_than_the_recorded_ones(tmp_path, capsys):
     assert _metrics_lines(run) == 4
 
 
-def test_pretrain_batch_size_argument_is_deprecated_and_still_used(tmp_path):
-    """``pretrain(batch_size=...)`` warns and trains with that batch size: the same run as
-    ``TrainConfig(batch_size=...)`` (same losses; the batch size recorded in the config)."""
-    from minillm import ModelConfig
-    from minillm.data import CharTokenizer, Splits
-    from minillm.train.training import TrainConfig, recorded_settings
-    tok = CharTokenizer.train("the cat sat on the mat. " * 20)
-    ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
-    splits = Splits(ids, ids[:40], ids[:40])
-    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
-    tc = TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2, checkpoint_every=2)
-    with pytest.warns(DeprecationWarning, match=r"pretrain\(batch_size=...\) is deprecated"):
-        old = pipeline.pretrain(tok, splits, tmp_path / "old", model_config=cfg, train_config=tc, batch_size=3,
-                                backend="numpy", progress=False)
-    new = pipeline.pretrain(tok, splits, tmp_path / "new", model_config=cfg, backend="numpy", progress=False,
-                            train_config=TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2,
-                                                     checkpoint_every=2, batch_size=3))
-    assert old["train_loss"] == new["train_loss"]               # the same batches, bit for bit
-    assert recorded_settings(tmp_path / "old")["batch_size"] == 3
-    assert recorded_settings(tmp_path / "old")["train_config"]["batch_size"] == 3
-
-
 def test_the_run_configuration_is_written_and_read_back(tmp_path):
     """``run_config.json`` and the last checkpoint record the RunConfig the run was
     started with; :meth:`RunConfig.recorded` gives it back equal (model, training with its
@@ -342,8 +329,8 @@ def test_the_run_configuration_is_written_and_read_back(tmp_path):
     ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
     tc = TrainConfig.recipe(4, 1e-2, batch_size=3, seed=2)
-    pipeline.pretrain(tok, Splits(ids, ids[:40], ids[:40]), tmp_path / "run", model_config=cfg, train_config=tc,
-                      backend="numpy", progress=False)
+    train("causal_lm", tmp_path / "run", RunConfig(cfg, tc, backend="numpy"), data=Splits(ids, ids[:40], ids[:40]),
+          tokenizer=tok, progress=False)
     expected = RunConfig(cfg, tc, backend="numpy", device="cpu", amp=False, fused=True)
     assert RunConfig.recorded(tmp_path / "run") == expected
     written = json.loads((tmp_path / "run" / "run_config.json").read_text(encoding="utf-8"))
@@ -361,18 +348,19 @@ def test_the_run_configuration_is_written_and_read_back(tmp_path):
 def test_library_resume_mismatch_names_the_arguments(tmp_path):
     from minillm import ModelConfig
     from minillm.data import CharTokenizer, Splits
-    from minillm.train.training import ResumeMismatch, TrainConfig
+    from minillm.store.run_folder import ResumeMismatch
+    from minillm.train.training import TrainConfig
     tok = CharTokenizer.train("the cat sat on the mat. " * 20)
     ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
     splits = Splits(ids, ids[:40], ids[:40])
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
     tc = TrainConfig(steps=3, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3, batch_size=2)
-    kwargs = dict(model_config=cfg, backend="numpy", progress=False)
-    pipeline.pretrain(tok, splits, tmp_path / "run", train_config=tc, **kwargs)
+    kwargs = dict(data=splits, tokenizer=tok, progress=False)
+    train("causal_lm", tmp_path / "run", RunConfig(cfg, tc, backend="numpy"), **kwargs)
     with pytest.raises(ResumeMismatch) as err:
-        pipeline.pretrain(tok, splits, tmp_path / "run", train_config=TrainConfig(
+        train("causal_lm", tmp_path / "run", RunConfig(cfg, TrainConfig(
             steps=5, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=3, checkpoint_every=3, batch_size=2),
-            resume=True, **kwargs)
+            backend="numpy"), resume=True, **kwargs)
     assert err.value.differences == {"steps": (3, 5)}
     assert str(err.value).startswith(f"cannot resume the run in {tmp_path / 'run'}: it was started with "
                                      "steps=3, got steps=5; ")
@@ -380,10 +368,10 @@ def test_library_resume_mismatch_names_the_arguments(tmp_path):
                                    "or overwrite=True)")
     with pytest.raises(RunExists, match=r"continue it with resume=True, or delete it and start again with "
                                         r"overwrite=True$"):
-        pipeline.pretrain(tok, splits, tmp_path / "run", train_config=tc, **kwargs)
+        train("causal_lm", tmp_path / "run", RunConfig(cfg, tc, backend="numpy"), **kwargs)
 
 
-def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
+def test_claiming_a_run_folder_deletes_only_what_a_run_wrote(tmp_path):
     from minillm.store.checkpoint import save_checkpoint
     run = tmp_path / "run"
     save_checkpoint(run / "checkpoints" / "last", weights={"w": np.zeros(2, np.float32)}, config={})
@@ -392,15 +380,15 @@ def test_claim_run_dir_deletes_only_what_a_run_wrote(tmp_path):
     (run / "metrics.jsonl").write_text("{}\n")
     (run / "data.csv").write_text("text,label\n")
     with pytest.raises(RunExists, match=r"run.* already holds a run \(metrics.jsonl, checkpoints/last"):
-        claim_run_dir(run)
-    claim_run_dir(run, resume=True)                                   # resuming: nothing deleted
+        RunFolder(run).claim()
+    RunFolder(run).claim(resume=True)                                   # resuming: nothing deleted
     assert (run / "metrics.jsonl").exists()
     with pytest.raises(ValueError, match="either resume .* or overwrite"):
-        claim_run_dir(run, resume=True, overwrite=True)
-    claim_run_dir(run, overwrite=True)
+        RunFolder(run).claim(resume=True, overwrite=True)
+    RunFolder(run).claim(overwrite=True)
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
         "checkpoints", "checkpoints/best", "checkpoints/best/mine.txt", "data.csv"]
-    claim_run_dir(tmp_path / "fresh")                                 # an absent or empty folder is fine
+    RunFolder(tmp_path / "fresh").claim()                                 # an absent or empty folder is fine
 
 
 # -- what a run records -------------------------------------------------------------------
@@ -419,3 +407,62 @@ def test_run_json_records_the_path_actually_run(backend, flags, recorded, tmp_pa
     assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--backend", backend,
                  "--steps", "1", "--out", str(out), *TINY, *flags]) == 0
     assert json.loads((out / "run.json").read_text())["fused"] is recorded
+
+
+def test_resume_alone_takes_the_data_and_model_options_the_run_recorded(tmp_path, three_class_csv, capsys):
+    """Issue 29, item 4: ``--resume`` with only ``--out`` continues a run started with
+    ``--corpus FILE`` (or ``--dataset FILE`` and its columns) and a model of its own:
+    the data options come back from the run's data.json, the rest from its checkpoint."""
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("the cat sat on the mat. " * 60, encoding="utf-8")
+    run = tmp_path / "lm"
+    assert main(["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--backend", "numpy", "--steps", "4",
+                 "--out", str(run), *TINY]) == 0
+    checkpoint = run / "checkpoints" / "last" / "trainer_state.json"
+    state = json.loads(checkpoint.read_text())
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(run), "--resume", "--backend", "numpy"]) == 0, capsys.readouterr().err
+    assert json.loads(checkpoint.read_text())["step"] == state["step"] == 4    # finished: nothing more to do
+    assert main(["pretrain", "--out", str(run), "--resume", "--backend", "numpy", "--corpus", "python_docs"]) == 2
+    assert "the run was trained on" in capsys.readouterr().err             # a typed option still counts
+
+    cls = tmp_path / "cls"
+    assert main(["finetune", "--dataset", str(three_class_csv), "--tokenizer", "char", "--backend", "numpy",
+                 "--steps", "2", "--out", str(cls), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["finetune", "--out", str(cls), "--resume", "--backend", "numpy"]) == 0, \
+        capsys.readouterr().err
+
+
+def test_a_run_claims_checks_and_prepares_once(tmp_path, monkeypatch):
+    """Issue 24, item 4: one training run claims its folder, checks a resume, writes its
+    files and prepares its model on the runtime once each (they ran twice: once in the
+    entry, once in the trainer)."""
+    from minillm import ModelConfig
+    from minillm.data import CharTokenizer, Splits
+    from minillm.store.runtime import Runtime
+    from minillm.train.training import TrainConfig
+    calls = {}
+
+    def counted(cls, name):
+        real = getattr(cls, name)
+
+        def spy(self, *args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(cls, name, spy)
+
+    for cls, name in ((RunFolder, "claim"), (RunFolder, "check_resume"), (RunFolder, "write_run"),
+                      (Runtime, "prepare")):
+        counted(cls, name)
+    tok = CharTokenizer.train("the cat sat on the mat. " * 20)
+    ids = np.asarray(tok.encode("the cat sat on the mat. " * 20), dtype=np.int64)
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=8, d_model=16, n_heads=2, n_layers=1)
+    kwargs = dict(data=Splits(ids, ids[:40], ids[:40]), tokenizer=tok, progress=False)
+    train("causal_lm", tmp_path / "run", RunConfig(cfg, TrainConfig.recipe(2, 1e-2, batch_size=2), backend="numpy"),
+          **kwargs)
+    assert calls == {"claim": 1, "write_run": 1, "prepare": 1}
+    calls.clear()
+    train("causal_lm", tmp_path / "run", RunConfig(cfg, TrainConfig.recipe(2, 1e-2, batch_size=2), backend="numpy"),
+          resume=True, **kwargs)
+    assert calls == {"claim": 1, "check_resume": 1, "write_run": 1, "prepare": 1}

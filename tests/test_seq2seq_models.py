@@ -148,28 +148,6 @@ def test_cross_attention_backward_against_finite_differences_and_torch():
 
 
 @pytest.mark.parametrize("backend", [R, T], ids=["reference", "torch"])
-def test_cross_attention_alias_is_deprecated_and_computes_the_same(backend, monkeypatch):
-    monkeypatch.setattr(backend.CrossAttention, "_warned", False)
-    with pytest.warns(DeprecationWarning, match="MultiHeadAttention"):
-        old = backend.CrossAttention(8, 2, "float64")
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")                          # the second one is silent
-        backend.CrossAttention(8, 2, "float64")
-    new = backend.MultiHeadAttention(8, 2, "float64")
-    _init_layer(old, 4, "float64")
-    new.load_state_dict(old.state_dict())                       # same names, shapes and order
-    assert list(old.state_dict()) == list(new.state_dict()) == [
-        "W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O", "b_O"]
-    rng = np.random.default_rng(1)
-    x, mem = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 4, 8))
-    mask = np.array([[True] * 4, [True, True, False, False]])[:, None, None, :]
-    if backend is T:
-        x, mem, mask = torch.from_numpy(x), torch.from_numpy(mem), torch.from_numpy(mask)
-    np.testing.assert_array_equal(to_np(old(x, mem, mask)), to_np(new(x, mask, memory=mem)))
-
-
-@pytest.mark.parametrize("backend", [R, T], ids=["reference", "torch"])
 def test_a_rotary_attention_refuses_a_memory(backend):
     layer = backend.MultiHeadAttention(8, 2, "float64", rope_positions=6)
     x = np.zeros((1, 3, 8)) if backend is R else torch.zeros(1, 3, 8, dtype=torch.float64)

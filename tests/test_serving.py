@@ -29,8 +29,11 @@ from minillm import ModelConfig  # noqa: E402
 from minillm.data import WordTokenizer, python_docs, sentiment, split_contiguous  # noqa: E402
 from minillm.data.batching import pad_batch  # noqa: E402
 from minillm.serving import BodySizeLimit, Limits, create_app  # noqa: E402
-from minillm.train import pipeline
+from minillm.store.runs import load_run  # noqa: E402
+from minillm.store.runtime import Runtime  # noqa: E402
+from minillm.train.entry import train  # noqa: E402
 from minillm.train.generation import generate  # noqa: E402
+from minillm.train.run_config import RunConfig  # noqa: E402
 from minillm.train.training import TrainConfig  # noqa: E402
 
 LIMITS = Limits(max_body_bytes=8192, max_text_chars=2000, max_new_tokens=16)
@@ -48,13 +51,13 @@ def runs(tmp_path_factory):
     tok = WordTokenizer.train(text, max_size=300)
     splits = split_contiguous(np.asarray(tok.encode(text), dtype=np.int64), (0.8, 0.1, 0.1))
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=BLOCK, d_model=16, n_heads=2, n_layers=1)
-    pipeline.pretrain(tok, splits, root / "lm", model_config=cfg, train_config=replace(tc, batch_size=4),
-                      backend="numpy", progress=False)
+    train("causal_lm", root / "lm", RunConfig(cfg, replace(tc, batch_size=4), backend="numpy"), data=splits,
+          tokenizer=tok, progress=False)
     data = sentiment(seed=0)
     ctok = WordTokenizer.train("\n".join(data.train.texts), max_size=200)
     ccfg = ModelConfig(vocab_size=ctok.vocab_size, block_size=24, d_model=16, n_heads=2, n_layers=1)
-    pipeline.finetune(ctok, data, root / "cls", model_config=ccfg, train_config=replace(tc, batch_size=8),
-                      backend="numpy", progress=False)
+    train("classification", root / "cls", RunConfig(ccfg, replace(tc, batch_size=8), backend="numpy"), data=data,
+          tokenizer=ctok, progress=False)
     return {"lm": root / "lm", "cls": root / "cls"}
 
 
@@ -90,7 +93,7 @@ def servers(runs):
     """Base URLs: the LM served by each backend, and the classifier (numpy)."""
     served = [("numpy", "lm", "numpy"), ("cls", "cls", "numpy")] + [("torch", "lm", "torch")] * HAVE_TORCH
     with contextlib.ExitStack() as stack:
-        yield {name: stack.enter_context(live_server(create_app(runs[run], backend, limits=LIMITS)))
+        yield {name: stack.enter_context(live_server(create_app(runs[run], Runtime(backend), limits=LIMITS)))
                for name, run, backend in served}
 
 
@@ -103,12 +106,12 @@ def client(servers):
 @pytest.fixture(scope="session")
 def library(runs):
     """The same runs loaded in-process: what HTTP answers must equal."""
-    return {backend: pipeline.load_run_model(runs["lm"], backend) for backend in ["numpy"] + ["torch"] * HAVE_TORCH}
+    return {backend: load_run(runs["lm"], Runtime(backend)) for backend in ["numpy"] + ["torch"] * HAVE_TORCH}
 
 
 def library_tokens(loaded, prompt, max_new_tokens, use_cache=True, **sampling):
-    """:func:`minillm.train.generation.generate` in-process, as ``pipeline.generate_text`` calls it."""
-    rt, model, tok, _ = loaded
+    """:func:`minillm.train.generation.generate` in-process, as ``generate_text`` calls it."""
+    rt, model, tok = loaded.runtime, loaded.model, loaded.tokenizer
     prompt_ids = tok.encode(prompt) or [tok.bos_id]
     return generate(rt, model, prompt_ids, max_new_tokens, eos_id=tok.eos_id, use_cache=use_cache, **sampling)
 
@@ -159,7 +162,7 @@ def test_generate_gives_the_library_tokens(servers, library, backend, sampling):
     library_sampling = {"seed": 0, **sampling}            # greedy draws nothing: any seed
     expected = library_tokens(library[backend], prompt, 12, **library_sampling)            # KV cache
     assert body["tokens"] == expected
-    tok = library[backend][2]
+    tok = library[backend].tokenizer
     assert body["text"] == tok.decode(expected, skip_special_tokens=True)
     assert body["prompt_tokens"] == tok.encode(prompt)
     assert body["finish_reason"] == ("eos" if expected[-1] == tok.eos_id else "length")
@@ -181,7 +184,7 @@ def test_generate_without_seed_returns_a_seed_that_reproduces(client):
 
 
 def test_empty_prompt_starts_from_bos_and_zero_tokens_is_allowed(client, library):
-    tok = library["numpy"][2]
+    tok = library["numpy"].tokenizer
     body = client.post("/v1/generate", json={"prompt": "", "max_new_tokens": 4, "temperature": 0.0}).json()
     assert body["prompt_tokens"] == [tok.bos_id] and len(body["tokens"]) <= 4
     body = client.post("/v1/generate", json={"prompt": "The", "max_new_tokens": 0}).json()
@@ -189,7 +192,7 @@ def test_empty_prompt_starts_from_bos_and_zero_tokens_is_allowed(client, library
 
 
 def test_unknown_words_become_unk(client, library):
-    tok = library["numpy"][2]
+    tok = library["numpy"].tokenizer
     r = client.post("/v1/generate", json={"prompt": "The qwzxv module", "max_new_tokens": 2, "seed": 0})
     assert r.status_code == 200, r.text
     assert tok.unk_id in r.json()["prompt_tokens"]
@@ -199,7 +202,7 @@ def test_unknown_words_become_unk(client, library):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_score_is_the_models_loss(servers, library, backend):
-    rt, model, tok, _ = library[backend]
+    rt, model, tok = library[backend].runtime, library[backend].model, library[backend].tokenizer
     text = "The import statement is used to bind a name"
     body = httpx.post(servers[backend] + "/v1/score", json={"text": text}).json()
     ids = tok.encode(text)
@@ -211,7 +214,8 @@ def test_score_is_the_models_loss(servers, library, backend):
 
 
 def test_classify_gives_the_models_probabilities(servers, runs):
-    rt, model, tok, extra = pipeline.load_run_model(runs["cls"], "numpy")
+    loaded = load_run(runs["cls"], Runtime("numpy"))
+    rt, model, tok = loaded.runtime, loaded.model, loaded.tokenizer
     text = "the acting never seemed very disappointing"
     r = httpx.post(servers["cls"] + "/v1/classify", json={"text": text})
     assert r.status_code == 200, r.text
@@ -219,10 +223,10 @@ def test_classify_gives_the_models_probabilities(servers, runs):
     idx, mask = pad_batch([tok.encode(text)], tok.pad_id, max_len=model.config.block_size)
     logits = rt.to_numpy(model(idx, attention_mask=mask)[0])[0].astype(np.float64)
     p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-    assert list(body["probabilities"]) == extra["label_names"] == ["negative", "positive"]
+    assert list(body["probabilities"]) == loaded.label_names == ["negative", "positive"]
     # the server computes the same float64 softmax of the same float32 logits: equal to rounding
     np.testing.assert_allclose(list(body["probabilities"].values()), p, rtol=1e-12, atol=0)
-    assert body["label"] == extra["label_names"][int(np.argmax(p))] and body["label_id"] == int(np.argmax(p))
+    assert body["label"] == loaded.label_names[int(np.argmax(p))] and body["label_id"] == int(np.argmax(p))
     info = httpx.get(servers["cls"] + "/v1/model").json()
     assert info["task"] == "classification" and info["label_names"] == ["negative", "positive"]
 
@@ -335,7 +339,7 @@ def test_unknown_routes_and_methods(client, runs):
 def test_a_server_bug_is_a_bare_500_without_traceback_or_path(runs):
     """The safety net only (bad input never reaches it): a route that fails with an
     error naming a file answers a generic 500."""
-    app = create_app(runs["lm"], limits=LIMITS)
+    app = create_app(runs["lm"], Runtime("numpy"), limits=LIMITS)
 
     def broken():
         raise RuntimeError(f"cannot open {runs['lm']}/checkpoints/secret.bin")

@@ -11,10 +11,12 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from minillm.core.config import ModelConfig  # noqa: E402
-from minillm.apps.question_answering import answer_checked, answer_spans, load_answerer, train_qa  # noqa: E402
+from minillm.apps.question_answering import answer_checked, answer_spans  # noqa: E402
 from minillm.serving import Limits, create_app  # noqa: E402
-from minillm.apps.translation import load_translator, translate, translate_checked, train_translation  # noqa: E402
+from minillm.store.runtime import Runtime  # noqa: E402
+from minillm.apps.translation import translate, translate_checked  # noqa: E402
 
+from model_helpers import load_parts, train_task  # noqa: E402
 from test_serving import generated_request_statuses, live_server  # noqa: E402
 
 LIMITS = Limits(max_body_bytes=8192, max_text_chars=2000, max_new_tokens=16)
@@ -27,17 +29,18 @@ CONTEXT = "alice lives in paris . bruno works as a chef . alice has a red cat ."
 def runs(tmp_path_factory):
     """A translation run and a QA run, 30 numpy steps each (tiny: only the plumbing)."""
     root = tmp_path_factory.mktemp("app_runs")
-    train_translation(root / "tr", backend="numpy", steps=30, batch_size=8, n_train=200, n_test=10,
-                      config=ModelConfig(vocab_size=128, block_size=16, d_model=16, n_heads=2, n_layers=1))
-    train_qa(root / "qa", backend="numpy", steps=30, batch_size=8, n_train=200, n_test=10,
-             config=ModelConfig(vocab_size=128, block_size=64, d_model=16, n_heads=2, n_layers=1))
+    train_task("translation", root / "tr", ModelConfig(vocab_size=128, block_size=16, d_model=16, n_heads=2,
+                                                        n_layers=1), steps=30, batch_size=8, n_train=200, n_test=10)
+    train_task("question_answering", root / "qa", ModelConfig(vocab_size=128, block_size=64, d_model=16,
+                                                               n_heads=2, n_layers=1),
+                    steps=30, batch_size=8, n_train=200, n_test=10)
     return {"tr": root / "tr", "qa": root / "qa"}
 
 
 @pytest.fixture(scope="module")
 def servers(runs):
     with contextlib.ExitStack() as stack:
-        yield {(kind, backend): stack.enter_context(live_server(create_app(runs[kind], backend, limits=LIMITS)))
+        yield {(kind, backend): stack.enter_context(live_server(create_app(runs[kind], Runtime(backend), limits=LIMITS)))
                for kind in ("tr", "qa") for backend in BACKENDS}
 
 
@@ -47,7 +50,7 @@ def post(url, path, body):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_translate_equals_the_library(servers, runs, backend):
-    model, rt, tok = load_translator(runs["tr"], backend)
+    model, rt, tok = load_parts(runs["tr"], "translation", backend)
     text = "the third of may , nineteen ninety-nine"
     for beam in (1, 3):
         r = post(servers["tr", backend], "/v1/translate", {"text": text, "beam_size": beam})
@@ -58,7 +61,7 @@ def test_translate_equals_the_library(servers, runs, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_answer_equals_the_library(servers, runs, backend):
-    model, rt, tok = load_answerer(runs["qa"], backend)
+    model, rt, tok = load_parts(runs["qa"], "question_answering", backend)
     q = "where does alice live ?"
     r = post(servers["qa", backend], "/v1/answer", {"context": CONTEXT, "question": q})
     assert r.status_code == 200, r.text
@@ -75,7 +78,7 @@ def test_answer_equals_the_library(servers, runs, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_out_of_domain_input_is_flagged(servers, runs, backend):
     """The issue's examples: the same checks as the library's, a warning set."""
-    model, rt, tok = load_answerer(runs["qa"], backend)
+    model, rt, tok = load_parts(runs["qa"], "question_answering", backend)
     ctx, q = "Alice lives in Paris. Bob lives in Rome.", "Where does Bob live?"
     r = post(servers["qa", backend], "/v1/answer", {"context": ctx, "question": q})
     assert r.status_code == 200, r.text
@@ -84,7 +87,7 @@ def test_out_of_domain_input_is_flagged(servers, runs, backend):
     assert got["in_domain"] is False and got["warning"] == want.warning and "question is not" in got["warning"]
     assert (got["unknown_tokens"], got["tokens"]) == (want.unknown_tokens, want.tokens)
     assert got["unknown_share"] == pytest.approx(want.unknown_share, rel=1e-12) and got["unknown_tokens"] >= 3
-    model, rt, tok = load_translator(runs["tr"], backend)
+    model, rt, tok = load_parts(runs["tr"], "translation", backend)
     r = post(servers["tr", backend], "/v1/translate", {"text": "hello world"})
     assert r.status_code == 200, r.text
     want = translate_checked(model, rt, tok, ["hello world"])[0]

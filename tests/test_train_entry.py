@@ -2,8 +2,7 @@
 
 Each task is trained a few steps on the reference (NumPy) backend with tiny models: the
 tests check what the entry promises (the run folder, the recorded configuration, the
-frozen result with its JSON summary apart from the live objects, the task's own scores),
-and that the kept wrappers return the same figures as the entry.
+frozen result with its JSON summary apart from the live objects, the task's own scores).
 """
 from __future__ import annotations
 
@@ -18,9 +17,11 @@ import minillm.apps.translation as translation
 from minillm import ModelConfig
 from minillm.data import CharTokenizer, Splits, WordTokenizer, sentiment
 from minillm.store.runs import load_run
-from minillm.train import pipeline
-from minillm.train.entry import TASK_SPECS, TrainedRun, task_spec, train
+from minillm.store.runtime import Runtime
+from minillm.train.entry import TrainedRun, train
+from minillm.train.spec import TASK_SPECS, task_spec
 from minillm.train.run_config import RunConfig
+from minillm.train.run_evaluation import evaluate
 from minillm.train.training import TrainConfig
 
 TEXT = "the cat sat on the mat. the dog sat on the log. " * 30
@@ -50,7 +51,7 @@ def _check_common(run: TrainedRun, task: str, out, rc: RunConfig):
     for name in ("run.json", "run_config.json", "data.json", "tokenizer.json", "metrics.jsonl"):
         assert (out / name).is_file(), name
     assert RunConfig.recorded(out) == rc
-    loaded = load_run(out, backend="numpy", checkpoint="last")
+    loaded = load_run(out, Runtime("numpy"), checkpoint="last")
     assert loaded.task == task and loaded.step == rc.train.steps
     assert json.loads((out / "run.json").read_text())["task"] == task
 
@@ -65,11 +66,6 @@ def test_language_models(task, lm_data, tmp_path):
     assert run.checkpoint["step"] in (1, 2, 3, 4) and run.data_info["sizes"] == {"train": 1000, "validation": 200,
                                                                                  "test": 200}
     assert run.model is not None and run.runtime.backend == "numpy" and run.tokenizer is tok
-    # the kept wrapper: the same run, as the old dict (the JSON figures and the live objects)
-    old = pipeline.pretrain(tok, splits, tmp_path / "old", task=task, model_config=rc.model, train_config=rc.train,
-                            backend="numpy", progress=False, source="in memory")
-    assert old["train_loss"] == run.train_loss and old["validation"] == dict(run.validation)
-    assert set(old) >= {"best_checkpoint", "validation_of", "model", "runtime", "data", "skipped_steps"}
 
 
 def test_classification_scores_its_best_checkpoint(tmp_path):
@@ -83,9 +79,6 @@ def test_classification_scores_its_best_checkpoint(tmp_path):
     assert run.test["split"] == "test" and run.test["rows"] == len(data.test)
     assert 0 <= run.test["accuracy"] <= 1 and run.checkpoint["path"].endswith("best")
     assert run.model.pooling == "cls"
-    old = pipeline.finetune(tok, data, tmp_path / "old", model_config=rc.model, train_config=rc.train,
-                            backend="numpy", progress=False, pooling="cls")
-    assert old["test"] == dict(run.test) and old["label_names"] == list(run.label_names)
 
 
 def test_translation_and_qa_through_the_entry(tmp_path):
@@ -96,10 +89,12 @@ def test_translation_and_qa_through_the_entry(tmp_path):
     run = train("translation", tmp_path / "tr", rc, progress=False, n_train=100, n_test=5)
     _check_common(run, "translation", tmp_path / "tr", rc)
     assert run.test["n"] == 5 and 0 <= run.test["exact"] <= 1 and run.validation == {}
-    assert run.data_info["sizes"] == {"train": 100, "test": 5}
-    old = translation.train_translation(tmp_path / "tr_old", backend="numpy", steps=3, batch_size=8, n_train=100,
-                                        n_test=5)
-    assert old["train_loss"] == run.train_loss and old["test"] == run.data[1]
+    assert run.data_info["sizes"] == {"train": 100, "test": 5} and len(run.data[1]) == 5
+    # `minillm evaluate`: the task's own evaluate generates the same held-out dates again
+    scores = evaluate(tmp_path / "tr", Runtime("numpy"))
+    assert (scores["exact"], scores["bleu"], scores["n"]) == (run.test["exact"], run.test["bleu"], 5)
+    assert scores["examples"] == run.test["examples"]                  # the same dates, the same outputs
+    assert scores["data"] == {"source": "dates", "split": "test", "rows": 5, "runs_own_data": True}
 
     qtc = qa.QA_TASK.train_config(3, batch_size=8)
     assert (qtc.min_lr, qtc.lr) == (1e-3, 1e-3)                 # a constant rate after the warmup
@@ -107,14 +102,16 @@ def test_translation_and_qa_through_the_entry(tmp_path):
     run = train("question_answering", tmp_path / "qa", rc, progress=False, n_train=100, n_test=5)
     _check_common(run, "question_answering", tmp_path / "qa", rc)
     assert run.test["n"] == 5 and 0 <= run.test["f1"] <= 1
-    old = qa.train_qa(tmp_path / "qa_old", backend="numpy", steps=3, batch_size=8, n_train=100, n_test=5)
-    assert old["train_loss"] == run.train_loss
+    scores = evaluate(tmp_path / "qa", Runtime("numpy"))
+    assert (scores["exact_match"], scores["f1"], scores["n"]) == (run.test["exact_match"], run.test["f1"], 5)
+    with pytest.raises(ValueError, match="expected --split train or test"):
+        evaluate(tmp_path / "qa", Runtime("numpy"), split_name="validation")
 
 
 def test_the_entry_refuses_what_it_cannot_train(lm_data, tmp_path):
     tok, splits = lm_data
     rc = RunConfig(_small(tok.vocab_size), TrainConfig.recipe(2, 1e-2, batch_size=4), backend="numpy")
-    with pytest.raises(ValueError, match=r"expected task in \['causal_lm', 'classification', 'masked_lm', "
+    with pytest.raises(ValueError, match=r"expected a registered task \['causal_lm', 'classification', 'masked_lm', "
                                          r"'question_answering', 'translation'\], got 'speech'"):
         train("speech", tmp_path / "x", rc, data=splits, tokenizer=tok)
     with pytest.raises(ValueError, match=r"task 'causal_lm': unknown option\(s\) \['pooling'\]"):

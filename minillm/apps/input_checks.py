@@ -22,7 +22,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["Checked", "CheckedAnswer", "unknown_count", "warning_text"]
+__all__ = ["Checked", "CheckedAnswer", "unknown_count", "warning_text", "CHECK_FIELDS", "check_values"]
+
+# the checks as an endpoint's answer fields (minillm.train.spec.Endpoint): what the model can
+# vouch for; a ``warning`` is set when some input tokens are unknown to the model or the input
+# is not of the training corpus's shape
+CHECK_FIELDS = {
+    "unknown_tokens": (int, {"description": "input tokens the model's tokenizer does not know (<unk>)"}),
+    "unknown_share": (float, {"description": "unknown_tokens / the input's tokens, in [0, 1]"}),
+    "in_domain": (bool, {"description": "whether the input has the shape of the corpus the model was trained on"}),
+    "confidence": (float, {"description": "the model's own probability for its output, in [0, 1]"}),
+    "warning": (Optional[str], {"description": "why the output is unreliable; null when nothing is flagged"}),
+}
 
 
 @dataclass(frozen=True)
@@ -68,3 +79,8 @@ def checked_fields(tok, texts, problem: Optional[str], confidence: float, output
     return {"tokens": tokens, "unknown_tokens": unknown, "unknown_share": unknown / tokens if tokens else 0.0,
             "in_domain": problem is None, "confidence": float(confidence),
             "warning": warning_text(unknown, tokens, problem, output)}
+
+
+def check_values(out: Checked) -> dict:
+    """The :data:`CHECK_FIELDS` of a :class:`Checked`, for an endpoint's answer."""
+    return {k: getattr(out, k) for k in CHECK_FIELDS}

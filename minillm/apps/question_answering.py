@@ -12,7 +12,6 @@ inside the context (the question and the special tokens are never an answer).
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 
@@ -22,15 +21,15 @@ from ..data.batching import RowBatches, rank_batch_size
 from ..data.parallel import PieceTokenizer
 from ..data.qa import qa_corpus, qa_format_problem
 from ..reference.softmax import softmax
-from ..store.runs import load_run
 from ..store.runtime import Runtime
 from ..train.contract import data_contract, generated_dataset, given_dataset
-from ..train.entry import TaskInputs, TaskParts, TaskSpec, register_task, train
-from ..train.run_config import RunConfig
-from .input_checks import CheckedAnswer, checked_fields
+from ..train.eval_data import generated_eval_data
+from ..train.spec import Endpoint, Refused, TaskInputs, TaskParts, TaskSpec, register_task
+from ..train.task_endpoints import TEXT
+from .input_checks import CHECK_FIELDS, CheckedAnswer, check_values, checked_fields
 
 __all__ = ["QAData", "encode_qa", "best_span", "span_probability", "answer", "answer_spans",
-           "answer_checked", "evaluate_qa", "train_qa", "load_answerer", "QA_CONFIG", "QA_RECIPE",
+           "answer_checked", "evaluate_qa", "QA_CONFIG", "QA_RECIPE",
            "QA_TASK"]
 
 logger = logging.getLogger("minillm")
@@ -216,6 +215,39 @@ def _qa_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
     return evaluate_qa(model, inputs.runtime, tok, parts.held_out)
 
 
+def _evaluate_run(run, **data) -> dict:
+    """``minillm evaluate``: the held-out questions, generated again as the run recorded them."""
+    examples, info = generated_eval_data(run, lambda n_train, n_test, seed: qa_corpus(n_train, n_test, seed=seed),
+                                         **data)
+    return {**evaluate_qa(run.model, run.runtime, run.tokenizer, examples), "data": info}
+
+
+def _answer_endpoint(served, req: dict) -> dict:
+    T = served.config.block_size
+    n_q = len(served.encode(req["question"], T, "the question"))
+    n_c = len(served.encode(req["context"], T, "the context"))
+    if n_q == 0 or n_c == 0:
+        raise Refused(422, "empty_text", "the context and the question need at least one token each")
+    if n_q + n_c + 3 > T:
+        raise Refused(422, "too_many_tokens", f"question ({n_q} tokens) + context ({n_c}) + 3 special "
+                                              f"tokens exceed this model's block_size = {T}")
+    with served.lock:
+        out = answer_checked(served.model, served.runtime, served.tokenizer, [req["context"]], [req["question"]])[0]
+    return {"answer": out.text, "start": out.start, "end": out.end, "tokens": out.tokens, **check_values(out)}
+
+
+# POST /v1/answer; confidence: the span's probability among the allowed spans
+ANSWER = Endpoint(
+    "/v1/answer", request={"context": TEXT, "question": TEXT},
+    response={"answer": str,
+              "start": (int, {"description": "index of the answer's first piece in the context's pieces"}),
+              "end": (int, {"description": "index of its last piece (inclusive)"}),
+              "tokens": (int, {"description": "the question's and the context's tokens"}), **CHECK_FIELDS},
+    handler=_answer_endpoint,
+    doc=r"""The span of the context that answers the question (section 6.3):
+:math:`\arg\max_{i \le j} s_i + e_j` over the context's pieces.""")
+
+
 # the task, declared once (its defaults are those of `minillm answer --train` and
 # benchmarks/bench_apps.py). The learning rate stays at lr after a short warmup (10%, at
 # most 50 steps): the loss sits on a plateau (~0.33, the questions whose relation is
@@ -227,39 +259,9 @@ QA_TASK = register_task(TaskSpec(
     "question_answering", "SpanQA", _qa_setup, test=_qa_test, steps=2000, lr=1e-3, batch_size=64,
     recipe=lambda steps, lr: {"warmup_steps": min(50, steps // 10), "min_lr": lr, "weight_decay": 0.0,
                               "eval_every": steps},
-    options={"n_train": 40000, "n_test": 400}))
+    options={"n_train": 40000, "n_test": 400}, evaluate=_evaluate_run, endpoints=(ANSWER,)))
 # train_qa's defaults, also those of `minillm answer --train` and benchmarks/bench_apps.py
 QA_RECIPE = {"steps": QA_TASK.steps, "batch_size": QA_TASK.batch_size, "lr": QA_TASK.lr}
-
-
-def train_qa(out=None, *, backend: str = "torch", steps: int = QA_TASK.steps,
-             batch_size: int = QA_TASK.batch_size, lr: float = QA_TASK.lr, seed: int = 0,
-             config: ModelConfig | None = None,
-             n_train: int = 40000, n_test: int = 400, progress: bool = False,
-             examples: tuple[list, list] | None = None, resume: bool = False,
-             overwrite: bool = False, fused: bool = True) -> dict:
-    """Train a SpanQA model on :func:`~minillm.data.qa_corpus`, or on ``examples``
-    (``(train, test)`` lists of dicts in its format: ``context``, ``question``,
-    ``answer``, ``answer_start``); with ``out``, the run folder (checkpoints/last holds
-    the model and its tokenizer; one that already holds a run needs ``resume=True`` or
-    ``overwrite=True``, see :func:`minillm.train.training.claim_run_dir`).
-
-    40,000 training examples: with 4,000 the model memorises them (98% exact match on
-    training examples, 77% held out, measured); with 40,000 the two stay within 3 points.
-    The schedule is :data:`QA_TASK`'s (a constant rate after a short warmup).
-    ``fused`` (torch): the fast path (default) or the explicit formulas.
-
-    Kept for one release as this dict; new code: ``minillm.train.entry.train(
-    "question_answering", out, RunConfig(QA_CONFIG, QA_TASK.train_config(...)))``, which
-    also scores the held-out examples and returns a :class:`~minillm.train.entry.TrainedRun`.
-    """
-    run_config = RunConfig(config or QA_CONFIG, QA_TASK.train_config(steps, lr, batch_size=batch_size, seed=seed),
-                           backend=backend, fused=fused)
-    run = train("question_answering", out, run_config, data=examples, resume=resume, overwrite=overwrite,
-                progress=progress, evaluate_test=False, n_train=n_train, n_test=n_test)
-    train_part, test_part = run.data
-    return {"model": run.model, "runtime": run.runtime, "tokenizer": run.tokenizer, "train": train_part,
-            "test": test_part, "train_loss": run.train_loss, "steps": run.steps}
 
 
 def _check_examples(examples):
@@ -282,10 +284,3 @@ def _check_examples(examples):
     return examples[0], examples[1]
 
 
-def load_answerer(run_dir, backend: str = "numpy", fused: bool = True):
-    """``(model, runtime, tokenizer)``: :func:`minillm.store.runs.load_run` of a question_answering
-    run as a tuple, kept for one release. New code: ``load_run(run_dir, task="question_answering")``."""
-    warnings.warn("load_answerer is deprecated; use minillm.store.runs.load_run(run_dir, task='question_answering')",
-                  DeprecationWarning, stacklevel=2)
-    run = load_run(run_dir, backend=backend, fused=fused, task="question_answering")
-    return run.model, run.runtime, run.tokenizer

@@ -22,7 +22,6 @@ sequences here are at most ``block_size`` pieces long.
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 
@@ -32,15 +31,15 @@ from ..core.text_metrics import corpus_bleu
 from ..data.batching import RowBatches, rank_batch_size
 from ..data.parallel import PieceTokenizer, date_format_problem, dates_corpus
 from ..reference.softmax import log_softmax
-from ..store.runs import load_run
 from ..store.runtime import Runtime
 from ..train.contract import data_contract, generated_dataset, given_dataset
-from ..train.entry import TaskInputs, TaskParts, TaskSpec, TrainedRun, register_task, train
-from ..train.run_config import RunConfig
-from .input_checks import Checked, checked_fields
+from ..train.eval_data import generated_eval_data
+from ..train.spec import Endpoint, Refused, TaskInputs, TaskParts, TaskSpec, register_task
+from ..train.task_endpoints import TEXT
+from .input_checks import CHECK_FIELDS, Checked, check_values, checked_fields
 
 __all__ = ["TranslationData", "encode_pairs", "greedy_decode", "beam_search", "translate",
-           "translate_checked", "output_log_probs", "evaluate_translation", "train_translation", "load_translator", "TRANSLATION_CONFIG",
+           "translate_checked", "output_log_probs", "evaluate_translation", "TRANSLATION_CONFIG",
            "TRANSLATION_TASK"]
 
 logger = logging.getLogger("minillm")
@@ -267,6 +266,39 @@ def _translation_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
     return evaluate_translation(model, inputs.runtime, tok, parts.held_out)
 
 
+def _evaluate_run(run, **data) -> dict:
+    """``minillm evaluate``: the held-out dates, generated again as the run recorded them."""
+    pairs, info = generated_eval_data(run, lambda n_train, n_test, seed: dates_corpus(n_train, n_test, seed=seed),
+                                      **data)
+    return {**evaluate_translation(run.model, run.runtime, run.tokenizer, pairs), "data": info}
+
+
+def _translate_endpoint(served, req: dict) -> dict:
+    n = len(served.encode(req["text"], served.config.block_size, "the text"))
+    if n == 0:
+        raise Refused(422, "empty_text", "the text has no tokens")
+    with served.lock:
+        out = translate_checked(served.model, served.runtime, served.tokenizer, [req["text"]], req["beam_size"],
+                                req["length_penalty"])[0]
+    return {"translation": out.text, "tokens": n, **check_values(out)}
+
+
+MAX_BEAM = 8                  # beam search runs one decoder call per step for the whole beam
+MAX_LENGTH_PENALTY = 10.0
+
+# POST /v1/translate; confidence: exp of the mean log-probability of the output's pieces and its <eos>
+TRANSLATE = Endpoint(
+    "/v1/translate",
+    request={"text": TEXT,
+             "beam_size": (int, {"default": 1, "ge": 1, "le": MAX_BEAM, "description": "1 = greedy decoding"}),
+             "length_penalty": (float, {"default": 0.6, "ge": 0.0, "le": MAX_LENGTH_PENALTY,
+                                        "description": "alpha of ((5 + |y|) / 6)^alpha (beam search)"})},
+    response={"translation": str, "tokens": int, **CHECK_FIELDS},
+    handler=_translate_endpoint,
+    doc=r"""The encoder-decoder's translation (section 6.2): greedy, or beam search with the
+length penalty :math:`((5 + |y|)/6)^\alpha` when ``beam_size`` > 1.""")
+
+
 # the task, declared once: its model, batches and test, and its defaults (those of
 # `minillm translate --train`): 400 steps, enough for >= 95% exact dates on the torch backend
 # (benchmarks/bench_apps.py); a short warmup (10%, at most 50 steps), no weight decay, no
@@ -274,45 +306,7 @@ def _translation_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
 TRANSLATION_TASK = register_task(TaskSpec(
     "translation", "EncoderDecoder", _translation_setup, test=_translation_test, steps=400, lr=2e-3, batch_size=64,
     recipe=lambda steps, lr: {"warmup_steps": min(50, steps // 10), "weight_decay": 0.0, "eval_every": steps},
-    options={"label_smoothing": 0.1, "n_train": 4000, "n_test": 400}))
+    options={"label_smoothing": 0.1, "n_train": 4000, "n_test": 400}, evaluate=_evaluate_run,
+    endpoints=(TRANSLATE,)))
 
 
-def train_translation(out=None, *, backend: str = "torch", steps: int | None = None,
-                      batch_size: int = TRANSLATION_TASK.batch_size, lr: float = TRANSLATION_TASK.lr,
-                      label_smoothing: float = 0.1, seed: int = 0,
-                      config: ModelConfig | None = None, n_train: int = 4000, n_test: int = 400,
-                      progress: bool = False, resume: bool = False,
-                      overwrite: bool = False, fused: bool = True) -> dict:
-    """Train an EncoderDecoder on :func:`~minillm.data.dates_corpus` with teacher forcing
-    and label smoothing; with ``out``, the run folder (checkpoints/last holds the model
-    and its tokenizer). Returns the model, the runtime, the tokenizer and the splits.
-    An ``out`` that already holds a run needs ``resume=True`` (continue it) or
-    ``overwrite=True`` (delete it first): see :func:`minillm.train.training.claim_run_dir`.
-    ``fused`` (torch): the fast path (default) or the explicit formulas. ``steps``:
-    default the task's, 400 (:data:`TRANSLATION_TASK`).
-
-    Kept for one release as this dict; new code: ``minillm.train.entry.train("translation",
-    out, RunConfig(TRANSLATION_CONFIG, TRANSLATION_TASK.train_config(...)))``, which also
-    scores the held-out dates and returns a :class:`~minillm.train.entry.TrainedRun`."""
-    run_config = RunConfig(config or TRANSLATION_CONFIG,
-                           TRANSLATION_TASK.train_config(steps, lr, batch_size=batch_size, seed=seed),
-                           backend=backend, fused=fused)
-    run = train("translation", out, run_config, resume=resume, overwrite=overwrite, progress=progress,
-                evaluate_test=False, label_smoothing=label_smoothing, n_train=n_train, n_test=n_test)
-    return _as_dict(run)
-
-
-def _as_dict(run: TrainedRun) -> dict:
-    """The dict ``train_translation`` returned before :class:`~minillm.train.entry.TrainedRun`."""
-    train_part, test_part = run.data
-    return {"model": run.model, "runtime": run.runtime, "tokenizer": run.tokenizer, "train": train_part,
-            "test": test_part, "train_loss": run.train_loss, "steps": run.steps}
-
-
-def load_translator(run_dir, backend: str = "numpy", fused: bool = True):
-    """``(model, runtime, tokenizer)``: :func:`minillm.store.runs.load_run` of a translation
-    run as a tuple, kept for one release. New code: ``load_run(run_dir, task="translation")``."""
-    warnings.warn("load_translator is deprecated; use minillm.store.runs.load_run(run_dir, task='translation')",
-                  DeprecationWarning, stacklevel=2)
-    run = load_run(run_dir, backend=backend, fused=fused, task="translation")
-    return run.model, run.runtime, run.tokenizer

@@ -20,14 +20,9 @@ from .char_tokenizer import CharTokenizer
 from .tokenizer_base import Tokenizer
 from .word_tokenizer import WordTokenizer
 
-TOKENIZER_TYPES: dict[str, type[Tokenizer]] = {
-    cls.kind: cls for cls in (WordTokenizer, CharTokenizer, BPETokenizer)
-}
-
-
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     """Load a tokenizer JSON of any type (the file's "type" field says which)."""
     return Tokenizer.load(path)
 
 
-__all__ = ["Tokenizer", "WordTokenizer", "CharTokenizer", "BPETokenizer", "TOKENIZER_TYPES", "load_tokenizer"]
+__all__ = ["Tokenizer", "WordTokenizer", "CharTokenizer", "BPETokenizer", "load_tokenizer"]

@@ -21,6 +21,7 @@ above the base layer) and are re-exported here. This module never imports torch.
 """
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..core.state import as_numpy_state, check_model_state
 from .runtime import load_backend
 
 __all__ = ["as_numpy_state", "check_model_state", "save_checkpoint", "load_model", "resume",
-           "model_state", "model_kind", "load_trained"]
+           "model_state", "model_kind", "model_arguments"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -39,14 +40,28 @@ __all__ = ["as_numpy_state", "check_model_state", "save_checkpoint", "load_model
 MODEL_KEY = "minillm_model"   # in the checkpoint's ``extra``: the model class and its arguments
 
 
+def model_arguments(model) -> dict:
+    """The constructor arguments of ``model`` beyond ``config`` and ``seed``, read back from
+    the attributes of the same names (``SequenceClassifier``: ``n_classes``, ``pooling``;
+    ``EncoderDecoder``: ``label_smoothing``): what any model class, a new one included,
+    needs to be built again. Each must be JSON (a number, a string, a bool)."""
+    args = {}
+    for name in list(inspect.signature(type(model).__init__).parameters)[1:]:
+        if name in ("config", "seed") or not hasattr(model, name):
+            continue
+        value = getattr(model, name)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if not isinstance(value, (bool, int, float, str)):
+            raise ValueError(f"{type(model).__name__}: constructor argument {name!r} must be kept as a JSON "
+                             f"number, string or bool to be saved, got {type(value).__name__}")
+        args[name] = value
+    return args
+
+
 def model_kind(model) -> dict:
-    """The model's class name and constructor arguments beyond the config (JSON)."""
-    kind = {"class": type(model).__name__, "seed": int(model.seed)}
-    if kind["class"] == "SequenceClassifier":
-        kind.update(n_classes=int(model.n_classes), pooling=model.pooling)
-    if kind["class"] == "EncoderDecoder":
-        kind.update(label_smoothing=float(model.label_smoothing))
-    return kind
+    """The model's class name, seed and constructor arguments beyond the config (JSON)."""
+    return {"class": type(model).__name__, "seed": int(model.seed), **model_arguments(model)}
 
 
 def model_state(model) -> "OrderedDict[str, np.ndarray]":
@@ -87,32 +102,13 @@ def load_model(folder, backend="numpy"):
 
     ckpt = load_checkpoint(folder)
     kind = (ckpt.extra or {}).get(MODEL_KEY)
-    if not isinstance(kind, dict) or kind.get("class") not in (
-            "GPT", "TransformerEncoder", "SequenceClassifier", "EncoderDecoder", "SpanQA"):
+    module = load_backend(backend)
+    if not isinstance(kind, dict) or not isinstance(getattr(module, str(kind.get("class")), None), type):
         raise ValueError(f"{folder}: expected the model class in the checkpoint's extra "
-                         f"[{MODEL_KEY!r}], got {kind!r}")
-    kwargs = {k: kind[k] for k in ("n_classes", "pooling", "label_smoothing") if k in kind}
-    model = getattr(load_backend(backend), kind["class"])(
-        ModelConfig.from_dict(ckpt.config), seed=kind.get("seed", 0), **kwargs)
+                         f"[{MODEL_KEY!r}] as a class of the {backend} backend, got {kind!r}")
+    kwargs = {k: v for k, v in kind.items() if k not in ("class", "seed")}
+    model = getattr(module, kind["class"])(ModelConfig.from_dict(ckpt.config), seed=kind["seed"], **kwargs)
     _restore(model, ckpt, None, folder)
-    return model, ckpt
-
-
-def load_trained(run_dir, backend="numpy", expected_class: str | None = None):
-    """``(model, checkpoint)`` from a run folder (its ``checkpoints/last``) or a checkpoint
-    folder; ``ValueError`` when the model is not of ``expected_class``. Kept for one
-    release; new code: ``minillm.store.runs.load_run(run_dir, checkpoint="last")``."""
-    import warnings
-    from pathlib import Path
-
-    warnings.warn("model_io.load_trained is deprecated; use minillm.store.runs.load_run(run_dir, "
-                  "checkpoint='last')", DeprecationWarning, stacklevel=2)
-    folder = Path(run_dir)
-    if (folder / "checkpoints" / "last").is_dir():
-        folder = folder / "checkpoints" / "last"
-    model, ckpt = load_model(folder, backend)
-    if expected_class is not None and type(model).__name__ != expected_class:
-        raise ValueError(f"{run_dir}: expected a {expected_class} checkpoint, got {type(model).__name__}")
     return model, ckpt
 
 
@@ -135,7 +131,7 @@ def resume(folder, model, optimizer=None):
                          + ", ".join(f"{k} expected {a!r}, got {b!r}" for k, (a, b) in diff.items()))
     kind = (ckpt.extra or {}).get(MODEL_KEY, {})
     mine = model_kind(model)
-    for key in ("class", "n_classes", "pooling"):
+    for key in sorted((set(kind) | set(mine)) - {"seed"}):
         if kind.get(key) != mine.get(key):
             raise ValueError(f"{folder}: expected a checkpoint of {key}={mine.get(key)!r}, "
                              f"got {kind.get(key)!r}")

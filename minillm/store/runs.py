@@ -27,12 +27,7 @@ from ..data.parallel import PieceTokenizer
 from . import model_io
 from .runtime import Runtime
 
-__all__ = ["Run", "load_run", "checkpoint_folder", "tokenizer_from_dict", "TASKS"]
-
-# the model class each task's checkpoint holds
-TASKS = {"causal_lm": "GPT", "masked_lm": "TransformerEncoder", "classification": "SequenceClassifier",
-         "translation": "EncoderDecoder", "question_answering": "SpanQA"}
-_TASK_OF_CLASS = {cls: task for task, cls in TASKS.items()}
+__all__ = ["Run", "load_run", "checkpoint_folder", "tokenizer_from_dict"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +35,8 @@ class Run:
     """A trained run, loaded: what it is, what it was trained on, and its model.
 
     ``folder`` is the folder given, ``checkpoint`` the checkpoint folder loaded and
-    ``step`` its optimizer step. ``data`` is the data contract (empty for runs written
-    before it existed); ``extra`` everything else the checkpoint recorded (read-only).
+    ``step`` its optimizer step. ``data`` is the data contract; ``extra`` everything else
+    the checkpoint recorded (read-only).
     """
 
     folder: Path
@@ -57,14 +52,9 @@ class Run:
 
     @property
     def label_names(self) -> list[str]:
-        """A classifier's label names in id order (the data contract's, else the
-        checkpoint's own); ``[]`` for other tasks."""
-        if self.task != "classification":
-            return []
-        names = self.data.get("label_names") or self.extra.get("label_names")
-        if not names:
-            names = [str(k) for k in range(self.model.n_classes)]
-        return list(names)
+        """The label names in id order, as the data contract records them (a classifier's);
+        ``[]`` for a run without labels."""
+        return list(self.data.get("label_names") or [])
 
     @property
     def checkpoint_info(self) -> dict:
@@ -96,27 +86,29 @@ def tokenizer_from_dict(data: dict):
     return Tokenizer.from_dict(data)
 
 
-def load_run(folder, *, backend: str = "numpy", device: str = "cpu", fused: bool = True,
-             checkpoint: str = "best", task: str | None = None) -> Run:
-    """Load the run in ``folder`` (a run folder or a checkpoint folder) into ``backend``
-    on ``device``; ``fused`` (torch): the fast path (default) or the explicit formulas.
+def load_run(folder, runtime: Runtime | None = None, *, checkpoint: str = "best", task: str | None = None) -> Run:
+    """Load the run in ``folder`` (a run folder or a checkpoint folder) into ``runtime``
+    (default ``Runtime()``: the torch fast path where torch is installed, else numpy).
 
     ``checkpoint``: ``"best"`` (else last; what ``evaluate`` and ``serve`` score) or
     ``"last"``. ``task``: when given, a run of another task is a ``ValueError`` naming
-    both (e.g. ``generate`` on a classifier).
+    both (e.g. ``generate`` on a classifier). The task is the one the checkpoint
+    recorded; the model is built from the class the checkpoint names
+    (:func:`minillm.store.model_io.load_model`), so no list of tasks is kept here.
     """
-    if task is not None and task not in TASKS:
-        raise ValueError(f"expected task in {sorted(TASKS)}, got {task!r}")
+    runtime = Runtime() if runtime is None else runtime
+    if not isinstance(runtime, Runtime):
+        raise ValueError(f"expected runtime as a minillm.store.runtime.Runtime, got {type(runtime).__name__}")
     ckpt_folder = checkpoint_folder(folder, checkpoint)
-    runtime = Runtime(backend, device, fused=fused)
-    model, ckpt = model_io.load_model(ckpt_folder, backend)
+    model, ckpt = model_io.load_model(ckpt_folder, runtime.backend)
     if ckpt.tokenizer is None:
         raise ValueError(f"{ckpt_folder}: the checkpoint has no tokenizer; expected one saved by the trainer")
     extra = dict(ckpt.extra or {})
-    found = _TASK_OF_CLASS[type(model).__name__]     # load_model builds only these classes
+    found = extra.get("task")
+    if not isinstance(found, str):
+        raise ValueError(f"{ckpt_folder}: expected the task in the checkpoint (extra['task']), got {found!r}")
     if task is not None and found != task:
-        raise ValueError(f"{folder}: expected a {task} run ({TASKS[task]}), got a {found} run "
-                         f"({type(model).__name__})")
+        raise ValueError(f"{folder}: expected a {task} run, got a {found} run ({type(model).__name__})")
     data = extra.pop("data", None) or {}
     return Run(folder=Path(folder), checkpoint=ckpt_folder, step=int(ckpt.step), task=found,
                config=model.config, model=runtime.prepare(model), tokenizer=tokenizer_from_dict(ckpt.tokenizer),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 from dataclasses import dataclass, field
 
@@ -16,10 +17,20 @@ import numpy as np
 
 from ..core._optional import missing_extra
 
-__all__ = ["BACKENDS", "DEVICES", "Runtime", "load_backend"]
+__all__ = ["BACKENDS", "DEVICES", "Runtime", "load_backend", "default_backend", "DEFAULT_BACKEND_RULE"]
 
 BACKENDS = ("numpy", "torch")
 DEVICES = ("cpu", "cuda", "mps")
+
+
+DEFAULT_BACKEND_RULE = "the torch fast path where torch is installed, else numpy"
+
+
+def default_backend() -> str:
+    """Every command's and every constructor's default backend: ``"torch"`` where torch is
+    installed (its fast path, ``fused=True``), else ``"numpy"`` (:data:`DEFAULT_BACKEND_RULE`).
+    Finding torch does not import it."""
+    return "torch" if importlib.util.find_spec("torch") is not None else "numpy"
 
 
 def load_backend(name: str):
@@ -38,7 +49,9 @@ def load_backend(name: str):
 
 @dataclass
 class Runtime:
-    """A backend, a device and the distributed rank this process runs as.
+    """A backend, a device, the torch path and the distributed rank this process runs as:
+    the one value every command, ``train``, ``load_run``, evaluation and the server take
+    for where a model runs. ``Runtime()`` is :func:`default_backend` on the CPU, fast path.
 
     ``amp`` turns on bf16 autocast, which only the torch backend on CUDA supports.
     ``fused`` (torch only; ignored by numpy): the models and optimizers this runtime
@@ -50,7 +63,7 @@ class Runtime:
     (gloo on CPU, nccl on CUDA); ``rank`` 0 is the one that writes files and prints.
     """
 
-    backend: str = "numpy"
+    backend: str = field(default_factory=default_backend)
     device: str = "cpu"
     amp: bool = False
     rank: int = 0

@@ -24,7 +24,6 @@ Models are built on the CPU with ``config.dtype``; ``model.to(device)`` moves th
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
@@ -136,13 +135,6 @@ class _Body(Module):
     @property
     def device(self):
         return self.tok_emb.W.device
-
-    def set_fused_attention(self, fused: bool = True):
-        """Deprecated alias of :meth:`set_fused`, which now switches every layer (and the
-        loss), not only attention, to torch's kernels."""
-        warnings.warn("set_fused_attention is deprecated; use set_fused, which switches every "
-                      "layer to torch's kernels", DeprecationWarning, stacklevel=2)
-        return self.set_fused(bool(fused))
 
     def _init_weights(self, scale_residual: bool):
         shapes = [(n, tuple(p.shape)) for n, p in self.named_parameters()]

@@ -11,7 +11,6 @@ from autograd.
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import torch
@@ -25,9 +24,8 @@ from .linear import fast_linear, linear
 from .losses import cross_entropy, fast_cross_entropy
 from .models import _Body, _check_attention_mask, _check_config, _check_ids, _check_targets
 from .module import Module
-from .span_qa import SpanQA  # noqa: F401  (lived here until its own file: still importable)
 
-__all__ = ["CrossAttention", "DecoderBlock", "EncoderDecoder"]
+__all__ = ["DecoderBlock", "EncoderDecoder"]
 
 
 def _check_memory(memory, batch, config):
@@ -39,28 +37,6 @@ def _check_memory(memory, batch, config):
     v.require_shape("memory", memory, (batch, memory.shape[1], config.d_model),
                     "(B, S, d_model), B as in tgt_idx")
     return memory
-
-
-class CrossAttention(MultiHeadAttention):
-    r"""Deprecated, kept for one release: ``MultiHeadAttention`` called with ``memory``
-    (``layer(x, mask, memory=memory)``) is the decoder's cross-attention; see
-    ``minillm.reference.CrossAttention``. Same parameters and state dict; the first one
-    built in a process warns ``DeprecationWarning``. Shapes: x (B, T, C), memory (B, S, C)
-    -> (B, T, C).
-    """
-
-    _warned = False                                # warn once per process
-
-    def __init__(self, d_model: int, n_heads: int, dtype="float32"):
-        if not CrossAttention._warned:
-            CrossAttention._warned = True
-            warnings.warn("minillm.torch_backend.CrossAttention is deprecated and goes in the next "
-                          "release: use MultiHeadAttention(d_model, n_heads, dtype) called as "
-                          "layer(x, mask, memory=memory)", DeprecationWarning, stacklevel=2)
-        super().__init__(d_model, n_heads, dtype)
-
-    def forward(self, x, memory, mask=None):
-        return super().forward(x, mask, memory=memory)
 
 
 class DecoderBlock(Module):

@@ -15,7 +15,9 @@ import numpy as np
 from ..core.config import IGNORE_INDEX
 from ..core.metrics import TokenLoss, classification_metrics
 
-__all__ = ["evaluate_lm", "evaluate_classifier", "IGNORE_INDEX"]
+__all__ = ["evaluate_lm", "evaluate_classifier", "IGNORE_INDEX", "EVAL_BATCH"]
+
+EVAL_BATCH = 32          # rows per evaluation batch (validation, test, `minillm evaluate`)
 
 
 def _model_inputs(runtime, batch: Mapping[str, np.ndarray]) -> dict:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..store.runs import load_run
+from ..store.runtime import Runtime
 from .sampling import sample_next
 
-__all__ = ["generate"]
+__all__ = ["generate", "generate_text"]
 
 
 def _check_prompt(prompt_ids, vocab_size: int) -> np.ndarray:
@@ -66,3 +68,16 @@ def generate(runtime, model, prompt_ids, max_new_tokens: int, *, temperature: fl
     finally:
         model.train(was_training)
     return new
+
+
+def generate_text(run, prompt: str, runtime: Runtime | None = None, *, max_new_tokens: int = 100,
+                  temperature: float = 0.8, top_k: int | None = 40, top_p: float | None = None,
+                  seed: int | None = 0, use_cache: bool = True) -> str:
+    """The continuation of ``prompt`` by the causal-LM run in ``run`` (a folder), loaded
+    into ``runtime`` (default ``Runtime()``); an empty prompt starts from ``<bos>``."""
+    loaded = load_run(run, runtime, task="causal_lm")
+    tok = loaded.tokenizer
+    new = generate(loaded.runtime, loaded.model, tok.encode(prompt) or [tok.bos_id], max_new_tokens,
+                   temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, eos_id=tok.eos_id,
+                   use_cache=use_cache)
+    return tok.decode(new, skip_special_tokens=True)

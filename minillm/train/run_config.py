@@ -1,15 +1,14 @@
 """One run's configuration: :class:`RunConfig` = the model, the training, and where it runs.
 
-Every training entry (:func:`minillm.train.entry.train`, the CLI's training commands,
-the pipeline's ``pretrain`` / ``finetune``, ``train_translation``, ``train_qa``) takes
-its settings from one ``RunConfig``:
+The one training entry (:func:`minillm.train.entry.train`, which the CLI's training
+commands and the demo call) takes its settings from one ``RunConfig``:
 
 =========  ==========================================================================
 field      what it says
 =========  ==========================================================================
 model      the :class:`~minillm.core.config.ModelConfig` (the weights' shapes)
 train      the :class:`~minillm.train.training.TrainConfig` (steps, schedule, batch)
-backend    ``"numpy"`` (the reference) or ``"torch"``
+backend    ``"numpy"`` (the reference) or ``"torch"`` (default: torch where installed)
 device     ``"cpu"``, ``"cuda"`` or ``"mps"`` (torch only)
 amp        bf16 autocast (torch on CUDA)
 fused      torch: the fast path (``True``) or the explicit formulas (``False``)
@@ -17,26 +16,22 @@ fused      torch: the fast path (``True``) or the explicit formulas (``False``)
 
 A run folder records it twice: ``run_config.json`` for a reader, and every checkpoint
 (the trainer's config, the model config, and ``extra["run"]`` for the backend, device,
-amp and fused), which is what :meth:`RunConfig.recorded` reads back
-(:func:`~minillm.train.training.recorded_settings`) and what ``resume=True`` is checked
-against (:func:`~minillm.train.training.check_resume`). The data contract (where the
+amp and fused), which is what :meth:`RunConfig.recorded` reads back and what ``resume=True`` is checked
+against (:class:`~minillm.store.run_folder.RunFolder`). The data contract (where the
 data came from, how it was split) is the data's, not the configuration's: it is
 recorded beside it in ``data.json``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..core.config import ModelConfig
-from ..store.runtime import BACKENDS, DEVICES, Runtime
-from .training import TrainConfig, _jsonable, recorded_settings
+from ..store.run_folder import RunFolder
+from ..store.runtime import BACKENDS, DEVICES, Runtime, default_backend
+from .training import TrainConfig, _jsonable
 
-__all__ = ["RunConfig", "RUN_CONFIG_FILE"]
-
-RUN_CONFIG_FILE = "run_config.json"
+__all__ = ["RunConfig"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +40,7 @@ class RunConfig:
 
     model: ModelConfig
     train: TrainConfig = field(default_factory=TrainConfig)
-    backend: str = "torch"
+    backend: str = field(default_factory=default_backend)
     device: str = "cpu"
     amp: bool = False
     fused: bool = True
@@ -101,32 +96,12 @@ class RunConfig:
         rest = {k: v for k, v in d.items() if k not in ("model", "train")}
         return cls(model=ModelConfig.from_dict(dict(d["model"])), train=TrainConfig(**train), **rest)
 
-    def write(self, run_dir) -> Path:
-        """Write ``run_dir/run_config.json``; returns its path."""
-        path = Path(run_dir) / RUN_CONFIG_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
-        return path
-
     @classmethod
     def recorded(cls, run_dir) -> "RunConfig | None":
         """The configuration the run in ``run_dir`` recorded in ``checkpoints/last``
-        (:func:`~minillm.train.training.recorded_settings`), ``None`` where there is no
-        last checkpoint. Runs recorded before the run configuration existed: the batch
-        size from beside the train config, the backend and device from ``run.json``
-        (else the defaults)."""
-        settings = recorded_settings(run_dir)
-        if not settings:
+        (:meth:`minillm.store.run_folder.RunFolder.recorded`), ``None`` where there is no
+        last checkpoint."""
+        recorded = RunFolder(run_dir).recorded()
+        if not recorded:
             return None
-        train = dict(settings["train_config"])
-        if "batch_size" in settings:
-            train["batch_size"] = settings["batch_size"]
-        where = dict(settings.get("run") or {})
-        if not where:
-            try:
-                info = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                info = {}
-            where = {k: info[k] for k in ("backend", "device") if k in info}
-            if isinstance(info.get("fused"), bool):
-                where["fused"] = info["fused"]
-        return cls.from_dict({"model": settings["model_config"], "train": train, **where})
+        return cls.from_dict({"model": recorded["model"], "train": recorded["train"], **recorded["run"]})

@@ -48,20 +48,14 @@ import numpy as np
 from ..core.param_groups import DECAY_RULES, decay_groups
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
+from ..store.run_folder import RunFolder
 from .collaborators import Checkpoints, Distribution, MetricsFiles
-from .evaluation import IGNORE_INDEX, evaluate_classifier, evaluate_lm
+from .evaluation import IGNORE_INDEX, evaluate_lm
 from .tasks import counted
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource", "TASKS",
-           "RunExists", "ResumeMismatch", "check_resume", "recorded_settings", "resume_differences",
-           "TRAINER_FILES", "CHECKPOINT_NAMES", "run_files", "claim_run_dir"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainingDiverged", "BatchSource"]
 
 logger = logging.getLogger("minillm")
-
-# the tasks a Trainer trains; the first three are evaluated on their validation batches
-TASKS = ("causal_lm", "masked_lm", "classification", "translation", "question_answering")
-EVALUATED = ("causal_lm", "masked_lm", "classification")
-
 
 class BatchSource(Protocol):
     """Anything with ``batch(step) -> dict`` of NumPy arrays: the model's keyword
@@ -73,169 +67,6 @@ class BatchSource(Protocol):
 
 class TrainingDiverged(RuntimeError):
     """Too many non-finite steps in a row."""
-
-
-class RunExists(FileExistsError):
-    """A training run was pointed at a folder that already holds a run, without being
-    asked to resume it or to overwrite it.
-
-    ``str(exc)`` speaks the library (``resume=True`` / ``overwrite=True``);
-    :meth:`message` words it for another caller (the CLI: ``--resume`` / ``--overwrite``)."""
-
-    def __init__(self, run_dir, found):
-        self.run_dir, self.found = Path(run_dir), [Path(p) for p in found]
-        super().__init__(self.message())
-
-    def message(self, resume: str = "resume=True", overwrite: str = "overwrite=True") -> str:
-        shown = ", ".join(str(p.relative_to(self.run_dir)) for p in self.found)
-        return (f"{self.run_dir} already holds a run ({shown}); continue it with {resume}, "
-                f"or delete it and start again with {overwrite}")
-
-
-class ResumeMismatch(ValueError):
-    """``resume=True`` with settings that differ from those the run was started with.
-
-    A resumed run continues the run recorded in its last checkpoint: the learning-rate
-    schedule is a function of ``steps`` (and of ``lr``, ``min_lr``, ``warmup_steps``),
-    the batches of ``seed`` and ``batch_size``, the weights' shapes of the model config,
-    so changing any of them would silently make another run than the one recorded.
-    ``differences`` maps each setting to ``(recorded, given)``. ``str(exc)`` names the
-    library's arguments; :meth:`message` takes another naming (the CLI's options)."""
-
-    def __init__(self, run_dir, differences: Mapping[str, tuple]):
-        self.run_dir, self.differences = Path(run_dir), dict(differences)
-        super().__init__(self.message())
-
-    def message(self, name: Callable[[str, object], str] = lambda key, value: f"{key}={value!r}",
-                how: str = "pass the recorded values, or start a new run (another run folder, "
-                           "or overwrite=True)") -> str:
-        recorded = ", ".join(name(k, old) for k, (old, _) in self.differences.items())
-        given = ", ".join(name(k, new) for k, (_, new) in self.differences.items())
-        return (f"cannot resume the run in {self.run_dir}: it was started with {recorded}, got {given}; "
-                f"a resumed run continues the configuration it recorded (the learning-rate schedule "
-                f"depends on the total steps): {how}")
-
-
-def _same(a, b) -> bool:
-    """Equal as JSON records them (tuples are lists there)."""
-    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
-    return norm(a) == norm(b)
-
-
-def resume_differences(recorded: Mapping, given: Mapping) -> dict:
-    """``{setting: (recorded, given)}`` for every setting both name that differs."""
-    return {k: (recorded[k], v) for k, v in given.items() if k in recorded and not _same(recorded[k], v)}
-
-
-def recorded_settings(run_dir) -> dict:
-    """What the run in ``run_dir`` was started with, from ``checkpoints/last``: the
-    trainer's config (``train_config``), ``batch_size`` where the run recorded it (in its
-    train config; older runs beside it), the model config (``model_config``) and, where
-    recorded, the runtime (``run``: backend, device, amp, fused; see
-    :class:`~minillm.train.run_config.RunConfig`); empty where there is no last
-    checkpoint."""
-    folder = Path(run_dir) / "checkpoints" / "last"
-    try:
-        extra = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("extra") or {}
-        model = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    out = {"train_config": dict(extra.get("train_config") or {}), "model_config": model}
-    if "batch_size" in out["train_config"]:
-        out["batch_size"] = out["train_config"]["batch_size"]
-    elif "batch_size" in extra:                       # runs recorded before TrainConfig.batch_size
-        out["batch_size"] = extra["batch_size"]
-    if isinstance(extra.get("run"), dict):            # backend, device, amp, fused (RunConfig.where)
-        out["run"] = dict(extra["run"])
-    return out
-
-
-def check_resume(run_dir, config: "TrainConfig", *, batch_size: int | None = None,
-                 model_config: Mapping | None = None) -> None:
-    """Raise :class:`ResumeMismatch` unless ``config`` (and ``batch_size``,
-    ``model_config`` where given) are the settings the run in ``run_dir`` recorded."""
-    recorded = recorded_settings(run_dir)
-    if not recorded:
-        return
-    diffs = resume_differences(recorded["train_config"], _jsonable(asdict(config)))
-    if batch_size is not None and "batch_size" in recorded:
-        diffs.update(resume_differences(recorded, {"batch_size": batch_size}))
-    if model_config is not None:
-        diffs.update(resume_differences(recorded["model_config"], dict(model_config)))
-    if diffs:
-        raise ResumeMismatch(run_dir, diffs)
-
-
-# -- the run folder: never replaced silently ----------------------------------------------
-
-TRAINER_FILES = ("train_config.json", "metrics.jsonl", "loss.png")   # what Trainer.fit writes
-CHECKPOINT_NAMES = ("last", "best")                                  # RUN/checkpoints/<name>/
-
-
-def run_files(run_dir, names=TRAINER_FILES) -> list[Path]:
-    """The files ``names`` and the checkpoints ``checkpoints/{last,best}`` (with the
-    hidden leftovers of an interrupted save) present in ``run_dir``."""
-    run_dir = Path(run_dir)
-    found = [run_dir / n for n in names if (run_dir / n).exists()]
-    ckpts = run_dir / "checkpoints"
-    for name in CHECKPOINT_NAMES:
-        found += [p for p in (ckpts / name, *ckpts.glob(f".{name}.tmp-*"), *ckpts.glob(f".{name}.old-*"))
-                  if p.exists()]
-    return found
-
-
-def _remove_checkpoint(folder: Path) -> bool:
-    """Delete a checkpoint folder's files, those its manifest lists and the manifest
-    itself, then the folder if that left it empty. Returns whether the folder is gone;
-    a file the checkpoint did not write is left where it is."""
-    from ..store.checkpoint import MANIFEST
-    manifest = folder / MANIFEST
-    names = []
-    if manifest.is_file():
-        try:
-            names = list(json.loads(manifest.read_text(encoding="utf-8"))["files"])
-        except (ValueError, KeyError, TypeError):
-            names = []
-    for name in names:
-        if "/" not in name and "\\" not in name:     # a manifest names files of this folder only
-            (folder / name).unlink(missing_ok=True)
-    manifest.unlink(missing_ok=True)
-    try:
-        folder.rmdir()
-    except OSError:
-        logger.warning("%s: kept, it holds files the checkpoint did not write: %s", folder,
-                       sorted(p.name for p in folder.iterdir()))
-        return False
-    return True
-
-
-def claim_run_dir(run_dir, *, resume: bool = False, overwrite: bool = False, names=TRAINER_FILES) -> None:
-    """Check that a training run may write ``run_dir``; with ``overwrite``, first delete
-    the previous run's files.
-
-    A folder holding any of ``names`` or a checkpoint ``checkpoints/{last,best}`` holds a
-    run: without ``resume`` (continue it) or ``overwrite`` (replace it) that is a
-    :class:`RunExists` error naming the folder and both options. ``overwrite`` deletes
-    only what a run writes (those names and the checkpoints' own files, as their
-    manifests list them); anything else in the folder stays.
-    """
-    if resume and overwrite:
-        raise ValueError("expected either resume (continue the run) or overwrite (replace it), got both")
-    run_dir = Path(run_dir)
-    found = run_files(run_dir, names)
-    if resume or not found:
-        return
-    if not overwrite:
-        raise RunExists(run_dir, found)
-    logger.warning("overwriting the run in %s", run_dir)
-    for path in found:
-        if path.is_dir():
-            _remove_checkpoint(path)
-        else:
-            path.unlink(missing_ok=True)
-    ckpts = run_dir / "checkpoints"
-    if ckpts.is_dir() and not any(ckpts.iterdir()):
-        ckpts.rmdir()
 
 
 @dataclass(frozen=True)
@@ -333,12 +164,17 @@ class TrainResult:
 class Trainer:
     """Trains ``model`` on ``train_data`` with ``optimizer`` in ``runtime``.
 
-    ``task`` is one of :data:`TASKS`; ``eval_data`` is a list of batches (the model's
-    keyword arguments), evaluated every ``eval_every`` steps and at the end. With
+    ``task`` names the run (its checkpoints record it; ``load_run`` reads it back);
+    ``eval_data`` is a list of batches (the model's keyword arguments), scored by
+    ``score(runtime, model, eval_data) -> {"loss": ..., ...}`` (default: the LM's loss and
+    perplexity; a task's own: :attr:`minillm.train.entry.TaskSpec.score`) every
+    ``eval_every`` steps and at the end. With
     ``run_dir`` the trainer writes ``metrics.jsonl``, ``checkpoints/{last,best}``,
     ``loss.png`` and ``train_config.json`` there; ``tokenizer`` (its ``to_dict()``) and
     ``metadata`` (the task's settings, label names) go into every checkpoint, so a
-    checkpoint folder is all that generation, evaluation and serving need.
+    checkpoint folder is all that generation, evaluation and serving need. ``run_dir`` may
+    be a :class:`~minillm.store.run_folder.RunFolder` already claimed (and checked for a
+    resume) by :func:`minillm.train.entry.train`; the trainer then does neither again.
 
     The runtime decides the torch backend's path: the trainer passes ``model`` and
     ``optimizer`` through ``runtime.prepare`` / ``runtime.prepare_optimizer``, so a
@@ -353,22 +189,17 @@ class Trainer:
 
     def __init__(self, runtime, model, optimizer, train_data: BatchSource, config: TrainConfig, *,
                  task: str = "causal_lm", eval_data=None, run_dir=None, metadata: dict | None = None,
-                 tokenizer: dict | None = None,
-                 n_classes: int | None = None, progress: bool | Progress = True,
-                 on_step: Callable[[int, float], None] | None = None):
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
-        if task == "classification" and not n_classes:
-            raise ValueError("task='classification' needs n_classes")
-        if eval_data and task not in EVALUATED:
-            raise ValueError(f"task={task!r} has no evaluation during training; expected eval_data=None "
-                             f"(evaluated tasks: {EVALUATED})")
+                 tokenizer: dict | None = None, score: Callable = evaluate_lm,
+                 progress: bool | Progress = True, on_step: Callable[[int, float], None] | None = None):
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"expected task as a non-empty str (the run's task name), got {task!r}")
         model, optimizer = runtime.prepare(model), runtime.prepare_optimizer(optimizer)
         self.runtime, self.model, self.optimizer = runtime, model, optimizer
         self.train_data, self.eval_data, self.config, self.task = train_data, eval_data, config, task
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.folder = None if run_dir is None else run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        self.run_dir = None if self.folder is None else self.folder.path
         self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
-        self.n_classes, self.progress, self.on_step = n_classes, progress, on_step
+        self.score, self.progress, self.on_step = score, progress, on_step
         self.step, self.skipped_steps, self.best_val = 0, 0, None
         self.best_step: int | None = None    # the step of checkpoints/best (lowest validation loss)
         self.last_eval: dict = {}            # the latest evaluation's scores
@@ -419,9 +250,7 @@ class Trainer:
     def evaluate(self) -> dict:
         if not self.eval_data:
             return {}
-        if self.task == "classification":
-            return evaluate_classifier(self.runtime, self.model, self.eval_data, self.n_classes)
-        return evaluate_lm(self.runtime, self.model, self.eval_data)
+        return self.score(self.runtime, self.model, self.eval_data)
 
     # -- files: the collaborators write them ------------------------------------------
     def _log(self, record: dict) -> None:
@@ -440,7 +269,8 @@ class Trainer:
         folder = self._ckpt("last")
         if not (folder / "config.json").exists():
             raise FileNotFoundError(f"--resume: no checkpoint to resume from: expected {folder}/config.json")
-        check_resume(self.run_dir, self.config, batch_size=self.metadata.get("batch_size", self.config.batch_size))
+        if not self.folder.resume_checked:
+            self.folder.check_resume(_jsonable(asdict(self.config)))
         ckpt = self.checkpoints.resume(self.model, self.optimizer)
         self.step = int(ckpt.step)
         extra = ckpt.extra or {}
@@ -459,12 +289,13 @@ class Trainer:
     def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
         """Train to ``config.steps``. With a ``run_dir`` that already holds a run
         (metrics, checkpoints), ``resume=True`` continues it from ``checkpoints/last`` and
-        ``overwrite=True`` deletes it first (:func:`claim_run_dir`); neither is a
-        :class:`RunExists` error, so a finished run is never replaced silently."""
+        ``overwrite=True`` deletes it first (:meth:`RunFolder.claim`); neither is a
+        :class:`~minillm.store.run_folder.RunExists` error, so a finished run is never
+        replaced silently. A folder claimed by the caller is not claimed again."""
         cfg = self.config
         if self.run_dir is not None:
-            if self._writes:
-                claim_run_dir(self.run_dir, resume=resume, overwrite=overwrite)
+            if self._writes and not self.folder.claimed:
+                self.folder.claim(resume=resume, overwrite=overwrite)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if resume:
                 self._resume()

@@ -1,0 +1,73 @@
+"""``create_app``: the FastAPI app of one run, its endpoints derived from the registered
+tasks (:data:`minillm.train.spec.TASK_SPECS`), never from a list kept here."""
+
+from dataclasses import asdict
+
+from fastapi import FastAPI
+
+from .. import apps  # noqa: F401  (registers the applications' tasks)
+from ..store.runtime import Runtime
+from ..train import task_specs  # noqa: F401  (registers the training layer's tasks)
+from ..train.spec import TASK_SPECS, Endpoint, Refused
+from .errors import install_error_handlers
+from .limits import Limits
+from .middleware import BodySizeLimit
+from .model import ServedRun
+from .schemas import ERRORS, model_of, schema_name
+
+__all__ = ["create_app"]
+
+
+def _route(app: FastAPI, served: ServedRun, task: str, endpoint: Endpoint, limits: Limits) -> None:
+    """``POST endpoint.path``: the body checked against the endpoint's request model, the
+    task checked against the served run's, the handler's answer against its response model."""
+    Request = model_of(schema_name(endpoint.path, "Request"), endpoint.request, limits, request=True)
+    Response = model_of(schema_name(endpoint.path, "Response"), endpoint.response, limits, request=False)
+
+    def handle(req: Request) -> Response:         # FastAPI runs it in its thread pool
+        if served.task != task:
+            raise Refused(400, "wrong_task", f"{endpoint.path} needs a {task} run; this server runs a "
+                                             f"{served.task} model")
+        return Response(**endpoint.handler(served, req.model_dump()))
+
+    handle.__name__ = schema_name(endpoint.path, "")
+    app.post(endpoint.path, response_model=Response, responses=ERRORS, description=endpoint.doc,
+             name=handle.__name__)(handle)
+
+
+def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None = None) -> FastAPI:
+    """The FastAPI app serving the run in ``run_folder`` (loaded now, once) in ``runtime``
+    (default ``Runtime()``), with the endpoints of every registered task."""
+    limits = limits or Limits()
+    served = ServedRun(run_folder, runtime, limits)
+    tok, cfg = served.tokenizer, served.config
+
+    app = FastAPI(title="minillm", version="1", debug=False, docs_url=None, redoc_url=None,
+                  description="A minillm run served over HTTP (the docs pages are off: they load "
+                              "scripts from a CDN, and minillm runs offline).")
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    def model_info() -> dict:
+        return {"task": served.task, "backend": served.runtime.backend, "device": served.runtime.device,
+                "fused": served.runtime.runs_fused, "config": cfg.to_dict(),
+                "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size,
+                              "special_tokens": list(tok.special_tokens)},
+                "label_names": served.label_names or None,
+                "checkpoint": served.checkpoint, "data": served.data,
+                "limits": {**asdict(limits), "max_prompt_tokens": cfg.block_size}}
+
+    paths: dict[str, str] = {}
+    for spec in TASK_SPECS.values():
+        for endpoint in spec.endpoints:
+            if endpoint.path in paths:
+                raise ValueError(f"tasks {paths[endpoint.path]!r} and {spec.name!r} both declare {endpoint.path}")
+            paths[endpoint.path] = spec.name
+            _route(app, served, spec.name, endpoint, limits)
+    app.state.minillm = served
+    return app

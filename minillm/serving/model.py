@@ -1,0 +1,52 @@
+"""The served run: loaded once, with one lock (the reference layers keep their caches on
+``self``, so one model must not run two forwards at once)."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ..store.runs import load_run
+from ..store.runtime import Runtime
+from ..train.spec import Refused
+from .limits import Limits
+
+__all__ = ["ServedRun", "public_contract"]
+
+
+class ServedRun:
+    """What an endpoint's handler gets: ``runtime``, ``model`` (in eval mode),
+    ``tokenizer``, ``config``, ``task``, ``label_names``, ``limits``, ``lock`` (held
+    around every forward), ``checkpoint`` (name and step) and ``data`` (the data contract
+    without local paths)."""
+
+    def __init__(self, run_folder, runtime: Runtime | None, limits: Limits):
+        run = load_run(run_folder, runtime)
+        self.runtime, self.model, self.tokenizer, self.task = run.runtime, run.model, run.tokenizer, run.task
+        self.data = public_contract(dict(run.data))
+        self.checkpoint = {"name": run.checkpoint.name, "step": run.step}    # no server path leaves the server
+        self.label_names = run.label_names
+        n_classes = getattr(self.model, "n_classes", None)
+        if self.label_names and n_classes is not None and len(self.label_names) != n_classes:
+            raise ValueError(f"{run_folder}: the run names {len(self.label_names)} labels "
+                             f"{self.label_names}, its classifier has {n_classes} classes")
+        self.config, self.limits = self.model.config, limits
+        self.model.eval()
+        self.lock = threading.Lock()
+
+    def encode(self, text: str, max_tokens: int, what: str) -> list[int]:
+        """``text``'s token ids; more than ``max_tokens`` is refused (422 ``too_many_tokens``)."""
+        ids = self.tokenizer.encode(text)
+        if len(ids) > max_tokens:
+            raise Refused(422, "too_many_tokens", f"{what} has {len(ids)} tokens; this model takes at most "
+                                                  f"{max_tokens} (block_size = {self.config.block_size})")
+        return ids
+
+
+def public_contract(contract: dict | None) -> dict | None:
+    """The run's data contract without local paths: a file is named by its name only."""
+    if not contract:
+        return None
+    dataset = dict(contract.get("dataset") or {})
+    if dataset.get("source") not in (None, "", "python_docs", "sentiment"):
+        dataset["source"] = Path(dataset["source"]).name
+    return {**contract, "dataset": dataset}
