@@ -66,7 +66,7 @@ def first_step(task: str, runtime, part: tuple[int, int] | None = None) -> dict:
     model = getattr(runtime.module, spec.model_class)(inputs.run_config.model, seed=0, **dict(parts.model_kwargs))
     model = runtime.prepare(model)
     trainer = Trainer(runtime, model, tc.optimizer(runtime, model), parts.train, tc, task=task,
-                      n_classes=parts.n_classes, progress=False)
+                      score=spec.score, progress=False)
     batch = parts.train.batch(0)
     loss = trainer.loss_and_gradients(batch)
     grads = {n: p.grad.detach().numpy().copy() for n, p in model.named_parameters() if p.grad is not None}
