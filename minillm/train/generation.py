@@ -83,9 +83,11 @@ class DecodeBatch:
     A row is added with its prompt, token budget, sampling options, seed and end token
     (:meth:`add` returns its key); :meth:`step` gives each unfinished row its next token
     (a dict key -> token) and lets finished rows leave; :meth:`remove` drops a row at
-    once (a client that went away). Rows may join and leave between any two steps: a
-    joining row is prefilled at the next step and its cache merged into the batch's.
-    The model should be in eval mode (:func:`generate` sees to it).
+    once (a client that went away; also call it on a finished row to forget it, as
+    ``rows`` keeps finished rows for their results). Rows may join and leave between any
+    two steps: a joining row is prefilled at the next step and its cache merged into the
+    batch's. Not thread-safe: one thread calls add, remove and step in turn. The model
+    should be in eval mode (:func:`generate` sees to it).
 
     Rows in the cache are left-padded to the longest; ``self._mask`` (B, P), True at
     real tokens, hides the padding. A row longer than ``block_size`` leaves the cache and
