@@ -103,7 +103,7 @@ _sampling = st.sampled_from([dict(temperature=0.0), dict(temperature=1.0, top_k=
 
 @pytest.mark.parametrize("name", ["learned", "llama"])
 @pytest.mark.parametrize("path", PATHS, ids=PATH_IDS)
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(prompts=_prompts, sampling=_sampling, n_new=st.integers(0, 9), use_cache=st.booleans(),
        seed=st.integers(0, 2**16))
 def test_each_row_of_a_batch_is_its_solo_run(path, name, prompts, sampling, n_new, use_cache, seed):
@@ -223,3 +223,12 @@ def test_errors(backend):
         generate(rt, model, [[1, 2], [0, 99]], 3)
     with pytest.raises(ValueError, match=r"prompt 0 of the batch: prompt_ids must be a non-empty"):
         generate(rt, model, [[], [1]], 3)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_positions_past_the_rope_tables_are_refused(backend):
+    rt, model = _model((backend, False), CONFIGS["rope"])
+    attn = model.blocks[0].attn
+    x = rt.tensor(np.zeros((1, 2, SMALL["d_model"])))
+    with pytest.raises(ValueError, match=r"expected positions below rope_positions=12, got 12"):
+        attn.forward_cached(x, None, None, rt.tensor(np.array([[3, 12]])))
