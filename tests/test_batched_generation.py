@@ -232,3 +232,19 @@ def test_positions_past_the_rope_tables_are_refused(backend):
     x = rt.tensor(np.zeros((1, 2, SMALL["d_model"])))
     with pytest.raises(ValueError, match=r"expected positions below rope_positions=12, got 12"):
         attn.forward_cached(x, None, None, rt.tensor(np.array([[3, 12]])))
+
+
+def test_the_benchmark_runs_and_its_rows_agree():
+    """benchmarks/bench_batched_generation.py on a tiny model, so that it cannot rot (its
+    timings are not judged: a shared machine is no place for speed thresholds)."""
+    from dataclasses import replace
+
+    import minillm.bench
+    minillm.bench.load_harness()                      # benchmarks/ on sys.path
+    import bench_batched_generation as script
+
+    config = replace(script._config(True, 3), d_model=16, n_heads=2, n_kv_heads=1, n_layers=1)
+    for backend in ("numpy", "torch"):
+        row = script.bench(backend, config, new_tokens=3, repeats=1)
+        assert row["same_rows"] == 8
+        assert row["together"] > 0 and row["alone"] > 0 and row["ratio"] > 0
