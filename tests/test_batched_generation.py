@@ -223,6 +223,8 @@ def test_errors(backend):
         generate(rt, model, [[1, 2], [0, 99]], 3)
     with pytest.raises(ValueError, match=r"prompt 0 of the batch: prompt_ids must be a non-empty"):
         generate(rt, model, [[], [1]], 3)
+    with pytest.raises(ValueError, match=r"eos_id must be a token id in \[0, 37\) or None, got 37"):
+        generate(rt, model, [1, 2], 3, eos_id=37)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

@@ -109,10 +109,15 @@ class DecodeBatch:
         """A new row; returns its key. Options as :func:`generate`'s, for this row only."""
         ids = _check_prompt(prompt_ids, self.model.config.vocab_size)
         t, k, p = _check_options(temperature, top_k, top_p)
+        V = self.model.config.vocab_size
+        if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, (int, np.integer))
+                                   or not 0 <= eos_id < V):
+            raise ValueError(f"eos_id must be a token id in [0, {V}) or None, got {eos_id!r}")
         key = self._next_key
         self._next_key += 1
         self.rows[key] = _Row(ids.tolist(), _check_max_new_tokens(max_new_tokens),
-                              dict(temperature=t, top_k=k, top_p=p), np.random.default_rng(seed), eos_id)
+                              dict(temperature=t, top_k=k, top_p=p), np.random.default_rng(seed),
+                              None if eos_id is None else int(eos_id))
         return key
 
     def remove(self, key: int) -> list[int]:
