@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..core._validate import require_int_at_least
+from ..core._validate import checking, require_int_at_least
 from ..core.config import GATED_ACTIVATIONS, ModelConfig
 from ..core.init import rotary_tables
 from .attention import (
@@ -68,6 +68,26 @@ class KVCache(NamedTuple):
     def length(self) -> int:
         """P, the number of positions held."""
         return int(self.keys.shape[2])
+
+    # rows join and leave a batched cache between decoding steps (minillm.train.generation)
+    def take(self, rows, start: int = 0) -> "KVCache":
+        """The cache of the batch rows ``rows`` (a list of indices, in that order), from
+        position ``start`` on (dropping columns that are padding in every kept row).
+        Shapes: (B, H_kv, P, D) -> (len(rows), H_kv, P - start, D)."""
+        return KVCache(self.keys[rows, :, start:], self.values[rows, :, start:])
+
+    def left_pad(self, P: int) -> "KVCache":
+        """P - length zero columns put before the held ones: left padding, which the
+        attention mask then hides. Shapes: (B, H_kv, length, D) -> (B, H_kv, P, D)."""
+        B, H_kv, L, D = self.keys.shape
+        pad = np.zeros((B, H_kv, P - L, D), self.keys.dtype)                # (B, H_kv, P - L, D)
+        return KVCache(np.concatenate([pad, self.keys], axis=2), np.concatenate([pad, self.values], axis=2))
+
+    @staticmethod
+    def cat(caches) -> "KVCache":
+        """The batch rows of several caches of one length, one after another.
+        Shapes: (B_i, H_kv, P, D) each -> (sum B_i, H_kv, P, D)."""
+        return KVCache(np.concatenate([c.keys for c in caches]), np.concatenate([c.values for c in caches]))
 
 
 def _rope_positions(config: ModelConfig) -> int:
@@ -290,6 +310,14 @@ class MultiHeadAttention(Module):
             raise ValueError(f"expected at most rope_positions={len(cos)} positions, got {start + T}")
         return cos[start:start + T], sin[start:start + T]
 
+    def _rotary_at(self, positions):
+        """The RoPE tables of each row's own positions (left-padded batches):
+        positions (B, T) int -> cos, sin (B, 1, T, D/2), broadcast over the heads."""
+        cos, sin = self.rope_tables
+        if checking() and positions.max() >= len(cos):      # the model's positions are below block_size
+            raise ValueError(f"expected positions below rope_positions={len(cos)}, got {positions.max()}")
+        return cos[positions][:, None], sin[positions][:, None]         # (B, 1, T, D/2)
+
     def _source(self, x, memory):
         """What keys and values read: ``x`` itself, or the memory (never rotated)."""
         if memory is None:
@@ -353,12 +381,17 @@ class MultiHeadAttention(Module):
         _accumulate(self.b_O, db_O)
         return (dx, dsrc) if with_memory else dx                   # (B, T, C), (B, S, C)
 
-    def forward_cached(self, x, past=None):
+    def forward_cached(self, x, past=None, key_mask=None, positions=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
         themselves, for generation (no backward). ``past`` is the :class:`KVCache` of the
         earlier positions (keys, values each (B, H_kv, P, D)) or None; with RoPE the cached
         keys are rotated already, each by its own position. The cache holds the H_kv
         key/value heads only; they are shared out to the query heads for each step.
+
+        A left-padded batch (rows of different lengths) also gives ``key_mask`` (B, P + T)
+        bool, False at padding (keys no query may read), and ``positions`` (B, T) int, the
+        new tokens' positions in their own rows (RoPE rotates by these); None: every key
+        real and the new positions P .. P+T-1.
 
         Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
@@ -368,15 +401,19 @@ class MultiHeadAttention(Module):
         v = split_heads(linear(x, self.W_V.data, _data(self.b_V)), H_kv)     # (B, H_kv, T, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        if self.rope_tables is not None:        # the new positions are P .. P+T-1
+        if self.rope_tables is not None:        # the new positions: P .. P+T-1, or each row's own
             rotate, _ = self.rotation
-            cos, sin = self._rotary(0 if past is None else past.length, x.shape[1])
+            cos, sin = (self._rotary(0 if past is None else past.length, x.shape[1]) if positions is None
+                        else self._rotary_at(positions))                   # (T | B, 1, T, D/2)
             q, k = rotate(q, cos, sin)[0], rotate(k, cos, sin)[0]           # (B, H|H_kv, T, D)
         if past is not None:
             k = np.concatenate([past.keys, k], axis=2)                      # (B, H_kv, P+T, D)
             v = np.concatenate([past.values, v], axis=2)                    # (B, H_kv, P+T, D)
-        T = q.shape[2]                          # one new position sees all P + 1: no mask
+        T = q.shape[2]                          # one new position sees all P + 1: no causal mask
         mask = None if T == 1 else causal_mask(T, k.shape[2])               # (T, P+T)
+        if key_mask is not None:                # padding hidden from every query
+            pad = key_mask[:, None, None, :]                                # (B, 1, 1, P+T)
+            mask = pad if mask is None else mask & pad                      # (B, 1, T, P+T)
         k_all, v_all = (k, v) if H_kv == H else (repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv))
         heads, _ = scaled_dot_product_attention(q, k_all, v_all, mask)      # (B, H, T, D)
         return linear(merge_heads(heads), self.W_O.data, _data(self.b_O)), KVCache(k, v)
@@ -491,13 +528,14 @@ class TransformerBlock(Module):
         ds = self.ln1.backward(dx)                                   # d(x + MHA)
         return ds + self.attn.backward(self.drop_attn.backward(ds))  # (B, T, C)
 
-    def forward_cached(self, x, past=None):
+    def forward_cached(self, x, past=None, key_mask=None, positions=None):
         """:meth:`forward` for generation, attention reading and extending the KV cache
-        (``past``: this block's KVCache or None). Returns ``(y, present)``."""
+        (``past``: this block's KVCache or None; ``key_mask``, ``positions``: a padded
+        batch's, see :meth:`MultiHeadAttention.forward_cached`). Returns ``(y, present)``."""
         if self.norm_first:
-            a, present = self.attn.forward_cached(self.ln1(x), past)
+            a, present = self.attn.forward_cached(self.ln1(x), past, key_mask, positions)
             x = x + self.drop_attn(a)                                # (B, T, C)
             return x + self.drop_ffn(self.ffn(self.ln2(x))), present
-        a, present = self.attn.forward_cached(x, past)
+        a, present = self.attn.forward_cached(x, past, key_mask, positions)
         x = self.ln1(x + self.drop_attn(a))                          # (B, T, C)
         return self.ln2(x + self.drop_ffn(self.ffn(x))), present

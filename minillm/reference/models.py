@@ -137,7 +137,8 @@ class _Body(Module):
         the segment table ``S`` and ``LN_e`` only where the config asks (BERT, Devlin et
         al. 2019, section 3.2). Token types default to 0.
 
-        Shapes: idx (B, T) int, positions (T,) int, token_type_ids (B, T) or None -> (B, T, C).
+        Shapes: idx (B, T) int, positions (T,) or (B, T) int, token_type_ids (B, T) or None
+        -> (B, T, C).
         """
         x = self.tok_emb(idx)                                         # (B, T, C)
         if self.pos_emb is not None:
@@ -295,27 +296,42 @@ class GPT(_LanguageModel):
             loss = None if targets is None else self._loss(logits, targets, self._backward)
         return logits, loss
 
-    def forward_cached(self, idx, cache=None):
-        """Logits of ``T`` new tokens given the KV cache of the ``P`` before them: the
+    def forward_cached(self, idx, cache=None, attention_mask=None):
+        r"""Logits of ``T`` new tokens given the KV cache of the ``P`` before them: the
         decoding step of generation (no loss, no backward). ``cache`` is what the last
         call returned (a tuple of one :class:`KVCache` per layer, keys and values each
         (B, H_kv, P, D)) or None; the
         result's logits equal ``forward``'s on the whole sequence at these positions.
 
-        Shapes: idx (B, T) int -> logits (B, T, V), cache with P + T positions.
+        ``attention_mask`` (B, P + T), True at real tokens, covers the cached positions
+        and the new ones, for a batch of rows of different lengths padded on the left:
+        no query reads a padded key, and each token's position is the count of real
+        tokens before it in its row, :math:`p_{bt} = \sum_{s<t} m_{bs}` (for the learned
+        or sinusoidal table and for RoPE), so a row's logits are those of the row alone.
+        None: every token real, positions P .. P+T-1.
+
+        Shapes: idx (B, T) int, attention_mask (B, P + T) bool or None ->
+        logits (B, T, V), cache with P + T positions.
         """
         idx = _check_ids("idx", idx, self.config)
-        P = _check_cache(cache, self.config, idx.shape[0])
-        T = idx.shape[1]
+        B, T = idx.shape
+        P = _check_cache(cache, self.config, B)
         if P + T > self.config.block_size:
             raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
                              f"most block_size={self.config.block_size} in all, got {P + T}")
+        key_mask = _check_attention_mask(attention_mask, (B, P + T))      # (B, P+T) or None
         self._forward_id += 1             # the layers' caches now hold this call, not a loss's
         with v.trusted():                                                 # checked above, once
-            x = self._embed(idx, np.arange(P, P + T))                     # (B, T, C)
+            if key_mask is None:
+                positions = None
+                x = self._embed(idx, np.arange(P, P + T))                 # (B, T, C)
+            else:                         # real tokens before each one in its row; padding: 0
+                positions = np.maximum(np.cumsum(key_mask, axis=1) - 1, 0)[:, P:]  # (B, T)
+                x = self._embed(idx, positions)                           # (B, T, C)
             present = []
             for i, block in enumerate(self.blocks):
-                x, kv = block.forward_cached(x, None if cache is None else KVCache(*cache[i]))  # (B, T, C)
+                past = None if cache is None else KVCache(*cache[i])
+                x, kv = block.forward_cached(x, past, key_mask, positions)  # (B, T, C)
                 present.append(kv)
             h = self.ln_f(x) if self.ln_f is not None else x              # (B, T, C)
             return self._head(h), tuple(present)                          # (B, T, V)

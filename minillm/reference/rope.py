@@ -3,7 +3,9 @@ form of section 3.4.2) — NumPy reference.
 
 Dimension legend: ``x`` is ``(..., T, D)``: T positions of D features (a head's queries
 or keys, D even); the tables ``cos``, ``sin`` are ``(T, D/2)``, one angle
-:math:`m\theta_i` per position m and pair i (:func:`minillm.core.init.rotary_tables`).
+:math:`m\theta_i` per position m and pair i (:func:`minillm.core.init.rotary_tables`),
+or ``(..., T, D/2)`` broadcastable against x where each sequence has its own positions
+(batched generation with left padding).
 
 The chapter gives the model its positions by adding a vector to each embedding
 (section 2.3). RoPE adds nothing: it rotates every pair of dimensions
@@ -64,8 +66,22 @@ def check_rope(x, cos, sin):
     for name, table in (("cos", cos), ("sin", sin)):
         v.require_float(name, table)
         v.require_same_dtype(name, table, "x", x)
-        v.require_shape(name, table, (x.shape[-2], x.shape[-1] // 2), "(T, D/2) for x (..., T, D)")
+        _require_table_shape(name, table, x.shape)
     return x, cos, sin
+
+
+def _require_table_shape(name, table, x_shape):
+    """A table (T, D/2), or (..., T, D/2) broadcastable against x (..., T, D): one row of
+    positions per sequence, as batched generation gives (each row its own positions)."""
+    T, half = x_shape[-2], x_shape[-1] // 2
+    if table.ndim <= 2:
+        v.require_shape(name, table, (T, half), "(T, D/2) for x (..., T, D)")
+        return
+    hint = "the rotated x's (..., T, D/2)"
+    if tuple(table.shape[-2:]) != (T, half):
+        raise ValueError(f"expected {name} of shape (..., {T}, {half}) ((..., T, D/2) for x (..., T, D)), "
+                         f"got {tuple(table.shape)}")
+    v.require_broadcastable(name, table, tuple(x_shape[:-1]) + (half,), hint)
 
 
 def rope_forward(x, cos, sin):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core._validate import require_int_at_least
+from ..core._validate import checking, require_int_at_least
 from ..core.config import GATED_ACTIVATIONS, ModelConfig
 from ..core.init import rotary_tables
 from .attention import (
@@ -69,6 +69,25 @@ class KVCache(NamedTuple):
     def length(self) -> int:
         """P, the number of positions held."""
         return int(self.keys.shape[2])
+
+    # rows join and leave a batched cache between decoding steps (minillm.train.generation)
+    def take(self, rows, start: int = 0) -> "KVCache":
+        """The cache of the batch rows ``rows`` (a list of indices, in that order), from
+        position ``start`` on. Shapes: (B, H_kv, P, D) -> (len(rows), H_kv, P - start, D)."""
+        return KVCache(self.keys[rows, :, start:], self.values[rows, :, start:])
+
+    def left_pad(self, P: int) -> "KVCache":
+        """P - length zero columns put before the held ones (left padding).
+        Shapes: (B, H_kv, length, D) -> (B, H_kv, P, D)."""
+        B, H_kv, L, D = self.keys.shape
+        pad = self.keys.new_zeros((B, H_kv, P - L, D))                      # (B, H_kv, P - L, D)
+        return KVCache(torch.cat([pad, self.keys], dim=2), torch.cat([pad, self.values], dim=2))
+
+    @staticmethod
+    def cat(caches) -> "KVCache":
+        """The batch rows of several caches of one length, one after another.
+        Shapes: (B_i, H_kv, P, D) each -> (sum B_i, H_kv, P, D)."""
+        return KVCache(torch.cat([c.keys for c in caches]), torch.cat([c.values for c in caches]))
 
 
 def _rope_positions(config: ModelConfig) -> int:
@@ -246,6 +265,16 @@ class MultiHeadAttention(Module):
         sin = self.rope_sin[start:start + T].to(q.dtype)          # (T, D/2)
         return self.rotation(q, cos, sin), self.rotation(k, cos, sin)
 
+    def _rotate_at(self, q, k, positions):
+        """q, k rotated for each row's own positions (left-padded batches): positions (B, T)
+        int; the tables gathered to (B, 1, T, D/2), broadcast over the heads."""
+        if checking() and int(positions.max()) >= self.rope_cos.shape[0]:   # no sync when trusted
+            raise ValueError(f"expected positions below rope_positions={self.rope_cos.shape[0]}, "
+                             f"got {int(positions.max())}")
+        cos = self.rope_cos[positions][:, None].to(q.dtype)      # (B, 1, T, D/2)
+        sin = self.rope_sin[positions][:, None].to(q.dtype)      # (B, 1, T, D/2)
+        return self.rotation(q, cos, sin), self.rotation(k, cos, sin)
+
     def _heads(self, affine, x, src):
         """The projections, split into heads, QK-normed where asked: q from x (B, H, T, D);
         k, v from src (B, H_kv, S, D)."""
@@ -279,21 +308,27 @@ class MultiHeadAttention(Module):
         heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
         return affine(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
 
-    def forward_cached(self, x, past=None):
+    def forward_cached(self, x, past=None, key_mask=None, positions=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
-        themselves, for generation; see ``minillm.reference.MultiHeadAttention``.
+        themselves, for generation; ``key_mask`` (B, P + T) bool, False at padding, and
+        ``positions`` (B, T) int for a left-padded batch; see
+        ``minillm.reference.MultiHeadAttention``.
 
         Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
         affine, _ = _attention_ops(self.fused)
         q, k, v = self._heads(affine, x, x)                        # (B, H|H_kv, T, D)
-        if self.rotary:                         # the new positions are P .. P+T-1
-            q, k = self._rotate(q, k, 0 if past is None else past.length)
+        if self.rotary:                         # the new positions: P .. P+T-1, or each row's own
+            q, k = (self._rotate(q, k, 0 if past is None else past.length) if positions is None
+                    else self._rotate_at(q, k, positions))
         if past is not None:
             k = torch.cat([past.keys, k], dim=2)                   # (B, H_kv, P+T, D)
             v = torch.cat([past.values, v], dim=2)                 # (B, H_kv, P+T, D)
-        T = q.shape[2]                          # one new position sees all P + 1: no mask
+        T = q.shape[2]                          # one new position sees all P + 1: no causal mask
         mask = None if T == 1 else causal_mask(T, k.shape[2]).to(x.device)  # (T, P+T)
+        if key_mask is not None:                # padding hidden from every query
+            pad = key_mask[:, None, None, :]                       # (B, 1, 1, P+T)
+            mask = pad if mask is None else mask & pad             # (B, 1, T, P+T)
         heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
         return affine(merge_heads(heads), self.W_O, self.b_O), KVCache(k, v)
 
@@ -387,13 +422,14 @@ class TransformerBlock(Module):
         x = self.ln1(x + self.drop_attn(self.attn(x, mask)))         # (B, T, C)
         return self.ln2(x + self.drop_ffn(self.ffn(x)))              # (B, T, C)
 
-    def forward_cached(self, x, past=None):
+    def forward_cached(self, x, past=None, key_mask=None, positions=None):
         """:meth:`forward` for generation, attention reading and extending the KV cache
-        (``past``: this block's KVCache or None). Returns ``(y, present)``."""
+        (``past``: this block's KVCache or None; ``key_mask``, ``positions``: a padded
+        batch's). Returns ``(y, present)``."""
         if self.norm_first:
-            a, present = self.attn.forward_cached(self.ln1(x), past)
+            a, present = self.attn.forward_cached(self.ln1(x), past, key_mask, positions)
             x = x + self.drop_attn(a)                                # (B, T, C)
             return x + self.drop_ffn(self.ffn(self.ln2(x))), present
-        a, present = self.attn.forward_cached(x, past)
+        a, present = self.attn.forward_cached(x, past, key_mask, positions)
         x = self.ln1(x + self.drop_attn(a))                          # (B, T, C)
         return self.ln2(x + self.drop_ffn(self.ffn(x))), present

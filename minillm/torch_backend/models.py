@@ -148,7 +148,8 @@ class _Body(Module):
         """Token + position (+ token-type) embeddings, LayerNorm'd where the config asks,
         then dropout; see ``minillm.reference`` for the formula.
 
-        Shapes: idx (B, T) int, positions (T,) int, token_type_ids (B, T) or None -> (B, T, C).
+        Shapes: idx (B, T) int, positions (T,) or (B, T) int, token_type_ids (B, T) or None
+        -> (B, T, C).
         """
         x = self.tok_emb(idx)                                         # (B, T, C)
         if self.pos_emb is not None:
@@ -254,23 +255,32 @@ class GPT(_LanguageModel):
             logits = self._head(self._encode(idx))                    # (B, T, V)
             return logits, None if targets is None else self._loss(logits, targets)
 
-    def forward_cached(self, idx, cache=None):
-        """Logits of ``T`` new tokens given the KV cache of the ``P`` before them; see
+    def forward_cached(self, idx, cache=None, attention_mask=None):
+        """Logits of ``T`` new tokens given the KV cache of the ``P`` before them, with
+        ``attention_mask`` (B, P + T), True at real tokens, for a left-padded batch; see
         ``minillm.reference.GPT.forward_cached``.
 
-        Shapes: idx (B, T) int -> logits (B, T, V), cache with P + T positions.
+        Shapes: idx (B, T) int, attention_mask (B, P + T) bool or None ->
+        logits (B, T, V), cache with P + T positions.
         """
         idx = _check_ids("idx", idx, self.config, self.device)
-        P = _check_cache(cache, self.config, idx.shape[0])
-        T = idx.shape[1]
+        B, T = idx.shape
+        P = _check_cache(cache, self.config, B)
         if P + T > self.config.block_size:
             raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
                              f"most block_size={self.config.block_size} in all, got {P + T}")
+        key_mask = _check_attention_mask(attention_mask, (B, P + T), self.device)  # (B, P+T) or None
         with v.trusted():                                                 # checked above, once
-            x = self._embed(idx, torch.arange(P, P + T, device=idx.device))  # (B, T, C)
+            if key_mask is None:
+                positions = None
+                x = self._embed(idx, torch.arange(P, P + T, device=idx.device))  # (B, T, C)
+            else:                         # real tokens before each one in its row; padding: 0
+                positions = (key_mask.long().cumsum(dim=1) - 1).clamp(min=0)[:, P:]  # (B, T)
+                x = self._embed(idx, positions)                           # (B, T, C)
             present = []
             for i, block in enumerate(self.blocks):
-                x, kv = block.forward_cached(x, None if cache is None else KVCache(*cache[i]))  # (B, T, C)
+                past = None if cache is None else KVCache(*cache[i])
+                x, kv = block.forward_cached(x, past, key_mask, positions)  # (B, T, C)
                 present.append(kv)
             h = self.ln_f(x) if self.ln_f is not None else x              # (B, T, C)
             return self._head(h), tuple(present)                          # (B, T, V)

@@ -2,7 +2,8 @@ r"""Rotary position embedding (RoPE; Su et al. 2021), written with tensor ops; a
 gives the gradient (the reference writes it by hand: the rotation back).
 
 Dimension legend: x ``(..., T, D)`` (D even), tables ``cos``, ``sin`` ``(T, D/2)``
-(:func:`minillm.core.init.rotary_tables`). See ``minillm.reference.rope`` for the formula
+(:func:`minillm.core.init.rotary_tables`), or ``(..., T, D/2)`` broadcastable against x
+(each sequence its own positions). See ``minillm.reference.rope`` for the formula
 and why it helps, and for the two layouts (:func:`rope`, interleaved pairs; :func:`rope_half`,
 split halves) and the permutation between them.
 """
@@ -25,7 +26,20 @@ def _check(x, cos, sin):
         v.require_tensor(name, table)
         v.require_float(name, table)
         v.require_same_dtype(name, table, "x", x)
-        v.require_shape(name, table, (x.shape[-2], x.shape[-1] // 2), "(T, D/2) for x (..., T, D)")
+        _require_table_shape(name, table, tuple(x.shape))
+
+
+def _require_table_shape(name, table, x_shape):
+    """A table (T, D/2), or (..., T, D/2) broadcastable against x (..., T, D), as the reference."""
+    T, half = x_shape[-2], x_shape[-1] // 2
+    if table.ndim <= 2:
+        v.require_shape(name, table, (T, half), "(T, D/2) for x (..., T, D)")
+        return
+    hint = "the rotated x's (..., T, D/2)"
+    if tuple(table.shape[-2:]) != (T, half):
+        raise ValueError(f"expected {name} of shape (..., {T}, {half}) ((..., T, D/2) for x (..., T, D)), "
+                         f"got {tuple(table.shape)}")
+    v.require_broadcastable(name, table, tuple(x_shape[:-1]) + (half,), hint)
 
 
 def rope(x, cos, sin):
