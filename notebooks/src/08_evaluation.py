@@ -38,6 +38,7 @@ from minillm.data import CharTokenizer, WordTokenizer, sentiment, split_contiguo
 from minillm.notebook import show, show_image
 from minillm.store.runtime import Runtime
 from minillm.train import pipeline
+from minillm.train.run_evaluation import evaluate
 from minillm.train.entry import train
 from minillm.train.evaluation import evaluate_lm
 from minillm.train.run_config import RunConfig
@@ -92,7 +93,7 @@ np.testing.assert_allclose([s.precision, s.recall, s.f1], report["accuracy"], rt
 # ## A real classifier
 #
 # A shorter fine-tuning run (notebook 7's model, 700 steps instead of 800, so it still makes mistakes
-# worth looking at), then `pipeline.evaluate` on the held-out test split: it reloads the
+# worth looking at), then `evaluate` (`minillm.train.run_evaluation`) on the held-out test split: it reloads the
 # best checkpoint from the run folder and rebuilds the run's test split from its data
 # contract (`dataset=` says how the data was made: the embedded set, its seed and
 # split), exactly as `minillm evaluate RUN` does.
@@ -107,7 +108,7 @@ train_config = TrainConfig(steps=700, lr=5e-3, min_lr=5e-4, warmup_steps=20, wei
                            checkpoint_every=700, seed=0, batch_size=32)
 train("classification", run, RunConfig(config, train_config, backend="torch"), data=data, tokenizer=tok,
       dataset=pipeline.labelled_dataset("sentiment", data, seed=0), progress=False)
-scores = pipeline.evaluate(run, backend="torch")
+scores = evaluate(run, Runtime("torch"))
 print({k: round(scores[k], 3) for k in ("accuracy", "precision", "recall", "f1", "loss")})
 print("scored:", scores["data"], "with", scores["checkpoint"])
 assert scores["data"]["split"] == "test" and scores["data"]["runs_own_data"]
@@ -180,7 +181,7 @@ assert abs(untrained["perplexity"] / char_tok.vocab_size - 1) < 0.05   # within 
 # backend, so it agrees to float32 rounding (rtol $10^{-5}$, a hundred float32 ulps).
 
 # %%
-by_backend = {b: pipeline.evaluate(run, backend=b) for b in ("numpy", "torch")}
+by_backend = {b: evaluate(run, Runtime(b)) for b in ("numpy", "torch")}
 assert by_backend["numpy"]["confusion_matrix"] == by_backend["torch"]["confusion_matrix"]
 np.testing.assert_allclose(by_backend["numpy"]["loss"], by_backend["torch"]["loss"], rtol=1e-5)
 for b, s in by_backend.items():

@@ -48,6 +48,7 @@ import minillm.torch_backend as tb
 from minillm.core.config import ModelConfig
 from minillm.data import BPETokenizer, WordTokenizer, python_docs, sentiment, split_contiguous
 from minillm.store.runs import load_run
+from minillm.store.runtime import Runtime
 from minillm.train.entry import train
 from minillm.train.generation import generate
 from minillm.train.run_config import RunConfig
@@ -195,7 +196,7 @@ for port, path, body in [(gpt_port, "/v1/generate", {"prompt": "x", "temperature
 # ## Parity check: the server answers what the library computes — in the other backend
 #
 # The servers run the NumPy reference (`--backend numpy`, checked below). Here the same
-# checkpoints are loaded with the **torch** backend (`load_run(folder, backend="torch")`)
+# checkpoints are loaded with the **torch** backend (`load_run(folder, Runtime("torch"))`)
 # and asked the same questions directly:
 #
 # - generation with the same seed must give the same tokens (sampling draws from one seeded
@@ -206,7 +207,7 @@ for port, path, body in [(gpt_port, "/v1/generate", {"prompt": "x", "temperature
 # - the class probabilities likewise (atol $10^{-5}$).
 
 # %%
-run = load_run(OUT / "gpt", backend="torch")       # the run's best checkpoint, as the server loads it
+run = load_run(OUT / "gpt", Runtime("torch"))       # the run's best checkpoint, as the server loads it
 rt, gpt, tok = run.runtime, run.model, run.tokenizer
 prompt_ids = tok.encode("The ")
 direct = generate(rt, gpt, prompt_ids, 40, temperature=0.8, top_k=40, seed=0, eos_id=tok.eos_id)
@@ -223,7 +224,7 @@ _, s = call(gpt_port, "/v1/score", {"text": sentence})
 np.testing.assert_allclose(s["loss"], loss_t.item(), rtol=1e-5)
 print(f"score: server {s['loss']:.7f}, torch {loss_t.item():.7f}")
 
-run_c = load_run(OUT / "classifier", backend="torch")
+run_c = load_run(OUT / "classifier", Runtime("torch"))
 classifier, words_tok = run_c.model, run_c.tokenizer
 sentence = "the acting was bad, but the music was great."
 ids = words_tok.encode(sentence)

@@ -38,6 +38,7 @@ from minillm.notebook import show
 from minillm.core.text_metrics import corpus_bleu, ngram_counts
 from minillm.apps.translation import TRANSLATION_TASK, encode_pairs, translate
 from minillm.store.runs import load_run
+from minillm.store.runtime import Runtime
 from minillm.train.entry import train
 from minillm.train.run_config import RunConfig
 
@@ -187,13 +188,13 @@ assert scores["n"] == len(test_pairs)
 # %% [markdown]
 # ## Parity check
 #
-# The run folder loaded into the NumPy reference (`load_run(folder, backend="numpy")`: the
+# The run folder loaded into the NumPy reference (`load_run(folder, Runtime("numpy"))`: the
 # checkpoint the torch run saved) translates the same way, and the project's
 # parity tests for the encoder-decoder run (logits, loss and every gradient vs torch,
 # finite differences, a 15-step run with dropout and label smoothing).
 
 # %%
-twin = load_run(OUT, backend="numpy")
+twin = load_run(OUT, Runtime("numpy"))
 print(f"loaded {twin.checkpoint} (step {twin.step}) as {type(twin.model).__module__}.{type(twin.model).__name__}")
 assert twin.task == "translation" and twin.step == run.steps and isinstance(twin.model, ref.EncoderDecoder)
 assert twin.tokenizer.itos == tok.itos

@@ -36,6 +36,7 @@ from minillm.notebook import show
 from minillm.core.plots import read_metrics
 from minillm.apps.question_answering import QA_CONFIG, QA_TASK, answer_spans, best_span, encode_qa, evaluate_qa
 from minillm.store.runs import load_run
+from minillm.store.runtime import Runtime
 from minillm.core.text_metrics import exact_match, normalize_answer, token_f1
 from minillm.train.entry import train
 from minillm.train.run_config import RunConfig
@@ -226,12 +227,12 @@ print(f"the {len(hard)} held-out questions with a distractor: exact match "
 # %% [markdown]
 # ## Parity check
 #
-# The run folder loaded into the NumPy reference (`load_run(folder, backend="numpy")`: the
+# The run folder loaded into the NumPy reference (`load_run(folder, Runtime("numpy"))`: the
 # checkpoint the torch run saved) gives the same spans, and the project's parity
 # test for `SpanQA` (logits, loss and every gradient against torch) runs.
 
 # %%
-twin = load_run(OUT, backend="numpy")
+twin = load_run(OUT, Runtime("numpy"))
 print(f"loaded {twin.checkpoint} (step {twin.step}) as {type(twin.model).__module__}.{type(twin.model).__name__}")
 assert twin.task == "question_answering" and twin.step == run.steps and isinstance(twin.model, ref.SpanQA)
 questions = [e["question"] for e in test_examples[:20]]
