@@ -1,6 +1,6 @@
 """Count the code points on which minillm's Hugging Face tokenizers and ``transformers``'
 split text differently: the figure docs/pretrained.md states, rerun by
-tests/test_hf_tokenizers.py.
+tests/data/test_hf_tokenizers.py.
 
     python scripts/scan_tokenizer_unicode.py          # the counts
     python scripts/scan_tokenizer_unicode.py --list   # and the code points

@@ -229,7 +229,7 @@ def test_binding_probe_examples_are_two_people_with_one_relation():
     from pathlib import Path
 
     from minillm.apps.question_answering import _check_examples
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_qa_binding.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_qa_binding.py"
     spec = importlib.util.spec_from_file_location("bench_qa_binding", path)
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)

@@ -25,7 +25,7 @@ QA_CONTEXT, QA_QUESTION = "Alice lives in Paris. Bob lives in Rome.", "Where doe
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The run folders of tests/test_serving_apps.py: 30 numpy steps each."""
+    """The run folders of tests/serving/test_serving_apps.py: 30 numpy steps each."""
     root = tmp_path_factory.mktemp("ood_runs")
     tr = train_task("translation", root / "tr", ModelConfig(vocab_size=128, block_size=16, d_model=16, n_heads=2,
                                                         n_layers=1), steps=30, batch_size=8, n_train=200, n_test=10)

@@ -463,7 +463,7 @@ def test_float32_agreement_is_transformers_own_rounding(tmp_path):
     rows are within 1e-12 relative (float64's unit is 2.2e-16; a layout error is O(1))."""
     import sys
     from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from bench_interop_agreement import measure
 
     rows = measure(1, 0.1, 16, 0, tmp_path, vocab=1000)

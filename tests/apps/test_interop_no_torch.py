@@ -5,7 +5,7 @@ logits, and a sentence-transformers layout of the BERT one is read with its pool
 all in a child interpreter that refuses ``import torch``."""
 import textwrap
 
-from test_no_torch import _assert_ok, run_without_torch
+from without_torch import assert_ok, run_without_torch
 
 CHILD = textwrap.dedent("""
     import json, sys, tempfile
@@ -52,4 +52,4 @@ CHILD = textwrap.dedent("""
 
 
 def test_interop_without_torch():
-    _assert_ok(run_without_torch(CHILD))
+    assert_ok(run_without_torch(CHILD))

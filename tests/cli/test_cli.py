@@ -139,7 +139,7 @@ def test_finetune_from_a_pretrained_encoder(corpus_file, tmp_path, capsys):
     (["finetune", "--dataset", "reviews.tsv", "--out", "x", "--steps", "1"], r"expected 'sentiment' or a labelled"),
     (["pretrain", "--corpus", "python_docs", "--tokenizer", "char", "--out", "x", "--steps", "1",
       "--positional", "rope", "--d-model", "12", "--n-heads", "4"], r"expected an even head size"),
-])  # values wrong on their own (--init-std 0, --lr -1): argparse, tests/test_cli_messages.py
+])  # values wrong on their own (--init-std 0, --lr -1): argparse, tests/cli/test_cli_messages.py
 def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
@@ -174,7 +174,7 @@ def test_console_script_demo_quick(tmp_path):
     first and last step (issue 18: the demo was silent for minutes)."""
     exe = Path(sys.executable).with_name("minillm")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "minillm.cli"]
-    root = Path(__file__).resolve().parents[1]     # this checkout's minillm, not another install's
+    root = Path(__file__).resolve().parents[2]     # this checkout's minillm, not another install's
     path = os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
     proc = subprocess.run([*cmd, "demo", "--quick", "--out", str(tmp_path / "demo")], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path})

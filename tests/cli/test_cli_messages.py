@@ -15,7 +15,7 @@ from minillm.cli import build_parser, main
 from minillm.data import split_contiguous
 from minillm.train import pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _commands():

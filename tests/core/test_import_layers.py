@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "minillm"
+PACKAGE = Path(__file__).resolve().parents[2] / "minillm"
 
 LAYERS = {"core": 0, "data": 0, "reference": 1, "torch_backend": 1, "store": 2, "train": 3, "apps": 4,
           "cli": 5, "serving": 5}

@@ -22,7 +22,7 @@ from minillm.store.runtime import Runtime
 from minillm.train.tasks import CausalLMData, causal_lm_eval_batches
 from minillm.train.training import TrainConfig, Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^\[(?P<desc>\w+)\] step (?P<step>\d+)/(?P<total>\d+)  loss (?P<loss>\S+)  "
                   r"(?P<rate>[\d,?]+) tokens/s  elapsed (?P<elapsed>\S+)  left (?P<left>\S+)$")
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16", "--batch-size", "4"]

@@ -319,10 +319,10 @@ def test_gpt2_whitespace_is_unicode_white_space(both_gpt2):
 
 # -- The scan that docs/pretrained.md quotes -----------------------------------------------
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import scan_tokenizer_unicode as scan  # noqa: E402
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "pretrained.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "pretrained.md"
 
 
 def _documented():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FORMULAS = ROOT / "docs" / "formulas.md"
 NAME = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`")
 TEST_REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")

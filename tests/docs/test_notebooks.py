@@ -31,7 +31,7 @@ nbclient = pytest.importorskip("nbclient", reason="pip install 'minillm[notebook
 if importlib.util.find_spec("ipykernel") is None:  # pragma: no cover
     pytest.skip("ipykernel is missing: pip install 'minillm[notebooks]'", allow_module_level=True)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 SOURCES = sorted((NOTEBOOK_DIR / "src").glob("*.py"))

@@ -104,7 +104,7 @@ def test_the_library_snippet_runs_and_both_backends_print_the_same_loss(tmp_path
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text(encoding="utf-8")
     section = text[text.index("## Using the library"):]
     code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
@@ -128,7 +128,7 @@ def test_the_quickstart_python_run_trains_and_loads_back(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     text = (root / "docs" / "quickstart.md").read_text(encoding="utf-8")
     code = next(block for block in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "load_run(" in block)
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,

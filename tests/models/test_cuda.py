@@ -1,6 +1,6 @@
 """The torch backend's CUDA path (skipped where torch sees no GPU).
 
-Run on a GPU machine with ``pytest tests/test_cuda.py``. Checks that the same model on
+Run on a GPU machine with ``pytest tests/models/test_cuda.py``. Checks that the same model on
 CUDA computes what the NumPy reference computes, that fused attention keeps fully
 masked rows at zero there (some GPU kernels give NaN), that bf16 autocast trains, and
 that a checkpoint written from CUDA loads into the reference.

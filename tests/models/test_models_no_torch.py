@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from test_no_torch import BLOCK_TORCH
+from without_torch import BLOCK_TORCH
 
 CHILD = BLOCK_TORCH + textwrap.dedent("""
     import os, tempfile

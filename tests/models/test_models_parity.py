@@ -117,7 +117,7 @@ def test_dropout_masks_are_the_same_in_both_backends(config, kind, seed):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_fast_path_matches_the_explicit_path(kind):
-    """The whole fast path (set_fused; tests/test_fast_path.py covers every variant)."""
+    """The whole fast path (set_fused; tests/ops/test_fast_path.py covers every variant)."""
     config = ModelConfig(vocab_size=23, block_size=8, d_model=16, n_heads=4, n_layers=2,
                          dtype="float64")
     model = build(T, kind, config, seed=5)

@@ -285,8 +285,8 @@ def test_models_without_a_place_for_the_modern_fields_refuse_them(backend, tmp_p
 
 
 def test_a_llama_style_training_step_runs_without_torch():
-    from test_no_torch import OP_HELPERS, _assert_ok, run_without_torch
-    _assert_ok(run_without_torch(OP_HELPERS + f"""
+    from without_torch import OP_HELPERS, assert_ok, run_without_torch
+    assert_ok(run_without_torch(OP_HELPERS + f"""
 config = minillm.ModelConfig(**{LLAMA.to_dict()!r})
 model = ref.GPT(config, seed=0)
 opt = ref.Adam(model.parameters(), lr=1e-2)
@@ -329,7 +329,7 @@ def test_the_fast_path_under_bf16_autocast_keeps_close_to_float32():
 @pytest.mark.parametrize("fused", [False, True], ids=["explicit", "fused"])
 def test_llama_style_gpt_on_cuda_matches_the_reference(fused):
     """float64 on CUDA: the same formulas in other summation orders (cuBLAS) and, fused, the
-    GPU's scaled_dot_product_attention with enable_gqa; 1e-9 relative, as tests/test_cuda.py."""
+    GPU's scaled_dot_product_attention with enable_gqa; 1e-9 relative, as tests/models/test_cuda.py."""
     ref, gpu = R.GPT(LLAMA, seed=0), T.GPT(LLAMA, seed=0).set_fused(fused).cuda()
     rng = np.random.default_rng(0)
     x, y = (rng.integers(0, LLAMA.vocab_size, (3, 8)) for _ in range(2))

@@ -157,7 +157,7 @@ def test_a_rotary_attention_refuses_a_memory(backend):
 
 # Written by the code before issue 19, when the decoder's cross-attention was a class of
 # its own (CrossAttention): the checkpoint, and the logits that code computed from it.
-CHECKPOINT_BEFORE = Path(__file__).parent / "data" / "encoder_decoder_before_cross_attention_merge"
+CHECKPOINT_BEFORE = Path(__file__).parents[1] / "fixtures" / "encoder_decoder_before_cross_attention_merge"
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

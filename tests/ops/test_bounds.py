@@ -266,7 +266,7 @@ def test_layer_norm_where_the_variance_is_zero(rows):
         assert_close(f"layer_norm {name}", ours, theirs, FLOAT64.rtol, FLOAT64.atol)
 
 
-@pytest.mark.parametrize("op", rows_for("tests/test_bounds.py::test_op_derivative_at_its_kinks_and_at_zero"), ids=repr)
+@pytest.mark.parametrize("op", rows_for("tests/ops/test_bounds.py::test_op_derivative_at_its_kinks_and_at_zero"), ids=repr)
 def test_op_derivative_at_its_kinks_and_at_zero(op):
     """At a kink (ReLU's 0, and -0) both backends take the derivative the catalogue
     declares (ReLU: [x > 0], torch.relu's choice), written as a selection, so no release's
@@ -330,7 +330,7 @@ NOT_A_GUARD = {
     ("activations.py", "return F.relu(x)"):
         "the fast path's activation kernel, ReLU itself rather than a guard; its gradient at "
         "0 is 0 by definition (threshold_backward on the output), the same [x > 0] as the "
-        "explicit relu; tests/test_fast_path.py checks it at 0 and -0",
+        "explicit relu; tests/ops/test_fast_path.py checks it at 0 and -0",
 }
 
 

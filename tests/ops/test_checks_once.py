@@ -3,7 +3,7 @@
 The contract (``minillm/core/_validate.py``, ``trusted`` and ``checking``):
 
 - an op called directly, in either backend, checks its inputs and raises the
-  ``ValueError`` that names what was expected and what came (tests/test_ops_errors.py
+  ``ValueError`` that names what was expected and what came (tests/ops/test_ops_errors.py
   has the full list; a few are repeated here next to their ``trusted`` counterpart);
 - inside ``trusted()`` the ops call no check at all: every ``require_*`` helper is
   spied on, in ``_validate`` and in every backend module that imported one by name,

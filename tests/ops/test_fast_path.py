@@ -213,7 +213,7 @@ def test_fast_cross_entropy_keeps_the_contract():
         fast_cross_entropy(x, torch.zeros((2, 4), dtype=torch.long))
 
 
-@pytest.mark.parametrize("op", rows_for("tests/test_fast_path.py::test_fused_kernel_matches_the_explicit_path"),
+@pytest.mark.parametrize("op", rows_for("tests/ops/test_fast_path.py::test_fused_kernel_matches_the_explicit_path"),
                          ids=repr)
 @given(dtype=st.sampled_from([np.float64, np.float32]), seed=st.integers(0, 2**16), data=st.data())
 def test_fused_kernel_matches_the_explicit_path(op, dtype, seed, data):
@@ -221,7 +221,7 @@ def test_fused_kernel_matches_the_explicit_path(op, dtype, seed, data):
     the explicit formula, forward and every gradient, on the catalogue's inputs. With the
     op's kinks planted (ReLU's 0 and -0), the fused kernel's derivative there is the one
     the catalogue declares (F.relu's threshold_backward gives [x > 0], the reason
-    tests/test_bounds.py lets it be called)."""
+    tests/ops/test_bounds.py lets it be called)."""
     case = op.case(data, dtype, "oracle")     # the inputs a torch.nn.functional kernel is judged on
     inputs = list(case.inputs)
     if op.kinks:
@@ -247,12 +247,12 @@ def test_fused_kernel_matches_the_explicit_path(op, dtype, seed, data):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("op", rows_for("tests/test_fast_path.py::test_fused_kernel_at_nonfinite_points"), ids=repr)
+@pytest.mark.parametrize("op", rows_for("tests/ops/test_fast_path.py::test_fused_kernel_at_nonfinite_points"), ids=repr)
 def test_fused_kernel_at_nonfinite_points(op, dtype):
     """The fused kernel is torch's, and at +-inf torch's is not always the formula's
     (``op.fused_departure``: F.gelu is NaN at -inf, and at +inf in float32 on AVX-512
     CPUs). The tests do not adopt it: the explicit path and the reference give the
-    formula's limits (tests/test_nonfinite.py). What holds on every CPU: NaN stays NaN,
+    formula's limits (tests/ops/test_nonfinite.py). What holds on every CPU: NaN stays NaN,
     and at +-inf the kernel gives the formula's value or, where the row says it departs,
     NaN, never another number. A row that declares no departure must match exactly."""
     x = torch.tensor([math.nan, math.inf, -math.inf, math.inf, -math.inf, 1.0], dtype=dtype)

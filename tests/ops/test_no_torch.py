@@ -1,7 +1,8 @@
 """minillm and its NumPy reference work in a Python where torch cannot be imported.
 
 Each check runs in a fresh interpreter whose import system refuses ``torch`` (a finder
-at the front of ``sys.meta_path`` raises ``ModuleNotFoundError`` for it), so a stray
+at the front of ``sys.meta_path`` raises ``ModuleNotFoundError`` for it; the child and its
+helpers are in tests/without_torch.py, which other folders' no-torch tests share), so a stray
 ``import torch`` anywhere under ``minillm.reference`` fails the test even on a machine
 that has torch installed.
 
@@ -10,59 +11,11 @@ snippet to ``REFERENCE_STEPS``: it runs after ``BLOCK_TORCH`` and ``OP_HELPERS``
 ``np``, ``ref`` (``minillm.reference``), ``rng`` and ``run_op`` in scope, and fails by
 raising.
 """
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-# Installed first in the child: any import of torch (or torch.*) fails as if absent.
-BLOCK_TORCH = textwrap.dedent("""
-    import importlib.abc
-    import sys
-
-    class _RefuseTorch(importlib.abc.MetaPathFinder):
-        def find_spec(self, fullname, path=None, target=None):
-            if fullname == "torch" or fullname.startswith("torch."):
-                raise ModuleNotFoundError(f"No module named {fullname!r} (blocked by test_no_torch)")
-            return None
-
-    sys.meta_path.insert(0, _RefuseTorch())
-    assert "torch" not in sys.modules
-""")
-
-# Helpers the reference checks share. run_op(name, *args, **kwargs) calls the op's
-# forward, checks that `name(...)` gives the same output, runs its backward with a
-# random upstream gradient and checks every gradient is finite; it records the op in
-# EXERCISED so the coverage check can see which ops ran.
-OP_HELPERS = textwrap.dedent("""
-    import copy
-
-    import numpy as np
-    import minillm
-    import minillm.reference as ref
-
-    rng = np.random.default_rng(0)
-    EXERCISED = set()
-
-    def run_op(name, *args, **kwargs):
-        # the second call gets copies, so a random generator (dropout) starts equal
-        args_again, kwargs_again = copy.deepcopy((args, kwargs))
-        out, cache = getattr(ref, name + "_forward")(*args, **kwargs)
-        again = getattr(ref, name)(*args_again, **kwargs_again)
-        outs = out if isinstance(out, tuple) else (out,)
-        agains = again if isinstance(again, tuple) else (again,)
-        for a, b in zip(outs, agains):
-            np.testing.assert_array_equal(a, b, err_msg=f"{name} != {name}_forward[0]")
-        dout = rng.standard_normal(np.shape(outs[0]))
-        grads = getattr(ref, name + "_backward")(dout, cache)
-        grads = grads if isinstance(grads, tuple) else (grads,)
-        assert any(g is not None for g in grads), f"{name}_backward returned no gradient"
-        for g in grads:
-            assert g is None or np.all(np.isfinite(g)), f"{name}_backward: non-finite gradient"
-        EXERCISED.add(name)
-        return out, grads
-""")
+from without_torch import OP_HELPERS, assert_ok, run_without_torch
 
 # One call per reference op with a forward/backward pair. The coverage check below
 # fails when the reference exports an op that no line here exercises.
@@ -119,29 +72,15 @@ REFERENCE_STEPS = {
 }
 
 
-def run_without_torch(code: str) -> subprocess.CompletedProcess:
-    """Run ``code`` in a fresh interpreter where importing torch fails."""
-    return subprocess.run(
-        [sys.executable, "-c", BLOCK_TORCH + code],
-        capture_output=True, text=True, timeout=120,
-    )
-
-
-def _assert_ok(result):
-    assert result.returncode == 0, (
-        f"child failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
-    )
-
-
 def test_the_blocker_blocks_torch():
     # guards the other tests: without this, they would pass vacuously
     result = run_without_torch("import torch")
     assert result.returncode != 0
-    assert "blocked by test_no_torch" in result.stderr
+    assert "blocked by tests/without_torch.py" in result.stderr
 
 
 def test_import_minillm_and_the_reference():
-    _assert_ok(run_without_torch(textwrap.dedent("""
+    assert_ok(run_without_torch(textwrap.dedent("""
         import minillm
         import minillm.reference
         import minillm.core.config
@@ -151,7 +90,7 @@ def test_import_minillm_and_the_reference():
 
 @pytest.mark.parametrize("step", sorted(REFERENCE_STEPS))
 def test_reference_runs_without_torch(step):
-    _assert_ok(run_without_torch(OP_HELPERS + REFERENCE_STEPS[step] + textwrap.dedent("""
+    assert_ok(run_without_torch(OP_HELPERS + REFERENCE_STEPS[step] + textwrap.dedent("""
         assert "torch" not in sys.modules, "something imported torch"
     """)))
 
@@ -165,5 +104,5 @@ def test_torch_backend_says_how_to_install_torch():
         else:
             raise SystemExit("importing minillm.torch_backend without torch did not fail")
     """))
-    _assert_ok(result)
+    assert_ok(result)
     assert "pip install" in result.stdout and "torch" in result.stdout, result.stdout

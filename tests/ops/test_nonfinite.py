@@ -133,7 +133,7 @@ def _ln_params(dtype):
 
 
 def _op_cases():
-    for op in rows_for("tests/test_nonfinite.py::test_op_nonfinite_values"):
+    for op in rows_for("tests/ops/test_nonfinite.py::test_op_nonfinite_values"):
         for dtype in DTYPES:
             for dout in ("finite", "nonfinite"):
                 for side in ("reference", "torch_backend"):
@@ -446,7 +446,7 @@ def test_attention_matches_torch_where_the_value_is_attended(side, masked, plant
     softmax's is NaN; minillm's does not); they are never finite where torch's is not."""
     # with seed 9, two infinite keys (k[0,1,0] = inf, k[1,0,1] = -inf) score -inf for one
     # query whose other allowed key then carries all the weight: a row summing to exactly
-    # 1, where a clamp(min=1) guard lost the gradient on torch 2.14 (tests/test_bounds.py)
+    # 1, where a clamp(min=1) guard lost the gradient on torch 2.14 (tests/ops/test_bounds.py)
     arrs = _qkv(9, planted, value)
     mask = PARTIAL_MASK if masked else None
     dout = _upstream((2, 3, 2), "finite", np.float64)

@@ -11,6 +11,7 @@
 """
 import importlib
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,21 @@ from minillm.torch_backend.activations import ACTIVATIONS as EXPLICIT_ACTIVATION
 from minillm.torch_backend.activations import FAST_ACTIVATIONS
 from ops_catalogue import ACTIVATION_TESTS, OPS, PROPERTY_TESTS, activation_row, rows_for
 
-TESTS = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[2]   # the repository: test ids are paths from it
 ParameterSet = type(pytest.param(None))   # what pytest.param(...) makes
+
+
+def _module(path: Path):
+    """The test module at ``path``, imported as pytest imports it: by its name, with its
+    folder on ``sys.path`` (so pytest's own import of it later finds this one)."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    return importlib.import_module(path.stem)
 
 
 def _function(test_id):
     file, name = test_id.split("::")
-    return getattr(importlib.import_module(Path(file).stem), name)
+    return getattr(_module(ROOT / file), name)
 
 
 def _parametrised_values(func, argname):
@@ -72,14 +81,14 @@ def test_no_catalogue_driven_test_is_left_unlisted():
     """Every test function of a module that uses the catalogue and is parametrised over
     its rows is in PROPERTY_TESTS (whose ids docs/formulas.md must list)."""
     unlisted = []
-    for path in sorted(TESTS.glob("test_*.py")):
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
         if "ops_catalogue" not in path.read_text(encoding="utf-8") or path.stem == "test_ops_catalogue":
             continue
-        module = importlib.import_module(path.stem)
+        module = _module(path)
         for name, func in vars(module).items():
             values = _parametrised_values(func, "op") if name.startswith("test_") else None
             if values and all(isinstance(op, ops_catalogue.Op) for op in values):
-                test_id = f"tests/{path.name}::{name}"
+                test_id = f"{path.relative_to(ROOT).as_posix()}::{name}"
                 if test_id not in PROPERTY_TESTS:
                     unlisted.append(test_id)
     assert not unlisted, f"parametrised over the catalogue but not in PROPERTY_TESTS: {unlisted}"

@@ -47,7 +47,7 @@ def _grad_check(forward, backward, inputs, names, rng, **kwargs):
                [names[i] for i in float_idx], eps=FD_STEP, rtol=FD.rtol, atol=FD.atol)
 
 
-@pytest.mark.parametrize("op", rows_for("tests/test_ops_gradcheck.py::test_op_gradcheck"), ids=repr)
+@pytest.mark.parametrize("op", rows_for("tests/ops/test_ops_gradcheck.py::test_op_gradcheck"), ids=repr)
 @given(seed=seeds, data=st.data())
 def test_op_gradcheck(op, seed, data):
     case = op.case(data, np.float64, "gradcheck")

@@ -22,8 +22,8 @@ from minillm.core.config import ACTIVATIONS
 from minillm.reference.activations import _erf, _erfc
 from ops_catalogue import rows_for
 
-PARITY = "tests/test_ops_parity.py::test_op_parity"
-ORACLE = "tests/test_ops_parity.py::test_op_matches_torch_functional"
+PARITY = "tests/ops/test_ops_parity.py::test_op_parity"
+ORACLE = "tests/ops/test_ops_parity.py::test_op_matches_torch_functional"
 from parity import (
     assert_close, dump_diff_log, float_dtypes, random_array, scales, seeds, shapes, to_torch,
     make_noncontiguous,

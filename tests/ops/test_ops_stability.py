@@ -100,7 +100,7 @@ def test_softmax_of_huge_values_finite(dtype, op):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("op", rows_for("tests/test_ops_stability.py::test_op_at_extremes"), ids=repr)
+@pytest.mark.parametrize("op", rows_for("tests/ops/test_ops_stability.py::test_op_at_extremes"), ids=repr)
 def test_op_at_extremes(dtype, op):
     """Huge and tiny finite inputs stay finite in both backends, which agree, and far from
     0 the op follows its limits at +-inf (``op.at_infinity``; for the activations ReLU's:

@@ -9,7 +9,7 @@
 - ``rotary_tables``: shapes, :math:`\\theta_i = \\mathrm{base}^{-2i/D}`, known values, an
   odd head size refused;
 - bad input: ValueError naming what was expected and what came, in both backends (that
-  the ops skip their checks inside a model: tests/test_checks_once.py, RoPE included);
+  the ops skip their checks inside a model: tests/ops/test_checks_once.py, RoPE included);
 - models: no position parameters, checkpoints across backends, logits and every gradient
   equal between backends, the KV cache, EncoderDecoder, and that RoPE is really on
   (order matters; switching it off in attention changes the outputs; left padding moves
@@ -403,7 +403,7 @@ def test_checkpoint_round_trip_across_backends(saver, loader, kind, tmp_path):
 
 @pytest.mark.parametrize("backend", [R, T], ids=["reference", "torch"])
 def test_forward_cached_in_chunks_equals_the_full_forward(backend):
-    """float64, 1e-12 as in tests/test_generation.py: the same sums, grouped otherwise. Had
+    """float64, 1e-12 as in tests/train/test_generation.py: the same sums, grouped otherwise. Had
     each chunk been rotated from position 0 (not P), the keys would be off by O(1)."""
     config = dataclasses.replace(CONFIG, init_std=0.3)
     model = backend.GPT(config, seed=3).eval()
@@ -476,7 +476,7 @@ def test_fast_path_with_rope_matches_the_explicit_path():
 
 def test_a_short_training_run_is_the_same_in_both_backends():
     """Eight AdamW steps with dropout on: the same losses and parameters (float64, rtol 1e-8 /
-    atol 1e-12 as in tests/test_models_training.py), and the loss goes down."""
+    atol 1e-12 as in tests/models/test_models_training.py), and the loss goes down."""
     config = dataclasses.replace(CONFIG, dropout=0.1, init_std=0.1)
     rng = np.random.default_rng(0)
     batches = [rng.integers(0, config.vocab_size, (4, 8)) for _ in range(8)]

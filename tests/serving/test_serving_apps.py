@@ -1,5 +1,5 @@
 """POST /v1/translate and POST /v1/answer over real HTTP (uvicorn on a loopback port,
-the fixture pattern of tests/test_serving.py): the answers equal the library's, in both
+the fixture pattern of tests/serving/test_serving.py): the answers equal the library's, in both
 backends, and every bad request is a 4xx with a message, never a 5xx."""
 import contextlib
 import importlib.util

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "scripts"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
 import ddp_worker  # noqa: E402
 
 from minillm.store.runtime import Runtime  # noqa: E402
@@ -30,7 +30,7 @@ def ddp_run(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(Path(__file__).parent / "scripts" / "ddp_worker.py"), str(out), str(STEPS)],
+         str(Path(__file__).parents[1] / "scripts" / "ddp_worker.py"), str(out), str(STEPS)],
         capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
@@ -79,7 +79,7 @@ def ddp_tasks(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(Path(__file__).parent / "scripts" / "ddp_tasks_worker.py"), str(out)],
+         str(Path(__file__).parents[1] / "scripts" / "ddp_tasks_worker.py"), str(out)],
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
