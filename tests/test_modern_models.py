@@ -278,7 +278,10 @@ def test_models_without_a_place_for_the_modern_fields_refuse_them(backend, tmp_p
         with pytest.raises(ValueError, match=f"EncoderDecoder.*{named}"):
             backend.EncoderDecoder(config)
     from minillm.apps.interop import save_hf
-    with pytest.raises(ValueError, match="GPT2LMHeadModel supports the GPT-2/BERT choices only.*norm='rms'"):
+    with pytest.raises(ValueError, match="GPT2LMHeadModel supports the GPT-2/BERT choices only.*activation='swiglu'"):
+        save_hf(backend.GPT(dataclasses.replace(LLAMA, positional="learned", rope_layout="interleaved",
+                                                rope_theta=10000.0, norm="layer", qk_norm=False)), tmp_path / "out")
+    with pytest.raises(ValueError, match="Qwen3ForCausalLM needs ModelConfig.positional='rope', got 'learned'"):
         save_hf(backend.GPT(dataclasses.replace(LLAMA, positional="learned", rope_layout="interleaved",
                                                 rope_theta=10000.0)), tmp_path / "out")
     assert not (tmp_path / "out").exists()

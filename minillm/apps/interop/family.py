@@ -36,3 +36,4 @@ class Family(NamedTuple):
     read: Callable[[str, dict, dict, str], tuple[ModelConfig, list, dict]]
     write: Callable[[ModelConfig], tuple[str, dict, list]]
     is_buffer: Callable[[str], bool]
+    writes: Callable[[ModelConfig], bool] | None = None
