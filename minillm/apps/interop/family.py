@@ -1,6 +1,6 @@
 """What a model family's module gives the readers and the writer: one :class:`Family`.
 
-Adding a family (say Llama) is one module that builds its ``FAMILY`` from the pieces
+Adding a family (say Mistral) is one module that builds its ``FAMILY`` from the pieces
 below, and one line in ``families.FAMILIES``; :func:`~minillm.apps.interop.read_hf`,
 :func:`~minillm.apps.interop.load_hf` and :func:`~minillm.apps.interop.save_hf` then
 read and write it.
