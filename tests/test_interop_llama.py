@@ -35,7 +35,7 @@ from minillm.store.runtime import Runtime  # noqa: E402
 from minillm.train.generation import generate  # noqa: E402
 
 from model_helpers import grads, to_np  # noqa: E402
-from parity import assert_close  # noqa: E402
+from parity import assert_close, dump_diff_log  # noqa: E402
 
 TOL = {"float32": 1e-5, "float64": 1e-10}
 V, T = 97, 12
@@ -55,6 +55,13 @@ FAMILIES = {
                    tie_word_embeddings=False)),
 }
 PATHS = ("numpy", "torch explicit", "torch fused")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_largest_differences():
+    """With MINILLM_DIFF_REPORT=path, the largest differences seen are written there."""
+    yield
+    dump_diff_log()
 
 
 def _hf_model(family, dtype=torch.float32, **over):
@@ -183,7 +190,7 @@ def test_greedy_generation_with_the_cache_is_transformers(folders, family, path)
     assert len(theirs) == 32 and ours == theirs
 
 
-@pytest.mark.parametrize("path", ("numpy", "torch explicit"))
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_one_training_step_gradients_are_transformers(folders, ids, family, path):
     """Loss and every gradient in float64, mapped onto transformers' names by the family's
