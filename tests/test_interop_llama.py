@@ -172,6 +172,17 @@ def test_what_each_config_reads(folders):
     assert configs["llama"].head_dim == 0 and configs["llama"].d_head == 16
 
 
+def test_a_transformers_4_config_reads_the_same(folders, tmp_path):
+    """transformers 4 wrote ``rope_theta`` and ``rope_scaling`` at the top level, where 5
+    writes ``rope_parameters``."""
+    folder = folders["qwen3"][0]
+    _edit_config(folder, tmp_path, rope_parameters=None, rope_theta=1000000.0, rope_scaling=None,
+                 torch_dtype="float32")
+    assert read_hf(tmp_path).config == read_hf(folder).config
+    _edit_config(folder, tmp_path, rope_parameters=None, rope_theta=250000.0)
+    assert read_hf(tmp_path).config.rope_theta == 250000.0
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_greedy_generation_with_the_cache_is_transformers(folders, family, path):
