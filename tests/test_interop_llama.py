@@ -164,10 +164,12 @@ def test_what_each_config_reads(folders):
     """The fields that make each family what it is land in ModelConfig."""
     configs = {family: read_hf(folders[family][0]).config for family in FAMILIES}
     for c in configs.values():
-        assert (c.norm, c.activation, c.positional, c.rope_layout, c.bias) == ("rms", "swiglu", "rope", "half", False)
+        assert (c.norm, c.activation, c.positional, c.rope_layout, c.bias) == (
+            "rms", "swiglu", "rope", "half", False)
         assert (c.n_heads, c.kv_heads, c.layer_norm_eps) == (4, 2, 1e-6)
     assert (configs["llama"].rope_theta, configs["llama"].tie_embeddings) == (500000.0, False)
-    assert (configs["qwen2"].qkv_bias, configs["qwen2"].qk_norm, configs["qwen2"].tie_embeddings) == (True, False, True)
+    qwen2 = configs["qwen2"]
+    assert (qwen2.qkv_bias, qwen2.qk_norm, qwen2.tie_embeddings) == (True, False, True)
     assert (configs["qwen3"].qk_norm, configs["qwen3"].head_dim, configs["qwen3"].d_head) == (True, 24, 24)
     assert configs["llama"].head_dim == 0 and configs["llama"].d_head == 16
 
