@@ -207,7 +207,8 @@ class MultiHeadAttention(Module):
     :func:`repeat_kv` when grouped) and the projections with ``F.linear``, instead of the
     explicit formulas. ``rope_positions`` > 0 rotates queries and keys by their
     positions (RoPE), as in the reference; a rotary layer takes no memory. ``n_kv_heads``,
-    ``bias``, ``qkv_bias``, ``head_dim``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and ``eps`` as in the reference.
+    ``bias``, ``qkv_bias``, ``head_dim``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and
+    ``eps`` as in the reference.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
