@@ -172,6 +172,11 @@ def test_what_each_config_reads(folders):
     assert (qwen2.qkv_bias, qwen2.qk_norm, qwen2.tie_embeddings) == (True, False, True)
     assert (configs["qwen3"].qk_norm, configs["qwen3"].head_dim, configs["qwen3"].d_head) == (True, 24, 24)
     assert configs["llama"].head_dim == 0 and configs["llama"].d_head == 16
+    from minillm.apps.interop import qwen           # Qwen 3 without head_dim: transformers' 128
+    hf = {k: v for k, v in json.loads((folders["qwen3"][0] / "config.json").read_text()).items()
+          if k != "head_dim"}
+    assert qwen.QWEN3_FAMILY.read("Qwen3ForCausalLM", hf, {}, "float32")[0].d_head == 128
+    assert transformers.Qwen3Config(**{k: v for k, v in hf.items() if k != "architectures"}).head_dim == 128
 
 
 def test_a_transformers_4_config_reads_the_same(folders, tmp_path):
