@@ -71,6 +71,21 @@ def _torch_bin(tmp_path):
     files.read_tensors(tmp_path, allow_bin=True)
 
 
+def _bf16_weights():
+    import json
+    import struct
+    import tempfile
+    from pathlib import Path
+
+    from minillm.apps.interop import files
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [4], "data_offsets": [0, 8]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.safetensors"
+        path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+        files.read_safetensors(path)
+
+
 CASES = {  # hidden module: (what triggers it, the extra named)
     "anyio": (_import_serving, "serve"),
     "fastapi": (_import_serving, "serve"),
@@ -78,6 +93,7 @@ CASES = {  # hidden module: (what triggers it, the extra named)
     "uvicorn": (_serve, "serve"),
     "torch": (_torch_backend, "torch"),
     "regex": (_gpt2_pattern, "hf"),
+    "ml_dtypes": (_bf16_weights, "hf"),
     "nltk": (_nltk, "pipeline"),
     "matplotlib": (_matplotlib, "pipeline"),
 }

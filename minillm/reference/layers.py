@@ -100,7 +100,8 @@ def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
     c = config
     return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
                               bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
-                              rope_layout=c.rope_layout, eps=c.layer_norm_eps)
+                              rope_layout=c.rope_layout, eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
+                              head_dim=c.head_dim)
 
 
 def make_norm(config: ModelConfig):
@@ -275,7 +276,9 @@ class MultiHeadAttention(Module):
     grouped-query attention (Ainslie et al. 2023): W_K and W_V are (C, H_kv D) and query
     head h reads key/value head :math:`g(h) = \lfloor h / G \rfloor` (:func:`repeat_kv`;
     the gradient of a shared head sums over its group); ``bias=False`` drops the four
-    biases (``b_Q`` ... are then None); ``qk_norm`` applies an RMSNorm of size D
+    biases (``b_Q`` ... are then None) and ``qkv_bias=True`` with it keeps ``b_Q``, ``b_K``,
+    ``b_V`` (Qwen 2); ``head_dim`` (0: C / H) is D when set apart from C / H (Qwen 3): W_Q
+    is (C, H D), W_K and W_V (C, H_kv D), W_O (H D, C); ``qk_norm`` applies an RMSNorm of size D
     (``q_norm``, ``k_norm``) to each head's queries and keys before RoPE (Qwen 3,
     OLMo 2); ``rope_theta`` is RoPE's base and ``rope_layout`` its pairing
     (:func:`rope` or :func:`rope_half`); ``eps`` QK-norm's epsilon.
@@ -284,15 +287,18 @@ class MultiHeadAttention(Module):
 
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
                  n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
-                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5):
+                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5,
+                 qkv_bias: bool = False, head_dim: int = 0):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
-        D = d_model // n_heads
-        widths = {"Q": d_model, "K": self.n_kv_heads * D, "V": self.n_kv_heads * D, "O": d_model}
+        D = require_int_at_least("head_dim", head_dim, 0) or d_model // n_heads
+        shapes = {"Q": (d_model, n_heads * D), "K": (d_model, self.n_kv_heads * D),
+                  "V": (d_model, self.n_kv_heads * D), "O": (n_heads * D, d_model)}
         for name in ("Q", "K", "V", "O"):
-            setattr(self, f"W_{name}", _empty((d_model, widths[name]), dtype))
-            setattr(self, f"b_{name}", _empty((widths[name],), dtype) if bias else None)
+            with_bias = bias or (qkv_bias and name != "O")
+            setattr(self, f"W_{name}", _empty(shapes[name], dtype))
+            setattr(self, f"b_{name}", _empty((shapes[name][1],), dtype) if with_bias else None)
         self.q_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE

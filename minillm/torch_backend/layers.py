@@ -108,7 +108,8 @@ def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
     c = config
     return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
                               bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
-                              rope_layout=c.rope_layout, eps=c.layer_norm_eps)
+                              rope_layout=c.rope_layout, eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
+                              head_dim=c.head_dim)
 
 
 def make_norm(config: ModelConfig):
@@ -225,22 +226,26 @@ class MultiHeadAttention(Module):
     :func:`repeat_kv` when grouped) and the projections with ``F.linear``, instead of the
     explicit formulas. ``rope_positions`` > 0 rotates queries and keys by their
     positions (RoPE), as in the reference; a rotary layer takes no memory. ``n_kv_heads``,
-    ``bias``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and ``eps`` as in the reference.
+    ``bias``, ``qkv_bias``, ``head_dim``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and
+    ``eps`` as in the reference.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
                  n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
-                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5):
+                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5,
+                 qkv_bias: bool = False, head_dim: int = 0):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
         self.fused = False
-        D = d_model // n_heads
-        widths = {"Q": d_model, "K": self.n_kv_heads * D, "V": self.n_kv_heads * D, "O": d_model}
+        D = require_int_at_least("head_dim", head_dim, 0) or d_model // n_heads
+        shapes = {"Q": (d_model, n_heads * D), "K": (d_model, self.n_kv_heads * D),
+                  "V": (d_model, self.n_kv_heads * D), "O": (n_heads * D, d_model)}
         for name in ("Q", "K", "V", "O"):
-            setattr(self, f"W_{name}", _empty((d_model, widths[name]), dtype))
-            setattr(self, f"b_{name}", _empty((widths[name],), dtype) if bias else None)
+            with_bias = bias or (qkv_bias and name != "O")
+            setattr(self, f"W_{name}", _empty(shapes[name], dtype))
+            setattr(self, f"b_{name}", _empty((shapes[name][1],), dtype) if with_bias else None)
         self.q_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
