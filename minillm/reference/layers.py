@@ -33,7 +33,7 @@ from .feed_forward import (
     feed_forward_backward, feed_forward_forward, gated_feed_forward_backward, gated_feed_forward_forward,
 )
 from .layer_norm import layer_norm_backward, layer_norm_forward
-from .linear import linear, linear_backward, linear_forward
+from .linear import linear_backward, linear_forward
 from .module import Module
 from .parameter import Parameter
 from .rms_norm import rms_norm_backward, rms_norm_forward
@@ -275,6 +275,8 @@ class MultiHeadAttention(Module):
             setattr(self, f"b_{name}", _empty((widths[name],), dtype) if bias else None)
         self.q_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(D, eps, dtype) if qk_norm else None
+        # LoRA adapters on the projections (minillm.apps.lora_adapters attaches them)
+        self.lora_Q = self.lora_K = self.lora_V = self.lora_O = None
         require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
         if rope_layout not in ROTATIONS:
             raise ValueError(f"expected rope_layout in {tuple(ROTATIONS)}, got {rope_layout!r}")
@@ -300,12 +302,32 @@ class MultiHeadAttention(Module):
                              "queries'; build cross-attention with rope_positions=0")
         return memory
 
+    def _project(self, name, x):
+        r"""Projection ``name`` ("Q", "K", "V", "O") of x: :math:`xW + b`, or with a LoRA
+        adapter attached (``lora_Q`` ...) :math:`xW + b + s\,xAB`, the adapter keeping its
+        own cache (returned as None). Shapes: x (..., C) -> (..., width)."""
+        W, b, adapter = getattr(self, f"W_{name}"), getattr(self, f"b_{name}"), getattr(self, f"lora_{name}")
+        if adapter is None:
+            return linear_forward(x, W.data, _data(b))
+        return adapter(x, W.data, _data(b)), None
+
+    def _project_backward(self, name, d, cache):
+        """dx of projection ``name``; its W and b get their gradients, or, adapted, the
+        adapter's A and B get theirs and the frozen W and b none."""
+        adapter = getattr(self, f"lora_{name}")
+        if adapter is not None:
+            return adapter.backward(d)
+        d_in, dW, db = linear_backward(d, cache)
+        getattr(self, f"W_{name}").accumulate(dW)
+        _accumulate(getattr(self, f"b_{name}"), db)
+        return d_in
+
     def forward(self, x, mask=None, memory=None):
         H, H_kv = self.n_heads, self.n_kv_heads
         src = self._source(x, memory)                              # (B, S, C), S = T if self
-        q, c_q = linear_forward(x, self.W_Q.data, _data(self.b_Q))    # (B, T, C)
-        k, c_k = linear_forward(src, self.W_K.data, _data(self.b_K))  # (B, S, H_kv D)
-        v, c_v = linear_forward(src, self.W_V.data, _data(self.b_V))  # (B, S, H_kv D)
+        q, c_q = self._project("Q", x)                             # (B, T, C)
+        k, c_k = self._project("K", src)                           # (B, S, H_kv D)
+        v, c_v = self._project("V", src)                           # (B, S, H_kv D)
         q, k, v = split_heads(q, H), split_heads(k, H_kv), split_heads(v, H_kv)  # (B, H|H_kv, T|S, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)                  # (B, H|H_kv, T|S, D)
@@ -319,7 +341,7 @@ class MultiHeadAttention(Module):
         if H_kv != H:                                              # each k/v head serves G queries
             (k, c_rep), (v, _) = repeat_kv_forward(k, H // H_kv), repeat_kv_forward(v, H // H_kv)
         (heads, _), c_att = scaled_dot_product_attention_forward(q, k, v, mask)  # (B, H, T, D)
-        y, c_o = linear_forward(merge_heads(heads), self.W_O.data, _data(self.b_O))  # (B, T, C)
+        y, c_o = self._project("O", merge_heads(heads))            # (B, T, C)
         self._cache = _AttentionCache(c_q, c_k, c_v, c_rep, c_rope, c_att, c_o, memory is not None)
         return y
 
@@ -328,7 +350,7 @@ class MultiHeadAttention(Module):
         ``(dx, dmemory)``: the query path gives dx; the key and value paths both read the
         memory, so their input gradients add into dmemory."""
         c_q, c_k, c_v, c_rep, c_rope, c_att, c_o, with_memory = self._cache
-        dmerged, dW_O, db_O = linear_backward(dy, c_o)             # (B, T, C)
+        dmerged = self._project_backward("O", dy, c_o)             # (B, T, C)
         dq, dk, dv = scaled_dot_product_attention_backward(
             split_heads(dmerged, self.n_heads), c_att)             # (B, H, T|S, D) each
         if c_rep is not None:                                      # a shared head sums its group
@@ -339,18 +361,13 @@ class MultiHeadAttention(Module):
         if self.q_norm is not None:
             dq, dk = self.q_norm.backward(dq), self.k_norm.backward(dk)
         dx, dsrc = 0, 0
-        for (W, b), d, cache, into_x in (((self.W_Q, self.b_Q), dq, c_q, True),
-                                         ((self.W_K, self.b_K), dk, c_k, not with_memory),
-                                         ((self.W_V, self.b_V), dv, c_v, not with_memory)):
-            d_in, dW, db = linear_backward(merge_heads(d), cache)  # (B, T|S, C)
-            W.accumulate(dW)
-            _accumulate(b, db)
+        for name, d, cache, into_x in (("Q", dq, c_q, True), ("K", dk, c_k, not with_memory),
+                                       ("V", dv, c_v, not with_memory)):
+            d_in = self._project_backward(name, merge_heads(d), cache)  # (B, T|S, C)
             if into_x:
                 dx = dx + d_in
             else:
                 dsrc = dsrc + d_in
-        self.W_O.accumulate(dW_O)
-        _accumulate(self.b_O, db_O)
         return (dx, dsrc) if with_memory else dx                   # (B, T, C), (B, S, C)
 
     def forward_cached(self, x, past=None):
@@ -363,9 +380,9 @@ class MultiHeadAttention(Module):
         Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
         H, H_kv = self.n_heads, self.n_kv_heads
-        q = split_heads(linear(x, self.W_Q.data, _data(self.b_Q)), H)        # (B, H, T, D)
-        k = split_heads(linear(x, self.W_K.data, _data(self.b_K)), H_kv)     # (B, H_kv, T, D)
-        v = split_heads(linear(x, self.W_V.data, _data(self.b_V)), H_kv)     # (B, H_kv, T, D)
+        q = split_heads(self._project("Q", x)[0], H)                          # (B, H, T, D)
+        k = split_heads(self._project("K", x)[0], H_kv)                       # (B, H_kv, T, D)
+        v = split_heads(self._project("V", x)[0], H_kv)                       # (B, H_kv, T, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rope_tables is not None:        # the new positions are P .. P+T-1
@@ -379,7 +396,7 @@ class MultiHeadAttention(Module):
         mask = None if T == 1 else causal_mask(T, k.shape[2])               # (T, P+T)
         k_all, v_all = (k, v) if H_kv == H else (repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv))
         heads, _ = scaled_dot_product_attention(q, k_all, v_all, mask)      # (B, H, T, D)
-        return linear(merge_heads(heads), self.W_O.data, _data(self.b_O)), KVCache(k, v)
+        return self._project("O", merge_heads(heads))[0], KVCache(k, v)
 
 
 def _check_kv_heads(n_heads, n_kv_heads):

@@ -224,6 +224,8 @@ class MultiHeadAttention(Module):
             setattr(self, f"b_{name}", _empty((widths[name],), dtype) if bias else None)
         self.q_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(D, eps, dtype) if qk_norm else None
+        # LoRA adapters on the projections (minillm.apps.lora_adapters attaches them)
+        self.lora_Q = self.lora_K = self.lora_V = self.lora_O = None
         require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
         if rope_layout not in ROTATIONS:
             raise ValueError(f"expected rope_layout in {tuple(ROTATIONS)}, got {rope_layout!r}")
@@ -246,12 +248,18 @@ class MultiHeadAttention(Module):
         sin = self.rope_sin[start:start + T].to(q.dtype)          # (T, D/2)
         return self.rotation(q, cos, sin), self.rotation(k, cos, sin)
 
+    def _project(self, name, affine, x):
+        """Projection ``name`` ("Q", "K", "V", "O") of x: ``affine(x, W, b)``, or the LoRA
+        adapter ``lora_Q`` ... on the same W and b where one is attached."""
+        W, b, adapter = getattr(self, f"W_{name}"), getattr(self, f"b_{name}"), getattr(self, f"lora_{name}")
+        return affine(x, W, b) if adapter is None else adapter(x, W, b)   # (..., width)
+
     def _heads(self, affine, x, src):
         """The projections, split into heads, QK-normed where asked: q from x (B, H, T, D);
         k, v from src (B, H_kv, S, D)."""
-        q = split_heads(affine(x, self.W_Q, self.b_Q), self.n_heads)          # (B, H, T, D)
-        k = split_heads(affine(src, self.W_K, self.b_K), self.n_kv_heads)     # (B, H_kv, S, D)
-        v = split_heads(affine(src, self.W_V, self.b_V), self.n_kv_heads)     # (B, H_kv, S, D)
+        q = split_heads(self._project("Q", affine, x), self.n_heads)          # (B, H, T, D)
+        k = split_heads(self._project("K", affine, src), self.n_kv_heads)     # (B, H_kv, S, D)
+        v = split_heads(self._project("V", affine, src), self.n_kv_heads)     # (B, H_kv, S, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         return q, k, v
@@ -277,7 +285,7 @@ class MultiHeadAttention(Module):
         if self.rotary:
             q, k = self._rotate(q, k, 0)                           # (B, H|H_kv, T, D)
         heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
-        return affine(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
+        return self._project("O", affine, merge_heads(heads))      # (B, T, C)
 
     def forward_cached(self, x, past=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
@@ -295,7 +303,7 @@ class MultiHeadAttention(Module):
         T = q.shape[2]                          # one new position sees all P + 1: no mask
         mask = None if T == 1 else causal_mask(T, k.shape[2]).to(x.device)  # (T, P+T)
         heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
-        return affine(merge_heads(heads), self.W_O, self.b_O), KVCache(k, v)
+        return self._project("O", affine, merge_heads(heads)), KVCache(k, v)
 
 
 def _check_kv_heads(n_heads, n_kv_heads):
