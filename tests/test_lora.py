@@ -46,6 +46,16 @@ def test_backward_matches_finite_differences(seed, d_in, d_out, bias, scale):
                    FD_STEP, FD.rtol, FD.atol)
 
 
+def test_frozen_backward_skips_the_base_gradients_only():
+    x, W, b, A, B, dy = _inputs(3, (2, 3), 4, 5, 2)
+    _, cache = lora_forward(x, W, b, A, B, 0.5)
+    full, frozen = lora_backward(dy, cache), lora_backward(dy, cache, frozen=True)
+    assert frozen[1] is None and frozen[2] is None
+    for name, a, c in zip(("dx", "dA", "dB"), (full[0], full[3], full[4]),
+                          (frozen[0], frozen[3], frozen[4])):
+        np.testing.assert_array_equal(c, a, err_msg=name)
+
+
 def test_backward_with_dropout_matches_finite_differences():
     # the same mask in every evaluation: a fresh generator of the same seed each time
     x, W, b, A, B, dy = _inputs(7, (2, 3), 4, 5, 2)

@@ -48,7 +48,7 @@ def _randomise_B(model, seed=5):
             _np(p)[...] = rng.standard_normal(p.shape) * 0.5
 
 
-TARGETS = ("W_Q", "W_V", "W_O")
+TARGETS = ("W_Q", "W_V", "W_O", "W1", "W2")
 
 
 def test_both_backends_attach_the_same_adapters_and_agree_float64():
@@ -56,11 +56,11 @@ def test_both_backends_attach_the_same_adapters_and_agree_float64():
     models = [ref.GPT(_config(), seed=1), tb.GPT(_config(), seed=1)]
     for m in models:
         assert add_lora(m, TARGETS, r=2, alpha=4.0, seed=7) == [
-            f"blocks.{i}.attn.W_{p}" for i in range(2) for p in "QVO"]
+            f"blocks.{i}.{p}" for i in range(2) for p in ("attn.W_Q", "attn.W_V", "attn.W_O", "ffn.W1", "ffn.W2")]
         _randomise_B(m)
     r_names = [n for n, _ in lora_parameters(models[0])]
     assert r_names == [n for n, _ in lora_parameters(models[1])]
-    assert r_names[:2] == ["blocks.0.attn.lora_Q.A", "blocks.0.attn.lora_Q.B"]
+    assert r_names[:2] == ["blocks.0.attn.lora_W_Q.A", "blocks.0.attn.lora_W_Q.B"]
     logits, loss = models[0](idx, targets)
     loss.backward()
     t_logits, t_loss = models[1](torch.from_numpy(idx), torch.from_numpy(targets))
@@ -116,16 +116,16 @@ def test_merge_and_unmerge_on_a_model(backend):
     unmerge_lora(model)
     for n, W in W0.items():   # (W + D) - D: within one rounding of |W| + |D|, float64 eps
         m = model.blocks[int(n.split(".")[1])].attn
-        D = np.abs(m.lora_Q.scale * (_np(m.lora_Q.A) @ _np(m.lora_Q.B)))
+        D = np.abs(m.lora_W_Q.scale * (_np(m.lora_W_Q.A) @ _np(m.lora_W_Q.B)))
         assert (np.abs(_np(m.W_Q) - W) <= np.finfo(np.float64).eps * (np.abs(W) + D)).all(), n
 
 
 def test_a_target_that_matches_nothing_lists_the_layer_names():
     model = ref.GPT(_config(), seed=0)
-    with pytest.raises(ValueError, match=r"'ffn\.W1' matches no projection.*blocks\.0\.attn\.W_Q, "
-                                         r"blocks\.0\.attn\.W_K"):
-        add_lora(model, ("W_Q", "ffn.W1"))
-    assert all(m.lora_Q is None for m, _ in lora_targets(model).values())   # nothing attached
+    with pytest.raises(ValueError, match=r"'ffn\.W3' matches no projection.*blocks\.0\.attn\.W_Q, "
+                                         r"blocks\.0\.attn\.W_K, .*blocks\.0\.ffn\.W1"):
+        add_lora(model, ("W_Q", "ffn.W3"))
+    assert all(getattr(m, f"lora_{p}") is None for m, p in lora_targets(model).values())  # nothing attached
     with pytest.raises(ValueError, match=r"1\.\.16 .*got r=17"):
         add_lora(model, "W_Q", r=17)
     assert add_lora(model, "blocks.1.attn.W_[QO]", r=1) == ["blocks.1.attn.W_Q", "blocks.1.attn.W_O"]
@@ -152,8 +152,8 @@ def test_peft_loads_our_adapters_and_gives_our_logits(tmp_path, backend, dtype, 
     _randomise_B(model)
     pm = _peft_model(tmp_path, model, dtype).eval()
     config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
-    assert config["target_modules"] == [f"transformer.h.{i}.attn.{m}" for i in range(2)
-                                        for m in ("c_attn", "c_proj")]
+    assert config["target_modules"] == [f"transformer.h.{i}.{m}" for i in range(2)
+                                        for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
     idx, _ = _ids(3)
     with torch.no_grad():
         theirs = pm(torch.from_numpy(idx)).logits
@@ -184,14 +184,20 @@ def test_our_gradients_of_A_and_B_equal_peft_float64(tmp_path):
         pre = f"base_model.model.transformer.h.{i}.attn"
         gA = grads[f"{pre}.c_attn.lora_A.default.weight"].numpy().T               # (C, 2r)
         gB = grads[f"{pre}.c_attn.lora_B.default.weight"].numpy().T               # (2r, 3C)
-        assert_close(f"h.{i} dA_Q", attn.lora_Q.A.grad, gA[:, 0:2], 1e-9, 1e-12)
-        assert_close(f"h.{i} dA_V", attn.lora_V.A.grad, gA[:, 2:4], 1e-9, 1e-12)
-        assert_close(f"h.{i} dB_Q", attn.lora_Q.B.grad, gB[0:2, 0:C], 1e-9, 1e-12)
-        assert_close(f"h.{i} dB_V", attn.lora_V.B.grad, gB[2:4, 2 * C:3 * C], 1e-9, 1e-12)
+        assert_close(f"h.{i} dA_Q", attn.lora_W_Q.A.grad, gA[:, 0:2], 1e-9, 1e-12)
+        assert_close(f"h.{i} dA_V", attn.lora_W_V.A.grad, gA[:, 2:4], 1e-9, 1e-12)
+        assert_close(f"h.{i} dB_Q", attn.lora_W_Q.B.grad, gB[0:2, 0:C], 1e-9, 1e-12)
+        assert_close(f"h.{i} dB_V", attn.lora_W_V.B.grad, gB[2:4, 2 * C:3 * C], 1e-9, 1e-12)
         gA = grads[f"{pre}.c_proj.lora_A.default.weight"].numpy().T
         gB = grads[f"{pre}.c_proj.lora_B.default.weight"].numpy().T
-        assert_close(f"h.{i} dA_O", attn.lora_O.A.grad, gA, 1e-9, 1e-12)
-        assert_close(f"h.{i} dB_O", attn.lora_O.B.grad, gB, 1e-9, 1e-12)
+        assert_close(f"h.{i} dA_O", attn.lora_W_O.A.grad, gA, 1e-9, 1e-12)
+        assert_close(f"h.{i} dB_O", attn.lora_W_O.B.grad, gB, 1e-9, 1e-12)
+        ffn = model.blocks[i].ffn
+        for ours, module in ((ffn.lora_W1, "mlp.c_fc"), (ffn.lora_W2, "mlp.c_proj")):
+            gA = grads[f"base_model.model.transformer.h.{i}.{module}.lora_A.default.weight"].numpy().T
+            gB = grads[f"base_model.model.transformer.h.{i}.{module}.lora_B.default.weight"].numpy().T
+            assert_close(f"h.{i} {module} dA", ours.A.grad, gA, 1e-9, 1e-12)
+            assert_close(f"h.{i} {module} dB", ours.B.grad, gB, 1e-9, 1e-12)
 
 
 @pytest.mark.parametrize("backend", [ref, tb], ids=["numpy", "torch"])
@@ -201,12 +207,56 @@ def test_adapters_save_alone_and_load_back(tmp_path, backend):
     _randomise_B(model)
     written = save_adapters(model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
-    assert written == ["transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj",
-                       "transformer.h.1.attn.c_attn", "transformer.h.1.attn.c_proj"]
+    assert written == [f"transformer.h.{i}.{m}" for i in range(2)
+                       for m in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
     other = backend.GPT(_config(), seed=4)
-    assert load_adapters(other, tmp_path) == [f"blocks.{i}.attn.W_{p}" for i in range(2) for p in "QVO"]
+    assert sorted(load_adapters(other, tmp_path)) == sorted(
+        f"blocks.{i}.{p}" for i in range(2) for p in ("attn.W_Q", "attn.W_V", "attn.W_O", "ffn.W1", "ffn.W2"))
     for (n, p), (m, q) in zip(lora_parameters(model), lora_parameters(other)):
         assert n == m
         np.testing.assert_array_equal(_np(q), _np(p), err_msg=n)
-    a, b = model.blocks[0].attn.lora_V, other.blocks[0].attn.lora_V
+    a, b = model.blocks[0].attn.lora_W_V, other.blocks[0].attn.lora_W_V
     assert (a.r, a.alpha, a.scale, a.p) == (b.r, b.alpha, b.scale, b.p)
+
+
+def test_a_peft_file_without_our_blocks_loads_as_the_same_map(tmp_path):
+    """A c_attn adapter written by PEFT itself (no minillm metadata): Q, K and V each get
+    the whole A and their columns of B, which computes what PEFT computes."""
+    model = ref.GPT(_config(), seed=4)
+    model.eval()
+    add_lora(model, ("W_Q", "W_V"), r=2, alpha=3.0, seed=1)
+    _randomise_B(model)
+    pm = _peft_model(tmp_path, model, "float64").eval()
+    pm.save_pretrained(tmp_path / "by_peft")          # PEFT's own writer
+    other = ref.GPT(_config(), seed=4)
+    other.eval()
+    load_adapters(other, tmp_path / "by_peft")
+    assert other.blocks[0].attn.lora_W_K.r == 4                # c_attn's whole rank
+    idx, _ = _ids(6)
+    with torch.no_grad():
+        theirs = pm(torch.from_numpy(idx)).logits
+    assert_close("logits", other(idx)[0], theirs, 1e-10, 1e-10)
+
+
+def _llama_config(dtype="float64"):
+    return _config(dtype, norm="rms", activation="swiglu", n_kv_heads=2, qk_norm=True,
+                   positional="rope", bias=False)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["explicit", "fused"])
+def test_gated_feed_forward_and_grouped_attention_adapters_agree_float64(fused):
+    idx, targets = _ids(7)
+    r_model, t_model = ref.GPT(_llama_config(), seed=3), tb.GPT(_llama_config(), seed=3)
+    t_model.set_fused(fused)
+    for m in (r_model, t_model):
+        add_lora(m, ("W_gate", "W_up", "W_down", "W_K", "W_O"), r=2, alpha=2.0, dropout=0.2, seed=2)
+        _randomise_B(m)
+    _, loss = r_model(idx, targets)
+    loss.backward()
+    _, t_loss = t_model(torch.from_numpy(idx), torch.from_numpy(targets))
+    t_loss.backward()
+    assert_close("loss", np.float64(t_loss.item()), np.float64(float(loss)), 1e-10, 1e-12)
+    pairs = list(zip(lora_parameters(r_model), lora_parameters(t_model)))
+    assert len(pairs) == 2 * 5 * 2
+    for (name, p), (_, q) in pairs:
+        assert_close(f"d{name}", q.grad, p.grad, 1e-8, 1e-11)

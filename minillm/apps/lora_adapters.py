@@ -9,21 +9,24 @@ A and B, nothing else. :func:`save_adapters` writes the adapters alone in PEFT's
 ``peft.PeftModel.from_pretrained`` loads them onto it; :func:`load_adapters` reads them
 back onto a minillm model.
 
-Targets. The projections that take an adapter are the attention's ``W_Q``, ``W_K``,
-``W_V``, ``W_O`` (a parameter name such as ``blocks.0.attn.W_Q``). A target is a leaf
-name (``"W_Q"``: every layer's), a full name, or an ``fnmatch`` pattern
-(``"blocks.[01].attn.W_*"``). A target that matches no projection is an error listing
-the names that can be adapted. The feed-forward weights (``ffn.W1``, ``ffn.W2``) are
-fused in one op each and cannot take an adapter yet.
+Targets. The projections that take an adapter are each layer's ``LORA_TARGETS``: the
+attention's ``W_Q``, ``W_K``, ``W_V``, ``W_O``, the feed-forward's ``W1``, ``W2`` (gated:
+``W_gate``, ``W_up``, ``W_down``), by parameter name (``blocks.0.attn.W_Q``,
+``blocks.0.ffn.W1``). A target is a leaf name (``"W_Q"``: every layer's), a full name,
+or an ``fnmatch`` pattern (``"blocks.[01].attn.W_*"``). A target that matches no
+projection is an error listing the names that can be adapted. An adapted layer stores
+its adapter in ``lora_<name>`` (``attn.lora_W_Q.A``); a feed-forward layer with one runs
+its op's steps one by one so that each projection can carry it.
 
 Freezing. Torch: every parameter of the model gets ``requires_grad=False``, the
 adapters' ``True``; autograd computes no gradient for the frozen ones. Reference: an
 adapted projection skips its dW and db (the adapter's backward returns dx only); the
-other parameters (embeddings, norms, feed-forward) still receive gradients from the
+other parameters (embeddings, norms, unadapted projections) still receive gradients from the
 hand-written backward (there is no per-parameter switch), but they are not in
 :func:`lora_parameters`, so no optimizer changes them.
 
-GPT-2's ``c_attn`` holds :math:`[W_Q | W_K | W_V]` side by side, one PEFT adapter for
+PEFT's modules for a GPT: ``attn.c_attn`` (W_Q, W_K, W_V), ``attn.c_proj`` (W_O),
+``mlp.c_fc`` (W1), ``mlp.c_proj`` (W2) of ``transformer.h.<i>``. GPT-2's ``c_attn`` holds :math:`[W_Q | W_K | W_V]` side by side, one PEFT adapter for
 the three. minillm's adapters on Q, K and V are written as that one adapter exactly:
 :math:`A = [A_Q | A_K | A_V]` (C, r_Q + r_K + r_V) and B block-diagonal, zero where an
 adapter does not reach, with ``rank_pattern`` / ``alpha_pattern`` giving c_attn its
@@ -51,10 +54,9 @@ from ..core.lora import check_rank
 from ..reference.module import Module as ReferenceModule
 from ..store import safetensors_io
 
-__all__ = ["PROJECTIONS", "lora_targets", "add_lora", "lora_parameters", "merge_lora",
+__all__ = ["lora_targets", "add_lora", "lora_parameters", "merge_lora",
            "unmerge_lora", "save_adapters", "load_adapters"]
 
-PROJECTIONS = ("Q", "K", "V", "O")
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 METADATA_KEY = "minillm_lora_blocks"
 PEFT_PREFIX = "base_model.model."
@@ -73,13 +75,12 @@ def _named_modules(module, prefix=""):
 
 
 def lora_targets(model) -> dict:
-    """Every projection that can take an adapter: ``{"blocks.0.attn.W_Q": (attention
-    module, "Q"), ...}``, in the model's order."""
+    """Every projection that can take an adapter (each layer's ``LORA_TARGETS``):
+    ``{"blocks.0.attn.W_Q": (layer, "W_Q"), ...}``, in the model's order."""
     found = {}
     for name, m in _named_modules(model):
-        if all(hasattr(m, f"lora_{p}") and hasattr(m, f"W_{p}") for p in PROJECTIONS):
-            for p in PROJECTIONS:
-                found[f"{name}.W_{p}" if name else f"W_{p}"] = (m, p)
+        for p in getattr(type(m), "LORA_TARGETS", ()):
+            found[f"{name}.{p}" if name else p] = (m, p)
     return found
 
 
@@ -99,8 +100,7 @@ def _select(model, targets) -> dict:
         if not hits:
             raise ValueError(f"LoRA target {target!r} matches no projection of {type(model).__name__}; "
                              f"the projections that take an adapter are: {', '.join(candidates)} "
-                             f"(a leaf like 'W_Q', a full name, or an fnmatch pattern; the "
-                             f"feed-forward weights take none yet)")
+                             f"(a leaf like 'W_Q', a full name, or an fnmatch pattern)")
         chosen.update(hits)
     return {n: candidates[n] for n in candidates if n in chosen}     # the model's order
 
@@ -129,7 +129,7 @@ def add_lora(model, targets=("W_Q", "W_V"), r: int = 8, alpha: float = 16.0, dro
     for name, (m, p) in chosen.items():
         if getattr(m, f"lora_{p}") is not None:
             raise ValueError(f"{name} has a LoRA adapter already")
-        check_rank(r, *getattr(m, f"W_{p}").shape, where=f"LoRA on {name}")
+        check_rank(r, *getattr(m, p).shape, where=f"LoRA on {name}")
     v.require_probability("dropout", dropout)
     LoRA = _backend_lora(model)
     rng = np.random.default_rng(seed)
@@ -137,7 +137,7 @@ def add_lora(model, targets=("W_Q", "W_V"), r: int = 8, alpha: float = 16.0, dro
         for q in model.parameters():
             q.requires_grad_(False)
     for name, (m, p) in chosen.items():
-        W = getattr(m, f"W_{p}")
+        W = getattr(m, p)
         adapter = LoRA(*W.shape, r, alpha, rank_stabilised, dropout, rng, str(_numpy(W).dtype))
         if not _is_reference(model):
             adapter.to(W.device)
@@ -158,29 +158,33 @@ def lora_parameters(model) -> list:
 def merge_lora(model) -> None:
     """Fold every adapter into its weight (W <- W + s A B) for inference."""
     for _, (m, p, adapter) in _adapters(model).items():
-        adapter.merge(getattr(m, f"W_{p}"))
+        adapter.merge(getattr(m, p))
 
 
 def unmerge_lora(model) -> None:
     """Take every adapter out of its weight again (W <- W - s A B)."""
     for _, (m, p, adapter) in _adapters(model).items():
-        adapter.unmerge(getattr(m, f"W_{p}"))
+        adapter.unmerge(getattr(m, p))
 
 
 # -- PEFT's files ----------------------------------------------------------------------
 
-_LAYER = re.compile(r"^blocks\.(\d+)\.attn\.W_([QKVO])$")
+# our projection (in a block) -> (GPT-2 module in that block, column block of its weight)
+_GPT2_MODULES = {"attn.W_Q": ("attn.c_attn", 0), "attn.W_K": ("attn.c_attn", 1),
+                 "attn.W_V": ("attn.c_attn", 2), "attn.W_O": ("attn.c_proj", None),
+                 "ffn.W1": ("mlp.c_fc", None), "ffn.W2": ("mlp.c_proj", None)}
+_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
 def _hf_module(name: str):
-    """(GPT-2 module name, block index in c_attn or None) of a GPT projection."""
-    match = _LAYER.match(name)
-    if match is None:
-        raise ValueError(f"PEFT's GPT-2 layout has no module for {name!r} (expected blocks.<i>.attn.W_Q..W_O)")
-    i, p = match.groups()
-    if p == "O":
-        return f"transformer.h.{i}.attn.c_proj", None
-    return f"transformer.h.{i}.attn.c_attn", "QKV".index(p)
+    """(GPT-2 module name, column block in c_attn or None) of a GPT projection."""
+    match = _BLOCK.match(name)
+    if match is None or match.group(2) not in _GPT2_MODULES:
+        raise ValueError(f"PEFT's GPT-2 layout has no module for {name!r} (expected "
+                         f"blocks.<i>.<one of {sorted(_GPT2_MODULES)}>)")
+    i, leaf = match.groups()
+    module, block = _GPT2_MODULES[leaf]
+    return f"transformer.h.{i}.{module}", block
 
 
 def _require_gpt(model):
@@ -200,7 +204,6 @@ def save_adapters(model, folder) -> list:
         raise ValueError("PEFT's use_rslora is one flag per file; these adapters mix both scalings")
     first = next(iter(adapters.values()))[2]
     rs = first.rank_stabilised
-    C = model.config.d_model
     modules = {}                                   # hf name -> [(block, name, adapter)]
     for name, (_, _, adapter) in adapters.items():
         hf, block = _hf_module(name)
@@ -210,11 +213,12 @@ def save_adapters(model, folder) -> list:
         scale = parts[0][2].scale                  # the module's scale; the others fold into B
         A = np.concatenate([_numpy(a.A) for _, _, a in parts], axis=1)       # (C, R)
         R = A.shape[1]
-        width = 3 * C if parts[0][0] is not None else C
+        d_out = _numpy(parts[0][2].B).shape[1]      # one projection's width (C in c_attn)
+        width = 3 * d_out if parts[0][0] is not None else d_out
         B = np.zeros((R, width), dtype=A.dtype)                              # (R, width)
         row = 0
         for block, _, a in parts:
-            cols = slice(0, C) if block is None else slice(block * C, (block + 1) * C)
+            cols = slice(0, d_out) if block is None else slice(block * d_out, (block + 1) * d_out)
             B[row:row + a.r, cols] = (a.scale / scale) * _numpy(a.B)
             row += a.r
         tensors[f"{PEFT_PREFIX}{hf}.lora_A.weight"] = np.ascontiguousarray(A.T)   # (R, C)
@@ -222,7 +226,7 @@ def save_adapters(model, folder) -> list:
         key = re.escape(hf)
         rank_pattern[key] = R
         alpha_pattern[key] = scale * (np.sqrt(R) if rs else R)
-        blocks[hf] = [["QKV"[b] if b is not None else "O", a.r, a.alpha] for b, _, a in parts]
+        blocks[hf] = [[_BLOCK.match(n).group(2), a.r, a.alpha] for _, n, a in parts]
     config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": first.r, "lora_alpha": first.alpha,
               "lora_dropout": first.p, "use_rslora": rs, "fan_in_fan_out": True, "bias": "none",
               "target_modules": sorted(modules), "rank_pattern": rank_pattern,
@@ -258,32 +262,35 @@ def load_adapters(model, folder, seed: int = 0) -> list:
                                                   str(folder / WEIGHTS_FILE))
     recorded = json.loads(metadata.get(METADATA_KEY, "{}"))
     rs = bool(config.get("use_rslora", False))
-    C = model.config.d_model
+    norm = (lambda r: np.sqrt(r)) if rs else (lambda r: r)
+    by_module = {}                                 # GPT-2 module in a block -> our leaves
+    for leaf, (module, _) in _GPT2_MODULES.items():
+        by_module.setdefault(module, []).append(leaf)
     plan = {}                                      # projection name -> (A, B, r, alpha)
     for key in sorted(tensors):
         if not key.endswith(".lora_A.weight"):
             continue
         hf = key[len(PEFT_PREFIX):-len(".lora_A.weight")]
-        match = re.match(r"^transformer\.h\.(\d+)\.attn\.(c_attn|c_proj)$", hf)
-        if match is None:
-            raise ValueError(f"{folder / WEIGHTS_FILE}: {key!r} is not an adapter of GPT-2's "
-                             f"attn.c_attn or attn.c_proj, the modules minillm adapts")
+        match = re.match(r"^transformer\.h\.(\d+)\.(.+)$", hf)
+        if match is None or match.group(2) not in by_module:
+            raise ValueError(f"{folder / WEIGHTS_FILE}: {key!r} is not an adapter of a GPT-2 "
+                             f"module minillm adapts ({', '.join(sorted(by_module))})")
         i, module = match.groups()
         A = tensors[key].T                                                     # (C, R)
         B = tensors[key.replace("lora_A", "lora_B")].T                         # (R, width)
         R = A.shape[1]
-        alpha_m = _pattern(config.get("alpha_pattern", {}), hf, config["lora_alpha"])
-        scale = alpha_m / (np.sqrt(R) if rs else R)
-        parts = recorded.get(hf) or ([["Q", R, None], ["K", R, None], ["V", R, None]]
-                                     if module == "c_attn" else [["O", R, None]])
+        scale = _pattern(config.get("alpha_pattern", {}), hf, config["lora_alpha"]) / norm(R)
+        # recorded: our adapters, each its rows of A and B; a foreign file: each projection
+        # of the module gets the whole A and its columns of B (the same map)
+        parts = recorded.get(hf) or [[leaf, R, scale * norm(R)] for leaf in by_module[module]]
+        d_out = B.shape[1] // len(by_module[module])
         row = 0
-        for p, r, alpha in parts:
-            j = "QKV".index(p) if p != "O" else 0
-            own = scale * (np.sqrt(r) if rs else r) if alpha is None else alpha  # alpha of s
-            s_own = own / (np.sqrt(r) if rs else r)
+        for leaf, r, alpha in parts:
+            j = _GPT2_MODULES[leaf][1] or 0
             rows = slice(row, row + r) if recorded.get(hf) else slice(0, R)
-            plan[f"blocks.{i}.attn.W_{p}"] = (A[:, rows], (scale / s_own) * B[rows, j * C:(j + 1) * C],
-                                              r, own)
+            s_own = alpha / norm(r)
+            plan[f"blocks.{i}.{leaf}"] = (A[:, rows], (scale / s_own) * B[rows, j * d_out:(j + 1) * d_out],
+                                          r, alpha)
             row += r
     if not plan:
         raise ValueError(f"{folder / WEIGHTS_FILE}: no lora_A tensors")
@@ -294,13 +301,13 @@ def load_adapters(model, folder, seed: int = 0) -> list:
         m, p = targets[name]
         if getattr(m, f"lora_{p}") is not None:
             raise ValueError(f"{name} has a LoRA adapter already")
-        check_rank(r, *getattr(m, f"W_{p}").shape, where=f"LoRA on {name}")
+        check_rank(r, *getattr(m, p).shape, where=f"LoRA on {name}")
     if not _is_reference(model):
         for q in model.parameters():
             q.requires_grad_(False)
     for name, (A, B, r, alpha) in plan.items():
         m, p = targets[name]
-        W = getattr(m, f"W_{p}")
+        W = getattr(m, p)
         dtype = str(_numpy(W).dtype)
         adapter = LoRA(*W.shape, r, alpha, rs, float(config.get("lora_dropout", 0.0)), rng, dtype)
         if _is_reference(model):

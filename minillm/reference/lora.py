@@ -77,7 +77,7 @@ def lora_forward(x, W, b, A, B, scale, p=0.0, training=True, rng=None):
     return y, LoRACache(x, W, b is not None, u, h, A, B, float(scale), c_drop)
 
 
-def lora_backward(dy, cache: LoRACache):
+def lora_backward(dy, cache: LoRACache, frozen: bool = False):
     r"""Gradients of :math:`y = xW + b + s\,hB`, :math:`h = uA`, :math:`u = \mathrm{dropout}(x)`,
     summed over every leading position (g = dy as rows (N, d_out)):
 
@@ -94,8 +94,9 @@ def lora_backward(dy, cache: LoRACache):
     (the chain rule through each product, as in :func:`minillm.reference.linear_backward`;
     dropout's backward applies the same mask and 1/(1-p)). Why B starts at zero and A
     does not: at B = 0, dL/dA = 0 but dL/dB = s h^T g is not, so the first step moves B
-    and the layer leaves its base map smoothly. The frozen W and b get their gradients
-    too, in input order; a layer that freezes them does not accumulate them.
+    and the layer leaves its base map smoothly. ``frozen=True`` (what a LoRA layer
+    passes) skips dW and db, the one (d_in, d_out) product of this backward, and returns
+    None in their places: the base is not trained, so its gradient is not computed.
     Shapes: dy (..., d_out) -> dx (..., d_in), dW (d_in, d_out), db (d_out,) or None,
     dA (d_in, r), dB (r, d_out).
     """
@@ -110,6 +111,8 @@ def lora_backward(dy, cache: LoRACache):
     dA = u.T @ dh                                                # (d_in, r)
     du = dh @ A.T                                                # (N, d_in)
     dx = g @ W.T + dropout_backward(du, c_drop)                  # (N, d_in)
+    if frozen:
+        return dx.reshape(x.shape), None, None, dA, dB
     dW = x.reshape(-1, d_in).T @ g                               # (d_in, d_out)
     db = g.sum(axis=0) if has_bias else None                     # (d_out,)
     return dx.reshape(x.shape), dW, db, dA, dB
@@ -154,7 +157,7 @@ class LoRA(Module):
     def backward(self, dy):
         if self.merged:
             raise RuntimeError("this LoRA adapter is merged into its weight; unmerge it to train it")
-        dx, _, _, dA, dB = lora_backward(dy, self._cache)     # W, b frozen: theirs dropped
+        dx, _, _, dA, dB = lora_backward(dy, self._cache, frozen=True)   # W, b get none
         self.A.accumulate(dA)
         self.B.accumulate(dB)
         return dx
