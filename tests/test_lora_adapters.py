@@ -21,6 +21,13 @@ import minillm.torch_backend as tb  # noqa: E402
 from minillm.apps.interop import save_hf  # noqa: E402
 
 V, T = 40, 8
+# Tolerances. Both sides compute the same float64 formulas through different kernels
+# and summation orders (NumPy/BLAS, torch, transformers' GPT-2 with PEFT's LoRA layers,
+# which computes (x A) B as we do):
+# logits O(0.1..1) agree to ~1e-15 per op, a few layers deep, so 1e-10 (the issue's
+# figure) leaves five orders; gradients are sums over B*T positions and V classes, so
+# rtol 1e-9 with atol 1e-12 for entries that cancel to ~0. float32: 1e-5, the issue's
+# figure, ~100 ulps of the O(1) logits after two layers (tests/tolerances.py, "linear").
 
 
 def _config(dtype="float64", **over):
@@ -202,6 +209,8 @@ def test_our_gradients_of_A_and_B_equal_peft_float64(tmp_path):
 
 @pytest.mark.parametrize("backend", [ref, tb], ids=["numpy", "torch"])
 def test_adapters_save_alone_and_load_back(tmp_path, backend):
+    """The arrays come back bit for bit: with one scale per GPT-2 module, the factor that
+    folds an adapter's scale into c_attn's is exactly 1.0."""
     model = backend.GPT(_config(), seed=4)
     add_lora(model, TARGETS, r=2, alpha=3.0, dropout=0.1, seed=1)
     _randomise_B(model)
@@ -217,6 +226,13 @@ def test_adapters_save_alone_and_load_back(tmp_path, backend):
         np.testing.assert_array_equal(_np(q), _np(p), err_msg=n)
     a, b = model.blocks[0].attn.lora_W_V, other.blocks[0].attn.lora_W_V
     assert (a.r, a.alpha, a.scale, a.p) == (b.r, b.alpha, b.scale, b.p)
+    deeper = backend.GPT(_config(n_layers=1), seed=4)
+    with pytest.raises(ValueError, match="blocks.1.attn.W_Q, which this 1-layer GPT does not have"):
+        load_adapters(deeper, tmp_path)
+    assert not lora_parameters(deeper)                         # nothing half-attached
+    wider = backend.GPT(_config(d_model=32, d_ff=32), seed=4)
+    with pytest.raises(ValueError, match=r"is \(16, r\) x \(r, 16\) but blocks.0.attn.W_Q is \(32, 32\)"):
+        load_adapters(wider, tmp_path)
 
 
 def test_a_peft_file_without_our_blocks_loads_as_the_same_map(tmp_path):

@@ -234,9 +234,13 @@ def save_adapters(model, folder) -> list:
               "base_model_name_or_path": None, "inference_mode": True}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    payload = safetensors_io.to_bytes(tensors, {"format": "pt", METADATA_KEY: json.dumps(blocks)})
-    (folder / WEIGHTS_FILE).write_bytes(payload)
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    # each file atomically (temporary file, then rename); the config last, so a folder
+    # with a config has its weights
+    safetensors_io.save_file(tensors, folder / WEIGHTS_FILE,
+                             {"format": "pt", METADATA_KEY: json.dumps(blocks)})
+    tmp = folder / f".{CONFIG_FILE}.tmp"
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(folder / CONFIG_FILE)
     return sorted(modules)
 
 
@@ -297,8 +301,15 @@ def load_adapters(model, folder, seed: int = 0) -> list:
     targets = lora_targets(model)
     LoRA = _backend_lora(model)
     rng = np.random.default_rng(seed)
-    for name, (A, B, r, alpha) in plan.items():
+    for name, (A, B, r, alpha) in plan.items():   # every check before anything is attached
+        if name not in targets:
+            raise ValueError(f"{folder / WEIGHTS_FILE}: an adapter for {name}, which this "
+                             f"{model.config.n_layers}-layer GPT does not have")
         m, p = targets[name]
+        W = getattr(m, p)
+        if A.shape[0] != W.shape[0] or B.shape[1] != W.shape[1]:
+            raise ValueError(f"{folder / WEIGHTS_FILE}: the adapter for {name} is "
+                             f"({A.shape[0]}, r) x (r, {B.shape[1]}) but {name} is {tuple(W.shape)}")
         if getattr(m, f"lora_{p}") is not None:
             raise ValueError(f"{name} has a LoRA adapter already")
         check_rank(r, *getattr(m, p).shape, where=f"LoRA on {name}")
