@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
 import minillm.reference as ref
 from minillm.reference.dpo import (
@@ -80,7 +80,6 @@ def _logps(seed, P):
     return [-np.abs(random_array(rng, (P,), scale=10.0)) for _ in range(4)]
 
 
-@settings(max_examples=20, deadline=None)
 @given(seed=seeds, P=st.integers(1, 6), beta=st.sampled_from([0.1, 0.5, 2.0]))
 def test_loss_rewards_and_gradients_equal_trl_float64(seed, P, beta):
     pc, pr, rc, rr = _logps(seed, P)
@@ -99,7 +98,6 @@ def test_loss_rewards_and_gradients_equal_trl_float64(seed, P, beta):
                      FLOAT64.rtol, FLOAT64.atol)
 
 
-@settings(max_examples=20, deadline=None)
 @given(seed=seeds, eps=st.sampled_from([0.05, 0.1, 0.3]), beta=st.sampled_from([0.1, 1.0]))
 def test_label_smoothing_equals_trl_conservative_form_float64(seed, eps, beta):
     pc, pr, rc, rr = _logps(seed, 1)
@@ -111,7 +109,6 @@ def test_label_smoothing_equals_trl_conservative_form_float64(seed, eps, beta):
     assert_close("cDPO d policy_rejected_logps", dpr, g_rejected, FLOAT64.rtol, FLOAT64.atol)
 
 
-@settings(max_examples=20, deadline=None)
 @given(seed=seeds, P=st.integers(1, 5), eps=st.sampled_from([0.0, 0.2]))
 def test_dpo_backward_matches_finite_differences_and_torch(seed, P, eps):
     pc, pr, rc, rr = _logps(seed, P)
@@ -147,7 +144,6 @@ def _logits(seed, N=3, T=4, V=5):
     return logits, targets, mask
 
 
-@settings(max_examples=20, deadline=None)
 @given(seed=seeds)
 def test_sequence_logps_backward_matches_finite_differences_and_torch(seed):
     logits, targets, mask = _logits(seed)
