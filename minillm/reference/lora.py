@@ -174,8 +174,10 @@ class LoRA(Module):
         self.merged = True
 
     def unmerge(self, W) -> None:
-        """Take the update out again: W <- W - s A B, equal to the W before :meth:`merge`
-        within rounding (one addition and one subtraction of the same matrix)."""
+        """Take the update out again: W <- W - s A B. It equals the W before :meth:`merge`
+        within rounding, not bit for bit: (W + D) rounds once, to within half an ulp of
+        |W + D|, and subtracting D exactly leaves that error, so |W' - W| <= eps (|W| + |D|)
+        elementwise (tests/test_lora.py checks this bound)."""
         if not self.merged:
             raise RuntimeError("this LoRA adapter is not merged")
         W.data -= self.delta()

@@ -108,7 +108,8 @@ class LoRA(Module):
 
     @torch.no_grad()
     def unmerge(self, W) -> None:
-        """W <- W - s A B: the W before :meth:`merge` within rounding."""
+        """W <- W - s A B: the W before :meth:`merge` within rounding, |W' - W| <=
+        eps (|W| + |s A B|) (see ``minillm.reference.lora.LoRA.unmerge``)."""
         if not self.merged:
             raise RuntimeError("this LoRA adapter is not merged")
         W.sub_(self.delta())
