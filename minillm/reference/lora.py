@@ -175,9 +175,9 @@ class LoRA(Module):
 
     def unmerge(self, W) -> None:
         """Take the update out again: W <- W - s A B. It equals the W before :meth:`merge`
-        within rounding, not bit for bit: (W + D) rounds once, to within half an ulp of
-        |W + D|, and subtracting D exactly leaves that error, so |W' - W| <= eps (|W| + |D|)
-        elementwise (tests/test_lora.py checks this bound)."""
+        within rounding, not bit for bit: W + D and then (W + D) - D each round once, by
+        at most half an ulp of a number no larger than |W| + |D|, so
+        |W' - W| <= eps (|W| + |D|) elementwise (tests/test_lora.py checks this bound)."""
         if not self.merged:
             raise RuntimeError("this LoRA adapter is not merged")
         W.data -= self.delta()
