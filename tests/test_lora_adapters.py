@@ -126,6 +126,18 @@ def test_merge_and_unmerge_on_a_model(backend):
         assert (np.abs(_np(m.W_Q) - W) <= np.finfo(np.float64).eps * (np.abs(W) + D)).all(), n
 
 
+@pytest.mark.parametrize("backend", [ref, tb], ids=["numpy", "torch"])
+def test_lora_parameters_are_the_named_parameters_of_the_adapters(backend):
+    model = backend.GPT(_config(), seed=0)
+    add_lora(model, ("W_V", "W2"), r=2)
+    names = [n for n, _ in lora_parameters(model)]
+    assert names == [n for n, _ in model.named_parameters() if ".lora_" in n]
+    assert names[:4] == ["blocks.0.attn.lora_W_V.A", "blocks.0.attn.lora_W_V.B",
+                         "blocks.0.ffn.lora_W2.A", "blocks.0.ffn.lora_W2.B"]
+    layer = backend.LoRALinear(4, 3, r=2)
+    assert [n for n, _ in lora_parameters(layer)] == ["lora.A", "lora.B"]
+
+
 def test_a_target_that_matches_nothing_lists_the_layer_names():
     model = ref.GPT(_config(), seed=0)
     with pytest.raises(ValueError, match=r"'ffn\.W3' matches no projection.*blocks\.0\.attn\.W_Q, "

@@ -126,8 +126,14 @@ def adapters(model) -> dict:
 
 
 def lora_parameters(model) -> list:
-    """``(name, parameter)`` of every adapter's A and B: what the optimizer gets."""
-    return [(n, q) for n, q in model.named_parameters() if ".lora_" in f".{n}" and n.endswith((".A", ".B"))]
+    """``(name, parameter)`` of every LoRA adapter's A and B, in the model's order (a
+    ``LoRALinear``'s included): what the optimizer gets."""
+    LoRA = _backend_lora(model)
+    found = []
+    for name, m in _named_modules(model):
+        if isinstance(m, LoRA):
+            found += [(f"{name}.A", m.A), (f"{name}.B", m.B)]
+    return found
 
 
 def merge_lora(model) -> None:
