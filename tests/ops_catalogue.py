@@ -1,6 +1,6 @@
 """The elementary ops, declared once for the tests: one ``Op`` row per op.
 
-Rows: softmax, log_softmax, one per activation (relu, gelu, gelu_tanh), linear,
+Rows: softmax, log_softmax, one per activation (relu, gelu, gelu_tanh, silu), linear,
 embedding, layer_norm, cross_entropy. A row names the op's reference forward and
 backward, the torch backend's explicit function and its fused (fast-path) kernel, the
 ``torch.nn.functional`` oracle, how to draw its inputs, its kinks and its value at the
@@ -152,6 +152,18 @@ _PRODUCT_UNDER_AUTOGRAD = (
     "inf * (x * Phi'(x) = 0) is NaN where the formula (and the reference) give "
     "inf * GELU'(0) = inf. Only a non-finite upstream gradient shows it")
 
+_SILU_DEPARTURE = (
+    "torch's F.silu computes x * sigmoid(x): NaN at -inf (-inf * 0), and its backward "
+    "sigmoid(x) (1 + x (1 - sigmoid(x))) is NaN at +inf and -inf (inf * 0), on every CPU "
+    "and in both float32 and float64 (torch 2.14). The formula's limits are +inf and 0 with "
+    "slopes 1 and 0, so the tests compare the backends with those and torch only at finite x")
+
+_SILU_PRODUCT_UNDER_AUTOGRAD = (
+    "the explicit path's SiLU is the product x * sigmoid(x) differentiated by autograd, "
+    "which multiplies an infinite upstream gradient by each factor's derivative separately: "
+    "at x = 0, inf * (x * sigmoid'(x) = 0) is NaN where the formula (and the reference) give "
+    "inf * SiLU'(0) = inf. Only a non-finite upstream gradient shows it")
+
 # What only a test can know about an activation; the names must be core.config.ACTIVATIONS.
 ACTIVATION_FACTS = {
     "relu": dict(oracle=F.relu, kinks={0.0: 0.0}, at_infinity=_relu_limit),
@@ -161,6 +173,8 @@ ACTIVATION_FACTS = {
     "gelu_tanh": dict(oracle=lambda x: F.gelu(x, approximate="tanh"), at_infinity=_relu_limit,
                       fused_departure=_GELU_DEPARTURE,
                       explicit_nonfinite_upstream=_PRODUCT_UNDER_AUTOGRAD),
+    "silu": dict(oracle=F.silu, at_infinity=_relu_limit, fused_departure=_SILU_DEPARTURE,
+                 explicit_nonfinite_upstream=_SILU_PRODUCT_UNDER_AUTOGRAD),
 }
 
 

@@ -51,6 +51,13 @@ FLOAT32 = {
         "The backward's 1 - t^2 is quantised to eps = 1.2e-7 once t is near 1, then "
         "multiplied by x/2 * sqrt(2/pi)(1 + 3c x^2), up to ~5 for |x| < 5: "
         "absolute error up to ~5 ulps of 1, i.e. ~6e-7; 1e-5 leaves margin"),
+    "silu": Tolerance(
+        1e-5, 1e-6,
+        "x * sigmoid(x), sigmoid from one exp of -|x| in float32 in both libraries (a few "
+        "ulps each), then one product; the backward s (1 + x (1 - s)) multiplies the "
+        "rounding of 1 - s (up to eps = 1.2e-7 absolute once s is near 1) by |x| <= ~30: "
+        "absolute error ~4e-6 at most there, where the slope is ~1 and the scaled atol "
+        "(1e-6 times the largest magnitude, >= 30 then) covers it"),
     "cross_entropy": Tolerance(
         1e-5, 1e-5,
         "log-sum-exp over C, then a sum or mean over up to ~200 targets: each "
