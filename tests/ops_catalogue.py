@@ -10,7 +10,8 @@ non-finite points. ``PROPERTY_TESTS`` lists the property tests and which rows ea
 (every row: parity, the oracle, finite differences, integer input, non-finite values
 (fixed rows for the one-input ops, planted in a drawn call for the others), the fused
 kernel where there is one; the elementwise ones: extremes, kinks, the fused kernel at
-+-inf); each is parametrised with ``rows_for(its id)``, so one row enrols an op in all
++-inf; the others: an all-zero first input, where norms and maxima sit at their bounds);
+each is parametrised with ``rows_for(its id)``, so one row enrols an op in all
 that apply (tests/test_ops_catalogue.py checks it, and docs/formulas.md's rows name each
 test, see tests/test_docs.py). The float32 tolerance and its reason stay in
 tests/tolerances.py, under the row's name (a row without one fails
@@ -472,6 +473,7 @@ PROPERTY_TESTS = {
     "tests/test_nonfinite.py::test_multi_input_op_nonfinite_values": lambda op: op.kind == MULTI,
     "tests/test_ops_stability.py::test_op_at_extremes": lambda op: op.kind == ELEMENTWISE,
     "tests/test_bounds.py::test_op_derivative_at_its_kinks_and_at_zero": lambda op: op.kind == ELEMENTWISE,
+    "tests/test_bounds.py::test_op_at_a_zero_input": lambda op: op.kind != ELEMENTWISE,
     "tests/test_fast_path.py::test_fused_kernel_at_nonfinite_points": _fused_one_input,
 }
 # The tests parametrised over the activations (a feed-forward network with each one).
