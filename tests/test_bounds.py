@@ -307,7 +307,8 @@ def test_op_at_a_zero_input(op, data):
     inputs = list(case.inputs)
     inputs[0] = np.zeros_like(inputs[0])
     out, cache = op.forward(*inputs, **case.kwargs)
-    dout = np.random.default_rng(data.draw(st.integers(0, 2**16), label="dout seed")).standard_normal(np.shape(out))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="dout seed"))
+    dout = rng.standard_normal(np.shape(out))                  # a random upstream gradient
     grads = op.backward(dout, cache)
     grads = grads if isinstance(grads, tuple) else (grads,)
     varied = [i for i, (a, d) in enumerate(zip(inputs, case.differentiable)) if d and a is not None]
@@ -320,12 +321,13 @@ def test_op_at_a_zero_input(op, data):
             args[i] = a
         return op.forward(*args, **case.kwargs)[0]
 
-    check_grad(f, [inputs[i] for i in varied], dout, ours, [f"{op.name} d{case.names[i]}" for i in varied],
-               eps=FD_STEP, rtol=FD.rtol, atol=FD.atol)
+    check_grad(f, [inputs[i] for i in varied], dout, ours,
+               [f"{op.name} d{case.names[i]}" for i in varied], eps=FD_STEP, rtol=FD.rtol, atol=FD.atol)
     for path, fn in (("explicit", op.explicit), ("fused", op.fused)):
         if fn is None:
             continue
-        leaves = [None if a is None else torch.tensor(a, requires_grad=i in varied) for i, a in enumerate(inputs)]
+        leaves = [None if a is None else torch.tensor(a, requires_grad=i in varied)
+                  for i, a in enumerate(inputs)]
         out_t = fn(*leaves, **case.kwargs)
         torch_grads = torch.autograd.grad(out_t, [leaves[i] for i in varied], torch.from_numpy(dout))
         assert_close(f"{op.name} {path} out", out_t, out, FLOAT64.rtol, FLOAT64.atol)

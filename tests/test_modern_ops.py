@@ -198,7 +198,8 @@ def test_rope_half_is_hugging_faces_rotate_half(lead, T_, half, seed, base):
     cos2, sin2 = torch.cat([t_cos, t_cos], -1), torch.cat([t_sin, t_sin], -1)
     hf = torch.from_numpy(x) * cos2 + _rotate_half(torch.from_numpy(x)) * sin2
     assert_close("reference rope_half vs rotate_half", R.rope_half(x, cos, sin), hf, RTOL, ATOL)
-    assert_close("torch rope_half vs rotate_half", T.rope_half(torch.from_numpy(x), t_cos, t_sin), hf, RTOL, ATOL)
+    assert_close("torch rope_half vs rotate_half", T.rope_half(torch.from_numpy(x), t_cos, t_sin), hf,
+                 RTOL, ATOL)
 
 
 @SETTINGS

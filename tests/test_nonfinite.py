@@ -54,7 +54,7 @@ import minillm.torch_backend as T
 from minillm.core.schedule import warmup_cosine
 from parity import to_numpy, to_torch
 from minillm.core.config import ACTIVATIONS
-from ops_catalogue import ELEMENTWISE, MULTI, ROWWISE, by_name, rows, rows_for
+from ops_catalogue import ELEMENTWISE, ROWWISE, by_name, rows, rows_for
 from tolerances import limits
 
 NAN, INF = math.nan, math.inf
@@ -190,13 +190,15 @@ def test_multi_input_op_nonfinite_values(op, side, dtype, data):
     planted = [i for i, (a, d) in enumerate(zip(inputs, case.differentiable)) if d and a is not None]
     i = data.draw(st.sampled_from(planted), label="planted in")
     flat = inputs[i].reshape(-1)
-    for value in data.draw(st.lists(st.sampled_from([NAN, INF, -INF]), min_size=1, max_size=3), label="values"):
+    values = data.draw(st.lists(st.sampled_from([NAN, INF, -INF]), min_size=1, max_size=3), label="values")
+    for value in values:
         flat[data.draw(st.integers(0, flat.size - 1), label="at")] = value
     with_grad = [d and a is not None for a, d in zip(inputs, case.differentiable)]
     leaves = [None if a is None else to_torch(a, requires_grad=g) for a, g in zip(inputs, with_grad)]
     expected = op.formula(*leaves, **case.kwargs)
     dout = _upstream(tuple(expected.shape), "finite", dtype)
-    expected_grads = torch.autograd.grad(expected, [t for t, g in zip(leaves, with_grad) if g], to_torch(dout))
+    expected_grads = torch.autograd.grad(expected, [t for t, g in zip(leaves, with_grad) if g],
+                                         to_torch(dout))
     if side == "reference":
         out, cache = op.forward(*inputs, **case.kwargs)
         grads = op.backward(dout, cache)
@@ -316,7 +318,8 @@ def test_rope_matches_the_complex_product(dtype, dout_kind, side):
     x[0, 0, 0], x[0, 1, 3], x[1, 2, 1], x[1, 0, 2] = INF, NAN, -INF, -INF
     dy = _upstream(x.shape, dout_kind, dtype)
     rope = by_name("rope")   # its oracle: the complex product, as LLaMA writes it
-    expected, (expected_dx,) = _torch_grads(lambda x_: rope.oracle(x_, to_torch(cos), to_torch(sin)), [x], dy)
+    expected, (expected_dx,) = _torch_grads(lambda x_: rope.oracle(x_, to_torch(cos), to_torch(sin)),
+                                            [x], dy)
     if side == "reference":
         out, cache = R.rope_forward(x, cos, sin)
         dx = R.rope_backward(dy, cache)
