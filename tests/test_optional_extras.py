@@ -46,13 +46,13 @@ def _torch_backend():
     runtime.Runtime("torch")
 
 
-def _gpt2_pattern():
+def _pretokenizer_pattern():
     from minillm.data import hf_tokenizers
-    hf_tokenizers._gpt2_pattern.cache_clear()
+    hf_tokenizers._pretokenizer_pattern.cache_clear()
     try:
-        hf_tokenizers._gpt2_pattern()
+        hf_tokenizers._pretokenizer_pattern()
     finally:
-        hf_tokenizers._gpt2_pattern.cache_clear()
+        hf_tokenizers._pretokenizer_pattern.cache_clear()
 
 
 def _nltk():
@@ -77,7 +77,7 @@ CASES = {  # hidden module: (what triggers it, the extra named)
     "pydantic": (_import_serving, "serve"),
     "uvicorn": (_serve, "serve"),
     "torch": (_torch_backend, "torch"),
-    "regex": (_gpt2_pattern, "hf"),
+    "regex": (_pretokenizer_pattern, "hf"),
     "nltk": (_nltk, "pipeline"),
     "matplotlib": (_matplotlib, "pipeline"),
 }
