@@ -211,6 +211,13 @@ def _added(settings: dict, tj: dict | None, tj_path: Path, config_path: Path, vo
     return tokens
 
 
+def _special_map(settings: dict, defaults: dict) -> dict:
+    """The special tokens by name, as transformers' ``special_tokens_map`` (chat templates
+    read them): tokenizer_config.json's, else the class's defaults."""
+    names = {key: _token_name(settings.get(key, defaults.get(key))) for key in SPECIAL_NAMES}
+    return {key: name for key, name in names.items() if name is not None}
+
+
 def _prefix_suffix(settings: dict, tj, tj_path: Path, ids: dict, bos, eos) -> tuple[tuple, tuple]:
     """The ids a class-built tokenizer puts around the text: tokenizer.json's post-processor
     where there is a tokenizer.json (transformers 5 then drops tokenizer_config.json's
@@ -261,7 +268,8 @@ def _gpt2(folder: Path, settings: dict, tj, tj_path: Path, whole: bool, class_na
             _warn_if_unread(tj_path, tj, "pre_tokenizer", built[1], class_name)
         prefix, suffix = _prefix_suffix(settings, tj, tj_path, ids, bos, eos)
     return GPT2Tokenizer(vocab, merges, added_tokens=added, prefix=prefix, suffix=suffix,
-                         bos_token=bos, eos_token=eos, ignore_merges=ignore_merges, **options)
+                         bos_token=bos, eos_token=eos, ignore_merges=ignore_merges,
+                         special_tokens=_special_map(settings, defaults), **options)
 
 
 def _sentencepiece(folder: Path, settings: dict, tj, tj_path: Path, whole: bool, class_name: str):
@@ -291,7 +299,8 @@ def _sentencepiece(folder: Path, settings: dict, tj, tj_path: Path, whole: bool,
                         class_name)
         prefix, suffix = _prefix_suffix(settings, tj, tj_path, ids, bos, eos)
     return SentencePieceBPETokenizer(vocab, merges, added_tokens=added, prefix=prefix, suffix=suffix,
-                                     bos_token=bos, eos_token=eos, unk_token=unk, **options)
+                                     bos_token=bos, eos_token=eos, unk_token=unk,
+                                     special_tokens=_special_map(settings, defaults), **options)
 
 
 def _wordpiece(folder: Path, settings: dict, tj, tj_path: Path, whole: bool, class_name: str):

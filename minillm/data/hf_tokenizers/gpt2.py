@@ -113,7 +113,7 @@ class GPT2Tokenizer:
                  add_prefix_space: bool = False, added_tokens=None,
                  prefix: tuple = (), suffix: tuple = (), bos_token: str | None = EOT,
                  eos_token: str | None = EOT, pattern: str = GPT2_PATTERN, nfc: bool = False,
-                 ignore_merges: bool = False):
+                 ignore_merges: bool = False, special_tokens: dict | None = None):
         self.vocab = dict(vocab)
         self.ranks = {tuple(pair): r for r, pair in enumerate(merges)}
         if added_tokens is None:
@@ -122,6 +122,8 @@ class GPT2Tokenizer:
         self._tokens = {i: t for t, i in self.vocab.items()}
         self._tokens.update({t.id: t.content for t in self.added_tokens})
         self.pattern, self.nfc, self.ignore_merges = pattern, nfc, ignore_merges
+        # the special tokens by name ("bos_token": "<s>", ...), which chat templates read
+        self.special_tokens_map = dict(special_tokens or {})
         # two passes: tokens not normalized in the raw text, the others in the normalized
         # text, whose own text is normalized the same way
         raw = [t for t in self.added_tokens if not t.normalized]

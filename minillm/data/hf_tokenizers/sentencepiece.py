@@ -57,7 +57,8 @@ class SentencePieceBPETokenizer:
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *,
                  prepend_scheme: str = "first", strip_leading_space: bool = True, added_tokens=(),
                  prefix: tuple = (), suffix: tuple = (), bos_token: str | None = "<s>",
-                 eos_token: str | None = "</s>", unk_token: str | None = "<unk>"):
+                 eos_token: str | None = "</s>", unk_token: str | None = "<unk>",
+                 special_tokens: dict | None = None):
         if prepend_scheme not in PREPEND_SCHEMES:
             raise ValueError(f"prepend_scheme must be one of {PREPEND_SCHEMES}, got {prepend_scheme!r}")
         missing = [b for b in BYTE_TOKENS if b not in vocab]
@@ -67,6 +68,8 @@ class SentencePieceBPETokenizer:
         self.vocab = dict(vocab)
         self.ranks = {tuple(pair): r for r, pair in enumerate(merges)}
         self.prepend_scheme, self.strip_leading_space = prepend_scheme, strip_leading_space
+        # the special tokens by name ("bos_token": "<s>", ...), which chat templates read
+        self.special_tokens_map = dict(special_tokens or {})
         self.added_tokens = tuple(added_tokens)
         self._tokens = {i: t for t, i in self.vocab.items()}
         self._tokens.update({t.id: t.content for t in self.added_tokens})
