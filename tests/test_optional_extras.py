@@ -55,6 +55,15 @@ def _pretokenizer_pattern():
         hf_tokenizers._pretokenizer_pattern.cache_clear()
 
 
+def _chat_template():
+    from minillm.data import chat_template
+    chat_template._compiled.cache_clear()
+    try:
+        chat_template.render_chat("{{ messages[0].content }}", [{"role": "user", "content": "x"}])
+    finally:
+        chat_template._compiled.cache_clear()
+
+
 def _nltk():
     from minillm.data import word_tokenizer
     word_tokenizer._nltk_splitter("treebank")
@@ -78,6 +87,7 @@ CASES = {  # hidden module: (what triggers it, the extra named)
     "uvicorn": (_serve, "serve"),
     "torch": (_torch_backend, "torch"),
     "regex": (_pretokenizer_pattern, "hf"),
+    "jinja2": (_chat_template, "hf"),
     "nltk": (_nltk, "pipeline"),
     "matplotlib": (_matplotlib, "pipeline"),
 }
