@@ -33,7 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")   # transformers' names for a message's reasoning
+# the names transformers gives a message's reasoning (Qwen 3's template reads the first)
+REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
 def read_chat_template(folder, name: str | None = None) -> str:

@@ -18,8 +18,8 @@ names with ``Fast``) from ``tokenizer_config.json``'s settings and takes only th
 the merges, the added tokens and (not BERT) the post-processor from ``tokenizer.json``;
 ``PreTrainedTokenizerFast`` (``TokenizersBackend``) takes ``tokenizer.json`` whole: a
 byte-level BPE (GPT-2, Llama 3, Qwen 2: :class:`GPT2Tokenizer` with the file's pattern) or a
-SentencePiece BPE with byte fallback (Llama 2: :class:`SentencePieceBPETokenizer`). minillm reads the same fields. A
-``tokenizer.json`` field that transformers 5 does not read for the class and that says
+SentencePiece BPE with byte fallback (Llama 2: :class:`SentencePieceBPETokenizer`). minillm
+reads the same fields. A ``tokenizer.json`` field that transformers 5 does not read for the class and that says
 something else than the class builds (a folder whose ids transformers 4 and 5 disagree on)
 is logged as a warning naming it.
 """
@@ -96,7 +96,8 @@ def _class_name(folder: Path, config: dict, config_path: Path) -> tuple[str, str
             return "Qwen2Tokenizer", (f"{model_config.name}'s model_type 'qwen2', whose "
                                       f"tokenizer_class {named!r} transformers 5 overrides")
         tj_path = folder / "tokenizer.json"
-        if named in LLAMA_CLASSES and tj_path.is_file() and '"ByteLevel"' in tj_path.read_text(encoding="utf-8"):
+        byte_level_json = tj_path.is_file() and '"ByteLevel"' in tj_path.read_text(encoding="utf-8")
+        if named in LLAMA_CLASSES and byte_level_json:
             return "TokenizersBackend", (f"{config_path.name}'s tokenizer_class {named!r} with a "
                                          f"byte-level {tj_path.name}, which transformers 5 reads whole")
         return named, f"{config_path.name}'s tokenizer_class"

@@ -101,8 +101,9 @@ class GPT2Tokenizer:
     others). ``prefix`` / ``suffix``: the ids the post-processor puts around the text
     (GPT-2's: none). ``pattern``: the pre-tokenizer's (GPT-2's, or Llama 3's and Qwen 2's
     from their ``tokenizer.json``); ``nfc``: Unicode NFC before it (Qwen 2);
-    ``ignore_merges``: a pre-token the vocabulary holds whole is one token (Llama 3). ``<|endoftext|>`` is both ``bos_id`` and ``eos_id``; GPT-2 has no
-    padding or unknown token (every byte has a token). A folder is read by
+    ``ignore_merges``: a pre-token the vocabulary holds whole is one token (Llama 3).
+    GPT-2's ``<|endoftext|>`` is both ``bos_id`` and ``eos_id``; it has no padding or
+    unknown token (every byte has a token). A folder is read by
     :func:`~minillm.data.hf_tokenizers.read_tokenizer_folder`.
     """
 
@@ -140,7 +141,7 @@ class GPT2Tokenizer:
         self._byte_char = bytes_to_unicode()
         self._char_byte = {c: b for b, c in self._byte_char.items()}
         self._cache: dict[str, list[str]] = {}
-        self._pattern = _pretokenizer_pattern(pattern)   # fails here, not at the first encode, without `regex`
+        self._pattern = _pretokenizer_pattern(pattern)   # without `regex`: fails here, not at encode
 
     def normalize(self, text: str) -> str:
         """The normalizer: Unicode NFC when ``nfc`` (Qwen 2), else none (GPT-2, Llama 3)."""
