@@ -76,22 +76,31 @@ def _byte_level(pattern, specials, nfc):
     tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
         vocab_size=700, min_frequency=1, special_tokens=specials, show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return tok
+    # as in Llama 3's and Qwen's files, the special tokens are added tokens after the
+    # vocabulary (Llama 3: 128000 on), not in model.vocab
+    data = json.loads(tok.to_str())
+    vocab = {t: i - len(specials) for t, i in data["model"]["vocab"].items() if t not in specials}
+    assert sorted(vocab.values()) == list(range(len(vocab)))
+    data["model"]["vocab"] = vocab
+    for n, added in enumerate(data["added_tokens"]):
+        added["id"] = len(vocab) + n
+    return tokenizers.Tokenizer.from_str(json.dumps(data))
 
 
 @pytest.fixture(scope="module")
 def llama3_folder(tmp_path_factory):
-    tok = _byte_level(LLAMA3_PATTERN, LLAMA3_SPECIALS, nfc=False)
+    data = json.loads(_byte_level(LLAMA3_PATTERN, LLAMA3_SPECIALS, nfc=False).to_str())
+    data["model"]["ignore_merges"] = True
+    data["model"]["vocab"][WHOLE_WORD] = len(data["model"]["vocab"])   # the added tokens follow
+    for added in data["added_tokens"]:
+        added["id"] += 1
+    tok = tokenizers.Tokenizer.from_str(json.dumps(data))
     bos = tok.token_to_id("<|begin_of_text|>")
     tok.post_processor = processors.Sequence([
         processors.ByteLevel(trim_offsets=False),
         processors.TemplateProcessing(single="<|begin_of_text|> $A",
                                       pair="<|begin_of_text|> $A <|begin_of_text|> $B",
                                       special_tokens=[("<|begin_of_text|>", bos)])])
-    data = json.loads(tok.to_str())
-    data["model"]["ignore_merges"] = True
-    data["model"]["vocab"][WHOLE_WORD] = len(data["model"]["vocab"])
-    tok = tokenizers.Tokenizer.from_str(json.dumps(data))
     return _save(tok, tmp_path_factory.mktemp("llama3"), tokenizer_class="PreTrainedTokenizerFast",
                  bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
 
@@ -197,6 +206,7 @@ def test_each_family_reads_to_its_tokenizer(llama3_folder, qwen2_folder, llama2_
     llama3, qwen2, llama2 = (read_tokenizer_folder(f) for f in (llama3_folder, qwen2_folder, llama2_folder))
     assert isinstance(llama3, GPT2Tokenizer) and llama3.ignore_merges and not llama3.nfc
     assert llama3.pattern == LLAMA3_PATTERN and llama3.prefix == (llama3.bos_id,)
+    assert "<|begin_of_text|>" not in llama3.vocab and llama3.bos_id == len(llama3.vocab)  # added after
     assert isinstance(qwen2, GPT2Tokenizer) and qwen2.nfc and qwen2.prefix == () and qwen2.bos_id is None
     assert isinstance(llama2, SentencePieceBPETokenizer) and llama2.unk_id == 0
     with pytest.raises(ValueError, match=r"holds a SentencePieceBPETokenizer .*not a GPT2Tokenizer"):
