@@ -209,6 +209,7 @@ def test_each_family_reads_to_its_tokenizer(llama3_folder, qwen2_folder, llama2_
     assert "<|begin_of_text|>" not in llama3.vocab and llama3.bos_id == len(llama3.vocab)  # added after
     assert isinstance(qwen2, GPT2Tokenizer) and qwen2.nfc and qwen2.prefix == () and qwen2.bos_id is None
     assert isinstance(llama2, SentencePieceBPETokenizer) and llama2.unk_id == 0
+    assert llama2._by_word                  # trained on words: BPE word by word (see the last test)
     with pytest.raises(ValueError, match=r"holds a SentencePieceBPETokenizer .*not a GPT2Tokenizer"):
         read_tokenizer_folder(llama2_folder, expect=GPT2Tokenizer)
 
@@ -327,3 +328,21 @@ def test_class_decided_as_transformers_decides(llama3_folder, tmp_path):
         assert ours.nfc == (model_type in ("qwen2", "qwen3")), name
         for text in TEXTS:
             _agree(ours, theirs, text)
+
+
+def test_merges_across_words_are_applied_on_the_whole_text(tmp_path):
+    """A vocabulary with a merge across the start of a word (``a`` + ``▁b``): minillm then runs
+    BPE on the whole text, as tokenizers does (otherwise word by word, which gives the same
+    tokens when no merge crosses a word's start)."""
+    vocab = {t: i for i, t in enumerate(LLAMA2_SPECIALS + BYTES + ["▁", "a", "b", "▁a", "▁b", "a▁b", "▁a▁b"])}
+    merges = [("▁", "b"), ("▁", "a"), ("a", "▁b"), ("▁a", "▁b")]
+    tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    tok.add_special_tokens(LLAMA2_SPECIALS)
+    ours, theirs = _pair(_save(tok, tmp_path, tokenizer_class="PreTrainedTokenizerFast"))
+    assert not ours._by_word
+    for text in ["a b", "a a b", "b a b a", "ab b", " a  b", "a b\u00e9"]:
+        _agree(ours, theirs, text)
+    assert [ours.id_to_token(i) for i in ours.encode("a b a")] == ["▁a▁b", "▁a"]

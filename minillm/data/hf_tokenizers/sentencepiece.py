@@ -67,6 +67,11 @@ class SentencePieceBPETokenizer:
                              f"in the vocabulary; {len(missing)} are missing, first {missing[0]!r}")
         self.vocab = dict(vocab)
         self.ranks = {tuple(pair): r for r, pair in enumerate(merges)}
+        # No merge joins a symbol ending in another character to one starting with ▁ (true
+        # of SentencePiece, which trains on words): then no token crosses the start of a
+        # word, and BPE on each word alone gives the same tokens, fast and cached.
+        self._by_word = not any(b.startswith(SPACE) and not a.endswith(SPACE) for a, b in self.ranks)
+        self._cache: dict[str, list] = {}
         self.prepend_scheme, self.strip_leading_space = prepend_scheme, strip_leading_space
         # the special tokens by name ("bos_token": "<s>", ...), which chat templates read
         self.special_tokens_map = dict(special_tokens or {})
@@ -107,8 +112,24 @@ class SentencePieceBPETokenizer:
             return SPACE + piece, 1
         return piece, 0
 
-    def _bpe(self, word: str) -> list[tuple[str, int, int]]:
-        """The tokens of ``word``, each ``(token, start, stop)`` in ``word``'s characters."""
+    def _bpe(self, text: str) -> list[tuple[str, int, int]]:
+        """The tokens of ``text``, each ``(token, start, stop)`` in ``text``'s characters: of
+        each word (a ``▁`` after another character starts one) alone when no merge crosses
+        a word's start, else of the whole text."""
+        if not self._by_word:
+            return self._bpe_word(text)
+        out, start = [], 0
+        for stop in [i for i in range(1, len(text)) if text[i] == SPACE != text[i - 1]] + [len(text)]:
+            word = text[start:stop]
+            if word not in self._cache:
+                if len(self._cache) >= 1 << 16:
+                    self._cache.clear()
+                self._cache[word] = self._bpe_word(word)
+            out += [(token, start + a, start + b) for token, a, b in self._cache[word]]
+            start = stop
+        return out
+
+    def _bpe_word(self, word: str) -> list[tuple[str, int, int]]:
         symbols = []
         for i, ch in enumerate(word):                   # byte fallback for unknown characters
             symbols += ([(ch, i, i + 1)] if ch in self.vocab else
