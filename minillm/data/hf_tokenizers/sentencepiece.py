@@ -17,6 +17,9 @@ where a piece already starts with a space (:attr:`SentencePieceBPETokenizer.prep
   ``"▁hi"``.
 
 No pre-tokenization into words: the whole piece is one BPE word, so merges may cross ``▁``.
+(When none of the merges joins a symbol to a following ``▁...`` one, as in SentencePiece's
+vocabularies, trained on words, no token can cross the start of a word, and BPE runs on each
+word alone: the same tokens, sooner.)
 A character the vocabulary lacks becomes the tokens of its UTF-8 bytes, ``<0x00>`` ..
 ``<0xFF>`` (byte fallback), which the vocabulary must hold, all 256 of them: so no text
 reaches an unknown token.
