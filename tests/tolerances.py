@@ -51,6 +51,13 @@ FLOAT32 = {
         "The backward's 1 - t^2 is quantised to eps = 1.2e-7 once t is near 1, then "
         "multiplied by x/2 * sqrt(2/pi)(1 + 3c x^2), up to ~5 for |x| < 5: "
         "absolute error up to ~5 ulps of 1, i.e. ~6e-7; 1e-5 leaves margin"),
+    "silu": Tolerance(
+        1e-5, 1e-6,
+        "x * sigmoid(x), sigmoid from one exp of -|x| in float32 in both libraries (a few "
+        "ulps each), then one product; the backward s (1 + x (1 - s)) multiplies the "
+        "rounding of 1 - s (up to eps = 1.2e-7 absolute once s is near 1) by |x| <= ~30: "
+        "absolute error ~4e-6 at most there, where the slope is ~1 and the scaled atol "
+        "(1e-6 times the largest magnitude, >= 30 then) covers it"),
     "cross_entropy": Tolerance(
         1e-5, 1e-5,
         "log-sum-exp over C, then a sum or mean over up to ~200 targets: each "
@@ -77,6 +84,25 @@ FLOAT32 = {
         1e-4, 1e-4,
         "two linear maps in a row (each 1e-4 relative, see linear) and an activation; "
         "the hidden pre-activation error moves the ReLU/GELU output by the same amount"),
+    "rms_norm": Tolerance(
+        1e-4, 1e-5,
+        "the mean of squares over C in float32 (a different summation order in each "
+        "library) and one rsqrt: a few ulps of the output; no mean is subtracted, so unlike "
+        "layer norm nothing cancels in the forward. The backward's mean(g * x_hat) cancels "
+        "against g: a few ulps of |g| * rstd, the scale of the largest entry, which atol follows"),
+    "gated_feed_forward": Tolerance(
+        1e-4, 1e-4,
+        "three linear maps (each 1e-4 relative, see linear), the gate's activation and the "
+        "product of the gate with the up projection: the two factors' errors add up "
+        "relatively, then W_down sums d_ff of them; atol scales with the largest entry"),
+    "repeat_kv": Tolerance(
+        1e-6, 1e-6,
+        "a copy forward (exact); the backward adds up the G gradients of a shared head, in "
+        "a different order in each backend (a few ulps of the largest)"),
+    "rope_half": Tolerance(
+        1e-6, 1e-6,
+        "as 'rope' (below): two products and a sum per output, each rounded once, ~2 ulps "
+        "of the largest |x| (atol scales with it); no reduction whose order could differ"),
     "dropout": Tolerance(
         1e-6, 0.0,
         "the same mask in both; x * mask * (1/(1-p)) is the same two roundings"),

@@ -59,8 +59,8 @@ def add_bench_parser(sub, command) -> None:
                         "at the first")
     p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium"), help="model sizes to time",
                    default=["tiny", "small", "medium"])
-    p.add_argument("--repeats", type=POSITIVE_INT, default=9, help="timed train steps per variant (median); "
-                                                          "generation and attention use a third and a half")
+    p.add_argument("--repeats", type=POSITIVE_INT, default=9, help="interleaved rounds of every part (attention: half as "
+                                                          "many); a ratio gets a 95%% interval from 6 rounds on")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="the torch variants' device")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path (slow to start)")
     p.add_argument("--no-generate", action="store_true", help="skip the KV-cache generation benchmark")

@@ -14,7 +14,7 @@ EXTRAS = {
     "torch": "torch",
     "fastapi": "serve", "uvicorn": "serve", "anyio": "serve", "starlette": "serve", "pydantic": "serve",
     "matplotlib": "pipeline", "tqdm": "pipeline", "nltk": "pipeline",
-    "regex": "hf",
+    "regex": "hf", "ml_dtypes": "hf",
 }
 
 

@@ -51,7 +51,11 @@ class ModelConfig:
     ``"interleaved"`` (:math:`(x_{2i}, x_{2i+1})`, the paper's) or ``"half"``
     (:math:`(x_i, x_{i+D/2})`, Hugging Face Llama and Qwen's ``rotate_half``); both only
     with ``positional="rope"``. ``bias=False`` drops the bias of every linear map inside
-    the blocks (attention's four and the feed-forward's).
+    the blocks (attention's four and the feed-forward's); ``qkv_bias=True`` with
+    ``bias=False`` keeps the biases of the query, key and value projections only (Qwen 2).
+    ``head_dim`` (0, the default, means ``d_model // n_heads``; ``d_head`` gives the
+    size) is each head's size D when it is set apart from d_model (Qwen 3): the queries
+    are then H D wide, the keys and values H_kv D, and W_O maps H D back to d_model.
 
     Options that pretrained checkpoints need (``minillm.apps.interop``), all off by default:
     ``type_vocab_size`` > 0 adds token-type (segment) embeddings to the input (BERT);
@@ -90,6 +94,8 @@ class ModelConfig:
     rope_theta: float = 10000.0
     rope_layout: str = "interleaved"
     bias: bool = True
+    qkv_bias: bool = False
+    head_dim: int = 0
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "d_model", "n_heads", "n_layers"):
@@ -100,7 +106,7 @@ class ModelConfig:
             object.__setattr__(self, "d_ff", 4 * self.d_model)
         if not isinstance(self.d_ff, int) or self.d_ff < 1:
             raise ValueError(f"ModelConfig.d_ff must be a positive int, got {self.d_ff!r}")
-        if self.d_model % self.n_heads:
+        if not self.head_dim and self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model must be divisible by n_heads: expected d_model % n_heads == 0, "
                 f"got d_model={self.d_model}, n_heads={self.n_heads}"
@@ -115,10 +121,14 @@ class ModelConfig:
                              f"{ACTIVATIONS}, got activation={self.activation!r}")
         if self.positional not in POSITIONALS:
             raise ValueError(f"ModelConfig.positional must be one of {POSITIONALS}, got {self.positional!r}")
-        if self.positional == "rope" and (self.d_model // self.n_heads) % 2:
+        if (not isinstance(self.head_dim, int) or isinstance(self.head_dim, bool)
+                or self.head_dim < 0):
+            raise ValueError(f"ModelConfig.head_dim must be an int >= 0 (0: d_model // n_heads), "
+                             f"got {self.head_dim!r}")
+        if self.positional == "rope" and self.d_head % 2:
             raise ValueError(f"positional='rope' rotates pairs of a head's dimensions: expected an even "
-                             f"head size d_model / n_heads, got {self.d_model} / {self.n_heads} = "
-                             f"{self.d_model // self.n_heads}")
+                             f"head size (head_dim, or d_model / n_heads), got d_model={self.d_model}, "
+                             f"n_heads={self.n_heads}, head_dim={self.head_dim}: {self.d_head}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if (not isinstance(self.type_vocab_size, int) or isinstance(self.type_vocab_size, bool)
@@ -146,9 +156,13 @@ class ModelConfig:
             raise ValueError(f"n_kv_heads must divide n_heads (each key/value head serves a group "
                              f"of query heads): got n_kv_heads={self.n_kv_heads}, "
                              f"n_heads={self.n_heads}")
-        for name in ("qk_norm", "bias"):
+        for name in ("qk_norm", "bias", "qkv_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.qkv_bias and self.bias:
+            raise ValueError("ModelConfig.qkv_bias=True keeps the q/k/v biases where bias=False drops "
+                             "the others: expected bias=False with it, got bias=True (which keeps "
+                             "every bias already)")
         if (isinstance(self.rope_theta, bool) or not isinstance(self.rope_theta, (int, float))
                 or not 0 < self.rope_theta < float("inf")):
             raise ValueError(f"ModelConfig.rope_theta must be a finite number > 0, got {self.rope_theta!r}")
@@ -165,7 +179,8 @@ class ModelConfig:
         """Refuse a config that uses a modern-decoder field where ``what`` (a model or a
         file format) has no place for it, naming each such field."""
         used = [f"{name}={getattr(self, name)!r}" for name, classic in
-                (("norm", "layer"), ("qk_norm", False), ("bias", True)) if getattr(self, name) != classic]
+                (("norm", "layer"), ("qk_norm", False), ("bias", True), ("qkv_bias", False),
+                 ("head_dim", 0)) if getattr(self, name) != classic]
         if self.kv_heads != self.n_heads:
             used.append(f"n_kv_heads={self.n_kv_heads} (n_heads={self.n_heads})")
         if self.activation in GATED_ACTIVATIONS:
@@ -175,12 +190,14 @@ class ModelConfig:
                 used.append(f"{name}={getattr(self, name)!r}")
         if used:
             raise ValueError(f"{what} supports the GPT-2/BERT choices only: expected norm='layer', "
-                             f"n_kv_heads=n_heads, qk_norm=False, bias=True, an elementwise "
+                             f"n_kv_heads=n_heads, qk_norm=False, bias=True, qkv_bias=False, "
+                             f"head_dim=0, an elementwise "
                              f"activation, RoPE's defaults, got {', '.join(used)}")
 
     @property
     def d_head(self) -> int:
-        return self.d_model // self.n_heads
+        """D, each head's size: ``head_dim``, or ``d_model // n_heads`` where it is 0."""
+        return self.head_dim or self.d_model // self.n_heads
 
     @property
     def kv_heads(self) -> int:

@@ -5,12 +5,12 @@ imported). Each op ``f`` has ``f_backward(dout, cache)`` beside it; the layers a
 models chain those backwards so that ``loss.backward()`` is plain NumPy.
 """
 from . import (
-    activations, attention, dropout, embedding, feed_forward, layer_norm, layers,
-    linear, losses, models, optim, parameter, rms_norm, rope, seq2seq, softmax, span_qa,
+    activations, attention, dpo, dropout, embedding, feed_forward, layer_norm, layers,
+    linear, lora, losses, models, optim, parameter, rms_norm, rope, seq2seq, softmax, span_qa,
 )
 
 _MODULES = (
-    softmax, activations, losses, linear, embedding, layer_norm, rms_norm, feed_forward, dropout,
+    softmax, activations, losses, dpo, linear, lora, embedding, layer_norm, rms_norm, feed_forward, dropout,
     attention, rope, parameter, optim, layers, models, seq2seq, span_qa,
 )
 __all__ = [name for module in _MODULES for name in module.__all__]

@@ -204,13 +204,17 @@ def silu_forward(x):
 
     .. math:: \mathrm{SiLU}(x) = x\,\sigma(x) = \frac{x}{1 + e^{-x}}
 
-    At -inf the product is -inf * 0 = NaN, as torch's ``F.silu`` gives.
+    At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0
+    (the product would give :math:`-\infty \cdot 0` = NaN at :math:`-\infty`, which
+    torch's ``F.silu`` gives): the infinite entries get ReLU's value, their limit
+    (``_at_infinity``), as for GELU and in the torch backend.
     Shapes: x (...) -> (...). Returns ``(out, SiluCache)`` (``x`` and :math:`\sigma(x)`).
     """
     if v.checking():
         x = _check(x)
     s = _sigmoid(x)                                             # (...)
-    return x * s, SiluCache(x, s)
+    out = _at_infinity(x, x * s, lambda: relu(x))               # (...), +inf -> +inf, -inf -> 0
+    return out, SiluCache(x, s)
 
 
 def silu_backward(dout, cache: SiluCache):
@@ -218,12 +222,16 @@ def silu_backward(dout, cache: SiluCache):
 
     .. math:: \frac{d}{dx}\mathrm{SiLU}(x) = \sigma(x)\,\big(1 + x\,(1 - \sigma(x))\big)
 
+    At :math:`x = \pm\infty` the slope is its limit, 1 and 0 (:math:`x(1 - \sigma(x))`
+    would be :math:`\infty \cdot 0` = NaN at :math:`+\infty`, and :math:`\sigma(x)\,x` at
+    :math:`-\infty`), applied as ReLU's backward applies it, as in :func:`gelu_backward`.
     Shapes: dout (...) -> dx (...).
     """
     if v.checking():
         dout = _check_dout(dout, cache, "silu")
     x, s = cache
-    return dout * (s * (1.0 + x * (1.0 - s)))                   # (...)
+    dx = dout * (s * (1.0 + x * (1.0 - s)))                     # (...)
+    return _at_infinity(x, dx, lambda: relu_backward(dout, cache))  # (...), slopes 1, 0 at +-inf
 
 
 def silu(x):

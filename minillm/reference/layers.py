@@ -22,6 +22,7 @@ import numpy as np
 from ..core._validate import checking, require_int_at_least
 from ..core.config import GATED_ACTIVATIONS, ModelConfig
 from ..core.init import rotary_tables
+from .activations import ACTIVATIONS
 from .attention import (
     causal_mask, merge_heads, repeat_kv, repeat_kv_backward, repeat_kv_forward,
     scaled_dot_product_attention, scaled_dot_product_attention_backward,
@@ -33,7 +34,7 @@ from .feed_forward import (
     feed_forward_backward, feed_forward_forward, gated_feed_forward_backward, gated_feed_forward_forward,
 )
 from .layer_norm import layer_norm_backward, layer_norm_forward
-from .linear import linear, linear_backward, linear_forward
+from .linear import linear_backward, linear_forward
 from .module import Module
 from .parameter import Parameter
 from .rms_norm import rms_norm_backward, rms_norm_forward
@@ -100,7 +101,8 @@ def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
     c = config
     return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
                               bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
-                              rope_layout=c.rope_layout, eps=c.layer_norm_eps)
+                              rope_layout=c.rope_layout, eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
+                              head_dim=c.head_dim)
 
 
 def make_norm(config: ModelConfig):
@@ -125,6 +127,41 @@ def _data(p):
 def _accumulate(p, grad):
     if p is not None:
         p.accumulate(grad)
+
+
+def _no_adapters(layer) -> None:
+    """Empty LoRA slots, ``lora_<name>`` for each of the layer's ``LORA_TARGETS``
+    (``minillm.apps.lora_adapters`` fills them; an empty slot is no parameter)."""
+    for name in layer.LORA_TARGETS:
+        setattr(layer, f"lora_{name}", None)
+
+
+def _adapted(layer) -> bool:
+    return any(getattr(layer, f"lora_{name}") is not None for name in layer.LORA_TARGETS)
+
+
+def _project(layer, name, x):
+    r"""The layer's projection ``name`` (``W_Q``, ``W1``, ...; its bias ``b_Q``, ``b1``)
+    of x: :math:`xW + b`, or with a LoRA adapter in ``lora_<name>``
+    :math:`xW + b + s\,xAB`, the adapter keeping its own cache (returned as None).
+    Shapes: x (..., d_in) -> (..., d_out)."""
+    W, b = getattr(layer, name), getattr(layer, "b" + name[1:])
+    adapter = getattr(layer, f"lora_{name}")
+    if adapter is None:
+        return linear_forward(x, W.data, _data(b))
+    return adapter(x, W.data, _data(b)), None
+
+
+def _project_backward(layer, name, d, cache):
+    """dx of projection ``name``; W and b get their gradients, or, adapted, the adapter's
+    A and B get theirs and the frozen W and b none."""
+    adapter = getattr(layer, f"lora_{name}")
+    if adapter is not None:
+        return adapter.backward(d)
+    d_in, dW, db = linear_backward(d, cache)
+    getattr(layer, name).accumulate(dW)
+    _accumulate(getattr(layer, "b" + name[1:]), db)
+    return d_in
 
 
 def _empty(shape, dtype):
@@ -275,26 +312,34 @@ class MultiHeadAttention(Module):
     grouped-query attention (Ainslie et al. 2023): W_K and W_V are (C, H_kv D) and query
     head h reads key/value head :math:`g(h) = \lfloor h / G \rfloor` (:func:`repeat_kv`;
     the gradient of a shared head sums over its group); ``bias=False`` drops the four
-    biases (``b_Q`` ... are then None); ``qk_norm`` applies an RMSNorm of size D
+    biases (``b_Q`` ... are then None) and ``qkv_bias=True`` with it keeps ``b_Q``, ``b_K``,
+    ``b_V`` (Qwen 2); ``head_dim`` (0: C / H) is D when set apart from C / H (Qwen 3): W_Q
+    is (C, H D), W_K and W_V (C, H_kv D), W_O (H D, C); ``qk_norm`` applies an RMSNorm of size D
     (``q_norm``, ``k_norm``) to each head's queries and keys before RoPE (Qwen 3,
     OLMo 2); ``rope_theta`` is RoPE's base and ``rope_layout`` its pairing
     (:func:`rope` or :func:`rope_half`); ``eps`` QK-norm's epsilon.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
+    LORA_TARGETS = ("W_Q", "W_K", "W_V", "W_O")     # the projections that take an adapter
+
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
                  n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
-                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5):
+                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5,
+                 qkv_bias: bool = False, head_dim: int = 0):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
-        D = d_model // n_heads
-        widths = {"Q": d_model, "K": self.n_kv_heads * D, "V": self.n_kv_heads * D, "O": d_model}
+        D = require_int_at_least("head_dim", head_dim, 0) or d_model // n_heads
+        shapes = {"Q": (d_model, n_heads * D), "K": (d_model, self.n_kv_heads * D),
+                  "V": (d_model, self.n_kv_heads * D), "O": (n_heads * D, d_model)}
         for name in ("Q", "K", "V", "O"):
-            setattr(self, f"W_{name}", _empty((d_model, widths[name]), dtype))
-            setattr(self, f"b_{name}", _empty((widths[name],), dtype) if bias else None)
+            with_bias = bias or (qkv_bias and name != "O")
+            setattr(self, f"W_{name}", _empty(shapes[name], dtype))
+            setattr(self, f"b_{name}", _empty((shapes[name][1],), dtype) if with_bias else None)
         self.q_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(D, eps, dtype) if qk_norm else None
+        _no_adapters(self)
         require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
         if rope_layout not in ROTATIONS:
             raise ValueError(f"expected rope_layout in {tuple(ROTATIONS)}, got {rope_layout!r}")
@@ -331,9 +376,9 @@ class MultiHeadAttention(Module):
     def forward(self, x, mask=None, memory=None):
         H, H_kv = self.n_heads, self.n_kv_heads
         src = self._source(x, memory)                              # (B, S, C), S = T if self
-        q, c_q = linear_forward(x, self.W_Q.data, _data(self.b_Q))    # (B, T, C)
-        k, c_k = linear_forward(src, self.W_K.data, _data(self.b_K))  # (B, S, H_kv D)
-        v, c_v = linear_forward(src, self.W_V.data, _data(self.b_V))  # (B, S, H_kv D)
+        q, c_q = _project(self, "W_Q", x)                          # (B, T, C)
+        k, c_k = _project(self, "W_K", src)                        # (B, S, H_kv D)
+        v, c_v = _project(self, "W_V", src)                        # (B, S, H_kv D)
         q, k, v = split_heads(q, H), split_heads(k, H_kv), split_heads(v, H_kv)  # (B, H|H_kv, T|S, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)                  # (B, H|H_kv, T|S, D)
@@ -347,7 +392,7 @@ class MultiHeadAttention(Module):
         if H_kv != H:                                              # each k/v head serves G queries
             (k, c_rep), (v, _) = repeat_kv_forward(k, H // H_kv), repeat_kv_forward(v, H // H_kv)
         (heads, _), c_att = scaled_dot_product_attention_forward(q, k, v, mask)  # (B, H, T, D)
-        y, c_o = linear_forward(merge_heads(heads), self.W_O.data, _data(self.b_O))  # (B, T, C)
+        y, c_o = _project(self, "W_O", merge_heads(heads))         # (B, T, C)
         self._cache = _AttentionCache(c_q, c_k, c_v, c_rep, c_rope, c_att, c_o, memory is not None)
         return y
 
@@ -356,7 +401,7 @@ class MultiHeadAttention(Module):
         ``(dx, dmemory)``: the query path gives dx; the key and value paths both read the
         memory, so their input gradients add into dmemory."""
         c_q, c_k, c_v, c_rep, c_rope, c_att, c_o, with_memory = self._cache
-        dmerged, dW_O, db_O = linear_backward(dy, c_o)             # (B, T, C)
+        dmerged = _project_backward(self, "W_O", dy, c_o)          # (B, T, C)
         dq, dk, dv = scaled_dot_product_attention_backward(
             split_heads(dmerged, self.n_heads), c_att)             # (B, H, T|S, D) each
         if c_rep is not None:                                      # a shared head sums its group
@@ -367,18 +412,13 @@ class MultiHeadAttention(Module):
         if self.q_norm is not None:
             dq, dk = self.q_norm.backward(dq), self.k_norm.backward(dk)
         dx, dsrc = 0, 0
-        for (W, b), d, cache, into_x in (((self.W_Q, self.b_Q), dq, c_q, True),
-                                         ((self.W_K, self.b_K), dk, c_k, not with_memory),
-                                         ((self.W_V, self.b_V), dv, c_v, not with_memory)):
-            d_in, dW, db = linear_backward(merge_heads(d), cache)  # (B, T|S, C)
-            W.accumulate(dW)
-            _accumulate(b, db)
+        for name, d, cache, into_x in (("W_Q", dq, c_q, True), ("W_K", dk, c_k, not with_memory),
+                                       ("W_V", dv, c_v, not with_memory)):
+            d_in = _project_backward(self, name, merge_heads(d), cache)  # (B, T|S, C)
             if into_x:
                 dx = dx + d_in
             else:
                 dsrc = dsrc + d_in
-        self.W_O.accumulate(dW_O)
-        _accumulate(self.b_O, db_O)
         return (dx, dsrc) if with_memory else dx                   # (B, T, C), (B, S, C)
 
     def forward_cached(self, x, past=None, key_mask=None, positions=None):
@@ -396,9 +436,9 @@ class MultiHeadAttention(Module):
         Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
         H, H_kv = self.n_heads, self.n_kv_heads
-        q = split_heads(linear(x, self.W_Q.data, _data(self.b_Q)), H)        # (B, H, T, D)
-        k = split_heads(linear(x, self.W_K.data, _data(self.b_K)), H_kv)     # (B, H_kv, T, D)
-        v = split_heads(linear(x, self.W_V.data, _data(self.b_V)), H_kv)     # (B, H_kv, T, D)
+        q = split_heads(_project(self, "W_Q", x)[0], H)            # (B, H, T, D)
+        k = split_heads(_project(self, "W_K", x)[0], H_kv)         # (B, H_kv, T, D)
+        v = split_heads(_project(self, "W_V", x)[0], H_kv)         # (B, H_kv, T, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         if self.rope_tables is not None:        # the new positions: P .. P+T-1, or each row's own
@@ -416,7 +456,7 @@ class MultiHeadAttention(Module):
             mask = pad if mask is None else mask & pad                      # (B, 1, T, P+T)
         k_all, v_all = (k, v) if H_kv == H else (repeat_kv(k, H // H_kv), repeat_kv(v, H // H_kv))
         heads, _ = scaled_dot_product_attention(q, k_all, v_all, mask)      # (B, H, T, D)
-        return linear(merge_heads(heads), self.W_O.data, _data(self.b_O)), KVCache(k, v)
+        return _project(self, "W_O", merge_heads(heads))[0], KVCache(k, v)
 
 
 def _check_kv_heads(n_heads, n_kv_heads):
@@ -428,11 +468,18 @@ def _check_kv_heads(n_heads, n_kv_heads):
     return n_kv_heads
 
 
+class _AdaptedCache(NamedTuple):
+    """A feed-forward layer's caches when an adapter made it run step by step."""
+    caches: tuple
+
+
 class FeedForward(Module):
     r"""Position-wise feed-forward network (chapter section 4.2):
     :math:`\mathrm{FFN}(x) = \phi(xW_1 + b_1)W_2 + b_2`, :math:`\phi` = ReLU (the
     chapter), GELU, its tanh form or SiLU; ``bias=False``: no b1, b2.
     Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+
+    LORA_TARGETS = ("W1", "W2")
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32",
                  bias: bool = True):
@@ -442,13 +489,26 @@ class FeedForward(Module):
         self.b1 = _empty((d_ff,), dtype) if bias else None
         self.W2 = _empty((d_ff, d_model), dtype)
         self.b2 = _empty((d_model,), dtype) if bias else None
+        _no_adapters(self)
 
     def forward(self, x):
+        if _adapted(self):   # the op's steps one by one, each projection with its adapter
+            act_forward, _ = ACTIVATIONS[self.activation]
+            h, c_1 = _project(self, "W1", x)                       # (..., F)
+            a, c_act = act_forward(h)                              # (..., F)
+            y, c_2 = _project(self, "W2", a)                       # (..., C)
+            self._cache = _AdaptedCache((c_1, c_act, c_2))
+            return y
         y, self._cache = feed_forward_forward(
             x, self.W1.data, _data(self.b1), self.W2.data, _data(self.b2), self.activation)
         return y                                                   # (..., C)
 
     def backward(self, dy):
+        if isinstance(self._cache, _AdaptedCache):
+            c_1, c_act, c_2 = self._cache.caches
+            da = _project_backward(self, "W2", dy, c_2)            # (..., F)
+            dh = ACTIVATIONS[self.activation][1](da, c_act)        # (..., F)
+            return _project_backward(self, "W1", dh, c_1)          # (..., C)
         dx, dW1, db1, dW2, db2 = feed_forward_backward(dy, self._cache)
         for p, g in ((self.W1, dW1), (self.b1, db1), (self.W2, dW2), (self.b2, db2)):
             _accumulate(p, g)
@@ -460,6 +520,8 @@ class GatedFeedForward(Module):
     :math:`\mathrm{FFN}(x) = (\mathrm{SiLU}(xW_{gate} + b_{gate}) \odot (xW_{up} + b_{up}))W_{down} + b_{down}`;
     ``bias=False``: no b_gate, b_up, b_down. Shapes: x (..., C) -> (..., C), hidden (..., F)."""
 
+    LORA_TARGETS = ("W_gate", "W_up", "W_down")
+
     def __init__(self, d_model: int, d_ff: int, activation: str = "silu", dtype="float32",
                  bias: bool = True):
         super().__init__()
@@ -470,14 +532,29 @@ class GatedFeedForward(Module):
         self.b_up = _empty((d_ff,), dtype) if bias else None
         self.W_down = _empty((d_ff, d_model), dtype)
         self.b_down = _empty((d_model,), dtype) if bias else None
+        _no_adapters(self)
 
     def forward(self, x):
+        if _adapted(self):   # the op's steps one by one, each projection with its adapter
+            act_forward, _ = ACTIVATIONS[self.activation]
+            h_gate, c_gate = _project(self, "W_gate", x)           # (..., F)
+            a, c_act = act_forward(h_gate)                         # (..., F)
+            u, c_up = _project(self, "W_up", x)                    # (..., F)
+            y, c_down = _project(self, "W_down", a * u)            # (..., C)
+            self._cache = _AdaptedCache((c_gate, c_act, c_up, a, u, c_down))
+            return y
         y, self._cache = gated_feed_forward_forward(
             x, self.W_gate.data, _data(self.b_gate), self.W_up.data, _data(self.b_up),
             self.W_down.data, _data(self.b_down), self.activation)
         return y                                                   # (..., C)
 
     def backward(self, dy):
+        if isinstance(self._cache, _AdaptedCache):
+            c_gate, c_act, c_up, a, u, c_down = self._cache.caches
+            dm = _project_backward(self, "W_down", dy, c_down)     # (..., F)
+            dh_gate = ACTIVATIONS[self.activation][1](dm * u, c_act)  # (..., F)
+            dx_up = _project_backward(self, "W_up", dm * a, c_up)  # (..., C)
+            return _project_backward(self, "W_gate", dh_gate, c_gate) + dx_up  # (..., C)
         dx, *grads = gated_feed_forward_backward(dy, self._cache)
         params = (self.W_gate, self.b_gate, self.W_up, self.b_up, self.W_down, self.b_down)
         for p, g in zip(params, grads):

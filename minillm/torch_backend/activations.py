@@ -94,12 +94,19 @@ def silu(x):
 
     .. math:: \mathrm{SiLU}(x) = x\,\sigma(x) = \frac{x}{1 + e^{-x}}
 
+    At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0,
+    with slopes 1 and 0, as in :func:`gelu`: the infinite entries are set aside
+    (``x_fin``) so that autograd never multiplies :math:`\infty` by 0, and ReLU's value is
+    put back (the reference puts the same limits in where x is infinite).
     Shapes: x (...) -> (...).
     """
     if v.checking():
         _check(x)
-    s = _sigmoid(x)                                             # (...)
-    return x * s                                                # (...)
+    inf = torch.isinf(x)                                        # (...), no gradient
+    x_fin = torch.where(inf, 0.0, x)                            # (...), +-inf -> 0
+    s = _sigmoid(x_fin)                                         # (...)
+    limit = torch.where(x > 0, x, 0.0)                          # (...), +inf -> +inf, -inf -> 0
+    return torch.where(inf, limit, x_fin * s)                   # (...)
 
 
 # ----------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from torch import nn
 from ..core._validate import checking, require_int_at_least
 from ..core.config import GATED_ACTIVATIONS, ModelConfig
 from ..core.init import rotary_tables
+from .activations import ACTIVATIONS, FAST_ACTIVATIONS
 from .attention import (
     causal_mask, fast_grouped_attention, fused_attention, merge_heads, repeat_kv,
     scaled_dot_product_attention, split_heads,
@@ -108,7 +109,8 @@ def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
     c = config
     return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
                               bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
-                              rope_layout=c.rope_layout, eps=c.layer_norm_eps)
+                              rope_layout=c.rope_layout, eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
+                              head_dim=c.head_dim)
 
 
 def make_norm(config: ModelConfig):
@@ -123,6 +125,25 @@ def make_feed_forward(config: ModelConfig):
     if c.activation in GATED_ACTIVATIONS:
         return GatedFeedForward(c.d_model, c.d_ff, GATED_ACTIVATIONS[c.activation], c.dtype, c.bias)
     return FeedForward(c.d_model, c.d_ff, c.activation, c.dtype, c.bias)
+
+
+def _no_adapters(layer) -> None:
+    """Empty LoRA slots, ``lora_<name>`` for each of the layer's ``LORA_TARGETS``
+    (``minillm.apps.lora_adapters`` fills them; an empty slot is no parameter)."""
+    for name in layer.LORA_TARGETS:
+        setattr(layer, f"lora_{name}", None)
+
+
+def _adapted(layer) -> bool:
+    return any(getattr(layer, f"lora_{name}") is not None for name in layer.LORA_TARGETS)
+
+
+def _project(layer, name, affine, x):
+    """The layer's projection ``name`` (``W_Q``, ``W1``, ...; its bias ``b_Q``, ``b1``) of
+    x: ``affine(x, W, b)``, or the LoRA adapter in ``lora_<name>`` on the same W and b."""
+    W, b = getattr(layer, name), getattr(layer, "b" + name[1:])
+    adapter = getattr(layer, f"lora_{name}")
+    return affine(x, W, b) if adapter is None else adapter(x, W, b)   # (..., d_out)
 
 
 def _empty(shape, dtype):
@@ -225,24 +246,31 @@ class MultiHeadAttention(Module):
     :func:`repeat_kv` when grouped) and the projections with ``F.linear``, instead of the
     explicit formulas. ``rope_positions`` > 0 rotates queries and keys by their
     positions (RoPE), as in the reference; a rotary layer takes no memory. ``n_kv_heads``,
-    ``bias``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and ``eps`` as in the reference.
+    ``bias``, ``qkv_bias``, ``head_dim``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and
+    ``eps`` as in the reference.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
+    LORA_TARGETS = ("W_Q", "W_K", "W_V", "W_O")     # the projections that take an adapter
+
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
                  n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
-                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5):
+                 rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5,
+                 qkv_bias: bool = False, head_dim: int = 0):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
         self.fused = False
-        D = d_model // n_heads
-        widths = {"Q": d_model, "K": self.n_kv_heads * D, "V": self.n_kv_heads * D, "O": d_model}
+        D = require_int_at_least("head_dim", head_dim, 0) or d_model // n_heads
+        shapes = {"Q": (d_model, n_heads * D), "K": (d_model, self.n_kv_heads * D),
+                  "V": (d_model, self.n_kv_heads * D), "O": (n_heads * D, d_model)}
         for name in ("Q", "K", "V", "O"):
-            setattr(self, f"W_{name}", _empty((d_model, widths[name]), dtype))
-            setattr(self, f"b_{name}", _empty((widths[name],), dtype) if bias else None)
+            with_bias = bias or (qkv_bias and name != "O")
+            setattr(self, f"W_{name}", _empty(shapes[name], dtype))
+            setattr(self, f"b_{name}", _empty((shapes[name][1],), dtype) if with_bias else None)
         self.q_norm = RMSNorm(D, eps, dtype) if qk_norm else None
         self.k_norm = RMSNorm(D, eps, dtype) if qk_norm else None
+        _no_adapters(self)
         require_int_at_least("rope_positions", rope_positions, 0)   # 0: no RoPE
         if rope_layout not in ROTATIONS:
             raise ValueError(f"expected rope_layout in {tuple(ROTATIONS)}, got {rope_layout!r}")
@@ -278,9 +306,9 @@ class MultiHeadAttention(Module):
     def _heads(self, affine, x, src):
         """The projections, split into heads, QK-normed where asked: q from x (B, H, T, D);
         k, v from src (B, H_kv, S, D)."""
-        q = split_heads(affine(x, self.W_Q, self.b_Q), self.n_heads)          # (B, H, T, D)
-        k = split_heads(affine(src, self.W_K, self.b_K), self.n_kv_heads)     # (B, H_kv, S, D)
-        v = split_heads(affine(src, self.W_V, self.b_V), self.n_kv_heads)     # (B, H_kv, S, D)
+        q = split_heads(_project(self, "W_Q", affine, x), self.n_heads)  # (B, H, T, D)
+        k = split_heads(_project(self, "W_K", affine, src), self.n_kv_heads)  # (B, H_kv, S, D)
+        v = split_heads(_project(self, "W_V", affine, src), self.n_kv_heads)  # (B, H_kv, S, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         return q, k, v
@@ -306,7 +334,7 @@ class MultiHeadAttention(Module):
         if self.rotary:
             q, k = self._rotate(q, k, 0)                           # (B, H|H_kv, T, D)
         heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
-        return affine(merge_heads(heads), self.W_O, self.b_O)      # (B, T, C)
+        return _project(self, "W_O", affine, merge_heads(heads))   # (B, T, C)
 
     def forward_cached(self, x, past=None, key_mask=None, positions=None):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
@@ -330,7 +358,7 @@ class MultiHeadAttention(Module):
             pad = key_mask[:, None, None, :]                       # (B, 1, 1, P+T)
             mask = pad if mask is None else mask & pad             # (B, 1, T, P+T)
         heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
-        return affine(merge_heads(heads), self.W_O, self.b_O), KVCache(k, v)
+        return _project(self, "W_O", affine, merge_heads(heads)), KVCache(k, v)
 
 
 def _check_kv_heads(n_heads, n_kv_heads):
@@ -342,12 +370,22 @@ def _check_kv_heads(n_heads, n_kv_heads):
     return n_kv_heads
 
 
+def _ffn_steps(fused: bool, activation: str):
+    """(affine map, activation) of the fast path or of the explicit one, for a
+    feed-forward layer that runs step by step because an adapter sits on it."""
+    if fused:
+        return fast_linear, FAST_ACTIVATIONS[activation]
+    return linear, ACTIVATIONS[activation]
+
+
 class FeedForward(Module):
     r"""Position-wise feed-forward network (chapter section 4.2):
     :math:`\mathrm{FFN}(x) = \phi(xW_1 + b_1)W_2 + b_2`, :math:`\phi` = ReLU (the
     chapter), GELU, its tanh form or SiLU; ``bias=False``: no b1, b2; ``fused``:
     ``F.linear`` and ``F.relu`` / ``F.gelu`` / ``F.silu``.
     Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+
+    LORA_TARGETS = ("W1", "W2")
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "relu", dtype="float32",
                  bias: bool = True):
@@ -358,8 +396,13 @@ class FeedForward(Module):
         self.b1 = _empty((d_ff,), dtype) if bias else None
         self.W2 = _empty((d_ff, d_model), dtype)
         self.b2 = _empty((d_model,), dtype) if bias else None
+        _no_adapters(self)
 
     def forward(self, x):
+        if _adapted(self):   # the op's steps one by one, each projection with its adapter
+            affine, act = _ffn_steps(self.fused, self.activation)
+            h = _project(self, "W1", affine, x)                    # (..., F)
+            return _project(self, "W2", affine, act(h))            # (..., C)
         ffn = fast_feed_forward if self.fused else feed_forward
         return ffn(x, self.W1, self.b1, self.W2, self.b2, self.activation)  # (..., C)
 
@@ -369,6 +412,8 @@ class GatedFeedForward(Module):
     :math:`\mathrm{FFN}(x) = (\mathrm{SiLU}(xW_{gate} + b_{gate}) \odot (xW_{up} + b_{up}))W_{down} + b_{down}`;
     ``bias=False``: no b_gate, b_up, b_down; ``fused``: ``F.linear`` and ``F.silu``.
     Shapes: x (..., C) -> (..., C), hidden (..., F)."""
+
+    LORA_TARGETS = ("W_gate", "W_up", "W_down")
 
     def __init__(self, d_model: int, d_ff: int, activation: str = "silu", dtype="float32",
                  bias: bool = True):
@@ -381,8 +426,14 @@ class GatedFeedForward(Module):
         self.b_up = _empty((d_ff,), dtype) if bias else None
         self.W_down = _empty((d_ff, d_model), dtype)
         self.b_down = _empty((d_model,), dtype) if bias else None
+        _no_adapters(self)
 
     def forward(self, x):
+        if _adapted(self):   # the op's steps one by one, each projection with its adapter
+            affine, act = _ffn_steps(self.fused, self.activation)
+            a = act(_project(self, "W_gate", affine, x))           # (..., F)
+            u = _project(self, "W_up", affine, x)                  # (..., F)
+            return _project(self, "W_down", affine, a * u)         # (..., C)
         ffn = fast_gated_feed_forward if self.fused else gated_feed_forward
         return ffn(x, self.W_gate, self.b_gate, self.W_up, self.b_up, self.W_down, self.b_down,
                    self.activation)                                # (..., C)

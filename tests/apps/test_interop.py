@@ -304,10 +304,11 @@ def test_old_configs_keep_todays_model():
 # -- bad input -------------------------------------------------------------------------------
 
 def test_error_other_architecture(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"],
-                                                      "model_type": "llama"}))
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["MistralForCausalLM"],
+                                                      "model_type": "mistral"}))
     (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(ValueError, match=r"config.json: expected one of the architectures .*LlamaForCausalLM"):
+    with pytest.raises(ValueError, match=r"config.json: expected one of the architectures .*LlamaForCausalLM"
+                                         r".* got architectures=\['MistralForCausalLM'\]"):
         read_hf(tmp_path)
 
 

@@ -46,13 +46,22 @@ def _torch_backend():
     runtime.Runtime("torch")
 
 
-def _gpt2_pattern():
+def _pretokenizer_pattern():
     from minillm.data import hf_tokenizers
-    hf_tokenizers._gpt2_pattern.cache_clear()
+    hf_tokenizers._pretokenizer_pattern.cache_clear()
     try:
-        hf_tokenizers._gpt2_pattern()
+        hf_tokenizers._pretokenizer_pattern()
     finally:
-        hf_tokenizers._gpt2_pattern.cache_clear()
+        hf_tokenizers._pretokenizer_pattern.cache_clear()
+
+
+def _chat_template():
+    from minillm.data import chat_template
+    chat_template._compiled.cache_clear()
+    try:
+        chat_template.render_chat("{{ messages[0].content }}", [{"role": "user", "content": "x"}])
+    finally:
+        chat_template._compiled.cache_clear()
 
 
 def _nltk():
@@ -71,13 +80,30 @@ def _torch_bin(tmp_path):
     files.read_tensors(tmp_path, allow_bin=True)
 
 
+def _bf16_weights():
+    import json
+    import struct
+    import tempfile
+    from pathlib import Path
+
+    from minillm.apps.interop import files
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [4], "data_offsets": [0, 8]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.safetensors"
+        path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+        files.read_safetensors(path)
+
+
 CASES = {  # hidden module: (what triggers it, the extra named)
     "anyio": (_import_serving, "serve"),
     "fastapi": (_import_serving, "serve"),
     "pydantic": (_import_serving, "serve"),
     "uvicorn": (_serve, "serve"),
     "torch": (_torch_backend, "torch"),
-    "regex": (_gpt2_pattern, "hf"),
+    "regex": (_pretokenizer_pattern, "hf"),
+    "jinja2": (_chat_template, "hf"),
+    "ml_dtypes": (_bf16_weights, "hf"),
     "nltk": (_nltk, "pipeline"),
     "matplotlib": (_matplotlib, "pipeline"),
 }

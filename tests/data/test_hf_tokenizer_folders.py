@@ -294,8 +294,8 @@ def _edit(folder, name, change):
 
 
 REFUSALS = {  # what is changed in a transformers-5 folder -> the message that names it
-    "another class": ("tokenizer_config.json", lambda c: c.update(tokenizer_class="LlamaTokenizer"),
-                      r"tokenizer_config.json: tokenizer_class 'LlamaTokenizer' is not read"),
+    "another class": ("tokenizer_config.json", lambda c: c.update(tokenizer_class="T5Tokenizer"),
+                      r"tokenizer_config.json: tokenizer_class 'T5Tokenizer' is not read"),
     "unknown setting": ("tokenizer_config.json", lambda c: c.update(do_something=True),
                         r"tokenizer_config.json: field 'do_something' is not read by minillm"),
     "single_word": ("tokenizer.json",
@@ -303,8 +303,6 @@ REFUSALS = {  # what is changed in a transformers-5 folder -> the message that n
                     r"tokenizer.json: added_tokens '<\|endoftext\|>' has single_word true"),
     "BPE dropout": ("tokenizer.json", lambda j: j["model"].update(dropout=0.1),
                     r"tokenizer.json: expected model.dropout None .*got 0.1"),
-    "byte fallback": ("tokenizer.json", lambda j: j["model"].update(byte_fallback=True),
-                      r"tokenizer.json: expected model.byte_fallback False"),
     "BertTokenizer over BPE": ("tokenizer_config.json", lambda c: c.update(tokenizer_class="BertTokenizer"),
                                r"tokenizer_class makes it a 'BertTokenizer', but tokenizer.json's "
                                r"model.type is 'BPE'"),
@@ -313,9 +311,15 @@ REFUSALS = {  # what is changed in a transformers-5 folder -> the message that n
 }
 WHOLE_REFUSALS = {  # the same, in a folder whose tokenizer.json is read whole
     "normalizer": (lambda j: j.update(normalizer={"type": "NFKC"}),
-                   r"tokenizer.json: normalizer 'NFKC' with a byte-level BPE is not read"),
+                   r"tokenizer.json: normalizer \{'type': 'NFKC'\} is not read by minillm \(it reads "
+                   r"none \(GPT-2, Llama 3\) or NFC"),
     "no regex": (lambda j: j["pre_tokenizer"].update(use_regex=False),
-                 r"tokenizer.json: expected pre_tokenizer ByteLevel with use_regex true"),
+                 r"tokenizer.json: pre_tokenizer .*'use_regex': False.* is not read by minillm \(it "
+                 r"reads ByteLevel with use_regex true"),
+    # byte fallback makes it Llama 2's SentencePiece BPE, whose pre-tokenizer is Metaspace
+    "byte fallback": (lambda j: j["model"].update(byte_fallback=True),
+                      r"tokenizer.json: pre_tokenizer .*'ByteLevel'.* is not read by minillm \(it "
+                      r"reads Metaspace"),
     "post-processor": (lambda j: j.update(post_processor={"type": "Unknown"}),
                        r"tokenizer.json: post_processor type 'Unknown' is not read"),
     "model": (lambda j: j.update(model={"type": "Unigram", "vocab": [["a", 0.0]], "unk_id": 0}),

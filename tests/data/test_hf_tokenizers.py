@@ -18,7 +18,7 @@ transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
 from minillm.data import GPT2Tokenizer, WordPieceTokenizer  # noqa: E402
-from minillm.data.hf_tokenizers import _gpt2_pattern, bytes_to_unicode, read_tokenizer_folder  # noqa: E402
+from minillm.data.hf_tokenizers import _pretokenizer_pattern, bytes_to_unicode, read_tokenizer_folder  # noqa: E402
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog. It's a dog's life, isn't it?",
@@ -312,7 +312,7 @@ def test_gpt2_whitespace_is_unicode_white_space(both_gpt2):
     Unicode, ``regex`` or Oniguruma: GPT-2 keeps them with the symbols."""
     ours, theirs = both_gpt2
     text = "a \x1cb \x1f1"
-    assert _gpt2_pattern().findall(text) == ["a", " \x1c", "b", " \x1f", "1"]
+    assert _pretokenizer_pattern().findall(text) == ["a", " \x1c", "b", " \x1f", "1"]
     assert ours.encode(text) == theirs.encode(text, add_special_tokens=False)
     assert re.findall(r"\s+", text) == [" \x1c", " \x1f"]          # the stdlib's re: whitespace
 

@@ -95,13 +95,15 @@ def modern_configs(draw):
     n_heads = draw(st.sampled_from([1, 2, 4]))
     n_kv_heads = draw(st.sampled_from([d for d in (0, 1, 2, 4) if d == 0 or n_heads % d == 0]))
     rope = draw(st.booleans())
+    bias = draw(st.booleans())
     return ModelConfig(
         vocab_size=draw(st.integers(11, 30)), block_size=8, d_model=16,
         n_heads=n_heads, n_kv_heads=n_kv_heads, n_layers=draw(st.integers(1, 2)),
         d_ff=draw(st.integers(4, 20)), dtype="float64", init_std=0.3,
         norm=draw(st.sampled_from(["layer", "rms"])), norm_first=draw(st.booleans()),
         activation=draw(st.sampled_from(["swiglu", "silu", "gelu"])),
-        qk_norm=draw(st.booleans()), bias=draw(st.booleans()),
+        qk_norm=draw(st.booleans()), bias=bias, qkv_bias=not bias and draw(st.booleans()),
+        head_dim=draw(st.sampled_from([0, 6])),
         positional="rope" if rope else draw(st.sampled_from(["learned", "sinusoidal"])),
         rope_layout=draw(st.sampled_from(["interleaved", "half"])) if rope else "interleaved",
         rope_theta=draw(st.sampled_from([10000.0, 1e6])) if rope else 10000.0,
@@ -127,15 +129,19 @@ def test_every_mix_of_choices_agrees_reference_explicit_fused(config, kind, B, T
             assert_model_close(f"{path} grad {name}", g[name], t_g[name], "float64")
 
 
-def test_attention_layer_backward_matches_finite_differences():
+@pytest.mark.parametrize("qwen", [{}, dict(qkv_bias=True, head_dim=6)], ids=["llama", "qwen"])
+def test_attention_layer_backward_matches_finite_differences(qwen):
     """The reference's hand-written backward through QK-norm, the half-layout rotation, the
     sharing of key/value heads (a shared head's gradient sums over its group) and the
-    projections without bias, for the input and every parameter."""
+    projections without bias (or, Qwen's, with q/k/v biases only and a head size of 6, not
+    C / H = 2), for the input and every parameter."""
     rng = np.random.default_rng(0)
     layer = R.MultiHeadAttention(8, 4, "float64", rope_positions=5, n_kv_heads=2, bias=False,
-                                 qk_norm=True, rope_theta=100.0, rope_layout="half")
+                                 qk_norm=True, rope_theta=100.0, rope_layout="half", **qwen)
     params = dict(layer.named_parameters())
-    assert sorted(params) == ["W_K", "W_O", "W_Q", "W_V", "k_norm.gamma", "q_norm.gamma"]
+    biases = ["b_K", "b_Q", "b_V"] if qwen else []          # Qwen 2's: none on the output
+    assert sorted(params) == ["W_K", "W_O", "W_Q", "W_V", *biases, "k_norm.gamma", "q_norm.gamma"]
+    assert params["W_O"].data.shape == (4 * qwen.get("head_dim", 2), 8)
     for p in params.values():
         p.data[...] = rng.standard_normal(p.data.shape) * (0.5 if p.data.ndim == 2 else 1.0) + (p.data.ndim == 1)
     x, mask = rng.standard_normal((2, 5, 8)), R.causal_mask(5)
@@ -278,7 +284,10 @@ def test_models_without_a_place_for_the_modern_fields_refuse_them(backend, tmp_p
         with pytest.raises(ValueError, match=f"EncoderDecoder.*{named}"):
             backend.EncoderDecoder(config)
     from minillm.apps.interop import save_hf
-    with pytest.raises(ValueError, match="GPT2LMHeadModel supports the GPT-2/BERT choices only.*norm='rms'"):
+    with pytest.raises(ValueError, match="GPT2LMHeadModel supports the GPT-2/BERT choices only.*activation='swiglu'"):
+        save_hf(backend.GPT(dataclasses.replace(LLAMA, positional="learned", rope_layout="interleaved",
+                                                rope_theta=10000.0, norm="layer", qk_norm=False)), tmp_path / "out")
+    with pytest.raises(ValueError, match="Qwen3ForCausalLM needs ModelConfig.positional='rope', got 'learned'"):
         save_hf(backend.GPT(dataclasses.replace(LLAMA, positional="learned", rope_layout="interleaved",
                                                 rope_theta=10000.0)), tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -15,7 +15,9 @@ put each op and a whole model exactly at those points and compare, in float64:
 
 All the functions here are smooth at the points tested (softmax is smooth where its
 maximum is tied; attention where one key is left or the other weights underflow; layer
-norm where a row is constant, thanks to eps), so finite differences are the truth. The
+norm and RMSNorm where a row is constant or zero, thanks to eps), so finite differences
+are the truth. Every op of tests/ops_catalogue.py is put at such a point: the elementwise
+ones at their kinks and at 0, the others with an all-zero input. The
 one true kink, ReLU at 0, has its derivative defined as 0 (torch.relu's choice), written
 as the mask ``[x > 0]`` in both backends, and tested to be exactly that.
 
@@ -30,6 +32,8 @@ import re
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minillm.reference as R
 import minillm.torch_backend as T
@@ -289,6 +293,46 @@ def test_op_derivative_at_its_kinks_and_at_zero(op):
         np.testing.assert_allclose(dx_ref[:4] / dout[:4], fd[0], rtol=FD.rtol, atol=FD.atol)
         assert_close(op.name, xt.grad, dx_ref, FLOAT64.rtol, FLOAT64.atol)
         assert torch.autograd.gradcheck(op.explicit, (smooth,), eps=FD_STEP, atol=FD.atol, rtol=FD.rtol)
+
+
+@pytest.mark.parametrize("op", rows_for("tests/ops/test_bounds.py::test_op_at_a_zero_input"), ids=repr)
+@given(data=st.data())
+def test_op_at_a_zero_input(op, data):
+    """Every op that is not elementwise, with its first input all zeros (the rest drawn):
+    every row constant, so a norm's variance or mean square is 0 (eps alone keeps it
+    finite), softmax's maximum is tied across the row, a rotation has nothing to rotate.
+    In float64, the reference's backward is finite differences', and the explicit path's
+    and the fused kernel's autograd gradients are the reference's."""
+    case = op.case(data, np.float64, "gradcheck")
+    inputs = list(case.inputs)
+    inputs[0] = np.zeros_like(inputs[0])
+    out, cache = op.forward(*inputs, **case.kwargs)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16), label="dout seed"))
+    dout = rng.standard_normal(np.shape(out))                  # a random upstream gradient
+    grads = op.backward(dout, cache)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    varied = [i for i, (a, d) in enumerate(zip(inputs, case.differentiable)) if d and a is not None]
+    ours = [g for g in grads if g is not None]
+    assert len(ours) == len(varied), f"{op.name}: {len(ours)} gradients for {len(varied)} inputs"
+
+    def f(*values):
+        args = list(inputs)
+        for i, a in zip(varied, values):
+            args[i] = a
+        return op.forward(*args, **case.kwargs)[0]
+
+    check_grad(f, [inputs[i] for i in varied], dout, ours,
+               [f"{op.name} d{case.names[i]}" for i in varied], eps=FD_STEP, rtol=FD.rtol, atol=FD.atol)
+    for path, fn in (("explicit", op.explicit), ("fused", op.fused)):
+        if fn is None:
+            continue
+        leaves = [None if a is None else torch.tensor(a, requires_grad=i in varied)
+                  for i, a in enumerate(inputs)]
+        out_t = fn(*leaves, **case.kwargs)
+        torch_grads = torch.autograd.grad(out_t, [leaves[i] for i in varied], torch.from_numpy(dout))
+        assert_close(f"{op.name} {path} out", out_t, out, FLOAT64.rtol, FLOAT64.atol)
+        for i, g_t, g in zip(varied, torch_grads, ours):
+            assert_close(f"{op.name} {path} d{case.names[i]}", g_t, g, FLOAT64.rtol, FLOAT64.atol)
 
 
 # ----------------------------------------------------------------------------------------

@@ -56,6 +56,11 @@ EVERY_REFERENCE_OP = textwrap.dedent("""
         run_op("feed_forward", x, W1, b1, W2, b2, activation=activation)
     run_op("gated_feed_forward", x, W1, b1, rng.standard_normal((C, 8)), None, W2, None)
     run_op("dropout", x, 0.3, training=True, rng=np.random.default_rng(1))
+    # lora.py, dpo.py
+    A, B_ = rng.standard_normal((C, 2)), rng.standard_normal((2, 5))
+    run_op("lora", x, W, b, A, B_, 1.5, 0.2, True, np.random.default_rng(2))
+    run_op("dpo_loss", *(-np.abs(rng.standard_normal(3)) for _ in range(4)), 0.1, 0.1)
+    run_op("sequence_logps", x, targets.clip(0), rng.random((B, T)) < 0.5)
     # rope.py: q (B, H, T, 2) rotated by the tables of positions 0..T-1
     run_op("rope", q, *minillm.core.init.rotary_tables(T, 2, "float64"))
     run_op("rope_half", q, *minillm.core.init.rotary_tables(T, 2, "float64", 500000.0))

@@ -4,18 +4,25 @@ against torch's own functions on the same input.
 The rule (docs/architecture.md, "Non-finite values"): where an input holds NaN or +-inf,
 each backend's output has NaN, +inf and -inf at exactly the positions where torch's own
 function has them, and the same finite values everywhere else. The oracles are
-``torch.softmax``, ``torch.log_softmax``, ``F.relu``, ``F.gelu``, ``F.layer_norm``,
-``F.linear``, ``F.embedding``, ``F.cross_entropy``, ``F.dropout``'s product, the
-complex product for RoPE (as LLaMA writes it), the masked_fill + softmax composition
-for attention, ``torch.optim.SGD/Adam/AdamW`` and ``torch.nn.utils.clip_grad_norm_``.
+``torch.softmax``, ``torch.log_softmax``, ``F.relu``, ``F.gelu``, ``F.silu``,
+``F.layer_norm``, ``F.rms_norm``, ``F.linear``, ``F.embedding``, ``F.cross_entropy``,
+``F.dropout``'s product, the complex product for both RoPE layouts (as LLaMA writes it),
+the head-by-head definition of ``repeat_kv``, the masked_fill + softmax composition for
+attention, ``torch.optim.SGD/Adam/AdamW`` and ``torch.nn.utils.clip_grad_norm_``.
 Gradients are compared the same way, with a finite upstream gradient and, for the
-elementwise ops, with a non-finite one too.
+elementwise ops, with a non-finite one too. Every op of the catalogue is driven here:
+the one-input ops on fixed rows of non-finite values (``test_op_nonfinite_values``), the
+ops of several inputs on their drawn calls with NaN, +inf, -inf planted in one input
+(``test_multi_input_op_nonfinite_values``); where a row states that its gradients group
+non-finite terms otherwise than torch's kernel (``nonfinite_gradients``: layer norm with
+an infinite gain, the gated feed-forward), they are checked never to hide a NaN.
 
 The activations are the exception to "where torch has them": at +inf and -inf their
 value and slope are the formula's limits (``at_infinity`` in tests/ops_catalogue.py;
-GELU(-inf) = 0, not torch's -inf * 0 = NaN), and torch's F.gelu is compared only at finite
-points, because its vectorised float32 kernel gives NaN at +inf on AVX-512 CPUs and inf on
-others (``fused_departure`` in the catalogue): a value that depends on the CPU is no truth.
+GELU(-inf) = SiLU(-inf) = 0, not torch's -inf * 0 = NaN), and torch's F.gelu and F.silu
+are compared only at finite points: F.gelu's vectorised float32 kernel gives NaN at +inf on
+AVX-512 CPUs and inf on others, F.silu's gradient is NaN at +-inf (``fused_departure`` in
+the catalogue): a value that depends on the CPU, or is NaN where the limit exists, is no truth.
 
 The documented choices where minillm differs from torch are tested as such: a query row
 with nothing to attend to gives zero weights and output (torch: NaN); a mean
@@ -27,9 +34,9 @@ same formulas and the same rounding as the parity tests); the non-finite positio
 compared exactly. The optimizers use test_optim.py's float64 bound, atol 1e-10.
 
 One difference is kept and marked ``xfail(strict=True)`` with its reason (the catalogue's
-``explicit_nonfinite_upstream``): the explicit GELU is a product differentiated by
-autograd, so an infinite upstream gradient at x = 0 gives NaN where the formula gives inf
-(finite upstream gradients match).
+``explicit_nonfinite_upstream``): the explicit GELU and SiLU are products differentiated
+by autograd, so an infinite upstream gradient at x = 0 gives NaN where the formula gives
+inf (finite upstream gradients match).
 If it ever stops differing, the strict mark fails and is to be removed.
 """
 import logging
@@ -39,6 +46,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minillm.reference as R
 import minillm.torch_backend as T
@@ -162,6 +171,50 @@ def test_op_nonfinite_values(op, dtype, dout_kind, side):
     assert_same_nonfinite(f"{op.name} backward", dx, expected_dx, op.name, dtype)
 
 
+def _multi_cases():
+    for op in rows_for("tests/ops/test_nonfinite.py::test_multi_input_op_nonfinite_values"):
+        for side in ("reference", "torch_backend"):
+            yield pytest.param(op, side, id=f"{op.name}-{side}")
+
+
+@pytest.mark.parametrize("op,side", list(_multi_cases()))
+@given(dtype=st.sampled_from(DTYPES), data=st.data())
+def test_multi_input_op_nonfinite_values(op, side, dtype, data):
+    """An op of several inputs, on the catalogue's drawn call with NaN, +inf and -inf
+    planted in one of its differentiable inputs (the values and the places drawn too),
+    and a finite random upstream gradient: the output and every gradient hold NaN, +inf
+    and -inf where ``op.formula`` (torch.nn.functional's kernels, an activation's limits
+    at +-inf) holds them, and the same finite values elsewhere."""
+    case = op.case(data, dtype, "oracle")     # the inputs a torch.nn.functional kernel is judged on
+    inputs = [None if a is None else np.array(a) for a in case.inputs]
+    planted = [i for i, (a, d) in enumerate(zip(inputs, case.differentiable)) if d and a is not None]
+    i = data.draw(st.sampled_from(planted), label="planted in")
+    flat = inputs[i].reshape(-1)
+    values = data.draw(st.lists(st.sampled_from([NAN, INF, -INF]), min_size=1, max_size=3), label="values")
+    for value in values:
+        flat[data.draw(st.integers(0, flat.size - 1), label="at")] = value
+    with_grad = [d and a is not None for a, d in zip(inputs, case.differentiable)]
+    leaves = [None if a is None else to_torch(a, requires_grad=g) for a, g in zip(inputs, with_grad)]
+    expected = op.formula(*leaves, **case.kwargs)
+    dout = _upstream(tuple(expected.shape), "finite", dtype)
+    expected_grads = torch.autograd.grad(expected, [t for t, g in zip(leaves, with_grad) if g],
+                                         to_torch(dout))
+    if side == "reference":
+        out, cache = op.forward(*inputs, **case.kwargs)
+        grads = op.backward(dout, cache)
+        grads = [g for g, w in zip(grads if isinstance(grads, tuple) else (grads,),
+                                   [w for w, d in zip(with_grad, case.differentiable) if d]) if w]
+    else:
+        leaves = [None if a is None else to_torch(a, requires_grad=g) for a, g in zip(inputs, with_grad)]
+        out = op.explicit(*leaves, **case.kwargs)
+        grads = torch.autograd.grad(out, [t for t, g in zip(leaves, with_grad) if g], to_torch(dout))
+    assert_same_nonfinite(f"{op.name} forward", out, expected.detach(), op.name, dtype)
+    names = [n for n, g in zip(case.names, with_grad) if g]
+    compare = assert_nonfinite_covers if op.nonfinite_gradients else assert_same_nonfinite
+    for name, g, e in zip(names, grads, expected_grads):
+        compare(f"{op.name} d{name} ({case.names[i]} planted)", g, e, op.name, dtype)
+
+
 def test_the_activations_limits_at_infinity_are_the_formulas():
     """The limits the catalogue declares, written out: GELU(x) = x Phi(x) -> x, slope -> 1
     as x -> +inf, and -> 0, slope -> 0 as x -> -inf (tanh form alike); the same in float32
@@ -253,17 +306,6 @@ def test_embedding_matches_torch(dtype, side):
     assert np.isfinite(to_numpy(dW)[4]).all() and not to_numpy(dW)[4].any()  # untouched row
 
 
-def _rope_oracle(cos, sin):
-    """RoPE as a complex product (x_2i + i x_2i+1) e^{i m theta_i}, in torch's complex
-    arithmetic, which multiplies out (a + bi)(c + di) without special cases."""
-    angle = torch.complex(to_torch(cos), to_torch(sin))                # (T, D/2)
-
-    def rotate(x):
-        z = torch.view_as_complex(x.reshape(*x.shape[:-1], -1, 2))   # (..., T, D/2)
-        return torch.view_as_real(z * angle).reshape(x.shape)         # (..., T, D)
-    return rotate
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("dout_kind", ["finite", "nonfinite"])
 @pytest.mark.parametrize("side", ["reference", "torch_backend"])
@@ -275,7 +317,9 @@ def test_rope_matches_the_complex_product(dtype, dout_kind, side):
     # position 0 rotates by 0 (sin = 0): inf * 0 is still NaN, in the product as in torch's
     x[0, 0, 0], x[0, 1, 3], x[1, 2, 1], x[1, 0, 2] = INF, NAN, -INF, -INF
     dy = _upstream(x.shape, dout_kind, dtype)
-    expected, (expected_dx,) = _torch_grads(_rope_oracle(cos, sin), [x], dy)
+    rope = by_name("rope")   # its oracle: the complex product, as LLaMA writes it
+    expected, (expected_dx,) = _torch_grads(lambda x_: rope.oracle(x_, to_torch(cos), to_torch(sin)),
+                                            [x], dy)
     if side == "reference":
         out, cache = R.rope_forward(x, cos, sin)
         dx = R.rope_backward(dy, cache)

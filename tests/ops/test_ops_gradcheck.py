@@ -25,15 +25,17 @@ def _report_diffs():
     dump_diff_log()   # only when MINILLM_DIFF_REPORT names a file
 
 
-def _grad_check(forward, backward, inputs, names, rng, **kwargs):
+def _grad_check(forward, backward, inputs, names, rng, differentiable=None, **kwargs):
     """Finite differences of ``forward(*inputs)`` against ``backward(dout, cache)``
-    for every float input in ``inputs`` (others are held fixed)."""
+    for every float input in ``inputs`` that is ``differentiable`` (a flag per input,
+    default all; the others, such as RoPE's tables, are held fixed)."""
     out, cache = forward(*inputs, **kwargs)
     dout = random_array(rng, np.shape(out))                     # random upstream gradient
     grads = backward(dout, cache)
     grads = grads if isinstance(grads, tuple) else (grads,)
-    float_idx = [i for i, a in enumerate(inputs)
-                 if a is not None and np.issubdtype(np.asarray(a).dtype, np.floating)]
+    differentiable = differentiable or (True,) * len(inputs)
+    float_idx = [i for i, (a, d) in enumerate(zip(inputs, differentiable))
+                 if d and a is not None and np.issubdtype(np.asarray(a).dtype, np.floating)]
     assert len(grads) >= len(float_idx)
 
     def f(*varied):
@@ -52,7 +54,8 @@ def _grad_check(forward, backward, inputs, names, rng, **kwargs):
 def test_op_gradcheck(op, seed, data):
     case = op.case(data, np.float64, "gradcheck")
     rng = np.random.default_rng(seed)
-    _grad_check(op.forward, op.backward, list(case.inputs), list(case.names), rng, **case.kwargs)
+    _grad_check(op.forward, op.backward, list(case.inputs), list(case.names), rng,
+                case.differentiable, **case.kwargs)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

@@ -104,8 +104,10 @@ def test_softmax_of_huge_values_finite(dtype, op):
 def test_op_at_extremes(dtype, op):
     """Huge and tiny finite inputs stay finite in both backends, which agree, and far from
     0 the op follows its limits at +-inf (``op.at_infinity``; for the activations ReLU's:
-    ~0 with slope ~0 on the left, the identity with slope 1 on the right)."""
-    x = np.array([-1e4, -60.0, -40.0, -10.0, -1e-30, 0.0, 1e-30, 10.0, 40.0, 1e4], dtype=dtype)
+    ~0 with slope ~0 on the left, the identity with slope 1 on the right). "Far" on the
+    left is where the tail underflows to 0 in both dtypes: GELU's e^{-x^2/2} by -60, SiLU's
+    x e^{x} only by ~-750 (-60 e^{-60} = -5e-25), hence -800."""
+    x = np.array([-1e4, -800.0, -60.0, -40.0, -10.0, -1e-30, 0.0, 1e-30, 10.0, 40.0, 1e4], dtype=dtype)
     dout = random_array(np.random.default_rng(4), x.shape, dtype)
     out, cache = op.forward(x)
     dx = op.backward(dout, cache)
@@ -113,7 +115,7 @@ def test_op_at_extremes(dtype, op):
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(dx))
     assert torch.all(torch.isfinite(out_t)) and torch.all(torch.isfinite(dx_t))
     if op.at_infinity is not None:
-        far = np.r_[0, 1, len(x) - 2, len(x) - 1]              # -1e4, -60, 40, 1e4
+        far = np.r_[0, 1, len(x) - 2, len(x) - 1]              # -1e4, -800, 40, 1e4
         tail, slope = _torch_forward_backward(op.at_infinity, x[far], dout[far])
         assert_close(f"{op.name} tails", out[far], tail, 1e-7, 1e-30)
         assert_close(f"{op.name} slopes at the tails", dx[far], slope, 1e-7, 1e-30)

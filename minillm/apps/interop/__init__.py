@@ -1,4 +1,4 @@
-r"""Hugging Face checkpoints in and out: GPT-2 and BERT weights as minillm state dicts.
+r"""Hugging Face checkpoints in and out: GPT-2, BERT, Llama and Qwen weights as minillm state dicts.
 
 The chapter's section 7.4 points at pretrained models. This package reads a LOCAL
 Hugging Face model folder (nothing is downloaded) and returns a
@@ -21,10 +21,16 @@ Hugging Face architecture             minillm class              what the config
 sentence-transformers (BERT first)    ``TransformerEncoder``     and :class:`SentenceSettings`:
                                                                  pooling, Normalize, max_seq_length,
                                                                  do_lower_case, truncate_dim
+``LlamaForCausalLM``                  ``GPT``                    ``norm="rms"``, ``swiglu``,
+                                                                 ``n_kv_heads``, RoPE ``"half"`` of
+                                                                 ``rope_theta``, ``bias=False``
+``Qwen2ForCausalLM``                  ``GPT``                    the same, ``qkv_bias=True``
+``Qwen3ForCausalLM``                  ``GPT``                    the same, ``qk_norm``, ``head_dim``
 ====================================  =========================  ==================================
 
-Nothing is downloaded. Only NumPy is used, except for ``pytorch_model.bin``, a pickle,
-read with ``torch.load(weights_only=True)`` and only when ``allow_bin=True``.
+Weights in float64, float32, float16 or bfloat16 (read with ``ml_dtypes``, the ``hf``
+extra). Nothing is downloaded. Only NumPy is used, except for ``pytorch_model.bin``, a
+pickle, read with ``torch.load(weights_only=True)`` and only when ``allow_bin=True``.
 
 One module per job, and one per model family:
 
@@ -34,6 +40,7 @@ module                         its job
 :mod:`.files`                  config.json, the tensors (single, sharded, pickle), name tables
 :mod:`.family`                 what a family's module gives: :class:`~.family.Family`
 :mod:`.gpt2`, :mod:`.bert`     one family each: its config, its name table, how it is written
+:mod:`.llama`, :mod:`.qwen`    Llama; Qwen 2 and Qwen 3 (the Llama layout with their fields)
 :mod:`.families`               the families known, found by config.json or by minillm class
 :mod:`.sentence_transformers`  a sentence-transformers folder's settings (modules.json, ...)
 :mod:`.pooling`                sentence vectors from hidden states (Pooling, Normalize)
@@ -44,7 +51,7 @@ module                         its job
 :mod:`.embed`                  :func:`embed_texts` (``minillm embed --from-hf``)
 =============================  ===============================================================
 
-A new family (say Llama) is one module that defines its :class:`~.family.Family` and one
+A new family (say Mistral) is one module that defines its :class:`~.family.Family` and one
 line in ``families.FAMILIES``.
 
 A tied output layer is the token embedding; an untied one becomes ``lm_head.W`` (C, V).

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import bert, gpt2
+from ...core.config import ModelConfig
+from . import bert, gpt2, llama, qwen
 from .family import Family
 
-FAMILIES: tuple[Family, ...] = (gpt2.FAMILY, bert.FAMILY)
+FAMILIES: tuple[Family, ...] = (gpt2.FAMILY, bert.FAMILY, llama.FAMILY, qwen.QWEN2_FAMILY,
+                                qwen.QWEN3_FAMILY)
 
 
 def family_of(hf: dict, where: Path) -> tuple[Family, str | None]:
@@ -27,10 +29,15 @@ def family_of(hf: dict, where: Path) -> tuple[Family, str | None]:
                      f"(model_type {types}), got architectures={archs}, model_type={model_type!r}")
 
 
-def family_for(model_class: str) -> Family:
-    """The family that writes a minillm model of class ``model_class``."""
-    for family in FAMILIES:
-        if family.model_class == model_class:
+def family_for(model_class: str, config: ModelConfig) -> Family:
+    """The family that writes a minillm model of class ``model_class`` and this ``config``:
+    the one whose ``writes`` claims it, else the class's family without ``writes``."""
+    mine = [family for family in FAMILIES if family.model_class == model_class]
+    for family in mine:
+        if family.writes is not None and family.writes(config):
             return family
-    classes = " or ".join(family.model_class for family in FAMILIES)
+    for family in mine:
+        if family.writes is None:
+            return family
+    classes = " or ".join(sorted({family.model_class for family in FAMILIES}))
     raise ValueError(f"expected a minillm {classes}, got {model_class}")

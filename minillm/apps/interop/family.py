@@ -1,6 +1,6 @@
 """What a model family's module gives the readers and the writer: one :class:`Family`.
 
-Adding a family (say Llama) is one module that builds its ``FAMILY`` from the pieces
+Adding a family (say Mistral) is one module that builds its ``FAMILY`` from the pieces
 below, and one line in ``families.FAMILIES``; :func:`~minillm.apps.interop.read_hf`,
 :func:`~minillm.apps.interop.load_hf` and :func:`~minillm.apps.interop.save_hf` then
 read and write it.
@@ -36,3 +36,4 @@ class Family(NamedTuple):
     read: Callable[[str, dict, dict, str], tuple[ModelConfig, list, dict]]
     write: Callable[[ModelConfig], tuple[str, dict, list]]
     is_buffer: Callable[[str], bool]
+    writes: Callable[[ModelConfig], bool] | None = None

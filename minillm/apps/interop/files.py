@@ -2,7 +2,7 @@ r"""The files of a Hugging Face model folder, shared by every family's reader.
 
 ``config.json`` (:func:`read_json`), the tensors of ``model.safetensors``, of its shards
 (``model.safetensors.index.json``) or of a ``pytorch_model.bin`` (:func:`read_tensors`),
-and the conversion between a family's name table and minillm's state dict
+in float64, float32, float16 or bfloat16 (:func:`read_safetensors`), and the conversion between a family's name table and minillm's state dict
 (:func:`to_state`, :func:`from_state`).
 
 A name table is a list of rows ``(Hugging Face name, minillm name, how, HF shape)``; how:
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -39,17 +40,63 @@ def read_json(path: Path) -> dict:
         raise ValueError(f"{path}: expected JSON, got a parse error: {e}") from None
 
 
+def read_safetensors(path: Path) -> dict:
+    """The arrays of one safetensors file (name -> NumPy array). A bfloat16 tensor (what
+    most current checkpoints hold; NumPy has no such dtype) comes as float32, which holds
+    every bfloat16 value exactly: its bits are read as ``ml_dtypes.bfloat16`` and cast.
+    A dtype other than safetensors_io's and BF16 (say F8_E4M3) is refused, naming the
+    file, the tensor and the dtype."""
+    data = path.read_bytes()
+    try:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+        entries = {k: v["dtype"] for k, v in header.items() if k != "__metadata__"}
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError):
+        return safetensors_io.from_bytes(data, str(path))[0]   # its error says what is wrong
+    known = sorted(safetensors_io.DTYPES) + ["BF16"]
+    for name, code in entries.items():
+        if code not in known:
+            raise ValueError(f"{path}: tensor {name!r} has dtype {code!r}; expected one of {known}")
+    bf16 = [name for name, code in entries.items() if code == "BF16"]
+    if bf16:                 # read the raw 16 bits as U16 (every check of from_bytes kept) ...
+        for name in bf16:
+            header[name] = {**header[name], "dtype": "U16"}
+        text = json.dumps(header).encode("utf-8")
+        text += b" " * (-len(text) % 8)
+        data = struct.pack("<Q", len(text)) + text + data[8 + n:]
+    tensors = safetensors_io.from_bytes(data, str(path))[0]
+    if bf16:                 # ... then give them their dtype, and float32's exact value
+        ml_dtypes = import_optional("ml_dtypes", "reading bfloat16 weights")
+        for name in bf16:
+            tensors[name] = tensors[name].view(ml_dtypes.bfloat16).astype(np.float32)
+    return tensors
+
+
+def _read_shards(folder: Path, index: Path) -> dict:
+    """The tensors of every shard ``model.safetensors.index.json`` names; a shard missing,
+    or one that lacks a tensor the index puts in it, is refused naming both files."""
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ValueError(f"{index}: expected a non-empty 'weight_map' of tensor name -> shard file, "
+                         f"got {weight_map!r}")
+    tensors = {}
+    for shard in sorted(set(weight_map.values())):
+        if not (folder / shard).is_file():
+            raise ValueError(f"{index} names the shard {shard}, which is not in {folder}")
+        tensors.update(read_safetensors(folder / shard))
+    for name, shard in weight_map.items():
+        if name not in tensors:
+            raise ValueError(f"{index} puts tensor {name!r} in {shard}, which does not hold it")
+    return tensors
+
+
 def read_tensors(folder: Path, allow_bin: bool) -> tuple[dict, str]:
     """All tensors of the folder (name -> NumPy array) and the file(s) they came from."""
     single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
     if single.is_file():
-        return safetensors_io.load_file(single), str(single)
+        return read_safetensors(single), str(single)
     if index.is_file():
-        shards = sorted(set(read_json(index)["weight_map"].values()))
-        tensors = {}
-        for shard in shards:
-            tensors.update(safetensors_io.load_file(folder / shard))
-        return tensors, str(index)
+        return _read_shards(folder, index), str(index)
     pickle = folder / "pytorch_model.bin"
     if pickle.is_file():
         if not allow_bin:

@@ -36,7 +36,8 @@ class HFCheckpoint(NamedTuple):
 
 def read_hf(folder, *, dtype: str = "float32", allow_bin: bool = False) -> HFCheckpoint:
     """Read a local Hugging Face folder of a known family (GPT-2, BERT, a
-    sentence-transformers folder around a BERT) into minillm's config and state.
+    sentence-transformers folder around a BERT, Llama, Qwen 2, Qwen 3) into minillm's
+    config and state.
 
     Every tensor the architecture needs must be present with the shape ``config.json``
     implies; otherwise a ``ValueError`` names the file, the tensor, and the expected and
