@@ -47,8 +47,9 @@ settings.register_profile(
 # The parity, gradient, model and training tests: the core that must hold on every torch
 # release the project supports. CI runs the whole suite on the newest torch pip installs
 # and these again on the oldest supported one (``pytest -m core``, see .ci/run). Named by
-# module, since no folder is wholly core (ops/ also holds test_modern_ops, test_no_torch
-# and test_weight_decay, models/ test_modern_models, test_models_no_torch and test_cuda).
+# module, since no folder is wholly core (ops/ also holds test_modern_ops, test_no_torch,
+# test_weight_decay, test_lora and test_dpo, models/ test_modern_models, test_models_no_torch
+# and test_cuda).
 CORE_MODULES = frozenset({
     # ops/
     "test_api_mirror", "test_attention", "test_bounds", "test_checks_once", "test_fast_path",

@@ -1,6 +1,6 @@
 """LoRA (Hu et al. 2021): the op's hand-written backward against finite differences,
 the reference against both torch paths, the layer (frozen base, merge/unmerge), the
-errors. Wrapping a model by name and PEFT's file layout: tests/test_lora_adapters.py."""
+errors. Wrapping a model by name and PEFT's file layout: tests/apps/test_lora_adapters.py."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
