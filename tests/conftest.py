@@ -55,11 +55,13 @@ CORE_MODULES = frozenset({
     "test_api_mirror", "test_attention", "test_bounds", "test_checks_once", "test_fast_path",
     "test_layers", "test_nonfinite", "test_ops_catalogue", "test_ops_errors",
     "test_ops_gradcheck", "test_ops_parity", "test_ops_stability", "test_optim", "test_rope",
+    "test_modern_ops", "test_lora", "test_weight_decay",
     # models/
     "test_models_checkpoint", "test_models_metamorphic", "test_models_parity",
-    "test_models_training", "test_seq2seq_models",
+    "test_models_training", "test_seq2seq_models", "test_modern_models",
     # train/
-    "test_generation", "test_sampling", "test_training",
+    "test_generation", "test_sampling", "test_training", "test_batched_generation",
+    "test_evaluation_counts",
 })
 TESTS = Path(__file__).resolve().parent
 
