@@ -15,8 +15,9 @@ as PNG, and the robustness the chapter's loop lacks:
 
 - a non-finite loss or gradient skips the step (counted); ``max_bad_steps`` in a row
   stop the run with :class:`TrainingDiverged`, whose message names the checkpoint left
-  untouched, or says that none was written yet (nothing is saved at the stop: the steps
-  before it, finite or not, may already have wrecked the weights);
+  untouched, or says that none was written; a skipped step is neither evaluated nor
+  checkpointed (nothing is saved at the stop either: the steps before it, finite or not,
+  may already have wrecked the weights);
 - Ctrl-C finishes the current step, writes the last checkpoint, then raises
   ``KeyboardInterrupt``;
 - the batches are a pure function of ``(seed, step)``, so ``resume=True`` continues
@@ -345,10 +346,14 @@ class Trainer:
                 self.step += 1
                 if progress is not None:
                     progress.update(self.step, loss_value, tokens, self.optimizer.lr, dt)
-                if (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.runtime.is_main:
+                # a skipped step (the weights may be wrecked: NaN logits) is neither evaluated nor saved
+                if bad_in_a_row and (self.step % cfg.eval_every == 0 or self.step % cfg.checkpoint_every == 0
+                                     or self.step == cfg.steps):
+                    logger.warning("step %d was skipped: no evaluation and no checkpoint after it", self.step)
+                elif (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.runtime.is_main:
                     self._evaluate_and_keep_best(record, progress)   # other ranks wait at the next step
                 self._log(record)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                if not bad_in_a_row and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
                     self.save("last")
                 if self.on_step is not None:
                     self.on_step(self.step, loss_value)
@@ -430,9 +435,9 @@ class Trainer:
         if last is None:
             return f"{head} No checkpoint is kept (no run folder); try a lower lr or a smaller grad_clip."
         if not (last / "config.json").exists():
-            return (f"{head} No checkpoint was written: the first is saved after step "
-                    f"{min(self.config.checkpoint_every, self.config.steps)}. Start again with a lower --lr "
-                    f"(or a smaller --grad-clip) and --overwrite.")
+            return (f"{head} No checkpoint was written (the first is due after step "
+                    f"{min(self.config.checkpoint_every, self.config.steps)}, and none is saved after a skipped "
+                    f"step). Start again with a lower --lr (or a smaller --grad-clip) and --overwrite.")
         step = json.loads((last / "trainer_state.json").read_text(encoding="utf-8"))["step"]
         return (f"{head} The last checkpoint, {last}, is of step {step} (its weights may already be "
                 f"harmed: --resume replays the same learning rate). Start again with a lower --lr (or a "
