@@ -116,13 +116,15 @@ class MetricsFiles:
                 if line.strip() and json.loads(line).get("step", 0) <= after_step]
         self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
-    def plot(self, title: str) -> None:
-        """``loss.png`` from the records (skipped, with a note, without matplotlib)."""
+    def plot(self, title: str, loss_per: str = "token") -> None:
+        """``loss.png`` from the records, its loss the mean per ``loss_per`` (``"token"``:
+        with a perplexity axis; ``"example"``: a classifier's, with its validation accuracy);
+        skipped, with a note, without matplotlib."""
         if not self.enabled:
             return
         try:
             from ..core.plots import plot_loss_curves
-            plot_loss_curves(self.path, self.run_dir / "loss.png", title=title)
+            plot_loss_curves(self.path, self.run_dir / "loss.png", title=title, loss_per=loss_per)
         except ImportError:
             logger.info("matplotlib is not installed: no loss.png (pip install 'minillm[pipeline]')")
 

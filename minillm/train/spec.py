@@ -115,7 +115,9 @@ class TaskSpec:
     where the caller gives no value. ``score(runtime, model, batches)`` scores validation
     batches (``{"loss": ..., ...}``); ``best_by = (name, "min" | "max")`` names the score
     that chooses ``checkpoints/best`` (ties: the lower loss; default: the lowest loss, the
-    only score a language model's validation has besides perplexity, its exponential).
+    only score a language model's validation has besides perplexity, its exponential);
+    ``loss_per``: what the loss is the mean over, ``"token"`` or ``"example"`` (``loss.png``'s
+    axes: a perplexity axis for tokens, a validation-accuracy panel where there is one).
     ``test(inputs, parts, model, tokenizer)`` scores the
     held-out data; with ``test_best`` the model first takes the weights of
     ``checkpoints/best`` (what ``evaluate`` and ``serve`` load). ``evaluate(run,
@@ -131,6 +133,7 @@ class TaskSpec:
     setup: Callable[[TaskInputs], TaskParts]
     score: Callable[[Runtime, Any, list], dict] = evaluate_lm
     best_by: tuple[str, str] = ("loss", "min")
+    loss_per: str = "token"
     test: Callable[[TaskInputs, TaskParts, Any, Any], dict] | None = None
     test_best: bool = False
     steps: int = 300

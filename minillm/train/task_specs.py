@@ -114,6 +114,6 @@ MASKED_LM = register_task(TaskSpec("masked_lm", "TransformerEncoder", _masked_lm
                                    batch_size=16, evaluate=_evaluate_masked_lm, command="pretrain"))
 CLASSIFICATION = register_task(TaskSpec(
     "classification", "SequenceClassifier", _classification, score=_score_classifier,
-    best_by=("accuracy", "max"), test=_classification_test, test_best=True, steps=600, lr=2e-3, batch_size=64,
+    best_by=("accuracy", "max"), loss_per="example", test=_classification_test, test_best=True, steps=600, lr=2e-3, batch_size=64,
     options={"pooling": "mean", "encoder_state": None}, evaluate=_evaluate_classification,
     endpoints=(CLASSIFY,)))

@@ -50,6 +50,7 @@ from typing import Callable, Mapping, Protocol
 import numpy as np
 
 from ..core.param_groups import DECAY_RULES, decay_groups
+from ..core.plots import LOSS_UNITS
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
 from ..store.run_folder import RunFolder
@@ -174,7 +175,9 @@ class Trainer:
     perplexity; a task's own: :attr:`minillm.train.entry.TaskSpec.score`) every
     ``eval_every`` steps and at the end. ``best_by = (key, "min" | "max")`` chooses
     ``checkpoints/best``: the evaluation with the lowest (highest) ``scores[key]``, ties
-    broken by the lower loss (a task's own: :attr:`minillm.train.spec.TaskSpec.best_by`). With
+    broken by the lower loss (a task's own: :attr:`minillm.train.spec.TaskSpec.best_by`);
+    ``loss_per`` (``"token"`` or ``"example"``) says what the loss is a mean over, for
+    ``loss.png`` (:func:`minillm.core.plots.loss_figure`). With
     ``run_dir`` the trainer writes ``metrics.jsonl``, ``checkpoints/{last,best}``,
     ``loss.png`` and ``train_config.json`` there; ``tokenizer`` (its ``to_dict()``) and
     ``metadata`` (the task's settings, label names) go into every checkpoint, so a
@@ -196,13 +199,15 @@ class Trainer:
     def __init__(self, runtime, model, optimizer, train_data: BatchSource, config: TrainConfig, *,
                  task: str = "causal_lm", eval_data=None, run_dir=None, metadata: dict | None = None,
                  tokenizer: dict | None = None, score: Callable = evaluate_lm,
-                 best_by: tuple[str, str] = ("loss", "min"),
+                 best_by: tuple[str, str] = ("loss", "min"), loss_per: str = "token",
                  progress: bool | Progress = True, on_step: Callable[[int, float], None] | None = None):
         if not isinstance(task, str) or not task:
             raise ValueError(f"expected task as a non-empty str (the run's task name), got {task!r}")
         if (not isinstance(best_by, tuple) or len(best_by) != 2 or not isinstance(best_by[0], str)
                 or best_by[1] not in ("min", "max")):
             raise ValueError(f"expected best_by as (score name, 'min' or 'max'), got {best_by!r}")
+        if loss_per not in LOSS_UNITS:
+            raise ValueError(f"expected loss_per in {LOSS_UNITS}, got {loss_per!r}")
         model, optimizer = runtime.prepare(model), runtime.prepare_optimizer(optimizer)
         self.runtime, self.model, self.optimizer = runtime, model, optimizer
         self.train_data, self.eval_data, self.config, self.task = train_data, eval_data, config, task
@@ -210,6 +215,7 @@ class Trainer:
         self.run_dir = None if self.folder is None else self.folder.path
         self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
         self.score, self.best_by, self.progress, self.on_step = score, best_by, progress, on_step
+        self.loss_per = loss_per             # "token" or "example": what loss.png says the loss is a mean over
         self.step, self.skipped_steps, self.best_val = 0, 0, None   # best_val: the best's validation loss
         self.best_step: int | None = None    # the step of checkpoints/best (chosen by best_by)
         self.best_scores: dict | None = None  # its validation scores
@@ -453,7 +459,7 @@ class Trainer:
         return progress
 
     def _plot(self) -> None:
-        self.metrics.plot(f"{self.task} ({self.runtime.backend})")
+        self.metrics.plot(f"{self.task} ({self.runtime.backend})", self.loss_per)
 
 
 class _Flag:
