@@ -16,7 +16,7 @@ A *run folder* holds everything one run produced::
       loss.png                 loss curves
       checkpoints/last/        the latest state (weights, optimizer, step, RNG) — --resume
       checkpoints/best/        the best validation so far, by the task's score (TaskSpec.best_by)
-      eval.json                written by `minillm evaluate` (+ confusion.png for classifiers)
+      eval.json                the latest `minillm evaluate` (+ confusion.png for classifiers); it says what it replaced
 
 The *data contract* (``data.json``, and ``extra["data"]`` of every checkpoint) says
 how the run's data was made, so that every consumer (``evaluate``, ``serve``, a
