@@ -189,3 +189,25 @@ def test_a_stop_without_a_run_folder_says_nothing_is_kept(ids):
     trainer.loss_and_gradients = lambda batch: float("nan")
     with pytest.raises(TrainingDiverged, match=r"No checkpoint is kept \(no run folder\)"):
         trainer.fit()
+
+
+# -- the command line: `pretrain --lr 1e6` ------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # NumPy's overflow warnings: the point of the test
+def test_pretrain_at_a_huge_lr_exits_3_and_points_only_at_what_exists(tmp_path, capsys):
+    from minillm.cli import main
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(("the cat sat on the mat. the dog sat on the log. " * 60).strip(), encoding="utf-8")
+    tiny_model = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16", "--batch-size", "4"]
+    assert main(["prepare", "--corpus", str(corpus), "--tokenizer", "char", "--out", str(tmp_path / "data")]) == 0
+    run = tmp_path / "hugelr"
+    capsys.readouterr()
+    assert main(["pretrain", "--data", str(tmp_path / "data"), "--backend", "numpy", "--steps", "40",
+                 "--lr", "1e6", "--out", str(run), *tiny_model]) == 3
+    err = capsys.readouterr().err
+    last = run / "checkpoints" / "last"
+    if (last / "config.json").exists():
+        assert f"The last checkpoint, {last}, is of step {saved_step(last)}" in err
+    else:
+        assert "No checkpoint was written" in err and "a lower --lr" in err and "--overwrite" in err
+        assert str(last) not in err
