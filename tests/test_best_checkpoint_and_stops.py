@@ -106,7 +106,8 @@ def test_a_resumed_run_keeps_comparing_with_the_recorded_best(ids, tmp_path):
 
 
 def test_best_by_is_checked(ids, tmp_path):
-    with pytest.raises(ValueError, match=r"expected best_by as \(score name, 'min' or 'max'\), got \('accuracy', 'up'\)"):
+    with pytest.raises(ValueError,
+                       match=r"expected best_by as \(score name, 'min' or 'max'\), got \('accuracy', 'up'\)"):
         tiny(ids, None, best_by=("accuracy", "up"))
     trainer = tiny(ids, None, steps=4, best_by=("f1", "max"))
     expected = r"best_by=\('f1', 'max'\): the scores have no 'f1', got \['bits_per_token', 'loss', 'perplexity'"

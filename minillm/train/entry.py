@@ -169,5 +169,5 @@ def _checkpoint_info(out: Path | None, trainer) -> dict | None:
         return {"path": str(out / "checkpoints" / "last"), "step": trainer.step, "validation": None,
                 "last_step": trainer.step}
     return {"path": str(out / "checkpoints" / "best"), "step": trainer.best_step, "chosen_by": trainer.best_rule,
-            "validation": dict(trainer.best_scores), "last_step": trainer.step}
+            "validation": dict(trainer.best_scores or {}), "last_step": trainer.step}
 

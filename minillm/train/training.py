@@ -9,9 +9,10 @@ The step is the one every backend shares (chapter sections 3.3 and 3.4)::
 
 Around it: evaluation every ``eval_every`` steps, the best checkpoint (by the task's
 own score: ``best_by``) and the last, per-step metrics in JSON lines (``step``: the steps
-done, 1 to ``steps``, as the progress lines and the checkpoints count them), progress on stderr (a bar in a terminal, a line
-every few seconds anywhere else: :class:`~minillm.core.progress.Progress`), loss curves
-as PNG, and the robustness the chapter's loop lacks:
+done, 1 to ``steps``, as the progress lines and the checkpoints count them), progress on
+stderr (a bar in a terminal, a line every few seconds anywhere else:
+:class:`~minillm.core.progress.Progress`), loss curves as PNG, and the robustness the
+chapter's loop lacks:
 
 - a non-finite loss or gradient skips the step (counted); ``max_bad_steps`` in a row
   stop the run with :class:`TrainingDiverged`, whose message names the checkpoint left
