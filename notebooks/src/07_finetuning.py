@@ -67,7 +67,7 @@ show(ref.SequenceClassifier.forward)
 #
 # `train("classification", ...)` pads each batch, builds the mask, and runs the same
 # trainer as pretraining; at the end it scores the held-out test split with the best
-# checkpoint (the lowest validation loss), the one `minillm evaluate` and `load_run` load.
+# checkpoint (the highest validation accuracy), the one `minillm evaluate` and `load_run` load.
 # A one-layer encoder with fixed sinusoidal positions (a fixed table gives every position a
 # distinct vector from the first step; a learned one starts near zero and must be learned
 # too), torch backend, 800 steps.

@@ -92,7 +92,7 @@ def test_resume_of_a_finished_run_with_more_steps_is_refused(lm_run, tmp_path, c
                  "--out", str(run), "--resume", *TINY]) == 2
     assert "it was started with --steps 6, got --steps 8" in capsys.readouterr().err
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(6))
+    assert steps == list(range(1, 7))
 
 
 @pytest.fixture()

@@ -176,9 +176,13 @@ def test_trainer_reports_every_step_count_and_evaluation(tmp_path):
     logged = [json.loads(r)["loss"] for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [float(l["loss"]) for l in lines] == pytest.approx(logged, abs=5e-4)
     assert all(int(l["rate"].replace(",", "")) > 0 for l in lines)   # 4 rows x 8 tokens a step
-    evals = [line for line in text.splitlines() if "validation loss" in line]
+    evals = [line for line in text.splitlines() if "evaluated in" in line]
     assert [line.split()[1:3] for line in evals] == [["step", "3/6"], ["step", "6/6"]]
     assert f"validation loss {result.best_val:.3f}" in text
+    # the last line says which checkpoint the run kept as best, and its figures
+    kept = text.splitlines()[-1]
+    assert kept.startswith(f"[causal_lm] kept checkpoints/best: step {trainer.best_step}/6 (lowest validation loss)")
+    assert f"loss {result.best_val:.4g}" in kept
 
 
 def test_trainer_is_silent_without_progress(capsys):

@@ -80,12 +80,12 @@ def test_run_folder_has_metrics_checkpoints_and_plot(backend, corpus, tmp_path):
     ids, _ = corpus
     result = make_trainer(backend, ids, tmp_path).fit()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == list(range(12))
+    assert [r["step"] for r in records] == list(range(1, 13))   # steps done, as the checkpoints count
     for r in records:
         assert {"step", "loss", "lr", "grad_norm", "tokens_per_s"} <= set(r)
         assert math.isfinite(r["loss"]) and r["grad_norm"] > 0 and r["tokens_per_s"] > 0
     evals = [r for r in records if "val_loss" in r]
-    assert [r["step"] for r in evals] == [3, 7, 11]          # after steps 4, 8 and 12
+    assert [r["step"] for r in evals] == [4, 8, 12]
     assert result.best_val == min(r["val_loss"] for r in evals)
     for name in ("last", "best"):
         assert (tmp_path / "checkpoints" / name / "model.safetensors").stat().st_size > 0
@@ -128,7 +128,7 @@ def test_non_finite_steps_are_skipped_and_counted(backend, corpus, tmp_path):
     result = trainer.fit()
     assert result.skipped_steps == 2
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if r.get("skipped")] == [0, 5]
+    assert [r["step"] for r in records if r.get("skipped")] == [1, 6]   # the first and the sixth
     assert all(np.isfinite(p.data).all() for p in trainer.model.parameters())
     assert any(not np.array_equal(before[n], p.data) for n, p in trainer.model.named_parameters())
 
@@ -137,7 +137,7 @@ def test_too_many_bad_steps_stop_with_last_good_checkpoint(corpus, tmp_path):
     ids, _ = corpus
     trainer = make_trainer("numpy", ids, tmp_path, max_bad_steps=3)
     _poison(trainer, {5, 6, 7, 8, 9})
-    with pytest.raises(TrainingDiverged, match=r"3 steps in a row .* last good checkpoint"):
+    with pytest.raises(TrainingDiverged, match=r"3 steps in a row .* The last checkpoint, .*last, is of step 4"):
         trainer.fit()
     state = json.loads((tmp_path / "checkpoints/last/trainer_state.json").read_text())
     assert state["step"] == 4                      # saved before the bad steps, untouched after
@@ -206,10 +206,10 @@ def test_the_trainers_collaborators(tmp_path):
     Checkpoints; one rank's Distribution is the identity."""
     from minillm.train.collaborators import Checkpoints, Distribution, MetricsFiles
     metrics = MetricsFiles(tmp_path, enabled=True)
-    for step in range(5):
+    for step in range(1, 6):
         metrics.append({"step": step, "loss": float(step)})
-    metrics.truncate(3)
-    assert [json.loads(line)["step"] for line in metrics.path.read_text().splitlines()] == [0, 1, 2]
+    metrics.truncate(3)             # resumed from a checkpoint of 3 steps done: steps 4 and 5 are done again
+    assert [json.loads(line)["step"] for line in metrics.path.read_text().splitlines()] == [1, 2, 3]
     silent = MetricsFiles(tmp_path / "other", enabled=False)
     silent.append({"step": 0})
     silent.truncate(0)
