@@ -9,7 +9,7 @@ import pytest
 
 from minillm import demo
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_demo_figures() -> tuple[float, float]:
