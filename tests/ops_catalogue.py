@@ -454,8 +454,8 @@ def _dpo_loss_oracle(pc, pr, rc, rr, beta=0.1, label_smoothing=0.0):
     -(1 - eps) log sig(z) - eps log sig(-z), the conservative DPO loss, at finite z; at
     z = +-inf the formula's limits: eps z (0 when eps = 0: -log sig(z) -> 0) at +inf,
     -(1 - eps) z at -inf (slopes eps and -(1 - eps), the backward's sig limits).
-    F.binary_cross_entropy_with_logits itself is NaN at z = +inf, target 1 ((1 - t) z
-    = 0 * inf)."""
+    F.binary_cross_entropy_with_logits itself is NaN at z = +-inf (seen in float64,
+    torch 2.14, target 1)."""
     z = beta * (pc - rc) - beta * (pr - rr)                                   # (P,)
     inf = torch.isinf(z)
     finite = torch.where(inf, 0.0, z)
