@@ -53,7 +53,8 @@ def test_backward_with_dropout_matches_finite_differences():
 
 @given(seed=seeds, lead=st.sampled_from([(3,), (2, 3), (1, 2, 2)]), d_in=st.integers(1, 6),
        d_out=st.integers(1, 6), bias=st.booleans())
-def test_dropout_mask_is_the_same_on_the_reference_and_both_torch_paths_float64(seed, lead, d_in, d_out, bias):
+def test_dropout_mask_is_the_same_on_the_reference_and_both_torch_paths_float64(
+        seed, lead, d_in, d_out, bias):
     """With dropout (p = 0.25), generators of the same seed give every path the same mask:
     the reference, the explicit and the fused torch paths agree, output and gradients (the
     catalogue's rows run without dropout, tests/ops_catalogue.py ``_draw_lora``)."""
