@@ -3,7 +3,9 @@
 Rows: softmax, log_softmax, one per activation (relu, gelu, gelu_tanh, silu), linear,
 embedding, layer_norm, cross_entropy, and the modern decoder's rms_norm,
 gated_feed_forward (SwiGLU with the silu gate), repeat_kv (grouped-query attention's
-sharing), rope and rope_half (RoPE's two layouts). A row names the op's reference forward
+sharing), rope and rope_half (RoPE's two layouts), and fine-tuning's lora, dpo_loss and
+sequence_logps (DPO's loss differentiated through its losses; its rewards, reports
+without a gradient, are compared in tests/ops/test_dpo.py). A row names the op's reference forward
 and backward, the torch backend's explicit function and its fused (fast-path) kernel, the
 ``torch.nn.functional`` oracle, how to draw its inputs, its kinks and its value at the
 non-finite points. ``PROPERTY_TESTS`` lists the property tests and which rows each takes
@@ -31,6 +33,7 @@ entry in ``ACTIVATION_FACTS`` (and its float32 tolerance), one row in docs/formu
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -51,6 +54,7 @@ from minillm.torch_backend.embedding import fast_embedding
 from minillm.torch_backend.feed_forward import fast_gated_feed_forward
 from minillm.torch_backend.layer_norm import fast_layer_norm
 from minillm.torch_backend.linear import fast_linear
+from minillm.torch_backend.lora import fast_lora
 from minillm.torch_backend.losses import fast_cross_entropy
 from minillm.torch_backend.rms_norm import fast_rms_norm
 from parity import random_array, scales, seeds, shapes
@@ -389,6 +393,103 @@ def _rope_half_oracle(x, cos, sin):
     return torch.cat([y.real, y.imag], dim=-1)                                 # (..., T, D)
 
 
+
+def _draw_lora(data, dtype, purpose):
+    """x (..., d_in), the frozen W and b, the adapter A (d_in, r) and B (r, d_out), and the
+    scale s (alpha / r, alpha / sqrt r, or any number). B is drawn, not zero (a zero B, the
+    adapter's start, hides dA). No dropout: a row's keyword arguments serve every path of a
+    call, and a generator would give each its own mask (dropout's mask shared by the paths
+    is tests/ops/test_lora.py's)."""
+    small = purpose == "gradcheck"
+    lead = data.draw(shapes(0, 2 if small else 3, max_side=3 if small else 4), label="lead")
+    d_in, d_out = (data.draw(st.integers(1, 5 if small else 8), label=n) for n in ("d_in", "d_out"))
+    r = data.draw(st.integers(1, min(d_in, d_out)), label="r")
+    bias = data.draw(st.booleans(), label="bias")
+    scale_ = data.draw(st.sampled_from([0.5, 2.0, 1 / math.sqrt(3), 16.0]), label="s")
+    x_scale = 1.0 if small else data.draw(scales, label="scale")
+    rng = np.random.default_rng(data.draw(seeds, label="seed"))
+    x = random_array(rng, lead + (d_in,), dtype, x_scale)
+    W = random_array(rng, (d_in, d_out), dtype, 1 / math.sqrt(d_in))
+    b = random_array(rng, (d_out,), dtype) if bias else None
+    A = random_array(rng, (d_in, r), dtype, 1 / math.sqrt(d_in))
+    B = random_array(rng, (r, d_out), dtype, 1 / math.sqrt(r))
+    return Case((x, W, b, A, B), ("x", "W", "b", "A", "B"), (True,) * 5, {"scale": scale_})
+
+
+def _lora_oracle(x, W, b, A, B, scale):
+    """torch.nn.functional's: F.linear for the base map and the two thin products."""
+    return F.linear(x, W.T, b) + scale * F.linear(F.linear(x, A.T), B.T)
+
+
+def _first_output(fn):
+    """``fn`` with only its first output (and, for a reference forward, its cache): the
+    differentiated one. DPO's loss returns its rewards beside the losses; they are reports
+    without a gradient (tests/ops/test_dpo.py compares them with trl's and the backends')."""
+    @functools.wraps(fn)
+    def first(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if isinstance(out[0], tuple):            # the reference: ((losses, ...), cache)
+            return out[0][0], out[1]
+        return out[0]                            # torch: (losses, chosen, rejected)
+    return first
+
+
+def _draw_dpo_loss(data, dtype, purpose):
+    """The four sequence log-probabilities (P,), negative, a few to tens of nats (their
+    differences, scaled by beta, are the margins z), beta and the label smoothing."""
+    small = purpose == "gradcheck"
+    P = data.draw(st.integers(1, 5 if small else 8), label="P")
+    beta = data.draw(st.sampled_from([0.1, 0.5, 2.0]), label="beta")
+    label_smoothing = data.draw(st.sampled_from([0.0, 0.1, 0.3]), label="label_smoothing")
+    scale = 10.0 if small else data.draw(st.sampled_from([1.0, 10.0, 30.0]), label="scale")
+    rng = np.random.default_rng(data.draw(seeds, label="seed"))
+    logps = tuple(-np.abs(random_array(rng, (P,), dtype, scale)) for _ in range(4))
+    names = ("policy_chosen_logps", "policy_rejected_logps", "reference_chosen_logps",
+             "reference_rejected_logps")
+    return Case(logps, names, (True,) * 4, {"beta": beta, "label_smoothing": label_smoothing})
+
+
+def _dpo_loss_oracle(pc, pr, rc, rr, beta=0.1, label_smoothing=0.0):
+    r"""torch's binary cross-entropy with logits z and target 1 - eps, which is
+    -(1 - eps) log sig(z) - eps log sig(-z), the conservative DPO loss, at finite z; at
+    z = +-inf the formula's limits: eps z (0 when eps = 0: -log sig(z) -> 0) at +inf,
+    -(1 - eps) z at -inf (slopes eps and -(1 - eps), the backward's sig limits).
+    F.binary_cross_entropy_with_logits itself is NaN at z = +-inf (seen in float64,
+    torch 2.14, target 1)."""
+    z = beta * (pc - rc) - beta * (pr - rr)                                   # (P,)
+    inf = torch.isinf(z)
+    finite = torch.where(inf, 0.0, z)
+    target = torch.full_like(z, 1.0 - label_smoothing)
+    bce = F.binary_cross_entropy_with_logits(finite, target, reduction="none")
+    up = label_smoothing * z if label_smoothing > 0 else torch.zeros_like(z)
+    limit = torch.where(z > 0, up, -(1.0 - label_smoothing) * z)
+    return torch.where(inf, limit, bce)
+
+
+def _draw_sequence_logps(data, dtype, purpose):
+    small = purpose == "gradcheck"
+    N, T_ = data.draw(st.integers(1, 3), label="N"), data.draw(st.integers(1, 4 if small else 6), label="T")
+    V = data.draw(st.integers(1, 5 if small else 7), label="V")
+    p_counted = data.draw(st.sampled_from([0.6, 1.0] if small else [0.0, 0.6, 1.0]), label="p_counted")
+    scale = 3.0 if small else data.draw(scales, label="scale")
+    rng = np.random.default_rng(data.draw(seeds, label="seed"))
+    logits = random_array(rng, (N, T_, V), dtype, scale)
+    mask = rng.random((N, T_)) < p_counted
+    targets = np.where(mask, rng.integers(0, V, size=(N, T_)), -100)      # not read where 0
+    return Case((logits, targets, mask), ("logits", "targets", "mask"), (True, False, False), {})
+
+
+def _sequence_logps_oracle(logits, targets, mask):
+    r"""Minus torch's cross-entropy per token, times the mask, summed over T:
+    :math:`\sum_t m_t \log\mathrm{softmax}(z_t)_{y_t}` as the formula writes it (a product
+    with m_t, so a NaN among a masked-out position's logits is NaN * 0 = NaN in the
+    sequence's log-probability, as in both backends and in trl's masked sum)."""
+    N, T_, V = logits.shape
+    safe = torch.where(mask, targets, torch.zeros_like(targets))                # (N, T)
+    per_token = F.cross_entropy(logits.reshape(-1, V), safe.reshape(-1), reduction="none")
+    return -(per_token.reshape(N, T_) * mask.to(logits.dtype)).sum(dim=-1)     # (N,)
+
+
 OPS = [
     Op("softmax", ROWWISE, R.softmax_forward, R.softmax_backward, T.softmax,
        oracle=lambda x, axis=-1: F.softmax(x, dim=axis)),
@@ -430,6 +531,13 @@ OPS = [
     Op("rope", MULTI, R.rope_forward, R.rope_backward, T.rope, oracle=_rope_oracle, draw=_draw_rope),
     Op("rope_half", MULTI, R.rope_half_forward, R.rope_half_backward, T.rope_half,
        oracle=_rope_half_oracle, draw=_draw_rope),
+    # fine-tuning's ops (issue 26): LoRA, and DPO's loss with the log-probabilities it reads
+    Op("lora", MULTI, R.lora_forward, R.lora_backward, T.lora, oracle=_lora_oracle,
+       fused=fast_lora, draw=_draw_lora),
+    Op("dpo_loss", MULTI, _first_output(R.dpo_loss_forward), R.dpo_loss_backward,
+       _first_output(T.dpo_loss), oracle=_dpo_loss_oracle, draw=_draw_dpo_loss),
+    Op("sequence_logps", MULTI, R.sequence_logps_forward, R.sequence_logps_backward,
+       T.sequence_logps, oracle=_sequence_logps_oracle, draw=_draw_sequence_logps),
 ]
 assert set(ACTIVATION_FACTS) == set(ACTIVATIONS), (
     f"tests/ops_catalogue.py ACTIVATION_FACTS names {sorted(ACTIVATION_FACTS)}, "

@@ -103,6 +103,22 @@ FLOAT32 = {
         1e-6, 1e-6,
         "as 'rope' (below): two products and a sum per output, each rounded once, ~2 ulps "
         "of the largest |x| (atol scales with it); no reduction whose order could differ"),
+    "lora": Tolerance(
+        1e-4, 1e-5,
+        "three dot products (x W over d_in, x A over d_in, h B over r) in a different "
+        "summation order in each library, then a scaled sum: as 'linear', an error of "
+        "~d_in eps of the terms, not of a result that may cancel, hence the scaled atol"),
+    "dpo_loss": Tolerance(
+        1e-5, 1e-5,
+        "the margin z = beta (pc - rc) - beta (pr - rr) is the same four roundings in both "
+        "libraries (and in the oracle); log sigmoid is numpy's logaddexp against torch's "
+        "log_sigmoid (or its binary cross-entropy), a few ulps each, and the gradient's "
+        "sigmoid(-z) likewise; atol scales with the largest loss"),
+    "sequence_logps": Tolerance(
+        1e-5, 1e-5,
+        "a log-softmax over V per position (as 'cross_entropy': a few ulps of the O(scale) "
+        "logits), then a sum over up to T = 6 positions in another order; the gradient is "
+        "the mask times one-hot minus softmax, with softmax's error"),
     "dropout": Tolerance(
         1e-6, 0.0,
         "the same mask in both; x * mask * (1/(1-p)) is the same two roundings"),

@@ -74,7 +74,9 @@ def dpo_loss_forward(policy_chosen_logps, policy_rejected_logps, reference_chose
     rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps)  # (P,)
     z = chosen_rewards - rejected_rewards                                      # (P,)
     eps = label_smoothing
-    losses = -(1.0 - eps) * _log_sigmoid(z) - eps * _log_sigmoid(-z)           # (P,)
+    losses = -(1.0 - eps) * _log_sigmoid(z)                                    # (P,)
+    if eps > 0:   # absent at eps = 0, where 0 * log sig(-z) would be 0 * -inf = NaN at z = +inf
+        losses = losses - eps * _log_sigmoid(-z)                               # (P,)
     return (losses, chosen_rewards, rejected_rewards), DPOCache(z, float(beta), float(eps))
 
 

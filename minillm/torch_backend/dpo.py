@@ -44,7 +44,9 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
     rejected_rewards = beta * (policy_rejected_logps - reference_rejected_logps)  # (P,)
     z = chosen_rewards - rejected_rewards                                      # (P,)
     eps = label_smoothing
-    losses = -(1.0 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)           # (P,)
+    losses = -(1.0 - eps) * F.logsigmoid(z)                                    # (P,)
+    if eps > 0:   # absent at eps = 0, where 0 * log sig(-z) would be 0 * -inf = NaN at z = +inf
+        losses = losses - eps * F.logsigmoid(-z)                               # (P,)
     return losses, chosen_rewards.detach(), rejected_rewards.detach()
 
 
