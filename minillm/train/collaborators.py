@@ -96,6 +96,7 @@ class MetricsFiles:
     def __init__(self, run_dir, enabled: bool):
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.enabled = enabled and self.run_dir is not None
+        self._no_plot_said = False           # "no loss.png, because ..." is said once per run
 
     @property
     def path(self) -> Path:
@@ -115,14 +116,17 @@ class MetricsFiles:
         self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def plot(self, title: str) -> None:
-        """``loss.png`` from the records (skipped, with a note, without matplotlib)."""
+        """``loss.png`` from the records; without matplotlib, skipped with a warning, once."""
         if not self.enabled:
             return
         try:
             from ..core.plots import plot_loss_curves
             plot_loss_curves(self.path, self.run_dir / "loss.png", title=title)
         except ImportError:
-            logger.info("matplotlib is not installed: no loss.png (pip install 'minillm[pipeline]')")
+            if not self._no_plot_said:
+                self._no_plot_said = True
+                logger.warning("no loss.png: matplotlib is not installed (pip install 'minillm[pipeline]'); "
+                               "the losses are in metrics.jsonl")
 
 
 class Checkpoints:
