@@ -104,7 +104,7 @@ def test_a_long_prompt_keeps_its_last_block_size_tokens_and_says_so(lm_run, caps
     assert err.strip() == ("warning: the prompt has 31 tokens, the model sees at most 16 (block_size): "
                            "its first 15 are left out")
     assert out == prompt + generate_text(lm_run, prompt[-16:], max_new_tokens=8, temperature=0) + "\n"
-    stream = TextStream(lm_run, prompt[-16:], max_new_tokens=1)
+    stream = TextStream.of_run(lm_run, prompt[-16:], max_new_tokens=1)
     assert stream.dropped == 0
 
 

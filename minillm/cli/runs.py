@@ -36,18 +36,16 @@ def cmd_evaluate(a) -> int:
 
 def cmd_generate(a) -> int:
     rt = runtime_of(a)
+    options = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                   seed=a.seed, use_cache=not a.no_cache)
     if a.from_hf is not None:  # a Hugging Face GPT-2 folder (minillm.apps.interop)
         from ..apps import interop
-        text = interop.generate_text(a.from_hf, a.prompt, max_new_tokens=a.max_new_tokens,
-                                     temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed,
-                                     backend=rt.backend, device=rt.device, use_cache=not a.no_cache,
-                                     allow_bin=a.allow_bin, fused=rt.fused)
-        print(a.prompt + text)
-        return 0
-    if a.run is None:
+        stream = interop.text_stream(a.from_hf, a.prompt, backend=rt.backend, device=rt.device,
+                                     allow_bin=a.allow_bin, fused=rt.fused, **options)
+    elif a.run is None:
         raise ValueError("generate: expected a run folder or --from-hf FOLDER, got neither")
-    stream = TextStream(a.run, a.prompt, rt, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                        top_k=a.top_k, top_p=a.top_p, seed=a.seed, use_cache=not a.no_cache)
+    else:
+        stream = TextStream.of_run(a.run, a.prompt, rt, **options)
     if stream.dropped:
         print(f"warning: the prompt has {stream.dropped + stream.block_size} tokens, the model sees at most "
               f"{stream.block_size} (block_size): its first {stream.dropped} are left out", file=sys.stderr)

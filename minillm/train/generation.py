@@ -325,25 +325,32 @@ def text_deltas(tokens, decode, *, window: int = 64):
 
 
 class TextStream:
-    """The continuation of ``prompt`` by the causal-LM run in ``run`` (a folder), loaded
-    into ``runtime`` (default ``Runtime()``), as text pieces while it is generated
-    (iterate it). An empty prompt starts from ``<bos>``.
+    """The continuation of ``prompt`` by a GPT (``model`` in ``runtime``, its ``tokenizer``)
+    as text pieces while it is generated (iterate it); :meth:`of_run` reads a run folder.
+    An empty prompt starts from ``start_id`` (a run's ``<bos>``; GPT-2's ``<|endoftext|>``).
 
     A prompt longer than the model's ``block_size`` tokens keeps its last ``block_size``
-    tokens (the text the continuation follows); ``dropped`` says how many were left out
-    (0 when none), for the caller to say so."""
+    tokens (the text the continuation follows; :data:`~minillm.train.spec.LONG_INPUT`);
+    ``dropped`` says how many were left out (0 when none), for the caller to say so."""
 
-    def __init__(self, run, prompt: str, runtime: Runtime | None = None, *, max_new_tokens: int = 100,
+    def __init__(self, runtime, model, tokenizer, prompt: str, *, start_id: int, max_new_tokens: int = 100,
                  temperature: float = 0.8, top_k: int | None = 40, top_p: float | None = None,
                  seed: int | None = 0, use_cache: bool = True):
-        loaded = load_run(run, runtime, task="causal_lm")
-        self.tokenizer, self.block_size = loaded.tokenizer, loaded.model.config.block_size
-        ids = self.tokenizer.encode(prompt) or [self.tokenizer.bos_id]
+        self.tokenizer, self.block_size = tokenizer, model.config.block_size
+        ids = tokenizer.encode(prompt) or [start_id]
         self.dropped = max(0, len(ids) - self.block_size)
         self.prompt_ids = ids[self.dropped:]
-        self._tokens = generate_stream(loaded.runtime, loaded.model, self.prompt_ids, max_new_tokens,
-                                       temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                                       eos_id=self.tokenizer.eos_id, use_cache=use_cache)
+        self._tokens = generate_stream(runtime, model, self.prompt_ids, max_new_tokens, temperature=temperature,
+                                       top_k=top_k, top_p=top_p, seed=seed, eos_id=tokenizer.eos_id,
+                                       use_cache=use_cache)
+
+    @classmethod
+    def of_run(cls, run, prompt: str, runtime: Runtime | None = None, **options) -> "TextStream":
+        """The stream of the causal-LM run in ``run`` (a folder), loaded into ``runtime``
+        (default ``Runtime()``); ``options`` as the constructor's."""
+        loaded = load_run(run, runtime, task="causal_lm")
+        return cls(loaded.runtime, loaded.model, loaded.tokenizer, prompt, start_id=loaded.tokenizer.bos_id,
+                   **options)
 
     def __iter__(self):
         return text_deltas(self._tokens, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
@@ -355,5 +362,6 @@ def generate_text(run, prompt: str, runtime: Runtime | None = None, *, max_new_t
     """The continuation of ``prompt`` by the causal-LM run in ``run``, all at once
     (:class:`TextStream`'s pieces joined; a prompt over ``block_size`` tokens keeps its last
     ``block_size``)."""
-    return "".join(TextStream(run, prompt, runtime, max_new_tokens=max_new_tokens, temperature=temperature,
-                              top_k=top_k, top_p=top_p, seed=seed, use_cache=use_cache))
+    return "".join(TextStream.of_run(run, prompt, runtime, max_new_tokens=max_new_tokens,
+                                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                     use_cache=use_cache))
