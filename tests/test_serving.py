@@ -193,6 +193,15 @@ def test_empty_prompt_starts_from_bos_and_zero_tokens_is_allowed(client, library
     assert body["tokens"] == [] and body["text"] == ""
 
 
+def test_top_k_zero_and_top_p_one_are_off_as_null(client):
+    """The CLI's rule in the request schema: top_k 0 and top_p 1 turn each filter off."""
+    request = {"prompt": "The", "max_new_tokens": 8, "temperature": 1.0, "seed": 11}
+    off = client.post("/v1/generate", json={**request, "top_k": 0, "top_p": 1.0})
+    assert off.status_code == 200, off.text
+    assert off.json()["tokens"] == client.post("/v1/generate", json={**request, "top_k": None,
+                                                                      "top_p": None}).json()["tokens"]
+
+
 def test_long_input_is_cut_to_the_window_and_said(client, library):
     """One rule (README "Long input"): a prompt keeps its last block_size tokens, a text to
     score its first block_size + 1; the answer says how many tokens were left out."""
