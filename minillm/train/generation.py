@@ -19,7 +19,9 @@ are those it gets alone. Rows join (:meth:`DecodeBatch.add`, prefilled at the ne
 and merged into the cache) and leave (at their end token, their token budget or
 :meth:`DecodeBatch.remove`) between steps: the cache's rows are taken, left-padded and
 concatenated with ``KVCache.take``, ``KVCache.left_pad`` and ``KVCache.cat``.
-:func:`generate` is that loop run to the end.
+:func:`generate` is that loop run to the end; :func:`generate_stream` yields one prompt's
+tokens as they come, and :class:`TextStream` their text (:func:`text_deltas`: decoded
+incrementally, never half a UTF-8 character), which ``minillm generate`` prints as it goes.
 """
 from __future__ import annotations
 
