@@ -10,7 +10,7 @@ offline, saved in float64, and read by ``minillm.apps.interop.load_hf`` in both 
 largest absolute difference of the logits of 2 x ``--tokens`` random token ids, and that
 difference over the largest logit (relative). Weights at two scales: ``init`` is
 ``transformers``' own initialization of GPT-2 (std 0.02, as a model starts training);
-``std 0.1`` is the tests' scale (tests/test_interop.py), where activations are O(1).
+``std 0.1`` is the tests' scale (tests/apps/test_interop.py), where activations are O(1).
 
 Why the float32 rows are not 1e-7: a float32 logit is a sum over the 768 features of the
 last layer, after every layer's matrix products and LayerNorms; NumPy's, torch's and

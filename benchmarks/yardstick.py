@@ -7,7 +7,7 @@ no dropout: the same shapes and FLOPs as ``minillm.torch_backend.GPT`` on its ex
 With ``sdpa=True`` its attention is torch's fused kernel with ``is_causal=True``, as in
 nanoGPT: the yardstick of the fast path's whole run (benchmarks/bench_whole_run.py).
 It is not a second implementation of the lesson and is tested only for running
-(tests/test_bench.py).
+(tests/cli/test_bench.py).
 
 Dimension legend: B batch, T sequence length, C d_model, H heads, D = C / H, V vocabulary.
 """

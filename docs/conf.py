@@ -1,11 +1,11 @@
 """Sphinx configuration of the minillm documentation.
 
-Build (what CI runs, in tests/test_docs.py; warnings are errors):
+Build (what CI runs, in tests/docs/test_docs.py; warnings are errors):
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 The notebooks (``docs/notebooks`` links to ``../notebooks``) are rendered as committed:
-without outputs, since CI executes them separately (tests/test_notebooks.py) and the
+without outputs, since CI executes them separately (tests/docs/test_notebooks.py) and the
 committed files carry none (see CONTRIBUTING.md). For a local site with every plot and
 printout, execute them during the build (about 3 minutes on a laptop CPU):
 

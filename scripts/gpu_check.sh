@@ -9,6 +9,6 @@ OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_runtime.py tests/test_generation.py \
-    tests/test_optim.py 2>&1 | tail -15
+python3 -m pytest -q -p no:cacheprovider tests/models/test_cuda.py tests/store/test_runtime.py tests/train/test_generation.py \
+    tests/ops/test_optim.py 2>&1 | tail -15
 python3 -m minillm.cli bench --device cuda --sizes small medium --threads 4 --out "$OUT/bench" 2>&1 | tail -70

@@ -1,6 +1,6 @@
 """Count the code points on which minillm's Hugging Face tokenizers and ``transformers``'
 split text differently: the figure docs/pretrained.md states, rerun by
-tests/test_hf_tokenizers.py.
+tests/data/test_hf_tokenizers.py.
 
     python scripts/scan_tokenizer_unicode.py          # the counts
     python scripts/scan_tokenizer_unicode.py --list   # and the code points
@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minillm.data.hf_tokenizers import (  # noqa: E402
-    WordPieceTokenizer, _gpt2_pattern, bytes_to_unicode)
+    WordPieceTokenizer, _pretokenizer_pattern, bytes_to_unicode)
 
 UNIT = "{c}A{c}b{c}1{c}'s {c}  x "
 KINDS = ("gpt2", "bert-cased", "bert-uncased")
@@ -58,7 +58,7 @@ def splitters(kind: str):
 
     if kind == "gpt2":
         byte_char = bytes_to_unicode()
-        pattern = _gpt2_pattern()
+        pattern = _pretokenizer_pattern()
         theirs_pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
 
         def ours(text):

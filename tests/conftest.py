@@ -8,6 +8,7 @@
 ``MINILLM_HYPOTHESIS_PROFILE`` overrides the choice.
 """
 import os
+from pathlib import Path
 
 # One BLAS/OpenMP thread per process, set before NumPy or torch load their thread pools:
 # on the 2-core CI machine, torch's and OpenBLAS's pools oversubscribe the cores and turn
@@ -45,16 +46,37 @@ settings.register_profile(
 )
 # The parity, gradient, model and training tests: the core that must hold on every torch
 # release the project supports. CI runs the whole suite on the newest torch pip installs
-# and these again on the oldest supported one (``pytest -m core``, see .ci/run).
+# and these again on the oldest supported one (``pytest -m core``, see .ci/run). Named by
+# module, since no folder is wholly core (ops/ also holds test_modern_ops, test_no_torch,
+# test_weight_decay, test_lora and test_dpo, models/ test_modern_models, test_models_no_torch
+# and test_cuda).
 CORE_MODULES = frozenset({
-    "test_api_mirror", "test_attention", "test_bounds", "test_generation", "test_layers",
+    # ops/
+    "test_api_mirror", "test_attention", "test_bounds", "test_checks_once", "test_fast_path",
+    "test_layers", "test_nonfinite", "test_ops_catalogue", "test_ops_errors",
+    "test_ops_gradcheck", "test_ops_parity", "test_ops_stability", "test_optim", "test_rope",
+    "test_modern_ops", "test_lora", "test_weight_decay",
+    # models/
     "test_models_checkpoint", "test_models_metamorphic", "test_models_parity",
-    "test_fast_path", "test_models_training", "test_nonfinite", "test_ops_catalogue",
-    "test_ops_errors", "test_ops_gradcheck",
-    "test_ops_parity", "test_ops_stability", "test_optim", "test_rope", "test_sampling",
-    "test_seq2seq_models",
-    "test_checks_once", "test_training",
+    "test_models_training", "test_seq2seq_models", "test_modern_models",
+    # train/
+    "test_generation", "test_sampling", "test_training", "test_batched_generation",
+    "test_evaluation_counts",
 })
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_configure(config):
+    """The tests live in folders by subject (ops/, models/, ...) without ``__init__.py``:
+    pytest imports each module by its bare name, so two modules of one name in two folders
+    would collide, and a core module that was renamed would silently leave ``-m core``."""
+    stems = [path.stem for path in TESTS.rglob("test_*.py")]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise pytest.UsageError(f"test module names must be unique across tests/'s folders: {twice}")
+    unknown = sorted(CORE_MODULES - set(stems))
+    if unknown:
+        raise pytest.UsageError(f"tests/conftest.py CORE_MODULES names modules that do not exist: {unknown}")
 
 
 def pytest_ignore_collect(collection_path, config):

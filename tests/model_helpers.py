@@ -88,7 +88,7 @@ def small_configs(draw, dtypes=("float64", "float32")):
 
     The head sizes drawn are d_model / n_heads in {2, 4, 8} (n_heads 1 -> 8; 2 -> 4 or 8;
     4 -> 2, 4 or 8), all even, so ``positional="rope"`` (which needs an even head size)
-    is drawn with every other choice; tests/test_rope.py checks this claim."""
+    is drawn with every other choice; tests/ops/test_rope.py checks this claim."""
     n_heads = draw(st.sampled_from([1, 2, 4]))
     d_model = n_heads * draw(st.sampled_from([2, 4, 8]))
     d_model = max(d_model, 8)

@@ -12,13 +12,13 @@ non-finite points. ``PROPERTY_TESTS`` lists the property tests and which rows ea
 kernel where there is one; the elementwise ones: extremes, kinks, the fused kernel at
 +-inf; the others: an all-zero first input, where norms and maxima sit at their bounds);
 each is parametrised with ``rows_for(its id)``, so one row enrols an op in all
-that apply (tests/test_ops_catalogue.py checks it, and docs/formulas.md's rows name each
-test, see tests/test_docs.py). The float32 tolerance and its reason stay in
+that apply (tests/ops/test_ops_catalogue.py checks it, and docs/formulas.md's rows name each
+test, see tests/docs/test_docs.py). The float32 tolerance and its reason stay in
 tests/tolerances.py, under the row's name (a row without one fails
-tests/test_ops_catalogue.py). Dropout, attention and the head reshapes have no row yet:
-their tests are their own (tests/test_ops_parity.py, test_attention.py), as are
+tests/ops/test_ops_catalogue.py). Dropout, attention and the head reshapes have no row yet:
+their tests are their own (tests/ops/test_ops_parity.py, test_attention.py), as are
 grouped-query attention through the fused kernel and the RoPE layout permutation
-(tests/test_modern_ops.py).
+(tests/ops/test_modern_ops.py).
 
 The activation rows come from ``minillm.core.config.ACTIVATIONS`` (the names a model
 accepts) and each backend's ``ACTIVATIONS`` map: what only a test can know (the oracle,
@@ -92,11 +92,11 @@ class Op:
     - ``fused_departure``: where the fused kernel departs from the formula at a
       non-finite point, and why the tests do not adopt it;
     - ``explicit_nonfinite_upstream``: a known difference of the explicit path under a
-      non-finite upstream gradient (tests/test_nonfinite.py marks it xfail, strict);
+      non-finite upstream gradient (tests/ops/test_nonfinite.py marks it xfail, strict);
     - ``nonfinite_gradients``: for an op of several inputs, why its gradients under a
       non-finite input may hold NaN at more places than the oracle's (the same
       non-finite terms grouped otherwise, inf - inf where the oracle sums inf + inf);
-      tests/test_nonfinite.py then checks that none is hidden: every non-finite gradient
+      tests/ops/test_nonfinite.py then checks that none is hidden: every non-finite gradient
       of the oracle is non-finite in ours, and the finite ones agree.
     """
     name: str
@@ -424,7 +424,7 @@ OPS = [
            "projection's gradients, infinite both, in another order than autograd's")),
     # the fast path has no kernel of its own for these three: grouped-query attention's is
     # F.scaled_dot_product_attention(enable_gqa=True), which replaces repeat_kv
-    # (tests/test_modern_ops.py), and both RoPE layouts run their formula on both paths
+    # (tests/ops/test_modern_ops.py), and both RoPE layouts run their formula on both paths
     Op("repeat_kv", MULTI, R.repeat_kv_forward, R.repeat_kv_backward, T.repeat_kv,
        oracle=_repeat_kv_oracle, draw=_draw_repeat_kv),
     Op("rope", MULTI, R.rope_forward, R.rope_backward, T.rope, oracle=_rope_oracle, draw=_draw_rope),
@@ -463,26 +463,26 @@ def _fused_one_input(op):
 
 
 # The property tests the catalogue drives, "file::function" -> which rows it takes;
-# tests/test_ops_catalogue.py checks each is parametrised with exactly those rows, and
-# tests/test_docs.py that docs/formulas.md names each in every row's tests.
+# tests/ops/test_ops_catalogue.py checks each is parametrised with exactly those rows, and
+# tests/docs/test_docs.py that docs/formulas.md names each in every row's tests.
 PROPERTY_TESTS = {
-    "tests/test_ops_parity.py::test_op_parity": lambda op: True,
-    "tests/test_ops_parity.py::test_op_matches_torch_functional": lambda op: True,
-    "tests/test_ops_gradcheck.py::test_op_gradcheck": lambda op: True,
-    "tests/test_ops_errors.py::test_op_refuses_integer_input": lambda op: True,
-    "tests/test_fast_path.py::test_fused_kernel_matches_the_explicit_path": lambda op: op.fused is not None,
-    "tests/test_nonfinite.py::test_op_nonfinite_values": _one_input,
-    "tests/test_nonfinite.py::test_multi_input_op_nonfinite_values": lambda op: op.kind == MULTI,
-    "tests/test_ops_stability.py::test_op_at_extremes": lambda op: op.kind == ELEMENTWISE,
-    "tests/test_bounds.py::test_op_derivative_at_its_kinks_and_at_zero": lambda op: op.kind == ELEMENTWISE,
-    "tests/test_bounds.py::test_op_at_a_zero_input": lambda op: op.kind != ELEMENTWISE,
-    "tests/test_fast_path.py::test_fused_kernel_at_nonfinite_points": _fused_one_input,
+    "tests/ops/test_ops_parity.py::test_op_parity": lambda op: True,
+    "tests/ops/test_ops_parity.py::test_op_matches_torch_functional": lambda op: True,
+    "tests/ops/test_ops_gradcheck.py::test_op_gradcheck": lambda op: True,
+    "tests/ops/test_ops_errors.py::test_op_refuses_integer_input": lambda op: True,
+    "tests/ops/test_fast_path.py::test_fused_kernel_matches_the_explicit_path": lambda op: op.fused is not None,
+    "tests/ops/test_nonfinite.py::test_op_nonfinite_values": _one_input,
+    "tests/ops/test_nonfinite.py::test_multi_input_op_nonfinite_values": lambda op: op.kind == MULTI,
+    "tests/ops/test_ops_stability.py::test_op_at_extremes": lambda op: op.kind == ELEMENTWISE,
+    "tests/ops/test_bounds.py::test_op_derivative_at_its_kinks_and_at_zero": lambda op: op.kind == ELEMENTWISE,
+    "tests/ops/test_bounds.py::test_op_at_a_zero_input": lambda op: op.kind != ELEMENTWISE,
+    "tests/ops/test_fast_path.py::test_fused_kernel_at_nonfinite_points": _fused_one_input,
 }
 # The tests parametrised over the activations (a feed-forward network with each one).
 ACTIVATION_TESTS = (
-    "tests/test_ops_parity.py::test_feed_forward_parity",
-    "tests/test_ops_gradcheck.py::test_feed_forward_gradcheck",
-    "tests/test_nonfinite.py::test_feed_forward_matches_torch",
+    "tests/ops/test_ops_parity.py::test_feed_forward_parity",
+    "tests/ops/test_ops_gradcheck.py::test_feed_forward_gradcheck",
+    "tests/ops/test_nonfinite.py::test_feed_forward_matches_torch",
 )
 
 

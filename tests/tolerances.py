@@ -108,7 +108,7 @@ FLOAT32 = {
         "the same mask in both; x * mask * (1/(1-p)) is the same two roundings"),
 }
 
-# Finite differences (tests/test_ops_gradcheck.py), float64 only: central differences
+# Finite differences (tests/ops/test_ops_gradcheck.py), float64 only: central differences
 # with step h have truncation error O(h^2 f''') ~ 1e-12 and rounding error
 # O(eps_64 * |f| / h) ~ 1e-16 * |f| / 1e-6 = 1e-10 * |f|, where f = sum(out * dout) is
 # O(10) for the small arrays used; 1e-6 relative / 1e-7 absolute is ~100x that.
@@ -138,7 +138,7 @@ def tolerance(op: str, dtype) -> Tolerance:
 
 
 # ----------------------------------------------------------------------------------
-# attention (tests/test_attention.py), appended by H1b. Measured with the dev profile
+# attention (tests/ops/test_attention.py), appended by H1b. Measured with the dev profile
 # (300 examples per test, shapes up to (3, 3, 5, 6), scale up to 3): largest float32
 # differences 2.4e-6 absolute (dk), 6e-7 on the output; the atol below leaves ~4x.
 FLOAT32["attention"] = Tolerance(
@@ -158,7 +158,7 @@ FLOAT32["heads"] = Tolerance(
     "so the tests use this exact bound for float64 too")
 
 # ----------------------------------------------------------------------------------
-# RoPE (tests/test_rope.py). Each output is x_a cos - x_b sin (or x_a sin + x_b cos):
+# RoPE (tests/ops/test_rope.py). Each output is x_a cos - x_b sin (or x_a sin + x_b cos):
 # two products and one sum, each rounded once, with the same elementwise operations in
 # the same order in both backends (no reduction whose order could differ). The error is
 # at most ~2 ulps of max(|x_a|, |x_b|), since |cos|, |sin| <= 1; the backward is the
@@ -171,7 +171,7 @@ FLOAT32["rope"] = Tolerance(
     "largest |x| (atol scales with it); no reduction, so no summation order differs")
 
 # ----------------------------------------------------------------------------------
-# The torch backend's fast path (tests/test_fast_path.py): torch's kernels (F.linear,
+# The torch backend's fast path (tests/ops/test_fast_path.py): torch's kernels (F.linear,
 # F.embedding, F.layer_norm, F.gelu, fused attention, F.cross_entropy, the foreach Adam
 # step) against the explicit path (the formulas) and the reference.
 #

@@ -46,6 +46,6 @@ def interrupted(where: str = "") -> int:
     # while our modules import), even when the interrupt is then caught, and may end the
     # process by SIGINT (status -2) instead of with ours; an exec() of a string that
     # completes clears the flag. Seen: Ctrl-C 0.3-1.5 s after NumPy's import, about 1 run
-    # in 6 ended by SIGINT (tests/test_cli_messages.py), none in 34 runs with this line.
+    # in 6 ended by SIGINT (tests/cli/test_cli_messages.py), none in 34 runs with this line.
     exec("")
     return 130

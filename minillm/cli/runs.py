@@ -19,17 +19,44 @@ __all__ = ["add_parsers", "cmd_evaluate", "cmd_generate", "cmd_embed"]
 
 
 def cmd_evaluate(a) -> int:
+    """Print the scores (JSON, stdout); in a run folder also write them to ``eval.json``
+    (and a classifier's ``confusion.png``), saying on stderr what was written and which
+    earlier evaluation it replaced (the folder keeps the latest evaluation only)."""
     scores = evaluate(a.run, runtime_of(a), dataset=a.dataset, corpus_dir=a.data, split_name=a.split,
                       text_column=a.text_column, label_column=a.label_column)
     run = Path(a.run)
+
+    def what(s: dict) -> str:                       # "the test split of sentiment (200 rows), step 300"
+        data, ckpt = s.get("data") or {}, s.get("checkpoint") or {}
+        size = f"{data['rows']} rows" if "rows" in data else f"{data.get('tokens', '?')} tokens"
+        return (f"the {data.get('split', '?')} split of {data.get('source') or 'the data given'} ({size}), "
+                f"checkpoint {ckpt.get('path', '?')} (step {ckpt.get('step', '?')})")
     if (run / "run.json").exists():
-        (run / "eval.json").write_text(json.dumps(scores, indent=2), encoding="utf-8")
+        target, notes = run / "eval.json", []
+        replaced = ""
+        if target.exists():
+            try:
+                replaced = f"; it replaces the previous evaluation, of {what(json.loads(target.read_text('utf-8')))}"
+            except (ValueError, OSError):
+                replaced = "; it replaces the previous eval.json"
+        target.write_text(json.dumps(scores, indent=2), encoding="utf-8")
+        notes.append(f"wrote {target}: {what(scores)}{replaced}")
+        confusion = run / "confusion.png"
         if "confusion_matrix" in scores:
+            had = confusion.exists()
             try:
                 from ..core.plots import plot_confusion_matrix
-                plot_confusion_matrix(scores["confusion_matrix"], scores.get("label_names"), run / "confusion.png")
+                plot_confusion_matrix(scores["confusion_matrix"], scores.get("label_names"), confusion)
+                notes.append(f"wrote {confusion}" + (" (replacing the previous one)" if had else ""))
             except ImportError:
-                pass
+                confusion.unlink(missing_ok=True)   # never a stale figure beside new scores
+                notes.append("no confusion.png: matplotlib is not installed (pip install 'minillm[pipeline]')"
+                             + (f"; the previous {confusion} was removed with its evaluation" if had else ""))
+        elif confusion.exists():
+            confusion.unlink()
+            notes.append(f"removed {confusion}, the previous evaluation's")
+        for note in notes:
+            print(note, file=sys.stderr)
     print(json.dumps(scores, indent=2))
     return 0
 

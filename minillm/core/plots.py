@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_loss_curves", "plot_confusion_matrix", "plot_attention", "plot_attention_cost",
+__all__ = ["plot_loss_curves", "loss_figure", "plot_confusion_matrix", "plot_attention", "plot_attention_cost",
            "read_metrics"]
 
 logger = logging.getLogger("minillm")
@@ -29,6 +29,7 @@ logger = logging.getLogger("minillm")
 STEP_KEYS = ("step", "iter", "iteration")
 TRAIN_KEYS = ("train_loss", "loss")
 VAL_KEYS = ("val_loss", "valid_loss", "eval_loss")
+ACCURACY_KEYS = ("val_accuracy",)
 LR_KEYS = ("lr", "learning_rate")
 
 
@@ -94,16 +95,31 @@ def read_metrics(path) -> list[dict]:
     return records
 
 
-def plot_loss_curves(metrics, out_png, *, title: str | None = None, log_y: bool = False) -> Path:
-    """Training loss per step, validation loss at its eval steps, learning rate below.
+LOSS_UNITS = ("token", "example")     # what a loss is averaged over: a language model's, a classifier's
+
+
+def plot_loss_curves(metrics, out_png, *, title: str | None = None, log_y: bool = False,
+                     loss_per: str = "token") -> Path:
+    """``loss_figure`` (training and validation loss, validation accuracy where there is
+    one, learning rate) written as PNG to ``out_png``; returns its path."""
+    return _save(loss_figure(metrics, title=title, log_y=log_y, loss_per=loss_per), out_png)
+
+
+def loss_figure(metrics, *, title: str | None = None, log_y: bool = False, loss_per: str = "token"):
+    """Training loss per step and validation loss at its eval steps; below, the validation
+    accuracy (a classifier's) and the learning rate, each panel only where some record has it.
 
     ``metrics`` is the path of a ``metrics.jsonl`` file or an iterable of dicts. Each
     record has a step (``step``, ``iter`` or ``iteration``) and any of: a training loss
     (``train_loss`` or ``loss``), a validation loss (``val_loss``, ``valid_loss`` or
-    ``eval_loss``), a learning rate (``lr`` or ``learning_rate``). Losses are in nats per
-    token; the validation axis also shows the matching perplexity on the right.
-    The learning-rate panel appears only when some record has one.
+    ``eval_loss``), a validation accuracy (``val_accuracy``), a learning rate (``lr`` or
+    ``learning_rate``). ``loss_per``: what the losses are the mean over, ``"token"`` (a
+    language model: the loss axis also shows the matching perplexity, exp(loss), on the
+    right, unless ``log_y``) or ``"example"`` (a classifier: no perplexity, which means
+    nothing there). Returns the matplotlib ``Figure`` (its axes carry the labels).
     """
+    if loss_per not in LOSS_UNITS:
+        raise ValueError(f"loss_per must be one of {LOSS_UNITS}, got {loss_per!r}")
     if isinstance(metrics, (str, os.PathLike)):
         records = read_metrics(metrics)
     elif isinstance(metrics, Iterable) and not isinstance(metrics, Mapping):
@@ -112,14 +128,15 @@ def plot_loss_curves(metrics, out_png, *, title: str | None = None, log_y: bool 
         raise ValueError(f"metrics must be a path or an iterable of dicts, got {type(metrics).__name__}")
     if not records:
         raise ValueError("metrics has no records: expected at least one with a step and a loss")
-    series = {"train": ([], []), "val": ([], []), "lr": ([], [])}
+    series = {"train": ([], []), "val": ([], []), "accuracy": ([], []), "lr": ([], [])}
     for i, r in enumerate(records):
         if not isinstance(r, Mapping):
             raise ValueError(f"record {i} must be a dict, got {type(r).__name__}")
         step = _first(r, STEP_KEYS)
         if step is None:
             raise ValueError(f"record {i} has no step: expected one of {STEP_KEYS}, got keys {sorted(r)}")
-        for name, keys in (("train", TRAIN_KEYS), ("val", VAL_KEYS), ("lr", LR_KEYS)):
+        for name, keys in (("train", TRAIN_KEYS), ("val", VAL_KEYS), ("accuracy", ACCURACY_KEYS),
+                           ("lr", LR_KEYS)):
             value = _first(r, keys)
             if value is not None:
                 series[name][0].append(float(step))
@@ -130,38 +147,38 @@ def plot_loss_curves(metrics, out_png, *, title: str | None = None, log_y: bool 
             f"got keys {sorted(set().union(*map(set, records)))}"
         )
 
-    has_lr = bool(series["lr"][0])
-    fig = _new_figure((7.5, 5.5 if has_lr else 4.0))
-    if has_lr:
-        ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    else:
-        ax, ax_lr = fig.subplots(1, 1), None
+    below = [name for name in ("accuracy", "lr") if series[name][0]]      # the panels under the loss
+    fig = _new_figure((7.5, 4.0 + 1.5 * len(below)))
+    axes = fig.subplots(1 + len(below), 1, sharex=True, height_ratios=[3] + [1] * len(below), squeeze=False)[:, 0]
+    ax, panels = axes[0], dict(zip(below, axes[1:]))
     if series["train"][0]:
         ax.plot(*series["train"], lw=1.0, alpha=0.85, label="train loss")
     if series["val"][0]:
         ax.plot(*series["val"], "o-", ms=4, lw=1.5, label="validation loss")
-    ax.set_ylabel("loss (nats / token)")
+    ax.set_ylabel(f"loss (nats / {loss_per})")
     if log_y:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
     ax.set_title(title or "Loss curves")
-    if not log_y:  # perplexity = exp(loss) on the right-hand axis
+    if loss_per == "token" and not log_y:  # perplexity = exp(loss) on the right-hand axis
         ppl = ax.secondary_yaxis("right", functions=(lambda x: np.exp(np.minimum(x, 700.0)), lambda p: np.log(np.maximum(p, 1e-300))))
         ppl.set_ylabel("perplexity")
         from matplotlib.ticker import FuncFormatter, LogLocator  # matplotlib is there by now
         ppl.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # even in loss
         ppl.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ppl.yaxis.set_minor_locator(LogLocator(base=10, subs=()))
-    if ax_lr is not None:
-        ax_lr.plot(*series["lr"], color="tab:green", lw=1.0)
-        ax_lr.set_ylabel("learning rate")
-        ax_lr.grid(alpha=0.3)
-        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
-        ax_lr.set_xlabel("step")
-    else:
-        ax.set_xlabel("step")
-    return _save(fig, out_png)
+    if "accuracy" in panels:
+        panels["accuracy"].plot(*series["accuracy"], "o-", ms=4, lw=1.5, color="tab:orange")
+        panels["accuracy"].set_ylabel("validation accuracy")
+        panels["accuracy"].grid(alpha=0.3)
+    if "lr" in panels:
+        panels["lr"].plot(*series["lr"], color="tab:green", lw=1.0)
+        panels["lr"].set_ylabel("learning rate")
+        panels["lr"].grid(alpha=0.3)
+        panels["lr"].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    axes[-1].set_xlabel("step")
+    return fig
 
 
 # ---------------------------------------------------------------------------------------

@@ -138,6 +138,10 @@ class Progress:
         took = f"{seconds:.1f}s" if seconds < 60 else format_duration(seconds)
         self._write(f"[{self.desc}] step {step}/{self.total}  {'  '.join(parts)}  (evaluated in {took})")
 
+    def note(self, text: str) -> None:
+        """A line of its own (e.g. which checkpoint a run kept), prefixed with the run's name."""
+        self._write(f"[{self.desc}] {text}")
+
     def close(self) -> None:
         if not self._started:
             return

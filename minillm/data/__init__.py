@@ -5,8 +5,10 @@
 - tokenizers: :class:`WordTokenizer` (nltk, no data), :class:`CharTokenizer`,
   :class:`BPETokenizer` (byte-level), :func:`load_tokenizer`
 - pretrained models' tokenizers, with their own ids: :class:`GPT2Tokenizer` (byte-level
-  BPE), :class:`WordPieceTokenizer` (BERT's), from a Hugging Face folder of any layout
-  (``hf_tokenizers.read_tokenizer_folder``)
+  BPE: GPT-2, Llama 3, Qwen 2), :class:`SentencePieceBPETokenizer` (Llama 2's, byte
+  fallback), :class:`WordPieceTokenizer` (BERT's), from a Hugging Face folder of any layout
+  (``hf_tokenizers.read_tokenizer_folder``); their chat templates (``chat_template``:
+  ``read_chat_template``, ``apply_chat_template`` with the assistant mask)
 - batching: :class:`LMBatches`, :func:`sequential_batches`, :func:`mask_tokens`,
   :func:`pad_batch`, :func:`classification_batches`, :func:`shard`
 - corpora: :func:`python_docs`, :func:`synthetic_language`, :func:`sentiment`
@@ -23,7 +25,7 @@ from .batching import (IGNORE_INDEX, LMBatches, RowBatches, classification_batch
 from .bpe import PRETOKENIZE_PATTERN, BPETokenizer, pretokenize
 from .char_tokenizer import CharTokenizer
 from .cleaning import clean_text, remove_stopwords
-from .hf_tokenizers import GPT2Tokenizer, WordPieceTokenizer
+from .hf_tokenizers import GPT2Tokenizer, SentencePieceBPETokenizer, WordPieceTokenizer
 from .corpora import (SyntheticLanguage, bag_of_words_ceiling, markov_entropy_rate, markov_stationary,
                       python_docs, sentiment, synthetic_language)
 from .parallel import PieceTokenizer, dates_corpus
@@ -39,7 +41,8 @@ __all__ = [
     "clean_text", "remove_stopwords", "STOPWORDS", "NEGATIONS",
     "Vocabulary", "SPECIAL_TOKENS",
     "Tokenizer", "WordTokenizer", "CharTokenizer", "BPETokenizer", "load_tokenizer",
-    "word_tokenize", "pretokenize", "PRETOKENIZE_PATTERN", "GPT2Tokenizer", "WordPieceTokenizer",
+    "word_tokenize", "pretokenize", "PRETOKENIZE_PATTERN", "GPT2Tokenizer", "SentencePieceBPETokenizer",
+    "WordPieceTokenizer",
     "LMBatches", "RowBatches", "sequential_batches", "mask_tokens", "pad_batch", "classification_batches",
     "shard", "IGNORE_INDEX",
     "python_docs", "synthetic_language", "SyntheticLanguage", "markov_stationary",

@@ -17,7 +17,7 @@ truncated to a multiple of 1/16, so that :math:`s^2` is exact (Cody's own trick)
 ``np.exp(-y * y)`` loses up to 1e-13 relative precision for large ``y`` from the rounding
 of ``y * y`` alone.
 
-Precision, checked against ``math.erf`` / ``math.erfc`` in tests/test_ops_parity.py
+Precision, checked against ``math.erf`` / ``math.erfc`` in tests/ops/test_ops_parity.py
 (which asks for 2e-15): measured 4.3e-16 relative for erf on [-8, 8], 7e-16 for erfc on
 [-8, 26] including its far tail (what GELU needs for very negative x). The functions
 work in the input's dtype: float64 in float64, float32 in float32 (a few float32 ulps,

@@ -177,7 +177,7 @@ class LoRA(Module):
         """Take the update out again: W <- W - s A B. It equals the W before :meth:`merge`
         within rounding, not bit for bit: W + D and then (W + D) - D each round once, by
         at most half an ulp of a number no larger than |W| + |D|, so
-        |W' - W| <= eps (|W| + |D|) elementwise (tests/test_lora.py checks this bound)."""
+        |W' - W| <= eps (|W| + |D|) elementwise (tests/ops/test_lora.py checks this bound)."""
         if not self.merged:
             raise RuntimeError("this LoRA adapter is not merged")
         W.data -= self.delta()

@@ -5,7 +5,7 @@ Dimension legend: ``C`` classes (the vocabulary for a language model), on the LA
 
 Semantics follow ``torch.nn.functional.cross_entropy`` (with the class axis last instead
 of second), except that a batch with no counted target gives 0.0 instead of NaN.
-Non-finite logits too (tests/test_nonfinite.py): a row with NaN or +inf gives a NaN
+Non-finite logits too (tests/ops/test_nonfinite.py): a row with NaN or +inf gives a NaN
 loss, a -inf logit at the target an infinite one, a -inf logit elsewhere a finite one
 (infinite with label smoothing, whose mean over classes includes it); an ignored row's
 NaN does not reach the "mean" or "sum".

@@ -34,7 +34,7 @@ try:  # the `serve` extra: FastAPI brings starlette, pydantic and anyio
     import fastapi  # noqa: F401
     import pydantic  # noqa: F401
     import starlette  # noqa: F401
-except ImportError as exc:  # tests/test_optional_extras.py simulates each missing module
+except ImportError as exc:  # tests/core/test_optional_extras.py simulates each missing module
     raise missing_extra(exc, "minillm serve (minillm.serving)", "serve") from exc
 
 from .app import create_app  # noqa: E402

@@ -4,7 +4,7 @@ Every command and module that uses a trained run (``evaluate``, ``generate``, ``
 ``translate``, ``answer``, the notebooks, ``minillm.apps.interop``) loads it here, by
 one rule:
 
-- the checkpoint: ``checkpoints/best`` (the lowest validation loss), else
+- the checkpoint: ``checkpoints/best`` (the best validation, by the task's ``best_by``), else
   ``checkpoints/last``; or the checkpoint folder given; ``checkpoint="last"`` asks for
   the latest state instead;
 - the model: built in the backend asked for, moved to the device and put on the torch

@@ -83,7 +83,7 @@ def gelu_tanh(x):
 def _sigmoid(x):
     r""":math:`\sigma(x)` without overflow, as the reference: :math:`e = e^{-|x|}`,
     :math:`1/(1+e)` for x >= 0, :math:`e/(1+e)` below. :math:`-|x|` is a selection, not
-    ``abs``, whose derivative at 0 would be torch's convention (tests/test_bounds.py).
+    ``abs``, whose derivative at 0 would be torch's convention (tests/ops/test_bounds.py).
     Shapes: (...) -> (...)."""
     e = torch.exp(torch.where(x >= 0, -x, x))                   # (...), e^{-|x|} in (0, 1]
     return torch.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # (...)
@@ -116,7 +116,7 @@ def silu(x):
 def fast_relu(x):
     """``torch.nn.functional.relu``. Its backward passes the gradient where the output
     is > 0 (torch's ``threshold_backward``), so the derivative at exactly 0 is 0, the
-    same ``[x > 0]`` as :func:`relu` (tests/test_fast_path.py checks it at 0 and -0)."""
+    same ``[x > 0]`` as :func:`relu` (tests/ops/test_fast_path.py checks it at 0 and -0)."""
     if v.checking():
         _check(x)
     return F.relu(x)                                            # (...)

@@ -18,7 +18,7 @@ def embedding(ids, W):
     up, as the reference's ``np.add.at``. ``index_select`` rather than ``W[ids]``: the
     latter's backward (an accumulating ``index_put_``) adds repeated rows in an order that
     varies from run to run with two or more threads, so two identical training runs
-    drifted apart (tests/test_determinism.py); ``index_select``'s is deterministic, and
+    drifted apart (tests/train/test_determinism.py); ``index_select``'s is deterministic, and
     measured several times faster here.
     Shapes: ids (...) int, W (V, d) -> out (..., d).
     """

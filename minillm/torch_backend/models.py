@@ -275,7 +275,8 @@ class GPT(_LanguageModel):
                 positions = None
                 x = self._embed(idx, torch.arange(P, P + T, device=idx.device))  # (B, T, C)
             else:                         # real tokens before each one in its row; padding: 0
-                positions = (key_mask.long().cumsum(dim=1) - 1).clamp(min=0)[:, P:]  # (B, T)
+                # integer positions from the mask: no gradient
+                positions = (key_mask.long().cumsum(dim=1) - 1).clamp(min=0)[:, P:]  # (B, T), no gradient
                 x = self._embed(idx, positions)                           # (B, T, C)
             present = []
             for i, block in enumerate(self.blocks):

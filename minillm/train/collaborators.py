@@ -3,8 +3,8 @@
 - :class:`Distribution`: the model as the step runs it (DistributedDataParallel under
   ``torchrun``, its gradients summed over the ranks; the model itself otherwise) and the
   sum of a number over the ranks;
-- :class:`MetricsFiles`: ``metrics.jsonl`` (one JSON record per step, appended; on resume
-  the records of steps to be done again are dropped) and ``loss.png``;
+- :class:`MetricsFiles`: ``metrics.jsonl`` (one JSON record per step, ``step`` the steps
+  done, from 1; on resume the records of steps to be done again are dropped) and ``loss.png``;
 - :class:`Checkpoints`: ``checkpoints/{last,best}`` written through
   :mod:`minillm.store.model_io` (atomic folders), and resuming from ``last``.
 
@@ -108,20 +108,24 @@ class MetricsFiles:
                 fh.write(json.dumps(record) + "\n")
 
     def truncate(self, after_step: int) -> None:
-        """On resume: drop the records of steps ``>= after_step`` (done again)."""
+        """On resume from a checkpoint of ``after_step`` steps done: drop the records of
+        steps ``> after_step`` (a record's ``step`` counts the steps done, from 1), which
+        are done again."""
         if not self.enabled or not self.path.exists():
             return
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) < after_step]
+                if line.strip() and json.loads(line).get("step", 0) <= after_step]
         self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
-    def plot(self, title: str) -> None:
-        """``loss.png`` from the records; without matplotlib, skipped with a warning, once."""
+    def plot(self, title: str, loss_per: str = "token") -> None:
+        """``loss.png`` from the records, its loss the mean per ``loss_per`` (``"token"``:
+        with a perplexity axis; ``"example"``: a classifier's, with its validation accuracy);
+        without matplotlib, skipped with a warning, once."""
         if not self.enabled:
             return
         try:
             from ..core.plots import plot_loss_curves
-            plot_loss_curves(self.path, self.run_dir / "loss.png", title=title)
+            plot_loss_curves(self.path, self.run_dir / "loss.png", title=title, loss_per=loss_per)
         except ImportError:
             if not self._no_plot_said:
                 self._no_plot_said = True

@@ -36,7 +36,8 @@ class TrainedRun:
     ``validation``: the scores of the last evaluation (of ``checkpoints/best`` for tasks
     scored on their best checkpoint; ``{}`` for tasks without validation data);
     ``test``: the held-out scores (``None`` where not computed); ``checkpoint``: the
-    checkpoint the scores and ``load_run`` refer to (path, step, validation loss);
+    checkpoint the scores and ``load_run`` refer to (path, step, how it was chosen, its
+    validation scores);
     ``data_info``: the data's source and split sizes. ``model``, ``runtime``,
     ``tokenizer`` and ``data`` (what it trained on and held out) are the live objects,
     left out of :attr:`summary`, equality and ``repr``.
@@ -128,7 +129,8 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
                          tok, parts.contract, recorded)
     # the trainer puts the model and its optimizer on the runtime's device and path (Runtime.prepare)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), parts.train, tc, task=task, eval_data=parts.validation,
-                      run_dir=folder, tokenizer=tok.to_dict(), score=spec.score, progress=progress,
+                      run_dir=folder, tokenizer=tok.to_dict(), score=spec.score, best_by=spec.best_by,
+                      loss_per=spec.loss_per, progress=progress,
                       metadata={**info, "data": parts.contract, "run": run_config.where})
     result = trainer.fit(resume=resume)
     model = trainer.model
@@ -159,12 +161,13 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
 
 
 def _checkpoint_info(out: Path | None, trainer) -> dict | None:
-    """The best checkpoint (lowest validation loss); the last one for runs without validation."""
+    """The best checkpoint (chosen by the task's ``best_by``: which, and its validation
+    scores); the last one for runs without validation."""
     if out is None:
         return None
     if trainer.best_step is None:
-        return {"path": str(out / "checkpoints" / "last"), "step": trainer.step, "validation_loss": None,
+        return {"path": str(out / "checkpoints" / "last"), "step": trainer.step, "validation": None,
                 "last_step": trainer.step}
-    return {"path": str(out / "checkpoints" / "best"), "step": trainer.best_step,
-            "validation_loss": trainer.best_val, "last_step": trainer.step}
+    return {"path": str(out / "checkpoints" / "best"), "step": trainer.best_step, "chosen_by": trainer.best_rule,
+            "validation": dict(trainer.best_scores or {}), "last_step": trainer.step}
 

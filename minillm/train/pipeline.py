@@ -12,11 +12,11 @@ A *run folder* holds everything one run produced::
       tokenizer.json           the tokenizer (also inside every checkpoint)
       run_config.json          the run configuration (model, training, backend, device; RunConfig)
       train_config.json        the trainer's hyper-parameters
-      metrics.jsonl            one JSON record per step (+ validation at eval steps)
+      metrics.jsonl            one JSON record per step, from step 1 (+ validation at eval steps)
       loss.png                 loss curves
       checkpoints/last/        the latest state (weights, optimizer, step, RNG) — --resume
-      checkpoints/best/        the lowest validation loss so far
-      eval.json                written by `minillm evaluate` (+ confusion.png for classifiers)
+      checkpoints/best/        the best validation so far, by the task's score (TaskSpec.best_by)
+      eval.json                the latest `minillm evaluate` (+ confusion.png for classifiers); it says what it replaced
 
 The *data contract* (``data.json``, and ``extra["data"]`` of every checkpoint) says
 how the run's data was made, so that every consumer (``evaluate``, ``serve``, a

@@ -9,8 +9,9 @@ written once and reads the task's :class:`TaskSpec` from :data:`TASK_SPECS`. A s
   :attr:`TaskParts.model_kwargs`);
 - ``setup``: the training batches, the validation batches, the data contract and the
   tokenizer, from the data given;
-- ``score``: the validation scores of a model on batches (the loss first: the trainer
-  keeps the checkpoint of the lowest);
+- ``score``: the validation scores of a model on batches (the loss first), and
+  ``best_by``: which of them chooses the checkpoint the trainer keeps as ``best`` (the
+  task's own score where it has one: a classifier's accuracy);
 - ``test``: the held-out scores at the end of training, and whether they are of the best
   checkpoint (``test_best``);
 - ``evaluate``: what ``minillm evaluate`` computes on a loaded run;
@@ -120,7 +121,12 @@ class TaskSpec:
     """One task, declared once (see the module's list). ``recipe(steps, lr)`` returns the
     task's departures from :meth:`TrainConfig.recipe` (e.g. no weight decay), applied
     where the caller gives no value. ``score(runtime, model, batches)`` scores validation
-    batches (``{"loss": ..., ...}``). ``test(inputs, parts, model, tokenizer)`` scores the
+    batches (``{"loss": ..., ...}``); ``best_by = (name, "min" | "max")`` names the score
+    that chooses ``checkpoints/best`` (ties: the lower loss; default: the lowest loss, the
+    only score a language model's validation has besides perplexity, its exponential);
+    ``loss_per``: what the loss is the mean over, ``"token"`` or ``"example"`` (``loss.png``'s
+    axes: a perplexity axis for tokens, a validation-accuracy panel where there is one).
+    ``test(inputs, parts, model, tokenizer)`` scores the
     held-out data; with ``test_best`` the model first takes the weights of
     ``checkpoints/best`` (what ``evaluate`` and ``serve`` load). ``evaluate(run,
     **data)`` scores a loaded :class:`~minillm.store.runs.Run` for ``minillm evaluate``
@@ -134,6 +140,8 @@ class TaskSpec:
     model_class: str
     setup: Callable[[TaskInputs], TaskParts]
     score: Callable[[Runtime, Any, list], dict] = evaluate_lm
+    best_by: tuple[str, str] = ("loss", "min")
+    loss_per: str = "token"
     test: Callable[[TaskInputs, TaskParts, Any, Any], dict] | None = None
     test_best: bool = False
     steps: int = 300

@@ -7,13 +7,18 @@ The step is the one every backend shares (chapter sections 3.3 and 3.4)::
     grad_norm = clip_grad_norm(model.parameters(), grad_clip)
     opt.lr = warmup_cosine(step, ...); opt.step(); opt.zero_grad()
 
-Around it: evaluation every ``eval_every`` steps, the best and the last checkpoint,
-per-step metrics in JSON lines, progress on stderr (a bar in a terminal, a line
-every few seconds anywhere else: :class:`~minillm.core.progress.Progress`), loss curves
-as PNG, and the robustness the chapter's loop lacks:
+Around it: evaluation every ``eval_every`` steps, the best checkpoint (by the task's
+own score: ``best_by``) and the last, per-step metrics in JSON lines (``step``: the steps
+done, 1 to ``steps``, as the progress lines and the checkpoints count them), progress on
+stderr (a bar in a terminal, a line every few seconds anywhere else:
+:class:`~minillm.core.progress.Progress`), loss curves as PNG, and the robustness the
+chapter's loop lacks:
 
 - a non-finite loss or gradient skips the step (counted); ``max_bad_steps`` in a row
-  stop the run with :class:`TrainingDiverged`, the last good checkpoint untouched;
+  stop the run with :class:`TrainingDiverged`, whose message names the checkpoint left
+  untouched, or says that none was written; a skipped step is neither evaluated nor
+  checkpointed (nothing is saved at the stop either: the steps before it, finite or not,
+  may already have wrecked the weights);
 - Ctrl-C finishes the current step, writes the last checkpoint, then raises
   ``KeyboardInterrupt``;
 - the batches are a pure function of ``(seed, step)``, so ``resume=True`` continues
@@ -46,6 +51,7 @@ from typing import Callable, Mapping, Protocol
 import numpy as np
 
 from ..core.param_groups import DECAY_RULES, decay_groups
+from ..core.plots import LOSS_UNITS
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
 from ..store.run_folder import RunFolder
@@ -168,7 +174,11 @@ class Trainer:
     ``eval_data`` is a list of batches (the model's keyword arguments), scored by
     ``score(runtime, model, eval_data) -> {"loss": ..., ...}`` (default: the LM's loss and
     perplexity; a task's own: :attr:`minillm.train.entry.TaskSpec.score`) every
-    ``eval_every`` steps and at the end. With
+    ``eval_every`` steps and at the end. ``best_by = (key, "min" | "max")`` chooses
+    ``checkpoints/best``: the evaluation with the lowest (highest) ``scores[key]``, ties
+    broken by the lower loss (a task's own: :attr:`minillm.train.spec.TaskSpec.best_by`);
+    ``loss_per`` (``"token"`` or ``"example"``) says what the loss is a mean over, for
+    ``loss.png`` (:func:`minillm.core.plots.loss_figure`). With
     ``run_dir`` the trainer writes ``metrics.jsonl``, ``checkpoints/{last,best}``,
     ``loss.png`` and ``train_config.json`` there; ``tokenizer`` (its ``to_dict()``) and
     ``metadata`` (the task's settings, label names) go into every checkpoint, so a
@@ -190,18 +200,26 @@ class Trainer:
     def __init__(self, runtime, model, optimizer, train_data: BatchSource, config: TrainConfig, *,
                  task: str = "causal_lm", eval_data=None, run_dir=None, metadata: dict | None = None,
                  tokenizer: dict | None = None, score: Callable = evaluate_lm,
+                 best_by: tuple[str, str] = ("loss", "min"), loss_per: str = "token",
                  progress: bool | Progress = True, on_step: Callable[[int, float], None] | None = None):
         if not isinstance(task, str) or not task:
             raise ValueError(f"expected task as a non-empty str (the run's task name), got {task!r}")
+        if (not isinstance(best_by, tuple) or len(best_by) != 2 or not isinstance(best_by[0], str)
+                or best_by[1] not in ("min", "max")):
+            raise ValueError(f"expected best_by as (score name, 'min' or 'max'), got {best_by!r}")
+        if loss_per not in LOSS_UNITS:
+            raise ValueError(f"expected loss_per in {LOSS_UNITS}, got {loss_per!r}")
         model, optimizer = runtime.prepare(model), runtime.prepare_optimizer(optimizer)
         self.runtime, self.model, self.optimizer = runtime, model, optimizer
         self.train_data, self.eval_data, self.config, self.task = train_data, eval_data, config, task
         self.folder = None if run_dir is None else run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.run_dir = None if self.folder is None else self.folder.path
         self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
-        self.score, self.progress, self.on_step = score, progress, on_step
-        self.step, self.skipped_steps, self.best_val = 0, 0, None
-        self.best_step: int | None = None    # the step of checkpoints/best (lowest validation loss)
+        self.score, self.best_by, self.progress, self.on_step = score, best_by, progress, on_step
+        self.loss_per = loss_per             # "token" or "example": what loss.png says the loss is a mean over
+        self.step, self.skipped_steps, self.best_val = 0, 0, None   # best_val: the best's validation loss
+        self.best_step: int | None = None    # the step of checkpoints/best (chosen by best_by)
+        self.best_scores: dict | None = None  # its validation scores
         self.last_eval: dict = {}            # the latest evaluation's scores
         # the collaborators (minillm.train.collaborators): ranks, metrics files, checkpoints
         self.distribution = Distribution(runtime)
@@ -260,7 +278,7 @@ class Trainer:
         """Write ``checkpoints/<name>``: the model, the optimizer, the step, the tokenizer,
         and what a resumed run and ``load_run`` need (task, counters, configs, metadata)."""
         extra = {"task": self.task, "skipped_steps": self.skipped_steps, "best_val": self.best_val,
-                 "best_step": self.best_step,
+                 "best_step": self.best_step, "best_scores": self.best_scores,
                  "train_config": _jsonable(asdict(self.config)), **self.metadata}
         self.checkpoints.save(name, self.model, self.optimizer, step=self.step, tokenizer=self.tokenizer,
                               extra=extra)
@@ -277,6 +295,7 @@ class Trainer:
         self.skipped_steps = int(extra.get("skipped_steps", 0))
         self.best_val = extra.get("best_val")
         self.best_step = extra.get("best_step")
+        self.best_scores = extra.get("best_scores")
         self.metrics.truncate(self.step)
         if self.step >= self.config.steps:
             logger.warning("the run in %s is finished: it is at step %d of %d already, so there is "
@@ -311,11 +330,12 @@ class Trainer:
         try:
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
-                loss_value, grad_norm, tokens = self._train_step(self.step)
+                loss_value, grad_norm, tokens = self._train_step(self.step)   # batch and lr of index self.step
                 self.runtime.synchronize()
                 dt = time.perf_counter() - t0
+                done = self.step + 1        # steps done with this one: what metrics, progress and checkpoints say
                 finite = math.isfinite(loss_value) and math.isfinite(grad_norm)
-                record = {"step": self.step, "loss": loss_value if finite else None,
+                record = {"step": done, "loss": loss_value if finite else None,
                           "lr": self.optimizer.lr, "grad_norm": grad_norm if finite else None,
                           "tokens_per_s": tokens / dt if dt > 0 else None}
                 if not finite:
@@ -323,24 +343,24 @@ class Trainer:
                     bad_in_a_row += 1
                     record["skipped"] = True
                     logger.warning("step %d: non-finite loss or gradient (loss=%s, grad norm=%s); "
-                                   "step skipped (%d in a row)", self.step, loss_value, grad_norm, bad_in_a_row)
+                                   "step skipped (%d in a row)", done, loss_value, grad_norm, bad_in_a_row)
                     if bad_in_a_row >= cfg.max_bad_steps:
                         self._log(record)
-                        raise TrainingDiverged(
-                            f"{bad_in_a_row} steps in a row had a non-finite loss or gradient "
-                            f"(last at step {self.step}); stopping. The last good checkpoint is "
-                            f"{self._ckpt('last') if self.run_dir else 'not kept (no run_dir)'}; "
-                            f"try a lower --lr or a smaller --grad-clip.")
+                        raise TrainingDiverged(self._diverged_message(bad_in_a_row, done))
                 else:
                     bad_in_a_row = 0
-                    losses.append((self.step, loss_value))
+                    losses.append((done, loss_value))
                 self.step += 1
                 if progress is not None:
                     progress.update(self.step, loss_value, tokens, self.optimizer.lr, dt)
-                if (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.runtime.is_main:
+                # a skipped step (the weights may be wrecked: NaN logits) is neither evaluated nor saved
+                if bad_in_a_row and (self.step % cfg.eval_every == 0 or self.step % cfg.checkpoint_every == 0
+                                     or self.step == cfg.steps):
+                    logger.warning("step %d was skipped: no evaluation and no checkpoint after it", self.step)
+                elif (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.runtime.is_main:
                     self._evaluate_and_keep_best(record, progress)   # other ranks wait at the next step
                 self._log(record)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                if not bad_in_a_row and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
                     self.save("last")
                 if self.on_step is not None:
                     self.on_step(self.step, loss_value)
@@ -355,6 +375,7 @@ class Trainer:
             restore_sigint()
             if progress is not None:
                 progress.close()
+        self._report_best(progress)
         self._plot()
         return TrainResult(self.step, loss_value, self.best_val, self.skipped_steps, self.run_dir, losses)
 
@@ -370,9 +391,64 @@ class Trainer:
         for key in ("perplexity", "accuracy", "f1"):
             if key in scores:
                 record[f"val_{key}"] = scores[key]
-        if self.best_val is None or scores["loss"] < self.best_val:
+        if self._is_better(scores):
             self.best_val, self.best_step = scores["loss"], self.step
+            self.best_scores = {k: float(v) for k, v in scores.items()     # the figures, not a confusion matrix
+                                if isinstance(v, (int, float)) and not isinstance(v, bool)}
             self.save("best")
+
+    def _is_better(self, scores: dict) -> bool:
+        """Whether ``scores`` beat those of ``checkpoints/best`` by ``best_by`` (ties: the lower loss)."""
+        key, mode = self.best_by
+        if key not in scores:
+            raise ValueError(f"best_by={self.best_by!r}: the scores have no {key!r}, got {sorted(scores)}")
+        if self.best_scores is None:
+            return True
+        new, old = scores[key], self.best_scores[key]
+        if new != old:
+            return new > old if mode == "max" else new < old
+        return scores["loss"] < self.best_scores["loss"]
+
+    @property
+    def best_rule(self) -> str:
+        """How ``checkpoints/best`` is chosen, in words (from ``best_by``)."""
+        key, mode = self.best_by
+        return f"{'highest' if mode == 'max' else 'lowest'} validation {key}" + \
+            ("" if key == "loss" else ", ties: lowest loss")
+
+    def best_description(self) -> str | None:
+        """Which checkpoint was kept as ``best``, why, and its validation scores, in a line
+        (``None``: no evaluation, no best checkpoint)."""
+        if self.best_step is None:
+            return None
+        figures = "  ".join(f"{k} {v:.4g}" for k, v in self.best_scores.items())
+        return (f"kept checkpoints/best: step {self.best_step}/{self.config.steps} ({self.best_rule}): "
+                f"validation {figures}")
+
+    def _report_best(self, progress: Progress | None) -> None:
+        line = self.best_description()
+        if line is None or not self.runtime.is_main:
+            return
+        if progress is not None:
+            progress.note(line)
+        else:
+            logger.info("%s", line)
+
+    def _diverged_message(self, bad_in_a_row: int, done: int) -> str:
+        """What a run stopped for non-finite steps says: only checkpoints that exist."""
+        head = (f"{bad_in_a_row} steps in a row had a non-finite loss or gradient (the last: step {done}); "
+                f"stopping.")
+        last = None if self.run_dir is None else self._ckpt("last")
+        if last is None:
+            return f"{head} No checkpoint is kept (no run folder); try a lower lr or a smaller grad_clip."
+        if not (last / "config.json").exists():
+            return (f"{head} No checkpoint was written (the first is due after step "
+                    f"{min(self.config.checkpoint_every, self.config.steps)}, and none is saved after a skipped "
+                    f"step). Start again with a lower --lr (or a smaller --grad-clip) and --overwrite.")
+        step = json.loads((last / "trainer_state.json").read_text(encoding="utf-8"))["step"]
+        return (f"{head} The last checkpoint, {last}, is of step {step} (its weights may already be "
+                f"harmed: --resume replays the same learning rate). Start again with a lower --lr (or a "
+                f"smaller --grad-clip) and --overwrite.")
 
     def _progress(self) -> Progress | None:
         """The run's reporter, started at the current step (rank 0 only)."""
@@ -384,7 +460,7 @@ class Trainer:
         return progress
 
     def _plot(self) -> None:
-        self.metrics.plot(f"{self.task} ({self.runtime.backend})")
+        self.metrics.plot(f"{self.task} ({self.runtime.backend})", self.loss_per)
 
 
 class _Flag:

@@ -293,8 +293,8 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_attention.py") + "::test_attention_parity",
-                        str(TESTS / "test_attention.py") + "::test_attention_backward_matches_finite_differences"])
+                        str(TESTS / "ops" / "test_attention.py") + "::test_attention_parity",
+                        str(TESTS / "ops" / "test_attention.py") + "::test_attention_backward_matches_finite_differences"])
     assert code == 0, f"the attention parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")

@@ -271,9 +271,9 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_ops_parity.py") + "::test_feed_forward_parity",
-                        str(TESTS / "test_ops_parity.py") + "::test_op_parity[layer_norm]",
-                        str(TESTS / "test_layers.py") + "::test_transformer_block_pre_and_post_norm"])
+                        str(TESTS / "ops" / "test_ops_parity.py") + "::test_feed_forward_parity",
+                        str(TESTS / "ops" / "test_ops_parity.py") + "::test_op_parity[layer_norm]",
+                        str(TESTS / "ops" / "test_layers.py") + "::test_transformer_block_pre_and_post_norm"])
     assert code == 0, f"the FFN / layer norm / block parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the checks above are the parity check")

@@ -197,10 +197,10 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_ops_parity.py") + "::test_op_parity[softmax]",
-                        str(TESTS / "test_ops_parity.py") + "::test_op_parity[log_softmax]",
-                        str(TESTS / "test_ops_parity.py") + "::test_op_parity[cross_entropy]",
-                        str(TESTS / "test_ops_gradcheck.py") + "::test_op_gradcheck[cross_entropy]"])
+                        str(TESTS / "ops" / "test_ops_parity.py") + "::test_op_parity[softmax]",
+                        str(TESTS / "ops" / "test_ops_parity.py") + "::test_op_parity[log_softmax]",
+                        str(TESTS / "ops" / "test_ops_parity.py") + "::test_op_parity[cross_entropy]",
+                        str(TESTS / "ops" / "test_ops_gradcheck.py") + "::test_op_gradcheck[cross_entropy]"])
     assert code == 0, f"the softmax / cross-entropy parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the checks above are the parity check")

@@ -298,8 +298,8 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_optim.py") + "::test_200_steps_follow_torch_optim",
-                        str(TESTS / "test_optim.py") + "::test_the_first_adam_step_moves_every_element_by_lr"])
+                        str(TESTS / "ops" / "test_optim.py") + "::test_200_steps_follow_torch_optim",
+                        str(TESTS / "ops" / "test_optim.py") + "::test_the_first_adam_step_moves_every_element_by_lr"])
     assert code == 0, f"the optimizer parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the checks above are the parity check")

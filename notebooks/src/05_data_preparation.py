@@ -249,8 +249,8 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_ops_parity.py") + "::test_op_parity[embedding]",
-                        str(TESTS / "test_attention.py") + "::test_masks_parity"])
+                        str(TESTS / "ops" / "test_ops_parity.py") + "::test_op_parity[embedding]",
+                        str(TESTS / "ops" / "test_attention.py") + "::test_masks_parity"])
     assert code == 0, f"the embedding / mask parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the checks above are the parity check")

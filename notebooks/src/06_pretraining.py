@@ -248,7 +248,7 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_models_training.py") + "::test_whole_run_parity_20_adam_steps"])
+                        str(TESTS / "models" / "test_models_training.py") + "::test_whole_run_parity_20_adam_steps"])
     assert code == 0, f"the whole-run parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")

@@ -67,7 +67,7 @@ show(ref.SequenceClassifier.forward)
 #
 # `train("classification", ...)` pads each batch, builds the mask, and runs the same
 # trainer as pretraining; at the end it scores the held-out test split with the best
-# checkpoint (the lowest validation loss), the one `minillm evaluate` and `load_run` load.
+# checkpoint (the highest validation accuracy), the one `minillm evaluate` and `load_run` load.
 # A one-layer encoder with fixed sinusoidal positions (a fixed table gives every position a
 # distinct vector from the first step; a learned one starts near zero and must be learned
 # too), torch backend, 800 steps.
@@ -177,8 +177,8 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_models_parity.py") + "::test_logits_loss_and_every_gradient_agree",
-                        str(TESTS / "test_models_checkpoint.py") + "::test_classifier_starts_from_a_pretrained_encoder"])
+                        str(TESTS / "models" / "test_models_parity.py") + "::test_logits_loss_and_every_gradient_agree",
+                        str(TESTS / "models" / "test_models_checkpoint.py") + "::test_classifier_starts_from_a_pretrained_encoder"])
     assert code == 0, f"the classifier parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")

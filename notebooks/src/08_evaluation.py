@@ -193,9 +193,9 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_metrics.py") + "::test_precision_recall_f1_match_sklearn",
-                        str(TESTS / "test_metrics.py") + "::test_token_weighted_mean_equals_one_big_batch_and_chapter_formula_differs",
-                        str(TESTS / "test_models_checkpoint.py") + "::test_what_one_backend_saves_the_other_loads"])
+                        str(TESTS / "core" / "test_metrics.py") + "::test_precision_recall_f1_match_sklearn",
+                        str(TESTS / "core" / "test_metrics.py") + "::test_token_weighted_mean_equals_one_big_batch_and_chapter_formula_differs",
+                        str(TESTS / "models" / "test_models_checkpoint.py") + "::test_what_one_backend_saves_the_other_loads"])
     assert code == 0, f"the metrics / cross-backend checkpoint tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")

@@ -251,11 +251,11 @@ print("servers stopped:", [proc.returncode for proc in servers])
 import pytest
 
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
-if (TESTS / "test_serving.py").is_file():
+if (TESTS / "serving" / "test_serving.py").is_file():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        *(str(TESTS / "test_serving.py") + "::" + name for name in (
+                        *(str(TESTS / "serving" / "test_serving.py") + "::" + name for name in (
                             "test_generate_gives_the_library_tokens", "test_both_backends_answer_the_same_tokens",
                             "test_score_is_the_models_loss", "test_classify_gives_the_models_probabilities"))])
     assert code == 0, f"the serving tests failed (pytest exit code {code})"
 else:
-    print("no tests/test_serving.py next to minillm: the checks above are the parity check")
+    print("no tests/serving/test_serving.py next to minillm: the checks above are the parity check")

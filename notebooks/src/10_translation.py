@@ -207,9 +207,9 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_seq2seq_models.py") + "::test_encoder_decoder_logits_loss_and_every_gradient",
-                        str(TESTS / "test_seq2seq_models.py") + "::test_cross_attention_backward_against_finite_differences_and_torch",
-                        str(TESTS / "test_seq2seq_models.py") + "::test_whole_run_parity_15_adam_steps_with_dropout_and_label_smoothing"])
+                        str(TESTS / "models" / "test_seq2seq_models.py") + "::test_encoder_decoder_logits_loss_and_every_gradient",
+                        str(TESTS / "models" / "test_seq2seq_models.py") + "::test_cross_attention_backward_against_finite_differences_and_torch",
+                        str(TESTS / "models" / "test_seq2seq_models.py") + "::test_whole_run_parity_15_adam_steps_with_dropout_and_label_smoothing"])
     assert code == 0, f"the encoder-decoder parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")

@@ -247,8 +247,8 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "test_seq2seq_models.py") + "::test_span_qa_logits_loss_and_every_gradient",
-                        str(TESTS / "test_text_metrics.py")])
+                        str(TESTS / "models" / "test_seq2seq_models.py") + "::test_span_qa_logits_loss_and_every_gradient",
+                        str(TESTS / "core" / "test_text_metrics.py")])
     assert code == 0, f"the span-QA parity / metric tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")

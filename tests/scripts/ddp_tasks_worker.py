@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py (and usable by hand):
+"""Run under torchrun by tests/train/test_distributed.py (and usable by hand):
 
     torchrun --nproc_per_node 2 tests/scripts/ddp_tasks_worker.py OUT
 

@@ -37,8 +37,9 @@ characters added or recategorised in later Unicode versions can tokenize differe
 from __future__ import annotations
 
 from .folder import read_tokenizer_folder
-from .gpt2 import GPT2_PATTERN, GPT2Tokenizer, _gpt2_pattern, bytes_to_unicode
+from .gpt2 import GPT2_PATTERN, QWEN2_PATTERN, GPT2Tokenizer, _pretokenizer_pattern, bytes_to_unicode
+from .sentencepiece import SentencePieceBPETokenizer
 from .wordpiece import WordPieceTokenizer
 
-__all__ = ["GPT2Tokenizer", "WordPieceTokenizer", "read_tokenizer_folder", "bytes_to_unicode",
-           "GPT2_PATTERN"]
+__all__ = ["GPT2Tokenizer", "SentencePieceBPETokenizer", "WordPieceTokenizer", "read_tokenizer_folder", "bytes_to_unicode",
+           "GPT2_PATTERN", "QWEN2_PATTERN"]

@@ -45,8 +45,14 @@ def matcher(tokens) -> re.Pattern | None:
 def split_added(text: str, pattern: re.Pattern | None, by_content: dict) -> list:
     """``text`` cut at the added tokens ``pattern`` matches: a list of strings (the pieces
     between, never empty) and :class:`AddedToken` (each match), in order."""
+    return [piece for _, _, piece in split_added_spans(text, pattern, by_content)]
+
+
+def split_added_spans(text: str, pattern: re.Pattern | None, by_content: dict) -> list:
+    """:func:`split_added` with where each piece is: ``(start, stop, piece)``, ``text[start:stop]``
+    being the piece (for a token, its match with the whitespace it strips)."""
     if pattern is None:
-        return [text] if text else []
+        return [(0, len(text), text)] if text else []
     out, start_offset = [], 0
     for m in pattern.finditer(text):
         token = by_content[m.group()]
@@ -60,9 +66,47 @@ def split_added(text: str, pattern: re.Pattern | None, by_content: dict) -> list
         if start < start_offset:        # an earlier rstrip took these characters already
             start = start_offset
         if start_offset < start:
-            out.append(text[start_offset:start])
-        out.append(token)
+            out.append((start_offset, start, text[start_offset:start]))
+        out.append((start, stop, token))
         start_offset = stop
     if start_offset < len(text):
-        out.append(text[start_offset:])
+        out.append((start_offset, len(text), text[start_offset:]))
+    return out
+
+
+def alignment(raw: str, normed: str):
+    """Where each position of ``normed`` (``raw`` normalized) was in ``raw``: two maps, for a
+    token's start and for its end. The characters the normalizer left alone at both ends map
+    exactly; a position inside the part it changed maps to that whole part (the start of it
+    for a start, the end for an end), so a token there covers all of it."""
+    n = min(len(raw), len(normed))
+    head = next((i for i in range(n) if raw[i] != normed[i]), n)
+    tail = next((i for i in range(n - head) if raw[-1 - i] != normed[-1 - i]), n - head)
+    cut = len(normed) - tail                          # normed[cut:] == raw[len(raw) - tail:]
+
+    def start(p: int) -> int:
+        return p if p <= head else len(raw) - (len(normed) - p) if p >= cut else head
+
+    def stop(p: int) -> int:
+        return p if p <= head else len(raw) - (len(normed) - p) if p >= cut else len(raw) - tail
+    return start, stop
+
+
+def added_pieces(text: str, raw_added, normalized_added, normalize, align=alignment):
+    """``text`` cut at the added tokens in the two passes of the ``tokenizers`` library
+    (module docstring): ``(start, stop, piece, starts, stops)``, ``piece`` an
+    :class:`AddedToken` or a normalized string, ``text[start:stop]`` where it came from, and
+    ``starts`` / ``stops`` mapping a position in ``piece`` to one in ``text`` (through
+    ``align(raw, normalized)``, :func:`alignment` by default)."""
+    out = []
+    for start, stop, raw in split_added_spans(text, *raw_added):
+        if isinstance(raw, AddedToken):
+            out.append((start, stop, raw, None, None))
+            continue
+        normed = normalize(raw)
+        to_start, to_stop = align(raw, normed)
+        for a, b, piece in split_added_spans(normed, *normalized_added):
+            starts = (lambda p, a=a, start=start, to_start=to_start: start + to_start(a + p))
+            stops = (lambda p, a=a, start=start, to_stop=to_stop: start + to_stop(a + p))
+            out.append((starts(0), stops(b - a), piece, starts, stops))
     return out

@@ -57,16 +57,18 @@ def _expect(path, where: str, data: dict, key: str, allowed, why: str) -> None:
                          f"({why}), got {data.get(key)!r}")
 
 
-def bpe_model(path, model: dict) -> tuple[dict, list]:
-    """(vocab, merges) of a byte-level BPE ``model``; any option that changes the ids of
-    GPT-2's BPE is refused by name."""
-    _expect(path, "model", model, "type", ("BPE",), "a byte-level BPE")
+def bpe_model(path, model: dict) -> tuple[dict, list, bool, bool]:
+    """(vocab, merges, byte_fallback, ignore_merges) of a ``BPE`` ``model``: GPT-2's, Llama
+    3's and Qwen 2's byte-level BPE (no byte fallback; Llama 3 ignores the merges for a
+    pre-token in the vocabulary), or Llama 2's SentencePiece BPE (byte fallback). Any other
+    option that changes the ids is refused by name; ``unk_token`` and ``fuse_unk`` change
+    none, as every character has a token (its bytes')."""
+    _expect(path, "model", model, "type", ("BPE",), "a byte-level or SentencePiece BPE")
     for key in ("continuing_subword_prefix", "end_of_word_suffix"):
-        _expect(path, "model", model, key, ("", None), "GPT-2's BPE has none")
+        _expect(path, "model", model, key, ("", None), "GPT-2's and Llama's BPE have none")
     _expect(path, "model", model, "dropout", (None, 0, 0.0), "BPE dropout samples the merges")
-    _expect(path, "model", model, "byte_fallback", (False,), "GPT-2's BPE is byte-level already")
-    _expect(path, "model", model, "ignore_merges", (False,),
-            "a word in the vocabulary would skip the merges")
+    _expect(path, "model", model, "byte_fallback", (False, True), "a boolean")
+    _expect(path, "model", model, "ignore_merges", (False, True), "a boolean")
     vocab, merges = model.get("vocab"), model.get("merges")
     if not isinstance(vocab, dict) or not isinstance(merges, list):
         raise ValueError(f"{path}: expected model.vocab an object (token -> id) and model.merges "
@@ -77,7 +79,7 @@ def bpe_model(path, model: dict) -> tuple[dict, list]:
         if len(pair) != 2:
             raise ValueError(f"{path}: expected each of model.merges a pair, got {m!r}")
         pairs.append(tuple(pair))
-    return vocab, pairs
+    return vocab, pairs, bool(model.get("byte_fallback", False)), bool(model.get("ignore_merges", False))
 
 
 def wordpiece_model(path, model: dict) -> tuple[list, int]:

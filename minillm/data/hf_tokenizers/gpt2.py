@@ -1,16 +1,20 @@
-r"""GPT-2's byte-level BPE (Radford et al. 2019, section 2.2) with the ids of its files.
+r"""GPT-2's byte-level BPE (Radford et al. 2019, section 2.2) with the ids of its files,
+and the same BPE as Llama 3 and Qwen 2 use it, with their own pre-tokenizer pattern.
 
-The pieces, in the order the ``tokenizers`` library applies them: added tokens
-(:mod:`.added`), GPT-2's pre-tokenizer pattern over each remaining piece (a space put in
+The pieces, in the order the ``tokenizers`` library applies them: added tokens that are not
+normalized (:mod:`.added`), the normalizer (GPT-2 and Llama 3: none; Qwen 2: Unicode NFC),
+added tokens that are, the pre-tokenizer pattern over each remaining piece (a space put in
 front of it first when ``add_prefix_space``), each pre-token's UTF-8 bytes written with
-:func:`bytes_to_unicode`, BPE merges by rank, then the post-processor's special tokens
-around the ids (``prefix``, ``suffix``). No normalizer: GPT-2 has none.
+:func:`bytes_to_unicode`, BPE merges by rank (a pre-token already in the vocabulary taken
+whole first when ``ignore_merges``: Llama 3), then the post-processor's special tokens
+around the ids (``prefix``, ``suffix``).
 """
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 
-from .added import AddedToken, matcher, split_added
+from .added import AddedToken, added_pieces, matcher
 
 
 @lru_cache(maxsize=1)
@@ -41,18 +45,44 @@ def bytes_to_unicode() -> dict[int, str]:
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
 
-@lru_cache(maxsize=1)
-def _gpt2_pattern():
-    """GPT-2's pre-tokenizer: contractions | letters | numbers | other symbols (each with
-    one optional leading space) | whitespace not followed by a word | whitespace."""
+# Llama 3's and Qwen 2's pattern (tokenizer.json's Split pre-tokenizer): contractions in any case,
+# a letter run with one leading non-letter non-digit (not a line break), numbers of up to
+# three digits (Qwen: one), symbol runs with their line breaks, line breaks with the
+# whitespace before them, then GPT-2's whitespace rules.
+# Qwen 2's tokenizer class builds it (Llama 3's tokenizer.json has it with \p{N}{1,3}).
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+@lru_cache(maxsize=8)
+def _pretokenizer_pattern(pattern: str = GPT2_PATTERN):
+    """``pattern`` compiled with the ``regex`` package (GPT-2's by default: contractions |
+    letters | numbers | other symbols, each with one optional leading space | whitespace
+    not followed by a word | whitespace)."""
     try:
         import regex
     except ImportError:
-        raise ImportError("GPT2Tokenizer needs the `regex` package for GPT-2's pre-tokenizer "
+        raise ImportError("GPT2Tokenizer needs the `regex` package for its pre-tokenizer "
                           "(Unicode classes \\p{L} and \\p{N}, which the stdlib `re` lacks): "
                           "pip install 'minillm[hf]'") from None
-    return regex.compile(GPT2_PATTERN)
+    return regex.compile(pattern)
 
+
+def split_isolated_spans(pattern, text: str) -> list[tuple[int, int, str]]:
+    """``text`` cut at ``pattern``'s matches, each match a piece and each stretch between
+    two matches a piece too (the ``tokenizers`` library's ``Split`` with behaviour
+    ``Isolated``; the patterns above match every character, so no such stretch is left):
+    ``(start, stop, piece)``."""
+    pieces, at = [], 0
+    for m in pattern.finditer(text):
+        if m.start() > at:
+            pieces.append((at, m.start(), text[at:m.start()]))
+        if m.end() > m.start():
+            pieces.append((m.start(), m.end(), m.group()))
+        at = m.end()
+    if at < len(text):
+        pieces.append((at, len(text), text[at:]))
+    return pieces
 
 
 class GPT2Tokenizer:
@@ -69,8 +99,11 @@ class GPT2Tokenizer:
     ``<|endoftext|>``, when the vocabulary has it. ``add_prefix_space`` puts a space before
     each piece that does not start with one (so the first word is tokenized like the
     others). ``prefix`` / ``suffix``: the ids the post-processor puts around the text
-    (GPT-2's: none). ``<|endoftext|>`` is both ``bos_id`` and ``eos_id``; GPT-2 has no
-    padding or unknown token (every byte has a token). A folder is read by
+    (GPT-2's: none). ``pattern``: the pre-tokenizer's (GPT-2's, or Llama 3's and Qwen 2's
+    from their ``tokenizer.json``); ``nfc``: Unicode NFC before it (Qwen 2);
+    ``ignore_merges``: a pre-token the vocabulary holds whole is one token (Llama 3).
+    GPT-2's ``<|endoftext|>`` is both ``bos_id`` and ``eos_id``; it has no padding or
+    unknown token (every byte has a token). A folder is read by
     :func:`~minillm.data.hf_tokenizers.read_tokenizer_folder`.
     """
 
@@ -80,7 +113,8 @@ class GPT2Tokenizer:
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *,
                  add_prefix_space: bool = False, added_tokens=None,
                  prefix: tuple = (), suffix: tuple = (), bos_token: str | None = EOT,
-                 eos_token: str | None = EOT):
+                 eos_token: str | None = EOT, pattern: str = GPT2_PATTERN, nfc: bool = False,
+                 ignore_merges: bool = False, special_tokens: dict | None = None):
         self.vocab = dict(vocab)
         self.ranks = {tuple(pair): r for r, pair in enumerate(merges)}
         if added_tokens is None:
@@ -88,8 +122,16 @@ class GPT2Tokenizer:
         self.added_tokens = tuple(added_tokens)
         self._tokens = {i: t for t, i in self.vocab.items()}
         self._tokens.update({t.id: t.content for t in self.added_tokens})
-        self._added = {t.content: t for t in self.added_tokens}   # no normalizer: one pass
-        self._added_pattern = matcher(self.added_tokens)
+        self.pattern, self.nfc, self.ignore_merges = pattern, nfc, ignore_merges
+        # the special tokens by name ("bos_token": "<s>", ...), which chat templates read
+        self.special_tokens_map = dict(special_tokens or {})
+        # two passes: tokens not normalized in the raw text, the others in the normalized
+        # text, whose own text is normalized the same way
+        raw = [t for t in self.added_tokens if not t.normalized]
+        normed = [t._replace(content=self.normalize(t.content)) for t in self.added_tokens
+                  if t.normalized]
+        self._raw_added = matcher(raw), {t.content: t for t in raw}
+        self._normalized_added = matcher(normed), {t.content: t for t in normed}
         self._special_ids = {t.id for t in self.added_tokens if t.special}
         self.add_prefix_space = add_prefix_space
         self.prefix, self.suffix = tuple(prefix), tuple(suffix)
@@ -99,11 +141,17 @@ class GPT2Tokenizer:
         self._byte_char = bytes_to_unicode()
         self._char_byte = {c: b for b, c in self._byte_char.items()}
         self._cache: dict[str, list[str]] = {}
-        self._pattern = _gpt2_pattern()        # fails here, not at the first encode, without `regex`
+        self._pattern = _pretokenizer_pattern(pattern)   # without `regex`: fails here, not at encode
+
+    def normalize(self, text: str) -> str:
+        """The normalizer: Unicode NFC when ``nfc`` (Qwen 2), else none (GPT-2, Llama 3)."""
+        return unicodedata.normalize("NFC", text) if self.nfc else text
 
     def _bpe(self, word: str) -> list[str]:
         if word in self._cache:
             return self._cache[word]
+        if self.ignore_merges and word in self.vocab:
+            return [word]
         symbols = list(word)
         while len(symbols) > 1:
             pairs = {(a, b) for a, b in zip(symbols, symbols[1:])}
@@ -123,31 +171,47 @@ class GPT2Tokenizer:
             self._cache[word] = symbols
         return symbols
 
-    def _encode_plain(self, text: str) -> list[int]:
-        ids = []
-        for piece in self._pattern.findall(text):
-            word = "".join(self._byte_char[b] for b in piece.encode("utf-8"))
-            for token in self._bpe(word):
+    def _encode_plain(self, text: str) -> list[tuple[int, int, int]]:
+        """(id, start, stop) of each token of ``text``, its characters ``text[start:stop]``."""
+        out = []
+        for at, _, piece in split_isolated_spans(self._pattern, text):
+            data = piece.encode("utf-8")
+            char_of_byte = [i for i, ch in enumerate(piece) for _ in ch.encode("utf-8")]
+            byte = 0
+            for token in self._bpe("".join(self._byte_char[b] for b in data)):
                 if token not in self.vocab:
                     raise ValueError(f"{self.kind}: the merges produced {token!r}, which the "
                                      "vocabulary does not have: expected the vocabulary and the "
                                      "merges of one model")
-                ids.append(self.vocab[token])
-        return ids
+                first, byte = byte, byte + len(token)        # one character per byte
+                out.append((self.vocab[token], at + char_of_byte[first], at + char_of_byte[byte - 1] + 1))
+        return out
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` without the post-processor's tokens, and each token's
+        characters ``(start, stop)`` in ``text``, as the ``tokenizers`` library's offsets
+        (where the normalizer changed characters, a token among them covers them all:
+        :func:`~.added.alignment`)."""
+        if not isinstance(text, str):
+            raise TypeError(f"{self.kind}.encode expects a str, got {type(text).__name__}")
+        ids, offsets = [], []
+        for start, stop, piece, starts, stops in added_pieces(text, self._raw_added,
+                                                              self._normalized_added, self.normalize):
+            if isinstance(piece, AddedToken):
+                ids.append(piece.id)
+                offsets.append((start, stop))
+                continue
+            shift = int(self.add_prefix_space and piece[0] != " ")   # the space put in front
+            for i, a, b in self._encode_plain(" " * shift + piece):
+                ids.append(i)
+                offsets.append((starts(max(a - shift, 0)), stops(max(b - shift, 1))))
+        return ids, offsets
 
     def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         """Token ids of ``text``, as ``transformers``' ``encode`` gives them: added tokens
         matched whole, the rest byte-level BPE, and the post-processor's ``prefix`` and
         ``suffix`` around it when ``add_special_tokens`` (GPT-2's own: none)."""
-        if not isinstance(text, str):
-            raise TypeError(f"{self.kind}.encode expects a str, got {type(text).__name__}")
-        ids = []
-        for piece in split_added(text, self._added_pattern, self._added):
-            if isinstance(piece, AddedToken):
-                ids.append(piece.id)
-            else:
-                ids += self._encode_plain(" " + piece if self.add_prefix_space and piece[0] != " "
-                                          else piece)
+        ids, _ = self.encode_with_offsets(text)
         return [*self.prefix, *ids, *self.suffix] if add_special_tokens else ids
 
     def decode(self, ids, *, skip_special_tokens: bool = False) -> str:
