@@ -151,10 +151,12 @@ def _spans(model, runtime, tok, contexts, questions, max_answer_len):
                           token_type_ids=types)
     logits = runtime.to_numpy(logits)                                      # (B, 2, T)
     out = []
-    for r, (ids, offset) in enumerate(rows):
+    for r, ((ids, offset), c) in enumerate(zip(rows, contexts)):
         i, j = best_span(logits[r, 0], logits[r, 1], offset, len(ids) - 1, max_answer_len)
         p = span_probability(logits[r, 0], logits[r, 1], offset, len(ids) - 1, i, j, max_answer_len)
-        out.append((tok.decode(ids[i:j + 1]), i - offset, j - offset, p))
+        spans = tok.piece_spans(c)        # the context's own characters ("Dublin", not "dublin")
+        text = c[spans[i - offset][0]:spans[j - offset][1]] if spans else tok.decode(ids[i:j + 1])
+        out.append((text, i - offset, j - offset, p))
     return out
 
 

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from .. import __version__
+from ..core._optional import import_optional
 from ..store.run_folder import ResumeMismatch, RunExists
 from ..train.training import TrainingDiverged
 from . import apps, runs, serve, tools, training
@@ -28,6 +30,7 @@ def _command(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minillm", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    parser.add_argument("--version", action="version", version=f"minillm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tools.add_demo_parser(sub, _command)
     training.add_parsers(sub, _command)
@@ -53,6 +56,18 @@ def _error_message(exc: Exception, args) -> str:
     return str(exc)
 
 
+def _needed_extras(args) -> list[tuple[str, str]]:
+    """``(module, what needs it)`` for each optional module the command will need: checked
+    before it starts any work (`demo --quick` would train its GPT and only then miss nltk).
+    tqdm and matplotlib are not here: without them a run prints lines and skips its plots."""
+    needs = []
+    if getattr(args, "tokenizer", None) == "word" or args.func is tools.cmd_demo:
+        needs.append(("nltk", "the word tokenizer"))
+    if args.func is serve.cmd_serve:
+        needs += [("fastapi", "the server"), ("uvicorn", "the server")]
+    return needs
+
+
 def _resume_hint(args) -> str:
     """Where an interrupted training run can continue from, if it got as far as a checkpoint."""
     out = getattr(args, "out", None)
@@ -71,6 +86,8 @@ def main(argv=None) -> int:
         fill_defaults(args, recorded_options(args.out) if resuming else None)
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
+        for module, what in _needed_extras(args):
+            import_optional(module, f"minillm {args.command} ({what})")
         return args.func(args)
     except KeyboardInterrupt:
         return interrupted(_resume_hint(args) if args is not None else "")

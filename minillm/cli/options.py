@@ -68,6 +68,8 @@ POSITIVE = _number(float, "a number > 0", lambda v: v > 0)
 NONNEG = _number(float, "a number >= 0", lambda v: v >= 0)
 FRACTION = _number(float, "a number in [0, 1)", lambda v: 0 <= v < 1)
 TOP_P = _number(float, "a number in (0, 1]", lambda v: 0 < v <= 1)
+MAX_NEW_TOKENS = 100_000      # `generate`: past block_size each token is a forward over the whole window
+NEW_TOKENS = _number(int, f"an integer in [0, {MAX_NEW_TOKENS}]", lambda v: 0 <= v <= MAX_NEW_TOKENS)
 PORT = _number(int, "a port in [0, 65535]", lambda v: 0 <= v <= 65535)
 SEED = NONNEG_INT
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from ..apps.interop import POOLING_MODES
-from ..train.generation import generate_text
+from ..train.generation import TextStream
 from ..train.run_evaluation import evaluate
-from .options import NONNEG, NONNEG_INT, POSITIVE_INT, SEED, TOP_P, add_runtime_args, runtime_of
+from .interrupt import interrupted
+from .options import MAX_NEW_TOKENS, NEW_TOKENS, NONNEG, NONNEG_INT, SEED, TOP_P, add_runtime_args, runtime_of
 
 __all__ = ["add_parsers", "cmd_evaluate", "cmd_generate", "cmd_embed"]
 
@@ -62,19 +63,27 @@ def cmd_evaluate(a) -> int:
 
 def cmd_generate(a) -> int:
     rt = runtime_of(a)
+    options = dict(max_new_tokens=a.max_new_tokens, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                   seed=a.seed, use_cache=not a.no_cache)
     if a.from_hf is not None:  # a Hugging Face GPT-2 folder (minillm.apps.interop)
         from ..apps import interop
-        text = interop.generate_text(a.from_hf, a.prompt, max_new_tokens=a.max_new_tokens,
-                                     temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, seed=a.seed,
-                                     backend=rt.backend, device=rt.device, use_cache=not a.no_cache,
-                                     allow_bin=a.allow_bin, fused=rt.fused)
-        print(a.prompt + text)
-        return 0
-    if a.run is None:
+        stream = interop.text_stream(a.from_hf, a.prompt, backend=rt.backend, device=rt.device,
+                                     allow_bin=a.allow_bin, fused=rt.fused, **options)
+    elif a.run is None:
         raise ValueError("generate: expected a run folder or --from-hf FOLDER, got neither")
-    text = generate_text(a.run, a.prompt, rt, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                         top_k=a.top_k, top_p=a.top_p, seed=a.seed, use_cache=not a.no_cache)
-    print(a.prompt + text)
+    else:
+        stream = TextStream.of_run(a.run, a.prompt, rt, **options)
+    if stream.dropped:
+        print(f"warning: the prompt has {stream.dropped + stream.block_size} tokens, the model sees at most "
+              f"{stream.block_size} (block_size): its first {stream.dropped} are left out", file=sys.stderr)
+    print(a.prompt, end="", flush=True)
+    try:
+        for piece in stream:                 # the text as it comes; what came stays printed on Ctrl-C
+            print(piece, end="", flush=True)
+    except KeyboardInterrupt:
+        print(flush=True)
+        return interrupted()
+    print(flush=True)
     return 0
 
 
@@ -118,11 +127,15 @@ def add_parsers(sub, command) -> None:
     p.add_argument("--allow-bin", action="store_true",
                    help="--from-hf: read pytorch_model.bin (torch.load, weights_only=True) if no safetensors")
     p.add_argument("--prompt", default="The ", help="the text to continue (default: 'The ')")
-    p.add_argument("--max-new-tokens", type=NONNEG_INT, default=100, help="tokens to generate")
+    p.add_argument("--max-new-tokens", type=NEW_TOKENS, default=100,
+                   help=f"tokens to generate, at most {MAX_NEW_TOKENS} (printed as they come; Ctrl-C stops "
+                        f"and keeps what was printed)")
     p.add_argument("--temperature", type=NONNEG, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", type=POSITIVE_INT, default=40, help="sample among the k likeliest tokens")
-    p.add_argument("--top-p", type=TOP_P, default=None,
-                   help="sample in the smallest set of tokens with this much probability (default: off)")
+    p.add_argument("--top-k", type=NONNEG_INT, default=40,
+                   help="sample among the k likeliest tokens; 0 = off (default: %(default)s)")
+    p.add_argument("--top-p", type=TOP_P, default=1.0,
+                   help="sample in the smallest set of tokens with this much probability; 1 = off "
+                        "(default: %(default)s, off); with --top-k both filters apply, top-k first")
     p.add_argument("--seed", type=SEED, default=0, help="random seed")
     add_runtime_args(p)
     p.add_argument("--no-cache", action="store_true", help="recompute every position each step")

@@ -52,11 +52,24 @@ def _corpus(a):
 
 def _check_block_size(a, splits) -> None:
     """Every split must hold one window of --block-size + 1 tokens (inputs and their
-    next-token targets): say so with the option's name, not the split's size alone."""
-    name, n = min(zip(splits._fields, map(len, splits)), key=lambda item: item[1])
-    if a.block_size > n - 1:
-        raise ValueError(f"--block-size {a.block_size} is too large for this corpus: its smallest split "
-                         f"({name}) has {n} tokens, so --block-size can be at most {max(n - 1, 0)}")
+    next-token targets): say the corpus is too short, its token count, how it was split,
+    and what is needed (a longer corpus, or the largest --block-size it allows)."""
+    smallest = min(map(len, splits))
+    if a.block_size <= smallest - 1:
+        return
+    need = a.block_size + 1
+    total = sum(map(len, splits))
+    parts = ", ".join(f"{name} {len(part)}" for name, part in zip(splits._fields, splits))
+    fractions = pipeline.TEXT_FRACTIONS
+    enough = max(1, int((need - 1) / min(fractions)))                    # a lower bound: count up from it
+    while min(map(len, split_contiguous(range(enough), fractions))) < need:   # fewest tokens that fit
+        enough += 1
+    how = f"use a corpus of at least {enough} tokens"
+    if smallest >= 2:
+        how += f", or --block-size {smallest - 1} or less"
+    raise ValueError(f"the corpus is too short for --block-size {a.block_size}: its {total} tokens are split "
+                     f"into {parts}, and each split must hold --block-size + 1 = {need} tokens (a window and "
+                     f"its next-token targets); {how}")
 
 
 def _print_summary(run) -> None:

@@ -132,7 +132,9 @@ def date_format_problem(text: str) -> str | None:
             if _valid_date(y, mo, d):
                 return None
             return "the text names a day that does not exist"
-    return "the text is not a date written in words in one of the forms it was trained on"
+    examples = " or ".join(repr(_date_text(2001, 3, 5, form).replace(" ,", ",")) for form in DATE_TEMPLATES)
+    return (f"the text is not a date written in words in one of the forms it was trained on "
+            f"(as {examples})")
 
 
 def dates_corpus(n_train: int = 4000, n_test: int = 400, seed: int = 0):
@@ -188,6 +190,16 @@ class PieceTokenizer:
         if not isinstance(text, str):
             raise ValueError(f"expected text as a str, got {type(text).__name__}")
         return _PIECE.findall(text.lower())
+
+    @staticmethod
+    def piece_spans(text: str) -> list[tuple[int, int]] | None:
+        """``(start, end)`` of each of :meth:`pieces` in ``text`` itself (its own characters,
+        its own case); ``None`` where lowercasing changes the text's length (a few non-ASCII
+        letters, e.g. "İ"), as the offsets of the lowered text then are not ``text``'s."""
+        lowered = text.lower()
+        if len(lowered) != len(text):
+            return None
+        return [m.span() for m in _PIECE.finditer(lowered)]
 
     @property
     def vocab_size(self) -> int:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from .. import apps  # noqa: F401  (registers the applications' tasks)
 from ..store.runtime import Runtime
 from ..train import task_specs  # noqa: F401  (registers the training layer's tasks)
-from ..train.spec import TASK_SPECS, Endpoint, Refused
+from ..train.spec import LONG_INPUT, TASK_SPECS, Endpoint, Refused
 from .errors import install_error_handlers
 from .limits import Limits
 from .middleware import BodySizeLimit
@@ -60,7 +60,8 @@ def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None
                               "special_tokens": list(tok.special_tokens)},
                 "label_names": served.label_names or None,
                 "checkpoint": served.checkpoint, "data": served.data,
-                "limits": {**asdict(limits), "max_prompt_tokens": cfg.block_size}}
+                "limits": {**asdict(limits), "max_prompt_tokens": cfg.block_size},
+                "long_input": LONG_INPUT}
 
     paths: dict[str, str] = {}
     for spec in TASK_SPECS.values():

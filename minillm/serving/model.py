@@ -33,6 +33,14 @@ class ServedRun:
         self.model.eval()
         self.lock = threading.Lock()
 
+    def window(self, text: str, max_tokens: int, keep: str) -> tuple[list[int], int]:
+        """``text``'s token ids cut to at most ``max_tokens`` (:data:`~minillm.train.spec.LONG_INPUT`):
+        ``keep="last"`` keeps the end (a prompt to continue), ``"first"`` the start (a text to
+        classify or score, as training cut its texts); and how many ids were left out."""
+        ids = self.tokenizer.encode(text)
+        dropped = max(0, len(ids) - max_tokens)
+        return (ids[dropped:] if keep == "last" else ids[:max_tokens]), dropped
+
     def encode(self, text: str, max_tokens: int, what: str) -> list[int]:
         """``text``'s token ids; more than ``max_tokens`` is refused (422 ``too_many_tokens``)."""
         ids = self.tokenizer.encode(text)

@@ -96,6 +96,7 @@ class MetricsFiles:
     def __init__(self, run_dir, enabled: bool):
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.enabled = enabled and self.run_dir is not None
+        self._no_plot_said = False           # "no loss.png, because ..." is said once per run
 
     @property
     def path(self) -> Path:
@@ -119,14 +120,17 @@ class MetricsFiles:
     def plot(self, title: str, loss_per: str = "token") -> None:
         """``loss.png`` from the records, its loss the mean per ``loss_per`` (``"token"``:
         with a perplexity axis; ``"example"``: a classifier's, with its validation accuracy);
-        skipped, with a note, without matplotlib."""
+        without matplotlib, skipped with a warning, once."""
         if not self.enabled:
             return
         try:
             from ..core.plots import plot_loss_curves
             plot_loss_curves(self.path, self.run_dir / "loss.png", title=title, loss_per=loss_per)
         except ImportError:
-            logger.info("matplotlib is not installed: no loss.png (pip install 'minillm[pipeline]')")
+            if not self._no_plot_said:
+                self._no_plot_said = True
+                logger.warning("no loss.png: matplotlib is not installed (pip install 'minillm[pipeline]'); "
+                               "the losses are in metrics.jsonl")
 
 
 class Checkpoints:

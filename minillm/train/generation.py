@@ -19,7 +19,9 @@ are those it gets alone. Rows join (:meth:`DecodeBatch.add`, prefilled at the ne
 and merged into the cache) and leave (at their end token, their token budget or
 :meth:`DecodeBatch.remove`) between steps: the cache's rows are taken, left-padded and
 concatenated with ``KVCache.take``, ``KVCache.left_pad`` and ``KVCache.cat``.
-:func:`generate` is that loop run to the end.
+:func:`generate` is that loop run to the end; :func:`generate_stream` yields one prompt's
+tokens as they come, and :class:`TextStream` their text (:func:`text_deltas`: decoded
+incrementally, never half a UTF-8 character), which ``minillm generate`` prints as it goes.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from ..store.runs import load_run
 from ..store.runtime import Runtime
 from .sampling import _check_options, sample_next
 
-__all__ = ["generate", "generate_text", "DecodeBatch"]
+__all__ = ["generate", "generate_stream", "generate_text", "TextStream", "text_deltas", "DecodeBatch"]
 
 
 def _check_prompt(prompt_ids, vocab_size: int, name: str = "prompt_ids") -> np.ndarray:
@@ -281,14 +283,87 @@ def generate(runtime, model, prompt_ids, max_new_tokens: int, *, temperature: fl
     return new if batch else new[0]
 
 
+def generate_stream(runtime, model, prompt_ids, max_new_tokens: int, *, temperature: float = 1.0,
+                    top_k: int | None = None, top_p: float | None = None, seed: int | None = 0,
+                    eos_id: int | None = None, use_cache: bool = True):
+    """:func:`generate` for one prompt, yielding each new token id as it is chosen (the
+    same tokens, in the same order); stopping the iteration early stops the decoding."""
+    decoder = DecodeBatch(runtime, model, use_cache)
+    key = decoder.add(prompt_ids, _check_max_new_tokens(max_new_tokens), temperature=temperature,
+                      top_k=top_k, top_p=top_p, seed=seed, eos_id=eos_id)
+    was_training = model.training
+    model.eval()
+    try:
+        while decoder.active:
+            yield decoder.step()[key]
+    finally:
+        model.train(was_training)
+
+
+def text_deltas(tokens, decode, *, window: int = 64):
+    """The text of a stream of token ids, piece by piece: each yield is what the ids so
+    far add to the decoded text. A multi-byte character split over several byte-level BPE
+    tokens decodes to U+FFFD until its last byte comes: nothing is yielded until then, so
+    no broken character is printed. ``decode(ids) -> str``; the ids are decoded from an
+    anchor that moves forward every ``window`` tokens (one token of overlap keeps the
+    spacing of the word tokenizer), so each step decodes at most ``window + 1`` ids."""
+    ids: list[int] = []
+    anchor, shown = 0, ""            # shown: decode(ids[anchor:]) as far as already yielded
+    text = ""
+    for token in tokens:
+        ids.append(int(token))
+        text = decode(ids[anchor:])
+        if text.endswith("\ufffd"):
+            continue
+        if text.startswith(shown) and len(text) > len(shown):
+            yield text[len(shown):]
+        shown = text
+        if len(ids) - anchor > window:
+            last = decode(ids[-1:])
+            if not last.startswith("\ufffd") and text.endswith(last):   # the last token stands alone
+                anchor, shown = len(ids) - 1, last
+    if text.endswith("\ufffd") and text.startswith(shown) and len(text) > len(shown):
+        yield text[len(shown):]      # the stream ended inside a character: as decode gives it
+
+
+class TextStream:
+    """The continuation of ``prompt`` by a GPT (``model`` in ``runtime``, its ``tokenizer``)
+    as text pieces while it is generated (iterate it); :meth:`of_run` reads a run folder.
+    An empty prompt starts from ``start_id`` (a run's ``<bos>``; GPT-2's ``<|endoftext|>``).
+
+    A prompt longer than the model's ``block_size`` tokens keeps its last ``block_size``
+    tokens (the text the continuation follows; :data:`~minillm.train.spec.LONG_INPUT`);
+    ``dropped`` says how many were left out (0 when none), for the caller to say so."""
+
+    def __init__(self, runtime, model, tokenizer, prompt: str, *, start_id: int, max_new_tokens: int = 100,
+                 temperature: float = 0.8, top_k: int | None = 40, top_p: float | None = None,
+                 seed: int | None = 0, use_cache: bool = True):
+        self.tokenizer, self.block_size = tokenizer, model.config.block_size
+        ids = tokenizer.encode(prompt) or [start_id]
+        self.dropped = max(0, len(ids) - self.block_size)
+        self.prompt_ids = ids[self.dropped:]
+        self._tokens = generate_stream(runtime, model, self.prompt_ids, max_new_tokens, temperature=temperature,
+                                       top_k=top_k, top_p=top_p, seed=seed, eos_id=tokenizer.eos_id,
+                                       use_cache=use_cache)
+
+    @classmethod
+    def of_run(cls, run, prompt: str, runtime: Runtime | None = None, **options) -> "TextStream":
+        """The stream of the causal-LM run in ``run`` (a folder), loaded into ``runtime``
+        (default ``Runtime()``); ``options`` as the constructor's."""
+        loaded = load_run(run, runtime, task="causal_lm")
+        return cls(loaded.runtime, loaded.model, loaded.tokenizer, prompt, start_id=loaded.tokenizer.bos_id,
+                   **options)
+
+    def __iter__(self):
+        return text_deltas(self._tokens, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
+
+
 def generate_text(run, prompt: str, runtime: Runtime | None = None, *, max_new_tokens: int = 100,
                   temperature: float = 0.8, top_k: int | None = 40, top_p: float | None = None,
                   seed: int | None = 0, use_cache: bool = True) -> str:
-    """The continuation of ``prompt`` by the causal-LM run in ``run`` (a folder), loaded
-    into ``runtime`` (default ``Runtime()``); an empty prompt starts from ``<bos>``."""
-    loaded = load_run(run, runtime, task="causal_lm")
-    tok = loaded.tokenizer
-    new = generate(loaded.runtime, loaded.model, tok.encode(prompt) or [tok.bos_id], max_new_tokens,
-                   temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, eos_id=tok.eos_id,
-                   use_cache=use_cache)
-    return tok.decode(new, skip_special_tokens=True)
+    """The continuation of ``prompt`` by the causal-LM run in ``run``, all at once
+    (:class:`TextStream`'s pieces joined; a prompt over ``block_size`` tokens keeps its last
+    ``block_size``)."""
+    return "".join(TextStream.of_run(run, prompt, runtime, max_new_tokens=max_new_tokens,
+                                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                     use_cache=use_cache))

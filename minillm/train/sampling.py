@@ -11,9 +11,10 @@ Dimension legend:
 Order of operations (the one Hugging Face's generation and nanoGPT use):
 
 1. temperature: :math:`z = \\ell / \\tau` (``temperature=0`` means greedy: argmax);
-2. top-k: keep the ``k`` largest of ``z``;
+2. top-k: keep the ``k`` largest of ``z`` (``k = 0`` or None: off, as ``top_k=0`` in
+   ``transformers``);
 3. top-p (nucleus): keep the smallest set of most likely tokens whose probability
-   reaches ``p``;
+   reaches ``p`` (``p = 1`` or None: off);
 4. sample from :math:`\\mathrm{softmax}(z)` restricted to the kept tokens.
 
 Ties are broken towards the lower token id everywhere (argmax, top-k, top-p), so the
@@ -65,15 +66,15 @@ def _check_temperature(temperature) -> float:
 
 
 def _check_top_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"top_k must be an integer >= 1 (or None), got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 or None: off), got {k!r}")
     return int(k)
 
 
 def _check_top_p(p) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float, np.floating, np.integer)) \
             or not 0.0 < float(p) <= 1.0:
-        raise ValueError(f"top_p must be a number in (0, 1] (or None), got {p!r}")
+        raise ValueError(f"top_p must be a number in (0, 1] (1 or None: off), got {p!r}")
     return float(p)
 
 
@@ -100,12 +101,12 @@ def top_k_filter(logits, k: int) -> np.ndarray:
 
     (Fan, Lewis & Dauphin 2018, "Hierarchical Neural Story Generation".) Exactly
     ``min(k, V)`` tokens are kept: among equal logits the lower ids win, so ``k=1``
-    keeps the argmax. Shapes: logits (..., V) -> (..., V) float64.
+    keeps the argmax; ``k=0`` keeps every token (the filter is off). Shapes: logits (..., V) -> (..., V) float64.
     """
     z = _check_logits(logits)
     k = _check_top_k(k)
     V = z.shape[-1]
-    if k >= V:
+    if k == 0 or k >= V:
         return z
     drop = _order(z)[..., k:]  # (..., V - k) ids ranked below k
     out = z.copy()

@@ -34,7 +34,8 @@ from .evaluation import evaluate_lm
 from .run_config import RunConfig
 from .training import TrainConfig
 
-__all__ = ["TaskSpec", "TaskInputs", "TaskParts", "Endpoint", "Refused", "register_task", "task_spec", "TASK_SPECS"]
+__all__ = ["TaskSpec", "TaskInputs", "TaskParts", "Endpoint", "Refused", "register_task", "task_spec", "TASK_SPECS",
+           "LONG_INPUT"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,13 @@ class Endpoint:
     response: Mapping[str, Any]
     handler: Callable[[Any, dict], dict]
     doc: str = ""
+
+
+# The one rule for a text longer than the model's window (README "Long input"): cut, never
+# refused, and said (the CLI warns on stderr, the API answers truncated_tokens).
+LONG_INPUT = ("a text longer than the model's window (block_size tokens; scoring: block_size + 1) is cut to "
+              "the window and the cut is said: a prompt to continue keeps its last tokens, a text to classify "
+              "or score keeps its first tokens, as training cut its texts")
 
 
 class Refused(ValueError):

@@ -11,6 +11,8 @@ Importing :mod:`minillm.train.entry` registers them.
 """
 from __future__ import annotations
 
+import logging
+
 from .contract import data_contract, given_dataset
 from .eval_data import labelled_eval_data, text_eval_data
 from .evaluation import EVAL_BATCH, evaluate_classifier, evaluate_lm
@@ -20,6 +22,8 @@ from .tasks import (CausalLMData, ClassificationData, MaskedLMData, causal_lm_ev
                     classification_eval_batches, masked_lm_eval_batches)
 
 __all__ = ["CAUSAL_LM", "MASKED_LM", "CLASSIFICATION"]
+
+logger = logging.getLogger("minillm")
 
 
 def _require_tokenizer(inputs: TaskInputs, task: str):
@@ -53,6 +57,12 @@ def _classification(inputs: TaskInputs) -> TaskParts:
     tok, data = _require_tokenizer(inputs, "classification"), inputs.data
     rt, tc, T = inputs.runtime, inputs.run_config.train, inputs.run_config.model.block_size
     label_names = list(data.train.label_names)
+    if len(label_names) < 2:
+        dataset = dict(inputs.dataset or {})
+        where = dataset.get("source") or inputs.source or "the labelled data"
+        column = f" (label column {dataset['label_column']!r})" if dataset.get("label_column") else ""
+        raise ValueError(f"{where}: a classifier needs at least 2 different labels, got {len(label_names)}: "
+                         f"{label_names}{column}")
     encode = lambda texts: [tok.encode(t)[:T] for t in texts]  # noqa: E731
     train = ClassificationData(encode(data.train.texts), data.train.labels, tc.batch_size, pad_id=tok.pad_id,
                                max_len=T, seed=tc.seed, rank=rt.rank, world_size=rt.world_size)
@@ -98,7 +108,12 @@ def _evaluate_masked_lm(run, **data) -> dict:
 def _evaluate_classification(run, **data) -> dict:
     texts, info = labelled_eval_data(run, **data)
     tok, T = run.tokenizer, run.config.block_size
-    batches = classification_eval_batches([tok.encode(t)[:T] for t in texts.texts], texts.labels, EVAL_BATCH,
+    ids = [tok.encode(t) for t in texts.texts]
+    long = sum(len(i) > T for i in ids)
+    if long:                                 # the long-input rule (LONG_INPUT), said when applied
+        logger.warning("%d of %d texts have more than block_size = %d tokens: each is cut to its first %d "
+                    "(as training cut its texts)", long, len(ids), T, T)
+    batches = classification_eval_batches([i[:T] for i in ids], texts.labels, EVAL_BATCH,
                                           pad_id=tok.pad_id, max_len=T)
     return {**_score_classifier(run.runtime, run.model, batches), "label_names": list(texts.label_names),
             "data": info}

@@ -22,6 +22,10 @@ from model_helpers import load_parts, train_task
 
 QA_CONTEXT, QA_QUESTION = "Alice lives in Paris. Bob lives in Rome.", "Where does Bob live?"   # the issue's
 
+# the training form, shown by the warning for unlike input (issue 29 item 9)
+DATE_EXAMPLES = ("(as 'the fifth of march, two thousand one' or 'march fifth, two thousand one' or "
+                 "'two thousand one, march the fifth')")
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
@@ -156,7 +160,7 @@ def test_translate_checked_flags_the_issue_and_not_held_out_dates(runs):
         assert (outs[0].tokens, outs[0].unknown_tokens, outs[0].unknown_share) == (2, 2, 1.0)
         assert not outs[0].in_domain and outs[0].warning == (
             "2 of 2 tokens (100%) are unknown to this model and the text is not a date written in words in one "
-            "of the forms it was trained on; the translation is unreliable")
+            "of the forms it was trained on " + DATE_EXAMPLES + "; the translation is unreliable")
         for o in outs[1:]:
             assert o.in_domain and o.unknown_tokens == 0 and o.warning is None and 0 < o.confidence <= 1
 
@@ -205,5 +209,5 @@ def test_cli_translate_warns_on_stderr(runs, capsys):
     out, err = capsys.readouterr()
     assert out.splitlines() == translate(model, rt, tok, [held_out, "hello world"])
     assert err.splitlines() == ["warning (--text 2): 2 of 2 tokens (100%) are unknown to this model and the "
-                                "text is not a date written in words in one of the forms it was trained on; "
-                                "the translation is unreliable"]
+                                "text is not a date written in words in one of the forms it was trained on "
+                                + DATE_EXAMPLES + "; the translation is unreliable"]

@@ -89,18 +89,20 @@ def corpus_file(tmp_path_factory):
     return path
 
 
-def test_a_block_size_larger_than_the_corpus_names_the_largest_allowed(corpus_file, tmp_path, capsys):
+def test_a_block_size_larger_than_the_corpus_says_what_is_needed(corpus_file, tmp_path, capsys):
     text = pipeline.load_corpus(str(corpus_file))
     tok = pipeline.train_tokenizer("char", text, 1024)
     splits = split_contiguous(np.asarray(tok.encode(text)), pipeline.TEXT_FRACTIONS)
-    smallest = min(len(s) for s in splits)                 # 10% of ~2900 characters
-    name = next(f for f, s in zip(splits._fields, splits) if len(s) == smallest)   # the first of equal sizes
+    smallest = min(len(s) for s in splits)                 # 5% of ~2900 characters
     common = ["pretrain", "--corpus", str(corpus_file), "--tokenizer", "char", "--backend", "numpy",
               "--d-model", "8", "--n-layers", "1", "--n-heads", "1", "--batch-size", "2", "--steps", "1"]
     assert main(common + ["--block-size", "100000", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: --block-size 100000 is too large for this corpus: its smallest split ({name}) has "
-                   f"{smallest} tokens, so --block-size can be at most {smallest - 1}\n")
+    parts = ", ".join(f"{f} {len(s)}" for f, s in zip(splits._fields, splits))
+    assert err == (f"error: the corpus is too short for --block-size 100000: its {sum(map(len, splits))} tokens "
+                   f"are split into {parts}, and each split must hold --block-size + 1 = 100001 tokens (a window "
+                   f"and its next-token targets); use a corpus of at least 2000011 tokens, or --block-size "
+                   f"{smallest - 1} or less\n")
     assert main(common + ["--block-size", str(smallest), "--out", str(tmp_path / "b")]) == 2
     assert main(common + ["--block-size", str(smallest - 1), "--out", str(tmp_path / "c")]) == 0  # the bound is exact
 

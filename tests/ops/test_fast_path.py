@@ -486,7 +486,15 @@ def test_cli_generate_and_serve_pass_the_path_on(monkeypatch, tmp_path, explicit
         pytest.skip("needs the serve extra (pip install 'minillm[serve]')")
     from minillm.cli import main
     calls = {}
-    monkeypatch.setattr(cli_runs, "generate_text", lambda run, prompt, rt, **k: calls.setdefault("generate", rt) and "")
+    class Stream(list):                                    # no tokens, no prompt cut: only the runtime is seen
+        dropped = block_size = 0
+
+        @classmethod
+        def of_run(cls, run, prompt, rt, **options):
+            calls.setdefault("generate", rt)
+            return cls()
+
+    monkeypatch.setattr(cli_runs, "TextStream", Stream)
     monkeypatch.setattr(serving, "serve", lambda run, rt, **k: calls.setdefault("serve", rt))
     flag = ["--explicit"] if explicit else []
     assert main(["generate", str(tmp_path), "--backend", "torch", *flag]) == 0

@@ -34,6 +34,7 @@ from minillm.store.runtime import Runtime  # noqa: E402
 from minillm.train.entry import train  # noqa: E402
 from minillm.train.generation import generate  # noqa: E402
 from minillm.train.run_config import RunConfig  # noqa: E402
+from minillm.train.spec import LONG_INPUT  # noqa: E402
 from minillm.train.training import TrainConfig  # noqa: E402
 
 LIMITS = Limits(max_body_bytes=8192, max_text_chars=2000, max_new_tokens=16)
@@ -137,6 +138,7 @@ def test_health_and_model_summary(client, runs):
                                  "special_tokens": ["<pad>", "<unk>", "<bos>", "<eos>", "<mask>", "<cls>", "<sep>"]}
     assert info["limits"] == {"max_body_bytes": 8192, "max_text_chars": 2000, "max_new_tokens": 16,
                               "max_prompt_tokens": BLOCK}
+    assert info["long_input"] == LONG_INPUT
     assert str(runs["lm"]) not in json.dumps(info)
 
 
@@ -191,6 +193,35 @@ def test_empty_prompt_starts_from_bos_and_zero_tokens_is_allowed(client, library
     assert body["tokens"] == [] and body["text"] == ""
 
 
+def test_top_k_zero_and_top_p_one_are_off_as_null(client):
+    """The CLI's rule in the request schema: top_k 0 and top_p 1 turn each filter off."""
+    request = {"prompt": "The", "max_new_tokens": 8, "temperature": 1.0, "seed": 11}
+    off = client.post("/v1/generate", json={**request, "top_k": 0, "top_p": 1.0})
+    assert off.status_code == 200, off.text
+    assert off.json()["tokens"] == client.post("/v1/generate", json={**request, "top_k": None,
+                                                                      "top_p": None}).json()["tokens"]
+
+
+def test_long_input_is_cut_to_the_window_and_said(client, library):
+    """One rule (README "Long input"): a prompt keeps its last block_size tokens, a text to
+    score its first block_size + 1; the answer says how many tokens were left out."""
+    tok = library["numpy"].tokenizer
+    prompt = "The import statement is used to bind a name " * 4
+    ids = tok.encode(prompt)
+    assert len(ids) > BLOCK
+    body = client.post("/v1/generate", json={"prompt": prompt, "max_new_tokens": 6, "temperature": 0.0}).json()
+    assert body["prompt_tokens"] == ids[-BLOCK:] and body["truncated_tokens"] == len(ids) - BLOCK
+    rt, model = library["numpy"].runtime, library["numpy"].model
+    assert body["tokens"] == generate(rt, model, ids[-BLOCK:], 6, temperature=0.0, eos_id=tok.eos_id)
+    short = client.post("/v1/generate", json={"prompt": "The", "max_new_tokens": 1}).json()
+    assert short["truncated_tokens"] == 0
+    cut = client.post("/v1/score", json={"text": prompt}).json()
+    assert cut["truncated_tokens"] == len(ids) - BLOCK - 1 and cut["tokens"] == BLOCK
+    with rt.no_grad():
+        _, loss = model(rt.tensor(np.asarray([ids[:BLOCK]])), rt.tensor(np.asarray([ids[1:BLOCK + 1]])))
+    assert cut["loss"] == float(rt.to_numpy(loss))
+
+
 def test_unknown_words_become_unk(client, library):
     tok = library["numpy"].tokenizer
     r = client.post("/v1/generate", json={"prompt": "The qwzxv module", "max_new_tokens": 2, "seed": 0})
@@ -241,13 +272,12 @@ BAD_GENERATE = {
     "unknown field": ({"json": {"prompt": "x", "model_path": "/etc/passwd"}}, 422),
     "prompt not a string": ({"json": {"prompt": 5}}, 422),
     "prompt over the character limit": ({"json": {"prompt": "a" * 2001}}, 422),
-    "prompt over block_size tokens": ({"json": {"prompt": "The " * 40}}, 422),
     "negative temperature": ({"json": {"temperature": -0.1}}, 422),
     "temperature as a string": ({"json": {"temperature": "0.5"}}, 422),
     "temperature as a bool": ({"json": {"temperature": True}}, 422),
     "temperature NaN": (raw(b'{"temperature": NaN}'), 422),
     "temperature Infinity": (raw(b'{"temperature": Infinity}'), 422),
-    "top_k zero": ({"json": {"top_k": 0}}, 422),
+    "top_k negative": ({"json": {"top_k": -1}}, 422),
     "top_k float": ({"json": {"top_k": 2.5}}, 422),
     "top_p zero": ({"json": {"top_p": 0.0}}, 422),
     "top_p above one": ({"json": {"top_p": 1.5}}, 422),
@@ -276,7 +306,6 @@ def test_bad_generate_requests_get_a_4xx_with_a_message(client, runs, case):
 @pytest.mark.parametrize("path,body,status", [
     ("/v1/score", {"text": ""}, 422),                        # min_length 1
     ("/v1/score", {"text": "The"}, 422),                     # one token: nothing to predict
-    ("/v1/score", {"text": "The " * 17}, 422),               # over block_size + 1 tokens
     ("/v1/score", {"text": "x", "extra": 1}, 422),
     ("/v1/score", {}, 422),
     ("/v1/classify", {"text": "a good film"}, 400),          # the LM server runs no classifier
@@ -290,7 +319,10 @@ def test_classifier_server_refuses_generation_and_bad_text(servers, runs):
         assert_clean_error(c.post("/v1/generate", json={"prompt": "hi"}), 400, runs)
         assert_clean_error(c.post("/v1/score", json={"text": "a good film"}), 400, runs)
         assert_clean_error(c.post("/v1/classify", json={"text": ""}), 422, runs)          # empty
-        assert_clean_error(c.post("/v1/classify", json={"text": "good " * 30}), 422, runs)  # > block_size
+        long = c.post("/v1/classify", json={"text": "good " * 30})        # > block_size: its first 24 tokens
+        assert long.status_code == 200 and long.json()["tokens"] == 24 and long.json()["truncated_tokens"] > 0
+        assert long.json()["probabilities"] == c.post("/v1/classify", json={"text": "good " * 24}).json()[
+            "probabilities"]
 
 
 def test_malformed_json_says_where_and_a_form_body_asks_for_json(client):

@@ -47,7 +47,7 @@ module                         its job
 :mod:`.reading`                :func:`read_hf`, :func:`load_hf`
 :mod:`.writing`                :func:`save_hf`
 :mod:`.tokenizer`              :func:`load_hf_tokenizer`, the folder's tokenizer
-:mod:`.generate`               :func:`generate_text` (``minillm generate --from-hf``)
+:mod:`.generate`               :func:`generate_text`, :func:`text_stream` (``minillm generate --from-hf``)
 :mod:`.embed`                  :func:`embed_texts` (``minillm embed --from-hf``)
 =============================  ===============================================================
 
@@ -62,7 +62,7 @@ its hidden states, ``model.encode(idx, attention_mask, token_type_ids)``.
 from .embed import embed_texts
 from .families import FAMILIES
 from .files import HF_ACTIVATIONS, HF_EXPORT_ACTIVATIONS
-from .generate import generate_text
+from .generate import generate_text, text_stream
 from .pooling import POOLING_MODES, sentence_embeddings
 from .reading import HFCheckpoint, load_hf, read_hf
 from .sentence_transformers import ST_MODULE_TYPES, SentenceSettings
@@ -70,5 +70,5 @@ from .tokenizer import load_hf_tokenizer
 from .writing import save_hf
 
 __all__ = ["HFCheckpoint", "SentenceSettings", "read_hf", "load_hf", "save_hf",
-           "sentence_embeddings", "load_hf_tokenizer", "generate_text", "embed_texts",
+           "sentence_embeddings", "load_hf_tokenizer", "generate_text", "text_stream", "embed_texts",
            "FAMILIES", "POOLING_MODES", "ST_MODULE_TYPES", "HF_ACTIVATIONS", "HF_EXPORT_ACTIVATIONS"]
