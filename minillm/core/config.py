@@ -126,9 +126,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.head_dim must be an int >= 0 (0: d_model // n_heads), "
                              f"got {self.head_dim!r}")
         if self.positional == "rope" and self.d_head % 2:
+            size = (f"head_dim={self.head_dim}" if self.head_dim else
+                    f"{self.d_model} / {self.n_heads} = {self.d_head} (d_model / n_heads)")
             raise ValueError(f"positional='rope' rotates pairs of a head's dimensions: expected an even "
-                             f"head size (head_dim, or d_model / n_heads), got d_model={self.d_model}, "
-                             f"n_heads={self.n_heads}, head_dim={self.head_dim}: {self.d_head}")
+                             f"head size (head_dim, or d_model / n_heads), got {size}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if (not isinstance(self.type_vocab_size, int) or isinstance(self.type_vocab_size, bool)

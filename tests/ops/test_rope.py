@@ -295,7 +295,7 @@ def test_reference_rope_backward_checks_the_upstream_shape():
 
 def test_model_config_refuses_an_odd_head_size_with_rope():
     with pytest.raises(ValueError, match=r"positional='rope' rotates pairs .*expected an even head size "
-                                         r"d_model / n_heads, got 12 / 4 = 3"):
+                                         r"\(head_dim, or d_model / n_heads\), got 12 / 4 = 3"):
         ModelConfig(vocab_size=11, block_size=8, d_model=12, n_heads=4, positional="rope")
     with pytest.raises(ValueError, match="got 9 / 1 = 9"):
         ModelConfig(vocab_size=11, block_size=8, d_model=9, n_heads=1, positional="rope")
