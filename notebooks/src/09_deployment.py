@@ -179,18 +179,32 @@ for sentence in ("the acting was bad, but the music was great.", "the plot was n
     np.testing.assert_allclose(sum(c["probabilities"].values()), 1.0, atol=1e-6)   # float32 softmax, summed
 
 # %% [markdown]
-# Bad requests get a 4xx with a message, never a traceback or a 500: an unknown field, a
-# wrong type, the wrong task for this run, too many tokens.
+# Bad requests get a 4xx with a message, never a traceback or a 500: a wrong type, too
+# many new tokens, an unknown field, the wrong task for this run.
 
 # %%
 for port, path, body in [(gpt_port, "/v1/generate", {"prompt": "x", "temperature": "hot"}),
                          (gpt_port, "/v1/generate", {"prompt": "x", "max_new_tokens": 10**6}),
                          (gpt_port, "/v1/generate", {"prompt": "x", "file": "/etc/passwd"}),
-                         (cls_port, "/v1/generate", {"prompt": "x"}),
-                         (cls_port, "/v1/classify", {"text": "the plot " * 50})]:
+                         (cls_port, "/v1/generate", {"prompt": "x"})]:
     status, err = call(port, path, body)
     assert 400 <= status < 500, (status, err)
     print(status, err["error"], "-", err["message"][:90])
+
+# %% [markdown]
+# A text longer than the model's window is not refused: the server keeps what fits (for a
+# text to classify, its first `block_size` tokens, the way training cut its texts), says
+# so in `truncated_tokens`, and `/v1/model` states the rule as `long_input`. Here a text of
+# 100 words meets a window of 24 tokens:
+
+# %%
+long_text = "the plot " * 50
+status, c = call(cls_port, "/v1/classify", {"text": long_text})
+status_m, m = call(cls_port, "/v1/model")
+print(status, c["label"], "tokens", c["tokens"], "truncated_tokens", c["truncated_tokens"])
+print("rule:", m["long_input"])
+assert status == 200 and status_m == 200 and m["long_input"]
+assert c["tokens"] == 24 and c["tokens"] + c["truncated_tokens"] == len(words.encode(long_text))
 
 # %% [markdown]
 # ## Parity check: the server answers what the library computes — in the other backend
