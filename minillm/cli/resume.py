@@ -13,6 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from ..core.config import architecture_of
 from ..train.run_config import RunConfig
 
 __all__ = ["recorded_options", "as_option"]
@@ -30,6 +31,9 @@ def recorded_options(out) -> dict:
         values.update(dataclasses.asdict(recorded.train))
         values.update({k: v for k, v in recorded.model.to_dict().items() if k != "vocab_size"})  # the tokenizer's
         values["post_norm"] = not recorded.model.norm_first
+        arch = architecture_of(recorded.model)
+        if arch is not None:                  # else --arch's default, refused as a mismatch
+            values["arch"] = arch
     try:
         contract = json.loads((Path(out) / "data.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
