@@ -262,7 +262,8 @@ for name, run in runs.items():
     n = sum(p.numel() for p in run.model.parameters())
     print(f"{name:6s} {n:10,d} {run.validation['loss']:9.3f} {seconds[name]:8.1f}")
 gap = runs["gpt2"].validation["loss"] - runs["llama"].validation["loss"]
-print(f"at {train_config.steps} equal steps the {'llama' if gap > 0 else 'gpt2'}-style model is lower by {abs(gap):.3f}")
+lower = "llama" if gap > 0 else "gpt2"
+print(f"at {train_config.steps} equal steps the {lower}-style model is lower by {abs(gap):.3f}")
 
 # %% [markdown]
 # Both models learn well below the unigram cross-entropy in 200 steps (asserted below). Which
