@@ -14,7 +14,7 @@ from ..train.training import TrainingDiverged
 from . import apps, runs, serve, tools, training
 from .interrupt import CtrlC, interrupted
 from .options import DESCRIPTION, HelpFormatter, fill_defaults
-from .resume import as_option, recorded_options
+from .resume import as_arch, as_option, recorded_options
 
 __all__ = ["build_parser", "main"]
 
@@ -46,7 +46,7 @@ def _error_message(exc: Exception, args) -> str:
     if isinstance(exc, RunExists):
         return exc.message(resume="--resume", overwrite="--overwrite")
     if isinstance(exc, ResumeMismatch):
-        diffs = exc.differences
+        diffs = as_arch(exc.differences, exc.run_dir, getattr(args, "arch", None))
         derived = {"min_lr": "lr", "checkpoint_every": "eval_every", "d_ff": "d_model"}   # set by those options
         exc = ResumeMismatch(exc.run_dir, {k: v for k, v in diffs.items() if derived.get(k) not in diffs})
         options = set(getattr(args, "fallbacks", {}))

@@ -14,7 +14,7 @@ import math
 import textwrap
 from pathlib import Path
 
-from ..core.config import ACTIVATIONS, POSITIONALS, ModelConfig
+from ..core.config import ACTIVATIONS, ARCHITECTURES, GATED_ACTIVATIONS, POSITIONALS, ModelConfig, architecture_fields
 from ..store.runtime import BACKENDS, DEFAULT_BACKEND_RULE, DEVICES, Runtime, default_backend
 from ..train import pipeline
 from ..train.run_config import RunConfig
@@ -185,6 +185,20 @@ def train_config_of(a, task: str) -> TrainConfig:
 
 # -- the model --------------------------------------------------------------------------------
 
+def _arch_help() -> str:
+    """--arch's help: what each preset sets, read from the table (ARCHITECTURES)."""
+    def said(fields):
+        return ", ".join(f"{k}={v}" for k, v in fields.items() if k != "kv_group") + (
+            f", n_kv_heads=n_heads/{fields['kv_group']} where it divides" if fields["kv_group"] > 1 else "")
+    return ("the model's design, a preset of ModelConfig fields: "
+            + "; ".join(f"{name}: {said(fields)}" for name, fields in ARCHITECTURES.items())
+            + " (rope_layout only with rope; --activation and --positional override the preset; QK-norm "
+              "is off in both, as in Llama 1 to 3)")
+
+
+ARCH_HELP = _arch_help()
+
+
 def add_model_args(p: argparse.ArgumentParser, fallbacks: dict, *, d_model: int, n_layers: int,
                    block_size: int) -> None:
     m = p.add_argument_group("model")
@@ -194,11 +208,13 @@ def add_model_args(p: argparse.ArgumentParser, fallbacks: dict, *, d_model: int,
     add_option(m, fallbacks, "--block-size", type=POSITIVE_INT, default=block_size,
                help="the most tokens the model sees at once")
     add_option(m, fallbacks, "--dropout", type=FRACTION, default=0.0, help="dropout probability")
-    add_option(m, fallbacks, "--activation", choices=ACTIVATIONS, default="gelu", help="of the feed-forward layers")
+    add_option(m, fallbacks, "--arch", choices=tuple(ARCHITECTURES), default="gpt2", help=ARCH_HELP)
+    add_option(m, fallbacks, "--activation", choices=ACTIVATIONS + tuple(GATED_ACTIVATIONS), default=None,
+               shown="--arch's", help="of the feed-forward layers (swiglu: the gated one)")
     add_option(m, fallbacks, "--post-norm", action="store_true", default=False, shown="pre-norm",
                help="post-norm blocks")
     add_option(m, fallbacks, "--dtype", choices=("float32", "float64"), default="float32", help="of the weights")
-    add_option(m, fallbacks, "--positional", choices=POSITIONALS, default="learned",
+    add_option(m, fallbacks, "--positional", choices=POSITIONALS, default=None, shown="--arch's",
                help="positions added to the embeddings (learned, sinusoidal) or queries and keys "
                     "rotated in attention (rope; needs an even head size)")
     add_option(m, fallbacks, "--init-std", type=POSITIVE, default=0.02, shown="0.02, GPT-2's",
@@ -206,10 +222,12 @@ def add_model_args(p: argparse.ArgumentParser, fallbacks: dict, *, d_model: int,
 
 
 def model_config_of(a, vocab_size: int) -> ModelConfig:
+    """The model options as a ModelConfig: --arch's preset, with --activation and
+    --positional where given."""
     return ModelConfig(vocab_size=vocab_size, block_size=a.block_size, d_model=a.d_model, n_heads=a.n_heads,
-                       n_layers=a.n_layers, dropout=a.dropout, activation=a.activation,
-                       norm_first=not a.post_norm, dtype=a.dtype, positional=a.positional,
-                       init_std=a.init_std)
+                       n_layers=a.n_layers, dropout=a.dropout, norm_first=not a.post_norm, dtype=a.dtype,
+                       init_std=a.init_std, **architecture_fields(a.arch, a.n_heads, activation=a.activation,
+                                                                   positional=a.positional))
 
 
 # -- the corpus -------------------------------------------------------------------------------

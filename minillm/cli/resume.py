@@ -13,9 +13,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+from ..core.config import ARCHITECTURES, architecture_of
 from ..train.run_config import RunConfig
 
-__all__ = ["recorded_options", "as_option"]
+__all__ = ["recorded_options", "as_option", "as_arch"]
 
 OPTION_OF = {"checkpoint_every": "eval_every"}          # recorded setting -> the option that sets it
 
@@ -30,6 +31,9 @@ def recorded_options(out) -> dict:
         values.update(dataclasses.asdict(recorded.train))
         values.update({k: v for k, v in recorded.model.to_dict().items() if k != "vocab_size"})  # the tokenizer's
         values["post_norm"] = not recorded.model.norm_first
+        arch = architecture_of(recorded.model)
+        if arch is not None:                  # else --arch's default, refused as a mismatch
+            values["arch"] = arch
     try:
         contract = json.loads((Path(out) / "data.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -58,3 +62,18 @@ def as_option(key: str, value, options) -> str:
     if key in options:
         return f"--{key.replace('_', '-')} {shown}"
     return f"{key}={shown!r}" + (" (--lr / 10)" if key == "min_lr" else "")
+
+
+# the fields only --arch sets (--activation and --positional are options of their own)
+_PRESET_ONLY = (set().union(*ARCHITECTURES.values()) - {"activation", "positional", "kv_group"}) | {"n_kv_heads"}
+
+
+def as_arch(differences: dict, out, arch) -> dict:
+    """``differences`` (``{setting: (recorded, given)}``) with the fields that only --arch
+    sets named as one ``arch`` difference, where the run was started with another preset
+    than ``arch`` (else unchanged)."""
+    run = RunConfig.recorded(out)
+    recorded = architecture_of(run.model) if run is not None else None
+    if arch is None or recorded is None or recorded == arch or not _PRESET_ONLY & set(differences):
+        return differences
+    return {"arch": (recorded, arch), **{k: v for k, v in differences.items() if k not in _PRESET_ONLY}}

@@ -21,6 +21,45 @@ NORMS = ("layer", "rms")
 ROPE_LAYOUTS = ("interleaved", "half")
 DTYPES = ("float32", "float64")
 
+# The architecture presets (``minillm pretrain --arch``): each names the ModelConfig fields
+# it sets, declared here once. ``kv_group`` is not a field: the query heads that share one
+# key/value head (grouped-query attention), so n_kv_heads = n_heads / kv_group where it
+# divides, else n_heads (0, :func:`architecture_fields`). ``rope_layout`` applies only where
+# the positions are RoPE. QK-norm stays off in "llama": Llama 1 to 3 have none (Qwen 3 and
+# OLMo 2 add it); ModelConfig.qk_norm turns it on.
+ARCHITECTURES = {
+    "gpt2": {"norm": "layer", "activation": "gelu", "positional": "learned", "bias": True, "qk_norm": False,
+             "kv_group": 1},
+    "llama": {"norm": "rms", "activation": "swiglu", "positional": "rope", "rope_layout": "half",
+              "bias": False, "qk_norm": False, "kv_group": 2},
+}
+
+
+def architecture_fields(name: str, n_heads: int, **chosen) -> dict:
+    """The ModelConfig fields of preset ``name`` for ``n_heads`` query heads; ``chosen``
+    (``activation``, ``positional``) overrides the preset's where not None."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture: expected one of {tuple(ARCHITECTURES)}, got {name!r}")
+    fields = {k: v for k, v in ARCHITECTURES[name].items() if k != "kv_group"}
+    fields.update({k: v for k, v in chosen.items() if v is not None})
+    group = ARCHITECTURES[name]["kv_group"]
+    fields["n_kv_heads"] = n_heads // group if group > 1 and n_heads % group == 0 else 0   # 0: n_heads
+    if fields["positional"] != "rope":
+        fields.pop("rope_layout", None)
+    return fields
+
+
+def architecture_of(config: "ModelConfig") -> str | None:
+    """The preset a config was built from (its norm, biases, QK-norm and key/value
+    grouping; the activation and positions are options of their own), else None."""
+    for name in ARCHITECTURES:
+        fields = architecture_fields(name, config.n_heads, activation=config.activation,
+                                     positional=config.positional)
+        if (all(getattr(config, k) == v for k, v in fields.items() if k != "n_kv_heads")
+                and config.kv_heads == (fields["n_kv_heads"] or config.n_heads)):
+            return name
+    return None
+
 
 @dataclass(frozen=True)
 class ModelConfig:
