@@ -8,6 +8,7 @@
 ``MINILLM_HYPOTHESIS_PROFILE`` overrides the choice.
 """
 import os
+import sys
 from pathlib import Path
 
 # One BLAS/OpenMP thread per process, set before NumPy or torch load their thread pools:
@@ -117,3 +118,21 @@ def pytest_report_header(config):
 
 _in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 settings.load_profile(os.environ.get("MINILLM_HYPOTHESIS_PROFILE", "ci" if _in_ci else "quick"))
+
+
+@pytest.fixture
+def hide():
+    """A module fixture of tests/core/test_optional_extras.py and tests/cli/test_cli_extras.py:
+    hide(*names): those modules cannot be imported until the test ends; every module
+    imported (or half-imported) meanwhile is dropped again, so no test sees a broken copy."""
+    saved = dict(sys.modules)
+
+    def _hide(*names):
+        for name in names:
+            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+                del sys.modules[key]
+            sys.modules[name] = None
+    yield _hide
+    for key in [k for k in sys.modules if k not in saved]:
+        del sys.modules[key]
+    sys.modules.update(saved)

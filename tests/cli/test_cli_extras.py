@@ -3,7 +3,6 @@ says so before it starts any work; without matplotlib, pretrain says once why no
 loss.png is written. Modules are hidden as tests/test_optional_extras.py hides them
 (``sys.modules[name] = None``)."""
 import logging
-import sys
 
 import pytest
 
@@ -11,23 +10,6 @@ from minillm import __version__, cli
 
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16", "--batch-size", "4",
         "--backend", "numpy"]
-
-
-@pytest.fixture
-def hide():
-    """hide(*names): those modules cannot be imported until the test ends; modules imported
-    meanwhile are dropped again."""
-    saved = dict(sys.modules)
-
-    def _hide(*names):
-        for name in names:
-            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-                del sys.modules[key]
-            sys.modules[name] = None
-    yield _hide
-    for key in [k for k in sys.modules if k not in saved]:
-        del sys.modules[key]
-    sys.modules.update(saved)
 
 
 @pytest.fixture(scope="module")

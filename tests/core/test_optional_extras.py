@@ -13,23 +13,6 @@ from minillm import cli
 from minillm.store import runtime
 
 
-@pytest.fixture
-def hide():
-    """hide(*names): those modules cannot be imported until the test ends; every module
-    imported (or half-imported) meanwhile is dropped again, so no test sees a broken copy."""
-    saved = dict(sys.modules)
-
-    def _hide(*names):
-        for name in names:
-            for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
-                del sys.modules[key]
-            sys.modules[name] = None
-    yield _hide
-    for key in [k for k in sys.modules if k not in saved]:
-        del sys.modules[key]
-    sys.modules.update(saved)
-
-
 def _import_serving():
     sys.modules.pop("minillm.serving", None)
     importlib.import_module("minillm.serving")
