@@ -1,6 +1,6 @@
 """Set-up surprises (issue 29 item 8): `minillm --version`; a command that needs an extra
 says so before it starts any work; without matplotlib, pretrain says once why no
-loss.png is written. Modules are hidden as tests/test_optional_extras.py hides them
+loss.png is written. Modules are hidden by the hide() fixture of tests/conftest.py
 (``sys.modules[name] = None``)."""
 import logging
 
