@@ -194,7 +194,7 @@ def test_activation_names_agree_across_config_cli_and_both_backends():
     # minillm.core.config.ACTIVATIONS is the one list of names; the CLI offers it and each
     # backend's activations.ACTIVATIONS maps exactly those names to its own functions
     from minillm import cli
-    from minillm.core.config import ACTIVATIONS
+    from minillm.core.config import ACTIVATIONS, GATED_ACTIVATIONS
     from minillm.apps.interop import HF_ACTIVATIONS, HF_EXPORT_ACTIVATIONS
     from minillm.reference import activations as ref_act
     from minillm.torch_backend import activations as torch_act
@@ -211,7 +211,9 @@ def test_activation_names_agree_across_config_cli_and_both_backends():
                if "--activation" in a.option_strings}
     assert set(offered) == {"pretrain", "finetune"}, offered
     for command, choices in offered.items():
-        assert tuple(choices) == ACTIVATIONS, f"minillm {command} --activation offers {choices}"
+        assert tuple(choices) == ACTIVATIONS + tuple(GATED_ACTIVATIONS), \
+            f"minillm {command} --activation offers {choices}"
+    assert set(GATED_ACTIVATIONS.values()) <= set(ACTIVATIONS), GATED_ACTIVATIONS   # each gate is an activation
     # interop: every name exports to a Hugging Face name that reads back as itself
     assert set(HF_EXPORT_ACTIVATIONS) == set(ACTIVATIONS)
     assert set(HF_ACTIVATIONS.values()) <= set(ACTIVATIONS)
