@@ -97,11 +97,13 @@ class Endpoint:
     doc: str = ""
 
 
-# The one rule for a text longer than the model's window (README "Long input"): cut, never
-# refused, and said (the CLI warns on stderr, the API answers truncated_tokens).
+# The one rule for a text longer than the model's window (README "Long input"): cut and
+# said (the CLI warns on stderr, the API answers truncated_tokens) where a part still gives
+# an answer; refused where every token decides it.
 LONG_INPUT = ("a text longer than the model's window (block_size tokens; scoring: block_size + 1) is cut to "
               "the window and the cut is said: a prompt to continue keeps its last tokens, a text to classify "
-              "or score keeps its first tokens, as training cut its texts")
+              "or score keeps its first tokens, as training cut its texts; a sentence to translate or a "
+              "context to answer from is refused (422 too_many_tokens), since a cut one changes the answer")
 
 
 class Refused(ValueError):
