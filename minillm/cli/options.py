@@ -95,6 +95,7 @@ def fill_defaults(args, recorded: dict | None = None) -> None:
     """Every option of :func:`add_option` left out takes ``recorded[dest]`` (the run's
     value, ``--resume``) where there is one, else its default."""
     recorded = recorded or {}
+    args.given = frozenset(dest for dest in getattr(args, "fallbacks", {}) if getattr(args, dest) is not None)
     for dest, default in getattr(args, "fallbacks", {}).items():
         if getattr(args, dest) is None:
             setattr(args, dest, recorded.get(dest, default))
@@ -197,6 +198,11 @@ def _arch_help() -> str:
 
 
 ARCH_HELP = _arch_help()
+
+
+# the destinations of add_model_args' options: what `finetune --pretrained` cannot take
+MODEL_OPTIONS = ("d_model", "n_layers", "n_heads", "block_size", "dropout", "arch", "activation", "post_norm",
+                 "dtype", "positional", "init_std")
 
 
 def add_model_args(p: argparse.ArgumentParser, fallbacks: dict, *, d_model: int, n_layers: int,

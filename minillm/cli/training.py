@@ -13,7 +13,7 @@ from ..store.runtime import Runtime
 from ..train import pipeline
 from ..train.entry import train
 from ..train.spec import TASK_SPECS
-from .options import (POSITIVE_INT, add_corpus_args, add_model_args, add_option, add_training_args,
+from .options import (MODEL_OPTIONS, POSITIVE_INT, add_corpus_args, add_model_args, add_option, add_training_args,
                       model_config_of, run_config_of)
 
 __all__ = ["add_parsers", "cmd_prepare", "cmd_pretrain", "cmd_finetune", "TRAINING_COMMANDS"]
@@ -90,6 +90,11 @@ def cmd_finetune(a) -> int:
     data = pipeline.load_labelled(a.dataset, seed=a.seed, text_column=a.text_column, label_column=a.label_column)
     encoder_state = None
     if a.pretrained is not None:
+        given = sorted(dest for dest in MODEL_OPTIONS if dest in getattr(a, "given", ()))
+        if given:
+            raise ValueError(f"--pretrained {a.pretrained}: the model is the encoder's, as it was pretrained, so "
+                             f"the model options are not read; got {', '.join('--' + d.replace('_', '-') for d in given)}"
+                             f": leave them out (or pretrain another encoder with them)")
         encoder = load_run(a.pretrained, Runtime("numpy"), task="masked_lm")
         tok, cfg, encoder_state = encoder.tokenizer, encoder.config, encoder.model.state_dict()
     else:

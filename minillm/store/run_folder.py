@@ -75,9 +75,9 @@ class ResumeMismatch(ValueError):
                            "or overwrite=True)") -> str:
         recorded = ", ".join(name(k, old) for k, (old, _) in self.differences.items())
         given = ", ".join(name(k, new) for k, (_, new) in self.differences.items())
+        why = " (the learning-rate schedule depends on the total steps)" if "steps" in self.differences else ""
         return (f"cannot resume the run in {self.run_dir}: it was started with {recorded}, got {given}; "
-                f"a resumed run continues the configuration it recorded (the learning-rate schedule "
-                f"depends on the total steps): {how}")
+                f"a resumed run continues the configuration it recorded{why}: {how}")
 
 
 def _same(a, b) -> bool:
@@ -145,6 +145,9 @@ class RunFolder:
         manifests list them; anything else in the folder stays)."""
         if resume and overwrite:
             raise ValueError("expected either resume (continue the run) or overwrite (replace it), got both")
+        last = self.path / "checkpoints" / "last"
+        if resume and not (last / "config.json").is_file():      # before anything is built or written
+            raise FileNotFoundError(f"--resume: no checkpoint to resume from: expected {last}/config.json")
         found = self.found()
         if found and not resume:
             if not overwrite:

@@ -13,6 +13,7 @@ tokenizer, the data).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -63,7 +64,9 @@ class TrainedRun:
     def summary(self) -> dict:
         """The run as JSON: task, steps, losses, scores, checkpoint, run folder, label
         names, data, configuration. No live object."""
-        out = {"task": self.task, "steps": self.steps, "train_loss": self.train_loss,
+        # strict JSON has no NaN: a call that trained no step (a finished run resumed) has no loss
+        train_loss = self.train_loss if self.train_loss is not None and math.isfinite(self.train_loss) else None
+        out = {"task": self.task, "steps": self.steps, "train_loss": train_loss,
                "skipped_steps": self.skipped_steps, "validation": dict(self.validation),
                "test": None if self.test is None else dict(self.test),
                "checkpoint": None if self.checkpoint is None else dict(self.checkpoint),

@@ -98,3 +98,46 @@ def test_evaluate_says_when_texts_are_cut_to_block_size(tmp_path, capsys, caplog
     short = _csv(tmp_path / "short.csv", [["good", "pos"], ["bad", "neg"]])
     assert main(["evaluate", str(out), "--dataset", str(short)]) == 0
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_resume_of_a_folder_without_a_run_writes_nothing(tmp_path, capsys):
+    """`--resume` on a folder with no checkpoint fails before it builds or writes anything,
+    so a plain rerun is not refused afterwards as "already holds a run"."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat. " * 80, encoding="utf-8")
+    out = tmp_path / "never"
+    args = ["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--steps", "2", "--block-size", "8",
+            "--out", str(out), *TINY]
+    assert main([*args, "--resume"]) == 2
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
+    assert main(args) == 0                                   # a plain run is not refused afterwards
+
+
+def test_a_finished_run_resumed_prints_strict_json(tmp_path, capsys):
+    """Resuming a finished run trains no step: its summary says so with null, not NaN."""
+    import json
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat. " * 80, encoding="utf-8")
+    args = ["pretrain", "--corpus", str(corpus), "--tokenizer", "char", "--steps", "2", "--block-size", "8",
+            "--out", str(tmp_path / "run"), *TINY]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} in the summary"))
+    assert summary["train_loss"] is None
+
+
+def test_finetune_on_a_pretrained_encoder_refuses_model_options(tmp_path, capsys):
+    """The encoder decides the model: a model option given with --pretrained is refused,
+    not ignored."""
+    enc = tmp_path / "enc"
+    assert main(["pretrain", "--corpus", "sentiment", "--tokenizer", "word", "--task", "masked_lm", "--steps", "1",
+                 "--block-size", "16", "--out", str(enc), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["finetune", "--pretrained", str(enc), "--arch", "llama", "--steps", "1",
+                 "--out", str(tmp_path / "cls"), "--backend", "numpy"]) == 2
+    err = capsys.readouterr().err
+    assert "the model options are not read; got --arch" in err, err
+    assert not (tmp_path / "cls" / "run.json").exists()
