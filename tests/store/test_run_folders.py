@@ -308,10 +308,10 @@ def test_resume_refuses_settings_other_than_the_recorded_ones(tmp_path, capsys):
                                     "--seed 1, --d-model 8")):
         assert main([*base, "--out", str(run), "--resume", *extra]) == 2
         err = capsys.readouterr().err
+        why = " (the learning-rate schedule depends on the total steps)" if extra[0] == "--steps" else ""
         assert err == (f"error: cannot resume the run in {run}: it was started with {recorded}, got {given}; "
-                       "a resumed run continues the configuration it recorded (the learning-rate schedule "
-                       "depends on the total steps): leave those options out to continue the run as "
-                       "recorded, or start a new run (--overwrite, or another --out)\n"), extra
+                       f"a resumed run continues the configuration it recorded{why}: leave those options out "
+                       "to continue the run as recorded, or start a new run (--overwrite, or another --out)\n"), extra
         assert _files(run) == before                                  # run.json not rewritten either
     assert main([*base, "--out", str(run), "--resume"]) == 0         # finished: nothing more to do
     assert _metrics_lines(run) == 4
