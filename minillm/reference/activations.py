@@ -42,8 +42,8 @@ def _at_infinity(x, out, limit):
     """``out`` with ``limit()`` where ``x`` is +-inf: the formula's limit
     there, where the product the formula is written as would be inf * 0 = NaN. Checked
     with one pass (``np.isinf(...).any()``) and skipped when nothing is infinite, which
-    keeps the common, finite case at its old cost (the torch backend, differentiated by
-    autograd, sets the infinite entries aside with ``where`` instead)."""
+    keeps the common, finite case at its old cost (the torch backend checks the same way,
+    then, differentiated by autograd, sets the infinite entries aside with ``where``)."""
     inf = np.isinf(x)
     if inf.any():
         return np.where(inf, limit(), out)                      # (...), also for 0-d x

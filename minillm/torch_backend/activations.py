@@ -54,11 +54,7 @@ def gelu(x):
     """
     if v.checking():
         _check(x)
-    inf = torch.isinf(x)                                        # (...), no gradient
-    x_fin = torch.where(inf, 0.0, x)                            # (...), +-inf -> 0
-    cdf = 0.5 * torch.special.erfc(x_fin * -_INV_SQRT_2)       # (...), Phi(x)
-    limit = torch.where(x > 0, x, 0.0)                          # (...), +inf -> +inf, -inf -> 0
-    return torch.where(inf, limit, x_fin * cdf)                 # (...)
+    return _at_infinity(x, lambda z: z * (0.5 * torch.special.erfc(z * -_INV_SQRT_2)))  # (...), x Phi(x)
 
 
 def gelu_tanh(x):
@@ -73,11 +69,27 @@ def gelu_tanh(x):
     """
     if v.checking():
         _check(x)
+    return _at_infinity(x, _gelu_tanh_formula)                  # (...)
+
+
+def _gelu_tanh_formula(x):
+    u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x * x * x)        # (...)
+    return 0.5 * x * (1.0 + torch.tanh(u))                      # (...)
+
+
+def _at_infinity(x, formula):
+    """``formula(x)`` with the formula's limit, ReLU's value (+inf at +inf, 0 at -inf),
+    where ``x`` is +-inf, as the reference's ``_at_infinity``: checked with one pass and
+    skipped when nothing is infinite, so the common, finite case costs what the formula
+    costs (on a GPU the check is a sync: this is the explicit path, not the fast one).
+    Otherwise the infinite entries are set aside (``formula`` sees 0 there), so that
+    autograd never multiplies inf by 0, and the limit is put back, with slopes 1 and 0."""
     inf = torch.isinf(x)                                        # (...), no gradient
+    if not bool(inf.any()):
+        return formula(x)                                       # (...)
     x_fin = torch.where(inf, 0.0, x)                            # (...), +-inf -> 0
-    u = _SQRT_2_OVER_PI * (x_fin + _GELU_TANH_C * x_fin * x_fin * x_fin)  # (...)
     limit = torch.where(x > 0, x, 0.0)                          # (...), +inf -> +inf, -inf -> 0
-    return torch.where(inf, limit, 0.5 * x_fin * (1.0 + torch.tanh(u)))  # (...)
+    return torch.where(inf, limit, formula(x_fin))              # (...)
 
 
 def _sigmoid(x):
@@ -102,11 +114,7 @@ def silu(x):
     """
     if v.checking():
         _check(x)
-    inf = torch.isinf(x)                                        # (...), no gradient
-    x_fin = torch.where(inf, 0.0, x)                            # (...), +-inf -> 0
-    s = _sigmoid(x_fin)                                         # (...)
-    limit = torch.where(x > 0, x, 0.0)                          # (...), +inf -> +inf, -inf -> 0
-    return torch.where(inf, limit, x_fin * s)                   # (...)
+    return _at_infinity(x, lambda z: z * _sigmoid(z))           # (...)
 
 
 # ----------------------------------------------------------------------------------------
