@@ -29,7 +29,9 @@ def cmd_evaluate(a) -> int:
     def what(s: dict) -> str:                       # "the test split of sentiment (200 rows), step 300"
         data, ckpt = s.get("data") or {}, s.get("checkpoint") or {}
         size = f"{data['rows']} rows" if "rows" in data else f"{data.get('tokens', '?')} tokens"
-        return (f"the {data.get('split', '?')} split of {data.get('source') or 'the data given'} ({size}), "
+        split = data.get('split', '?')
+        part = "all" if split == "all" else f"the {split} split"
+        return (f"{part} of {data.get('source') or 'the data given'} ({size}), "
                 f"checkpoint {ckpt.get('path', '?')} (step {ckpt.get('step', '?')})")
     if (run / "run.json").exists():
         target, notes = run / "eval.json", []

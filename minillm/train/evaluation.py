@@ -52,11 +52,12 @@ def evaluate_lm(runtime, model, batches: Iterable[Mapping[str, np.ndarray]]) -> 
 
 
 def evaluate_classifier(runtime, model, batches: Iterable[Mapping[str, np.ndarray]],
-                        n_classes: int, average: str | None = None) -> dict:
+                        n_classes: int, average: str | None = None, label_names: list[str] | None = None) -> dict:
     """Accuracy, precision, recall, F1 and the confusion matrix of a classifier.
 
     ``average`` defaults to "binary" for two classes and "macro" otherwise; the loss is
-    the example-weighted mean cross-entropy.
+    the example-weighted mean cross-entropy; ``per_class`` is keyed by ``label_names``
+    where given (else by the class id).
     """
     average = average or ("binary" if n_classes == 2 else "macro")
     y_true, y_pred, loss = [], [], TokenLoss()
@@ -75,5 +76,6 @@ def evaluate_classifier(runtime, model, batches: Iterable[Mapping[str, np.ndarra
     if not y_true:
         raise ValueError("evaluate_classifier: expected at least one batch, got none")
     y_true, y_pred = np.concatenate(y_true), np.concatenate(y_pred)
-    scores = classification_metrics(y_true, y_pred, average=average, n_classes=n_classes)
+    scores = classification_metrics(y_true, y_pred, average=average, n_classes=n_classes,
+                                    label_names=label_names)
     return {**scores, "loss": loss.mean}

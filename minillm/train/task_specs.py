@@ -80,12 +80,12 @@ def _classification(inputs: TaskInputs) -> TaskParts:
                      init=init, held_out=test, data=data)
 
 
-def _score_classifier(runtime, model, batches) -> dict:
-    return evaluate_classifier(runtime, model, batches, model.n_classes)
+def _score_classifier(runtime, model, batches, label_names=None) -> dict:
+    return evaluate_classifier(runtime, model, batches, model.n_classes, label_names=label_names)
 
 
 def _classification_test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
-    scores = _score_classifier(inputs.runtime, model, parts.held_out)
+    scores = _score_classifier(inputs.runtime, model, parts.held_out, parts.info["label_names"])
     return {**scores, "split": "test", "rows": len(inputs.data.test), "source": parts.contract["dataset"]["source"]}
 
 
@@ -115,7 +115,7 @@ def _evaluate_classification(run, **data) -> dict:
                     "(as training cut its texts)", long, len(ids), T, T)
     batches = classification_eval_batches([i[:T] for i in ids], texts.labels, EVAL_BATCH,
                                           pad_id=tok.pad_id, max_len=T)
-    return {**_score_classifier(run.runtime, run.model, batches), "label_names": list(texts.label_names),
+    return {**_score_classifier(run.runtime, run.model, batches, list(texts.label_names)), "label_names": list(texts.label_names),
             "data": info}
 
 

@@ -113,9 +113,15 @@ def test_finetune_and_evaluate_a_classifier_from_a_csv(labelled_csv, tmp_path, c
     summary = json.loads(capsys.readouterr().out)
     assert summary["label_names"] == ["neg", "pos"]
     assert set(summary["test"]) >= {"accuracy", "precision", "recall", "f1", "confusion_matrix"}
+    assert list(summary["test"]["per_class"]) == ["neg", "pos"]          # the labels' names, not ids
     assert main(["evaluate", str(out), "--dataset", str(labelled_csv)]) == 0
-    scores = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    scores = json.loads(captured.out)
     assert scores["task"] == "classification" and 0.0 <= scores["accuracy"] <= 1.0
+    assert list(scores["per_class"]) == ["neg", "pos"]
+    assert ": the test split of " in captured.err         # the run's own file: its held-out rows
+    assert main(["evaluate", str(out), "--dataset", str(labelled_csv), "--split", "all"]) == 0
+    assert ": all of " in capsys.readouterr().err          # not "the all split"
     assert (out / "confusion.png").read_bytes()[:4] == b"\x89PNG"
 
 
