@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 from pathlib import Path
 
 from .. import __version__
@@ -22,8 +23,9 @@ TRAINING_COMMANDS = training.TRAINING_COMMANDS + apps.TRAINING_COMMANDS
 
 
 def _command(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
-    """A subcommand whose --help starts with its one-line help and lists every default."""
-    return sub.add_parser(name, help=help, description=kwargs.pop("description", help),
+    """A subcommand whose --help starts with its one-line help (wrapped: the formatter keeps a
+    description's own line breaks, and this one has none) and lists every default."""
+    return sub.add_parser(name, help=help, description=kwargs.pop("description", textwrap.fill(help, width=88)),
                           formatter_class=HelpFormatter, **kwargs)
 
 
