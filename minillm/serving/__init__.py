@@ -18,7 +18,13 @@ The ``POST`` endpoints are the tasks' own: each task declares its endpoints in i
 the request's and the answer's fields, a handler), and the app serves those of every
 registered task; one that is not the served run's answers 400 ``wrong_task``.
 
-One file a job: :mod:`~minillm.serving.limits` (what a request may ask for),
+Who may call it (:mod:`~minillm.serving.access`): anyone on this machine when bound to
+loopback; bound to another address it refuses to start without an API key, and then
+every request but the chat page's ``GET /`` needs ``Authorization: Bearer <key>``.
+CORS is off unless origins are named.
+
+One file a job: :mod:`~minillm.serving.access` (who may call it),
+:mod:`~minillm.serving.limits` (what a request may ask for),
 :mod:`~minillm.serving.errors` (one error shape), :mod:`~minillm.serving.middleware`
 (the body-size limit), :mod:`~minillm.serving.schemas` (an endpoint's fields as pydantic
 models), :mod:`~minillm.serving.model` (the loaded run and its lock),
@@ -37,9 +43,10 @@ try:  # the `serve` extra: FastAPI brings starlette, pydantic and anyio
 except ImportError as exc:  # tests/core/test_optional_extras.py simulates each missing module
     raise missing_extra(exc, "minillm serve (minillm.serving)", "serve") from exc
 
+from .access import API_KEY_ENV, Access  # noqa: E402
 from .app import create_app  # noqa: E402
 from .limits import Limits  # noqa: E402
 from .middleware import BodySizeLimit  # noqa: E402
 from .run import serve  # noqa: E402
 
-__all__ = ["Limits", "BodySizeLimit", "create_app", "serve"]
+__all__ = ["API_KEY_ENV", "Access", "Limits", "BodySizeLimit", "create_app", "serve"]

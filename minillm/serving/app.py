@@ -4,11 +4,13 @@ tasks (:data:`minillm.train.spec.TASK_SPECS`), never from a list kept here."""
 from dataclasses import asdict
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from .. import apps  # noqa: F401  (registers the applications' tasks)
 from ..store.runtime import Runtime
 from ..train import task_specs  # noqa: F401  (registers the training layer's tasks)
 from ..train.spec import LONG_INPUT, TASK_SPECS, Endpoint, Refused
+from .access import Access, RequireApiKey
 from .errors import install_error_handlers
 from .limits import Limits
 from .middleware import BodySizeLimit
@@ -35,10 +37,12 @@ def _route(app: FastAPI, served: ServedRun, task: str, endpoint: Endpoint, limit
              name=handle.__name__)(handle)
 
 
-def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None = None) -> FastAPI:
+def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None = None,
+               access: Access | None = None) -> FastAPI:
     """The FastAPI app serving the run in ``run_folder`` (loaded now, once) in ``runtime``
-    (default ``Runtime()``), with the endpoints of every registered task."""
-    limits = limits or Limits()
+    (default ``Runtime()``), with the endpoints of every registered task, open to whom
+    ``access`` lets in (default ``Access()``: no key, no CORS)."""
+    limits, access = limits or Limits(), access or Access()
     served = ServedRun(run_folder, runtime, limits)
     tok, cfg = served.tokenizer, served.config
 
@@ -46,7 +50,14 @@ def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None
                   description="A minillm run served over HTTP (the docs pages are off: they load "
                               "scripts from a CDN, and minillm runs offline).")
     install_error_handlers(app)
+    # the last added runs first: CORS answers a browser's preflight (which carries no key),
+    # then the key is checked, then the body's size
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    if access.api_key is not None:
+        app.add_middleware(RequireApiKey, api_key=access.api_key)
+    if access.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"], max_age=600)
 
     @app.get("/health")
     def health() -> dict:
