@@ -15,6 +15,7 @@ from .errors import install_error_handlers
 from .limits import Limits
 from .middleware import BodySizeLimit
 from .model import ServedRun
+from .page import add_chat_page
 from .schemas import ERRORS, model_of, schema_name
 
 __all__ = ["create_app"]
@@ -58,6 +59,8 @@ def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None
     if access.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"], max_age=600)
+
+    add_chat_page(app)
 
     @app.get("/health")
     def health() -> dict:
