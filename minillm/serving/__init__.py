@@ -9,6 +9,7 @@ loads the run's safetensors checkpoint once, at start-up, in either backend:
     POST /v1/score      text -> loss and perplexity (causal LM runs)
     POST /v1/translate  text -> translation, greedy or beam search (translation runs)
     POST /v1/answer     context + question -> answer span (question-answering runs)
+    GET  /              the chat page (streams from /v1/chat/completions)
     GET  /health        liveness
     GET  /v1/model      task, backend, model config, tokenizer summary, limits
     GET  /openapi.json  the schema of all of the above
@@ -28,6 +29,7 @@ One file a job: :mod:`~minillm.serving.access` (who may call it),
 :mod:`~minillm.serving.errors` (one error shape), :mod:`~minillm.serving.middleware`
 (the body-size limit), :mod:`~minillm.serving.schemas` (an endpoint's fields as pydantic
 models), :mod:`~minillm.serving.model` (the loaded run and its lock),
+:mod:`~minillm.serving.page` (the chat page, ``static/chat.html``),
 :mod:`~minillm.serving.app` (the app), :mod:`~minillm.serving.run` (uvicorn).
 
 Bad input is answered with a 4xx and a message, never a 5xx, and nothing in a request
