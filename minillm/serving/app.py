@@ -1,5 +1,6 @@
 """``create_app``: the FastAPI app of one run, its endpoints derived from the registered
-tasks (:data:`minillm.train.spec.TASK_SPECS`), never from a list kept here."""
+tasks (:data:`minillm.train.spec.TASK_SPECS`), never from a list kept here, and the OpenAI
+API beside them (:mod:`~minillm.serving.openai_api`). Routes are added here, and only here."""
 
 from dataclasses import asdict
 
@@ -15,6 +16,7 @@ from .errors import install_error_handlers
 from .limits import Limits
 from .middleware import BodySizeLimit
 from .model import ServedRun
+from .openai_api import add_openai_routes
 from .page import add_chat_page
 from .schemas import ERRORS, model_of, schema_name
 
@@ -84,5 +86,6 @@ def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None
                 raise ValueError(f"tasks {paths[endpoint.path]!r} and {spec.name!r} both declare {endpoint.path}")
             paths[endpoint.path] = spec.name
             _route(app, served, spec.name, endpoint, limits)
+    add_openai_routes(app, served)
     app.state.minillm = served
     return app

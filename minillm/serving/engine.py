@@ -72,8 +72,15 @@ class Engine:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.running = 0                                # requests in the batch now
         self.steps = 0                                  # batched steps run (for tests and benchmarks)
         self.widest = 0                                 # the most rows one step has decoded
+
+    @property
+    def in_flight(self) -> int:
+        """Requests queued or in the batch (0: the engine is idle)."""
+        with self._wake:
+            return len(self._queue) + self.running
 
     # -- submitting --------------------------------------------------------------------------
     def submit(self, prompt_ids, max_new_tokens: int, deliver: Callable[[tuple], None], *,
@@ -155,6 +162,7 @@ class Engine:
                     break
                 joining = self._queue[:max(0, self.max_rows - len(running))]
                 del self._queue[:len(joining)]
+                self.running = len(running) + len(joining)
             for ticket in joining:
                 if ticket.cancelled.is_set():
                     continue
@@ -165,6 +173,7 @@ class Engine:
             for key in [k for k, t in running.items() if t.cancelled.is_set()]:
                 decoder.remove(key)
                 del running[key]
+            self.running = len(running)
             if decoder.active:
                 try:
                     with self.served.lock:
@@ -174,6 +183,7 @@ class Engine:
                     for ticket in running.values():
                         ticket.deliver(("error", exc))
                     decoder, running = DecodeBatch(self.served.runtime, self.served.model), {}
+                    self.running = 0
                     continue
                 self.steps += 1
                 self.widest = max(self.widest, len(tokens))
@@ -182,6 +192,7 @@ class Engine:
             for key in [k for k in running if decoder.rows[k].done]:
                 decoder.remove(key)
                 running.pop(key).deliver(("end", None))
+            self.running = len(running)
         closed = RuntimeError("the server is shutting down")
         for ticket in list(running.values()) + self._queue:
             ticket.deliver(("error", closed))

@@ -21,7 +21,8 @@ and merged into the cache) and leave (at their end token, their token budget or
 concatenated with ``KVCache.take``, ``KVCache.left_pad`` and ``KVCache.cat``.
 :func:`generate` is that loop run to the end; :func:`generate_stream` yields one prompt's
 tokens as they come, and :class:`TextStream` their text (:func:`text_deltas`: decoded
-incrementally, never half a UTF-8 character), which ``minillm generate`` prints as it goes.
+incrementally, never half a UTF-8 character), which ``minillm generate`` prints as it goes
+and the server streams (:class:`TextDeltas`, the same one token at a time).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from ..store.runs import load_run
 from ..store.runtime import Runtime
 from .sampling import _check_options, sample_next
 
-__all__ = ["generate", "generate_stream", "generate_text", "TextStream", "text_deltas", "DecodeBatch"]
+__all__ = ["generate", "generate_stream", "generate_text", "TextStream", "TextDeltas", "text_deltas", "DecodeBatch"]
 
 
 def _check_prompt(prompt_ids, vocab_size: int, name: str = "prompt_ids") -> np.ndarray:
@@ -300,30 +301,58 @@ def generate_stream(runtime, model, prompt_ids, max_new_tokens: int, *, temperat
         model.train(was_training)
 
 
+class TextDeltas:
+    """The text of token ids that come one at a time, piece by piece: :meth:`push` takes
+    the next id and returns what it adds to the decoded text (``""`` while it is held), and
+    :meth:`end` what is left once no more come. A multi-byte character split over several
+    byte-level BPE tokens decodes to U+FFFD until its last byte comes: nothing is given
+    until then, so no broken character is shown. ``decode(ids) -> str``; the ids are
+    decoded from an anchor that moves forward every ``window`` tokens (one token of overlap
+    keeps the spacing of the word tokenizer), so each push decodes at most ``window + 1`` ids.
+    The pieces joined are the text :func:`text_deltas` gives (it is this, over an iterable)."""
+
+    def __init__(self, decode, *, window: int = 64):
+        self.decode, self.window = decode, window
+        self.ids: list[int] = []
+        self._anchor, self._shown = 0, ""   # shown: decode(ids[anchor:]) as far as already given
+        self._text = ""
+
+    def push(self, token) -> str:
+        ids = self.ids
+        ids.append(int(token))
+        text = self._text = self.decode(ids[self._anchor:])
+        if text.endswith("\ufffd"):
+            return ""
+        shown = self._shown
+        piece = text[len(shown):] if text.startswith(shown) and len(text) > len(shown) else ""
+        self._shown = text
+        if len(ids) - self._anchor > self.window:
+            last = self.decode(ids[-1:])
+            if not last.startswith("\ufffd") and text.endswith(last):   # the last token stands alone
+                self._anchor, self._shown = len(ids) - 1, last
+        return piece
+
+    def end(self) -> str:
+        """What the ids left held: the stream ended inside a character, as decode gives it."""
+        text, shown = self._text, self._shown
+        if text.endswith("\ufffd") and text.startswith(shown) and len(text) > len(shown):
+            self._shown = text
+            return text[len(shown):]
+        return ""
+
+
 def text_deltas(tokens, decode, *, window: int = 64):
     """The text of a stream of token ids, piece by piece: each yield is what the ids so
-    far add to the decoded text. A multi-byte character split over several byte-level BPE
-    tokens decodes to U+FFFD until its last byte comes: nothing is yielded until then, so
-    no broken character is printed. ``decode(ids) -> str``; the ids are decoded from an
-    anchor that moves forward every ``window`` tokens (one token of overlap keeps the
-    spacing of the word tokenizer), so each step decodes at most ``window + 1`` ids."""
-    ids: list[int] = []
-    anchor, shown = 0, ""            # shown: decode(ids[anchor:]) as far as already yielded
-    text = ""
+    far add to the decoded text (:class:`TextDeltas` over an iterable; empty pieces are not
+    yielded)."""
+    deltas = TextDeltas(decode, window=window)
     for token in tokens:
-        ids.append(int(token))
-        text = decode(ids[anchor:])
-        if text.endswith("\ufffd"):
-            continue
-        if text.startswith(shown) and len(text) > len(shown):
-            yield text[len(shown):]
-        shown = text
-        if len(ids) - anchor > window:
-            last = decode(ids[-1:])
-            if not last.startswith("\ufffd") and text.endswith(last):   # the last token stands alone
-                anchor, shown = len(ids) - 1, last
-    if text.endswith("\ufffd") and text.startswith(shown) and len(text) > len(shown):
-        yield text[len(shown):]      # the stream ended inside a character: as decode gives it
+        piece = deltas.push(token)
+        if piece:
+            yield piece
+    last = deltas.end()
+    if last:
+        yield last
 
 
 class TextStream:
