@@ -23,16 +23,17 @@ from .schemas import ERRORS, model_of, schema_name
 __all__ = ["create_app"]
 
 
-def _route(app: FastAPI, served: ServedRun, task: str, endpoint: Endpoint, limits: Limits) -> None:
+def _route(app: FastAPI, served: ServedRun, tasks: tuple[str, ...], endpoint: Endpoint, limits: Limits) -> None:
     """``POST endpoint.path``: the body checked against the endpoint's request model, the
-    task checked against the served run's, the handler's answer against its response model."""
+    served run's task against the ``tasks`` that declare the endpoint, the handler's answer
+    against its response model."""
     Request = model_of(schema_name(endpoint.path, "Request"), endpoint.request, limits, request=True)
     Response = model_of(schema_name(endpoint.path, "Response"), endpoint.response, limits, request=False)
 
     def handle(req: Request) -> Response:         # FastAPI runs it in its thread pool
-        if served.task != task:
-            raise Refused(400, "wrong_task", f"{endpoint.path} needs a {task} run; this server runs a "
-                                             f"{served.task} model")
+        if served.task not in tasks:
+            raise Refused(400, "wrong_task", f"{endpoint.path} needs a {' or '.join(tasks)} run; this server "
+                                             f"runs a {served.task} model")
         return Response(**endpoint.handler(served, req.model_dump()))
 
     handle.__name__ = schema_name(endpoint.path, "")
@@ -79,13 +80,17 @@ def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None
                 "limits": {**asdict(limits), "max_prompt_tokens": cfg.block_size},
                 "long_input": LONG_INPUT}
 
-    paths: dict[str, str] = {}
+    # an endpoint several tasks declare (the sft task serves causal_lm's /v1/generate) is one
+    # route serving each of them; two different endpoints at one path are a bug
+    routes: dict[str, tuple[Endpoint, tuple[str, ...]]] = {}
     for spec in TASK_SPECS.values():
         for endpoint in spec.endpoints:
-            if endpoint.path in paths:
-                raise ValueError(f"tasks {paths[endpoint.path]!r} and {spec.name!r} both declare {endpoint.path}")
-            paths[endpoint.path] = spec.name
-            _route(app, served, spec.name, endpoint, limits)
+            known, tasks = routes.get(endpoint.path, (endpoint, ()))
+            if known is not endpoint:
+                raise ValueError(f"tasks {tasks!r} and {spec.name!r} declare different endpoints at {endpoint.path}")
+            routes[endpoint.path] = (endpoint, tasks + (spec.name,))
+    for endpoint, tasks in routes.values():
+        _route(app, served, tasks, endpoint, limits)
     add_openai_routes(app, served)
     app.state.minillm = served
     return app
