@@ -19,6 +19,8 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
+from .errors import error_content
+
 __all__ = ["Access", "API_KEY_ENV", "RequireApiKey", "check_exposure", "is_loopback"]
 
 API_KEY_ENV = "MINILLM_API_KEY"     # read by the CLI (minillm/cli/serve.py); named in the refusal
@@ -73,7 +75,8 @@ def check_exposure(host: str, access: Access) -> None:
 class RequireApiKey:
     """Pure ASGI middleware: a request without ``Authorization: Bearer <api_key>`` gets 401
     (``WWW-Authenticate: Bearer``) before it reaches the app; ``GET /`` passes. The answer
-    has the API's error shape, ``{"error": "unauthorized", "message": ...}``."""
+    has the error shape of the path's API (:func:`~minillm.serving.errors.error_content`):
+    ``{"error": "unauthorized", "message": ...}``, or OpenAI's under its paths."""
 
     def __init__(self, app, api_key: str):
         self.app, self._key = app, api_key.encode("ascii")
@@ -89,8 +92,9 @@ class RequireApiKey:
             return
         message = ("this server needs an API key: send the header 'Authorization: Bearer <key>'" if not given else
                    "the API key is not valid" if len(given) == 1 else "send one Authorization header, not several")
-        body = json.dumps({"error": "unauthorized", "message": message}).encode()
-        await send({"type": "http.response.start", "status": 401,
+        status, content = error_content(401, "unauthorized", message, path=scope["path"])   # the path's API's shape
+        body = json.dumps(content).encode()
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"www-authenticate", b"Bearer"), (b"cache-control", b"no-store")]})
         await send({"type": "http.response.body", "body": body})

@@ -35,16 +35,26 @@ def keyed(runs):  # noqa: F811
 
 
 def assert_unauthorized(r, message_part):
+    """401 in the error shape of the path's API: minillm's own, or OpenAI's under /v1/models,
+    /v1/completions and /v1/chat/completions."""
     assert r.status_code == 401, (r.status_code, r.text)
     assert r.headers["www-authenticate"] == "Bearer"
-    assert r.json() == {"error": "unauthorized", "message": r.json()["message"]}
-    assert message_part in r.json()["message"] and KEY not in r.text
+    body = r.json()
+    if r.url.path in ("/v1/models", "/v1/completions", "/v1/chat/completions"):
+        message = body["error"]["message"]
+        assert body == {"error": {"message": message, "type": "authentication_error", "param": None,
+                                  "code": "unauthorized"}}
+    else:
+        message = body["message"]
+        assert body == {"error": "unauthorized", "message": message}
+    assert message_part in message and KEY not in r.text
 
 
 @pytest.mark.parametrize("method, path, body", [
     ("GET", "/health", None), ("GET", "/v1/model", None), ("GET", "/openapi.json", None),
     ("POST", "/v1/generate", GENERATE), ("POST", "/v1/score", {"text": "The import statement"}),
-    ("GET", "/v1/nothing", None),
+    ("GET", "/v1/nothing", None), ("GET", "/v1/models", None),
+    ("POST", "/v1/completions", {"model": "lm", "prompt": "The import", "max_tokens": 3, "seed": 1}),
 ])
 def test_every_request_needs_the_key(keyed, method, path, body):
     url = keyed["key"] + path
@@ -63,6 +73,17 @@ def test_every_request_needs_the_key(keyed, method, path, body):
     assert httpx.request(method, url, json=body, headers={"authorization": f"bearer {KEY}"},
                          timeout=30).status_code == with_key.status_code
     assert httpx.request(method, url, json=body, headers=bearer(KEY.upper())).status_code == 401
+
+
+def test_the_openai_client_is_let_in_by_its_key_only(keyed):
+    openai = pytest.importorskip("openai")
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=keyed["key"] + "/v1", api_key="wrong", max_retries=0).models.list()
+    client = openai.OpenAI(base_url=keyed["key"] + "/v1", api_key=KEY, max_retries=0)
+    assert [m.id for m in client.models.list()] == ["lm"]
+    text = client.completions.create(model="lm", prompt="The import", max_tokens=3, seed=1).choices[0].text
+    assert text == httpx.post(keyed["open"] + "/v1/completions", timeout=30, json={
+        "model": "lm", "prompt": "The import", "max_tokens": 3, "seed": 1}).json()["choices"][0]["text"]
 
 
 def test_the_keyed_server_answers_as_the_open_one(keyed):
