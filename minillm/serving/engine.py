@@ -23,8 +23,8 @@ thread: ``("token", id)`` for each new token, then one ``("end", None)``, or
 ``("error", exception)`` where the request could not be decoded (its row was refused,
 or a forward call failed). :meth:`Engine.generate` waits for all of them (a blocking
 call, for the thread pool); :meth:`Engine.stream` yields the tokens in an event loop
-(``loop.call_soon_threadsafe`` puts them on an ``asyncio.Queue``), and cancels the
-request when the consumer stops early.
+(``loop.call_soon_threadsafe`` puts them on an ``asyncio.Queue``; those that came while the
+consumer was busy come together), and cancels the request when the consumer stops early.
 """
 from __future__ import annotations
 
@@ -118,8 +118,10 @@ class Engine:
             ticket.cancel()
 
     async def stream(self, prompt_ids, max_new_tokens: int, **options):
-        """Yields one request's new ids as they are chosen, in the running event loop;
-        closing the generator early (a client that went away) cancels the request."""
+        """Yields one request's new ids as they are chosen, in the running event loop: each
+        yield is a list of the ids that came since the last one (one, or several where the
+        consumer fell behind the engine: a busy server sends fewer, larger pieces). Closing
+        the generator early (a client that went away) cancels the request."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
 
@@ -132,12 +134,16 @@ class Engine:
         ticket = self.submit(prompt_ids, max_new_tokens, deliver, **options)
         try:
             while True:
-                kind, value = await events.get()
-                if kind == "token":
-                    yield value
-                elif kind == "end":
+                came = [await events.get()]
+                while not events.empty():
+                    came.append(events.get_nowait())
+                tokens = [value for kind, value in came if kind == "token"]
+                if tokens:
+                    yield tokens
+                kind, value = came[-1]          # an end or an error is the request's last event
+                if kind == "end":
                     return
-                else:
+                if kind == "error":
                     raise value
         finally:
             ticket.cancel()

@@ -134,14 +134,19 @@ class _Answer:
 
 
 async def _pieces(served: ServedRun, prompt_ids: list[int], answer: _Answer, max_tokens: int, sampling: dict):
-    """Yields the answer's text pieces (some empty) as its tokens come from the engine."""
+    """Yields the answer's text pieces (some empty) as its tokens come from the engine: one
+    piece for the tokens that came together."""
     async with contextlib.aclosing(served.engine.stream(prompt_ids, max_tokens, eos_id=served.tokenizer.eos_id,
                                                         **sampling)) as tokens:
-        async for token in tokens:
-            piece, stopped = answer.push(token)
-            yield piece
-            if stopped:
-                return                   # closing the stream cancels the rest of the generation
+        async for came in tokens:
+            pieces = []
+            for token in came:
+                piece, stopped = answer.push(token)
+                pieces.append(piece)
+                if stopped:
+                    yield "".join(pieces)
+                    return               # closing the stream cancels the rest of the generation
+            yield "".join(pieces)
     yield answer.end()
 
 
