@@ -63,12 +63,13 @@ def runs(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def live_server(app):
-    """uvicorn serving ``app`` on a free loopback port in a thread; yields the base URL."""
+def live_server(app, config=None):
+    """uvicorn serving ``app`` (with ``config``, a ``uvicorn.Config`` of it, if given) on a
+    free loopback port in a thread; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(config or uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
