@@ -27,13 +27,15 @@ the other requests in flight. Errors have OpenAI's shape, ``{"error": {"message"
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from typing import Literal, Optional, Union
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
@@ -43,6 +45,8 @@ from .limits import MAX_SEED
 from .model import ServedRun
 
 __all__ = ["add_openai_routes", "CompletionRequest", "ChatCompletionRequest"]
+
+logger = logging.getLogger("minillm")
 
 MAX_STOPS = 4                       # as OpenAI's API
 MAX_STOP_CHARS = 256
@@ -162,18 +166,18 @@ def add_openai_routes(app: FastAPI, served: ServedRun) -> None:
                                             "owned_by": "minillm"}]}
 
     @app.post("/v1/completions", description="The continuation of a prompt (OpenAI's completions API).")
-    async def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest, request: Request):
         _check(served, req)
         prompt_ids, dropped = served.window(req.prompt, served.config.block_size, keep="last")
-        return await _respond(served, req, prompt_ids or [served.tokenizer.bos_id], dropped, chat=False)
+        return await _respond(served, req, request, prompt_ids or [served.tokenizer.bos_id], dropped, chat=False)
 
     @app.post("/v1/chat/completions", description="The assistant's answer to a conversation, through the "
                                                   "model's chat template (OpenAI's chat completions API).")
-    async def chat_completions(req: ChatCompletionRequest):
+    async def chat_completions(req: ChatCompletionRequest, request: Request):
         _check(served, req)
         ids = _chat_prompt(served, req.messages)
         dropped = max(0, len(ids) - served.config.block_size)
-        return await _respond(served, req, ids[dropped:], dropped, chat=True)
+        return await _respond(served, req, request, ids[dropped:], dropped, chat=True)
 
 
 def _check(served: ServedRun, req: _Sampling) -> None:
@@ -206,17 +210,20 @@ def _chat_prompt(served: ServedRun, messages: list[ChatMessage]) -> list[int]:
     if template is None:
         raise APIRefused(400, "no_chat_template", "this model has no chat template (it was not trained on "
                                                   "conversations): use /v1/completions", "messages")
+    from jinja2 import TemplateError          # a model with a template brought jinja2 (the hf extra)
+
     from ..data.chat_template import apply_chat_template
     try:
         return list(apply_chat_template(served.tokenizer, template,
                                         [m.model_dump(exclude_none=True) for m in messages],
                                         add_generation_prompt=True).ids)
-    except Exception as exc:        # noqa: BLE001  a template may refuse a conversation (raise_exception)
-        raise APIRefused(400, "invalid_conversation", f"the model's chat template refused the messages: "
+    except (TemplateError, ValueError, TypeError) as exc:  # the template's raise_exception; a text
+        raise APIRefused(400, "invalid_conversation", f"the messages cannot be rendered for this model: "
                                                       f"{str(exc)[:300]}", "messages") from None
 
 
-async def _respond(served: ServedRun, req: _Sampling, prompt_ids: list[int], dropped: int, *, chat: bool):
+async def _respond(served: ServedRun, req: _Sampling, request: Request, prompt_ids: list[int], dropped: int, *,
+                   chat: bool):
     """The answer: the whole of it in one JSON object, or (``stream``) its server-sent events."""
     limit = served.limits.max_new_tokens
     max_tokens = getattr(req, "max_completion_tokens", None)
@@ -239,11 +246,32 @@ async def _respond(served: ServedRun, req: _Sampling, prompt_ids: list[int], dro
         include_usage = bool((req.stream_options or {}).get("include_usage"))
         return _EventStream(_events(head, pieces, answer, chat, usage if include_usage else None, dropped))
 
-    text = "".join([piece async for piece in pieces])
+    text = await _whole(pieces, request)
     choice = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
     return {**head, "object": "chat.completion" if chat else "text_completion",
             "choices": [{"index": 0, **choice, "logprobs": None, "finish_reason": answer.finish_reason}],
             "usage": usage(), "truncated_tokens": dropped}
+
+
+async def _whole(pieces, request: Request) -> str:
+    """The answer's text, all of it; a client that goes away first stops its generation
+    (the ASGI server's ``http.disconnect``, awaited beside the pieces)."""
+    async def collect():
+        async with contextlib.aclosing(pieces):
+            return "".join([piece async for piece in pieces])
+
+    async def gone():
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    text, watch = asyncio.ensure_future(collect()), asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({text, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not text.done():              # the client went away (or this handler was cancelled)
+            text.cancel()
+    return await text                    # raises CancelledError where the client went away
 
 
 async def _events(head: dict, pieces, answer: _Answer, chat: bool, usage, dropped: int):
@@ -265,13 +293,15 @@ async def _events(head: dict, pieces, answer: _Answer, chat: bool, usage, droppe
     try:
         if chat:
             yield chunk("", role=True)
-        async for piece in pieces:
-            if piece:
-                yield chunk(piece)
+        async with contextlib.aclosing(pieces):      # closing the events closes the generation
+            async for piece in pieces:
+                if piece:
+                    yield chunk(piece)
         yield chunk("", finish=answer.finish_reason)
         if usage is not None:
             yield _sse({**head, "object": kind, "choices": [], "usage": usage()})
     except Exception as exc:        # noqa: BLE001  the status line is sent: the error goes in the stream
+        logger.exception("a streamed answer failed")
         message = str(exc)[:300] if isinstance(exc, ValueError) else "the server failed to finish this answer"
         yield _sse({"error": {"message": message, "type": "server_error", "param": None, "code": "generation_failed"}})
     yield "data: [DONE]\n\n"

@@ -6,6 +6,8 @@ disconnects stops its generation; concurrent requests are batched and equal solo
 import concurrent.futures
 import contextlib
 import importlib.util
+import json
+import socket
 import subprocess
 import sys
 import threading
@@ -21,8 +23,8 @@ httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
 from minillm import ModelConfig  # noqa: E402
-from minillm.data import WordTokenizer, python_docs, split_contiguous  # noqa: E402
-from minillm.data.chat_template import apply_chat_template  # noqa: E402
+from minillm.data import BPETokenizer, python_docs, split_contiguous  # noqa: E402
+from minillm.data.chat_template import DEFAULT_CHAT_TEMPLATE, apply_chat_template  # noqa: E402
 from minillm.serving import Limits, create_app  # noqa: E402
 from minillm.store.runs import load_run  # noqa: E402
 from minillm.store.runtime import Runtime  # noqa: E402
@@ -37,17 +39,15 @@ HAVE_TORCH = importlib.util.find_spec("torch") is not None
 BACKENDS = ["numpy", pytest.param("torch", marks=pytest.mark.skipif(not HAVE_TORCH, reason="no torch"))]
 BLOCK = 16
 LIMITS = Limits(max_new_tokens=2000)      # long enough that a disconnect comes before the end
-# a template of roles and contents only, which the word tokenizer encodes
-TEMPLATE = ("{% for m in messages %}{{ m.role }} : {{ m.content }} . {% endfor %}"
-            "{% if add_generation_prompt %}assistant : {% endif %}")
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A causal-LM run: a GPT on a slice of the Python docs, trained for 2 steps (numpy)."""
+    """A causal-LM run: a GPT on a slice of the Python docs with a byte-level BPE (any text is
+    a chat's text), trained for 2 steps (numpy)."""
     folder = tmp_path_factory.mktemp("openai_run") / "tiny-gpt"
     text = python_docs()[:20000]
-    tok = WordTokenizer.train(text, max_size=300)
+    tok = BPETokenizer.train(text, vocab_size=320)
     splits = split_contiguous(np.asarray(tok.encode(text), dtype=np.int64), (0.8, 0.1, 0.1))
     cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=BLOCK, d_model=16, n_heads=2, n_layers=1)
     tc = TrainConfig(steps=2, lr=1e-2, min_lr=1e-3, warmup_steps=0, eval_every=2, checkpoint_every=2, batch_size=4)
@@ -56,11 +56,9 @@ def run(tmp_path_factory):
 
 
 def give_chat_template(tokenizer):
-    """The template a conversation-trained run carries (``tokenizer.chat_template``), given to
-    this LM run's word tokenizer, with what ``apply_chat_template`` reads of a tokenizer."""
-    tokenizer.chat_template = TEMPLATE
-    tokenizer.special_tokens_map = {}
-    tokenizer.encode_with_offsets = lambda text: (lambda ids: (ids, [(0, 0)] * len(ids)))(tokenizer.encode(text))
+    """The template a conversation-trained run carries (``tokenizer.chat_template``; an
+    ``sft`` run records it with its tokenizer), given to this LM run's tokenizer."""
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     return tokenizer
 
 
@@ -131,7 +129,7 @@ def test_chat_completions_go_through_the_chat_template(servers, backend):
     client = client_of(url)
     messages = [{"role": "system", "content": "You answer in Python words"},
                 {"role": "user", "content": "What is a module"}]
-    ids = apply_chat_template(library.tokenizer, TEMPLATE, messages, add_generation_prompt=True).ids
+    ids = apply_chat_template(library.tokenizer, DEFAULT_CHAT_TEMPLATE, messages, add_generation_prompt=True).ids
     expected, new = library_text(library, ids, 12, temperature=0.0)
     whole = client.chat.completions.create(model="tiny-gpt", messages=messages, max_tokens=12, temperature=0)
     assert whole.choices[0].message.role == "assistant" and whole.choices[0].message.content == expected
@@ -143,6 +141,8 @@ def test_chat_completions_go_through_the_chat_template(servers, backend):
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[0].object == "chat.completion.chunk"
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
     assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
+    with pytest.raises(openai.BadRequestError, match="expected a role system, user or assistant, got developer"):
+        client.chat.completions.create(model="tiny-gpt", messages=[{"role": "developer", "content": "hi"}])
 
 
 def test_stop_strings_cut_the_text_streamed_and_not(servers):
@@ -212,6 +212,28 @@ def test_a_client_that_disconnects_stops_its_generation(servers, backend):
     assert all(c.choices[0].text for c in first)
     steps = engine.steps
     stream.close()                                        # the client goes away mid-answer
+    deadline = time.monotonic() + 60
+    while engine.in_flight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.in_flight == 0
+    assert engine.steps - steps < n // 2                  # it left the batch long before its n tokens
+
+
+def test_a_client_that_disconnects_before_a_whole_answer_stops_its_generation(servers):
+    url, served, library = servers["numpy"]
+    engine, n = served.engine, LIMITS.max_new_tokens
+    _, alone = library_text(library, library.tokenizer.encode("The"), n, temperature=0.0)
+    assert len(alone) == n                                # greedy never says <eos> here: it would run to n
+    body = json.dumps({"model": "tiny-gpt", "prompt": "The", "max_tokens": n, "temperature": 0}).encode()
+    host, port = url.removeprefix("http://").split(":")
+    steps = engine.steps
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        deadline = time.monotonic() + 30
+        while not engine.in_flight and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert engine.in_flight == 1                      # it is being generated; now the client goes away
     deadline = time.monotonic() + 60
     while engine.in_flight and time.monotonic() < deadline:
         time.sleep(0.01)
