@@ -59,7 +59,6 @@ def give_chat_template(tokenizer):
     """The template a conversation-trained run carries (``tokenizer.chat_template``), given to
     this LM run's word tokenizer, with what ``apply_chat_template`` reads of a tokenizer."""
     tokenizer.chat_template = TEMPLATE
-    tokenizer.special_tokens_map = {}
     tokenizer.encode_with_offsets = lambda text: (lambda ids: (ids, [(0, 0)] * len(ids)))(tokenizer.encode(text))
     return tokenizer
 
