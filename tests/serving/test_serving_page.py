@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -80,24 +81,18 @@ TEMPLATE = ("{% for m in messages %}{{ m.role }} : {{ m.content }}\n{% endfor %}
 SETTINGS = {"max-tokens": "12", "temperature": "0.9", "seed": "7"}
 
 
-class PacedStream:
-    """ASGI middleware of the test: each piece of a streamed body leaves 30 ms after the one
-    before, as a model bigger than this one's would send them. The tiny model writes its 12
-    tokens in a millisecond, and the browser would read them in one go, so the page would show
-    the answer whole even if it waited for the end; paced, what the page shows can be seen
-    growing."""
+def slowed(model, seconds: float):
+    """``model`` with each decoding step ``seconds`` longer, as a bigger model's: the tiny
+    one writes its 12 tokens in a millisecond, and the browser would read them all at once,
+    so the page would show the answer whole even if it waited for the end. Slowed, tokens come
+    one by one and what the page shows can be seen growing. The logits are the model's."""
+    forward_cached = model.forward_cached
 
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        import anyio
-
-        async def paced(message):
-            if message["type"] == "http.response.body" and message.get("more_body"):
-                await anyio.sleep(0.03)
-            await send(message)
-        await self.app(scope, receive, paced)
+    def slow(*args, **kwargs):
+        time.sleep(seconds)
+        return forward_cached(*args, **kwargs)
+    model.forward_cached = slow            # the instance's attribute: what DecodeBatch calls
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +115,7 @@ def chat_server(tmp_path_factory):
     train("causal_lm", run, RunConfig(cfg, tc, backend="numpy"), data=splits, tokenizer=tok, progress=False)
     app = create_app(run, Runtime("numpy"), LIMITS, Access(KEY))
     app.state.minillm.tokenizer.chat_template = TEMPLATE
-    app.add_middleware(PacedStream)
+    slowed(app.state.minillm.model, 0.03)
     with live_server(app) as url:
         yield url
 
