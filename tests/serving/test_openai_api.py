@@ -262,3 +262,18 @@ def test_concurrent_requests_are_batched_and_equal_solo(servers, backend):
                              temperature=0.8, top_p=0.95, seed=100 + i)[0] for i, p in enumerate(prompts)]
     assert got == expected
     assert served.engine.widest > 1                       # some steps decoded several requests together
+
+
+@pytest.mark.slow
+def test_the_serving_benchmark_runs(run, capsys):
+    """benchmarks/bench_serving.py, small, so that it cannot rot (its timings are not judged:
+    a shared machine is no place for speed thresholds): a row per mode, tokens counted."""
+    import minillm.bench
+    minillm.bench.load_harness()                          # benchmarks/ on sys.path
+    import bench_serving
+
+    bench_serving.main(["--run", str(run), "--backend", "numpy", "--clients", "2", "--requests", "4",
+                        "--max-tokens", "6", "--time-limit", "60"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["numpy"]]
+    assert [row[1] for row in rows] == ["1", "2"]
+    assert all(float(row[2]) > 0 and 0 < float(row[-1]) <= 6 for row in rows)
