@@ -15,7 +15,8 @@ are padded on the left, an attention mask (B, P) hides the padding and gives eac
 its position in its own row (``GPT.forward_cached(idx, cache, attention_mask)``), and
 every step feeds one token per row through one forward call over the batched KV cache.
 Each row has its own ``numpy.random.Generator`` and sampling options, so a row's tokens
-are those it gets alone. Rows join (:meth:`DecodeBatch.add`, prefilled at the next step
+are those it gets alone (rows with the same options are sampled in one
+:func:`~minillm.train.sampling.sample_next` call, each drawing from its own generator). Rows join (:meth:`DecodeBatch.add`, prefilled at the next step
 and merged into the cache) and leave (at their end token, their token budget or
 :meth:`DecodeBatch.remove`) between steps: the cache's rows are taken, left-padded and
 concatenated with ``KVCache.take``, ``KVCache.left_pad`` and ``KVCache.cat``.
@@ -153,13 +154,20 @@ class DecodeBatch:
                 logits.update(self._prefill(prefill))
             if full:
                 logits.update(self._full(full))
+        groups: dict[tuple, list[int]] = {}                 # rows with the same options: one call
+        for key in active:
+            groups.setdefault(tuple(self.rows[key].options.values()), []).append(key)
+        drawn = {}
+        for keys in groups.values():
+            rows = [self.rows[k] for k in keys]             # each row draws from its own generator
+            drawn.update(zip(keys, sample_next(np.stack([logits[k] for k in keys]), rng=[r.rng for r in rows],
+                                               **rows[0].options).tolist()))
         tokens = {}
         for key in active:                                  # the order of the rows: deterministic
             row = self.rows[key]
-            token = int(sample_next(logits[key][None], rng=row.rng, **row.options)[0])
-            row.ids.append(token)
-            row.new.append(token)
-            tokens[key] = token
+            row.ids.append(drawn[key])
+            row.new.append(drawn[key])
+            tokens[key] = drawn[key]
         # finished rows and rows that outgrew the block leave the cache
         self._keep_in_cache([k for k in self._cached
                              if not self.rows[k].done and len(self.rows[k].ids) <= block_size])
