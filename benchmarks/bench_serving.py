@@ -20,6 +20,9 @@ first 100 kB of python_docs()) is trained for 2 steps into a temporary folder: s
 not depend on how well it is trained. Bounded: at most ``--requests`` per mode, and no new
 request starts after ``--time-limit`` seconds of a mode. Traffic stays on the loopback
 address. The machine's other load shows in these numbers: compare rows of one run only.
+On a busy machine the torch server's one-at-a-time rows suffer from waking torch's intra-op
+threads for every tiny forward; ``--server-threads 1`` (OMP_NUM_THREADS=1 for the server
+process) removes that.
 """
 from __future__ import annotations
 

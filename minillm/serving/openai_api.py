@@ -187,6 +187,11 @@ def _check(served: ServedRun, req: _Sampling) -> None:
     if not hasattr(served.model, "forward_cached"):
         raise APIRefused(400, "wrong_task", f"the OpenAI API serves language models; this server runs a "
                                             f"{served.task} model", "model")
+    chars = len(req.prompt) if isinstance(req, CompletionRequest) else sum(len(m.content) for m in req.messages)
+    if chars > served.limits.max_text_chars:
+        what = "prompt" if isinstance(req, CompletionRequest) else "messages"
+        raise APIRefused(400, "text_too_long", f"the {what} has {chars} characters; this server takes at most "
+                                               f"{served.limits.max_text_chars}", what)
     if req.n not in (None, 1):
         raise APIRefused(400, "unsupported_n", f"n must be 1 (one answer per request), got {req.n}", "n")
     stops = [req.stop] if isinstance(req.stop, str) else (req.stop or [])

@@ -172,6 +172,7 @@ def test_stop_strings_cut_the_text_streamed_and_not(servers):
     (dict(temperature=3.0), 400, "temperature", "invalid_request"),
     (dict(stop=["a", "b", "c", "d", "e"]), 400, "stop", "invalid_stop"),
     (dict(extra_body={"best_of": 2}), 400, "best_of", "invalid_request"),
+    (dict(prompt="x" * (LIMITS.max_text_chars + 1)), 400, "prompt", "text_too_long"),
 ])
 def test_bad_requests_get_openais_error_shape(servers, kwargs, status, param, code):
     client = client_of(servers["numpy"][0])
