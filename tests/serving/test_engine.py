@@ -62,10 +62,19 @@ def test_concurrent_requests_from_threads_get_their_solo_tokens_in_shared_steps(
         start.wait()
         return engine.generate(r.pop("prompt_ids"), r.pop("max_new_tokens"), **r)
 
+    threads = set()
+    forward = served.model.forward_cached
+
+    def recorded(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return forward(*args, **kwargs)
+
+    served.model.forward_cached = recorded
     with concurrent.futures.ThreadPoolExecutor(len(reqs)) as pool:
         got = list(pool.map(one, reqs))
     engine.close()
     assert got == expected
+    assert threads == {"minillm-engine"}                 # the model ran on the engine's thread only
     assert 1 < engine.widest <= 8                        # rows shared steps, never more than max_rows
     assert engine.steps < sum(len(e) for e in expected)  # fewer steps than tokens: they were batched
 
