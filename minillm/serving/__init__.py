@@ -26,7 +26,7 @@ registered task; one that is not the served run's answers 400 ``wrong_task``.
 Generation, in ``/v1/generate`` and the OpenAI API, goes through one engine
 (:mod:`~minillm.serving.engine`): the requests in flight are decoded together, one batched
 forward step per token, on a thread of its own (never the event loop's); each gets the
-tokens it gets alone, and a client that goes away stops its generation.
+tokens it gets alone, and a client of the OpenAI API that goes away stops its generation.
 
 Who may call it (:mod:`~minillm.serving.access`): anyone on this machine when bound to
 loopback; bound to another address it refuses to start without an API key, and then
