@@ -6,6 +6,8 @@ import json
 
 import anyio
 
+from .errors import error_content
+
 __all__ = ["BodySizeLimit"]
 
 
@@ -29,8 +31,9 @@ class BodySizeLimit:
         self.app, self.max_bytes = app, int(max_bytes)
         self.linger_bytes, self.linger_s = int(linger_bytes), float(linger_s)
 
-    async def _refuse(self, send, status: int, kind: str, message: str) -> None:
-        body = json.dumps({"error": kind, "message": message}).encode()
+    async def _refuse(self, send, status: int, kind: str, message: str, path: str | None = None) -> None:
+        status, content = error_content(status, kind, message, path=path)     # the shape of the path's API
+        body = json.dumps(content).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode()),
@@ -57,12 +60,13 @@ class BodySizeLimit:
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await self._refuse(send, 400, "bad_request", "Content-Length must be a non-negative integer")
+                await self._refuse(send, 400, "bad_request", "Content-Length must be a non-negative integer",
+                                   scope.get("path"))
                 return
             if int(declared) > self.max_bytes:
                 if int(declared) <= self.linger_bytes and headers.get(b"expect", b"").lower() != b"100-continue":
                     await self._discard(receive, more=True)
-                await self._refuse(send, 413, "payload_too_large", too_big)
+                await self._refuse(send, 413, "payload_too_large", too_big, scope.get("path"))
                 return
         chunks, n_bytes, more = [], 0, True
         while more:
@@ -75,7 +79,7 @@ class BodySizeLimit:
             if n_bytes > self.max_bytes:
                 chunks.clear()
                 await self._discard(receive, more)
-                await self._refuse(send, 413, "payload_too_large", too_big)
+                await self._refuse(send, 413, "payload_too_large", too_big, scope.get("path"))
                 return
             chunks.append(chunk)
         body, replayed = b"".join(chunks), False

@@ -1,5 +1,6 @@
 """The served run: loaded once, with one lock (the reference layers keep their caches on
-``self``, so one model must not run two forwards at once)."""
+``self``, so one model must not run two forwards at once), and, for a GPT, the engine that
+decodes every generation request together (:mod:`~minillm.serving.engine`)."""
 from __future__ import annotations
 
 import threading
@@ -8,6 +9,7 @@ from pathlib import Path
 from ..store.runs import load_run
 from ..store.runtime import Runtime
 from ..train.spec import Refused
+from .engine import Engine
 from .limits import Limits
 
 __all__ = ["ServedRun", "public_contract"]
@@ -16,11 +18,14 @@ __all__ = ["ServedRun", "public_contract"]
 class ServedRun:
     """What an endpoint's handler gets: ``runtime``, ``model`` (in eval mode),
     ``tokenizer``, ``config``, ``task``, ``label_names``, ``limits``, ``lock`` (held
-    around every forward), ``checkpoint`` (name and step) and ``data`` (the data contract
-    without local paths)."""
+    around every forward), ``checkpoint`` (name and step), ``data`` (the data contract
+    without local paths), ``name`` (the run folder's name, the model's id in the OpenAI
+    API) and ``engine`` (:class:`~minillm.serving.engine.Engine`, started at the first
+    generation request)."""
 
     def __init__(self, run_folder, runtime: Runtime | None, limits: Limits):
         run = load_run(run_folder, runtime)
+        self.name = Path(run_folder).resolve().name
         self.runtime, self.model, self.tokenizer, self.task = run.runtime, run.model, run.tokenizer, run.task
         self.data = public_contract(dict(run.data))
         self.checkpoint = {"name": run.checkpoint.name, "step": run.step}    # no server path leaves the server
@@ -32,6 +37,16 @@ class ServedRun:
         self.config, self.limits = self.model.config, limits
         self.model.eval()
         self.lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        """The decoding engine of this run (one, made at the first call)."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = Engine(self)
+            return self._engine
 
     def window(self, text: str, max_tokens: int, keep: str) -> tuple[list[int], int]:
         """``text``'s token ids cut to at most ``max_tokens`` (:data:`~minillm.train.spec.LONG_INPUT`):

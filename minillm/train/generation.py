@@ -15,13 +15,15 @@ are padded on the left, an attention mask (B, P) hides the padding and gives eac
 its position in its own row (``GPT.forward_cached(idx, cache, attention_mask)``), and
 every step feeds one token per row through one forward call over the batched KV cache.
 Each row has its own ``numpy.random.Generator`` and sampling options, so a row's tokens
-are those it gets alone. Rows join (:meth:`DecodeBatch.add`, prefilled at the next step
+are those it gets alone (rows with the same options are sampled in one
+:func:`~minillm.train.sampling.sample_next` call, each drawing from its own generator). Rows join (:meth:`DecodeBatch.add`, prefilled at the next step
 and merged into the cache) and leave (at their end token, their token budget or
 :meth:`DecodeBatch.remove`) between steps: the cache's rows are taken, left-padded and
 concatenated with ``KVCache.take``, ``KVCache.left_pad`` and ``KVCache.cat``.
 :func:`generate` is that loop run to the end; :func:`generate_stream` yields one prompt's
 tokens as they come, and :class:`TextStream` their text (:func:`text_deltas`: decoded
-incrementally, never half a UTF-8 character), which ``minillm generate`` prints as it goes.
+incrementally, never half a UTF-8 character), which ``minillm generate`` prints as it goes
+and the server streams (:class:`TextDeltas`, the same one token at a time).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from ..store.runs import load_run
 from ..store.runtime import Runtime
 from .sampling import _check_options, sample_next
 
-__all__ = ["generate", "generate_stream", "generate_text", "TextStream", "text_deltas", "DecodeBatch"]
+__all__ = ["generate", "generate_stream", "generate_text", "TextStream", "TextDeltas", "text_deltas", "DecodeBatch"]
 
 
 def _check_prompt(prompt_ids, vocab_size: int, name: str = "prompt_ids") -> np.ndarray:
@@ -152,13 +154,20 @@ class DecodeBatch:
                 logits.update(self._prefill(prefill))
             if full:
                 logits.update(self._full(full))
+        groups: dict[tuple, list[int]] = {}                 # rows with the same options: one call
+        for key in active:
+            groups.setdefault(tuple(self.rows[key].options.values()), []).append(key)
+        drawn = {}
+        for keys in groups.values():
+            rows = [self.rows[k] for k in keys]             # each row draws from its own generator
+            drawn.update(zip(keys, sample_next(np.stack([logits[k] for k in keys]), rng=[r.rng for r in rows],
+                                               **rows[0].options).tolist()))
         tokens = {}
         for key in active:                                  # the order of the rows: deterministic
             row = self.rows[key]
-            token = int(sample_next(logits[key][None], rng=row.rng, **row.options)[0])
-            row.ids.append(token)
-            row.new.append(token)
-            tokens[key] = token
+            row.ids.append(drawn[key])
+            row.new.append(drawn[key])
+            tokens[key] = drawn[key]
         # finished rows and rows that outgrew the block leave the cache
         self._keep_in_cache([k for k in self._cached
                              if not self.rows[k].done and len(self.rows[k].ids) <= block_size])
@@ -300,30 +309,58 @@ def generate_stream(runtime, model, prompt_ids, max_new_tokens: int, *, temperat
         model.train(was_training)
 
 
+class TextDeltas:
+    """The text of token ids that come one at a time, piece by piece: :meth:`push` takes
+    the next id and returns what it adds to the decoded text (``""`` while it is held), and
+    :meth:`end` what is left once no more come. A multi-byte character split over several
+    byte-level BPE tokens decodes to U+FFFD until its last byte comes: nothing is given
+    until then, so no broken character is shown. ``decode(ids) -> str``; the ids are
+    decoded from an anchor that moves forward every ``window`` tokens (one token of overlap
+    keeps the spacing of the word tokenizer), so each push decodes at most ``window + 1`` ids.
+    The pieces joined are the text :func:`text_deltas` gives (it is this, over an iterable)."""
+
+    def __init__(self, decode, *, window: int = 64):
+        self.decode, self.window = decode, window
+        self.ids: list[int] = []
+        self._anchor, self._shown = 0, ""   # shown: decode(ids[anchor:]) as far as already given
+        self._text = ""
+
+    def push(self, token) -> str:
+        ids = self.ids
+        ids.append(int(token))
+        text = self._text = self.decode(ids[self._anchor:])
+        if text.endswith("\ufffd"):
+            return ""
+        shown = self._shown
+        piece = text[len(shown):] if text.startswith(shown) and len(text) > len(shown) else ""
+        self._shown = text
+        if len(ids) - self._anchor > self.window:
+            last = self.decode(ids[-1:])
+            if not last.startswith("\ufffd") and text.endswith(last):   # the last token stands alone
+                self._anchor, self._shown = len(ids) - 1, last
+        return piece
+
+    def end(self) -> str:
+        """What the ids left held: the stream ended inside a character, as decode gives it."""
+        text, shown = self._text, self._shown
+        if text.endswith("\ufffd") and text.startswith(shown) and len(text) > len(shown):
+            self._shown = text
+            return text[len(shown):]
+        return ""
+
+
 def text_deltas(tokens, decode, *, window: int = 64):
     """The text of a stream of token ids, piece by piece: each yield is what the ids so
-    far add to the decoded text. A multi-byte character split over several byte-level BPE
-    tokens decodes to U+FFFD until its last byte comes: nothing is yielded until then, so
-    no broken character is printed. ``decode(ids) -> str``; the ids are decoded from an
-    anchor that moves forward every ``window`` tokens (one token of overlap keeps the
-    spacing of the word tokenizer), so each step decodes at most ``window + 1`` ids."""
-    ids: list[int] = []
-    anchor, shown = 0, ""            # shown: decode(ids[anchor:]) as far as already yielded
-    text = ""
+    far add to the decoded text (:class:`TextDeltas` over an iterable; empty pieces are not
+    yielded)."""
+    deltas = TextDeltas(decode, window=window)
     for token in tokens:
-        ids.append(int(token))
-        text = decode(ids[anchor:])
-        if text.endswith("\ufffd"):
-            continue
-        if text.startswith(shown) and len(text) > len(shown):
-            yield text[len(shown):]
-        shown = text
-        if len(ids) - anchor > window:
-            last = decode(ids[-1:])
-            if not last.startswith("\ufffd") and text.endswith(last):   # the last token stands alone
-                anchor, shown = len(ids) - 1, last
-    if text.endswith("\ufffd") and text.startswith(shown) and len(text) > len(shown):
-        yield text[len(shown):]      # the stream ended inside a character: as decode gives it
+        piece = deltas.push(token)
+        if piece:
+            yield piece
+    last = deltas.end()
+    if last:
+        yield last
 
 
 class TextStream:

@@ -186,7 +186,10 @@ def sample_next(logits, *, temperature: float = 1.0, top_k: int | None = None,
     id, no randomness used. Otherwise ``rng`` (a ``numpy.random.Generator``) is required
     and exactly one ``rng.random(batch_shape)`` call is made, by inverse-CDF sampling:
     the token is the first ``i`` with :math:`\sum_{j \le i} \pi_j > u \sum_j \pi_j`, which
-    is never a token of probability 0.
+    is never a token of probability 0. For logits (B, V), ``rng`` may also be a list of B
+    generators, one per row: row ``b`` draws its ``u`` with one ``rng[b].random()``, the
+    number it draws alone (logits (1, V) and ``rng[b]``), so rows decoded together
+    (:class:`~minillm.train.generation.DecodeBatch`) are sampled in one call.
 
     Shapes: logits (..., V) -> (...) int64 (a 0-d array for logits (V,)).
     """
@@ -194,14 +197,21 @@ def sample_next(logits, *, temperature: float = 1.0, top_k: int | None = None,
     t, top_k, top_p = _check_options(temperature, top_k, top_p)
     if t == 0:
         return np.asarray(np.argmax(x, axis=-1), dtype=np.int64)  # (...)
-    if not isinstance(rng, np.random.Generator):
+    if isinstance(rng, (list, tuple)):
+        if x.ndim != 2 or len(rng) != x.shape[0] or not all(isinstance(g, np.random.Generator) for g in rng):
+            raise ValueError(f"a list of rngs needs logits (B, V) and B numpy.random.Generators, got {len(rng)} "
+                             f"for logits of shape {x.shape}")
+        draw = np.asarray([g.random() for g in rng])  # (B,) each row's own draw
+    elif isinstance(rng, np.random.Generator):
+        draw = rng.random(x.shape[:-1])  # (...)
+    else:
         raise ValueError(
             f"rng must be a numpy.random.Generator when temperature > 0, got {type(rng).__name__}; "
             "pass rng=np.random.default_rng(seed)"
         )
     pi = next_token_probs(x, temperature=t, top_k=top_k, top_p=top_p)  # (..., V)
     cdf = np.cumsum(pi, axis=-1)  # (..., V)
-    u = rng.random(x.shape[:-1])[..., None] * cdf[..., -1:]  # (..., 1)
+    u = draw[..., None] * cdf[..., -1:]  # (..., 1)
     idx = np.sum(cdf <= u, axis=-1)  # (...) first i with cdf_i > u
     # u * total can round up to total itself: fall back to the last token with pi > 0
     V = x.shape[-1]

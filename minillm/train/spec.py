@@ -86,7 +86,9 @@ class Endpoint:
     server's limit of that name); the server turns them into the schema it checks
     requests against and publishes (``/openapi.json``). ``handler`` gets the served run
     (:class:`minillm.serving.model.ServedRun`: ``runtime``, ``model``, ``tokenizer``,
-    ``config``, ``label_names``, ``encode(text, max_tokens, what)``, ``lock``, ``limits``)
+    ``config``, ``label_names``, ``encode(text, max_tokens, what)``, ``lock``, ``limits``,
+    ``engine.generate(prompt_ids, max_new_tokens, **sampling)``: generation batched with the
+    other requests in flight)
     and the checked body as a dict; it raises :class:`Refused` for a request that is
     well-formed but cannot be served. ``doc``: the endpoint's description."""
 

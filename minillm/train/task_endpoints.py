@@ -25,7 +25,6 @@ import numpy as np
 
 from ..data.batching import pad_batch
 from ..reference.softmax import softmax
-from .generation import generate
 from .spec import LONG_INPUT, Endpoint, Refused
 
 __all__ = ["GENERATE", "SCORE", "CLASSIFY", "TEXT"]
@@ -43,10 +42,10 @@ def _generate(served, req: dict) -> dict:
     prompt_ids, dropped = served.window(req["prompt"], T, keep="last")
     prompt_ids = prompt_ids or [tok.bos_id]
     seed = req["seed"] if req["seed"] is not None else secrets.randbits(63)
-    with served.lock:
-        new = generate(served.runtime, served.model, prompt_ids, req["max_new_tokens"],
-                       temperature=req["temperature"], top_k=req["top_k"], top_p=req["top_p"], seed=seed,
-                       eos_id=tok.eos_id)          # with the KV cache, as the library's default
+    # decoded with the other requests in flight (minillm.serving.engine): the tokens of
+    # minillm.train.generation.generate with the KV cache, as the library's default
+    new = served.engine.generate(prompt_ids, req["max_new_tokens"], temperature=req["temperature"],
+                                 top_k=req["top_k"], top_p=req["top_p"], seed=seed, eos_id=tok.eos_id)
     finish = "eos" if new and new[-1] == tok.eos_id else "length"
     return {"text": tok.decode(new, skip_special_tokens=True), "tokens": new, "prompt_tokens": prompt_ids,
             "finish_reason": finish, "seed": seed, "truncated_tokens": dropped}

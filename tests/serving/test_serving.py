@@ -63,12 +63,13 @@ def runs(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def live_server(app):
-    """uvicorn serving ``app`` on a free loopback port in a thread; yields the base URL."""
+def live_server(app, config=None):
+    """uvicorn serving ``app`` (with ``config``, a ``uvicorn.Config`` of it, if given) on a
+    free loopback port in a thread; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(config or uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -492,10 +493,11 @@ def test_schemathesis_finds_no_server_error(servers, server):
     """Requests generated from /openapi.json, valid (positive) and invalid (negative,
     POST bodies only): none gets a 5xx. 50 derandomized examples per operation and mode."""
     operations, statuses = generated_request_statuses(servers[server])
-    assert sorted(op.path for op in operations) == ["/health", "/v1/answer", "/v1/classify", "/v1/generate",
-                                                    "/v1/model", "/v1/score", "/v1/translate"]
+    assert sorted(op.path for op in operations) == ["/health", "/v1/answer", "/v1/chat/completions", "/v1/classify",
+                                                    "/v1/completions", "/v1/generate", "/v1/model", "/v1/models",
+                                                    "/v1/score", "/v1/translate"]
     assert max(statuses) < 500, statuses
-    assert len(statuses) > 3 * 2 * 40          # 3 POST bodies x 2 modes actually generated (302 when written)
+    assert len(statuses) > 5 * 2 * 40          # requests actually generated (703 for the LM server when written)
     # the run reached the model, and refused what it had to: not a run of 4xx only
     assert 200 in statuses and 422 in statuses and (400 in statuses if server == "cls" else True)
 

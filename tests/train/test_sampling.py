@@ -108,6 +108,23 @@ def test_same_seed_same_tokens_and_one_rng_call_per_step():
     assert not np.array_equal(a, c)  # and a different seed does change the draw
 
 
+def test_a_generator_per_row_draws_what_each_row_draws_alone():
+    """DecodeBatch samples its rows in one call, each with its own generator: each row's
+    token and each generator's state afterwards are those of the row sampled alone."""
+    logits = np.random.default_rng(0).normal(size=(6, 300)) * 3
+    options = dict(temperature=0.9, top_k=40, top_p=0.95)
+    together = [np.random.default_rng(s) for s in range(6)]
+    alone = [np.random.default_rng(s) for s in range(6)]
+    tokens = sample_next(logits, rng=together, **options)
+    assert tokens.tolist() == [int(sample_next(row[None], rng=g, **options)[0]) for row, g in zip(logits, alone)]
+    assert [g.random() for g in together] == [g.random() for g in alone]     # one draw each
+    with pytest.raises(ValueError, match=r"a list of rngs needs logits \(B, V\) and B numpy.random.Generators, "
+                                         r"got 2 for logits of shape \(6, 300\)"):
+        sample_next(logits, rng=together[:2])
+    with pytest.raises(ValueError, match="a list of rngs needs"):
+        sample_next(logits[0], rng=together[:1])
+
+
 def test_small_temperature_approaches_greedy():
     logits = np.random.default_rng(3).normal(size=(64, 30))
     greedy = sample_next(logits, temperature=0)
