@@ -24,7 +24,7 @@ from .errors import error_content
 __all__ = ["Access", "API_KEY_ENV", "RequireApiKey", "check_exposure", "is_loopback"]
 
 API_KEY_ENV = "MINILLM_API_KEY"     # read by the CLI (minillm/cli/serve.py); named in the refusal
-OPEN_PATHS = frozenset({("GET", "/"), ("HEAD", "/")})     # the chat page: static, asks for the key itself
+OPEN_PATHS = frozenset({("GET", "/")})   # the chat page: static, asks for the key itself
 
 
 @dataclass(frozen=True)
