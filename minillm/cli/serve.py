@@ -14,8 +14,7 @@ def cmd_serve(a) -> int:
     limits = serving.Limits(max_body_bytes=a.max_body_bytes, max_text_chars=a.max_text_chars,
                             max_new_tokens=a.max_new_tokens)
     key = a.api_key if a.api_key is not None else (os.environ.get(serving.API_KEY_ENV) or None)  # set but empty: unset
-    access = serving.Access(api_key=key,
-                            cors_origins=tuple(a.cors_origin))
+    access = serving.Access(api_key=key, cors_origins=tuple(a.cors_origin))
     serving.serve(a.run, runtime_of(a), host=a.host, port=a.port, limits=limits, access=access)
     return 0
 
@@ -23,7 +22,8 @@ def cmd_serve(a) -> int:
 def add_parsers(sub, command) -> None:
     p = command(sub, "serve", help="serve a run over HTTP (FastAPI + uvicorn; needs the 'serve' extra)")
     p.add_argument("run", type=Path, help="a run folder or a checkpoint folder")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only; "
+                                                         "any other needs --api-key)")
     p.add_argument("--port", type=PORT, default=8000, help="port to listen on")
     p.add_argument("--api-key", metavar="KEY", help="every request then needs 'Authorization: Bearer KEY'; "
                    "required to bind an address other than loopback (default: the environment variable "

@@ -24,7 +24,7 @@ from .errors import error_content
 __all__ = ["Access", "API_KEY_ENV", "RequireApiKey", "check_exposure", "is_loopback"]
 
 API_KEY_ENV = "MINILLM_API_KEY"     # read by the CLI (minillm/cli/serve.py); named in the refusal
-OPEN_PATHS = frozenset({("GET", "/"), ("HEAD", "/")})     # the chat page: static, asks for the key itself
+OPEN_PATHS = frozenset({("GET", "/")})   # the chat page: static, asks for the key itself
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,11 @@ class RequireApiKey:
         self.app, self._key = app, api_key.encode("ascii")
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in OPEN_PATHS:
+        if scope["type"] == "lifespan" or (scope["type"] == "http" and (scope["method"], scope["path"]) in OPEN_PATHS):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":                 # a websocket: closed before it opens (403)
+            await send({"type": "websocket.close", "code": 1008})
             return
         given = [v for k, v in scope.get("headers") or [] if k == b"authorization"]
         scheme, _, token = given[0].strip().partition(b" ") if len(given) == 1 else (b"", b"", b"")

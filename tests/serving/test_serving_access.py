@@ -150,9 +150,14 @@ def test_beyond_loopback_with_a_key_starts_guarded(runs, monkeypatch, how):  # n
     assert cli.main(args) == 0
     assert seen["host"] == "0.0.0.0"
     from starlette.testclient import TestClient     # the app in process: the same middleware stack
+    from starlette.websockets import WebSocketDisconnect
     with TestClient(seen["app"]) as c:
         assert c.get("/health").status_code == 401
         assert c.get("/health", headers=bearer()).json() == {"status": "ok"}
+        with pytest.raises(WebSocketDisconnect) as closed:       # no route takes one; none passes unasked
+            with c.websocket_connect("/"):
+                pass
+        assert closed.value.code == 1008
 
 
 def test_loopback_stays_open_and_bad_keys_are_refused(runs, monkeypatch, capsys):  # noqa: F811

@@ -57,7 +57,8 @@ def browser():
     the Service names the driver). Absent packages skip the test, except in CI, whose
     .ci/run installs them: there the skip would hide the test, so it fails."""
     if not (CHROMIUM and CHROMEDRIVER):
-        message = "the browser test needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        message = ("the browser test needs Debian's chromium and chromium-driver "
+                   "(apt-get install chromium chromium-driver)")
         if os.environ.get("CI"):
             pytest.fail(message + "; .ci/run installs them")
         pytest.skip(message)
