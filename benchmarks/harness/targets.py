@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ratios import Ratio, measure_for, ratio, train_ratio
-from .sizes import TARGET_SIZE
+from .sizes import TARGET_SIZES
 
 __all__ = ["Target", "TRAIN_TARGETS", "KV_CACHE_TARGET", "verdict", "check_targets"]
 
@@ -64,16 +64,17 @@ def _judged(what: str, target: Target, r: Ratio, threads) -> dict:
             "verdict": verdict(r, target)}
 
 
-def check_targets(train_rows, generate_rows, device: str = "cpu", size: str = TARGET_SIZE) -> list[dict]:
-    """Every target that this run measured, on ``size`` at each thread count of the train
-    rows, and the KV cache's for each backend of the generation rows: the median ratio,
+def check_targets(train_rows, generate_rows, device: str = "cpu", sizes=TARGET_SIZES) -> list[dict]:
+    """Every target that this run measured, on each of ``sizes`` at each thread count of the
+    train rows, and the KV cache's for each backend of the generation rows: the median ratio,
     its interval, the measure (:func:`harness.ratios.measure_for`) and the verdict."""
     out = []
-    for threads in dict.fromkeys(r.get("threads") for r in train_rows if r["size"] == size):
-        for t in TRAIN_TARGETS:
-            r = train_ratio(train_rows, size, threads, t.numerator, t.denominator, device)
-            if r is not None:
-                out.append(_judged(t.describe(), t, r, threads))
+    for size in sizes:
+        for threads in dict.fromkeys(r.get("threads") for r in train_rows if r["size"] == size):
+            for t in TRAIN_TARGETS:
+                r = train_ratio(train_rows, size, threads, t.numerator, t.denominator, device)
+                if r is not None:
+                    out.append(_judged(f"{size}: {t.describe()}", t, r, threads))
     by = {(r["backend"], r["use_cache"]): r for r in generate_rows}
     for backend in dict.fromkeys(r["backend"] for r in generate_rows):
         if (backend, True) in by and (backend, False) in by:
