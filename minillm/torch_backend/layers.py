@@ -110,7 +110,7 @@ def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
     return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
                               bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
                               rope_layout=c.rope_layout, eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
-                              head_dim=c.head_dim)
+                              head_dim=c.head_dim, rope_scaling=c.rope_scaling)
 
 
 def make_norm(config: ModelConfig):
@@ -246,7 +246,7 @@ class MultiHeadAttention(Module):
     :func:`repeat_kv` when grouped) and the projections with ``F.linear``, instead of the
     explicit formulas. ``rope_positions`` > 0 rotates queries and keys by their
     positions (RoPE), as in the reference; a rotary layer takes no memory. ``n_kv_heads``,
-    ``bias``, ``qkv_bias``, ``head_dim``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and
+    ``bias``, ``qkv_bias``, ``head_dim``, ``qk_norm``, ``rope_theta``, ``rope_scaling``, ``rope_layout`` and
     ``eps`` as in the reference.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
@@ -256,7 +256,7 @@ class MultiHeadAttention(Module):
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
                  n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
                  rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5,
-                 qkv_bias: bool = False, head_dim: int = 0):
+                 qkv_bias: bool = False, head_dim: int = 0, rope_scaling: dict | None = None):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
@@ -277,7 +277,7 @@ class MultiHeadAttention(Module):
         self.rotation = ROTATIONS[rope_layout]
         self.rotary = bool(rope_positions)
         if self.rotary:   # constants that follow .to(device), neither trained nor saved
-            cos, sin = rotary_tables(rope_positions, D, dtype, rope_theta)
+            cos, sin = rotary_tables(rope_positions, D, dtype, rope_theta, rope_scaling)
             self.register_buffer("rope_cos", torch.from_numpy(cos), persistent=False)  # (P, D/2)
             self.register_buffer("rope_sin", torch.from_numpy(sin), persistent=False)  # (P, D/2)
 
