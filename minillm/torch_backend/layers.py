@@ -19,6 +19,7 @@ the fast path, torch's own kernels (``F.linear``, ``F.layer_norm``, ``F.rms_norm
 """
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..core.config import GATED_ACTIVATIONS, ModelConfig
 from ..core.init import rotary_tables
 from .activations import ACTIVATIONS, FAST_ACTIVATIONS
 from .attention import (
-    causal_mask, fast_grouped_attention, fused_attention, merge_heads, repeat_kv,
+    causal_mask, fast_attention, fast_grouped_attention, merge_heads, repeat_kv,
     scaled_dot_product_attention, split_heads,
 )
 from .dropout import dropout
@@ -90,18 +91,68 @@ class KVCache(NamedTuple):
         Shapes: (B_i, H_kv, P, D) each -> (sum B_i, H_kv, P, D)."""
         return KVCache(torch.cat([c.keys for c in caches]), torch.cat([c.values for c in caches]))
 
+    # the fast path's generation: appended in place, as a list grows
+    def appended(self, keys, values) -> "KVCache":
+        """This cache and ``keys``, ``values`` of T more positions after it: the same
+        numbers as ``torch.cat`` along the positions, without copying the P held ones at
+        each step. The held ones are the first P positions of a buffer with room for more
+        (:class:`_Buffer`); the new ones are written into that room and the result is a
+        view of the first P + T. Where there is no room, or a cache given out earlier and
+        still alive holds positions past P (a second continuation of one prefix), the
+        P + T positions go into a new buffer of twice as many, so that no cache given out
+        ever changes. For generation without gradient only (autograd may have saved the
+        buffer): the fast path calls it under ``torch.no_grad``.
+        Shapes: (B, H_kv, P, D) and keys, values (B, H_kv, T, D) -> (B, H_kv, P + T, D)."""
+        P, T = self.length, int(keys.shape[2])
+        buffer = _Buffer.of(self)
+        if buffer is None or not buffer.free_after(P, T):
+            buffer = _Buffer(self, 2 * (P + T))
+        return buffer.write(P, keys, values)
+
+
+class _Buffer:
+    """Keys and values (B, H_kv, capacity, D) of which each :class:`KVCache` that
+    :meth:`KVCache.appended` gives out is the first positions, and weak references to
+    those caches' tensors, by length: positions past P may be written only while none of
+    them that holds more than P is alive."""
+
+    def __init__(self, held: KVCache, capacity: int):
+        B, H_kv, P, D = held.keys.shape
+        self.keys = held.keys.new_empty((B, H_kv, capacity, D))            # (B, H_kv, capacity, D)
+        self.values = held.values.new_empty((B, H_kv, capacity, D))        # (B, H_kv, capacity, D)
+        self.keys[:, :, :P], self.values[:, :, :P] = held.keys, held.values
+        self.given: dict[int, tuple] = {}                                  # length -> weakrefs
+
+    @staticmethod
+    def of(cache: KVCache) -> "_Buffer | None":
+        """The buffer ``cache`` is the first positions of, or None."""
+        buffer = getattr(cache.keys, "minillm_buffer", None)
+        return buffer if buffer is not None and cache.values.minillm_buffer is buffer else None
+
+    def free_after(self, P: int, T: int) -> bool:
+        """Room for T positions after the first P, and no cache alive that holds more than P."""
+        self.given = {n: refs for n, refs in self.given.items() if any(r() is not None for r in refs)}
+        return P + T <= self.keys.shape[2] and all(n <= P for n in self.given)
+
+    def write(self, P: int, keys, values) -> KVCache:
+        """Writes T positions after the first P; returns the cache of the first P + T."""
+        T = int(keys.shape[2])
+        self.keys[:, :, P:P + T], self.values[:, :, P:P + T] = keys, values  # (B, H_kv, T, D)
+        cache = KVCache(self.keys[:, :, :P + T], self.values[:, :, :P + T])
+        for t in cache:
+            t.minillm_buffer = self
+        self.given[P + T] = (weakref.ref(cache.keys), weakref.ref(cache.values))
+        return cache
+
 
 def _rope_positions(config: ModelConfig) -> int:
     """How many positions a self-attention layer rotates for (0: no RoPE)."""
     return config.block_size if config.positional == "rope" else 0
 
 
-def _attention_ops(fused: bool):
-    """(affine map, attention) of the fast path (``F.linear``, torch's fused kernel)
-    or of the explicit one (the formulas)."""
-    if fused:
-        return fast_linear, fused_attention
-    return linear, scaled_dot_product_attention
+def _affine(fused: bool):
+    """The affine map of the fast path (``F.linear``) or of the explicit one (the formula)."""
+    return fast_linear if fused else linear
 
 
 def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
@@ -317,10 +368,11 @@ class MultiHeadAttention(Module):
         """The heads: each key/value head shared by its G query heads, by the explicit
         copies of :func:`repeat_kv` or, fused, by the kernel's ``enable_gqa``.
         Shapes: q (B, H, T, D), k, v (B, H_kv, S, D) -> (B, H, T, D)."""
+        if self.fused:        # the layer's own heads, already checked and of one batch shape
+            return fast_grouped_attention(q, k, v, mask) if self.n_kv_heads < self.n_heads else \
+                fast_attention(q, k, v, mask)
         if self.n_kv_heads == self.n_heads:
-            return _attention_ops(self.fused)[1](q, k, v, mask)[0]
-        if self.fused:
-            return fast_grouped_attention(q, k, v, mask)
+            return scaled_dot_product_attention(q, k, v, mask)[0]
         G = self.n_heads // self.n_kv_heads
         return scaled_dot_product_attention(q, repeat_kv(k, G), repeat_kv(v, G), mask)[0]
 
@@ -329,7 +381,7 @@ class MultiHeadAttention(Module):
             raise ValueError("expected memory=None for a rotary attention (rope_positions > 0): "
                              "RoPE rotates by positions on one axis, and a memory's are not the "
                              "queries'; build cross-attention with rope_positions=0")
-        affine, _ = _attention_ops(self.fused)
+        affine = _affine(self.fused)
         q, k, v = self._heads(affine, x, x if memory is None else memory)  # (B, H|H_kv, T|S, D)
         if self.rotary:
             q, k = self._rotate(q, k, 0)                           # (B, H|H_kv, T, D)
@@ -344,12 +396,15 @@ class MultiHeadAttention(Module):
 
         Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
-        affine, _ = _attention_ops(self.fused)
+        affine = _affine(self.fused)
         q, k, v = self._heads(affine, x, x)                        # (B, H|H_kv, T, D)
         if self.rotary:                         # the new positions: P .. P+T-1, or each row's own
             q, k = (self._rotate(q, k, 0 if past is None else past.length) if positions is None
                     else self._rotate_at(q, k, positions))
-        if past is not None:
+        if self.fused and not torch.is_grad_enabled():        # generation: no copy of the P held
+            held = past if past is not None else KVCache(k[:, :, :0], v[:, :, :0])
+            k, v = held.appended(k, v)                             # (B, H_kv, P+T, D)
+        elif past is not None:
             k = torch.cat([past.keys, k], dim=2)                   # (B, H_kv, P+T, D)
             v = torch.cat([past.values, v], dim=2)                 # (B, H_kv, P+T, D)
         T = q.shape[2]                          # one new position sees all P + 1: no causal mask
