@@ -64,7 +64,9 @@ class KVCache(NamedTuple):
 
     @property
     def nbytes(self) -> int:
-        """The memory the cache holds: keys and values, (B, H_kv, P, D) each."""
+        """The memory of the positions the cache holds: keys and values, (B, H_kv, P, D)
+        each (a fast-path cache is a view of a buffer that keeps room for up to as many
+        positions again, :meth:`appended`)."""
         return int(self.keys.nbytes + self.values.nbytes)
 
     @property
