@@ -110,12 +110,14 @@ def fused_attention(q, k, v, mask=None):
 
 
 def fast_attention(q, k, v, mask=None):
-    """:func:`fused_attention`'s output for q, k, v of one batch shape, without its checks
-    and broadcasting (each a few microseconds, which a one-token decoding step feels). Not
-    exported: :class:`~minillm.torch_backend.MultiHeadAttention` calls it when ``fused``;
-    its inputs are the layer's, already checked.
+    """:func:`fused_attention`'s output for q, k, v of one batch shape, inside a model's
+    checked entry without its checks and broadcasting (each a few microseconds, which a
+    one-token decoding step feels); outside one, :func:`fused_attention` itself. Not
+    exported: :class:`~minillm.torch_backend.MultiHeadAttention` calls it when ``fused``.
     Shapes: q (B, H, T_q, D), k and v (B, H, T_k, D), mask broadcastable to (B, H, T_q, T_k)
     -> (B, H, T_q, D)."""
+    if checking():
+        return fused_attention(q, k, v, mask)[0]
     return _fused_kernel(q, k, v, mask, enable_gqa=False)
 
 
