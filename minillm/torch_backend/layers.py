@@ -102,48 +102,45 @@ class KVCache(NamedTuple):
         view of the first P + T. Where there is no room, or a cache given out earlier and
         still alive holds positions past P (a second continuation of one prefix), the
         P + T positions go into a new buffer of twice as many, so that no cache given out
-        ever changes. For generation without gradient only (autograd may have saved the
-        buffer): the fast path calls it under ``torch.no_grad``.
+        ever changes (a cache is its keys and values together: its keys say it is alive).
+        For generation without gradient only (autograd may have saved the buffer): the
+        fast path calls it under ``torch.no_grad``.
         Shapes: (B, H_kv, P, D) and keys, values (B, H_kv, T, D) -> (B, H_kv, P + T, D)."""
-        P, T = self.length, int(keys.shape[2])
-        buffer = _Buffer.of(self)
-        if buffer is None or not buffer.free_after(P, T):
+        P, T = self.keys.shape[2], keys.shape[2]
+        buffer = getattr(self.keys, "minillm_buffer", None)
+        if buffer is None or not buffer.free_after(self, P + T):
             buffer = _Buffer(self, 2 * (P + T))
         return buffer.write(P, keys, values)
 
 
 class _Buffer:
     """Keys and values (B, H_kv, capacity, D) of which each :class:`KVCache` that
-    :meth:`KVCache.appended` gives out is the first positions, and weak references to
-    those caches' tensors, by length: positions past P may be written only while none of
-    them that holds more than P is alive."""
+    :meth:`KVCache.appended` gives out is the first positions, and the lengths of those
+    still alive (``alive``, each removed by a weak reference's callback when the cache's
+    keys go): positions past P may be written only while none of them holds more than P."""
 
     def __init__(self, held: KVCache, capacity: int):
         B, H_kv, P, D = held.keys.shape
         self.keys = held.keys.new_empty((B, H_kv, capacity, D))            # (B, H_kv, capacity, D)
         self.values = held.values.new_empty((B, H_kv, capacity, D))        # (B, H_kv, capacity, D)
         self.keys[:, :, :P], self.values[:, :, :P] = held.keys, held.values
-        self.given: dict[int, tuple] = {}                                  # length -> weakrefs
+        self.alive: dict[int, weakref.ref] = {}                            # length -> its keys
 
-    @staticmethod
-    def of(cache: KVCache) -> "_Buffer | None":
-        """The buffer ``cache`` is the first positions of, or None."""
-        buffer = getattr(cache.keys, "minillm_buffer", None)
-        return buffer if buffer is not None and cache.values.minillm_buffer is buffer else None
-
-    def free_after(self, P: int, T: int) -> bool:
-        """Room for T positions after the first P, and no cache alive that holds more than P."""
-        self.given = {n: refs for n, refs in self.given.items() if any(r() is not None for r in refs)}
-        return P + T <= self.keys.shape[2] and all(n <= P for n in self.given)
+    def free_after(self, held: KVCache, n: int) -> bool:
+        """``held`` is the buffer's first P positions (its values too), the buffer has room
+        for ``n`` > P, and no cache alive holds more than P."""
+        P = held.keys.shape[2]
+        return (n <= self.keys.shape[2] and held.values._base is self.values
+                and all(length <= P for length in self.alive))
 
     def write(self, P: int, keys, values) -> KVCache:
         """Writes T positions after the first P; returns the cache of the first P + T."""
-        T = int(keys.shape[2])
-        self.keys[:, :, P:P + T], self.values[:, :, P:P + T] = keys, values  # (B, H_kv, T, D)
-        cache = KVCache(self.keys[:, :, :P + T], self.values[:, :, :P + T])
-        for t in cache:
-            t.minillm_buffer = self
-        self.given[P + T] = (weakref.ref(cache.keys), weakref.ref(cache.values))
+        n = P + keys.shape[2]
+        self.keys[:, :, P:n], self.values[:, :, P:n] = keys, values         # (B, H_kv, T, D)
+        cache = KVCache(self.keys[:, :, :n], self.values[:, :, :n])         # (B, H_kv, n, D)
+        cache.keys.minillm_buffer = self
+        alive = self.alive              # the callback holds the dict, not the buffer
+        alive[n] = weakref.ref(cache.keys, lambda ref, n=n: alive.pop(n) if alive.get(n) is ref else None)
         return cache
 
 
