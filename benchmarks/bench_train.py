@@ -17,7 +17,7 @@ from minillm.core.threads import thread_limit
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="+", default=["tiny", "small", "medium"], choices=["tiny", "small", "medium"])
+    p.add_argument("--sizes", nargs="+", default=["tiny", "small", "small-llama", "medium"], choices=["tiny", "small", "small-llama", "medium"])
     p.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default: %(default)s)")
     p.add_argument("--compile", action="store_true")
     a = p.parse_args()

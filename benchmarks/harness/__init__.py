@@ -42,7 +42,7 @@ from .train_step import bench_train
 __all__ = ["run_all", "format_report", "plot_attention"]
 
 
-def run_all(*, threads=(1, 2), sizes=("tiny", "small", "medium"), repeats: int = 9,
+def run_all(*, threads=(1, 2), sizes=("tiny", "small", "small-llama", "medium"), repeats: int = 9,
             device: str = "cpu", compile_model: bool = False, generate: bool = True,
             attention_Ts=(64, 128, 256, 512, 1024, 2048), new_tokens: int = 256, gpu: bool | None = None) -> dict:
     """Every benchmark in one run; a JSON-ready dict. The train step is measured at each

@@ -97,7 +97,7 @@ def _gpu(rows) -> list[str]:
 
 
 def _targets(rows) -> list[str]:
-    lines = ["Targets (train step: the small model), the same ratios as above; met or missed when "
+    lines = ["Targets (train step: the small models, GPT and Llama-style), the same ratios as above; met or missed when "
              "the whole 95% interval is on one side of the limit, else within noise:", "",
              "| target | threads | of | ratio (median) | 95% interval | rounds | verdict |",
              "|---|---:|---|---:|---|---:|---|"]

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minillm.core.config import ModelConfig
+from minillm.core.config import ModelConfig, architecture_fields
 
-__all__ = ["BenchSize", "gpt_config", "SIZES", "TARGET_SIZE", "random_batch"]
+__all__ = ["BenchSize", "gpt_config", "SIZES", "TARGET_SIZES", "random_batch"]
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,13 @@ SIZES = {
     "tiny": BenchSize("tiny", gpt_config(2, 2, 64, 32), 8),
     "small": BenchSize("small", gpt_config(4, 4, 128, 64), 12),       # the targets' model
     "medium": BenchSize("medium", gpt_config(4, 4, 256, 128), 8),
+    # the small shapes with ModelConfig's "llama" preset: RMSNorm, SwiGLU (d_ff 4C), 4 query
+    # heads sharing 2 key/value heads, split-halves RoPE, no biases (issue 25's targets)
+    "small-llama": BenchSize("small-llama", gpt_config(4, 4, 128, 64, **architecture_fields("llama", 4)), 12),
     "gpt2-small": BenchSize("gpt2-small", gpt_config(12, 12, 768, 1024, vocab_size=50257,
                                                      activation="gelu_tanh", tie_embeddings=True), 8),
 }
-TARGET_SIZE = "small"
+TARGET_SIZES = ("small", "small-llama")      # the sizes the train-step targets are judged on
 
 
 def random_batch(size: BenchSize, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,9 @@ Variants, float32:
 - ``torch_fused``: its fast path (torch's kernels: ``F.linear``, ``F.layer_norm``,
   ``F.gelu``, fused attention, ``F.cross_entropy``) and the ``torch._foreach_*`` Adam
   step; ``torch_fused+compile`` with ``torch.compile``;
-- ``torch_nn``: the yardstick, a plain ``torch.nn`` GPT of the same architecture
-  (``PlainGPT`` in benchmarks/yardstick.py) with ``torch.optim.Adam``.
+- ``torch_nn``: the yardstick, a plain ``torch.nn`` model of the same architecture
+  (``PlainGPT``, or ``PlainLlama`` for the "llama" preset, benchmarks/yardstick.py) from
+  the same initial weights, with ``torch.optim.Adam``.
 
 Dimension legend: B batch, T sequence length, C d_model, V vocabulary.
 """
@@ -71,13 +72,14 @@ def train_steps(size: BenchSize, variants, device: str, compile_model: bool) -> 
             name = "torch_fused" + ("+compile" if compile_model else "")
             steps[name] = TrainStep(model, opt, xt, yt, "torch", forward)
         if "torch_nn" in variants:
-            from yardstick import PlainGPT                       # benchmarks/yardstick.py
-            model = PlainGPT(cfg).to(device)
+            from yardstick import plain_model                    # benchmarks/yardstick.py
+            start = T.GPT(cfg, seed=0).state_dict()              # the same initial weights
+            model = plain_model(cfg).load_minillm_weights(start).to(device)
             steps["torch_nn"] = TrainStep(model, torch.optim.Adam(model.parameters(), lr=1e-4), xt, yt, "torch")
     return steps
 
 
-def bench_train(sizes=("tiny", "small", "medium"), variants=TRAIN_VARIANTS, repeats: int = 5,
+def bench_train(sizes=("tiny", "small", "small-llama", "medium"), variants=TRAIN_VARIANTS, repeats: int = 5,
                 warmup: int = 2, device: str = "cpu", compile_model: bool = False) -> list[dict]:
     """Train-step rows: each variant on each size (a name of ``SIZES`` or a
     :class:`BenchSize`), ``repeats`` interleaved rounds (:func:`harness.timing.interleaved_times`:

@@ -57,8 +57,8 @@ def add_bench_parser(sub, command) -> None:
     p.add_argument("--threads", type=POSITIVE_INT, nargs="+", default=[1, 2],
                    help="NumPy BLAS and torch thread counts; the train step is measured at each, the rest "
                         "at the first")
-    p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "medium"), help="model sizes to time",
-                   default=["tiny", "small", "medium"])
+    p.add_argument("--sizes", nargs="+", choices=("tiny", "small", "small-llama", "medium"), help="model sizes to time",
+                   default=["tiny", "small", "small-llama", "medium"])
     p.add_argument("--repeats", type=POSITIVE_INT, default=9, help="interleaved rounds of every part (attention: half as "
                                                           "many); a ratio gets a 95%% interval from 6 rounds on")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="the torch variants' device")

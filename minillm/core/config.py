@@ -19,6 +19,9 @@ GATED_ACTIVATIONS = {"swiglu": "silu"}
 POSITIONALS = ("learned", "sinusoidal", "rope")
 NORMS = ("layer", "rms")
 ROPE_LAYOUTS = ("interleaved", "half")
+# RoPE's frequency scalings (ModelConfig.rope_scaling), each with the fields it needs, named
+# as Hugging Face's config.json names them. "llama3": Llama 3.1's (minillm.core.init.rope_frequencies).
+ROPE_SCALINGS = {"llama3": ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")}
 DTYPES = ("float32", "float64")
 
 # The architecture presets (``minillm pretrain --arch``): each names the ModelConfig fields
@@ -61,6 +64,35 @@ def architecture_of(config: "ModelConfig") -> str | None:
     return None
 
 
+def check_rope_scaling(scaling, name: str = "ModelConfig.rope_scaling") -> dict | None:
+    """None, or a scaling of ``ROPE_SCALINGS`` with each of its fields and no other:
+    factors finite and > 0, ``high_freq_factor`` above ``low_freq_factor`` (the two
+    wavelengths between which the scaling is blended), the original context a whole number
+    >= 1. Returned with the values as floats (the context as an int), so that a config read
+    from JSON equals the one written; a ValueError naming ``name`` and the field otherwise."""
+    if scaling is None:
+        return None
+    if not isinstance(scaling, dict) or scaling.get("rope_type") not in ROPE_SCALINGS:
+        raise ValueError(f"{name} must be None or a dict with rope_type one of {tuple(ROPE_SCALINGS)}, "
+                         f"got {scaling!r}")
+    fields = ROPE_SCALINGS[scaling["rope_type"]]
+    if set(scaling) != {"rope_type", *fields}:
+        raise ValueError(f"{name} of rope_type {scaling['rope_type']!r}: expected the fields "
+                         f"{['rope_type', *fields]}, got {sorted(scaling)}")
+    clean = {"rope_type": scaling["rope_type"]}
+    for field in fields:
+        value, whole = scaling[field], field == "original_max_position_embeddings"
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf")
+                or (whole and value != int(value))):
+            raise ValueError(f"{name}[{field!r}] must be a finite number > 0" + (", whole" if whole else "")
+                             + f", got {value!r}")
+        clean[field] = int(value) if whole else float(value)
+    if not clean["high_freq_factor"] > clean["low_freq_factor"]:
+        raise ValueError(f"{name}: expected high_freq_factor > low_freq_factor, got "
+                         f"{clean['high_freq_factor']!r} and {clean['low_freq_factor']!r}")
+    return clean
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     r"""Shapes and choices of a Transformer, shared by ``reference`` and ``torch_backend``.
@@ -89,7 +121,11 @@ class ModelConfig:
     500000 in Llama 3, 1000000 in Qwen) and ``rope_layout`` which dimensions it pairs:
     ``"interleaved"`` (:math:`(x_{2i}, x_{2i+1})`, the paper's) or ``"half"``
     (:math:`(x_i, x_{i+D/2})`, Hugging Face Llama and Qwen's ``rotate_half``); both only
-    with ``positional="rope"``. ``bias=False`` drops the bias of every linear map inside
+    with ``positional="rope"``. ``rope_scaling`` (None: plain RoPE) rescales RoPE's
+    frequencies for a longer context, a dict in Hugging Face's words: ``{"rope_type":
+    "llama3", "factor", "low_freq_factor", "high_freq_factor",
+    "original_max_position_embeddings"}`` (Llama 3.1; ``ROPE_SCALINGS``, the formula in
+    :func:`minillm.core.init.rope_frequencies`). ``bias=False`` drops the bias of every linear map inside
     the blocks (attention's four and the feed-forward's); ``qkv_bias=True`` with
     ``bias=False`` keeps the biases of the query, key and value projections only (Qwen 2).
     ``head_dim`` (0, the default, means ``d_model // n_heads``; ``d_head`` gives the
@@ -135,6 +171,7 @@ class ModelConfig:
     bias: bool = True
     qkv_bias: bool = False
     head_dim: int = 0
+    rope_scaling: dict | None = None
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "d_model", "n_heads", "n_layers"):
@@ -209,8 +246,9 @@ class ModelConfig:
         if self.rope_layout not in ROPE_LAYOUTS:
             raise ValueError(f"ModelConfig.rope_layout must be one of {ROPE_LAYOUTS}, "
                              f"got {self.rope_layout!r}")
+        object.__setattr__(self, "rope_scaling", check_rope_scaling(self.rope_scaling))
         if self.positional != "rope":
-            for name, default in (("rope_theta", 10000.0), ("rope_layout", "interleaved")):
+            for name, default in (("rope_theta", 10000.0), ("rope_layout", "interleaved"), ("rope_scaling", None)):
                 if getattr(self, name) != default:
                     raise ValueError(f"ModelConfig.{name}={getattr(self, name)!r} is read only with "
                                      f"positional='rope', got positional={self.positional!r}")
@@ -225,7 +263,7 @@ class ModelConfig:
             used.append(f"n_kv_heads={self.n_kv_heads} (n_heads={self.n_heads})")
         if self.activation in GATED_ACTIVATIONS:
             used.append(f"activation={self.activation!r}")
-        for name, classic in (("rope_theta", 10000.0), ("rope_layout", "interleaved")):
+        for name, classic in (("rope_theta", 10000.0), ("rope_layout", "interleaved"), ("rope_scaling", None)):
             if getattr(self, name) != classic:
                 used.append(f"{name}={getattr(self, name)!r}")
         if used:

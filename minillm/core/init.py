@@ -42,7 +42,8 @@ from typing import Iterable
 
 import numpy as np
 
-__all__ = ["INIT_STD", "init_parameters", "init_rule", "sinusoidal_positions", "dropout_rng"]
+__all__ = ["INIT_STD", "init_parameters", "init_rule", "sinusoidal_positions", "rotary_tables", "rope_frequencies",
+           "dropout_rng"]
 
 INIT_STD = 0.02
 RESIDUAL_PROJECTIONS = ("attn.W_O", "ffn.W2", "ffn.W_down")
@@ -105,13 +106,11 @@ def sinusoidal_positions(T: int, d_model: int, dtype="float32") -> np.ndarray:
     return P.astype(dtype)
 
 
-def rotary_tables(T: int, head_size: int, dtype="float32", base: float = 10000.0):
+def rotary_tables(T: int, head_size: int, dtype="float32", base: float = 10000.0, scaling: dict | None = None):
     """The rotation angles of RoPE (Su et al. 2021, RoFormer, section 3.2.2) for
-    positions ``0..T-1``: :math:`\\cos m\\theta_i` and :math:`\\sin m\\theta_i` with
-
-    .. math:: \\theta_i = \\mathrm{base}^{-2i/D}, \\qquad i = 0, \\dots, D/2 - 1
-
-    the frequencies of :func:`sinusoidal_positions`, one per pair of a head's dimensions.
+    positions ``0..T-1``: :math:`\\cos m\\theta_i` and :math:`\\sin m\\theta_i`, with the
+    frequencies :math:`\\theta_i` of :func:`rope_frequencies` (``scaling``: a
+    ``ModelConfig.rope_scaling``), one per pair of a head's dimensions.
     Shapes: -> cos (T, D/2), sin (T, D/2). Computed in float64, then cast, so that both
     backends rotate by the same numbers.
     """
@@ -119,8 +118,47 @@ def rotary_tables(T: int, head_size: int, dtype="float32", base: float = 10000.0
         raise ValueError(f"expected an even head size for RoPE (it rotates pairs of dimensions), "
                          f"got {head_size}")
     m = np.arange(T, dtype=np.float64)[:, None]                          # (T, 1)
-    theta = np.power(base, -np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (D/2,)
+    theta = rope_frequencies(head_size, base, scaling)                   # (D/2,)
     return np.cos(m * theta).astype(dtype), np.sin(m * theta).astype(dtype)
+
+
+def rope_frequencies(head_size: int, base: float = 10000.0, scaling: dict | None = None) -> np.ndarray:
+    r"""RoPE's frequencies, float64, one per pair of a head's D dimensions:
+
+    .. math:: \theta_i = \mathrm{base}^{-2i/D}, \qquad i = 0, \dots, D/2 - 1
+
+    the frequencies of :func:`sinusoidal_positions`. With ``scaling`` of rope_type
+    ``"llama3"`` (Llama 3.1, the ``apply_scaling`` of Meta's reference code; the same as
+    Hugging Face's ``_compute_llama3_parameters``), for a model trained on a context of
+    :math:`L` = ``original_max_position_embeddings`` and stretched by :math:`s` =
+    ``factor``: with each frequency's wavelength :math:`\lambda_i = 2\pi / \theta_i`
+    and the wavelengths :math:`\lambda_{lo} = L / \mathrm{low\_freq\_factor}` >
+    :math:`\lambda_{hi} = L / \mathrm{high\_freq\_factor}`,
+
+    .. math::
+        \theta'_i = \begin{cases}
+            \theta_i & \lambda_i < \lambda_{hi} \text{ (fast rotations: kept)} \\
+            \theta_i / s & \lambda_i > \lambda_{lo} \text{ (slow ones: stretched)} \\
+            (1 - \gamma_i)\,\theta_i / s + \gamma_i\,\theta_i & \text{between}, \quad
+            \gamma_i = \frac{L / \lambda_i - \mathrm{low\_freq\_factor}}
+                            {\mathrm{high\_freq\_factor} - \mathrm{low\_freq\_factor}}
+        \end{cases}
+
+    (:math:`\gamma_i` runs from 0 at :math:`\lambda_{lo}` to 1 at :math:`\lambda_{hi}`, so the
+    three pieces join). Shapes: -> (D/2,).
+    """
+    theta = np.power(float(base), -np.arange(0, head_size, 2, dtype=np.float64) / head_size)  # (D/2,)
+    if scaling is None:
+        return theta
+    if scaling.get("rope_type") != "llama3":
+        raise ValueError(f"expected rope_scaling None or of rope_type 'llama3', got {scaling!r}")
+    s, L = float(scaling["factor"]), float(scaling["original_max_position_embeddings"])
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    wavelength = 2 * np.pi / theta                                       # (D/2,)
+    gamma = (L / wavelength - low) / (high - low)                        # (D/2,)
+    blended = (1 - gamma) * theta / s + gamma * theta                    # (D/2,)
+    return np.where(wavelength < L / high, theta,
+                    np.where(wavelength > L / low, theta / s, blended))  # (D/2,)
 
 
 def dropout_rng(seed: int) -> np.random.Generator:

@@ -102,7 +102,7 @@ def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
     return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
                               bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
                               rope_layout=c.rope_layout, eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
-                              head_dim=c.head_dim)
+                              head_dim=c.head_dim, rope_scaling=c.rope_scaling)
 
 
 def make_norm(config: ModelConfig):
@@ -316,8 +316,9 @@ class MultiHeadAttention(Module):
     ``b_V`` (Qwen 2); ``head_dim`` (0: C / H) is D when set apart from C / H (Qwen 3): W_Q
     is (C, H D), W_K and W_V (C, H_kv D), W_O (H D, C); ``qk_norm`` applies an RMSNorm of size D
     (``q_norm``, ``k_norm``) to each head's queries and keys before RoPE (Qwen 3,
-    OLMo 2); ``rope_theta`` is RoPE's base and ``rope_layout`` its pairing
-    (:func:`rope` or :func:`rope_half`); ``eps`` QK-norm's epsilon.
+    OLMo 2); ``rope_theta`` is RoPE's base, ``rope_scaling`` its frequencies' scaling (a
+    ``ModelConfig.rope_scaling``, Llama 3.1's; :func:`minillm.core.init.rope_frequencies`)
+    and ``rope_layout`` its pairing (:func:`rope` or :func:`rope_half`); ``eps`` QK-norm's epsilon.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
 
@@ -326,7 +327,7 @@ class MultiHeadAttention(Module):
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
                  n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
                  rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5,
-                 qkv_bias: bool = False, head_dim: int = 0):
+                 qkv_bias: bool = False, head_dim: int = 0, rope_scaling: dict | None = None):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
@@ -345,7 +346,7 @@ class MultiHeadAttention(Module):
             raise ValueError(f"expected rope_layout in {tuple(ROTATIONS)}, got {rope_layout!r}")
         self.rotation = ROTATIONS[rope_layout]
         # constants, neither trained nor saved: cos, sin (rope_positions, D/2)
-        self.rope_tables = (rotary_tables(rope_positions, D, dtype, rope_theta)
+        self.rope_tables = (rotary_tables(rope_positions, D, dtype, rope_theta, rope_scaling)
                             if rope_positions else None)
 
     def _rotary(self, start: int, T: int):

@@ -92,29 +92,23 @@ def _at_infinity(x, formula):
     return torch.where(inf, limit, formula(x_fin))              # (...)
 
 
-def _sigmoid(x):
-    r""":math:`\sigma(x)` without overflow, as the reference: :math:`e = e^{-|x|}`,
-    :math:`1/(1+e)` for x >= 0, :math:`e/(1+e)` below. :math:`-|x|` is a selection, not
-    ``abs``, whose derivative at 0 would be torch's convention (tests/ops/test_bounds.py).
-    Shapes: (...) -> (...)."""
-    e = torch.exp(torch.where(x >= 0, -x, x))                   # (...), e^{-|x|} in (0, 1]
-    return torch.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # (...)
-
-
 def silu(x):
     r"""SiLU (Swish-1), the gate of SwiGLU (Shazeer 2020, eq. 5).
 
     .. math:: \mathrm{SiLU}(x) = x\,\sigma(x) = \frac{x}{1 + e^{-x}}
 
-    At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty` and 0,
-    with slopes 1 and 0, as in :func:`gelu`: the infinite entries are set aside
+    :math:`\sigma` is ``torch.sigmoid``, torch's logistic function, as :func:`gelu` takes
+    :math:`\Phi` from ``torch.special.erfc`` where the reference writes its own (its
+    ``_sigmoid``: NumPy has none); its backward is :math:`\sigma(1 - \sigma)`, the
+    reference's. At :math:`x = \pm\infty` the value is the formula's limit, :math:`+\infty`
+    and 0, with slopes 1 and 0, as in :func:`gelu`: the infinite entries are set aside
     (``x_fin``) so that autograd never multiplies :math:`\infty` by 0, and ReLU's value is
     put back (the reference puts the same limits in where x is infinite).
     Shapes: x (...) -> (...).
     """
     if v.checking():
         _check(x)
-    return _at_infinity(x, lambda z: z * _sigmoid(z))           # (...)
+    return _at_infinity(x, lambda z: z * torch.sigmoid(z))      # (...)
 
 
 # ----------------------------------------------------------------------------------------

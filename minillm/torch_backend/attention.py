@@ -109,6 +109,18 @@ def fused_attention(q, k, v, mask=None):
     return _fused_kernel(q, k, v, mask, enable_gqa=False), None
 
 
+def fast_attention(q, k, v, mask=None):
+    """:func:`fused_attention`'s output for q, k, v of one batch shape, inside a model's
+    checked entry without its checks and broadcasting (each a few microseconds, which a
+    one-token decoding step feels); outside one, :func:`fused_attention` itself. Not
+    exported: :class:`~minillm.torch_backend.MultiHeadAttention` calls it when ``fused``.
+    Shapes: q (B, H, T_q, D), k and v (B, H, T_k, D), mask broadcastable to (B, H, T_q, T_k)
+    -> (B, H, T_q, D)."""
+    if checking():
+        return fused_attention(q, k, v, mask)[0]
+    return _fused_kernel(q, k, v, mask, enable_gqa=False)
+
+
 def fast_grouped_attention(q, k, v, mask=None):
     """Grouped-query attention through torch's fused kernel with ``enable_gqa=True``: the
     same as ``fused_attention(q, repeat_kv(k, G), repeat_kv(v, G), mask)`` without the

@@ -19,6 +19,7 @@ the fast path, torch's own kernels (``F.linear``, ``F.layer_norm``, ``F.rms_norm
 """
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +31,7 @@ from ..core.config import GATED_ACTIVATIONS, ModelConfig
 from ..core.init import rotary_tables
 from .activations import ACTIVATIONS, FAST_ACTIVATIONS
 from .attention import (
-    causal_mask, fast_grouped_attention, fused_attention, merge_heads, repeat_kv,
+    causal_mask, fast_attention, fast_grouped_attention, merge_heads, repeat_kv,
     scaled_dot_product_attention, split_heads,
 )
 from .dropout import dropout
@@ -63,7 +64,9 @@ class KVCache(NamedTuple):
 
     @property
     def nbytes(self) -> int:
-        """The memory the cache holds: keys and values, (B, H_kv, P, D) each."""
+        """The memory of the positions the cache holds: keys and values, (B, H_kv, P, D)
+        each (a fast-path cache is a view of a buffer that keeps room for up to as many
+        positions again, :meth:`appended`)."""
         return int(self.keys.nbytes + self.values.nbytes)
 
     @property
@@ -90,18 +93,65 @@ class KVCache(NamedTuple):
         Shapes: (B_i, H_kv, P, D) each -> (sum B_i, H_kv, P, D)."""
         return KVCache(torch.cat([c.keys for c in caches]), torch.cat([c.values for c in caches]))
 
+    # the fast path's generation: appended in place, as a list grows
+    def appended(self, keys, values) -> "KVCache":
+        """This cache and ``keys``, ``values`` of T more positions after it: the same
+        numbers as ``torch.cat`` along the positions, without copying the P held ones at
+        each step. The held ones are the first P positions of a buffer with room for more
+        (:class:`_Buffer`); the new ones are written into that room and the result is a
+        view of the first P + T. Where there is no room, or a cache given out earlier and
+        still alive holds positions past P (a second continuation of one prefix), the
+        P + T positions go into a new buffer of twice as many, so that no cache given out
+        ever changes (a cache is its keys and values together: its keys say it is alive).
+        For generation without gradient only (autograd may have saved the buffer): the
+        fast path calls it under ``torch.no_grad``.
+        Shapes: (B, H_kv, P, D) and keys, values (B, H_kv, T, D) -> (B, H_kv, P + T, D)."""
+        P, T = self.keys.shape[2], keys.shape[2]
+        buffer = getattr(self.keys, "minillm_buffer", None)
+        if buffer is None or not buffer.free_after(self, P + T):
+            buffer = _Buffer(self, 2 * (P + T))
+        return buffer.write(P, keys, values)
+
+
+class _Buffer:
+    """Keys and values (B, H_kv, capacity, D) of which each :class:`KVCache` that
+    :meth:`KVCache.appended` gives out is the first positions, and the lengths of those
+    still alive (``alive``, each removed by a weak reference's callback when the cache's
+    keys go): positions past P may be written only while none of them holds more than P."""
+
+    def __init__(self, held: KVCache, capacity: int):
+        B, H_kv, P, D = held.keys.shape
+        self.keys = held.keys.new_empty((B, H_kv, capacity, D))            # (B, H_kv, capacity, D)
+        self.values = held.values.new_empty((B, H_kv, capacity, D))        # (B, H_kv, capacity, D)
+        self.keys[:, :, :P], self.values[:, :, :P] = held.keys, held.values
+        self.alive: dict[int, weakref.ref] = {}                            # length -> its keys
+
+    def free_after(self, held: KVCache, n: int) -> bool:
+        """``held`` is the buffer's first P positions (its values too), the buffer has room
+        for ``n`` > P, and no cache alive holds more than P."""
+        P = held.keys.shape[2]
+        return (n <= self.keys.shape[2] and held.values._base is self.values
+                and all(length <= P for length in self.alive))
+
+    def write(self, P: int, keys, values) -> KVCache:
+        """Writes T positions after the first P; returns the cache of the first P + T."""
+        n = P + keys.shape[2]
+        self.keys[:, :, P:n], self.values[:, :, P:n] = keys, values         # (B, H_kv, T, D)
+        cache = KVCache(self.keys[:, :, :n], self.values[:, :, :n])         # (B, H_kv, n, D)
+        cache.keys.minillm_buffer = self
+        alive = self.alive              # the callback holds the dict, not the buffer
+        alive[n] = weakref.ref(cache.keys, lambda ref, n=n: alive.pop(n) if alive.get(n) is ref else None)
+        return cache
+
 
 def _rope_positions(config: ModelConfig) -> int:
     """How many positions a self-attention layer rotates for (0: no RoPE)."""
     return config.block_size if config.positional == "rope" else 0
 
 
-def _attention_ops(fused: bool):
-    """(affine map, attention) of the fast path (``F.linear``, torch's fused kernel)
-    or of the explicit one (the formulas)."""
-    if fused:
-        return fast_linear, fused_attention
-    return linear, scaled_dot_product_attention
+def _affine(fused: bool):
+    """The affine map of the fast path (``F.linear``) or of the explicit one (the formula)."""
+    return fast_linear if fused else linear
 
 
 def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
@@ -110,7 +160,7 @@ def _self_attention(config: ModelConfig) -> "MultiHeadAttention":
     return MultiHeadAttention(c.d_model, c.n_heads, c.dtype, _rope_positions(c), n_kv_heads=c.n_kv_heads,
                               bias=c.bias, qk_norm=c.qk_norm, rope_theta=c.rope_theta,
                               rope_layout=c.rope_layout, eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
-                              head_dim=c.head_dim)
+                              head_dim=c.head_dim, rope_scaling=c.rope_scaling)
 
 
 def make_norm(config: ModelConfig):
@@ -246,7 +296,7 @@ class MultiHeadAttention(Module):
     :func:`repeat_kv` when grouped) and the projections with ``F.linear``, instead of the
     explicit formulas. ``rope_positions`` > 0 rotates queries and keys by their
     positions (RoPE), as in the reference; a rotary layer takes no memory. ``n_kv_heads``,
-    ``bias``, ``qkv_bias``, ``head_dim``, ``qk_norm``, ``rope_theta``, ``rope_layout`` and
+    ``bias``, ``qkv_bias``, ``head_dim``, ``qk_norm``, ``rope_theta``, ``rope_scaling``, ``rope_layout`` and
     ``eps`` as in the reference.
     Shapes: x (B, T, C), memory (B, S, C) or None -> (B, T, C).
     """
@@ -256,7 +306,7 @@ class MultiHeadAttention(Module):
     def __init__(self, d_model: int, n_heads: int, dtype="float32", rope_positions: int = 0,
                  n_kv_heads: int = 0, bias: bool = True, qk_norm: bool = False,
                  rope_theta: float = 10000.0, rope_layout: str = "interleaved", eps: float = 1e-5,
-                 qkv_bias: bool = False, head_dim: int = 0):
+                 qkv_bias: bool = False, head_dim: int = 0, rope_scaling: dict | None = None):
         super().__init__()
         self.n_heads = n_heads
         self.n_kv_heads = _check_kv_heads(n_heads, n_kv_heads)
@@ -277,7 +327,7 @@ class MultiHeadAttention(Module):
         self.rotation = ROTATIONS[rope_layout]
         self.rotary = bool(rope_positions)
         if self.rotary:   # constants that follow .to(device), neither trained nor saved
-            cos, sin = rotary_tables(rope_positions, D, dtype, rope_theta)
+            cos, sin = rotary_tables(rope_positions, D, dtype, rope_theta, rope_scaling)
             self.register_buffer("rope_cos", torch.from_numpy(cos), persistent=False)  # (P, D/2)
             self.register_buffer("rope_sin", torch.from_numpy(sin), persistent=False)  # (P, D/2)
 
@@ -317,10 +367,11 @@ class MultiHeadAttention(Module):
         """The heads: each key/value head shared by its G query heads, by the explicit
         copies of :func:`repeat_kv` or, fused, by the kernel's ``enable_gqa``.
         Shapes: q (B, H, T, D), k, v (B, H_kv, S, D) -> (B, H, T, D)."""
+        if self.fused:        # the layer's own heads, already checked and of one batch shape
+            return fast_grouped_attention(q, k, v, mask) if self.n_kv_heads < self.n_heads else \
+                fast_attention(q, k, v, mask)
         if self.n_kv_heads == self.n_heads:
-            return _attention_ops(self.fused)[1](q, k, v, mask)[0]
-        if self.fused:
-            return fast_grouped_attention(q, k, v, mask)
+            return scaled_dot_product_attention(q, k, v, mask)[0]
         G = self.n_heads // self.n_kv_heads
         return scaled_dot_product_attention(q, repeat_kv(k, G), repeat_kv(v, G), mask)[0]
 
@@ -331,7 +382,7 @@ class MultiHeadAttention(Module):
             raise ValueError("expected memory=None for a rotary attention (rope_positions > 0): "
                              "RoPE rotates by positions on one axis, and a memory's are not the "
                              "queries'; build cross-attention with rope_positions=0")
-        affine, _ = _attention_ops(self.fused)
+        affine = _affine(self.fused)
         q, k, v = self._heads(affine, x, x if memory is None else memory)  # (B, H|H_kv, T|S, D)
         if self.rotary:
             q, k = (self._rotate(q, k, 0) if positions is None
@@ -347,12 +398,15 @@ class MultiHeadAttention(Module):
 
         Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
-        affine, _ = _attention_ops(self.fused)
+        affine = _affine(self.fused)
         q, k, v = self._heads(affine, x, x)                        # (B, H|H_kv, T, D)
         if self.rotary:                         # the new positions: P .. P+T-1, or each row's own
             q, k = (self._rotate(q, k, 0 if past is None else past.length) if positions is None
                     else self._rotate_at(q, k, positions))
-        if past is not None:
+        if self.fused and not torch.is_grad_enabled():        # generation: no copy of the P held
+            held = past if past is not None else KVCache(k[:, :, :0], v[:, :, :0])
+            k, v = held.appended(k, v)                             # (B, H_kv, P+T, D)
+        elif past is not None:
             k = torch.cat([past.keys, k], dim=2)                   # (B, H_kv, P+T, D)
             v = torch.cat([past.values, v], dim=2)                 # (B, H_kv, P+T, D)
         T = q.shape[2]                          # one new position sees all P + 1: no causal mask

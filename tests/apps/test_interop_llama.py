@@ -1,7 +1,10 @@
 """Llama, Qwen 2 and Qwen 3 folders in and out (issue 25, item 2), against ``transformers``.
 
 Each folder is a random-weight model that ``transformers`` builds offline here (2 layers,
-hidden 64, 4 query heads sharing 2 key/value heads; Qwen 3 with head_dim 24, not 64/4).
+hidden 64, 4 query heads sharing 2 key/value heads; Qwen 3 with head_dim 24, not 64/4;
+"llama31" a Llama with Llama 3.1's RoPE scaling, its original context shrunk to 32
+positions so that, within the 12 positions compared, the scaling moves every one of its
+three kinds of frequency: kept, blended and stretched).
 Proven: the logits in float64 and float32 on the three paths (reference, torch explicit,
 torch fused), 32 greedy tokens with the KV cache, one training step's loss and every
 gradient, bfloat16/float16 and sharded folders, ``save_hf`` read back by ``transformers``,
@@ -13,7 +16,10 @@ same sums, ~1e-7 per operation over a few hundred terms). In float64, ``transfor
 computes RMSNorm and RoPE's angles in float32 whatever the model's dtype (their
 ``forward`` casts), so :func:`_transformers_in_float64` replaces those two forwards by
 the same formulas in the input's dtype: what is compared is then the model, not float32's
-rounding inside ``transformers``.
+rounding inside ``transformers``. Llama 3.1's scaled frequencies have no float64 form in
+``transformers`` (it computes them in float32): there they are minillm's
+(``rope_frequencies``), proven equal to ``transformers``' own within float32's rounding by
+:func:`test_llama3_frequencies_are_transformers`.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from minillm.apps.interop import load_hf, read_hf, save_hf  # noqa: E402
 from minillm.apps.interop import llama as llama_family  # noqa: E402
 from minillm.apps.interop.files import from_state  # noqa: E402
 from minillm.core.config import ModelConfig  # noqa: E402
+from minillm.core.init import rope_frequencies  # noqa: E402
 from minillm.store.runtime import Runtime  # noqa: E402
 from minillm.train.generation import generate  # noqa: E402
 
@@ -42,11 +49,19 @@ V, T = 97, 12
 SHAPES = dict(vocab_size=V, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
               bos_token_id=None, eos_token_id=None, pad_token_id=None)
+# Llama 3.1's fields, its original context 8192 shrunk to 32: with D = 16 and base 500000 the
+# wavelengths 2 pi theta_i^-1 are 6.3 (< 32/4: kept), 32.4 (between 32/4 and 32/0.5: blended),
+# 167, ... (> 64: stretched 8x)
+LLAMA3_SCALING = {"factor": 8.0, "low_freq_factor": 0.5, "high_freq_factor": 4.0,
+                  "original_max_position_embeddings": 32}
 # family -> (config class, model class, modeling module, its own settings)
 FAMILIES = {
     "llama": ("LlamaConfig", "LlamaForCausalLM", "llama",
               dict(rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
                    tie_word_embeddings=False)),
+    "llama31": ("LlamaConfig", "LlamaForCausalLM", "llama",
+                dict(rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, **LLAMA3_SCALING},
+                     tie_word_embeddings=False)),
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", "qwen2",
               dict(rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
                    tie_word_embeddings=True)),
@@ -83,15 +98,19 @@ def _transformers_in_float64(family):
     and :math:`\\theta^{-2i/D} t`, without their cast to float32."""
     _, _, module, own = FAMILIES[family]
     modeling = __import__(f"transformers.models.{module}.modeling_{module}", fromlist=["x"])
-    prefix = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[family]
-    theta = own["rope_parameters"]["rope_theta"]
+    prefix = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[module]
+    params = own["rope_parameters"]
+    theta = params["rope_theta"]
 
     def rms_norm(self, x):
         return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.variance_epsilon))
 
     def rotary(self, x, position_ids):
         D = 2 * self.inv_freq.shape[0]
-        inv_freq = 1.0 / theta ** (torch.arange(0, D, 2, dtype=torch.float64) / D)    # (D/2,)
+        if params["rope_type"] == "llama3":      # see the module docstring
+            inv_freq = torch.from_numpy(rope_frequencies(D, theta, {"rope_type": "llama3", **LLAMA3_SCALING}))
+        else:
+            inv_freq = 1.0 / theta ** (torch.arange(0, D, 2, dtype=torch.float64) / D)    # (D/2,)
         angles = position_ids[..., None].to(torch.float64) * inv_freq                # (B, T, D/2)
         both = torch.cat((angles, angles), dim=-1)                                   # (B, T, D)
         return both.cos().to(x.dtype), both.sin().to(x.dtype)
@@ -168,6 +187,8 @@ def test_what_each_config_reads(folders):
             "rms", "swiglu", "rope", "half", False)
         assert (c.n_heads, c.kv_heads, c.layer_norm_eps) == (4, 2, 1e-6)
     assert (configs["llama"].rope_theta, configs["llama"].tie_embeddings) == (500000.0, False)
+    assert configs["llama"].rope_scaling is None
+    assert configs["llama31"].rope_scaling == {"rope_type": "llama3", **LLAMA3_SCALING}
     qwen2 = configs["qwen2"]
     assert (qwen2.qkv_bias, qwen2.qk_norm, qwen2.tie_embeddings) == (True, False, True)
     assert (configs["qwen3"].qk_norm, configs["qwen3"].head_dim, configs["qwen3"].d_head) == (True, 24, 24)
@@ -179,6 +200,40 @@ def test_what_each_config_reads(folders):
     assert transformers.Qwen3Config(**{k: v for k, v in hf.items() if k != "architectures"}).head_dim == 128
 
 
+def test_llama3_frequencies_are_transformers():
+    """Llama 3.1's scaled frequencies (``rope_frequencies``) are ``transformers``' own
+    (``ROPE_INIT_FUNCTIONS["llama3"]``, computed in float32): within 1e-6 relative, float32's
+    rounding of a power and a few products (~1e-7 each). At Llama 3.1's own settings
+    (D = 128, base 500000, factor 8, 1 and 4, context 8192) and at the test folders', each
+    with kept, blended and stretched frequencies, so that every branch is compared."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    for D, theta, scaling in ((128, 500000.0, dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                                    original_max_position_embeddings=8192)),
+                              (16, 500000.0, LLAMA3_SCALING)):
+        cfg = transformers.LlamaConfig(hidden_size=4 * D, num_attention_heads=4, max_position_embeddings=64,
+                                       rope_parameters={"rope_type": "llama3", "rope_theta": theta, **scaling})
+        theirs = ROPE_INIT_FUNCTIONS["llama3"](cfg, "cpu")[0].double().numpy()            # (D/2,)
+        ours = rope_frequencies(D, theta, {"rope_type": "llama3", **scaling})            # (D/2,)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=0)
+        plain = rope_frequencies(D, theta)
+        kinds = {"kept": np.isclose(ours, plain, rtol=1e-12), "stretched": np.isclose(ours, plain / scaling["factor"], rtol=1e-12)}
+        kinds["blended"] = ~(kinds["kept"] | kinds["stretched"])
+        assert all(k.any() for k in kinds.values()), {k: int(m.sum()) for k, m in kinds.items()}
+
+
+def test_llama3_scaling_changes_the_logits(folders, ids):
+    """The scaling is read and used: the same weights with plain RoPE give other logits."""
+    folder = folders["llama31"][0]
+    scaled, _ = load_hf(folder, "numpy", dtype="float64")
+    plain = read_hf(folder)
+    from dataclasses import replace
+    import minillm.reference as ref
+    model = ref.GPT(replace(plain.config, rope_scaling=None, dtype="float64"))
+    model.load_state_dict({k: np.asarray(a, np.float64) for k, a in plain.state.items()})
+    a, b = to_np(scaled(ids)[0]), to_np(model(ids)[0])
+    assert np.abs(a - b).max() > 1e-3 * np.abs(a).max()
+
+
 def test_a_transformers_4_config_reads_the_same(folders, tmp_path):
     """transformers 4 wrote ``rope_theta`` and ``rope_scaling`` at the top level, where 5
     writes ``rope_parameters``."""
@@ -188,6 +243,10 @@ def test_a_transformers_4_config_reads_the_same(folders, tmp_path):
     assert read_hf(tmp_path).config == read_hf(folder).config
     _edit_config(folder, tmp_path, rope_parameters=None, rope_theta=250000.0)
     assert read_hf(tmp_path).config.rope_theta == 250000.0
+    folder = folders["llama31"][0]              # Llama 3.1's own config.json, as 4.x wrote it
+    _edit_config(folder, tmp_path, rope_parameters=None, rope_theta=500000.0,
+                 rope_scaling={"type": "llama3", **LLAMA3_SCALING})
+    assert read_hf(tmp_path).config == read_hf(folder).config
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -255,7 +314,8 @@ def test_half_precision_and_sharded_folders(tmp_path, dtype):
 
 
 def _minillm_config(family, **over):
-    own = {"llama": {}, "qwen2": dict(qkv_bias=True, tie_embeddings=True),
+    own = {"llama": {}, "llama31": dict(rope_scaling={"rope_type": "llama3", **LLAMA3_SCALING}),
+           "qwen2": dict(qkv_bias=True, tie_embeddings=True),
            "qwen3": dict(qk_norm=True, head_dim=24)}[family]
     return ModelConfig(**{**dict(vocab_size=V, block_size=64, d_model=64, n_heads=4, n_kv_heads=2,
                                  n_layers=2, d_ff=96, activation="swiglu", norm="rms",
@@ -298,9 +358,22 @@ def _edit_config(src, dst, **changes):
 @pytest.mark.parametrize("family, changes, message", [
     ("llama", dict(architectures=["MistralForCausalLM"], model_type="mistral"),
      r"expected one of the architectures .*LlamaForCausalLM.* got architectures=\['MistralForCausalLM'\]"),
-    ("llama", dict(rope_scaling={"rope_type": "llama3", "factor": 8.0}), "expected rope_scaling=None"),
+    ("llama", dict(rope_parameters=None, rope_scaling={"rope_type": "llama3", "factor": 8.0}),
+     r"rope_scaling of rope_type 'llama3': expected the fields .* \(missing: \['low_freq_factor', "
+     r"'high_freq_factor', 'original_max_position_embeddings'\]\)"),
     ("llama", dict(rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0}),
-     "expected rope_parameters with rope_type 'default'"),
+     r"rope_parameters of rope_type 'llama3': expected the fields .* \(missing: "),
+    ("llama", dict(rope_parameters={"rope_type": "yarn", "rope_theta": 5e5, "factor": 4.0}),
+     r"expected rope_parameters with rope_type 'default' \(plain RoPE\) or one of \('llama3',\), "
+     r"got rope_type='yarn'"),
+    ("llama", dict(rope_parameters=None, rope_scaling={"type": "linear", "factor": 2.0}),
+     r"expected rope_scaling with rope_type .* got rope_type='linear'"),
+    ("llama", dict(rope_parameters={"rope_type": "default", "rope_theta": 5e5, "partial_rotary_factor": 0.5}),
+     r"rope_parameters of rope_type 'default': .* \(not read: \['partial_rotary_factor'\]\)"),
+    ("llama", dict(rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, **LLAMA3_SCALING, "factor": -8.0}),
+     r"config.json: rope_parameters\['factor'\] must be a finite number > 0, got -8.0"),
+    ("llama", dict(rope_scaling={"rope_type": "llama3", **LLAMA3_SCALING}),
+     "expected rope_parameters .* or rope_scaling .*, got both"),
     ("llama", dict(attention_bias=True), "expected attention_bias=False"),
     ("llama", dict(mlp_bias=True), "expected mlp_bias=False"),
     ("llama", dict(hidden_act="gelu"), "expected hidden_act='silu'"),

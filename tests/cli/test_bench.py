@@ -12,6 +12,7 @@ import torch
 
 import minillm.bench
 from minillm.cli import main
+from minillm.core.config import architecture_fields
 
 bench = minillm.bench.load_harness()    # benchmarks/harness/ of this checkout; its folder now on sys.path
 from harness import gpu, ratios, sizes, targets, train_step  # noqa: E402  (the folder above)
@@ -168,14 +169,14 @@ def test_targets_judge_the_measure_of_each_thread_count():
     judged = targets.check_targets(train, gen, "cpu")
     got = [(t["target"], t["threads"], t["measure"], round(t["ratio"], 6), t["verdict"]) for t in judged]
     assert got == [
-        ("torch_fused / torch_nn train step <= 1.05", 1, "cpu", 1.0, "met"),
-        ("torch_explicit / torch_nn train step <= 1.6", 1, "cpu", 2.0, "missed"),
-        ("reference / torch_fused train step <= 2", 1, "cpu", 3.0, "missed"),
-        ("torch_fused / torch_explicit train step <= 1", 1, "cpu", 0.5, "met"),
-        ("torch_fused / torch_nn train step <= 1.05", 2, "wall", 0.5, "met"),
-        ("torch_explicit / torch_nn train step <= 1.6", 2, "wall", 1.5, "met"),
-        ("reference / torch_fused train step <= 2", 2, "wall", 2.0, "met"),     # exactly at the limit
-        ("torch_fused / torch_explicit train step <= 1", 2, "wall", round(1 / 3, 6), "met"),
+        ("small: torch_fused / torch_nn train step <= 1.05", 1, "cpu", 1.0, "met"),
+        ("small: torch_explicit / torch_nn train step <= 1.6", 1, "cpu", 2.0, "missed"),
+        ("small: reference / torch_fused train step <= 2", 1, "cpu", 3.0, "missed"),
+        ("small: torch_fused / torch_explicit train step <= 1", 1, "cpu", 0.5, "met"),
+        ("small: torch_fused / torch_nn train step <= 1.05", 2, "wall", 0.5, "met"),
+        ("small: torch_explicit / torch_nn train step <= 1.6", 2, "wall", 1.5, "met"),
+        ("small: reference / torch_fused train step <= 2", 2, "wall", 2.0, "met"),     # exactly at the limit
+        ("small: torch_fused / torch_explicit train step <= 1", 2, "wall", round(1 / 3, 6), "met"),
         ("numpy: no cache / KV cache generation, 256 new tokens >= 10", 1, "cpu", 4.0, "missed"),
     ]
     assert all(t["low"] == pytest.approx(t["ratio"]) and t["n"] == 9 for t in judged)   # shared load cancels
@@ -193,8 +194,8 @@ def test_report_ratio_column_and_targets_are_one_measure_and_header_names_every_
     # explicit / nn: CPU 2.0 at one thread, wall 1.5 at two, in the table and in the targets alike
     assert "| 1 | torch_explicit | 3000.0 | 2910.0 | 2000.0 | 2.00x | [2.00, 2.00] |" in report
     assert "| 2 | torch_explicit | 3000.0 | 2910.0 | 2000.0 | 1.50x | [1.50, 1.50] |" in report
-    assert "| torch_explicit / torch_nn train step <= 1.6 | 1 | CPU time | 2.00 | [2.00, 2.00] | 9 | **missed** |" in report
-    assert "| torch_explicit / torch_nn train step <= 1.6 | 2 | wall-clock time | 1.50 | [1.50, 1.50] | 9 | met |" in report
+    assert "| small: torch_explicit / torch_nn train step <= 1.6 | 1 | CPU time | 2.00 | [2.00, 2.00] | 9 | **missed** |" in report
+    assert "| small: torch_explicit / torch_nn train step <= 1.6 | 2 | wall-clock time | 1.50 | [1.50, 1.50] | 9 | met |" in report
     short = [{**r, "wall_s": r["wall_s"][:3], "cpu_s": r["cpu_s"][:3]} for r in train]
     assert "| 1.00x | none (3 < 6 rounds) |" in bench.format_report({**result, "train": short, "targets": []})
 
@@ -257,22 +258,50 @@ def test_cli_bench_without_the_benchmarks_folder_is_a_one_line_error(tmp_path, m
 
 
 
+MICRO_LLAMA = sizes.BenchSize("micro-llama", sizes.gpt_config(1, 4, 16, 8, vocab_size=32,
+                                                                **architecture_fields("llama", 4)), 2)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 @pytest.mark.parametrize("sdpa", [False, True])
-def test_yardstick_from_minillm_weights_computes_the_same_logits_and_loss(sdpa):
-    """bench_whole_run.py starts the yardstick from minillm's initial weights: the mapping
-    (names, (in, out) against nn.Linear's (out, in)) must give the same function. Float32,
-    the same products in another order: within 1e-5 of the logits' scale (about 1)."""
-    from yardstick import PlainGPT                     # benchmarks/ is on sys.path once the harness loaded
+def test_yardstick_from_minillm_weights_computes_the_same_logits_and_loss(sdpa, arch):
+    """The yardsticks start from minillm's initial weights (the harness's torch_nn,
+    bench_whole_run.py): the mapping (names, (in, out) against nn.Linear's (out, in)) must
+    give the same function, so that it times the same math; for the Llama-style one, also
+    RMSNorm, SwiGLU, the key/value heads shared by 2 query heads and split-halves RoPE.
+    Float32, the same products in another order: within 1e-5 of the logits' scale (about 1)."""
+    from yardstick import PlainGPT, PlainLlama, plain_model   # benchmarks/ is on sys.path (the harness)
     from minillm import torch_backend as TB
-    cfg = replace(MICRO.config, n_layers=2)
+    cfg = replace((MICRO if arch == "gpt2" else MICRO_LLAMA).config, n_layers=2)
+    assert isinstance(plain_model(cfg), PlainLlama if arch == "llama" else PlainGPT)
     ours = TB.GPT(cfg, seed=3)
-    plain = PlainGPT(cfg, sdpa=sdpa).load_minillm_weights(ours.state_dict())
+    plain = plain_model(cfg, sdpa=sdpa).load_minillm_weights(ours.state_dict())
     idx = torch.from_numpy(np.random.default_rng(0).integers(0, cfg.vocab_size, (3, cfg.block_size)))
     logits, loss = ours(idx, idx)
     plain_logits, plain_loss = plain(idx, idx)
     torch.testing.assert_close(plain_logits, logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(plain_loss, loss, rtol=1e-5, atol=1e-6)
-    assert abs(float(PlainGPT(cfg, sdpa=sdpa)(idx, idx)[1].detach()) - float(loss.detach())) > 1e-3   # the copy did something
+    assert abs(float(plain_model(cfg, sdpa=sdpa)(idx, idx)[1].detach()) - float(loss.detach())) > 1e-3   # the copy did something
+
+
+def test_the_llama_size_is_timed_against_its_own_yardstick_and_judged():
+    """small-llama is the "llama" preset at the small shapes (4 query heads, 2 key/value
+    heads); its train rows come from minillm's Llama-style GPT and PlainLlama, and the
+    targets are judged on it as on small."""
+    llama = sizes.SIZES["small-llama"].config
+    assert (llama.n_layers, llama.n_heads, llama.d_model, llama.block_size) == (4, 4, 128, 64)
+    assert (llama.kv_heads, llama.norm, llama.activation, llama.rope_layout, llama.bias) == (
+        2, "rms", "swiglu", "half", False)
+    assert sizes.TARGET_SIZES == ("small", "small-llama")
+    steps = train_step.train_steps(MICRO_LLAMA, train_step.TRAIN_VARIANTS, "cpu", False)
+    from yardstick import PlainLlama
+    assert isinstance(steps["torch_nn"].model, PlainLlama)
+    assert steps["torch_fused"].model.config.kv_heads == 2
+    train, _ = _synthetic_run()
+    both = train + [{**r, "size": "small-llama"} for r in train]
+    judged = [t["target"] for t in targets.check_targets(both, [], "cpu")]
+    assert judged[:4] == judged[4:8] and judged[0].startswith("small: ")
+    assert judged[8:] == [t.replace("small: ", "small-llama: ") for t in judged[:8]]
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

@@ -253,6 +253,22 @@ def test_classic_configs_are_untouched():
     assert dataclasses.replace(config, n_heads=4).kv_heads == 4
 
 
+LLAMA3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+          "original_max_position_embeddings": 8192}
+
+
+def test_config_rope_scaling_round_trips_as_json():
+    """Read back from a checkpoint's JSON, a scaled config is the one written: whole numbers
+    given as factors are stored as floats, the original context as an int."""
+    import json
+    given = {**LLAMA3, "factor": 8, "original_max_position_embeddings": 8192.0}
+    c = ModelConfig(positional="rope", rope_scaling=given)
+    assert c.rope_scaling == LLAMA3 and type(c.rope_scaling["original_max_position_embeddings"]) is int
+    assert ModelConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    with pytest.raises(ValueError, match=r"supports the GPT-2/BERT choices only: .*got rope_scaling="):
+        c.require_classic("GPT2LMHeadModel")
+
+
 @pytest.mark.parametrize("fields, message", [
     (dict(n_heads=4, n_kv_heads=3), r"n_kv_heads=3.*n_heads=4"),
     (dict(n_kv_heads=-1), r"n_kv_heads must be an int >= 0.*-1"),
@@ -267,6 +283,18 @@ def test_classic_configs_are_untouched():
     (dict(positional="rope", rope_layout="split"), r"rope_layout must be one of .*'split'"),
     (dict(rope_theta=5e5), r"rope_theta=500000.0 is read only with positional='rope', got positional='learned'"),
     (dict(rope_layout="half"), r"rope_layout='half' is read only with positional='rope'"),
+    (dict(rope_scaling=LLAMA3), r"rope_scaling=\{'rope_type': 'llama3'.* is read only with positional='rope'"),
+    (dict(positional="rope", rope_scaling={"rope_type": "yarn", "factor": 4.0}),
+     r"rope_scaling must be None or a dict with rope_type one of \('llama3',\), got \{'rope_type': 'yarn'"),
+    (dict(positional="rope", rope_scaling=(8.0, 1.0, 4.0, 8192)), r"rope_scaling must be None or a dict"),
+    (dict(positional="rope", rope_scaling={k: v for k, v in LLAMA3.items() if k != "factor"}),
+     r"rope_scaling of rope_type 'llama3': expected the fields \['rope_type', 'factor', .*got \['high_freq"),
+    (dict(positional="rope", rope_scaling={**LLAMA3, "factor": float("nan")}),
+     r"rope_scaling\['factor'\] must be a finite number > 0, got nan"),
+    (dict(positional="rope", rope_scaling={**LLAMA3, "original_max_position_embeddings": 8192.5}),
+     r"rope_scaling\['original_max_position_embeddings'\] must be a finite number > 0, whole, got 8192.5"),
+    (dict(positional="rope", rope_scaling={**LLAMA3, "low_freq_factor": 4.0}),
+     r"expected high_freq_factor > low_freq_factor, got 4.0 and 4.0"),
 ])
 def test_config_refuses_bad_modern_fields(fields, message):
     base = dict(vocab_size=11, block_size=4, d_model=8, n_heads=2, n_layers=1)

@@ -348,6 +348,42 @@ def test_forward_cached_matches_forward_on_the_fast_path():
     _paths_close("cached logits", torch.cat([first, rest], dim=1), full, "float64")
 
 
+def test_the_fast_paths_cache_grows_in_place_and_never_changes_a_cache_given_out():
+    """Under no_grad the fast path writes each new position into the room its cache
+    buffer keeps (no copy of the held ones: the same storage step after step), and a
+    second continuation of one prefix, while the first is alive, goes to a new buffer: both
+    continuations keep their own keys, each equal to the explicit path's torch.cat. With
+    gradients on it concatenates (autograd may have saved the buffer), and backward works."""
+    config = ModelConfig(vocab_size=23, block_size=16, d_model=16, n_heads=4, n_kv_heads=2, n_layers=2,
+                         positional="rope", dtype="float64")
+    fast, explicit = T.GPT(config, seed=4).set_fused(True), T.GPT(config, seed=4)
+    idx = torch.from_numpy(np.random.default_rng(1).integers(0, 23, (2, 9)))
+    with torch.no_grad():
+        _, cache = fast.forward_cached(idx[:, :5])
+        _, theirs = explicit.forward_cached(idx[:, :5])
+        storage = cache[0].keys.data_ptr()
+        for t in range(5, 8):                                   # one token at a time, in place
+            _, cache = fast.forward_cached(idx[:, t:t + 1], cache)
+            _, theirs = explicit.forward_cached(idx[:, t:t + 1], theirs)
+            assert cache[0].keys.data_ptr() == storage and cache[0].length == t + 1
+        for ours, exp in zip(cache, theirs):
+            torch.testing.assert_close(ours.keys, exp.keys, rtol=0, atol=1e-12)
+            torch.testing.assert_close(ours.values, exp.values, rtol=0, atol=1e-12)
+        a_logits, a = fast.forward_cached(idx[:, 8:9], cache)            # two continuations
+        b_logits, b = fast.forward_cached(idx[:, :1], cache)
+        assert a[0].keys.data_ptr() == storage and b[0].keys.data_ptr() != storage
+        for one, token in ((a, idx[:, 8:9]), (b, idx[:, :1])):          # each is its own
+            _, exp = explicit.forward_cached(token, theirs)
+            for ours, e in zip(one, exp):
+                torch.testing.assert_close(ours.keys, e.keys, rtol=0, atol=1e-12)
+        full = torch.cat([idx[:, :8], idx[:, 8:9]], dim=1)
+        _paths_close("the first continuation's logits", a_logits[:, 0], fast(full)[0][:, -1], "float64")
+    logits, with_grad = fast.forward_cached(idx[:, 8:9], cache)         # gradients on: a copy
+    assert with_grad[0].keys.data_ptr() != storage
+    logits.sum().backward()
+    assert fast.tok_emb.W.grad is not None
+
+
 # ----------------------------------------------------------------------------------------
 # the optimizers' foreach step
 

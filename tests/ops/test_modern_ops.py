@@ -71,8 +71,9 @@ def test_silu_never_overflows_and_its_limits():
     np.testing.assert_array_equal(y[[2, 4]], [0.0, 800.0])
     assert abs(y[0]) == 0.0 and -40 * math.exp(-40) * 1.001 < y[1] < 0
     np.testing.assert_allclose(dx[[0, 2, 4]], [0.0, 0.5, 1.0], rtol=0, atol=1e-300)
-    # at the branch point of the sigmoid, 0 and -0, the derivative is 1/2 in all three
-    # (the explicit path selects -x or x; no abs, whose derivative at 0 is a convention)
+    # at the branch point of the reference's sigmoid, 0 and -0, the derivative is 1/2 in all
+    # three (the reference selects -x or x, no abs, whose derivative at 0 is a convention;
+    # the explicit path's torch.sigmoid has no branch)
     zeros = np.array([0.0, -0.0])
     for fn in (T.silu, t_act.fast_silu):
         _, (grad,) = torch_run(fn, [zeros], np.ones(2))

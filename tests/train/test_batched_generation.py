@@ -250,3 +250,4 @@ def test_the_benchmark_runs_and_its_rows_agree():
         row = script.bench(backend, config, new_tokens=3, repeats=1)
         assert row["same_rows"] == 8
         assert row["together"] > 0 and row["alone"] > 0 and row["ratio"] > 0
+        assert row["low"] is None and row["verdict"] == "within noise"     # one round: no interval

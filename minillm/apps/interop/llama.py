@@ -4,7 +4,8 @@ r"""Llama (``LlamaForCausalLM``) as minillm's ``GPT``, and the layout Qwen 2 and
 The modern decoder (issue 25): pre-norm with RMSNorm (``norm="rms"``), the SwiGLU
 feed-forward (``activation="swiglu"``), grouped-query attention (``num_key_value_heads``),
 RoPE of base ``rope_theta`` on split halves (Hugging Face's ``rotate_half``:
-``rope_layout="half"``, so the weights are copied with no permutation), no bias. A head
+``rope_layout="half"``, so the weights are copied with no permutation), with Llama 3.1's
+frequency scaling where ``rope_type`` is ``"llama3"`` (``rope_scaling``), no bias. A head
 tied to the token embedding where ``tie_word_embeddings`` says so, else ``lm_head.W``.
 ``nn.Linear`` stores its weight as ``(out, in)``: transposed to minillm's ``(in, out)``.
 
@@ -15,7 +16,7 @@ Dimension legend: C d_model, F d_ff, V vocab, H heads, H_kv key/value heads, D h
 """
 from __future__ import annotations
 
-from ...core.config import ModelConfig
+from ...core.config import ROPE_SCALINGS, ModelConfig, check_rope_scaling
 from .family import Family
 
 ARCHITECTURES = ("LlamaForCausalLM",)
@@ -48,19 +49,40 @@ def table(c: ModelConfig, tied: bool) -> list:
     return rows
 
 
-def _rope_theta(hf: dict) -> float:
-    """RoPE's base: ``rope_parameters`` (transformers 5) or ``rope_theta`` and
-    ``rope_scaling`` (4.x). Any scaling (Llama 3.1's ``"llama3"``, YaRN, ...) changes the
-    angles and is refused."""
-    if hf.get("rope_scaling") is not None:
-        raise ValueError(f"config.json: expected rope_scaling=None (plain RoPE), got {hf['rope_scaling']!r}")
-    params = hf.get("rope_parameters") or {}
+def _rope(hf: dict) -> tuple[float, dict | None]:
+    """RoPE's base and scaling (``ModelConfig.rope_theta``, ``rope_scaling``): from
+    ``rope_parameters`` (transformers 5: ``rope_type``, ``rope_theta`` and the type's
+    fields) or from ``rope_theta`` and ``rope_scaling`` (4.x; its ``type`` is an older name
+    of ``rope_type``). Plain RoPE (``"default"``) and Llama 3.1's ``"llama3"`` are read;
+    any other scaling (YaRN, linear, dynamic, ...) changes the angles and is refused, as
+    is a field neither reads, each naming the field."""
+    params = hf.get("rope_parameters")
+    where = "rope_parameters"
+    if params is not None and hf.get("rope_scaling") is not None:
+        raise ValueError(f"config.json: expected rope_parameters (transformers 5) or rope_scaling (4.x), "
+                         f"got both: {params!r} and {hf['rope_scaling']!r}")
+    if params is None:
+        params, where = dict(hf.get("rope_scaling") or {}), "rope_scaling"
+        if "type" in params:
+            params.setdefault("rope_type", params.pop("type"))
+        params.setdefault("rope_type", "default")
+        params.setdefault("rope_theta", hf.get("rope_theta", 10000.0))
     if not isinstance(params, dict):
-        raise ValueError(f"config.json: expected rope_parameters to be an object, got {params!r}")
-    if params.get("rope_type", "default") != "default" or set(params) - {"rope_type", "rope_theta"}:
-        raise ValueError(f"config.json: expected rope_parameters with rope_type 'default' and "
-                         f"rope_theta only (plain RoPE), got {params!r}")
-    return float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+        raise ValueError(f"config.json: expected {where} to be an object, got {params!r}")
+    kind = params.get("rope_type", "default")
+    if kind not in ("default", *ROPE_SCALINGS):
+        raise ValueError(f"config.json: expected {where} with rope_type 'default' (plain RoPE) or one of "
+                         f"{tuple(ROPE_SCALINGS)}, got rope_type={kind!r} in {params!r}")
+    fields = ROPE_SCALINGS.get(kind, ())
+    unread = sorted(set(params) - {"rope_type", "rope_theta", *fields})
+    missing = [name for name in fields if name not in params]
+    if unread or missing:
+        raise ValueError(f"config.json: {where} of rope_type {kind!r}: expected the fields "
+                         f"{['rope_type', 'rope_theta', *fields]}, got {sorted(params)}"
+                         + (f" (not read: {unread})" if unread else "") + (f" (missing: {missing})" if missing else ""))
+    theta = float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
+    scaling = {"rope_type": kind, **{name: params[name] for name in fields}} if fields else None
+    return theta, check_rope_scaling(scaling, f"config.json: {where}")
 
 
 def _refuse(hf: dict, fields: dict) -> None:
@@ -80,13 +102,14 @@ def read_config(hf: dict, dtype: str, *, qkv_bias: bool = False, qk_norm: bool =
     _refuse(hf, {"hidden_act": ("silu", "silu"), "attention_dropout": (0.0, 0.0), **(refuse or {})})
     C, H = hf["hidden_size"], hf["num_attention_heads"]
     D = hf.get("head_dim") or head_dim_default or C // H
+    theta, scaling = _rope(hf)
     return ModelConfig(
         vocab_size=hf["vocab_size"], block_size=hf.get("max_position_embeddings", 2048),
         d_model=C, n_heads=H, n_layers=hf["num_hidden_layers"], d_ff=hf["intermediate_size"],
         activation="swiglu", norm_first=True, norm="rms",
         layer_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
         tie_embeddings=bool(hf.get("tie_word_embeddings", False)), positional="rope",
-        rope_theta=_rope_theta(hf), rope_layout="half",
+        rope_theta=theta, rope_scaling=scaling, rope_layout="half",
         n_kv_heads=hf.get("num_key_value_heads") or H, bias=False, qkv_bias=qkv_bias,
         qk_norm=qk_norm, head_dim=0 if D * H == C else D, dtype=dtype)
 
@@ -110,7 +133,7 @@ def write_config(config: ModelConfig, arch: str, model_type: str, *, qkv_bias: b
             "num_attention_heads": c.n_heads, "num_key_value_heads": c.kv_heads,
             "head_dim": c.d_head, "hidden_act": "silu", "rms_norm_eps": c.layer_norm_eps,
             "rope_theta": c.rope_theta,
-            "rope_parameters": {"rope_type": "default", "rope_theta": c.rope_theta},
+            "rope_parameters": {"rope_type": "default", **(c.rope_scaling or {}), "rope_theta": c.rope_theta},
             "attention_dropout": 0.0, "tie_word_embeddings": c.tie_embeddings}
 
 
