@@ -131,7 +131,7 @@ class _Buffer:
         for ``n`` > P, and no cache alive holds more than P."""
         P = held.keys.shape[2]
         return (n <= self.keys.shape[2] and held.values._base is self.values
-                and all(length <= P for length in self.alive))
+                and max(self.alive, default=0) <= P)
 
     def write(self, P: int, keys, values) -> KVCache:
         """Writes T positions after the first P; returns the cache of the first P + T."""
@@ -192,7 +192,7 @@ def _project(layer, name, affine, x):
     """The layer's projection ``name`` (``W_Q``, ``W1``, ...; its bias ``b_Q``, ``b1``) of
     x: ``affine(x, W, b)``, or the LoRA adapter in ``lora_<name>`` on the same W and b."""
     W, b = getattr(layer, name), getattr(layer, "b" + name[1:])
-    adapter = getattr(layer, f"lora_{name}")
+    adapter = getattr(layer, "lora_" + name)
     return affine(x, W, b) if adapter is None else adapter(x, W, b)   # (..., d_out)
 
 

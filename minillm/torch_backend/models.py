@@ -17,7 +17,10 @@ loss to torch's kernels, on the same parameters.
 
 Each public entry (``forward``, ``forward_cached``, ``encode``) checks its inputs once
 and runs the layers inside ``minillm.core._validate.trusted()``, where the ops do not check
-them again. ``forward`` returns ``(logits, loss)`` with ``loss`` a scalar tensor: a training step is
+them again. The embeddings, the head and ``forward_cached``'s blocks call their layers'
+``forward`` directly, not through ``nn.Module.__call__``, whose hook machinery costs about
+a microsecond a call that a one-token generation step feels (minillm registers no hooks).
+``forward`` returns ``(logits, loss)`` with ``loss`` a scalar tensor: a training step is
 ``logits, loss = model(x, y); loss.backward(); opt.step(); opt.zero_grad()``.
 Models are built on the CPU with ``config.dtype``; ``model.to(device)`` moves them
 (the inputs may be NumPy arrays or tensors; they follow the model's device).
@@ -179,17 +182,17 @@ class _Body(Module):
         Shapes: idx (B, T) int, positions (T,) or (B, T) int, token_type_ids (B, T) or None
         -> (B, T, C).
         """
-        x = self.tok_emb(idx)                                         # (B, T, C)
+        x = self.tok_emb.forward(idx)                                 # (B, T, C)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(positions)                           # (B, T, C)
+            x = x + self.pos_emb.forward(positions)                   # (B, T, C)
         elif self.pos_table is not None:
             x = x + self.pos_table[positions]                         # (B, T, C)
         if self.type_emb is not None:
             types = torch.zeros_like(idx) if token_type_ids is None else token_type_ids
             x = x + self.type_emb(types)                              # (B, T, C)
         if self.emb_ln is not None:
-            x = self.emb_ln(x)                                        # (B, T, C)
-        return self.drop(x)                                           # (B, T, C)
+            x = self.emb_ln.forward(x)                                # (B, T, C)
+        return self.drop.forward(x)                                   # (B, T, C)
 
     def _encode(self, idx, key_mask=None, token_type_ids=None, segment_ids=None):
         """Shapes: idx (B, T) int, key_mask (B, T) bool or None, segment_ids (B, T) int or
@@ -260,7 +263,7 @@ class _LanguageModel(_Body):
             act = (FAST_ACTIVATIONS if self.fused else ACTIVATIONS)[self.config.activation]
             h = self.lm_ln(act(self.lm_transform(h)))                 # (B, T, C)
         if self.lm_head is not None:
-            logits = self.lm_head(h)                                  # (B, T, V)
+            logits = self.lm_head.forward(h)                          # (B, T, V)
         else:                                                         # (B, T, V), tied: h E^T
             logits = (fast_linear if self.fused else linear)(h, self.tok_emb.W.t())
         return logits if self.b_out is None else logits + self.b_out  # (B, T, V)
@@ -320,7 +323,7 @@ class GPT(_LanguageModel):
                 past = None if cache is None else KVCache(*cache[i])
                 x, kv = block.forward_cached(x, past, key_mask, positions)  # (B, T, C)
                 present.append(kv)
-            h = self.ln_f(x) if self.ln_f is not None else x              # (B, T, C)
+            h = self.ln_f.forward(x) if self.ln_f is not None else x      # (B, T, C)
             return self._head(h), tuple(present)                          # (B, T, V)
 
 
