@@ -394,28 +394,59 @@ class MultiHeadAttention(Module):
         """Causal attention of ``T`` new positions over the ``P`` cached ones and
         themselves, for generation; ``key_mask`` (B, P + T) bool, False at padding, and
         ``positions`` (B, T) int for a left-padded batch; see
-        ``minillm.reference.MultiHeadAttention``.
+        ``minillm.reference.MultiHeadAttention``. The fast path without gradient
+        (generation) takes :meth:`_decode`, the same steps with fewer calls.
 
         Shapes: x (B, T, C) -> y (B, T, C), present KVCache, keys and values (B, H_kv, P + T, D).
         """
+        if self.fused and not torch.is_grad_enabled():
+            return self._decode(x, past, key_mask, positions)
         affine = _affine(self.fused)
         q, k, v = self._heads(affine, x, x)                        # (B, H|H_kv, T, D)
         if self.rotary:                         # the new positions: P .. P+T-1, or each row's own
             q, k = (self._rotate(q, k, 0 if past is None else past.length) if positions is None
                     else self._rotate_at(q, k, positions))
-        if self.fused and not torch.is_grad_enabled():        # generation: no copy of the P held
-            held = past if past is not None else KVCache(k[:, :, :0], v[:, :, :0])
-            k, v = held.appended(k, v)                             # (B, H_kv, P+T, D)
-        elif past is not None:
+        if past is not None:
             k = torch.cat([past.keys, k], dim=2)                   # (B, H_kv, P+T, D)
             v = torch.cat([past.values, v], dim=2)                 # (B, H_kv, P+T, D)
-        T = q.shape[2]                          # one new position sees all P + 1: no causal mask
-        mask = None if T == 1 else causal_mask(T, k.shape[2]).to(x.device)  # (T, P+T)
-        if key_mask is not None:                # padding hidden from every query
-            pad = key_mask[:, None, None, :]                       # (B, 1, 1, P+T)
-            mask = pad if mask is None else mask & pad             # (B, 1, T, P+T)
-        heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
+        heads = self._attend(q, k, v, _cached_mask(q, k, key_mask))  # (B, H, T, D)
         return _project(self, "W_O", affine, merge_heads(heads)), KVCache(k, v)
+
+    def _decode(self, x, past, key_mask, positions):
+        """:meth:`forward_cached` on the fast path without gradient, for generation, where
+        a one-token step costs mostly its Python calls: the same projections, rotation and
+        attention, the heads split and merged by views in place of :func:`split_heads` and
+        :func:`merge_heads` (the layer's own projections, of known widths), the cache
+        appended in place (:meth:`KVCache.appended`) instead of copied.
+        Shapes: as :meth:`forward_cached`."""
+        B, T, _ = x.shape
+        H, H_kv = self.n_heads, self.n_kv_heads
+        q = _project(self, "W_Q", fast_linear, x).view(B, T, H, -1).transpose(1, 2)      # (B, H, T, D)
+        k = _project(self, "W_K", fast_linear, x).view(B, T, H_kv, -1).transpose(1, 2)   # (B, H_kv, T, D)
+        v = _project(self, "W_V", fast_linear, x).view(B, T, H_kv, -1).transpose(1, 2)   # (B, H_kv, T, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm.forward(q), self.k_norm.forward(k)
+        if self.rotary:                         # the new positions: P .. P+T-1, or each row's own
+            q, k = (self._rotate(q, k, 0 if past is None else past.length) if positions is None
+                    else self._rotate_at(q, k, positions))
+        held = past if past is not None else KVCache(k[:, :, :0], v[:, :, :0])
+        k, v = held.appended(k, v)                                 # (B, H_kv, P+T, D)
+        heads = self._attend(q, k, v, _cached_mask(q, k, key_mask))  # (B, H, T, D)
+        y = _project(self, "W_O", fast_linear, heads.transpose(1, 2).reshape(B, T, -1))  # (B, T, C)
+        return y, KVCache(k, v)
+
+
+def _cached_mask(q, k, key_mask):
+    """The mask of T new queries over the P + T keys: causal among the new ones (none for
+    one: it sees all P + 1), and padding hidden from every query where ``key_mask``
+    (B, P + T) is given. Shapes: q (B, H, T, D), k (B, H_kv, P + T, D) -> None, (T, P + T)
+    or (B, 1, T, P + T) bool."""
+    T, S = q.shape[2], k.shape[2]
+    mask = None if T == 1 else causal_mask(T, S).to(q.device)     # (T, P+T)
+    if key_mask is not None:
+        pad = key_mask[:, None, None, :]                           # (B, 1, 1, P+T)
+        mask = pad if mask is None else mask & pad                 # (B, 1, T, P+T)
+    return mask
 
 
 def _check_kv_heads(n_heads, n_kv_heads):
