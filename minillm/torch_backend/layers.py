@@ -190,8 +190,12 @@ def _adapted(layer) -> bool:
 
 def _project(layer, name, affine, x):
     """The layer's projection ``name`` (``W_Q``, ``W1``, ...; its bias ``b_Q``, ``b1``) of
-    x: ``affine(x, W, b)``, or the LoRA adapter in ``lora_<name>`` on the same W and b."""
-    W, b = getattr(layer, name), getattr(layer, "b" + name[1:])
+    x: ``affine(x, W, b)``, or the LoRA adapter in ``lora_<name>`` on the same W and b.
+    W and b are read from the layer's parameter dict, as ``layer.W_Q`` would find them,
+    without ``nn.Module.__getattr__``'s Python call (a one-token step makes 16 of these);
+    a bias the layer has not (``bias=False``) is not in it: None."""
+    params = layer._parameters
+    W, b = params[name], params.get("b" + name[1:])
     adapter = getattr(layer, "lora_" + name)
     return affine(x, W, b) if adapter is None else adapter(x, W, b)   # (..., d_out)
 
