@@ -247,7 +247,8 @@ class LayerNorm(Module):
 
     def forward(self, x):
         norm = fast_layer_norm if self.fused else layer_norm
-        return norm(x, self.gamma, self.beta, self.eps)            # (..., C)
+        p = self._parameters            # self.gamma, ... without nn.Module.__getattr__ (_project)
+        return norm(x, p["gamma"], p["beta"], self.eps)            # (..., C)
 
 
 class RMSNorm(Module):
@@ -262,7 +263,8 @@ class RMSNorm(Module):
 
     def forward(self, x):
         norm = fast_rms_norm if self.fused else rms_norm
-        return norm(x, self.gamma, self.eps)                       # (..., C)
+        p = self._parameters            # self.gamma without nn.Module.__getattr__ (_project)
+        return norm(x, p["gamma"], self.eps)                       # (..., C)
 
 
 class Dropout(Module):
@@ -496,7 +498,8 @@ class FeedForward(Module):
             h = _project(self, "W1", affine, x)                    # (..., F)
             return _project(self, "W2", affine, act(h))            # (..., C)
         ffn = fast_feed_forward if self.fused else feed_forward
-        return ffn(x, self.W1, self.b1, self.W2, self.b2, self.activation)  # (..., C)
+        p = self._parameters            # self.W1, ... without nn.Module.__getattr__ (_project)
+        return ffn(x, p["W1"], p.get("b1"), p["W2"], p.get("b2"), self.activation)  # (..., C)
 
 
 class GatedFeedForward(Module):
@@ -527,8 +530,9 @@ class GatedFeedForward(Module):
             u = _project(self, "W_up", affine, x)                  # (..., F)
             return _project(self, "W_down", affine, a * u)         # (..., C)
         ffn = fast_gated_feed_forward if self.fused else gated_feed_forward
-        return ffn(x, self.W_gate, self.b_gate, self.W_up, self.b_up, self.W_down, self.b_down,
-                   self.activation)                                # (..., C)
+        p = self._parameters            # self.W_gate, ... without nn.Module.__getattr__ (_project)
+        return ffn(x, p["W_gate"], p.get("b_gate"), p["W_up"], p.get("b_up"), p["W_down"],
+                   p.get("b_down"), self.activation)               # (..., C)
 
 
 class TransformerBlock(Module):

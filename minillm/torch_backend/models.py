@@ -309,7 +309,7 @@ class GPT(_LanguageModel):
         if P + T > self.config.block_size:
             raise ValueError(f"the KV cache holds {P} positions and {T} more were given: expected at "
                              f"most block_size={self.config.block_size} in all, got {P + T}")
-        key_mask = _check_attention_mask(attention_mask, (B, P + T), self.device)  # (B, P+T) or None
+        key_mask = _check_attention_mask(attention_mask, (B, P + T), idx.device)  # (B, P+T) or None
         with v.trusted():                                                 # checked above, once
             if key_mask is None:
                 positions = None
