@@ -19,7 +19,9 @@ the fixed cost of each call, and that has a floor. In each backend, at a prefix 
 
 It reports ``full / step`` (what minillm's cache gains at this point of a run) and
 ``full / floor`` (what any cached step of this model could gain here). Medians of
-``--repeats`` blocks of calls, wall clock.
+``--repeats`` blocks of calls, wall clock. Beside them, the Python calls of one step and
+of the floor (cProfile's count of functions and builtins, the same on every machine):
+at one position most of a step's cost is its calls, and timings of a loaded machine move.
 """
 from __future__ import annotations
 
@@ -47,6 +49,18 @@ def _timed(f, calls: int, repeats: int) -> float:
             f()
         times.append((time.perf_counter() - start) / calls)
     return statistics.median(times)
+
+
+def _python_calls(f, calls: int = 20) -> float:
+    """Python function and builtin calls (cProfile's count) in one call of ``f``."""
+    import cProfile
+    import pstats
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(calls):
+        f()
+    profile.disable()
+    return pstats.Stats(profile).total_calls / calls
 
 
 def _weights(model, backend):
@@ -140,8 +154,11 @@ def measure(backend: str, size: str, prefix: int, calls: int, repeats: int) -> d
         step = _timed(lambda: model.forward_cached(one, cache), calls, repeats)
         floor_s = _timed(lambda: floor(token), calls, repeats)
         full = _timed(lambda: model(whole), max(1, calls // 10), repeats)
+        step_calls = _python_calls(lambda: model.forward_cached(one, cache))
+        floor_calls = _python_calls(lambda: floor(token))
     return {"backend": backend, "size": size, "prefix": prefix, "step_ms": step * 1e3,
-            "floor_ms": floor_s * 1e3, "full_ms": full * 1e3, "gain": full / step, "best_gain": full / floor_s}
+            "floor_ms": floor_s * 1e3, "full_ms": full * 1e3, "gain": full / step, "best_gain": full / floor_s,
+            "step_calls": step_calls, "floor_calls": floor_calls}
 
 
 def main() -> None:
@@ -156,11 +173,13 @@ def main() -> None:
     env = environment("cpu")
     print(f"Machine: {env['cpu']} ({env['cores']} cores); NumPy {env['numpy']}, torch {env['torch']}; "
           f"threads {info['threads']}; load average at start {env.get('load_average_at_start')}\n")
-    print("| backend | size | prefix | forward_cached ms | floor ms | full forward ms | full / forward_cached | full / floor |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| backend | size | prefix | forward_cached ms | floor ms | forward_cached / floor | full forward ms "
+          "| full / forward_cached | full / floor | Python calls: forward_cached | floor |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['backend']} | {r['size']} | {r['prefix']} | {r['step_ms']:.2f} | {r['floor_ms']:.2f} | "
-              f"{r['full_ms']:.2f} | {r['gain']:.1f}x | {r['best_gain']:.1f}x |")
+              f"{r['step_ms'] / r['floor_ms']:.2f}x | {r['full_ms']:.2f} | {r['gain']:.1f}x | {r['best_gain']:.1f}x | "
+              f"{r['step_calls']:.0f} | {r['floor_calls']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -313,3 +313,5 @@ def test_kv_floor_computes_the_cached_step_and_reports_its_ratios(backend):
     assert row["step_ms"] > 0 and row["floor_ms"] > 0 and row["full_ms"] > 0
     assert row["gain"] == pytest.approx(row["full_ms"] / row["step_ms"])
     assert row["best_gain"] == pytest.approx(row["full_ms"] / row["floor_ms"])
+    # the floor is the fewest operations: fewer Python calls than minillm's step, not none
+    assert 0 < row["floor_calls"] < row["step_calls"]
