@@ -185,7 +185,10 @@ def _no_adapters(layer) -> None:
 
 
 def _adapted(layer) -> bool:
-    return any(getattr(layer, f"lora_{name}") is not None for name in layer.LORA_TARGETS)
+    for name in layer.LORA_TARGETS:     # a loop, not any(generator): called at every step
+        if getattr(layer, "lora_" + name) is not None:
+            return True
+    return False
 
 
 def _project(layer, name, affine, x):
@@ -575,12 +578,13 @@ class TransformerBlock(Module):
         batch's). Returns ``(y, present)``. The sublayers' ``forward`` is called directly,
         not through ``nn.Module.__call__``: its hook machinery costs microseconds a call,
         which a one-token step feels, and minillm registers no hooks."""
-        ln1, ln2, ffn = self.ln1.forward, self.ln2.forward, self.ffn.forward
-        drop_attn, drop_ffn = self.drop_attn.forward, self.drop_ffn.forward
+        m = self._modules               # self.ln1, ... without nn.Module.__getattr__ (_project)
+        ln1, ln2, ffn = m["ln1"].forward, m["ln2"].forward, m["ffn"].forward
+        drop_attn, drop_ffn, attn = m["drop_attn"].forward, m["drop_ffn"].forward, m["attn"]
         if self.norm_first:
-            a, present = self.attn.forward_cached(ln1(x), past, key_mask, positions)
+            a, present = attn.forward_cached(ln1(x), past, key_mask, positions)
             x = x + drop_attn(a)                                     # (B, T, C)
             return x + drop_ffn(ffn(ln2(x))), present
-        a, present = self.attn.forward_cached(x, past, key_mask, positions)
+        a, present = attn.forward_cached(x, past, key_mask, positions)
         x = ln1(x + drop_attn(a))                                    # (B, T, C)
         return ln2(x + drop_ffn(ffn(x))), present
