@@ -439,10 +439,11 @@ class MultiHeadAttention(Module):
             q, k = (self._rotate(q, k, 0 if past is None else past.length) if positions is None
                     else self._rotate_at(q, k, positions))
         held = past if past is not None else KVCache(k[:, :, :0], v[:, :, :0])
-        k, v = held.appended(k, v)                                 # (B, H_kv, P+T, D)
+        present = held.appended(k, v)
+        k, v = present                                             # (B, H_kv, P+T, D)
         heads = self._attend(q, k, v, _cached_mask(q, k, key_mask))  # (B, H, T, D)
         y = _project(self, "W_O", fast_linear, heads.transpose(1, 2).reshape(B, T, -1))  # (B, T, C)
-        return y, KVCache(k, v)
+        return y, present
 
 
 def _cached_mask(q, k, key_mask):
