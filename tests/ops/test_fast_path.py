@@ -384,6 +384,37 @@ def test_the_fast_paths_cache_grows_in_place_and_never_changes_a_cache_given_out
     assert fast.tok_emb.W.grad is not None
 
 
+
+@pytest.mark.parametrize("fields", [
+    dict(norm_first=False, positional="learned"),                              # post-norm, biases
+    dict(norm="rms", activation="swiglu", positional="rope", rope_layout="half", bias=False,
+         n_kv_heads=2, qk_norm=True),                                          # Llama/Qwen 3-style
+], ids=["post-norm", "llama-qk-norm"])
+def test_the_fast_paths_generation_step_is_its_step_with_gradients(fields):
+    """Without gradient the fast path's cached attention is MultiHeadAttention._decode
+    (views for the heads, the cache appended in place); with gradients it is the step the
+    explicit path has (split_heads, torch.cat). Both give the same logits and caches: a
+    prefix of 3 (the causal mask among new positions), then one token each of a
+    left-padded batch (the padding mask, each row's own positions)."""
+    config = ModelConfig(vocab_size=23, block_size=16, d_model=16, n_heads=4, n_layers=2,
+                         dtype="float64", **fields)
+    model = T.GPT(config, seed=5).set_fused(True)
+    idx = torch.from_numpy(np.random.default_rng(2).integers(0, 23, (2, 5)))
+    mask = torch.tensor([[False, True, True, True, True], [True] * 5])          # row 0: padded
+    steps = {}
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            first, cache = model.forward_cached(idx[:, :3], None, mask[:, :3])
+            second, cache = model.forward_cached(idx[:, 3:4], cache, mask[:, :4])
+            third, cache = model.forward_cached(idx[:, 4:5], cache, mask)
+        steps[grad] = (torch.cat([first, second, third], dim=1), cache)
+    (no_grad, no_grad_cache), (with_grad, grad_cache) = steps[False], steps[True]
+    _paths_close("logits without gradient", no_grad, with_grad, "float64")
+    for ours, theirs in zip(no_grad_cache, grad_cache):
+        _paths_close("cached keys", ours.keys, theirs.keys, "float64")
+        _paths_close("cached values", ours.values, theirs.values, "float64")
+
+
 # ----------------------------------------------------------------------------------------
 # the optimizers' foreach step
 
