@@ -2,7 +2,7 @@
 
 The chapter serves its model with Flask's debug server and a pickled ``torch.load``.
 Here a FastAPI app runs under uvicorn, bound to 127.0.0.1 unless told otherwise, and
-loads the run's safetensors checkpoint once, at start-up, in either backend:
+loads the run's safetensors checkpoint once, at start-up, in either backend::
 
     POST /v1/generate   prompt -> continuation (causal LM runs)
     POST /v1/classify   text -> label and class probabilities (fine-tuned runs)
