@@ -73,9 +73,10 @@ def _is_hf_folder(folder: Path) -> bool:
         return False
 
 
-def read_source(folder) -> SFTSource:
+def read_source(folder, *, dtype: str = "float32") -> SFTSource:
     """The model SFT starts from (module docstring): a Hugging Face folder (its
-    ``config.json`` has ``model_type``) or a minillm run / checkpoint folder of a GPT."""
+    ``config.json`` has ``model_type``), its weights read in ``dtype``, or a minillm run /
+    checkpoint folder of a GPT, in the dtype it was trained in."""
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"{folder}: no such folder (expected a run folder or a Hugging Face folder)")
@@ -83,7 +84,7 @@ def read_source(folder) -> SFTSource:
         from .interop import read_hf
         from .interop.tokenizer import load_hf_tokenizer
 
-        ckpt = read_hf(folder)
+        ckpt = read_hf(folder, dtype=dtype)
         if ckpt.model_class != "GPT":
             raise ValueError(f"{folder}: expected a decoder (GPT-2, Llama, Qwen) to tune on conversations, got a "
                              f"{ckpt.model_class}")
@@ -145,7 +146,7 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     if _architecture(cfg) != _architecture(src.config):
         diff = {k: (v, _architecture(src.config).get(k)) for k, v in _architecture(cfg).items()
                 if _architecture(src.config).get(k) != v}
-        raise ValueError(f"task 'sft': the run's model config differs from {opts['source']}'s: "
+        raise ValueError(f"task 'sft': the run's model config differs from {opts['base']}'s: "
                          f"{{field: (run's, source's)}} = {diff}")
     tok, template, T = src.tokenizer, src.template, cfg.block_size
     tok.chat_template = template

@@ -33,6 +33,7 @@ from .files import (added_tokens, bpe_model, post_processor, read_json_object, r
                     read_vocab_json, read_vocab_txt, wordpiece_model)
 from .gpt2 import QWEN2_PATTERN, GPT2Tokenizer
 from .pipeline import byte_level, sentencepiece
+from .record import folder_record
 from .sentencepiece import SPACE, SentencePieceBPETokenizer
 from .wordpiece import WordPieceTokenizer
 
@@ -177,11 +178,20 @@ def read_tokenizer_folder(folder, expect: type | None = None):
     if expect is not None and kind is not expect:
         raise ValueError(f"{folder} holds a {kind.kind} ({why}), not a {expect.kind}")
     whole = class_name in JSON_CLASSES                   # tokenizer.json read whole
-    if kind is SentencePieceBPETokenizer:
-        return _sentencepiece(folder, settings, tj, tj_path, whole, class_name)
-    if kind is GPT2Tokenizer:
-        return _gpt2(folder, settings, tj, tj_path, whole, class_name)
-    return _wordpiece(folder, settings, tj, tj_path, whole, class_name)
+    build = {SentencePieceBPETokenizer: _sentencepiece, GPT2Tokenizer: _gpt2}.get(kind, _wordpiece)
+    tok = build(folder, settings, tj, tj_path, whole, class_name)
+    tok.record = folder_record(folder)
+    tok.chat_template = _chat_template(folder)
+    return tok
+
+
+def _chat_template(folder: Path) -> str | None:
+    """The folder's default chat template, where it has one (else None)."""
+    from ..chat_template import read_chat_template
+    try:
+        return read_chat_template(folder)
+    except ValueError:
+        return None
 
 
 def _added(settings: dict, tj: dict | None, tj_path: Path, config_path: Path, vocab: dict,
