@@ -23,7 +23,8 @@ from typing import Any, Mapping
 
 from ..core.config import ModelConfig
 from ..data import Tokenizer
-from ..data.hf_tokenizers.record import KIND as HF_RECORD, read_record
+from ..data.hf_tokenizers.folder import read_record
+from ..data.hf_tokenizers.record import KIND as HF_RECORD
 from ..data.parallel import PieceTokenizer
 from . import model_io
 from .runtime import Runtime

@@ -26,14 +26,16 @@ is logged as a warning naming it.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
+from ..chat_template import read_chat_template
 from .added import AddedToken
 from .files import (added_tokens, bpe_model, post_processor, read_json_object, read_merges_txt,
                     read_vocab_json, read_vocab_txt, wordpiece_model)
 from .gpt2 import QWEN2_PATTERN, GPT2Tokenizer
 from .pipeline import byte_level, sentencepiece
-from .record import folder_record
+from .record import FILES, KIND, folder_record
 from .sentencepiece import SPACE, SentencePieceBPETokenizer
 from .wordpiece import WordPieceTokenizer
 
@@ -187,7 +189,6 @@ def read_tokenizer_folder(folder, expect: type | None = None):
 
 def _chat_template(folder: Path) -> str | None:
     """The folder's default chat template, where it has one (else None)."""
-    from ..chat_template import read_chat_template
     try:
         return read_chat_template(folder)
     except ValueError:
@@ -354,3 +355,21 @@ def _wordpiece(folder: Path, settings: dict, tj, tj_path: Path, whole: bool, cla
         prefix, suffix = (ids.get(cls_name, 2),), (ids.get(sep_name, 3),)   # BertTokenizer's own
     return WordPieceTokenizer(tokens, max_chars_per_word=max_chars, added_tokens=added,
                               prefix=prefix, suffix=suffix, **options)
+
+
+def read_record(record: dict):
+    """The tokenizer of a record (:func:`~.record.record_of`), its chat template set."""
+    files = record.get("files") if isinstance(record, dict) else None
+    if record.get("kind") != KIND or not isinstance(files, dict) or not set(files) <= set(FILES):
+        raise ValueError(f"expected a {KIND} record with files among {list(FILES)}, got "
+                         f"{sorted(files) if isinstance(files, dict) else type(files).__name__}")
+    template = record.get("chat_template")
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f"expected chat_template a string (a Jinja template), got {type(template).__name__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        tok = read_tokenizer_folder(tmp)
+    tok.record = {"kind": KIND, "files": dict(files)}
+    tok.chat_template = template
+    return tok

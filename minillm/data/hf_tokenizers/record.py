@@ -1,16 +1,15 @@
 """A Hugging Face folder's tokenizer as one JSON record: its files, verbatim, for a run
 trained from such a folder (SFT, issue 26). The run's ``tokenizer.json`` and checkpoints
-hold the record, and :func:`read_record` reads the same tokenizer back from it, so the run
+hold the record, and :func:`~.folder.read_record` reads the same tokenizer back from it, so the run
 needs the folder no more; the vocabulary files stay the format (no second one).
 
 ``{"kind": "hf_tokenizer_folder", "files": {name: text}, "chat_template": str | None}``.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-__all__ = ["KIND", "FILES", "folder_record", "record_of", "read_record"]
+__all__ = ["KIND", "FILES", "folder_record", "record_of"]
 
 KIND = "hf_tokenizer_folder"
 # every file read_tokenizer_folder reads (all text)
@@ -32,23 +31,3 @@ def record_of(tok) -> dict:
         raise ValueError(f"this {tok.kind} was built in memory, not read from a folder, so it has no files to "
                          "record; expected one from read_tokenizer_folder")
     return {**tok.record, "chat_template": tok.chat_template}
-
-
-def read_record(record: dict):
-    """The tokenizer of a record (:func:`record_of`), its chat template set."""
-    from .folder import read_tokenizer_folder
-
-    files = record.get("files") if isinstance(record, dict) else None
-    if record.get("kind") != KIND or not isinstance(files, dict) or not set(files) <= set(FILES):
-        raise ValueError(f"expected a {KIND} record with files among {list(FILES)}, got "
-                         f"{sorted(files) if isinstance(files, dict) else type(files).__name__}")
-    template = record.get("chat_template")
-    if template is not None and not isinstance(template, str):
-        raise ValueError(f"expected chat_template a string (a Jinja template), got {type(template).__name__}")
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, text in files.items():
-            (Path(tmp) / name).write_text(text, encoding="utf-8")
-        tok = read_tokenizer_folder(tmp)
-    tok.record = {"kind": KIND, "files": dict(files)}
-    tok.chat_template = template
-    return tok
