@@ -208,3 +208,46 @@ def test_sft_refuses_a_model_that_is_not_the_base(hf_folder, tmp_path):
         train("sft", tmp_path / "c", RunConfig(config, TrainConfig.recipe(1, 1e-3)), base=folder, progress=False)
     with pytest.raises(ValueError, match="expected base="):
         train("sft", None, RunConfig(config, TrainConfig.recipe(1, 1e-3)), progress=False)
+
+
+@pytest.fixture(scope="module")
+def char_run(tmp_path_factory):
+    """A tiny causal_lm run with a char tokenizer that knows the conversations' characters."""
+    from minillm.data import CharTokenizer
+    from minillm.data.chat_template import render_chat
+    from minillm.train.entry import train
+    from minillm.train.run_config import RunConfig
+    from minillm.train.training import TrainConfig
+    from minillm.data import Splits
+
+    text = "".join(render_chat(DEFAULT_CHAT_TEMPLATE, m, eos_token="")[0] for m in ROWS) * 20
+    tok = CharTokenizer.train(text)
+    ids = np.asarray(tok.encode(text), dtype=np.int64)
+    out = tmp_path_factory.mktemp("char") / "gpt"
+    config = ModelConfig(vocab_size=tok.vocab_size, block_size=96, d_model=16, n_heads=2, n_layers=1)
+    train("causal_lm", out, RunConfig(config, TrainConfig.recipe(2, 1e-3, batch_size=2), backend="numpy"),
+          data=Splits(ids[:2000], ids[2000:2400], ids[2400:2800]), tokenizer=tok, progress=False)
+    return out
+
+
+def test_sft_command_on_a_jsonl_file_with_resume_and_bad_lines(char_run, tmp_path, capsys):
+    from minillm.cli import main
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps({"messages": m, "task": f"t{i % 2}"}) + "\n" for i, m in enumerate(ROWS * 4)),
+                    encoding="utf-8")
+    args = ["sft", "--from", str(char_run), "--data", str(data), "--out", str(tmp_path / "run"), "--backend", "numpy",
+            "--batch-size", "2", "--held-out", "0.25"]
+    assert main([*args, "--steps", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["task"] == "sft" and summary["steps"] == 2 and summary["test"]["n"] == 3
+    assert set(summary["test"]["tasks"]) <= {"t0", "t1"}
+    assert main(["sft", "--out", str(tmp_path / "run"), "--resume", "--backend", "numpy"]) == 0   # base, data: recorded
+    assert json.loads(capsys.readouterr().out)["steps"] == 2
+    assert main(["evaluate", str(tmp_path / "run"), "--backend", "numpy"]) == 0
+    assert json.loads(capsys.readouterr().out)["data"]["rows"] == 3
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": ROWS[0]}) + "\n" + json.dumps({"messages": [ROWS[0][0]]}) + "\n",
+                   encoding="utf-8")
+    assert main(["sft", "--from", str(char_run), "--data", str(bad), "--out", str(tmp_path / "bad")]) == 2
+    assert "bad.jsonl line 2: expected at least one assistant turn" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()                                    # nothing half-written
