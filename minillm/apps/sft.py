@@ -41,7 +41,6 @@ from ..train.eval_data import generated_eval_data
 from ..train.evaluation import EVAL_BATCH
 from ..train.generation import generate
 from ..train.spec import TaskInputs, TaskParts, TaskSpec, register_task
-from ..train.task_endpoints import GENERATE, SCORE
 
 __all__ = ["SFT_TASK", "SFTSource", "read_source", "answer_accuracy", "split_held_out"]
 
@@ -240,9 +239,11 @@ def _evaluate(run, **data) -> dict:
                               run.config.block_size), "data": info}
 
 
-# defaults of `minillm sft`: a short run at a low rate (tuning, not pretraining); packing on
+# defaults of `minillm sft`: a short run at a low rate (tuning, not pretraining); packing on.
+# No REST endpoint of its own: a path is declared by one task (causal_lm's /v1/generate), and an
+# sft run is served by the chat endpoints, which read its tokenizer's chat_template
 SFT_TASK = register_task(TaskSpec(
     "sft", "GPT", _setup, test=_test, test_best=True, steps=300, lr=1e-3, batch_size=16,
     recipe=lambda steps, lr: {"warmup_steps": min(30, steps // 10), "weight_decay": 0.0},
     options={"base": None, "packing": True, "n_train": 600, "n_test": 50, "held_out": 0.05},
-    evaluate=_evaluate, endpoints=(GENERATE, SCORE)))
+    evaluate=_evaluate))
