@@ -251,3 +251,18 @@ def test_sft_command_on_a_jsonl_file_with_resume_and_bad_lines(char_run, tmp_pat
     assert main(["sft", "--from", str(char_run), "--data", str(bad), "--out", str(tmp_path / "bad")]) == 2
     assert "bad.jsonl line 2: expected at least one assistant turn" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()                                    # nothing half-written
+
+
+def test_sft_starts_from_the_base_weights(char_run):
+    """A step at a learning rate of 1e-12 leaves the model at the base's weights: the task
+    loaded them (a model left at its seeded initialisation would differ by order 0.02)."""
+    from minillm.train.entry import train
+    from minillm.train.run_config import RunConfig
+    from minillm.train.training import TrainConfig
+
+    src = read_source(char_run)
+    run = train("sft", None, RunConfig(src.config, TrainConfig.recipe(1, 1e-12, batch_size=2, warmup_steps=0),
+                                       backend="numpy"), data=[{"task": "t", "messages": m} for m in ROWS * 2],
+                base=char_run, progress=False, evaluate_test=False, held_out=0.2)
+    state = run.model.state_dict()
+    assert max(float(np.abs(state[k] - src.state[k]).max()) for k in state) < 1e-9
