@@ -183,29 +183,32 @@ def _eos_id(tok) -> int:
 def answer_accuracy(runtime, model, tok, template: str, rows, block_size: int) -> dict:
     """Per task, the share of ``rows`` whose greedy answer to the conversation before the
     last assistant turn equals that turn (both stripped of surrounding whitespace): ``{"exact":
-    overall, "tasks": {task: {"exact", "n"}}, "skipped": rows whose prompt leaves no room to
-    answer, "examples": a few (expected, got)}``."""
+    overall, "tasks": {task: {"exact", "n"}}, "skipped": rows longer than the window, dropped
+    as training drops them (LONG_CONVERSATIONS), "examples": a few (expected, got)}``. Each
+    answer may take as many tokens as the window leaves (the whole conversation fits it), at
+    most ``MAX_ANSWER_TOKENS``."""
     eos = _eos_id(tok)
     prompts, wanted, tasks, skipped = [], [], [], 0
     for row in rows:
         messages = row["messages"]
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        ids = apply_chat_template(tok, template, messages[:last], add_generation_prompt=True).ids
-        if len(ids) >= block_size:
+        if len(apply_chat_template(tok, template, messages[:last + 1]).ids) > block_size + 1:
             skipped += 1
             continue
-        prompts.append(ids)
+        prompts.append(apply_chat_template(tok, template, messages[:last], add_generation_prompt=True).ids)
         wanted.append(messages[last]["content"].strip())
         tasks.append(row["task"])
     if not prompts:
-        raise ValueError(f"every one of the {len(rows)} held-out rows has a prompt of block_size = {block_size} "
-                         "tokens or more: no room for an answer")
-    got = []
-    for i in range(0, len(prompts), EVAL_BATCH):
-        chunk = prompts[i:i + EVAL_BATCH]
-        room = min(MAX_ANSWER_TOKENS, block_size - max(len(p) for p in chunk))
-        for new in generate(runtime, model, chunk, room, temperature=0.0, eos_id=eos):
-            got.append(tok.decode([t for t in new if t != eos], skip_special_tokens=True).strip())
+        raise ValueError(f"every one of the {len(rows)} held-out rows has more than block_size + 1 = "
+                         f"{block_size + 1} tokens")
+    got = [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))    # batches of like lengths
+    for start in range(0, len(order), EVAL_BATCH):
+        chunk = order[start:start + EVAL_BATCH]
+        room = min(MAX_ANSWER_TOKENS, block_size + 1 - max(len(prompts[i]) for i in chunk))
+        for i, new in zip(chunk, generate(runtime, model, [prompts[i] for i in chunk], room, temperature=0.0,
+                                          eos_id=eos)):
+            got[i] = tok.decode([t for t in new if t != eos], skip_special_tokens=True).strip()
     right = np.array([g == w for g, w in zip(got, wanted)])
     per_task = {t: {"exact": float(right[[k == t for k in tasks]].mean()), "n": int(sum(k == t for k in tasks))}
                 for t in sorted(set(tasks))}
