@@ -266,3 +266,36 @@ def test_sft_starts_from_the_base_weights(char_run):
                 base=char_run, progress=False, evaluate_test=False, held_out=0.2)
     state = run.model.state_dict()
     assert max(float(np.abs(state[k] - src.state[k]).max()) for k in state) < 1e-9
+
+
+def test_answer_accuracy_scores_each_task_and_leaves_room_for_every_answer(char_run, monkeypatch):
+    """With a stand-in for generation that answers from a table (and checks it was given room
+    for the whole answer and its <eos>), every row is right; answering the wrong row's
+    answer, every row is wrong; a row longer than the window is skipped, not scored."""
+    import minillm.apps.sft as sft
+    from minillm.data.chat_template import apply_chat_template
+
+    src = read_source(char_run)
+    rows = [{"task": f"t{i % 2}", "messages": m} for i, m in enumerate(ROWS)]
+    rows.append({"task": "long", "messages": [{"role": "user", "content": "a" * 200},
+                                              {"role": "assistant", "content": "b"}]})
+    answers = {}
+    for row in rows[:-1]:
+        m = row["messages"]
+        prompt = apply_chat_template(src.tokenizer, DEFAULT_CHAT_TEMPLATE, m[:-1], add_generation_prompt=True).ids
+        answers[tuple(prompt)] = src.tokenizer.encode(m[-1]["content"]) + [src.tokenizer.eos_id]
+
+    def table(shift):
+        def fake(runtime, model, prompts, max_new_tokens, **kwargs):
+            keys = [tuple(p) for p in prompts]
+            assert all(max_new_tokens >= len(answers[k]) for k in keys)
+            return [answers[keys[(i + shift) % len(keys)]] for i in range(len(keys))]
+        return fake
+
+    monkeypatch.setattr(sft, "generate", table(0))
+    right = sft.answer_accuracy(None, None, src.tokenizer, DEFAULT_CHAT_TEMPLATE, rows, src.config.block_size)
+    assert right["exact"] == 1.0 and right["skipped"] == 1 and right["n"] == 3
+    assert right["tasks"] == {"t0": {"exact": 1.0, "n": 2}, "t1": {"exact": 1.0, "n": 1}}
+    monkeypatch.setattr(sft, "generate", table(1))
+    assert sft.answer_accuracy(None, None, src.tokenizer, DEFAULT_CHAT_TEMPLATE, rows,
+                               src.config.block_size)["exact"] == 0.0
