@@ -31,7 +31,7 @@ from ..core.config import ModelConfig
 from ..data.batching import rank_batch_size
 from ..data.chat_batches import ConversationBatches, conversation_eval_batches
 from ..data.chat_template import DEFAULT_CHAT_TEMPLATE, apply_chat_template, read_chat_template
-from ..data.conversations import encode_conversations
+from ..data.conversations import LONG_CONVERSATIONS, check_conversation, encode_conversations
 from ..data.instructions import instruction_set
 from ..store.checkpoint import load_checkpoint
 from ..store.model_io import MODEL_KEY
@@ -128,7 +128,7 @@ def _rows(inputs: TaskInputs):
         train, test = instruction_set(opts["n_train"], opts["n_test"], seed=0)
         return train, test, generated_dataset("instructions", {"train": opts["n_train"], "test": opts["n_test"]},
                                               "conversations of each task")
-    rows = list(inputs.data)
+    rows = [check_conversation(row, f"data row {i}") for i, row in enumerate(inputs.data)]
     train, test = split_held_out(rows, opts["held_out"], seed=0)
     source = inputs.source or "conversations"
     digest = sha256("\n".join(json.dumps(r, sort_keys=True) for r in rows).encode("utf-8"))
@@ -153,11 +153,10 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     train = encode_conversations(tok, template, train_rows, T, "training conversations")
     held = encode_conversations(tok, template, test_rows, T, "held-out conversations")
     pad_id = _pad_id(tok)
-    batches = ConversationBatches(train.ids, train.targets, rank_batch_size(tc.batch_size, rt.world_size), T, pad_id,
-                                  tc.seed,
-                                  packing=opts["packing"], rank=rt.rank, world_size=rt.world_size)
-    contract = data_contract(dataset, tok, T)
-    contract["truncation"] = "none: " + "a conversation of more than block_size + 1 tokens is dropped"
+    rows_here = rank_batch_size(tc.batch_size, rt.world_size)                 # this rank's rows of a batch
+    batches = ConversationBatches(train.ids, train.targets, rows_here, T, pad_id, tc.seed, packing=opts["packing"],
+                                  rank=rt.rank, world_size=rt.world_size)
+    contract = {**data_contract(dataset, tok, T), "truncation": LONG_CONVERSATIONS}
     info = {"source_model": str(Path(opts["base"]).resolve()), "source_kind": src.kind,
             "packing": bool(opts["packing"]), "dropped": {"train": train.dropped, "test": held.dropped}}
     return TaskParts(batches, conversation_eval_batches(held.ids, held.targets, EVAL_BATCH, pad_id), contract, tok,

@@ -208,6 +208,9 @@ def test_sft_refuses_a_model_that_is_not_the_base(hf_folder, tmp_path):
         train("sft", tmp_path / "c", RunConfig(config, TrainConfig.recipe(1, 1e-3)), base=folder, progress=False)
     with pytest.raises(ValueError, match="expected base="):
         train("sft", None, RunConfig(config, TrainConfig.recipe(1, 1e-3)), progress=False)
+    with pytest.raises(ValueError, match=r"data row 1: message 0: expected a role in"):
+        train("sft", None, RunConfig(read_source(folder).config, TrainConfig.recipe(1, 1e-3)), base=folder,
+              data=[{"messages": ROWS[0]}, {"messages": [{"role": "bot", "content": "x"}]}], progress=False)
 
 
 @pytest.fixture(scope="module")
