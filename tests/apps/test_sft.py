@@ -248,6 +248,17 @@ def test_sft_command_on_a_jsonl_file_with_resume_and_bad_lines(char_run, tmp_pat
     assert json.loads(capsys.readouterr().out)["steps"] == 2
     assert main(["evaluate", str(tmp_path / "run"), "--backend", "numpy"]) == 0
     assert json.loads(capsys.readouterr().out)["data"]["rows"] == 3
+    # generate answers the prompt as a user's turn, with the run's template
+    from minillm.data.chat_template import apply_chat_template
+    from minillm.store.runtime import Runtime
+    from minillm.train.generation import TextStream
+    stream = TextStream.of_run(tmp_path / "run", "Hi?", Runtime("numpy"), max_new_tokens=3)
+    assert stream.prompt_ids == apply_chat_template(stream.tokenizer, DEFAULT_CHAT_TEMPLATE,
+                                                    [{"role": "user", "content": "Hi?"}],
+                                                    add_generation_prompt=True).ids
+    assert main(["generate", str(tmp_path / "run"), "--prompt", "Hi?", "--max-new-tokens", "3",
+                 "--backend", "numpy"]) == 0
+    assert capsys.readouterr().out.startswith("Hi?")
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"messages": ROWS[0]}) + "\n" + json.dumps({"messages": [ROWS[0][0]]}) + "\n",
                    encoding="utf-8")
