@@ -11,7 +11,7 @@ from ..apps.sft import read_source
 from ..data.conversations import LONG_CONVERSATIONS, read_conversations
 from ..train.contract import source_of
 from ..train.entry import train
-from .options import FRACTION, POSITIVE_INT, add_option, add_training_args, run_config_of
+from .options import FRACTION, POSITIVE_INT, add_training_args, run_config_of
 
 __all__ = ["add_parsers", "cmd_sft", "TRAINING_COMMANDS"]
 

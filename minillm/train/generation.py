@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.chat_template import apply_chat_template
 from ..store.runs import load_run
 from ..store.runtime import Runtime
 from .sampling import _check_options, sample_next
@@ -363,6 +364,10 @@ def text_deltas(tokens, decode, *, window: int = 64):
         yield last
 
 
+# the runs whose model continues text: a GPT trained on text, or on conversations (it answers)
+GENERATING_TASKS = ("causal_lm", "sft")
+
+
 class TextStream:
     """The continuation of ``prompt`` by a GPT (``model`` in ``runtime``, its ``tokenizer``)
     as text pieces while it is generated (iterate it); :meth:`of_run` reads a run folder.
@@ -370,13 +375,18 @@ class TextStream:
 
     A prompt longer than the model's ``block_size`` tokens keeps its last ``block_size``
     tokens (the text the continuation follows; :data:`~minillm.train.spec.LONG_INPUT`);
-    ``dropped`` says how many were left out (0 when none), for the caller to say so."""
+    ``dropped`` says how many were left out (0 when none), for the caller to say so.
+    ``chat_template``: the prompt is a user's turn, rendered with it and followed by the
+    assistant's generation prompt (a model tuned on conversations, an ``sft`` run); the
+    stream is then the assistant's answer."""
 
     def __init__(self, runtime, model, tokenizer, prompt: str, *, start_id: int, max_new_tokens: int = 100,
                  temperature: float = 0.8, top_k: int | None = 40, top_p: float | None = None,
-                 seed: int | None = 0, use_cache: bool = True):
+                 seed: int | None = 0, use_cache: bool = True, chat_template: str | None = None):
         self.tokenizer, self.block_size = tokenizer, model.config.block_size
-        ids = tokenizer.encode(prompt) or [start_id]
+        ids = (apply_chat_template(tokenizer, chat_template, [{"role": "user", "content": prompt}],
+                                   add_generation_prompt=True).ids if chat_template is not None
+               else tokenizer.encode(prompt) or [start_id])
         self.dropped = max(0, len(ids) - self.block_size)
         self.prompt_ids = ids[self.dropped:]
         self._tokens = generate_stream(runtime, model, self.prompt_ids, max_new_tokens, temperature=temperature,
@@ -386,10 +396,15 @@ class TextStream:
     @classmethod
     def of_run(cls, run, prompt: str, runtime: Runtime | None = None, **options) -> "TextStream":
         """The stream of the causal-LM run in ``run`` (a folder), loaded into ``runtime``
-        (default ``Runtime()``); ``options`` as the constructor's."""
-        loaded = load_run(run, runtime, task="causal_lm")
+        (default ``Runtime()``), or the answer of an ``sft`` run to ``prompt`` as a user's
+        turn (its chat template); ``options`` as the constructor's."""
+        loaded = load_run(run, runtime)
+        if loaded.task not in GENERATING_TASKS:
+            raise ValueError(f"{run}: expected a {' or '.join(GENERATING_TASKS)} run, got a {loaded.task} run "
+                             f"({type(loaded.model).__name__})")
+        chat = loaded.tokenizer.chat_template if loaded.task == "sft" else None
         return cls(loaded.runtime, loaded.model, loaded.tokenizer, prompt, start_id=loaded.tokenizer.bos_id,
-                   **options)
+                   chat_template=chat, **options)
 
     def __iter__(self):
         return text_deltas(self._tokens, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
