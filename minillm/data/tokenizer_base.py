@@ -8,11 +8,17 @@ and then its own tokens. Each token id stands for a byte string
 (``self._id_bytes[i]``), so ``decode`` is one function for all of them: join the
 bytes, decode as UTF-8. The special tokens stand for their own text ("<eos>"), which
 ``decode(..., skip_special_tokens=True)`` leaves out.
+
+``encode`` reads literal "<eos>" in a text as ordinary characters; ``encode_with_offsets``,
+what a chat template's text goes through (:mod:`minillm.data.chat_template`), matches the
+special tokens' text whole, as a Hugging Face tokenizer matches its added tokens, since the
+template writes ``{{ eos_token }}`` to end an answer.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +28,8 @@ from .vocab import BOS_ID, CLS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKE
 
 N_SPECIAL = len(SPECIAL_TOKENS)
 FORMAT_VERSION = 1
+# the special tokens' text, matched whole by encode_with_offsets (the longest first)
+_SPECIAL_PATTERN = re.compile("|".join(re.escape(t) for t in sorted(SPECIAL_TOKENS, key=len, reverse=True)))
 
 
 def byte_token(b: int) -> str:
@@ -94,6 +102,52 @@ class Tokenizer:
             raise TypeError(f"{self.kind}.encode expects a str, got {type(text).__name__}")
         ids = self._encode(text)
         return ([BOS_ID] if add_bos else []) + ids + ([EOS_ID] if add_eos else [])
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` with the special tokens' text ("<eos>") matched whole as
+        their ids, and each token's characters ``(start, stop)`` in ``text``: what
+        :func:`~minillm.data.chat_template.apply_chat_template` needs (the interface of the
+        Hugging Face tokenizers' method of the same name). The text between special tokens
+        is encoded as :meth:`encode` encodes it and must come back from the token bytes:
+        a ``WordTokenizer`` meeting an unknown word (``<unk>``) cannot say where it is."""
+        if not isinstance(text, str):
+            raise TypeError(f"{self.kind}.encode_with_offsets expects a str, got {type(text).__name__}")
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        at = 0
+        for match in [*_SPECIAL_PATTERN.finditer(text), None]:
+            stop = len(text) if match is None else match.start()
+            if stop > at:
+                self._segment_offsets(text[at:stop], at, ids, offsets)
+            if match is not None:
+                ids.append(SPECIAL_TOKENS.index(match.group()))
+                offsets.append(match.span())
+                at = match.end()
+        return ids, offsets
+
+    def _segment_offsets(self, segment: str, at: int, ids: list, offsets: list) -> None:
+        """Append the ids of ``segment`` (no special token in it) and their characters,
+        counted from ``at``, found by walking the token bytes along the segment's UTF-8."""
+        data = utf8(segment, self.kind)
+        char_of_byte = [i for i, ch in enumerate(segment) for _ in ch.encode("utf-8")]
+        byte = 0
+        for i in self._encode(segment):
+            piece = self._id_bytes[i]
+            if i < N_SPECIAL or data[byte:byte + len(piece)] != piece:
+                raise ValueError(f"{self.kind}: the tokens of {segment!r} do not spell it again (a token "
+                                 f"{self.id_to_token(i)!r} at byte {byte}); chat needs a tokenizer whose "
+                                 "decode(encode(text)) == text on the text given: BPETokenizer, CharTokenizer "
+                                 "with byte_fallback, or a WordTokenizer that knows every word")
+            ids.append(i)
+            offsets.append((at + char_of_byte[byte], at + char_of_byte[byte + len(piece) - 1] + 1))
+            byte += len(piece)
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """The special tokens by the names a chat template reads (``bos_token``,
+        ``eos_token``, ``pad_token``, ``unk_token``, ``mask_token``, ``cls_token``,
+        ``sep_token``), as ``transformers``' ``special_tokens_map``."""
+        return {f"{t[1:-1]}_token": t for t in SPECIAL_TOKENS}
 
     def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = False) -> str:
         """The text of ``ids``. Special tokens appear as their text ("<eos>"), or are left
