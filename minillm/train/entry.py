@@ -137,7 +137,7 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
     # the trainer puts the model and its optimizer on the runtime's device and path (Runtime.prepare)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), parts.train, tc, task=task, eval_data=parts.validation,
                       run_dir=folder, tokenizer=tok.to_dict(), score=spec.score, best_by=spec.best_by,
-                      loss_per=spec.loss_per, progress=progress,
+                      loss_per=spec.loss_per, progress=progress, objective=parts.objective,
                       metadata={**info, "data": parts.contract, "run": run_config.where})
     result = trainer.fit(resume=resume)
     model = trainer.model

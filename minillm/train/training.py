@@ -214,7 +214,8 @@ class Trainer:
                  task: str = "causal_lm", eval_data=None, run_dir=None, metadata: dict | None = None,
                  tokenizer: dict | None = None, score: Callable = evaluate_lm,
                  best_by: tuple[str, str] = ("loss", "min"), loss_per: str = "token",
-                 progress: bool | Progress = True, on_step: Callable[[int, float], None] | None = None):
+                 progress: bool | Progress = True, on_step: Callable[[int, float], None] | None = None,
+                 objective: Callable | None = None):
         if not isinstance(task, str) or not task:
             raise ValueError(f"expected task as a non-empty str (the run's task name), got {task!r}")
         if (not isinstance(best_by, tuple) or len(best_by) != 2 or not isinstance(best_by[0], str)
@@ -229,6 +230,7 @@ class Trainer:
         self.run_dir = None if self.folder is None else self.folder.path
         self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
         self.score, self.best_by, self.progress, self.on_step = score, best_by, progress, on_step
+        self.objective = objective           # objective(model, **batch) -> loss; None: model(**batch)[1]
         self.loss_per = loss_per             # "token" or "example": what loss.png says the loss is a mean over
         self.step, self.skipped_steps, self.best_val = 0, 0, None   # best_val: the best's validation loss
         self.best_step: int | None = None    # the step of checkpoints/best (chosen by best_by)
@@ -272,7 +274,10 @@ class Trainer:
         single-process step on the global batch."""
         self.model.train()
         with self.runtime.autocast():
-            _, loss = self._ddp_model(**self._inputs(batch))
+            if self.objective is None:
+                _, loss = self._ddp_model(**self._inputs(batch))
+            else:
+                loss = self.objective(self._ddp_model, **self._inputs(batch))
         loss = self.distribution.share(loss, counted(batch))   # this rank's sum / the global count
         loss.backward()
         return self.distribution.sum(loss.item())
