@@ -85,7 +85,7 @@ class Tokenizer:
     def _encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:
+    def _to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
     @classmethod
@@ -178,6 +178,9 @@ class Tokenizer:
         except UnicodeDecodeError:
             return "".join(byte_token(b) for b in raw)
 
+    # the chat template of a model tuned on conversations (an SFT run's), else None; saved
+    # with the tokenizer (to_dict), so load_run(...).tokenizer.chat_template gives it back
+    chat_template: str | None = None
     special_tokens: ClassVar[tuple[str, ...]] = SPECIAL_TOKENS
     pad_id = property(lambda self: PAD_ID, doc="id of <pad> (0)")
     unk_id = property(lambda self: UNK_ID, doc="id of <unk> (1)")
@@ -193,21 +196,33 @@ class Tokenizer:
         return tuple(range(N_SPECIAL))
 
     # --- JSON -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The tokenizer as JSON: its own fields, and ``chat_template`` where one is set."""
+        data = self._to_dict()
+        if self.chat_template is not None:
+            data["chat_template"] = self.chat_template
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Tokenizer":
         """Rebuild from :meth:`to_dict`'s output (``Tokenizer.from_dict`` dispatches on "type")."""
         kind = data.get("type") if isinstance(data, dict) else None
+        template = data.get("chat_template") if isinstance(data, dict) else None
+        if template is not None and not isinstance(template, str):
+            raise ValueError(f"expected chat_template a string (a Jinja template), got {type(template).__name__}")
         if cls is Tokenizer:
             if kind not in Tokenizer.types:
                 raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {sorted(Tokenizer.types)}")
-            return Tokenizer.types[kind]._from_dict(data)
+            return Tokenizer.types[kind].from_dict(data)
         if kind != cls.kind:
             raise ValueError(f"expected a {cls.kind} JSON (\"type\": \"{cls.kind}\"), got type {kind!r}")
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"{cls.kind}: unsupported format version {data.get('version')!r}, expected {FORMAT_VERSION}")
         if list(data.get("special_tokens", SPECIAL_TOKENS)) != list(SPECIAL_TOKENS):
             raise ValueError(f"{cls.kind}: special tokens {data['special_tokens']} differ from {list(SPECIAL_TOKENS)}")
-        return cls._from_dict(data)
+        tok = cls._from_dict(data)
+        tok.chat_template = template
+        return tok
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as JSON, atomically (temp file, fsync, rename)."""
