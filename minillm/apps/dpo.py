@@ -2,7 +2,7 @@ r"""The ``dpo`` task (issue 26.3, Rafailov et al. 2023): a causal LM tuned on pr
 pairs, pushed towards the chosen completion and away from the rejected one, relative to a
 frozen reference model.
 
-- the policy: the GPT of a run folder (``source``: an ``sft`` run normally; a
+- the policy: the GPT of a run folder (``base``: an ``sft`` run normally; a
   ``causal_lm`` or ``dpo`` run too), its weights, tokenizer and chat template; a LoRA run's
   adapters are folded into its weights first;
 - the reference: the same weights (or ``reference``, a run whose model config must equal
@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.config import IGNORE_INDEX, ModelConfig
 from ..data.chat_template import DEFAULT_CHAT_TEMPLATE
-from ..data.preferences import encode_pair, preference_set, read_preferences
+from ..data.preferences import TooLong, encode_pair, preference_set, read_preferences
 from ..store import model_io
 from ..store.lora_adapters import adapters, merge_lora
 from ..store.runs import checkpoint_folder, tokenizer_from_dict
@@ -234,9 +234,24 @@ def _template(tok, pairs) -> str | None:
     return own
 
 
-def _encode(tok, template, pairs, block_size, what) -> PreferenceData:
-    return PreferenceData([encode_pair(tok, template, p, block_size, f"{what} pair {i + 1}")
-                           for i, p in enumerate(pairs)])
+def _encode(tok, template, pairs, block_size, source: str | None) -> tuple[PreferenceData, list, int]:
+    """``(encoded, pairs kept, dropped)``. A file's pair longer than the window is an error
+    naming its line; the embedded set's (``source`` None) are dropped and counted, as SFT
+    drops its long conversations."""
+    encoded, kept, dropped = [], [], 0
+    for i, pair in enumerate(pairs):
+        where = f"{source}, line {pair['line']}" if source is not None else f"embedded pair {i + 1}"
+        try:
+            encoded.append(encode_pair(tok, template, pair, block_size, where))
+        except TooLong:
+            if source is not None:
+                raise
+            dropped += 1
+            continue
+        kept.append(pair)
+    if not kept:
+        raise ValueError(f"every one of the {len(pairs)} pairs is longer than block_size + 1 = {block_size + 1} tokens")
+    return PreferenceData(encoded), kept, dropped
 
 
 def _pad_id(tok) -> int:
@@ -248,14 +263,14 @@ def _pad_id(tok) -> int:
 
 def _setup(inputs: TaskInputs) -> TaskParts:
     opts, cfg, tc, rt = inputs.options, inputs.run_config.model, inputs.run_config.train, inputs.runtime
-    if opts["source"] is None:
-        raise ValueError("task 'dpo': expected source=, the run folder of the policy to tune (an sft run); got None")
-    src_cfg, state, tok, _ = read_policy(opts["source"], rt.backend)
+    if opts["base"] is None:
+        raise ValueError("task 'dpo': expected base=, the run folder of the policy to tune (an sft run); got None")
+    src_cfg, state, tok, _ = read_policy(opts["base"], rt.backend)
     diff = _differences(cfg, src_cfg)
     if diff:
         raise ValueError(f"task 'dpo': the run's model config differs from {opts['source']}'s: "
                          f"{{field: (run's, source's)}} = {diff}")
-    reference = opts["reference"] or opts["source"]
+    reference = opts["reference"] or opts["base"]
     ref_state = state
     if opts["reference"] is not None:
         ref_cfg, ref_state, _, _ = read_policy(opts["reference"], rt.backend)
@@ -268,8 +283,9 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     template = _template(tok, train_pairs + test_pairs)
     tok.chat_template = template
     T, pad_id = cfg.block_size, _pad_id(tok)
-    where = "training" if inputs.data is None else str(opts["data_source"] or "training")
-    train, held = _encode(tok, template, train_pairs, T, where), _encode(tok, template, test_pairs, T, "held-out")
+    where = None if inputs.data is None else str(opts["data_source"] or "the pairs given")
+    train, train_pairs, dropped_train = _encode(tok, template, train_pairs, T, where)
+    held, test_pairs, dropped_test = _encode(tok, template, test_pairs, T, where)
     ref_model = getattr(rt.module, "GPT")(cfg, seed=tc.seed)                 # frozen: never trained
     ref_model.load_state_dict(ref_state)
     ref_model = rt.prepare(ref_model)
@@ -285,8 +301,8 @@ def _setup(inputs: TaskInputs) -> TaskParts:
 
     contract = data_contract(dataset, tok, T)
     contract["truncation"] = "none: a pair longer than block_size + 1 tokens is an error"
-    info = {"source_model": str(Path(opts["source"]).resolve()), "reference_model": str(Path(reference).resolve()),
-            "beta": beta, "label_smoothing": eps}
+    info = {"source_model": str(Path(opts["base"]).resolve()), "reference_model": str(Path(reference).resolve()),
+            "beta": beta, "label_smoothing": eps, "dropped": {"train": dropped_train, "test": dropped_test}}
     conversations = [{"task": p.get("task", "pairs"), "messages": _conversation(p)} for p in test_pairs]
     return TaskParts(PreferenceBatches(train, tc.batch_size // rt.world_size, pad_id, tc.seed, rank=rt.rank,
                                        world_size=rt.world_size),
@@ -304,9 +320,10 @@ def _conversation(pair) -> list:
 
 def _exact_match(runtime, model, tok, rows, block_size) -> dict:
     from .sft import answer_accuracy
-    if tok.chat_template is None:
+    template = getattr(tok, "chat_template", None)
+    if template is None:                          # plain-text pairs: no conversation to answer
         return {}
-    return {"exact_match": answer_accuracy(runtime, model, tok, tok.chat_template, rows, block_size)}
+    return {"exact_match": answer_accuracy(runtime, model, tok, template, rows, block_size)}
 
 
 def _test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
@@ -333,7 +350,8 @@ def _evaluate(run, dataset=None, corpus_dir=None, split_name=None, **_) -> dict:
     rt, tok, cfg = run.runtime, run.tokenizer, run.config
     reference = run.extra.get("reference_model")
     _, ref_state, _, _ = read_policy(reference, rt.backend)
-    held = _encode(tok, tok.chat_template, test, cfg.block_size, "held-out")
+    where = None if own.get("kind") == "generated" else own["source"]
+    held, test, _ = _encode(tok, getattr(tok, "chat_template", None), test, cfg.block_size, where)
     ref_model = rt.prepare(getattr(rt.module, "GPT")(cfg))
     ref_model.load_state_dict(ref_state)
     pad_id = _pad_id(tok)
@@ -350,6 +368,6 @@ DPO_TASK = register_task(TaskSpec(
     "dpo", "GPT", _setup, score=preference_scores, best_by=("reward_accuracy", "max"), loss_per="example",
     test=_test, test_best=True, steps=200, lr=5e-4, batch_size=16,
     recipe=lambda steps, lr: {"warmup_steps": min(20, steps // 10), "weight_decay": 0.0},
-    options={"source": None, "reference": None, "beta": 0.1, "label_smoothing": 0.0, "n_train": 600,
+    options={"base": None, "reference": None, "beta": 0.1, "label_smoothing": 0.0, "n_train": 600,
              "n_test": 50, "held_out": 0.05, "data_source": None},
     evaluate=_evaluate, endpoints=(GENERATE, SCORE)))

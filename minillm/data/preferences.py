@@ -32,7 +32,7 @@ from ..core.config import IGNORE_INDEX
 from .chat_template import apply_chat_template
 from .instructions import instruction_set
 
-__all__ = ["read_preferences", "check_pair", "preference_set", "encode_pair", "EncodedPair", "PREFERENCE_FIELDS"]
+__all__ = ["TooLong", "read_preferences", "check_pair", "preference_set", "encode_pair", "EncodedPair", "PREFERENCE_FIELDS"]
 
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 ROLES = ("system", "user", "assistant")
@@ -83,7 +83,8 @@ def check_pair(pair, where: str) -> dict:
 
 def read_preferences(path) -> list[dict]:
     """The pairs of a JSONL file (one JSON object a line, blank lines skipped), each
-    checked by :func:`check_pair`; an error names the file and line."""
+    checked by :func:`check_pair` and given its ``line`` (so that a later error, a pair
+    too long for the model, names it too); an error names the file and line."""
     path = Path(path)
     if path.suffix != ".jsonl":
         raise ValueError(f"{path}: expected 'preferences' (the embedded set) or a .jsonl file of "
@@ -98,7 +99,7 @@ def read_preferences(path) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{where}: not JSON ({exc.msg})") from None
-            pairs.append(check_pair(row, where))
+            pairs.append({**check_pair(row, where), "line": n})
     if len(pairs) < 2:
         raise ValueError(f"{path}: expected at least 2 pairs (one to train on, one held out), got {len(pairs)}")
     return pairs
@@ -128,6 +129,10 @@ def preference_set(n_train: int = 600, n_test: int = 50, *, seed: int = 0) -> tu
     return _pairs(train, seed), _pairs(test, seed + 1)
 
 
+class TooLong(ValueError):
+    """A pair longer than the model's window (:func:`encode_pair`)."""
+
+
 class EncodedPair(NamedTuple):
     """A pair as two causal-LM rows: ``idx`` the tokens but the last, ``targets`` the
     next tokens with ``-100`` off the completion (chosen first, then rejected)."""
@@ -154,7 +159,8 @@ def encode_pair(tok, template: str | None, pair: dict, block_size: int, where: s
     """The two rows of ``pair`` (:class:`EncodedPair`). With a ``template``: the prompt
     rendered with ``add_generation_prompt=True`` (a string prompt is one user message), the
     counted tokens those of the assistant's answer that follow it in the whole conversation
-    (the template's assistant mask). Without: ``encode(prompt)`` then ``encode(completion)``,
+    (the template's assistant mask; every token after the prompt for a template without
+    ``{% generation %}`` marks). Without: ``encode(prompt)`` then ``encode(completion)``,
     the latter counted (a conversational pair needs a template). A row longer than
     ``block_size`` + 1 tokens is an error naming ``where`` and the lengths."""
     rows = []
@@ -174,12 +180,16 @@ def encode_pair(tok, template: str | None, pair: dict, block_size: int, where: s
             if list(whole.ids[:len(prompt)]) != list(prompt):
                 raise ValueError(f"{where}: the chat template's prompt is not where the whole conversation starts "
                                  f"(a template that renders the prompt differently once answered)")
-            rows.append((list(whole.ids), [0] * len(prompt) + list(whole.mask[len(prompt):])))
+            # the assistant's tokens after the prompt; a template without {% generation %}
+            # marks none, and then every token after the prompt counts (trl's rule)
+            after = list(whole.assistant_mask[len(prompt):]) if any(whole.assistant_mask) \
+                else [1] * (len(whole.ids) - len(prompt))
+            rows.append((list(whole.ids), [0] * len(prompt) + after))
     for (ids, counted), name in zip(rows, ("chosen", "rejected")):
         if not any(counted[1:]):
             raise ValueError(f"{where}: the {name} completion has no token to score")
         if len(ids) > block_size + 1:
-            raise ValueError(f"{where}: the prompt with its {name} completion is {len(ids)} tokens, more than the "
+            raise TooLong(f"{where}: the prompt with its {name} completion is {len(ids)} tokens, more than the "
                              f"model's block_size + 1 = {block_size + 1}; shorten it or leave the pair out")
     (ci, ct), (ri, rt) = (_row(ids, counted) for ids, counted in rows)
     return EncodedPair(ci, ct, ri, rt)
