@@ -268,7 +268,7 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     src_cfg, state, tok, _ = read_policy(opts["base"], rt.backend)
     diff = _differences(cfg, src_cfg)
     if diff:
-        raise ValueError(f"task 'dpo': the run's model config differs from {opts['source']}'s: "
+        raise ValueError(f"task 'dpo': the run's model config differs from {opts['base']}'s: "
                          f"{{field: (run's, source's)}} = {diff}")
     reference = opts["reference"] or opts["base"]
     ref_state = state
@@ -277,7 +277,7 @@ def _setup(inputs: TaskInputs) -> TaskParts:
         diff = _differences(cfg, ref_cfg)
         if diff:
             raise ValueError(f"--reference {opts['reference']}: its model config differs from the policy's "
-                             f"({opts['source']}): " + ", ".join(f"{k} {a!r} (policy) vs {b!r} (reference)"
+                             f"({opts['base']}): " + ", ".join(f"{k} {a!r} (policy) vs {b!r} (reference)"
                                                                   for k, (a, b) in diff.items()))
     train_pairs, test_pairs, dataset = _pairs(inputs.data, opts)
     template = _template(tok, train_pairs + test_pairs)

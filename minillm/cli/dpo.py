@@ -29,7 +29,7 @@ or whose chosen and rejected are equal, is an error naming its line."""
 
 def _recorded(out: Path) -> dict:
     """What a dpo run in ``out`` recorded of --from, --reference, --beta, --label-smoothing
-    and --data (run.json, data.json), for --resume."""
+    --data and --held-out (run.json, data.json), for --resume."""
     try:
         run = json.loads((out / "run.json").read_text(encoding="utf-8"))
         dataset = json.loads((out / "data.json").read_text(encoding="utf-8")).get("dataset") or {}
@@ -37,7 +37,8 @@ def _recorded(out: Path) -> dict:
         return {}
     data = EMBEDDED if dataset.get("kind") == "generated" else dataset.get("source")
     return {"from_": run.get("source_model"), "reference": run.get("reference_model"), "beta": run.get("beta"),
-            "label_smoothing": run.get("label_smoothing"), "data": data}
+            "label_smoothing": run.get("label_smoothing"), "data": data,
+            "held_out": (dataset.get("split") or {}).get("share")}
 
 
 def cmd_dpo(a) -> int:
@@ -55,7 +56,7 @@ def cmd_dpo(a) -> int:
                 overwrite=a.overwrite, source=str(data), base=a.from_, reference=reference,
                 beta=a.beta if a.beta is not None else DPO_TASK.options["beta"],
                 label_smoothing=a.label_smoothing if a.label_smoothing is not None else 0.0,
-                held_out=a.held_out, data_source=None if pairs is None else str(Path(data).resolve()))
+                held_out=a.held_out if a.held_out is not None else DPO_TASK.options["held_out"], data_source=None if pairs is None else str(Path(data).resolve()))
     if run.runtime.is_main:
         print(json.dumps(run.summary, indent=2))
     return 0
@@ -79,8 +80,9 @@ def add_parsers(sub, command) -> None:
                         f"(default: {DPO_TASK.options['beta']}, trl's)")
     p.add_argument("--label-smoothing", type=FRACTION, default=None,
                    help="conservative DPO: the share of pairs believed flipped, in [0, 0.5) (default: 0)")
-    p.add_argument("--held-out", type=FRACTION, default=DPO_TASK.options["held_out"],
-                   help="a JSONL file's share of pairs held out for the reward accuracy")
+    p.add_argument("--held-out", type=FRACTION, default=None,
+                   help=f"a JSONL file's share of pairs held out for the reward accuracy "
+                        f"(default: {DPO_TASK.options['held_out']})")
     add_training_args(p, fallbacks, "dpo")
     add_lora_arg(p, fallbacks)
     p.set_defaults(func=cmd_dpo, fallbacks=fallbacks)

@@ -10,7 +10,8 @@ A pair is ``{"prompt", "chosen", "rejected"}`` (``trl``'s preference format), ei
 :func:`preference_set` builds pairs from :func:`~minillm.data.instructions.instruction_set`,
 row for row: the prompt is the conversation before the answer, ``chosen`` the right
 answer, ``rejected`` a plausibly wrong one, the answer of another row of the same task
-(another label, date, span or word list), drawn from a seeded generator. Its held-out
+(another label, date, span or word list; the answer said twice where its task has no
+other), drawn from a seeded generator. Its held-out
 pairs are the instruction set's held-out rows, so SFT's and DPO's exact match are scored
 on the same questions.
 
@@ -105,19 +106,19 @@ def read_preferences(path) -> list[dict]:
     return pairs
 
 
-def _pairs(rows: list, seed: int) -> list[dict]:
-    """Each instruction row as a pair: rejected = the answer of another row of its task."""
+def _pairs(rows: list, answers: dict, seed: int) -> list[dict]:
+    """Each instruction row as a pair: rejected = the answer of another row of its task
+    (``answers``: every answer of each task), or, where the task has no other, the right
+    answer said twice."""
     rng = np.random.default_rng(seed)
-    answers: dict = {}
-    for row in rows:
-        answers.setdefault(row["task"], []).append(row["messages"][-1]["content"])
     pairs = []
     for row in rows:
         right = row["messages"][-1]["content"]
         others = sorted(set(answers[row["task"]]) - {right})
+        wrong = str(rng.choice(others)) if others else f"{right} {right}"
         pairs.append({"task": row["task"], "prompt": row["messages"][:-1],
                       "chosen": [{"role": "assistant", "content": right}],
-                      "rejected": [{"role": "assistant", "content": str(rng.choice(others))}]})
+                      "rejected": [{"role": "assistant", "content": wrong}]})
     return pairs
 
 
@@ -126,7 +127,10 @@ def preference_set(n_train: int = 600, n_test: int = 50, *, seed: int = 0) -> tu
     of the same sizes and seed, each with a plausibly wrong answer to reject (module
     docstring). Conversational, with the row's ``task``."""
     train, test = instruction_set(n_train, n_test, seed=seed)
-    return _pairs(train, seed), _pairs(test, seed + 1)
+    answers: dict = {}
+    for row in train + test:
+        answers.setdefault(row["task"], []).append(row["messages"][-1]["content"])
+    return _pairs(train, answers, seed), _pairs(test, answers, seed + 1)
 
 
 class TooLong(ValueError):
