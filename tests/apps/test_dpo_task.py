@@ -229,3 +229,23 @@ def test_a_dpo_run_from_an_sft_run_renders_its_template_and_scores_each_task(tmp
     assert run.test["pairs"] >= 1 and 0.0 <= run.test["reward_accuracy"] <= 1.0
     loaded = load_run(tmp_path / "dpo", Runtime("torch"))
     assert loaded.tokenizer.chat_template == load_run(tmp_path / "sft", Runtime("torch")).tokenizer.chat_template
+
+
+def test_dpo_with_lora_trains_the_adapters_only_and_saves_them_in_peft_layout(lm_run, tmp_path, capsys):
+    from minillm.store import model_io
+    from minillm.store.peft_adapters import CONFIG_FILE, WEIGHTS_FILE
+    from minillm.store.runs import checkpoint_folder
+    lm, prefs = lm_run
+    out = tmp_path / "dpo"
+    assert main(["dpo", "--from", str(lm), "--data", str(prefs), "--backend", "torch", "--steps", "3",
+                 "--batch-size", "4", "--lora", "2,4,W_Q,W_V", "--out", str(out)]) == 0
+    capsys.readouterr()
+    base, _ = model_io.load_model(checkpoint_folder(lm), "numpy")
+    tuned, _ = model_io.load_model(out / "checkpoints" / "last", "numpy")
+    tuned_weights = dict(tuned.named_parameters())
+    for name, p in base.named_parameters():                 # every base weight, to the bit
+        assert np.array_equal(p.data, tuned_weights[name].data), name
+    assert np.abs(tuned_weights["blocks.0.attn.lora_W_V.B"].data).max() > 0
+    config = json.loads((out / "checkpoints" / "last" / CONFIG_FILE).read_text())
+    assert config["target_modules"] == ["transformer.h.0.attn.c_attn"] and config["r"] == 2
+    assert (out / "checkpoints" / "last" / WEIGHTS_FILE).is_file()
