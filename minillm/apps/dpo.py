@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import IGNORE_INDEX, ModelConfig
+from ..data.batching import rank_batch_size
 from ..data.chat_template import DEFAULT_CHAT_TEMPLATE
 from ..data.preferences import TooLong, encode_pair, preference_set, read_preferences
 from ..store import model_io
@@ -304,8 +305,8 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     info = {"source_model": str(Path(opts["base"]).resolve()), "reference_model": str(Path(reference).resolve()),
             "beta": beta, "label_smoothing": eps, "dropped": {"train": dropped_train, "test": dropped_test}}
     conversations = [{"task": p.get("task", "pairs"), "messages": _conversation(p)} for p in test_pairs]
-    return TaskParts(PreferenceBatches(train, tc.batch_size // rt.world_size, pad_id, tc.seed, rank=rt.rank,
-                                       world_size=rt.world_size),
+    return TaskParts(PreferenceBatches(train, rank_batch_size(tc.batch_size, rt.world_size), pad_id, tc.seed,
+                                       rank=rt.rank, world_size=rt.world_size),
                      _eval_batches(held, pad_id, beta, eps), contract, tok, info=info,
                      init=lambda model: model.load_state_dict(state), held_out=conversations,
                      data=(train_pairs, test_pairs), objective=objective)
