@@ -18,15 +18,16 @@ from .schemas import ERRORS, model_of, schema_name
 __all__ = ["create_app"]
 
 
-def _route(app: FastAPI, served: ServedRun, task: str, endpoint: Endpoint, limits: Limits) -> None:
+def _route(app: FastAPI, served: ServedRun, tasks: tuple, endpoint: Endpoint, limits: Limits) -> None:
     """``POST endpoint.path``: the body checked against the endpoint's request model, the
-    task checked against the served run's, the handler's answer against its response model."""
+    served run's task checked to be one of ``tasks`` (those that declare the endpoint), the
+    handler's answer against its response model."""
     Request = model_of(schema_name(endpoint.path, "Request"), endpoint.request, limits, request=True)
     Response = model_of(schema_name(endpoint.path, "Response"), endpoint.response, limits, request=False)
 
     def handle(req: Request) -> Response:         # FastAPI runs it in its thread pool
-        if served.task != task:
-            raise Refused(400, "wrong_task", f"{endpoint.path} needs a {task} run; this server runs a "
+        if served.task not in tasks:
+            raise Refused(400, "wrong_task", f"{endpoint.path} needs a {' or '.join(tasks)} run; this server runs a "
                                              f"{served.task} model")
         return Response(**endpoint.handler(served, req.model_dump()))
 
@@ -63,12 +64,16 @@ def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None
                 "limits": {**asdict(limits), "max_prompt_tokens": cfg.block_size},
                 "long_input": LONG_INPUT}
 
-    paths: dict[str, str] = {}
+    # a path is one endpoint; the tasks whose runs it serves are those that declare it (a GPT
+    # trained as causal_lm, sft or dpo generates alike); two endpoints of one path are an error
+    paths: dict[str, tuple] = {}
     for spec in TASK_SPECS.values():
         for endpoint in spec.endpoints:
-            if endpoint.path in paths:
-                raise ValueError(f"tasks {paths[endpoint.path]!r} and {spec.name!r} both declare {endpoint.path}")
-            paths[endpoint.path] = spec.name
-            _route(app, served, spec.name, endpoint, limits)
+            first, tasks = paths.get(endpoint.path, (endpoint, ()))
+            if first is not endpoint:
+                raise ValueError(f"tasks {tasks[0]!r} and {spec.name!r} declare different endpoints at {endpoint.path}")
+            paths[endpoint.path] = (endpoint, tasks + (spec.name,))
+    for endpoint, tasks in paths.values():
+        _route(app, served, tasks, endpoint, limits)
     app.state.minillm = served
     return app

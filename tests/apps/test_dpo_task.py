@@ -177,6 +177,16 @@ def test_dpo_command_trains_resumes_and_evaluates(lm_run, tmp_path, capsys, monk
     assert scores["reward_accuracy"] == test["reward_accuracy"]
     assert scores["margin"] == pytest.approx(test["margin"], rel=1e-9)
 
+    # served, it generates as the GPT it is (the endpoint the causal_lm and sft runs have too)
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from minillm.serving import create_app
+    from minillm.store.runtime import Runtime
+    with TestClient(create_app(out, Runtime("numpy"))) as client:
+        r = client.post("/v1/generate", json={"prompt": "the cat", "max_new_tokens": 3, "temperature": 0})
+        assert r.status_code == 200 and len(r.json()["tokens"]) <= 3
+        assert client.post("/v1/classify", json={"text": "a"}).json()["error"] == "wrong_task"
+
 
 def test_the_reference_is_frozen_and_a_reference_of_another_config_is_refused(lm_run, tmp_path, capsys):
     """Scored against the policy it started from, a run's first held-out rewards are 0: the
