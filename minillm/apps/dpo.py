@@ -10,8 +10,9 @@ frozen reference model.
   two completions are computed once, in evaluation mode, without gradients (``trl``'s
   ``precompute_ref_log_probs``), and ride in the batches;
 - the loss: :func:`~minillm.reference.dpo_objective` (``dpo_loss`` over ``sequence_logps``
-  of the completion tokens, with ``beta`` and ``label_smoothing``), the backend's, so the
-  reference backend's gradient is the hand-written chain;
+  of the completion tokens, with ``beta`` and ``label_smoothing``; ``rpo_alpha`` adds the
+  chosen answers' cross-entropy), the backend's, so the reference backend's gradient is the
+  hand-written chain;
 - the data: the embedded preference set (:func:`~minillm.data.preferences.preference_set`)
   or pairs given (``trl``'s JSONL, :func:`~minillm.data.preferences.read_preferences`), of
   which a seeded share is held out;
@@ -297,16 +298,17 @@ def _setup(inputs: TaskInputs) -> TaskParts:
         train.reference_logps = reference_logps(rt, ref_model, train, pad_id)
         held.reference_logps = reference_logps(rt, ref_model, held, pad_id)
     del ref_model
-    beta, eps = float(opts["beta"]), float(opts["label_smoothing"])
+    beta, eps, alpha = float(opts["beta"]), float(opts["label_smoothing"]), float(opts["rpo_alpha"])
     module = rt.module
 
     def objective(model, idx, targets, reference_logps):
-        return module.dpo_objective(model, idx, targets, reference_logps, beta, eps)[0]
+        return module.dpo_objective(model, idx, targets, reference_logps, beta, eps, alpha)[0]
 
     contract = data_contract(dataset, tok, T)
     contract["truncation"] = "none: a pair longer than block_size + 1 tokens is an error"
     info = {"source_model": str(Path(opts["base"]).resolve()), "reference_model": str(Path(reference).resolve()),
-            "beta": beta, "label_smoothing": eps, "dropped": {"train": dropped_train, "test": dropped_test}}
+            "beta": beta, "label_smoothing": eps, "rpo_alpha": alpha,
+            "dropped": {"train": dropped_train, "test": dropped_test}}
     return TaskParts(PreferenceBatches(train, rank_batch_size(tc.batch_size, rt.world_size), pad_id, tc.seed,
                                        rank=rt.rank, world_size=rt.world_size),
                      _eval_batches(held, pad_id, beta, eps), contract, tok, info=info,
@@ -374,6 +376,6 @@ DPO_TASK = register_task(TaskSpec(
     "dpo", "GPT", _setup, score=preference_scores, best_by=("reward_accuracy", "max"), loss_per="example",
     test=_test, test_best=True, steps=200, lr=5e-4, batch_size=16,
     recipe=lambda steps, lr: {"warmup_steps": min(20, steps // 10), "weight_decay": 0.0},
-    options={"base": None, "reference": None, "beta": 0.1, "label_smoothing": 0.0, "n_train": 600,
+    options={"base": None, "reference": None, "beta": 0.1, "label_smoothing": 0.0, "rpo_alpha": 0.0, "n_train": 600,
              "n_test": 50, "held_out": 0.05, "data_source": None},
     evaluate=_evaluate, endpoints=(GENERATE, SCORE)))

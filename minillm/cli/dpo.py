@@ -8,7 +8,7 @@ from pathlib import Path
 from ..apps.dpo import DPO_TASK, EMBEDDED, read_policy
 from ..data.preferences import read_preferences
 from ..train.entry import train
-from .options import FRACTION, POSITIVE, add_lora_arg, add_option, add_training_args, run_config_of
+from .options import FRACTION, NONNEG, POSITIVE, add_lora_arg, add_option, add_training_args, run_config_of
 
 __all__ = ["add_parsers", "cmd_dpo"]
 
@@ -29,7 +29,7 @@ pairs (two rows each)."""
 
 
 def _recorded(out: Path) -> dict:
-    """What a dpo run in ``out`` recorded of --from, --reference, --beta, --label-smoothing
+    """What a dpo run in ``out`` recorded of --from, --reference, --beta, --label-smoothing, --rpo-alpha
     --data and --held-out (run.json, data.json), for --resume."""
     try:
         run = json.loads((out / "run.json").read_text(encoding="utf-8"))
@@ -38,7 +38,7 @@ def _recorded(out: Path) -> dict:
         return {}
     data = EMBEDDED if dataset.get("kind") == "generated" else dataset.get("source")
     return {"from_": run.get("source_model"), "reference": run.get("reference_model"), "beta": run.get("beta"),
-            "label_smoothing": run.get("label_smoothing"), "data": data,
+            "label_smoothing": run.get("label_smoothing"), "rpo_alpha": run.get("rpo_alpha"), "data": data,
             "held_out": (dataset.get("split") or {}).get("share")}
 
 
@@ -57,7 +57,9 @@ def cmd_dpo(a) -> int:
                 overwrite=a.overwrite, source=str(data), base=a.from_, reference=reference,
                 beta=a.beta if a.beta is not None else DPO_TASK.options["beta"],
                 label_smoothing=a.label_smoothing if a.label_smoothing is not None else 0.0,
-                held_out=a.held_out if a.held_out is not None else DPO_TASK.options["held_out"], data_source=None if pairs is None else str(Path(data).resolve()))
+                rpo_alpha=a.rpo_alpha if a.rpo_alpha is not None else 0.0,
+                held_out=a.held_out if a.held_out is not None else DPO_TASK.options["held_out"],
+                data_source=None if pairs is None else str(Path(data).resolve()))
     if run.runtime.is_main:
         print(json.dumps(run.summary, indent=2))
     return 0
@@ -81,6 +83,9 @@ def add_parsers(sub, command) -> None:
                         f"(default: {DPO_TASK.options['beta']}, trl's)")
     p.add_argument("--label-smoothing", type=FRACTION, default=None,
                    help="conservative DPO: the share of pairs believed flipped, in [0, 0.5) (default: 0)")
+    p.add_argument("--rpo-alpha", type=NONNEG, default=None,
+                   help="add this times the chosen answers' cross-entropy per token to the loss (RPO, trl's "
+                        "rpo_alpha): keeps the chosen answer likely while DPO widens the margin (default: 0, off)")
     p.add_argument("--held-out", type=FRACTION, default=None,
                    help=f"a JSONL file's share of pairs held out for the reward accuracy "
                         f"(default: {DPO_TASK.options['held_out']})")

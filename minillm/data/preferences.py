@@ -33,7 +33,8 @@ from ..core.config import IGNORE_INDEX
 from .chat_template import apply_chat_template
 from .instructions import instruction_set
 
-__all__ = ["TooLong", "read_preferences", "check_pair", "preference_set", "encode_pair", "EncodedPair", "PREFERENCE_FIELDS"]
+__all__ = ["TooLong", "read_preferences", "check_pair", "preference_set", "encode_pair", "EncodedPair",
+           "PREFERENCE_FIELDS"]
 
 PREFERENCE_FIELDS = ("prompt", "chosen", "rejected")
 ROLES = ("system", "user", "assistant")

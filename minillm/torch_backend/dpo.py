@@ -80,9 +80,10 @@ def sequence_logps(logits, targets, mask):
     return (token_logps * m).sum(dim=-1)                                       # (N,)
 
 
-def dpo_objective(model, idx, targets, reference_logps, beta=0.1, label_smoothing=0.0):
+def dpo_objective(model, idx, targets, reference_logps, beta=0.1, label_smoothing=0.0, rpo_alpha=0.0):
     r"""DPO's training loss of a causal LM on P pairs (rows ``[:P]`` chosen, ``[P:]``
-    rejected, ``targets`` -100 off the completions); see
+    rejected, ``targets`` -100 off the completions), plus ``rpo_alpha`` times the chosen
+    completions' cross-entropy per token; see
     ``minillm.reference.dpo_objective``. Returns ``(loss, chosen_rewards,
     rejected_rewards)``; autograd takes the loss back through the log-probabilities.
     Shapes: idx, targets (2P, T), reference_logps (2P,) -> a scalar, (P,), (P,).
@@ -98,4 +99,7 @@ def dpo_objective(model, idx, targets, reference_logps, beta=0.1, label_smoothin
     ref = reference_logps.to(logps.dtype)                                      # (2P,)
     losses, chosen_rewards, rejected_rewards = dpo_loss(
         logps[:P], logps[P:], ref[:P], ref[P:], beta, label_smoothing)         # (P,) each
-    return losses.mean(), chosen_rewards, rejected_rewards
+    v.require_number_in("rpo_alpha", rpo_alpha, 0.0, np.inf)
+    n_chosen = max(int(mask[:P].sum()), 1)                                     # the chosen tokens
+    loss = losses.mean() - rpo_alpha * logps[:P].sum() / n_chosen
+    return loss, chosen_rewards, rejected_rewards

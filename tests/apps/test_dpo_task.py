@@ -34,17 +34,17 @@ def _batch(rng, P=3, L=8):
     return idx, targets, rng.normal(-20.0, 3.0, size=2 * P)
 
 
-@pytest.mark.parametrize("seed, label_smoothing", [(0, 0.0), (1, 0.2)])
+@pytest.mark.parametrize("seed, label_smoothing, rpo_alpha", [(0, 0.0, 0.0), (1, 0.2, 0.0), (2, 0.0, 0.7)])
 @pytest.mark.parametrize("fused", [True, False])
-def test_dpo_objective_loss_and_every_gradient_equal_torch_float64(seed, label_smoothing, fused):
+def test_dpo_objective_loss_and_every_gradient_equal_torch_float64(seed, label_smoothing, rpo_alpha, fused):
     rng = np.random.default_rng(seed)
     idx, targets, ref_logps = _batch(rng)
     mine, theirs = R.GPT(CFG, seed=seed), T.GPT(CFG, seed=seed)
     theirs.set_fused(fused)
-    loss, chosen, rejected = R.dpo_objective(mine, idx, targets, ref_logps, 0.5, label_smoothing)
+    loss, chosen, rejected = R.dpo_objective(mine, idx, targets, ref_logps, 0.5, label_smoothing, rpo_alpha)
     loss.backward()
     t_loss, t_chosen, t_rejected = T.dpo_objective(theirs, torch.from_numpy(idx), torch.from_numpy(targets),
-                                                   torch.from_numpy(ref_logps), 0.5, label_smoothing)
+                                                   torch.from_numpy(ref_logps), 0.5, label_smoothing, rpo_alpha)
     t_loss.backward()
     assert_close("loss", float(loss), t_loss.item(), *FLOAT64[:2])
     assert_close("chosen rewards", chosen, t_chosen.numpy(), *FLOAT64[:2])
@@ -64,6 +64,11 @@ def test_dpo_objective_is_dpo_loss_of_the_sequence_log_probabilities():
     losses, c, r = R.dpo_loss(logps[:2], logps[2:], ref_logps[:2], ref_logps[2:], 0.1)
     assert float(loss) == pytest.approx(losses.mean(), rel=1e-12)
     np.testing.assert_allclose(chosen, c, rtol=1e-12)
+    # RPO's term: the chosen completions' cross-entropy per token, as the GPT's own loss on them
+    with_nll, _, _ = R.dpo_objective(model, idx, targets, ref_logps, 0.1, rpo_alpha=0.5)
+    chosen_only = np.where(np.arange(4)[:, None] < 2, targets, IGNORE_INDEX)
+    _, nll = model(idx, chosen_only)
+    assert float(with_nll) == pytest.approx(losses.mean() + 0.5 * float(nll), rel=1e-12)
     with pytest.raises(ValueError, match=r"expected 2P rows"):
         R.dpo_objective(model, idx[:3], targets[:3], ref_logps[:3])
 
@@ -85,7 +90,8 @@ def test_the_embedded_preference_set_is_the_instruction_set_with_a_wrong_answer_
 
 
 @pytest.mark.parametrize("line, message", [
-    ('{"prompt": "a", "chosen": "b"}', r"line 2: expected the fields \['prompt', 'chosen', 'rejected'\], missing \['rejected'\]"),
+    ('{"prompt": "a", "chosen": "b"}',
+     r"line 2: expected the fields \['prompt', 'chosen', 'rejected'\], missing \['rejected'\]"),
     ('{"prompt": "a", "chosen": "b", "rejected": "b"}', r"line 2: chosen and rejected are equal \('b'\)"),
     ('{"prompt": "a", "chosen": "", "rejected": "b"}', r"line 2: expected non-empty chosen and rejected"),
     ('{"prompt": [{"role": "robot", "content": "a"}], "chosen": [{"role": "assistant", "content": "b"}], '
