@@ -41,7 +41,6 @@ from ..train.eval_data import generated_eval_data
 from ..train.evaluation import EVAL_BATCH
 from ..train.generation import generate
 from ..train.spec import TaskInputs, TaskParts, TaskSpec, register_task
-from ..train.task_endpoints import GENERATE, SCORE
 
 __all__ = ["SFT_TASK", "SFTSource", "read_source", "answer_accuracy", "split_held_out"]
 
@@ -73,9 +72,10 @@ def _is_hf_folder(folder: Path) -> bool:
         return False
 
 
-def read_source(folder) -> SFTSource:
+def read_source(folder, *, dtype: str = "float32") -> SFTSource:
     """The model SFT starts from (module docstring): a Hugging Face folder (its
-    ``config.json`` has ``model_type``) or a minillm run / checkpoint folder of a GPT."""
+    ``config.json`` has ``model_type``), its weights read in ``dtype``, or a minillm run /
+    checkpoint folder of a GPT, in the dtype it was trained in."""
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"{folder}: no such folder (expected a run folder or a Hugging Face folder)")
@@ -83,7 +83,7 @@ def read_source(folder) -> SFTSource:
         from .interop import read_hf
         from .interop.tokenizer import load_hf_tokenizer
 
-        ckpt = read_hf(folder)
+        ckpt = read_hf(folder, dtype=dtype)
         if ckpt.model_class != "GPT":
             raise ValueError(f"{folder}: expected a decoder (GPT-2, Llama, Qwen) to tune on conversations, got a "
                              f"{ckpt.model_class}")
@@ -145,7 +145,7 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     if _architecture(cfg) != _architecture(src.config):
         diff = {k: (v, _architecture(src.config).get(k)) for k, v in _architecture(cfg).items()
                 if _architecture(src.config).get(k) != v}
-        raise ValueError(f"task 'sft': the run's model config differs from {opts['source']}'s: "
+        raise ValueError(f"task 'sft': the run's model config differs from {opts['base']}'s: "
                          f"{{field: (run's, source's)}} = {diff}")
     tok, template, T = src.tokenizer, src.template, cfg.block_size
     tok.chat_template = template
@@ -183,29 +183,32 @@ def _eos_id(tok) -> int:
 def answer_accuracy(runtime, model, tok, template: str, rows, block_size: int) -> dict:
     """Per task, the share of ``rows`` whose greedy answer to the conversation before the
     last assistant turn equals that turn (both stripped of surrounding whitespace): ``{"exact":
-    overall, "tasks": {task: {"exact", "n"}}, "skipped": rows whose prompt leaves no room to
-    answer, "examples": a few (expected, got)}``."""
+    overall, "tasks": {task: {"exact", "n"}}, "skipped": rows longer than the window, dropped
+    as training drops them (LONG_CONVERSATIONS), "examples": a few (expected, got)}``. Each
+    answer may take as many tokens as the window leaves (the whole conversation fits it), at
+    most ``MAX_ANSWER_TOKENS``."""
     eos = _eos_id(tok)
     prompts, wanted, tasks, skipped = [], [], [], 0
     for row in rows:
         messages = row["messages"]
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
-        ids = apply_chat_template(tok, template, messages[:last], add_generation_prompt=True).ids
-        if len(ids) >= block_size:
+        if len(apply_chat_template(tok, template, messages[:last + 1]).ids) > block_size + 1:
             skipped += 1
             continue
-        prompts.append(ids)
+        prompts.append(apply_chat_template(tok, template, messages[:last], add_generation_prompt=True).ids)
         wanted.append(messages[last]["content"].strip())
         tasks.append(row["task"])
     if not prompts:
-        raise ValueError(f"every one of the {len(rows)} held-out rows has a prompt of block_size = {block_size} "
-                         "tokens or more: no room for an answer")
-    got = []
-    for i in range(0, len(prompts), EVAL_BATCH):
-        chunk = prompts[i:i + EVAL_BATCH]
-        room = min(MAX_ANSWER_TOKENS, block_size - max(len(p) for p in chunk))
-        for new in generate(runtime, model, chunk, room, temperature=0.0, eos_id=eos):
-            got.append(tok.decode([t for t in new if t != eos], skip_special_tokens=True).strip())
+        raise ValueError(f"every one of the {len(rows)} held-out rows has more than block_size + 1 = "
+                         f"{block_size + 1} tokens")
+    got = [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))    # batches of like lengths
+    for start in range(0, len(order), EVAL_BATCH):
+        chunk = order[start:start + EVAL_BATCH]
+        room = min(MAX_ANSWER_TOKENS, block_size + 1 - max(len(prompts[i]) for i in chunk))
+        for i, new in zip(chunk, generate(runtime, model, [prompts[i] for i in chunk], room, temperature=0.0,
+                                          eos_id=eos)):
+            got[i] = tok.decode([t for t in new if t != eos], skip_special_tokens=True).strip()
     right = np.array([g == w for g, w in zip(got, wanted)])
     per_task = {t: {"exact": float(right[[k == t for k in tasks]].mean()), "n": int(sum(k == t for k in tasks))}
                 for t in sorted(set(tasks))}
@@ -239,9 +242,11 @@ def _evaluate(run, **data) -> dict:
                               run.config.block_size), "data": info}
 
 
-# defaults of `minillm sft`: a short run at a low rate (tuning, not pretraining); packing on
+# defaults of `minillm sft`: a short run at a low rate (tuning, not pretraining); packing on.
+# No REST endpoint of its own: a path is declared by one task (causal_lm's /v1/generate), and an
+# sft run is served by the chat endpoints, which read its tokenizer's chat_template
 SFT_TASK = register_task(TaskSpec(
     "sft", "GPT", _setup, test=_test, test_best=True, steps=300, lr=1e-3, batch_size=16,
     recipe=lambda steps, lr: {"warmup_steps": min(30, steps // 10), "weight_decay": 0.0},
     options={"base": None, "packing": True, "n_train": 600, "n_test": 50, "held_out": 0.05},
-    evaluate=_evaluate, endpoints=(GENERATE, SCORE)))
+    evaluate=_evaluate))

@@ -1,8 +1,8 @@
-"""The ``minillm`` command: demo, prepare, pretrain, finetune, evaluate, generate, embed,
+"""The ``minillm`` command: demo, prepare, pretrain, finetune, sft, evaluate, generate, embed,
 translate, answer, serve, bench.
 
 One module per command group: :mod:`~minillm.cli.training` (prepare, pretrain,
-finetune), :mod:`~minillm.cli.runs` (evaluate, generate, embed), :mod:`~minillm.cli.apps`
+finetune), :mod:`~minillm.cli.tuning` (sft), :mod:`~minillm.cli.runs` (evaluate, generate, embed), :mod:`~minillm.cli.apps`
 (translate, answer), :mod:`~minillm.cli.serve`, :mod:`~minillm.cli.tools` (bench, demo);
 the options they share are :mod:`~minillm.cli.options`, ``--resume``'s recorded values
 :mod:`~minillm.cli.resume`, and :mod:`~minillm.cli.main` parses, runs and turns errors

@@ -11,14 +11,14 @@ from .. import __version__
 from ..core._optional import import_optional
 from ..store.run_folder import ResumeMismatch, RunExists
 from ..train.training import TrainingDiverged
-from . import apps, dpo, runs, serve, tools, training
+from . import apps, dpo, runs, serve, tools, training, tuning
 from .interrupt import CtrlC, interrupted
 from .options import DESCRIPTION, HelpFormatter, fill_defaults
 from .resume import as_arch, as_option, recorded_options
 
 __all__ = ["build_parser", "main"]
 
-TRAINING_COMMANDS = training.TRAINING_COMMANDS + apps.TRAINING_COMMANDS + (dpo.cmd_dpo,)
+TRAINING_COMMANDS = training.TRAINING_COMMANDS + apps.TRAINING_COMMANDS + tuning.TRAINING_COMMANDS + (dpo.cmd_dpo,)
 
 
 def _command(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tools.add_demo_parser(sub, _command)
     training.add_parsers(sub, _command)
+    tuning.add_parsers(sub, _command)
     runs.add_parsers(sub, _command)
     apps.add_parsers(sub, _command)
     dpo.add_parsers(sub, _command)
@@ -64,6 +65,8 @@ def _needed_extras(args) -> list[tuple[str, str]]:
     needs = []
     if getattr(args, "tokenizer", None) == "word" or args.func is tools.cmd_demo:
         needs.append(("nltk", "the word tokenizer"))
+    if args.func is tuning.cmd_sft:
+        needs.append(("jinja2", "chat templates"))
     if args.func is serve.cmd_serve:
         needs += [("fastapi", "the server"), ("uvicorn", "the server")]
     return needs

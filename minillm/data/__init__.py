@@ -9,6 +9,8 @@
   fallback), :class:`WordPieceTokenizer` (BERT's), from a Hugging Face folder of any layout
   (``hf_tokenizers.read_tokenizer_folder``); their chat templates (``chat_template``:
   ``read_chat_template``, ``apply_chat_template`` with the assistant mask)
+- conversations (instruction tuning): ``conversations`` (JSONL read and checked, encoded with
+  the answers' targets), ``chat_batches`` (padded or packed batches)
 - batching: :class:`LMBatches`, :func:`sequential_batches`, :func:`mask_tokens`,
   :func:`pad_batch`, :func:`classification_batches`, :func:`shard`
 - corpora: :func:`python_docs`, :func:`synthetic_language`, :func:`sentiment`

@@ -12,8 +12,8 @@ Each conversation is ``ids`` (n,) and ``targets`` (n - 1,); the model reads ``id
   row is padding, a segment of its own.
 
 ``batch(step)`` is a pure function of ``(seed, step)`` (a resumed run sees the same
-batches): the conversations are drawn at random with replacement; packed, they fill the
-rows in the order drawn, a conversation that does not fit the row closing it. Sharding as
+batches): the conversations are drawn at random with replacement; packed, each row takes
+those that fit it in the order drawn (a few that do not fit wait for the next rows). Sharding as
 :class:`~minillm.data.batching.RowBatches`: each rank takes its rows of the global batch.
 """
 from __future__ import annotations
@@ -38,24 +38,33 @@ def pad_conversations(ids: Sequence[np.ndarray], targets: Sequence[np.ndarray], 
     return {"idx": idx, "targets": y}
 
 
+LOOKAHEAD = 16        # draws a row may skip over to find a conversation that fits its rest
+
+
 def _pack_rows(order, ids, targets, n_rows: int, block_size: int, pad_id: int) -> dict:
-    """Fill ``n_rows`` rows of ``block_size`` positions with the conversations of ``order``
-    in turn: ``{"idx", "targets", "segment_ids"}`` (B, T)."""
+    """Fill ``n_rows`` rows of ``block_size`` positions from the conversations of ``order``:
+    each row takes, in the order drawn, every one that fits what is left of it, looking at
+    most ``LOOKAHEAD`` conversations past the first that did not fit (those wait for the
+    next rows): ``{"idx", "targets", "segment_ids"}`` (B, T)."""
     idx = np.full((n_rows, block_size), pad_id, dtype=np.int64)              # (B, T)
     y = np.full((n_rows, block_size), IGNORE_INDEX, dtype=np.int64)          # (B, T)
     seg = np.zeros((n_rows, block_size), dtype=np.int64)                     # (B, T)
-    row, at, k = 0, 0, 0
-    for i in order:
-        n = len(ids[i]) - 1                                                  # positions it takes
-        if at + n > block_size:                                              # close the row: its rest pads
-            seg[row, at:] = k
-            row, at, k = row + 1, 0, 0
-            if row == n_rows:
-                break
-        idx[row, at:at + n], y[row, at:at + n], seg[row, at:at + n] = ids[i][:-1], targets[i], k
-        at, k = at + n, k + 1
-    if row < n_rows:
-        seg[row, at:] = k
+    used = np.zeros(len(order), dtype=bool)
+    first = 0                                                                # the first draw not used
+    for row in range(n_rows):
+        at, k, j, missed = 0, 0, first, 0
+        while j < len(order) and missed <= LOOKAHEAD and at < block_size:
+            n = len(ids[order[j]]) - 1                                       # positions it takes
+            if not used[j] and at + n <= block_size:
+                i = order[j]
+                idx[row, at:at + n], y[row, at:at + n], seg[row, at:at + n] = ids[i][:-1], targets[i], k
+                used[j], at, k = True, at + n, k + 1
+            elif not used[j]:
+                missed += 1
+            j += 1
+        seg[row, at:] = k                                                    # the rest pads: its own segment
+        while first < len(order) and used[first]:
+            first += 1
     return {"idx": idx, "targets": y, "segment_ids": seg}
 
 

@@ -23,6 +23,8 @@ from typing import Any, Mapping
 
 from ..core.config import ModelConfig
 from ..data import Tokenizer
+from ..data.hf_tokenizers.folder import read_record
+from ..data.hf_tokenizers.record import KIND as HF_RECORD
 from ..data.parallel import PieceTokenizer
 from . import model_io
 from .runtime import Runtime
@@ -80,9 +82,12 @@ def checkpoint_folder(run, which: str = "best") -> Path:
 
 def tokenizer_from_dict(data: dict):
     """A tokenizer saved by any run: BPE, word or char (:class:`minillm.data.Tokenizer`),
-    or the piece tokenizer of the translation and question-answering runs."""
+    the piece tokenizer of the translation and question-answering runs, or a Hugging Face
+    folder's files (a run tuned from one: :mod:`minillm.data.hf_tokenizers.record`)."""
     if isinstance(data, dict) and data.get("kind") == PieceTokenizer.kind:
         return PieceTokenizer.from_dict(data)
+    if isinstance(data, dict) and data.get("kind") == HF_RECORD:        # a Hugging Face folder's (SFT)
+        return read_record(data)
     return Tokenizer.from_dict(data)
 
 

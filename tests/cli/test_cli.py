@@ -12,7 +12,7 @@ import pytest
 
 from minillm.cli import build_parser, main
 
-COMMANDS = ["demo", "prepare", "pretrain", "finetune", "evaluate", "generate", "serve", "bench", "embed",
+COMMANDS = ["demo", "prepare", "pretrain", "finetune", "sft", "evaluate", "generate", "serve", "bench", "embed",
             "translate", "answer", "dpo"]
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16", "--batch-size", "4"]
 
@@ -206,18 +206,19 @@ def _training_options(command: str) -> dict:
 
 
 def test_every_training_command_has_the_same_training_options():
-    """pretrain, finetune, translate --train and answer --train: one set of training
+    """pretrain, finetune, sft, translate --train and answer --train: one set of training
     options (--device and --resume included), each default the task's, written once
     (minillm.train.spec's TaskSpec; translation and QA declare theirs in minillm.apps)."""
     from minillm.apps.question_answering import QA_TASK
+    from minillm.apps.sft import SFT_TASK
     from minillm.apps.translation import TRANSLATION_TASK
     from minillm.cli import TRAINING_OPTIONS
     from minillm.train.spec import task_spec
-    options = {c: _training_options(c) for c in ("pretrain", "finetune", "translate", "answer")}
+    options = {c: _training_options(c) for c in ("pretrain", "finetune", "sft", "translate", "answer")}
     for command, found in options.items():
         assert sorted(found) == sorted(TRAINING_OPTIONS), command
     for command, spec in (("pretrain", task_spec("causal_lm")), ("finetune", task_spec("classification")),
-                          ("translate", TRANSLATION_TASK), ("answer", QA_TASK)):
+                          ("sft", SFT_TASK), ("translate", TRANSLATION_TASK), ("answer", QA_TASK)):
         found = options[command]
         assert (found["--steps"][0], found["--lr"][0], found["--batch-size"][0]) == \
             (spec.steps, spec.lr, spec.batch_size), command

@@ -26,13 +26,16 @@ is logged as a warning naming it.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
+from ..chat_template import read_chat_template
 from .added import AddedToken
 from .files import (added_tokens, bpe_model, post_processor, read_json_object, read_merges_txt,
                     read_vocab_json, read_vocab_txt, wordpiece_model)
 from .gpt2 import QWEN2_PATTERN, GPT2Tokenizer
 from .pipeline import byte_level, sentencepiece
+from .record import FILES, KIND, folder_record
 from .sentencepiece import SPACE, SentencePieceBPETokenizer
 from .wordpiece import WordPieceTokenizer
 
@@ -177,11 +180,19 @@ def read_tokenizer_folder(folder, expect: type | None = None):
     if expect is not None and kind is not expect:
         raise ValueError(f"{folder} holds a {kind.kind} ({why}), not a {expect.kind}")
     whole = class_name in JSON_CLASSES                   # tokenizer.json read whole
-    if kind is SentencePieceBPETokenizer:
-        return _sentencepiece(folder, settings, tj, tj_path, whole, class_name)
-    if kind is GPT2Tokenizer:
-        return _gpt2(folder, settings, tj, tj_path, whole, class_name)
-    return _wordpiece(folder, settings, tj, tj_path, whole, class_name)
+    build = {SentencePieceBPETokenizer: _sentencepiece, GPT2Tokenizer: _gpt2}.get(kind, _wordpiece)
+    tok = build(folder, settings, tj, tj_path, whole, class_name)
+    tok.record = folder_record(folder)
+    tok.chat_template = _chat_template(folder)
+    return tok
+
+
+def _chat_template(folder: Path) -> str | None:
+    """The folder's default chat template, where it has one (else None)."""
+    try:
+        return read_chat_template(folder)
+    except ValueError:
+        return None
 
 
 def _added(settings: dict, tj: dict | None, tj_path: Path, config_path: Path, vocab: dict,
@@ -344,3 +355,21 @@ def _wordpiece(folder: Path, settings: dict, tj, tj_path: Path, whole: bool, cla
         prefix, suffix = (ids.get(cls_name, 2),), (ids.get(sep_name, 3),)   # BertTokenizer's own
     return WordPieceTokenizer(tokens, max_chars_per_word=max_chars, added_tokens=added,
                               prefix=prefix, suffix=suffix, **options)
+
+
+def read_record(record: dict):
+    """The tokenizer of a record (:func:`~.record.record_of`), its chat template set."""
+    files = record.get("files") if isinstance(record, dict) else None
+    if record.get("kind") != KIND or not isinstance(files, dict) or not set(files) <= set(FILES):
+        raise ValueError(f"expected a {KIND} record with files among {list(FILES)}, got "
+                         f"{sorted(files) if isinstance(files, dict) else type(files).__name__}")
+    template = record.get("chat_template")
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f"expected chat_template a string (a Jinja template), got {type(template).__name__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
+        tok = read_tokenizer_folder(tmp)
+    tok.record = {"kind": KIND, "files": dict(files)}
+    tok.chat_template = template
+    return tok

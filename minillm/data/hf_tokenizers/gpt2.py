@@ -14,6 +14,7 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
+from .record import record_of
 from .added import AddedToken, added_pieces, matcher
 
 
@@ -108,6 +109,15 @@ class GPT2Tokenizer:
     """
 
     kind = "GPT2Tokenizer"
+
+    # the folder's files (hf_tokenizers.record), set by read_tokenizer_folder, and the
+    # chat template it carries (its folder's, or an SFT run's): what to_dict records
+    record = None
+    chat_template = None
+
+    def to_dict(self) -> dict:
+        """The folder's files and the chat template (:func:`~.record.record_of`)."""
+        return record_of(self)
     EOT = "<|endoftext|>"
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *,

@@ -30,6 +30,7 @@ U+FFFD per byte), then one leading space dropped when ``strip_leading_space``.
 """
 from __future__ import annotations
 
+from .record import record_of
 from .added import AddedToken, added_pieces, matcher
 
 SPACE = "\u2581"                                     # ▁, SentencePiece's space
@@ -56,6 +57,15 @@ class SentencePieceBPETokenizer:
     """
 
     kind = "SentencePieceBPETokenizer"
+
+    # the folder's files (hf_tokenizers.record), set by read_tokenizer_folder, and the
+    # chat template it carries (its folder's, or an SFT run's): what to_dict records
+    record = None
+    chat_template = None
+
+    def to_dict(self) -> dict:
+        """The folder's files and the chat template (:func:`~.record.record_of`)."""
+        return record_of(self)
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *,
                  prepend_scheme: str = "first", strip_leading_space: bool = True, added_tokens=(),

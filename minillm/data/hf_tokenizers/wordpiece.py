@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from .record import record_of
 from .added import AddedToken, matcher, split_added
 from .files import read_vocab_txt
 
@@ -84,6 +85,15 @@ class WordPieceTokenizer:
     """
 
     kind = "WordPieceTokenizer"
+
+    # the folder's files (hf_tokenizers.record), set by read_tokenizer_folder, and the
+    # chat template it carries (its folder's, or an SFT run's): what to_dict records
+    record = None
+    chat_template = None
+
+    def to_dict(self) -> dict:
+        """The folder's files and the chat template (:func:`~.record.record_of`)."""
+        return record_of(self)
     SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
     def __init__(self, vocab: list[str], *, lowercase: bool = True, strip_accents: bool | None = None,
