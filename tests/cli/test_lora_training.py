@@ -136,3 +136,11 @@ def test_lora_rank_and_targets_are_checked_against_the_model(encoder, tmp_path, 
 def test_lora_config_is_written_one_way():
     assert str(LoRAConfig.parse(" 8 , 16.0 ,W_Q, W_V")) == "8,16,W_Q,W_V"
     assert LoRAConfig.parse("8,0.5,blocks.[01].attn.W_*").targets == ("blocks.[01].attn.W_*",)
+
+
+def test_the_commands_that_tune_a_trained_model_take_lora():
+    from minillm.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    for command in ("finetune", "sft", "dpo"):
+        assert "--lora" in {s for a in sub[command]._actions for s in a.option_strings}, command
+    assert "--lora" not in {s for a in sub["pretrain"]._actions for s in a.option_strings}
