@@ -11,7 +11,7 @@ from ..apps.sft import read_source
 from ..data.conversations import LONG_CONVERSATIONS, read_conversations
 from ..train.contract import source_of
 from ..train.entry import train
-from .options import FRACTION, POSITIVE_INT, add_training_args, run_config_of
+from .options import FRACTION, POSITIVE_INT, add_lora_arg, add_training_args, run_config_of
 
 __all__ = ["add_parsers", "cmd_sft", "TRAINING_COMMANDS"]
 
@@ -76,4 +76,5 @@ def add_parsers(sub, command) -> None:
     p.add_argument("--held-out", type=FRACTION, default=0.05, help="a .jsonl file: the share held out, seeded")
     p.add_argument("--dropout", type=FRACTION, default=None, help="dropout while tuning (default: the model's)")
     add_training_args(p, fallbacks, "sft")              # the task's defaults (minillm.apps.sft)
+    add_lora_arg(p, fallbacks)
     p.set_defaults(func=cmd_sft, fallbacks=fallbacks)
