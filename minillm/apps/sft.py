@@ -41,6 +41,7 @@ from ..train.eval_data import generated_eval_data
 from ..train.evaluation import EVAL_BATCH
 from ..train.generation import generate
 from ..train.spec import TaskInputs, TaskParts, TaskSpec, register_task
+from ..train.task_endpoints import GENERATE, SCORE
 
 __all__ = ["SFT_TASK", "SFTSource", "read_source", "answer_accuracy", "split_held_out"]
 
@@ -248,4 +249,4 @@ SFT_TASK = register_task(TaskSpec(
     "sft", "GPT", _setup, test=_test, test_best=True, steps=300, lr=1e-3, batch_size=16,
     recipe=lambda steps, lr: {"warmup_steps": min(30, steps // 10), "weight_decay": 0.0},
     options={"base": None, "packing": True, "n_train": 600, "n_test": 50, "held_out": 0.05},
-    evaluate=_evaluate))
+    evaluate=_evaluate, endpoints=(GENERATE, SCORE)))

@@ -80,8 +80,9 @@ def create_app(run_folder, runtime: Runtime | None = None, limits: Limits | None
                 "limits": {**asdict(limits), "max_prompt_tokens": cfg.block_size},
                 "long_input": LONG_INPUT}
 
-    # an endpoint several tasks declare (the sft task serves causal_lm's /v1/generate) is one
-    # route serving each of them; two different endpoints at one path are a bug
+    # an endpoint several tasks declare (a GPT trained as causal_lm, sft or dpo serves
+    # /v1/generate) is one route serving each of them; two different endpoints at one path
+    # are a bug
     routes: dict[str, tuple[Endpoint, tuple[str, ...]]] = {}
     for spec in TASK_SPECS.values():
         for endpoint in spec.endpoints:

@@ -364,8 +364,9 @@ def text_deltas(tokens, decode, *, window: int = 64):
         yield last
 
 
-# the runs whose model continues text: a GPT trained on text, or on conversations (it answers)
-GENERATING_TASKS = ("causal_lm", "sft")
+# the runs whose model continues text: a GPT trained on text, or on conversations (sft and
+# dpo: it answers, through the chat template its tokenizer carries)
+GENERATING_TASKS = ("causal_lm", "sft", "dpo")
 
 
 class TextStream:
@@ -377,8 +378,8 @@ class TextStream:
     tokens (the text the continuation follows; :data:`~minillm.train.spec.LONG_INPUT`);
     ``dropped`` says how many were left out (0 when none), for the caller to say so.
     ``chat_template``: the prompt is a user's turn, rendered with it and followed by the
-    assistant's generation prompt (a model tuned on conversations, an ``sft`` run); the
-    stream is then the assistant's answer."""
+    assistant's generation prompt (a model tuned on conversations, an ``sft`` or ``dpo``
+    run); the stream is then the assistant's answer."""
 
     def __init__(self, runtime, model, tokenizer, prompt: str, *, start_id: int, max_new_tokens: int = 100,
                  temperature: float = 0.8, top_k: int | None = 40, top_p: float | None = None,
@@ -397,12 +398,13 @@ class TextStream:
     def of_run(cls, run, prompt: str, runtime: Runtime | None = None, **options) -> "TextStream":
         """The stream of the causal-LM run in ``run`` (a folder), loaded into ``runtime``
         (default ``Runtime()``), or the answer of an ``sft`` run to ``prompt`` as a user's
-        turn (its chat template); ``options`` as the constructor's."""
+        turn where the run's tokenizer carries a chat template (an ``sft`` or ``dpo`` run);
+        ``options`` as the constructor's."""
         loaded = load_run(run, runtime)
         if loaded.task not in GENERATING_TASKS:
-            raise ValueError(f"{run}: expected a {' or '.join(GENERATING_TASKS)} run, got a {loaded.task} run "
+            raise ValueError(f"{run}: expected a {', '.join(GENERATING_TASKS[:-1])} or {GENERATING_TASKS[-1]} run, got a {loaded.task} run "
                              f"({type(loaded.model).__name__})")
-        chat = loaded.tokenizer.chat_template if loaded.task == "sft" else None
+        chat = getattr(loaded.tokenizer, "chat_template", None)
         return cls(loaded.runtime, loaded.model, loaded.tokenizer, prompt, start_id=loaded.tokenizer.bos_id,
                    chat_template=chat, **options)
 

@@ -170,7 +170,7 @@ def test_classifier_run_cannot_generate(labelled_csv, tmp_path, capsys):
     assert main(["finetune", "--dataset", str(labelled_csv), "--tokenizer", "char", "--backend", "numpy",
                  "--steps", "2", "--out", str(out), *TINY]) == 0
     assert main(["generate", str(out)]) == 2
-    assert "expected a causal_lm or sft run, got a classification run (SequenceClassifier)" in capsys.readouterr().err
+    assert "expected a causal_lm, sft or dpo run, got a classification run (SequenceClassifier)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
