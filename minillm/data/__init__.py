@@ -14,7 +14,8 @@
 - corpora: :func:`python_docs`, :func:`synthetic_language`, :func:`sentiment`
 - applications: :func:`dates_corpus` (translation), :func:`qa_corpus` and
   :func:`has_distractor` (extractive QA),
-  :class:`PieceTokenizer`
+  :class:`PieceTokenizer`; :func:`instruction_set` (conversations from those tasks and the
+  sentiment set, for instruction tuning) and :func:`write_jsonl`
 - loaders: :func:`load_text`, :func:`load_jsonl`, :func:`load_csv`, :func:`split`,
   :func:`split_contiguous`
 
@@ -30,6 +31,7 @@ from .corpora import (SyntheticLanguage, bag_of_words_ceiling, markov_entropy_ra
                       python_docs, sentiment, synthetic_language)
 from .parallel import PieceTokenizer, dates_corpus
 from .qa import has_distractor, qa_corpus
+from .instructions import INSTRUCTION_TASKS, instruction_set, write_jsonl
 from .loaders import LabelledTexts, Splits, load_csv, load_jsonl, load_text, split, split_contiguous
 from .stopwords import NEGATIONS, STOPWORDS
 from .tokenizer_base import Tokenizer
@@ -48,5 +50,6 @@ __all__ = [
     "python_docs", "synthetic_language", "SyntheticLanguage", "markov_stationary",
     "markov_entropy_rate", "sentiment", "bag_of_words_ceiling",
     "dates_corpus", "qa_corpus", "has_distractor", "PieceTokenizer",
+    "instruction_set", "INSTRUCTION_TASKS", "write_jsonl",
     "load_text", "load_jsonl", "load_csv", "split", "split_contiguous", "LabelledTexts", "Splits",
 ]

@@ -194,7 +194,7 @@ class BPETokenizer(Tokenizer):
         return super().id_to_token(index)
 
     # --- JSON -------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "type": self.kind, "version": FORMAT_VERSION, "pattern": self.pattern,
             "special_tokens": list(SPECIAL_TOKENS),

@@ -84,7 +84,7 @@ class CharTokenizer(Tokenizer):
             return byte_token(index - N_SPECIAL)
         return super().id_to_token(index)
 
-    def to_dict(self) -> dict[str, Any]:
+    def _to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "version": FORMAT_VERSION, "byte_fallback": self.byte_fallback,
                 "special_tokens": list(SPECIAL_TOKENS), "chars": self.chars}
 

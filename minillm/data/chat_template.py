@@ -23,6 +23,9 @@ gives it (``transformers/utils/chat_template_utils.py``), written here again:
 
 The text is tokenized without the post-processor's tokens (``add_special_tokens=False``):
 a template writes its own ``bos_token``.
+
+:data:`DEFAULT_CHAT_TEMPLATE` is the template of minillm's own tokenizers (char, word, BPE),
+whose models have none of their own.
 """
 from __future__ import annotations
 
@@ -32,6 +35,40 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
+
+# The template of minillm's own tokenizers (they have no chat template of their own):
+#
+#     System: Answer briefly.
+#     User: Is this review positive or negative? the plot was good.
+#     Assistant:
+#     positive<eos>
+#
+# Why this form, for a small model pretrained on plain text:
+# - the roles are plain words ("User:", "Assistant:") that a BPE trained on English text
+#   already has as tokens, so the model reads them with what pretraining taught it; no new
+#   token ids (minillm's vocabularies have no role tokens, and a new embedding row would
+#   start untrained);
+# - an answer ends with the one special token <eos> (``{{ eos_token }}``, matched whole by
+#   ``encode_with_offsets``), so generation stops at ``eos_id`` and the model learns one
+#   stop signal, never a text one it might also write inside an answer;
+# - "Assistant:" is followed by a line break, so the generation prompt ends on a token
+#   boundary that training has too: a trailing space would be a token of its own at the
+#   prompt's end (BPE joins a space to the next word), one the model never saw before an answer;
+# - ``{% generation %}`` holds the answer and its <eos>: the loss is on what the assistant
+#   writes, its stop included, and on nothing of the prompt;
+# - short: three tokens around a user turn, four around an answer, so conversations fit a
+#   small model's window (the demo's: 64 tokens).
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ 'Assistant:\n' }}{% generation %}{{ message['content'] + eos_token }}{% endgeneration %}{{ '\n' }}"
+    "{% elif message['role'] in ('system', 'user') %}"
+    "{{ message['role'] | capitalize + ': ' + message['content'] + '\n' }}"
+    "{% else %}"
+    "{{ raise_exception('expected a role system, user or assistant, got ' + message['role']) }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:\n' }}{% endif %}")
 
 # the names transformers gives a message's reasoning (Qwen 3's template reads the first)
 REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
@@ -201,7 +238,8 @@ def apply_chat_template(tokenizer, template: str, messages, *, add_generation_pr
     return_dict=True, return_assistant_tokens_mask=True)``: the text (:func:`render_chat` with
     the tokenizer's special tokens), its ids without the post-processor's tokens, and the
     assistant mask. ``tokenizer``: one of :func:`~minillm.data.hf_tokenizers.read_tokenizer_folder`'s
-    byte-level or SentencePiece BPEs (``encode_with_offsets``, ``special_tokens_map``)."""
+    byte-level or SentencePiece BPEs, or one of minillm's own (``encode_with_offsets``,
+    ``special_tokens_map``)."""
     text, spans = render_chat(template, messages, add_generation_prompt=add_generation_prompt,
                               special_tokens=tokenizer.special_tokens_map, **variables)
     ids, offsets = tokenizer.encode_with_offsets(text)

@@ -8,11 +8,17 @@ and then its own tokens. Each token id stands for a byte string
 (``self._id_bytes[i]``), so ``decode`` is one function for all of them: join the
 bytes, decode as UTF-8. The special tokens stand for their own text ("<eos>"), which
 ``decode(..., skip_special_tokens=True)`` leaves out.
+
+``encode`` reads literal "<eos>" in a text as ordinary characters; ``encode_with_offsets``,
+what a chat template's text goes through (:mod:`minillm.data.chat_template`), matches the
+special tokens' text whole, as a Hugging Face tokenizer matches its added tokens, since the
+template writes ``{{ eos_token }}`` to end an answer.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +28,8 @@ from .vocab import BOS_ID, CLS_ID, EOS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKE
 
 N_SPECIAL = len(SPECIAL_TOKENS)
 FORMAT_VERSION = 1
+# the special tokens' text, matched whole by encode_with_offsets (the longest first)
+_SPECIAL_PATTERN = re.compile("|".join(re.escape(t) for t in sorted(SPECIAL_TOKENS, key=len, reverse=True)))
 
 
 def byte_token(b: int) -> str:
@@ -77,7 +85,7 @@ class Tokenizer:
     def _encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
-    def to_dict(self) -> dict[str, Any]:
+    def _to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
     @classmethod
@@ -94,6 +102,52 @@ class Tokenizer:
             raise TypeError(f"{self.kind}.encode expects a str, got {type(text).__name__}")
         ids = self._encode(text)
         return ([BOS_ID] if add_bos else []) + ids + ([EOS_ID] if add_eos else [])
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids of ``text`` with the special tokens' text ("<eos>") matched whole as
+        their ids, and each token's characters ``(start, stop)`` in ``text``: what
+        :func:`~minillm.data.chat_template.apply_chat_template` needs (the interface of the
+        Hugging Face tokenizers' method of the same name). The text between special tokens
+        is encoded as :meth:`encode` encodes it and must come back from the token bytes:
+        a ``WordTokenizer`` meeting an unknown word (``<unk>``) cannot say where it is."""
+        if not isinstance(text, str):
+            raise TypeError(f"{self.kind}.encode_with_offsets expects a str, got {type(text).__name__}")
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        at = 0
+        for match in [*_SPECIAL_PATTERN.finditer(text), None]:
+            stop = len(text) if match is None else match.start()
+            if stop > at:
+                self._segment_offsets(text[at:stop], at, ids, offsets)
+            if match is not None:
+                ids.append(SPECIAL_TOKENS.index(match.group()))
+                offsets.append(match.span())
+                at = match.end()
+        return ids, offsets
+
+    def _segment_offsets(self, segment: str, at: int, ids: list, offsets: list) -> None:
+        """Append the ids of ``segment`` (no special token in it) and their characters,
+        counted from ``at``, found by walking the token bytes along the segment's UTF-8."""
+        data = utf8(segment, self.kind)
+        char_of_byte = [i for i, ch in enumerate(segment) for _ in ch.encode("utf-8")]
+        byte = 0
+        for i in self._encode(segment):
+            piece = self._id_bytes[i]
+            if i < N_SPECIAL or data[byte:byte + len(piece)] != piece:
+                raise ValueError(f"{self.kind}: the tokens of {segment!r} do not spell it again (a token "
+                                 f"{self.id_to_token(i)!r} at byte {byte}); chat needs a tokenizer whose "
+                                 "decode(encode(text)) == text on the text given: BPETokenizer, CharTokenizer "
+                                 "with byte_fallback, or a WordTokenizer that knows every word")
+            ids.append(i)
+            offsets.append((at + char_of_byte[byte], at + char_of_byte[byte + len(piece) - 1] + 1))
+            byte += len(piece)
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """The special tokens by the names a chat template reads (``bos_token``,
+        ``eos_token``, ``pad_token``, ``unk_token``, ``mask_token``, ``cls_token``,
+        ``sep_token``), as ``transformers``' ``special_tokens_map``."""
+        return {f"{t[1:-1]}_token": t for t in SPECIAL_TOKENS}
 
     def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = False) -> str:
         """The text of ``ids``. Special tokens appear as their text ("<eos>"), or are left
@@ -124,6 +178,9 @@ class Tokenizer:
         except UnicodeDecodeError:
             return "".join(byte_token(b) for b in raw)
 
+    # the chat template of a model tuned on conversations (an SFT run's), else None; saved
+    # with the tokenizer (to_dict), so load_run(...).tokenizer.chat_template gives it back
+    chat_template: str | None = None
     special_tokens: ClassVar[tuple[str, ...]] = SPECIAL_TOKENS
     pad_id = property(lambda self: PAD_ID, doc="id of <pad> (0)")
     unk_id = property(lambda self: UNK_ID, doc="id of <unk> (1)")
@@ -139,21 +196,33 @@ class Tokenizer:
         return tuple(range(N_SPECIAL))
 
     # --- JSON -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The tokenizer as JSON: its own fields, and ``chat_template`` where one is set."""
+        data = self._to_dict()
+        if self.chat_template is not None:
+            data["chat_template"] = self.chat_template
+        return data
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Tokenizer":
         """Rebuild from :meth:`to_dict`'s output (``Tokenizer.from_dict`` dispatches on "type")."""
         kind = data.get("type") if isinstance(data, dict) else None
+        template = data.get("chat_template") if isinstance(data, dict) else None
+        if template is not None and not isinstance(template, str):
+            raise ValueError(f"expected chat_template a string (a Jinja template), got {type(template).__name__}")
         if cls is Tokenizer:
             if kind not in Tokenizer.types:
                 raise ValueError(f"unknown tokenizer type {kind!r}; expected one of {sorted(Tokenizer.types)}")
-            return Tokenizer.types[kind]._from_dict(data)
+            return Tokenizer.types[kind].from_dict(data)
         if kind != cls.kind:
             raise ValueError(f"expected a {cls.kind} JSON (\"type\": \"{cls.kind}\"), got type {kind!r}")
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"{cls.kind}: unsupported format version {data.get('version')!r}, expected {FORMAT_VERSION}")
         if list(data.get("special_tokens", SPECIAL_TOKENS)) != list(SPECIAL_TOKENS):
             raise ValueError(f"{cls.kind}: special tokens {data['special_tokens']} differ from {list(SPECIAL_TOKENS)}")
-        return cls._from_dict(data)
+        tok = cls._from_dict(data)
+        tok.chat_template = template
+        return tok
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer as JSON, atomically (temp file, fsync, rename)."""

@@ -150,7 +150,7 @@ class WordTokenizer(Tokenizer):
             ids.append(i)
         return ids
 
-    def to_dict(self) -> dict[str, Any]:
+    def _to_dict(self) -> dict[str, Any]:
         return {"type": self.kind, "version": FORMAT_VERSION, "splitter": self.splitter,
                 "special_tokens": list(SPECIAL_TOKENS), "tokens": self.vocab.to_list()}
 

@@ -373,7 +373,9 @@ class MultiHeadAttention(Module):
                              "queries'; build cross-attention with rope_positions=0")
         return memory
 
-    def forward(self, x, mask=None, memory=None):
+    def forward(self, x, mask=None, memory=None, positions=None):
+        """``positions`` (B, T) int: each token's position in its own sequence, for RoPE
+        (packed conversations restart at 0); None: 0 .. T-1 in every row."""
         H, H_kv = self.n_heads, self.n_kv_heads
         src = self._source(x, memory)                              # (B, S, C), S = T if self
         q, c_q = _project(self, "W_Q", x)                          # (B, T, C)
@@ -385,7 +387,8 @@ class MultiHeadAttention(Module):
         c_rope = None
         if self.rope_tables is not None:
             rotate, _ = self.rotation
-            cos, sin = self._rotary(0, x.shape[1])                 # (T, D/2)
+            cos, sin = (self._rotary(0, x.shape[1]) if positions is None
+                        else self._rotary_at(positions))           # (T | B, 1, T, D/2)
             (q, c_rope_q), (k, c_rope_k) = rotate(q, cos, sin), rotate(k, cos, sin)  # (B, H|H_kv, T, D)
             c_rope = (c_rope_q, c_rope_k)                          # same tables, H and H_kv heads
         c_rep = None
@@ -589,11 +592,11 @@ class TransformerBlock(Module):
         self.drop_attn = Dropout(c.dropout, rng)
         self.drop_ffn = Dropout(c.dropout, rng)
 
-    def forward(self, x, mask=None):
+    def forward(self, x, mask=None, positions=None):
         if self.norm_first:
-            x = x + self.drop_attn(self.attn(self.ln1(x), mask))     # (B, T, C)
+            x = x + self.drop_attn(self.attn(self.ln1(x), mask, positions=positions))  # (B, T, C)
             return x + self.drop_ffn(self.ffn(self.ln2(x)))          # (B, T, C)
-        x = self.ln1(x + self.drop_attn(self.attn(x, mask)))         # (B, T, C)
+        x = self.ln1(x + self.drop_attn(self.attn(x, mask, positions=positions)))  # (B, T, C)
         return self.ln2(x + self.drop_ffn(self.ffn(x)))              # (B, T, C)
 
     def backward(self, dy):

@@ -103,6 +103,35 @@ def _check_attention_mask(mask, shape):
     return mask
 
 
+def _check_segment_ids(segment_ids, shape):
+    """Packed sequences' ids, (B, T) int, non-decreasing along each row (a sequence's tokens
+    together), or None."""
+    if segment_ids is None:
+        return None
+    segment_ids = np.asarray(segment_ids)
+    v.require_integer("segment_ids", segment_ids)
+    v.require_shape("segment_ids", segment_ids, shape, "the sequence each token belongs to")
+    if (np.diff(segment_ids, axis=1) < 0).any():
+        raise ValueError("expected segment_ids non-decreasing along each row (each packed sequence's "
+                         f"tokens together), got {segment_ids.tolist()}")
+    return segment_ids
+
+
+def _packed(segment_ids):
+    r"""Where several sequences share a row (packing): each token's position in its own
+    sequence, :math:`p_t = t - \min\{t' : s_{t'} = s_t\}`, and the mask that keeps attention
+    inside a sequence, :math:`M_{ij} = [s_i = s_j]`.
+
+    Shapes: segment_ids (B, T) int -> positions (B, T) int, mask (B, 1, T, T) bool.
+    """
+    B, T = segment_ids.shape
+    t = np.arange(T)                                                  # (T,)
+    starts = np.concatenate([np.ones((B, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)  # (B, T)
+    first = np.maximum.accumulate(np.where(starts, t, 0), axis=1)     # (B, T), each sequence's first index
+    same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]  # (B, 1, T, T)
+    return t - first, same
+
+
 class _Body(Module):
     """Embeddings + blocks (+ final LayerNorm): what the three models share."""
 
@@ -113,6 +142,7 @@ class _Body(Module):
         self.config, self.causal, self.seed = c, causal, seed
         self.dropout_rng = dropout_rng(seed)
         self._forward_id = 0
+        self._row_positions = False        # the last forward's positions: per row (packed) or shared
         self.tok_emb = Embedding(c.vocab_size, c.d_model, dt)
         self.pos_emb = Embedding(c.block_size, c.d_model, dt) if c.positional == "learned" else None
         # sinusoidal: a fixed table, neither trained nor saved; rope: none, attention
@@ -152,17 +182,24 @@ class _Body(Module):
             x = self.emb_ln(x)                                        # (B, T, C)
         return self.drop(x)                                           # (B, T, C)
 
-    def _encode(self, idx, key_mask=None, token_type_ids=None):
-        """Shapes: idx (B, T) int, key_mask (B, T) bool or None -> h (B, T, C)."""
+    def _encode(self, idx, key_mask=None, token_type_ids=None, segment_ids=None):
+        """Shapes: idx (B, T) int, key_mask (B, T) bool or None, segment_ids (B, T) int or
+        None (packed sequences: positions restart and attention stays inside each) ->
+        h (B, T, C)."""
         self._forward_id += 1
         T = idx.shape[1]
-        x = self._embed(idx, np.arange(T), token_type_ids)            # (B, T, C)
+        positions, same = (np.arange(T), None) if segment_ids is None else _packed(segment_ids)  # (T,) | (B, T)
+        self._row_positions = segment_ids is not None
+        x = self._embed(idx, positions, token_type_ids)               # (B, T, C)
         mask = causal_mask(T) if self.causal else None                # (T, T)
+        if same is not None:
+            mask = same if mask is None else mask & same              # (B, 1, T, T)
         if key_mask is not None:
             pad = key_mask[:, None, None, :]                          # (B, 1, 1, T)
             mask = pad if mask is None else mask & pad                # (B, 1, T, T)
+        rows = positions if segment_ids is not None else None         # RoPE's, where they restart
         for block in self.blocks:
-            x = block(x, mask)                                        # (B, T, C)
+            x = block(x, mask, rows)                                  # (B, T, C)
         return self.ln_f(x) if self.ln_f is not None else x           # (B, T, C)
 
     def _encode_backward(self, dh):
@@ -177,8 +214,8 @@ class _Body(Module):
         if self.type_emb is not None:
             self.type_emb.backward(dx)
         self.tok_emb.backward(dx)
-        if self.pos_emb is not None:
-            self.pos_emb.backward(dx.sum(axis=0))                     # (T, C)
+        if self.pos_emb is not None:                                  # (B, T, C) per row, else (T, C)
+            self.pos_emb.backward(dx if self._row_positions else dx.sum(axis=0))
 
     def encode(self, idx, attention_mask=None, token_type_ids=None):
         """The last hidden states, before any head (what ``transformers`` calls
@@ -287,12 +324,17 @@ class GPT(_LanguageModel):
     def __init__(self, config: ModelConfig, seed: int = 0):
         super().__init__(config, seed, causal=True, scale_residual=True)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, segment_ids=None):
+        """``segment_ids`` (B, T) int, non-decreasing along a row: several sequences packed
+        in one row, each token attending only to the earlier tokens of its own sequence and
+        its position counted from that sequence's start, so each sequence's logits are those
+        it has alone (SFT's packing); None: one sequence a row."""
         idx = _check_ids("idx", idx, self.config)
         if targets is not None:
             targets = _check_targets("targets", targets, idx.shape, self.config.vocab_size)
+        segment_ids = _check_segment_ids(segment_ids, idx.shape)
         with v.trusted():                                             # checked above, once
-            logits = self._head(self._encode(idx))                    # (B, T, V)
+            logits = self._head(self._encode(idx, segment_ids=segment_ids))  # (B, T, V)
             loss = None if targets is None else self._loss(logits, targets, self._backward)
         return logits, loss
 

@@ -324,7 +324,9 @@ class MultiHeadAttention(Module):
         G = self.n_heads // self.n_kv_heads
         return scaled_dot_product_attention(q, repeat_kv(k, G), repeat_kv(v, G), mask)[0]
 
-    def forward(self, x, mask=None, memory=None):
+    def forward(self, x, mask=None, memory=None, positions=None):
+        """``positions`` (B, T) int: each token's position in its own sequence, for RoPE
+        (packed conversations restart at 0); None: 0 .. T-1 in every row."""
         if memory is not None and self.rotary:
             raise ValueError("expected memory=None for a rotary attention (rope_positions > 0): "
                              "RoPE rotates by positions on one axis, and a memory's are not the "
@@ -332,7 +334,8 @@ class MultiHeadAttention(Module):
         affine, _ = _attention_ops(self.fused)
         q, k, v = self._heads(affine, x, x if memory is None else memory)  # (B, H|H_kv, T|S, D)
         if self.rotary:
-            q, k = self._rotate(q, k, 0)                           # (B, H|H_kv, T, D)
+            q, k = (self._rotate(q, k, 0) if positions is None
+                    else self._rotate_at(q, k, positions))         # (B, H|H_kv, T, D)
         heads = self._attend(q, k, v, mask)                        # (B, H, T, D)
         return _project(self, "W_O", affine, merge_heads(heads))   # (B, T, C)
 
@@ -466,11 +469,11 @@ class TransformerBlock(Module):
         self.drop_attn = Dropout(c.dropout, rng)
         self.drop_ffn = Dropout(c.dropout, rng)
 
-    def forward(self, x, mask=None):
+    def forward(self, x, mask=None, positions=None):
         if self.norm_first:
-            x = x + self.drop_attn(self.attn(self.ln1(x), mask))     # (B, T, C)
+            x = x + self.drop_attn(self.attn(self.ln1(x), mask, positions=positions))  # (B, T, C)
             return x + self.drop_ffn(self.ffn(self.ln2(x)))          # (B, T, C)
-        x = self.ln1(x + self.drop_attn(self.attn(x, mask)))         # (B, T, C)
+        x = self.ln1(x + self.drop_attn(self.attn(x, mask, positions=positions)))  # (B, T, C)
         return self.ln2(x + self.drop_ffn(self.ffn(x)))              # (B, T, C)
 
     def forward_cached(self, x, past=None, key_mask=None, positions=None):

@@ -109,6 +109,31 @@ def _check_attention_mask(mask, shape, device):
     return mask
 
 
+def _check_segment_ids(segment_ids, shape, device):
+    """Packed sequences' ids, (B, T) int, non-decreasing along each row; see the reference."""
+    if segment_ids is None:
+        return None
+    segment_ids = _as_tensor(segment_ids, device)
+    v.require_integer("segment_ids", segment_ids)
+    v.require_shape("segment_ids", segment_ids, shape, "the sequence each token belongs to")
+    if bool((segment_ids[:, 1:] < segment_ids[:, :-1]).any()):
+        raise ValueError("expected segment_ids non-decreasing along each row (each packed sequence's "
+                         f"tokens together), got {segment_ids.tolist()}")
+    return segment_ids.long()
+
+
+def _packed(segment_ids):
+    r"""Each token's position in its own sequence and the mask keeping attention inside it;
+    see ``minillm.reference``. Shapes: segment_ids (B, T) int -> positions (B, T), mask (B, 1, T, T)."""
+    B, T = segment_ids.shape
+    t = torch.arange(T, device=segment_ids.device)                    # (T,)
+    starts = torch.cat([torch.ones((B, 1), dtype=torch.bool, device=segment_ids.device),
+                        segment_ids[:, 1:] != segment_ids[:, :-1]], dim=1)  # (B, T)
+    first = torch.cummax(torch.where(starts, t, 0), dim=1).values     # (B, T), each sequence's first index
+    same = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]  # (B, 1, T, T)
+    return t - first, same
+
+
 class _Body(Module):
     """Embeddings + blocks (+ final LayerNorm): what the three models share."""
 
@@ -163,16 +188,22 @@ class _Body(Module):
             x = self.emb_ln(x)                                        # (B, T, C)
         return self.drop(x)                                           # (B, T, C)
 
-    def _encode(self, idx, key_mask=None, token_type_ids=None):
-        """Shapes: idx (B, T) int, key_mask (B, T) bool or None -> h (B, T, C)."""
+    def _encode(self, idx, key_mask=None, token_type_ids=None, segment_ids=None):
+        """Shapes: idx (B, T) int, key_mask (B, T) bool or None, segment_ids (B, T) int or
+        None (packed sequences) -> h (B, T, C)."""
         T = idx.shape[1]
-        x = self._embed(idx, torch.arange(T, device=idx.device), token_type_ids)  # (B, T, C)
+        positions, same = ((torch.arange(T, device=idx.device), None) if segment_ids is None
+                           else _packed(segment_ids))                 # (T,) | (B, T)
+        x = self._embed(idx, positions, token_type_ids)               # (B, T, C)
         mask = causal_mask(T).to(idx.device) if self.causal else None  # (T, T)
+        if same is not None:
+            mask = same if mask is None else mask & same              # (B, 1, T, T)
         if key_mask is not None:
             pad = key_mask[:, None, None, :]                          # (B, 1, 1, T)
             mask = pad if mask is None else mask & pad                # (B, 1, T, T)
+        rows = positions if segment_ids is not None else None         # RoPE's, where they restart
         for block in self.blocks:
-            x = block(x, mask)                                        # (B, T, C)
+            x = block(x, mask, rows)                                  # (B, T, C)
         return self.ln_f(x) if self.ln_f is not None else x           # (B, T, C)
 
     def encode(self, idx, attention_mask=None, token_type_ids=None):
@@ -246,13 +277,16 @@ class GPT(_LanguageModel):
     def __init__(self, config: ModelConfig, seed: int = 0):
         super().__init__(config, seed, causal=True, scale_residual=True)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, segment_ids=None):
+        """``segment_ids`` (B, T) int: packed sequences, each attending only inside itself
+        with positions from its own start; see ``minillm.reference.GPT.forward``."""
         idx = _check_ids("idx", idx, self.config, self.device)
         if targets is not None:
             targets = _check_targets("targets", targets, tuple(idx.shape),
                                      self.config.vocab_size, self.device)
+        segment_ids = _check_segment_ids(segment_ids, tuple(idx.shape), self.device)
         with v.trusted():                                             # checked above, once
-            logits = self._head(self._encode(idx))                    # (B, T, V)
+            logits = self._head(self._encode(idx, segment_ids=segment_ids))  # (B, T, V)
             return logits, None if targets is None else self._loss(logits, targets)
 
     def forward_cached(self, idx, cache=None, attention_mask=None):

@@ -2,7 +2,8 @@
 same text, the same ids and the same assistant mask (``return_assistant_tokens_mask=True``)
 for templates modelled on Llama 3's, Qwen 2.5's and Llama 2's, written here with
 ``{% generation %}`` markers around what the assistant writes, on fixed and drawn
-conversations (issue 25.3; the mask is SFT's, issue 26.1).
+conversations (issue 25.3; the mask is SFT's, issue 26.1); and minillm's own template,
+DEFAULT_CHAT_TEMPLATE, on those folders and on minillm's tokenizers.
 
 The tokenizer folders are the ones test_hf_tokenizers_modern.py builds offline.
 """
@@ -17,7 +18,11 @@ from hypothesis import strategies as st
 transformers = pytest.importorskip("transformers")
 jinja2 = pytest.importorskip("jinja2")
 
-from minillm.data.chat_template import apply_chat_template, read_chat_template, render_chat  # noqa: E402
+import numpy as np  # noqa: E402
+
+from minillm.data import BPETokenizer, CharTokenizer, WordTokenizer  # noqa: E402
+from minillm.data.chat_template import (DEFAULT_CHAT_TEMPLATE, apply_chat_template,  # noqa: E402
+                                        read_chat_template, render_chat)
 from minillm.data.hf_tokenizers import read_tokenizer_folder  # noqa: E402
 
 from test_hf_tokenizers_modern import (LLAMA2_FOLDERS, _combined, _llama2_tokenizer,  # noqa: E402,F401
@@ -243,3 +248,79 @@ _conversation = st.tuples(st.one_of(st.none(), _content), _turns, st.booleans())
 def test_drawn_conversations_agree(chat, messages, generation_prompt):
     name, ours, theirs, template = chat
     _agree(ours, theirs, template, messages, generation_prompt)
+
+
+# -- DEFAULT_CHAT_TEMPLATE: minillm's own tokenizers' template --------------------------------
+
+def test_default_template_agrees_with_transformers(chat):
+    """The default template rendered by transformers on each folder's tokenizer: the same
+    text, ids and assistant mask as ours (its {{ eos_token }} is each folder's own)."""
+    _, ours, theirs, _ = chat
+    for messages in CONVERSATIONS:
+        for generation_prompt in (False, True):
+            _agree(ours, theirs, DEFAULT_CHAT_TEMPLATE, messages, generation_prompt)
+
+
+WORD_CHAT = [{"role": "user", "content": "the plot was good"}, {"role": "assistant", "content": "the music was fun"}]
+
+
+@pytest.fixture(scope="module")
+def minillm_tokenizers():
+    text = "System: User: Assistant:\nthe plot was not good, but the music was fun. 1994-03-23 " * 3
+    return [BPETokenizer.train(text, vocab_size=300), CharTokenizer.train(text),
+            WordTokenizer.train(render_chat(DEFAULT_CHAT_TEMPLATE, WORD_CHAT, eos_token="<eos>")[0])]
+
+
+def _answers_and_prompt(tok, messages):
+    """The masked tokens of each answer spell the answer and <eos>, and the generation
+    prompt of the turns before an answer is a prefix of the whole conversation's ids (what
+    the model is asked at generation is what training showed it)."""
+    got = apply_chat_template(tok, DEFAULT_CHAT_TEMPLATE, messages)
+    ids = np.array(got.ids)
+    mask = np.array(got.assistant_mask, dtype=bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
+    spans = [tok.decode(ids[a:b]) for a, b in zip(edges[::2], edges[1::2])]
+    answers = [m["content"] for m in messages if m["role"] == "assistant"]
+    assert spans == [a + "<eos>" for a in answers], (spans, answers)
+    for k, message in enumerate(messages):
+        if message["role"] == "assistant":
+            prompt = apply_chat_template(tok, DEFAULT_CHAT_TEMPLATE, messages[:k], add_generation_prompt=True)
+            assert got.ids[:len(prompt.ids)] == prompt.ids, (messages, k)
+            assert got.text.startswith(prompt.text)
+    return got
+
+
+_plain = st.text(alphabet=st.sampled_from("abc XYZ.,!?:\n-1é"), max_size=12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(turns=st.lists(st.tuples(_plain, _plain.filter(lambda s: s != "")), min_size=1, max_size=3),
+       system=st.one_of(st.none(), _plain))
+def test_default_template_masks_the_answers_on_minillm_tokenizers(minillm_tokenizers, turns, system):
+    messages = ([{"role": "system", "content": system}] if system is not None else []) + [
+        m for user, answer in turns for m in ({"role": "user", "content": user},
+                                              {"role": "assistant", "content": answer})]
+    for tok in minillm_tokenizers[:2]:                  # BPE and char spell any text
+        got = _answers_and_prompt(tok, messages)
+        ids, offsets = tok.encode_with_offsets(got.text)
+        # the tokens of one span (the byte tokens of one character share its span) spell it,
+        # and the spans tile the text
+        spans = sorted(set(offsets))
+        assert "".join(got.text[a:b] for a, b in spans) == got.text
+        assert [tok.decode([i for i, o in zip(ids, offsets) if o == span]) for span in spans] == \
+            [got.text[a:b] for a, b in spans]
+
+
+def test_default_template_text_and_errors(minillm_tokenizers):
+    bpe, _, word = minillm_tokenizers
+    messages = [{"role": "system", "content": "Answer briefly."},
+                {"role": "user", "content": "the plot was good"}, {"role": "assistant", "content": "positive"}]
+    got = _answers_and_prompt(bpe, messages)
+    assert got.text == "System: Answer briefly.\nUser: the plot was good\nAssistant:\npositive<eos>\n"
+    assert got.ids[-2] == bpe.eos_id and got.assistant_mask[-2:] == [1, 0]
+    assert bpe.encode("<eos>") != [bpe.eos_id]           # plain encode keeps it as text
+    _answers_and_prompt(word, WORD_CHAT)
+    with pytest.raises(ValueError, match="WordTokenizer: the tokens of .* do not spell it again"):
+        apply_chat_template(word, DEFAULT_CHAT_TEMPLATE, [{"role": "user", "content": "zebra"}])
+    with pytest.raises(jinja2.TemplateError, match="expected a role system, user or assistant, got tool"):
+        render_chat(DEFAULT_CHAT_TEMPLATE, [{"role": "tool", "content": "x"}])
