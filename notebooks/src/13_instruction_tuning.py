@@ -174,9 +174,10 @@ assert worst_without > 1e-3        # without segments a conversation sees the on
 # A small GPT trained on the packed training conversations, the loss on the assistant's
 # tokens only, with the torch backend's fast path. The validation loss, over the held-out
 # conversations' assistant tokens (padded, one a row), must fall far below where it
-# started. How well such a model answers after a minute of training from scratch is not the
-# point here (the `minillm sft` command tunes a pretrained run); the cell shows a few
-# greedy answers and asserts the loss.
+# started. How well such a model answers after a few seconds of training from scratch is
+# not the point here (the `sft` task, `minillm/apps/sft.py`, tunes a pretrained model the
+# same way and scores its greedy answers); the cell shows a few greedy answers and asserts
+# the loss only.
 
 # %%
 cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=block_size, d_model=64, n_heads=4, n_layers=2, dropout=0.0)

@@ -48,9 +48,9 @@ rng = np.random.default_rng(0)
 # %% [markdown]
 # ## The formula
 #
-# `lora_forward` computes the base map and the update as two thin products, $(uA)B$ with
-# $u = \mathrm{dropout}(x)$, never the $d_{in} \times d_{out}$ matrix $AB$: $N r (d_{in} +
-# d_{out})$ multiply-adds for $N$ rows instead of $N d_{in} d_{out}$. The scale
+# `lora_forward` computes the base map, then the update as two thin products, $(uA)B$ with
+# $u = \mathrm{dropout}(x)$, never the $d_{in} \times d_{out}$ matrix $AB$: the update
+# costs $N r (d_{in} + d_{out})$ multiply-adds for $N$ rows instead of $N d_{in} d_{out}$. The scale
 # $s = \alpha / r$ comes from `minillm.core.lora.lora_scale`, shared by both backends.
 
 # %%
@@ -346,9 +346,10 @@ for path, fused in (("explicit", False), ("fast", True)):
     model.set_fused(fused)
     with torch.no_grad():
         for (n, p), (_, q) in zip(lora_parameters(reference), lora_parameters(model)):
-            q.copy_(torch.from_numpy(p.data) if n.endswith(".B") else q)
-            if n.endswith(".A"):
-                np.testing.assert_array_equal(q.numpy(), p.data, err_msg=n)   # the same draws
+            if n.endswith(".B"):
+                q.copy_(torch.from_numpy(p.data))
+            else:
+                np.testing.assert_array_equal(q.numpy(), p.data, err_msg=n)   # A: the same draws
     t_logits, t_loss = model(torch.as_tensor(ids), torch.as_tensor(tgt))
     t_loss.backward()
     assert_parity(f"{path} logits", logits, t_logits, rtol=1e-7, atol=1e-9)
