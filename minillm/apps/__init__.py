@@ -4,4 +4,4 @@ input unlike the training data (``input_checks``), and pretrained weights from l
 Hugging Face folders, with generation and sentence embeddings from them (``interop``). The command line, the server and
 the demo sit on top (docs/architecture.md).
 """
-from . import question_answering, sft, translation  # noqa: F401,E402  (importing minillm.apps registers their tasks)
+from . import dpo, question_answering, sft, translation  # noqa: F401,E402  (importing minillm.apps registers their tasks)

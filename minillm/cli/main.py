@@ -11,14 +11,14 @@ from .. import __version__
 from ..core._optional import import_optional
 from ..store.run_folder import ResumeMismatch, RunExists
 from ..train.training import TrainingDiverged
-from . import apps, runs, serve, tools, training
+from . import apps, dpo, runs, serve, tools, training
 from .interrupt import CtrlC, interrupted
 from .options import DESCRIPTION, HelpFormatter, fill_defaults
 from .resume import as_arch, as_option, recorded_options
 
 __all__ = ["build_parser", "main"]
 
-TRAINING_COMMANDS = training.TRAINING_COMMANDS + apps.TRAINING_COMMANDS
+TRAINING_COMMANDS = training.TRAINING_COMMANDS + apps.TRAINING_COMMANDS + (dpo.cmd_dpo,)
 
 
 def _command(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_parsers(sub, _command)
     runs.add_parsers(sub, _command)
     apps.add_parsers(sub, _command)
+    dpo.add_parsers(sub, _command)
     serve.add_parsers(sub, _command)
     tools.add_bench_parser(sub, _command)
     return parser

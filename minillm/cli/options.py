@@ -15,13 +15,14 @@ import textwrap
 from pathlib import Path
 
 from ..core.config import ACTIVATIONS, ARCHITECTURES, GATED_ACTIVATIONS, POSITIONALS, ModelConfig, architecture_fields
+from ..core.lora import LoRAConfig
 from ..store.runtime import BACKENDS, DEFAULT_BACKEND_RULE, DEVICES, Runtime, default_backend
 from ..train import pipeline
 from ..train.run_config import RunConfig
 from ..train.spec import task_spec
 from ..train.training import TrainConfig
 
-__all__ = ["HelpFormatter", "add_option", "fill_defaults", "add_runtime_args", "add_training_args",
+__all__ = ["HelpFormatter", "add_option", "fill_defaults", "add_runtime_args", "add_training_args", "add_lora_arg",
            "add_model_args", "add_corpus_args", "runtime_of", "run_config_of", "model_config_of",
            "TRAINING_OPTIONS", "DESCRIPTION"]
 
@@ -176,12 +177,35 @@ def add_training_args(p: argparse.ArgumentParser, fallbacks: dict, task: str, *,
                help=f"{when}evaluation and checkpoint interval")
 
 
+def _lora_spec(text: str) -> str:
+    """--lora's value, checked and written one way (``8,16,W_Q,W_V``)."""
+    try:
+        return str(LoRAConfig.parse(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_lora_spec.__name__ = "r,alpha,targets"
+
+
+def add_lora_arg(p, fallbacks: dict) -> None:
+    """``--lora r,alpha,targets``: the option of the commands that fine-tune a trained model
+    (finetune, sft, dpo). Recorded with the run's training config, so --resume takes it."""
+    add_option(p, fallbacks, "--lora", type=_lora_spec, default=None, shown="off: every weight trains",
+               metavar="R,ALPHA,TARGETS",
+               help="train LoRA adapters only (Hu et al. 2021), e.g. 8,16,W_Q,W_V: the rank r, alpha (scale "
+                    "alpha/r), then the projections to adapt, by leaf name (W_Q, W_K, W_V, W_O, W1, W2; "
+                    "gated: W_gate, W_up, W_down), full name (blocks.0.attn.W_Q) or fnmatch pattern; the "
+                    "other weights stay frozen bit for bit (a classifier's new head trains too); r must lie "
+                    "in 1..min(d_in, d_out) of each")
+
+
 def train_config_of(a, task: str) -> TrainConfig:
     """The training options as a TrainConfig: those not given take the task's default
     policy (:meth:`TaskSpec.train_config`, from :meth:`TrainConfig.recipe`)."""
     return task_spec(task).train_config(a.steps, a.lr, batch_size=a.batch_size, warmup_steps=a.warmup_steps,
                                         eval_every=a.eval_every, weight_decay=a.weight_decay,
-                                        grad_clip=a.grad_clip, seed=a.seed)
+                                        grad_clip=a.grad_clip, seed=a.seed, lora=getattr(a, "lora", None))
 
 
 # -- the model --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from ..store.runtime import Runtime
 from ..train import pipeline
 from ..train.entry import train
 from ..train.spec import TASK_SPECS
-from .options import (MODEL_OPTIONS, POSITIVE_INT, add_corpus_args, add_model_args, add_option, add_training_args,
+from .options import (MODEL_OPTIONS, POSITIVE_INT, add_corpus_args, add_lora_arg, add_model_args, add_option, add_training_args,
                       model_config_of, run_config_of)
 
 __all__ = ["add_parsers", "cmd_prepare", "cmd_pretrain", "cmd_finetune", "TRAINING_COMMANDS"]
@@ -147,5 +147,6 @@ def add_parsers(sub, command) -> None:
                    help="only without --pretrained")
     p.add_argument("--vocab-size", type=POSITIVE_INT, default=512, help="only without --pretrained")
     add_training_args(p, fallbacks, "classification")   # the task's defaults (minillm.train.task_specs)
+    add_lora_arg(p, fallbacks)
     add_model_args(p, fallbacks, d_model=128, n_layers=2, block_size=64)
     p.set_defaults(func=cmd_finetune, fallbacks=fallbacks)

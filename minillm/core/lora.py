@@ -13,12 +13,13 @@ Dimension legend: d_in, d_out the wrapped map's features, r the rank.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ._validate import require_number_in
 
-__all__ = ["lora_scale", "check_rank", "init_lora_A"]
+__all__ = ["lora_scale", "check_rank", "init_lora_A", "LoRAConfig"]
 
 
 def check_rank(r, d_in: int, d_out: int, where: str = "LoRA") -> int:
@@ -48,3 +49,52 @@ def init_lora_A(d_in: int, r: int, rng: np.random.Generator, dtype="float32") ->
         raise ValueError(f"expected rng to be a numpy.random.Generator, got {type(rng).__name__}")
     bound = 1.0 / math.sqrt(d_in)
     return rng.uniform(-bound, bound, size=(d_in, r)).astype(dtype)     # (d_in, r)
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    r"""What a training run adapts with LoRA: the rank ``r``, ``alpha`` (the scale is
+    :math:`\alpha / r`) and the ``targets`` (projection names or patterns,
+    :func:`minillm.store.lora_adapters.add_lora`). Written on the command line and in a
+    run's record as ``"r,alpha,target,target..."`` (:meth:`parse`, ``str()``); the rank
+    is checked against each chosen projection when the adapters are attached."""
+
+    r: int
+    alpha: float
+    targets: tuple
+
+    def __post_init__(self):
+        if isinstance(self.r, bool) or not isinstance(self.r, (int, np.integer)) or self.r < 1:
+            raise ValueError(f"LoRA: expected the rank r to be an int >= 1, got {self.r!r}")
+        require_number_in("alpha", self.alpha, 0.0, math.inf, low_open=True)
+        targets = (self.targets,) if isinstance(self.targets, str) else tuple(self.targets)
+        if not targets or not all(isinstance(t, str) and t.strip() == t and t for t in targets):
+            raise ValueError(f"LoRA: expected at least one target, each a projection name or pattern "
+                             f"(e.g. W_Q), got {self.targets!r}")
+        object.__setattr__(self, "r", int(self.r))
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "targets", targets)
+
+    @classmethod
+    def parse(cls, text: str) -> "LoRAConfig":
+        """``"8,16,W_Q,W_V"``: the rank, alpha, then one target or more."""
+        parts = [p.strip() for p in str(text).split(",")]
+        if len(parts) < 3 or not all(parts):
+            raise ValueError(f"expected r,alpha,targets (e.g. 8,16,W_Q,W_V: the rank, alpha, then the "
+                             f"projections to adapt), got {text!r}")
+        try:
+            r = int(parts[0])
+        except ValueError:
+            raise ValueError(f"expected r,alpha,targets with the rank r an integer, got r={parts[0]!r} "
+                             f"in {text!r}") from None
+        try:
+            alpha = float(parts[1])
+        except ValueError:
+            raise ValueError(f"expected r,alpha,targets with alpha a number, got alpha={parts[1]!r} "
+                             f"in {text!r}") from None
+        if not math.isfinite(alpha):
+            raise ValueError(f"expected r,alpha,targets with alpha a finite number > 0, got {parts[1]!r}")
+        return cls(r, alpha, tuple(parts[2:]))
+
+    def __str__(self) -> str:
+        return ",".join([str(self.r), f"{self.alpha:g}", *self.targets])

@@ -18,9 +18,11 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core import _validate as v
+from ..core.config import IGNORE_INDEX
+from .module import Loss
 
 __all__ = ["dpo_loss", "dpo_loss_forward", "dpo_loss_backward",
-           "sequence_logps", "sequence_logps_forward", "sequence_logps_backward"]
+           "sequence_logps", "sequence_logps_forward", "sequence_logps_backward", "dpo_objective"]
 
 
 def _log_sigmoid(z):
@@ -182,3 +184,42 @@ def sequence_logps_backward(dlogps, cache: SequenceLogpsCache):
 def sequence_logps(logits, targets, mask):
     """Sequence log-probabilities; see :func:`sequence_logps_forward`."""
     return sequence_logps_forward(logits, targets, mask)[0]
+
+
+def dpo_objective(model, idx, targets, reference_logps, beta=0.1, label_smoothing=0.0):
+    r"""DPO's training loss of a causal LM ``model`` (a ``GPT``, the policy
+    :math:`\pi_\theta`) on a batch of P pairs: rows ``[:P]`` of ``idx`` are the prompts
+    with their chosen completions, rows ``[P:]`` the same prompts with the rejected ones;
+    ``targets`` are the next tokens, ``-100`` except on the completion's tokens (the mask
+    of :func:`sequence_logps`); ``reference_logps`` the frozen reference's
+    :math:`\log\pi_{ref}(y|x)` of each row, computed once without gradients.
+
+    .. math::
+        L = \frac1P \sum_p \ell_p\big(\log\pi_\theta(y_w|x), \log\pi_\theta(y_l|x),
+        \log\pi_{ref}(y_w|x), \log\pi_{ref}(y_l|x)\big)
+
+    Returns ``(loss, chosen_rewards, rejected_rewards)``: the loss a :class:`Loss` whose
+    ``backward()`` runs the chain by hand, :func:`dpo_loss_backward` (with
+    :math:`\partial L/\partial \ell_p = 1/P`) then :func:`sequence_logps_backward` to the
+    logits, then the model's own backward pass; the rewards (P,) reports.
+    Shapes: idx, targets (2P, T), reference_logps (2P,) -> a scalar, (P,), (P,).
+    """
+    targets, reference_logps = np.asarray(targets), np.asarray(reference_logps)
+    N = targets.shape[0]
+    if N % 2 or reference_logps.shape != (N,):
+        raise ValueError(f"expected 2P rows (P chosen, then P rejected) and reference_logps (2P,), got "
+                         f"targets {targets.shape} and reference_logps {reference_logps.shape}")
+    P = N // 2
+    logits, _ = model(idx)                                                     # (2P, T, V)
+    mask = targets != IGNORE_INDEX                                             # (2P, T)
+    logps, c_logps = sequence_logps_forward(logits, targets, mask)             # (2P,)
+    ref = reference_logps.astype(logps.dtype)                                  # (2P,)
+    (losses, chosen_rewards, rejected_rewards), c_dpo = dpo_loss_forward(
+        logps[:P], logps[P:], ref[:P], ref[P:], beta, label_smoothing)         # (P,) each
+
+    def backward():
+        dchosen, drejected, _, _ = dpo_loss_backward(np.full(P, 1.0 / P, dtype=logps.dtype), c_dpo)
+        dlogits = sequence_logps_backward(np.concatenate([dchosen, drejected]), c_logps)  # (2P, T, V)
+        model._backward(dlogits)
+
+    return Loss(losses.mean(), backward, model, model._forward_id), chosen_rewards, rejected_rewards

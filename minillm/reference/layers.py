@@ -131,7 +131,7 @@ def _accumulate(p, grad):
 
 def _no_adapters(layer) -> None:
     """Empty LoRA slots, ``lora_<name>`` for each of the layer's ``LORA_TARGETS``
-    (``minillm.apps.lora_adapters`` fills them; an empty slot is no parameter)."""
+    (``minillm.store.lora_adapters`` fills them; an empty slot is no parameter)."""
     for name in layer.LORA_TARGETS:
         setattr(layer, f"lora_{name}", None)
 

@@ -9,7 +9,7 @@ B ``(r, d_out)``, y ``(..., d_out)``.
 The scale, the rank check and A's initialisation are shared with the torch backend
 (:mod:`minillm.core.lora`). ``LoRA`` is the adapter alone (A, B and the scale) applied
 to a weight it does not own; :class:`LoRALinear` is a linear layer with one;
-``minillm.apps.lora_adapters`` attaches adapters to a model's projections by name.
+``minillm.store.lora_adapters`` attaches adapters to a model's projections by name.
 """
 from __future__ import annotations
 

@@ -220,7 +220,8 @@ def _recover(folder: Path) -> None:
 
 def save_checkpoint(folder, *, weights: dict, config: dict, optimizer: dict | None = None,
                     step: int = 0, rng_state: dict | None = None, data_state: dict | None = None,
-                    tokenizer: dict | None = None, extra: dict | None = None) -> Path:
+                    tokenizer: dict | None = None, extra: dict | None = None,
+                    files: dict | None = None) -> Path:
     """Write a checkpoint folder atomically (see the module docstring) and return its path.
 
     Args:
@@ -232,6 +233,7 @@ def save_checkpoint(folder, *, weights: dict, config: dict, optimizer: dict | No
         data_state: where the data loader stands (epoch, position, ...).
         tokenizer: the tokenizer as a JSON-serialisable dict.
         extra: anything else JSON-serialisable (loss history, ...).
+        files: more files of the checkpoint, name -> bytes (a LoRA model's adapters in PEFT's layout), written and listed in the manifest with the others.
     """
     folder = Path(folder)
     if not isinstance(weights, dict) or not all(
@@ -249,7 +251,7 @@ def save_checkpoint(folder, *, weights: dict, config: dict, optimizer: dict | No
         raise ValueError(f"save_checkpoint: expected step to be an int >= 0, got {step!r}")
 
     # encode everything before touching the disk: a bad value fails here, harmlessly
-    files = {"model.safetensors": to_bytes(weights, {"format": FORMAT}),
+    more, files = files, {"model.safetensors": to_bytes(weights, {"format": FORMAT}),
              "config.json": _plain_json(config, "config")}
     if optimizer is not None:
         files.update(_encode_with_arrays("optimizer", optimizer))
@@ -257,6 +259,11 @@ def save_checkpoint(folder, *, weights: dict, config: dict, optimizer: dict | No
         "step": int(step), "rng_state": rng_state, "data_state": data_state, "extra": extra}))
     if tokenizer is not None:
         files["tokenizer.json"] = _plain_json(tokenizer, "tokenizer")
+    for name, data in (more or {}).items():
+        if name in files or name == MANIFEST or "/" in name or "\\" in name or not isinstance(data, bytes):
+            raise ValueError(f"save_checkpoint: expected files as new file names (no folder) -> bytes, "
+                             f"got {name!r} ({type(data).__name__})")
+        files[name] = data
     manifest = {"format": FORMAT, "version": FORMAT_VERSION,
                 "files": {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                           for name, data in files.items()}}

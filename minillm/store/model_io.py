@@ -28,6 +28,8 @@ import numpy as np
 
 from ..core.config import ModelConfig
 from ..core.state import as_numpy_state, check_model_state
+from .lora_adapters import add_lora, lora_record
+from .peft_adapters import adapter_files, peft_layout
 from .runtime import load_backend
 
 __all__ = ["as_numpy_state", "check_model_state", "save_checkpoint", "load_model", "resume",
@@ -38,6 +40,7 @@ __all__ = ["as_numpy_state", "check_model_state", "save_checkpoint", "load_model
 # whole checkpoints
 
 MODEL_KEY = "minillm_model"   # in the checkpoint's ``extra``: the model class and its arguments
+LORA_KEY = "lora"             # in it: the LoRA adapters, attached again before the weights load
 
 
 def model_arguments(model) -> dict:
@@ -60,8 +63,14 @@ def model_arguments(model) -> dict:
 
 
 def model_kind(model) -> dict:
-    """The model's class name, seed and constructor arguments beyond the config (JSON)."""
-    return {"class": type(model).__name__, "seed": int(model.seed), **model_arguments(model)}
+    """The model's class name, seed and constructor arguments beyond the config, and its
+    LoRA adapters where it has some (``"lora"``: :func:`~minillm.store.lora_adapters.lora_record`),
+    as JSON."""
+    kind = {"class": type(model).__name__, "seed": int(model.seed), **model_arguments(model)}
+    lora = lora_record(model)
+    if lora is not None:
+        kind[LORA_KEY] = lora
+    return kind
 
 
 def model_state(model) -> "OrderedDict[str, np.ndarray]":
@@ -74,7 +83,12 @@ def save_checkpoint(folder, model, optimizer=None, step: int = 0, *, data_state=
     """Save ``model`` (+ ``optimizer``, ``step``, the model's dropout generator, and the
     caller's data position / generators / tokenizer / extra) atomically to ``folder``.
 
-    Works for either backend; returns the folder's path.
+    Works for either backend; returns the folder's path. A model with LoRA adapters saves
+    them with its weights (``blocks.0.attn.lora_W_Q.A``, ...) and records them in its kind;
+    a GPT-2-style ``GPT``'s checkpoint also holds them alone in PEFT's layout
+    (``adapter_config.json``, ``adapter_model.safetensors``: :mod:`minillm.store.peft_adapters`),
+    so ``peft.PeftModel.from_pretrained(base, checkpoint)`` reads them onto the model ``save_hf``
+    wrote of the base weights.
     """
     from .checkpoint import generator_state, save_checkpoint as write
 
@@ -89,7 +103,7 @@ def save_checkpoint(folder, model, optimizer=None, step: int = 0, *, data_state=
     return write(folder, weights=dict(model_state(model)), config=model.config.to_dict(),
                  optimizer=None if optimizer is None else optimizer.state_dict(),
                  step=step, rng_state=rng_state, data_state=data_state,
-                 tokenizer=tokenizer, extra=extra)
+                 tokenizer=tokenizer, extra=extra, files=adapter_files(model) if peft_layout(model) else None)
 
 
 def load_model(folder, backend="numpy"):
@@ -106,8 +120,10 @@ def load_model(folder, backend="numpy"):
     if not isinstance(kind, dict) or not isinstance(getattr(module, str(kind.get("class")), None), type):
         raise ValueError(f"{folder}: expected the model class in the checkpoint's extra "
                          f"[{MODEL_KEY!r}] as a class of the {backend} backend, got {kind!r}")
-    kwargs = {k: v for k, v in kind.items() if k not in ("class", "seed")}
+    kwargs = {k: v for k, v in kind.items() if k not in ("class", "seed", LORA_KEY)}
     model = getattr(module, kind["class"])(ModelConfig.from_dict(ckpt.config), seed=kind["seed"], **kwargs)
+    if kind.get(LORA_KEY):
+        add_lora(model, **kind[LORA_KEY])         # the adapters' values come with the weights
     _restore(model, ckpt, None, folder)
     return model, ckpt
 

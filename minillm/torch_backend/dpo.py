@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from ..core import _validate as v
+from ..core.config import IGNORE_INDEX
 
-__all__ = ["dpo_loss", "sequence_logps"]
+__all__ = ["dpo_loss", "sequence_logps", "dpo_objective"]
 
 
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
@@ -77,3 +78,24 @@ def sequence_logps(logits, targets, mask):
     log_probs = torch.log_softmax(logits, dim=-1)                              # (N, T, V)
     token_logps = log_probs.gather(-1, safe[..., None])[..., 0]                # (N, T)
     return (token_logps * m).sum(dim=-1)                                       # (N,)
+
+
+def dpo_objective(model, idx, targets, reference_logps, beta=0.1, label_smoothing=0.0):
+    r"""DPO's training loss of a causal LM on P pairs (rows ``[:P]`` chosen, ``[P:]``
+    rejected, ``targets`` -100 off the completions); see
+    ``minillm.reference.dpo_objective``. Returns ``(loss, chosen_rewards,
+    rejected_rewards)``; autograd takes the loss back through the log-probabilities.
+    Shapes: idx, targets (2P, T), reference_logps (2P,) -> a scalar, (P,), (P,).
+    """
+    N = targets.shape[0]
+    if N % 2 or tuple(reference_logps.shape) != (N,):
+        raise ValueError(f"expected 2P rows (P chosen, then P rejected) and reference_logps (2P,), got "
+                         f"targets {tuple(targets.shape)} and reference_logps {tuple(reference_logps.shape)}")
+    P = N // 2
+    logits, _ = model(idx)                                                     # (2P, T, V)
+    mask = targets != IGNORE_INDEX                                             # (2P, T)
+    logps = sequence_logps(logits, targets, mask)                              # (2P,)
+    ref = reference_logps.to(logps.dtype)                                      # (2P,)
+    losses, chosen_rewards, rejected_rewards = dpo_loss(
+        logps[:P], logps[P:], ref[:P], ref[P:], beta, label_smoothing)         # (P,) each
+    return losses.mean(), chosen_rewards, rejected_rewards

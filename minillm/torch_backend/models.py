@@ -352,6 +352,8 @@ class SequenceClassifier(_Body):
     logits (B, K), loss.
     """
 
+    LORA_TRAINED = ("head",)     # new, so it trains beside LoRA adapters (PEFT: modules_to_save)
+
     def __init__(self, config: ModelConfig, n_classes: int = 2, pooling: str = "mean",
                  seed: int = 0):
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:

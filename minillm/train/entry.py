@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from ..core.threads import training_threads
 from ..store import model_io
+from ..store.lora_adapters import add_lora
 from ..store.run_folder import RunFolder
 from ..store.runtime import Runtime
 from . import task_specs  # noqa: F401  (registers the training layer's three tasks)
@@ -124,6 +125,9 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
     model = getattr(rt.module, spec.model_class)(cfg, seed=tc.seed, **dict(parts.model_kwargs))
     if parts.init is not None:
         parts.init(model)
+    if tc.lora is not None:                                  # only the adapters (and a new head) train
+        lora = tc.lora_config
+        add_lora(model, lora.targets, r=lora.r, alpha=lora.alpha, seed=tc.seed)
     info = dict(parts.info)
     if folder is not None and rt.is_main:
         folder.write_run({"task": task, "source": source, "backend": rt.backend, "device": rt.device,
@@ -133,7 +137,7 @@ def train(task: str, out, run_config: RunConfig, *, data=None, tokenizer=None, r
     # the trainer puts the model and its optimizer on the runtime's device and path (Runtime.prepare)
     trainer = Trainer(rt, model, tc.optimizer(rt, model), parts.train, tc, task=task, eval_data=parts.validation,
                       run_dir=folder, tokenizer=tok.to_dict(), score=spec.score, best_by=spec.best_by,
-                      loss_per=spec.loss_per, progress=progress,
+                      loss_per=spec.loss_per, progress=progress, objective=parts.objective,
                       metadata={**info, "data": parts.contract, "run": run_config.where})
     result = trainer.fit(resume=resume)
     model = trainer.model

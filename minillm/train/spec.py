@@ -61,7 +61,9 @@ class TaskParts:
     tokenizer, what the run records about the task (``info``: label names, corpus; in
     ``run.json`` and every checkpoint), the model's extra arguments, ``init`` (called on
     the new model, before the runtime prepares it: a pretrained encoder's weights),
-    ``held_out`` (what ``test`` scores) and ``data`` (what :attr:`TrainedRun.data` holds)."""
+    ``held_out`` (what ``test`` scores), ``data`` (what :attr:`TrainedRun.data` holds) and
+    ``objective`` (``objective(model, **batch) -> loss``, the training loss where it is not
+    the model's own ``model(**batch)[1]``: DPO's, of the policy's log-probabilities)."""
 
     train: Any
     validation: list | None
@@ -72,6 +74,7 @@ class TaskParts:
     init: Callable[[Any], None] | None = None
     held_out: Any = None
     data: Any = None
+    objective: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,12 @@ __all__ = ["CausalLMData", "MaskedLMData", "ClassificationData", "counted",
 
 
 def counted(batch) -> int:
-    """The items a batch's mean loss divides by: the targets that are not ``-100`` (causal
-    and masked LM, translation), else the rows (classification, QA: one label or one
-    answer span per row). A distributed step divides each rank's summed loss by these,
+    """The items a batch's mean loss divides by: the pairs of a preference batch (DPO: two
+    rows each), the targets that are not ``-100`` (causal and masked LM, translation), else
+    the rows (classification, QA: one label or one answer span per row). A distributed step divides each rank's summed loss by these,
     summed over the ranks (:class:`~minillm.train.collaborators.Distribution`)."""
+    if "reference_logps" in batch:
+        return int(np.asarray(batch["idx"]).shape[0]) // 2
     if "targets" in batch:
         return int(np.count_nonzero(np.asarray(batch["targets"]) != IGNORE_INDEX))
     return int(np.asarray(batch["idx"]).shape[0])

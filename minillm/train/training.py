@@ -54,6 +54,8 @@ from ..core.param_groups import DECAY_RULES, decay_groups
 from ..core.plots import LOSS_UNITS
 from ..core.progress import Progress
 from ..core.schedule import warmup_cosine
+from ..core.lora import LoRAConfig
+from ..store.lora_adapters import trainable_parameters
 from ..store.run_folder import RunFolder
 from .collaborators import Checkpoints, Distribution, MetricsFiles
 from .evaluation import IGNORE_INDEX, evaluate_lm
@@ -96,6 +98,7 @@ class TrainConfig:
     max_bad_steps: int = 5
     batch_size: int = 16
     decayed: str = "matrices"    # which tensors weight decay shrinks (minillm.core.param_groups)
+    lora: str | None = None      # "r,alpha,targets": train LoRA adapters only (minillm.core.lora.LoRAConfig)
 
     def __post_init__(self):
         if not isinstance(self.steps, int) or self.steps < 1:
@@ -113,6 +116,14 @@ class TrainConfig:
         for name in ("eval_every", "checkpoint_every", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.lora is not None:                    # one spelling, so a resume compares equal
+            lora = self.lora if isinstance(self.lora, LoRAConfig) else LoRAConfig.parse(self.lora)
+            object.__setattr__(self, "lora", str(lora))
+
+    @property
+    def lora_config(self) -> LoRAConfig | None:
+        """``lora`` parsed (``None``: every parameter trains)."""
+        return None if self.lora is None else LoRAConfig.parse(self.lora)
 
     @classmethod
     def recipe(cls, steps: int, lr: float, *, batch_size: int = 16, warmup_steps: int | None = None,
@@ -151,8 +162,10 @@ class TrainConfig:
         (:func:`~minillm.core.param_groups.decay_groups`): with ``decayed="matrices"``
         (the default, nanoGPT's rule) ``weight_decay`` shrinks the tensors of two or more
         dimensions (linear weights, embeddings) and never biases or LayerNorm gains;
-        ``decayed="all"`` shrinks every tensor."""
-        groups = decay_groups(model.parameters(), self.weight_decay, self.decayed)
+        ``decayed="all"`` shrinks every tensor. A model with LoRA adapters gives the
+        optimizer only what trains (:func:`~minillm.store.lora_adapters.trainable_parameters`:
+        the adapters' A and B, and a new head)."""
+        groups = decay_groups(trainable_parameters(model), self.weight_decay, self.decayed)
         opt = runtime.module.AdamW(groups, lr=self.lr, betas=tuple(self.betas), weight_decay=self.weight_decay)
         return runtime.prepare_optimizer(opt)   # torch: the runtime's path (foreach step or not)
 
@@ -201,7 +214,8 @@ class Trainer:
                  task: str = "causal_lm", eval_data=None, run_dir=None, metadata: dict | None = None,
                  tokenizer: dict | None = None, score: Callable = evaluate_lm,
                  best_by: tuple[str, str] = ("loss", "min"), loss_per: str = "token",
-                 progress: bool | Progress = True, on_step: Callable[[int, float], None] | None = None):
+                 progress: bool | Progress = True, on_step: Callable[[int, float], None] | None = None,
+                 objective: Callable | None = None):
         if not isinstance(task, str) or not task:
             raise ValueError(f"expected task as a non-empty str (the run's task name), got {task!r}")
         if (not isinstance(best_by, tuple) or len(best_by) != 2 or not isinstance(best_by[0], str)
@@ -216,6 +230,7 @@ class Trainer:
         self.run_dir = None if self.folder is None else self.folder.path
         self.metadata, self.tokenizer = dict(metadata or {}), tokenizer
         self.score, self.best_by, self.progress, self.on_step = score, best_by, progress, on_step
+        self.objective = objective           # objective(model, **batch) -> loss; None: model(**batch)[1]
         self.loss_per = loss_per             # "token" or "example": what loss.png says the loss is a mean over
         self.step, self.skipped_steps, self.best_val = 0, 0, None   # best_val: the best's validation loss
         self.best_step: int | None = None    # the step of checkpoints/best (chosen by best_by)
@@ -245,7 +260,7 @@ class Trainer:
             self.optimizer.lr = self.config.lr_at(step)
             loss_value = self.loss_and_gradients(batch)
             clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
-            grad_norm = float(self.runtime.module.clip_grad_norm(self.model.parameters(), clip))
+            grad_norm = float(self.runtime.module.clip_grad_norm(trainable_parameters(self.model), clip))
             if math.isfinite(loss_value) and math.isfinite(grad_norm):
                 self.optimizer.step()
             self.optimizer.zero_grad()
@@ -259,7 +274,10 @@ class Trainer:
         single-process step on the global batch."""
         self.model.train()
         with self.runtime.autocast():
-            _, loss = self._ddp_model(**self._inputs(batch))
+            if self.objective is None:
+                _, loss = self._ddp_model(**self._inputs(batch))
+            else:
+                loss = self.objective(self._ddp_model, **self._inputs(batch))
         loss = self.distribution.share(loss, counted(batch))   # this rank's sum / the global count
         loss.backward()
         return self.distribution.sum(loss.item())

@@ -2,7 +2,7 @@
 of the reference with both torch paths and torch.nn.functional, finite differences,
 non-finite values, a zero input, integer input refused): the frozen backward, dropout's
 mask on every path, the layer (B zero at the start, frozen base, merge/unmerge), the
-rank and shape errors. Wrapping a model by name and PEFT's file layout: tests/apps/test_lora_adapters.py."""
+rank and shape errors. Wrapping a model by name and PEFT's file layout: tests/store/test_lora_adapters.py."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st

@@ -1,4 +1,4 @@
-"""LoRA adapters on a model by name (minillm.apps.lora_adapters): the two backends
+"""LoRA adapters on a model by name (minillm.store.lora_adapters): the two backends
 agree, only the adapters train and the frozen weights stay equal bit for bit, merge and
 unmerge, bad targets; PEFT's layout, proven by peft itself: it loads our adapters onto
 the transformers model that save_hf wrote and gives our logits and our gradients."""
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import minillm.reference as ref
-from minillm.apps.lora_adapters import add_lora, lora_parameters, lora_targets, merge_lora, unmerge_lora
-from minillm.apps.peft_adapters import load_adapters, save_adapters
+from minillm.store.lora_adapters import add_lora, lora_parameters, lora_targets, merge_lora, unmerge_lora
+from minillm.store.peft_adapters import load_adapters, save_adapters
 from minillm.core.config import ModelConfig
 from parity import assert_close
 

@@ -1,6 +1,6 @@
 r"""LoRA adapters in PEFT's layout: ``adapter_config.json`` + ``adapter_model.safetensors``.
 
-:func:`save_adapters` writes a ``GPT``'s adapters (:mod:`minillm.apps.lora_adapters`)
+:func:`save_adapters` writes a ``GPT``'s adapters (:mod:`minillm.store.lora_adapters`)
 alone, with the key names of the ``GPT2LMHeadModel`` that
 :func:`minillm.apps.interop.save_hf` writes for it, so ``peft.PeftModel.from_pretrained``
 loads them onto that model; :func:`load_adapters` reads them back (or PEFT's own file
@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..store import safetensors_io
+from . import safetensors_io
 from .lora_adapters import adapters, attach_adapters, weight_array
 
-__all__ = ["save_adapters", "load_adapters"]
+__all__ = ["adapter_files", "peft_layout", "save_adapters", "load_adapters"]
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 METADATA_KEY = "minillm_lora_blocks"
@@ -57,15 +57,28 @@ def _hf_module(name: str):
     return f"transformer.h.{i}.{module}", block
 
 
+def peft_layout(model) -> bool:
+    """Whether PEFT's GPT-2 layout holds ``model``'s adapters: a GPT-2-style ``GPT`` (or a
+    class built on it; LayerNorm, the one that ``save_hf`` writes as ``GPT2LMHeadModel``)
+    with adapters, each on a projection that layout has."""
+    attached = adapters(model)
+    if not attached or getattr(model.config, "norm", "layer") != "layer" \
+            or not any(c.__name__ == "GPT" for c in type(model).__mro__):
+        return False
+    return all(_BLOCK.match(n) and _BLOCK.match(n).group(2) in _GPT2_MODULES for n in attached)
+
+
 def _require_gpt(model):
-    if type(model).__name__ != "GPT":
+    if not any(c.__name__ == "GPT" for c in type(model).__mro__):
         raise ValueError(f"PEFT adapters are written for the GPT-2 layout of a GPT "
                          f"(minillm.apps.interop.save_hf); got a {type(model).__name__}")
 
 
-def save_adapters(model, folder) -> list:
-    """Write the adapters alone, in PEFT's layout, for the ``GPT2LMHeadModel`` that
-    ``save_hf`` writes for this ``GPT``. Returns the PEFT module names written."""
+def adapter_files(model) -> dict:
+    """The adapters alone in PEFT's layout, as ``{file name: bytes}``
+    (``adapter_config.json``, ``adapter_model.safetensors``), for the ``GPT2LMHeadModel``
+    that ``save_hf`` writes for this ``GPT``; a checkpoint of a LoRA run holds them
+    (:func:`minillm.store.model_io.save_checkpoint`)."""
     _require_gpt(model)
     attached = adapters(model)
     if not attached:
@@ -102,16 +115,23 @@ def save_adapters(model, folder) -> list:
               "target_modules": sorted(modules), "rank_pattern": rank_pattern,
               "alpha_pattern": alpha_pattern, "init_lora_weights": True, "modules_to_save": None,
               "base_model_name_or_path": None, "inference_mode": True}
+    return {WEIGHTS_FILE: safetensors_io.to_bytes(tensors, {"format": "pt", METADATA_KEY: json.dumps(blocks)}),
+            CONFIG_FILE: (json.dumps(config, indent=2) + "\n").encode("utf-8")}
+
+
+def save_adapters(model, folder) -> list:
+    """Write the adapters alone, in PEFT's layout (:func:`adapter_files`), into ``folder``.
+    Returns the PEFT module names written."""
+    files = adapter_files(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # each file atomically (temporary file, then rename); the config last, so a folder
     # with a config has its weights
-    safetensors_io.save_file(tensors, folder / WEIGHTS_FILE,
-                             {"format": "pt", METADATA_KEY: json.dumps(blocks)})
-    tmp = folder / f".{CONFIG_FILE}.tmp"
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(folder / CONFIG_FILE)
-    return sorted(modules)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        tmp = folder / f".{name}.tmp"
+        tmp.write_bytes(files[name])
+        tmp.replace(folder / name)
+    return json.loads(files[CONFIG_FILE])["target_modules"]
 
 
 def _pattern(patterns: dict, name: str, default):

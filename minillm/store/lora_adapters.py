@@ -3,7 +3,7 @@ r"""LoRA adapters on a model's projections, chosen by name: attach, train, merge
 :func:`add_lora` attaches a LoRA adapter (:mod:`minillm.reference.lora`, or its torch
 twin) to each projection whose parameter name a target matches, and freezes
 everything else. :func:`lora_parameters` is what goes to the optimizer: the adapters'
-A and B, nothing else. Their files, in PEFT's layout: :mod:`minillm.apps.peft_adapters`.
+A and B, nothing else. Their files, in PEFT's layout: :mod:`minillm.store.peft_adapters`.
 
 Targets. The projections that take an adapter are each layer's ``LORA_TARGETS``: the
 attention's ``W_Q``, ``W_K``, ``W_V``, ``W_O``, the feed-forward's ``W1``, ``W2`` (gated:
@@ -15,11 +15,17 @@ its adapter in ``lora_<name>`` (``attn.lora_W_Q.A``); a feed-forward layer with 
 its op's steps one by one so that each projection can carry it.
 
 Freezing. Torch: every parameter of the model gets ``requires_grad=False``, the
-adapters' ``True``; autograd computes no gradient for the frozen ones. Reference: an
+adapters' ``True``, and so do a model's new head (its class's ``LORA_TRAINED``: a
+classifier's ``head``, which starts random and must learn, PEFT's ``modules_to_save``); autograd computes no gradient for the frozen ones. Reference: an
 adapted projection skips its dW and db (the adapter's backward returns dx only); the
 other parameters (embeddings, norms, unadapted projections) still receive gradients from the
 hand-written backward (there is no per-parameter switch), but they are not in
-:func:`lora_parameters`, so no optimizer changes them.
+:func:`trainable_parameters`, so no optimizer changes them.
+
+Training (``TrainConfig.lora``) attaches adapters after the model is built and
+initialised; a checkpoint records them (:func:`lora_record`, in the model's kind,
+:mod:`minillm.store.model_io`), so a resumed run and ``load_run`` attach the same ones
+before loading the weights.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from ..core.lora import check_rank
 from ..reference.module import Module as ReferenceModule
 
 __all__ = ["lora_targets", "add_lora", "adapters", "attach_adapters", "lora_parameters",
-           "merge_lora", "unmerge_lora", "weight_array"]
+           "trainable_parameters", "lora_record", "merge_lora", "unmerge_lora", "weight_array"]
 
 
 def _is_reference(model) -> bool:
@@ -107,9 +113,7 @@ def add_lora(model, targets=("W_Q", "W_V"), r: int = 8, alpha: float = 16.0, dro
     v.require_probability("dropout", dropout)
     LoRA = _backend_lora(model)
     rng = np.random.default_rng(seed)
-    if not _is_reference(model):
-        for q in model.parameters():
-            q.requires_grad_(False)
+    _freeze(model)
     for name, (m, p) in chosen.items():
         W = getattr(m, p)
         adapter = LoRA(*W.shape, r, alpha, rank_stabilised, dropout, rng, str(weight_array(W).dtype))
@@ -117,6 +121,22 @@ def add_lora(model, targets=("W_Q", "W_V"), r: int = 8, alpha: float = 16.0, dro
             adapter.to(W.device)
         setattr(m, f"lora_{p}", adapter)
     return list(chosen)
+
+
+def _trained_beside(model) -> list:
+    """``(name, parameter)`` of the model's parts that train beside the adapters (its
+    class's ``LORA_TRAINED`` prefixes: a new head)."""
+    prefixes = tuple(getattr(type(model), "LORA_TRAINED", ()))
+    return [(n, q) for n, q in model.named_parameters() if n.split(".")[0] in prefixes]
+
+
+def _freeze(model) -> None:
+    """Torch: no gradient for any parameter but a new head's (the adapters get theirs)."""
+    if not _is_reference(model):
+        for q in model.parameters():
+            q.requires_grad_(False)
+        for _, q in _trained_beside(model):
+            q.requires_grad_(True)
 
 
 def adapters(model) -> dict:
@@ -134,6 +154,32 @@ def lora_parameters(model) -> list:
         if isinstance(m, LoRA):
             found += [(f"{name}.A", m.A), (f"{name}.B", m.B)]
     return found
+
+
+def trainable_parameters(model) -> list:
+    """What the optimizer gets and the gradient norm is clipped over: with adapters, their
+    A and B and the parts that train beside them (a classifier's new head); without, every
+    parameter."""
+    if not adapters(model):
+        return list(model.parameters())
+    return [q for _, q in _trained_beside(model)] + [q for _, q in lora_parameters(model)]
+
+
+def lora_record(model) -> dict | None:
+    """The adapters attached, as JSON (``None``: none): ``{"targets": [projection names],
+    "r", "alpha", "rank_stabilised", "dropout"}``, what :func:`add_lora` attaches again.
+    Adapters of mixed ranks or scalings (attached by hand) are refused: a record is of one
+    ``add_lora`` call."""
+    attached = adapters(model)
+    if not attached:
+        return None
+    kinds = {(a.r, a.alpha, a.rank_stabilised, a.p) for _, _, a in attached.values()}
+    if len(kinds) > 1:
+        raise ValueError(f"the adapters differ in (r, alpha, rank_stabilised, dropout): {sorted(kinds)}; "
+                         f"a checkpoint records the adapters of one add_lora call")
+    r, alpha, rank_stabilised, p = kinds.pop()
+    return {"targets": list(attached), "r": int(r), "alpha": float(alpha),
+            "rank_stabilised": bool(rank_stabilised), "dropout": float(p)}
 
 
 def merge_lora(model) -> None:
@@ -167,9 +213,7 @@ def attach_adapters(model, plan: dict, rank_stabilised: bool = False, dropout: f
         if getattr(m, f"lora_{p}") is not None:
             raise ValueError(f"{name} has a LoRA adapter already")
         check_rank(r, *W.shape, where=f"LoRA on {name}")
-    if not _is_reference(model):
-        for q in model.parameters():
-            q.requires_grad_(False)
+    _freeze(model)
     LoRA = _backend_lora(model)
     rng = np.random.default_rng(seed)
     for name, (A, B, r, alpha) in plan.items():
