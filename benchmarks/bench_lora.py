@@ -6,7 +6,7 @@ The model is ``minillm demo``'s GPT (4 layers, 4 heads, d_model 128, block 64, a
 vocabulary of 1024; dropout off, so that no random mask is timed), trained on a random
 batch of 16 rows, float32. "full" trains every parameter with Adam; "lora" attaches
 adapters of rank 8, alpha 16, to W_Q, W_K, W_V and W_O of every layer
-(``minillm.apps.lora_adapters.add_lora``) and gives Adam only their A and B. For each
+(``minillm.store.lora_adapters.add_lora``) and gives Adam only their A and B. For each
 backend (the reference's hand-written backward; the torch backend on the fast path
 training uses) and thread count it reports:
 
@@ -32,7 +32,7 @@ from harness.ratios import measure_for, ratio
 from harness.sizes import BenchSize, gpt_config, random_batch
 from harness.timing import summary
 
-from minillm.apps.lora_adapters import add_lora, lora_parameters
+from minillm.store.lora_adapters import add_lora, lora_parameters
 from minillm.core.threads import thread_limit
 from minillm.store.runtime import Runtime
 

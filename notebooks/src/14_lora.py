@@ -20,7 +20,7 @@
 #
 # Only $A$ and $B$ train: $r(d_{in} + d_{out})$ numbers instead of $d_{in} d_{out}$.
 # This notebook follows `minillm/reference/lora.py` (the op and its hand-written backward)
-# and `minillm/apps/lora_adapters.py` (adapters on a model's projections by name): the
+# and `minillm/store/lora_adapters.py` (adapters on a model's projections by name): the
 # formula, its three gradients checked by finite differences and by torch's autograd, why
 # $B$ starts at zero, rank-stabilised scaling, the parameters and optimizer memory saved,
 # merging, and a small LoRA fine-tune; it ends with the parity check of the reference
@@ -35,7 +35,7 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
-from minillm.apps.lora_adapters import add_lora, lora_parameters, lora_targets, merge_lora, unmerge_lora
+from minillm.store.lora_adapters import add_lora, lora_parameters, merge_lora, unmerge_lora
 from minillm.core.config import ModelConfig
 from minillm.core.lora import init_lora_A, lora_scale
 from minillm.data import synthetic_language
@@ -364,7 +364,7 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "ops" / "test_lora.py"), str(TESTS / "apps" / "test_lora_adapters.py"),
+                        str(TESTS / "ops" / "test_lora.py"), str(TESTS / "store" / "test_lora_adapters.py"),
                         "-k", "not peft"])
     assert code == 0, f"LoRA's parity tests failed (pytest exit code {code})"
 else:

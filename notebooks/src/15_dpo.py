@@ -34,6 +34,7 @@ import torch
 import minillm
 import minillm.reference as ref
 import minillm.torch_backend as tb
+from minillm.core.config import ModelConfig
 from minillm.notebook import assert_parity, show
 from minillm.reference.dpo import (dpo_loss_backward, dpo_loss_forward, sequence_logps_backward,
                                    sequence_logps_forward)
@@ -255,13 +256,54 @@ assert (ref.softmax(theta)[prompts, up] > ref.softmax(theta_ref)[prompts, up]).a
 assert (ref.softmax(theta)[prompts, down] < ref.softmax(theta_ref)[prompts, down]).all()   # every step down less
 
 # %% [markdown]
+# ## The same chain on a GPT: `dpo_objective`
+#
+# For a real model the chain is the same with one more link: the logits come from the
+# policy GPT, and their gradient goes on into the model's own hand-written backward.
+# `dpo_objective(model, idx, targets, reference_logps)` takes a batch of $2P$ rows (the
+# prompts with their chosen completions, then the same prompts with the rejected ones),
+# targets `-100` off the completions, and the frozen reference's log-probabilities, and
+# returns the mean loss (a `Loss` whose `backward()` runs the chain) and the rewards. It is
+# what `minillm dpo` trains with. The reference model is the policy's copy at the start,
+# its log-probabilities computed once, without gradients.
+
+# %%
+show(ref.dpo_objective)
+
+# %%
+V_gpt, T_gpt, P_gpt = 12, 8, 6
+cfg = ModelConfig(vocab_size=V_gpt, block_size=T_gpt, d_model=32, n_heads=4, n_layers=2, dropout=0.0, dtype="float64")
+first = rng.integers(0, V_gpt, P_gpt)                                         # one prompt token each
+steps_up = (first[:, None] + np.arange(T_gpt + 1)) % V_gpt                    # x, then counting up
+steps_down = (first[:, None] - np.arange(T_gpt + 1)) % V_gpt                  # x, then counting down
+rows = np.concatenate([steps_up, steps_down])                                  # (2P, T + 1)
+idx, targets = rows[:, :-1], rows[:, 1:].copy()                                # (2P, T) each
+targets[:, :1] = -100                                                          # predicting x's own token: no
+policy = ref.GPT(cfg, seed=0)
+reference_model = ref.GPT(cfg, seed=0)                                         # the frozen copy
+logits_ref, _ = reference_model(idx)
+frozen_logps = ref.sequence_logps(logits_ref, np.where(targets < 0, 0, targets), targets >= 0)   # (2P,)
+opt = ref.AdamW(policy.parameters(), lr=1e-3)
+accuracy = []
+for step in range(20):
+    loss, chosen_r, rejected_r = ref.dpo_objective(policy, idx, targets, frozen_logps, beta=0.5)
+    accuracy.append(float((chosen_r > rejected_r).mean()))
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+print(f"reward accuracy at steps 0, 1, 10, 19: {accuracy[0]}, {accuracy[1]}, {accuracy[10]}, {accuracy[-1]}; "
+      f"last loss {float(loss):.3f}")
+assert accuracy[0] == 0.0 and accuracy[-1] == 1.0       # every reward 0 at the start (policy = reference)
+
+# %% [markdown]
 # ## Parity check: DPO in the reference and in torch
 #
-# The same float64 logits through `sequence_logps` and `dpo_loss` (with label smoothing)
-# in both backends: the log-probabilities, the losses, the rewards, and the gradient of the
-# mean loss with respect to the policy's logits (the reference's by hand, torch's by
-# autograd), within the float64 parity contract (rtol $10^{-7}$, atol $10^{-9}$,
-# docs/architecture.md).
+# First the ops: the same float64 logits through `sequence_logps` and `dpo_loss` (with
+# label smoothing) in both backends: the log-probabilities, the losses, the rewards, and the
+# gradient of the mean loss with respect to the policy's logits (the reference's by hand,
+# torch's by autograd). Then `dpo_objective` on the GPT above: the loss, the rewards and
+# every parameter's gradient, on the torch explicit path and its fast path. All within the
+# float64 parity contract (rtol $10^{-7}$, atol $10^{-9}$, docs/architecture.md).
 
 # %%
 Np, Tp, Vp = 4, 6, 11                                          # 2 pairs: chosen rows first, then rejected
@@ -292,12 +334,30 @@ for name, ours, theirs in (("policy logps", pol, t_pol), ("losses", r_losses, t_
 assert not t_cw.requires_grad and not t_ref.requires_grad       # reports and the reference carry no gradient
 
 # %%
+policy = ref.GPT(cfg, seed=3)
+loss, chosen_r, rejected_r = ref.dpo_objective(policy, idx, targets, frozen_logps, beta=0.5, label_smoothing=0.1)
+loss.backward()
+for path, fused in (("explicit", False), ("fast", True)):
+    t_policy = tb.GPT(cfg, seed=3).set_fused(fused)
+    t_loss, t_chosen, t_rejected = tb.dpo_objective(t_policy, torch.as_tensor(idx), torch.as_tensor(targets),
+                                                    torch.as_tensor(frozen_logps), beta=0.5, label_smoothing=0.1)
+    t_loss.backward()
+    assert_parity(f"{path} loss", np.array(float(loss)), np.array(t_loss.item()), rtol=1e-7, atol=1e-9)
+    assert_parity(f"{path} rewards", np.concatenate([chosen_r, rejected_r]), torch.cat([t_chosen, t_rejected]),
+                  rtol=1e-7, atol=1e-9)
+    t_params = dict(t_policy.named_parameters())
+    for name, p in policy.named_parameters():
+        np.testing.assert_allclose(p.grad, t_params[name].grad.numpy(), rtol=1e-7, atol=1e-9, err_msg=name)
+    print(f"{path}: every one of {len(t_params)} gradients within rtol 1e-7, atol 1e-9")
+
+# %%
 import pytest
 
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "ops" / "test_dpo.py")])
+                        str(TESTS / "ops" / "test_dpo.py"), str(TESTS / "apps" / "test_dpo_task.py"),
+                        "-k", "not test_dpo_task or dpo_objective"])
     assert code == 0, f"DPO's parity tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")
