@@ -193,14 +193,14 @@ def validation_loss():
 
 
 start = validation_loss()
-for step in range(200):
+for step in range(150):
     bt = packed.batch(step)
     _, loss = gpt(*(torch.as_tensor(bt[k]) for k in ("idx", "targets")), segment_ids=torch.as_tensor(bt["segment_ids"]))
     loss.backward()
     opt.step()
     opt.zero_grad()
 end = validation_loss()
-print(f"held-out loss on the assistant's tokens: {start:.3f} at the start, {end:.3f} after 200 steps")
+print(f"held-out loss on the assistant's tokens: {start:.3f} at the start, {end:.3f} after 150 steps")
 assert end < 0.5 * start
 
 runtime = Runtime("torch")
@@ -243,7 +243,8 @@ import pytest
 TESTS = Path(minillm.__file__).resolve().parents[1] / "tests"
 if TESTS.is_dir():
     code = pytest.main(["-q", "--color=no", "-p", "no:cacheprovider", f"--rootdir={TESTS.parent}",
-                        str(TESTS / "models" / "test_packing.py"), str(TESTS / "data" / "test_chat_template.py")])
+                        str(TESTS / "models" / "test_packing.py"), str(TESTS / "data" / "test_chat_template.py"),
+                        "-k", "test_packing or default_template or mask_agree"])
     assert code == 0, f"packing's and the chat template's tests failed (pytest exit code {code})"
 else:
     print("no tests/ folder next to minillm (installed from a wheel): the check above is the parity check")
