@@ -37,7 +37,7 @@ import minillm.reference as ref
 import minillm.torch_backend as tb
 from minillm.store.lora_adapters import add_lora, lora_parameters, merge_lora, unmerge_lora
 from minillm.core.config import ModelConfig
-from minillm.core.lora import init_lora_A, lora_scale
+from minillm.core.lora import LoRAConfig, init_lora_A, lora_scale
 from minillm.data import synthetic_language
 from minillm.notebook import assert_parity, show
 from minillm.reference.lora import lora_backward, lora_forward
@@ -317,6 +317,16 @@ assert tuned_loss < base_loss - 0.4, (base_loss, tuned_loss)
 for n, p in gpt.named_parameters():
     if ".lora_" not in n:
         assert np.array_equal(p.data, frozen_copy[n]), n                # the base, bit for bit
+
+# %% [markdown]
+# On the command line the same thing is one option of the commands that fine-tune a trained
+# model: `--lora r,alpha,targets`, e.g. `--lora 4,8,W_Q,W_K,W_V,W_O,W1,W2` for the run above
+# (`minillm.core.lora.LoRAConfig` reads it; the run records it, so `--resume` takes it).
+
+# %%
+spec = LoRAConfig.parse("4,8,W_Q,W_K,W_V,W_O,W1,W2")
+assert (spec.r, spec.alpha, spec.targets) == (4, 8.0, ("W_Q", "W_K", "W_V", "W_O", "W1", "W2"))
+assert str(spec) == "4,8,W_Q,W_K,W_V,W_O,W1,W2"                      # written back one way
 
 # %% [markdown]
 # ## Parity check: a GPT with adapters in the reference and in torch
