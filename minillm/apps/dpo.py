@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import IGNORE_INDEX, ModelConfig
+from ..data.batching import rank_batch_size
 from ..data.chat_template import DEFAULT_CHAT_TEMPLATE
 from ..data.preferences import TooLong, encode_pair, preference_set, read_preferences
 from ..store import model_io
@@ -285,6 +286,9 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     T, pad_id = cfg.block_size, _pad_id(tok)
     where = None if inputs.data is None else str(opts["data_source"] or "the pairs given")
     train, train_pairs, dropped_train = _encode(tok, template, train_pairs, T, where)
+    # exact match asks every held-out prompt, as SFT's does (a long one is skipped there, by
+    # its rule); the reward accuracy, the pairs that fit the window
+    conversations = [{"task": p.get("task", "pairs"), "messages": _conversation(p)} for p in test_pairs]
     held, test_pairs, dropped_test = _encode(tok, template, test_pairs, T, where)
     ref_model = getattr(rt.module, "GPT")(cfg, seed=tc.seed)                 # frozen: never trained
     ref_model.load_state_dict(ref_state)
@@ -303,9 +307,8 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     contract["truncation"] = "none: a pair longer than block_size + 1 tokens is an error"
     info = {"source_model": str(Path(opts["base"]).resolve()), "reference_model": str(Path(reference).resolve()),
             "beta": beta, "label_smoothing": eps, "dropped": {"train": dropped_train, "test": dropped_test}}
-    conversations = [{"task": p.get("task", "pairs"), "messages": _conversation(p)} for p in test_pairs]
-    return TaskParts(PreferenceBatches(train, tc.batch_size // rt.world_size, pad_id, tc.seed, rank=rt.rank,
-                                       world_size=rt.world_size),
+    return TaskParts(PreferenceBatches(train, rank_batch_size(tc.batch_size, rt.world_size), pad_id, tc.seed,
+                                       rank=rt.rank, world_size=rt.world_size),
                      _eval_batches(held, pad_id, beta, eps), contract, tok, info=info,
                      init=lambda model: model.load_state_dict(state), held_out=conversations,
                      data=(train_pairs, test_pairs), objective=objective)
@@ -349,15 +352,18 @@ def _evaluate(run, dataset=None, corpus_dir=None, split_name=None, **_) -> dict:
         test = _split_held_out(pairs, split["share"], split["seed"])[1]
     rt, tok, cfg = run.runtime, run.tokenizer, run.config
     reference = run.extra.get("reference_model")
+    if not reference or not Path(reference).exists():
+        raise FileNotFoundError(f"{run.folder}: the rewards are measured against the run's reference model, "
+                                f"{reference}, which is no longer there")
     _, ref_state, _, _ = read_policy(reference, rt.backend)
     where = None if own.get("kind") == "generated" else own["source"]
+    rows = [{"task": p.get("task", "pairs"), "messages": _conversation(p)} for p in test]   # all, as in _setup
     held, test, _ = _encode(tok, getattr(tok, "chat_template", None), test, cfg.block_size, where)
     ref_model = rt.prepare(getattr(rt.module, "GPT")(cfg))
     ref_model.load_state_dict(ref_state)
     pad_id = _pad_id(tok)
     held.reference_logps = reference_logps(rt, ref_model, held, pad_id)
     beta, eps = float(run.extra.get("beta", 0.1)), float(run.extra.get("label_smoothing", 0.0))
-    rows = [{"task": p.get("task", "pairs"), "messages": _conversation(p)} for p in test]
     return {**preference_scores(rt, run.model, _eval_batches(held, pad_id, beta, eps)),
             **_exact_match(rt, run.model, tok, rows, cfg.block_size),
             "data": {"source": own.get("source"), "split": "test", "rows": len(test), "runs_own_data": True}}

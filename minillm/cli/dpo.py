@@ -24,7 +24,8 @@ or conversational, the prompt a list of messages and each completion one assista
 A conversational prompt is rendered with the run's chat template (add_generation_prompt);
 a string prompt too when the run has one (an sft run), as one user message. A share of the
 pairs (--held-out) is kept for the reward accuracy; a pair longer than the model's window,
-or whose chosen and rejected are equal, is an error naming its line."""
+or whose chosen and rejected are equal, is an error naming its line. --batch-size counts
+pairs (two rows each)."""
 
 
 def _recorded(out: Path) -> dict:

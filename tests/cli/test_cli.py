@@ -13,7 +13,7 @@ import pytest
 from minillm.cli import build_parser, main
 
 COMMANDS = ["demo", "prepare", "pretrain", "finetune", "evaluate", "generate", "serve", "bench", "embed",
-            "translate", "answer"]
+            "translate", "answer", "dpo"]
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16", "--batch-size", "4"]
 
 
