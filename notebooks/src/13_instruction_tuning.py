@@ -70,8 +70,9 @@ assert not any(r["messages"][0]["content"] in seen for r in held_out_rows)   # h
 #
 # A Hugging Face model brings its own template (Jinja, in `tokenizer_config.json` or
 # `chat_template.jinja`); minillm's tokenizers have none, and take `DEFAULT_CHAT_TEMPLATE`:
-# the roles as plain words that a BPE trained on English already has as tokens, and each
-# answer closed by `<eos>`, the token at which generation stops. The answer and its `<eos>`
+# the roles as plain words ("User:", "Assistant:"), spelled with tokens the pretrained
+# model already knows rather than new token ids whose embeddings would start untrained, and
+# each answer closed by `<eos>`, the token at which generation stops. The answer and its `<eos>`
 # sit inside `{% generation %} ... {% endgeneration %}`, the markers `transformers` reads
 # to give the assistant mask.
 
