@@ -44,11 +44,11 @@ def _nbytes(a) -> int:
     return int(a.nbytes)     # a NumPy array or a torch tensor
 
 
-def train_step(backend: str, lora: bool):
-    """(step, counts): a zero-argument train step on the demo batch, and what it trains
-    and keeps."""
+def train_step(backend: str, lora: bool, size: BenchSize = DEMO):
+    """(step, runtime, counts): a zero-argument train step of ``size``'s model on its
+    batch, and what it trains and keeps."""
     runtime = Runtime(backend)
-    model = runtime.module.GPT(DEMO.config, seed=0)
+    model = runtime.module.GPT(size.config, seed=0)
     if lora:
         add_lora(model, TARGETS, r=RANK, alpha=ALPHA)
         params = [p for _, p in lora_parameters(model)]
@@ -56,7 +56,7 @@ def train_step(backend: str, lora: bool):
         params = list(model.parameters())
     model = runtime.prepare(model)
     opt = runtime.prepare_optimizer(runtime.module.Adam(params, lr=1e-4))
-    x, y = (runtime.tensor(a) for a in random_batch(DEMO))        # (B, T) each
+    x, y = (runtime.tensor(a) for a in random_batch(size))        # (B, T) each
 
     def step():
         _, loss = model(x, y)
@@ -76,11 +76,11 @@ def train_step(backend: str, lora: bool):
     return step, runtime, counts
 
 
-def bench(backend: str, repeats: int, warmup: int = 2) -> dict:
+def bench(backend: str, repeats: int, warmup: int = 2, size: BenchSize = DEMO) -> dict:
     """Counts and interleaved step times of full fine-tuning and LoRA on one backend."""
     steps, counts = {}, {}
     for name in ("full", "lora"):
-        steps[name], runtime, counts[name] = train_step(backend, name == "lora")
+        steps[name], runtime, counts[name] = train_step(backend, name == "lora", size)
     with runtime.threads():
         for _ in range(warmup):
             for step in steps.values():

@@ -44,11 +44,11 @@ BLOCK = 256
 ROWS = {"padded": 16, "packed": 4}
 
 
-def batches(repeats: int, warmup: int = 2):
-    """The tokenizer's vocabulary size and, per variant, the batches of every round
-    (warm-up ones first)."""
+def batches(repeats: int, warmup: int = 2, per_task: int = 200):
+    """The tokenizer's vocabulary size, its pad id and, per variant, the batches of every
+    round (warm-up ones first), from ``per_task`` conversations of each task."""
     tok = pipeline.train_tokenizer("bpe", pipeline.load_corpus("python_docs"), 1024)
-    rows, _ = instruction_set(n_train=200, n_test=1, seed=0)
+    rows, _ = instruction_set(n_train=per_task, n_test=1, seed=0)
     encoded = encode_conversations(tok, DEFAULT_CHAT_TEMPLATE, rows, BLOCK)
     out = {}
     for name, n_rows in ROWS.items():
@@ -58,10 +58,12 @@ def batches(repeats: int, warmup: int = 2):
     return tok.vocab_size, tok.pad_id, out
 
 
-def bench(backend: str, vocab_size: int, all_batches: dict, warmup: int = 2) -> dict:
-    """Per variant: the per-round (seconds, CPU seconds, counted tokens) of the train steps."""
+def bench(backend: str, vocab_size: int, all_batches: dict, warmup: int = 2, config=None) -> dict:
+    """Per variant: the per-round (seconds, CPU seconds, counted tokens) of the train steps
+    of ``config``'s GPT (default: the demo's with a block of BLOCK)."""
     runtime = Runtime(backend)
-    config = replace(gpt_config(4, 4, 128, BLOCK, vocab_size=vocab_size), dtype="float32")
+    if config is None:
+        config = replace(gpt_config(4, 4, 128, BLOCK, vocab_size=vocab_size), dtype="float32")
     models, opts = {}, {}
     for name in all_batches:
         models[name] = runtime.prepare(runtime.module.GPT(config, seed=0))
