@@ -1,18 +1,14 @@
-"""Instruction tuning (issue 26) on the demo-size GPT: packing's share of padding, and the
-held-out exact match per task after SFT.
+"""Instruction tuning (issue 26) on the demo-size GPT: the held-out exact match per task
+after SFT (packing against padding: bench_packing.py).
 
-1. packing: the embedded instruction set rendered with DEFAULT_CHAT_TEMPLATE and the demo's
-   BPE (1,024 tokens on the Python docs), batched as ``minillm sft`` batches it: the share of
-   positions that are padding and the counted (answer) tokens a row carries, packed against
-   padded (no training: the figures are exact);
-2. SFT: a demo-size GPT (4 layers, d_model 128, 4 heads; block 128, since an extractive-QA
+A demo-size GPT (4 layers, d_model 128, 4 heads; block 128, since an extractive-QA
    conversation takes 85 tokens on average with that BPE, more than the demo's 64) pretrained
    on the Python docs (or the run given with ``--base``), then tuned with ``minillm sft``'s
    task on the embedded set; prints each task's exact match on its 50 held-out rows (goal:
    >= 0.9 each) and the seconds each stage took.
 
     python benchmarks/bench_sft.py [--threads 2] [--pretrain-steps 1200] [--sft-steps 600]
-        [--base RUN] [--packing-only] [--out runs/bench-sft]
+        [--base RUN] [--out runs/bench-sft]
 """
 from __future__ import annotations
 
@@ -29,38 +25,12 @@ from _common import parser  # noqa: E402
 GOAL = 0.9
 
 
-def packing_figures(tok, block_size: int, batch_size: int = 16, steps: int = 20) -> dict:
-    """Padding share and counted tokens per row of ``steps`` training batches, both ways."""
-    from minillm.data.chat_batches import ConversationBatches
-    from minillm.data.chat_template import DEFAULT_CHAT_TEMPLATE
-    from minillm.data.conversations import encode_conversations
-    from minillm.data.instructions import instruction_set
-
-    train, _ = instruction_set()
-    enc = encode_conversations(tok, DEFAULT_CHAT_TEMPLATE, train, block_size)
-    out = {"conversations": len(enc.ids), "dropped": enc.dropped,
-           "mean_tokens": float(np.mean([len(x) for x in enc.ids]))}
-    for packing in (False, True):
-        data = ConversationBatches(enc.ids, enc.targets, batch_size, block_size, tok.pad_id, packing=packing)
-        positions = padding = counted = rows = 0
-        for step in range(steps):
-            b = data.batch(step)
-            positions += b["idx"].size
-            padding += int((b["idx"] == tok.pad_id).sum())
-            counted += int((b["targets"] != -100).sum())
-            rows += len(b["idx"])
-        out["packed" if packing else "padded"] = {"padding_share": padding / positions,
-                                                  "positions_per_row": positions / rows,
-                                                  "counted_per_row": counted / rows}
-    return out
-
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--pretrain-steps", type=int, default=1200)
     p.add_argument("--sft-steps", type=int, default=600)
     p.add_argument("--base", type=Path, default=None, help="a causal_lm run to tune (default: pretrain one)")
-    p.add_argument("--packing-only", action="store_true")
     p.add_argument("--out", type=Path, default=Path("runs/bench-sft"))
     a = p.parse_args()
 
@@ -71,9 +41,6 @@ def main() -> None:
     with thread_limit(a.threads):
         text = python_docs()
         tok = pipeline.train_tokenizer("bpe", text, vocab_size=1024)
-        print(json.dumps({"packing": packing_figures(tok, 128)}, indent=1), flush=True)
-        if a.packing_only:
-            return
         import minillm.apps  # noqa: F401  (registers sft)
         from minillm.core.config import ModelConfig
         from minillm.train.entry import train
