@@ -26,6 +26,7 @@ frozen reference model.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,9 @@ from ..store.runs import checkpoint_folder, tokenizer_from_dict
 from ..train.contract import data_contract, generated_dataset, sha256
 from ..train.spec import TaskInputs, TaskParts, TaskSpec, register_task
 from ..train.task_endpoints import GENERATE, SCORE
+from .sft import VALIDATION_SHARE, split_held_out
+
+logger = logging.getLogger("minillm")
 
 __all__ = ["DPO_TASK", "PreferenceBatches", "PreferenceData", "read_policy", "preference_scores",
            "SOURCE_TASKS", "EMBEDDED"]
@@ -138,7 +142,7 @@ class PreferenceBatches:
 
 
 class PreferenceEval(list):
-    """Held-out batches (a list, as the trainer's validation data) with the run's ``beta``
+    """Evaluation batches (a list: the trainer's validation data, and the test's) with the run's ``beta``
     and ``label_smoothing``, which the scores need."""
 
     def __init__(self, batches, beta: float, label_smoothing: float):
@@ -200,14 +204,6 @@ def preference_scores(runtime, model, batches: PreferenceEval) -> dict:
 
 # -- the data -----------------------------------------------------------------------------
 
-def _split_held_out(rows: list, share: float, seed: int = 0) -> tuple[list, list]:
-    """``(train, held_out)``: a seeded ``share`` of ``rows`` held out (at least one, and one
-    left to train on), each in the file's order."""
-    n = min(max(1, round(share * len(rows))), len(rows) - 1)
-    held = set(np.random.default_rng(seed).permutation(len(rows))[:n].tolist())
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
-
-
 def _file_sha(pairs) -> str:
     return sha256("\n".join(json.dumps(p, sort_keys=True) for p in pairs).encode("utf-8"))
 
@@ -220,7 +216,7 @@ def _pairs(data, opts) -> tuple[list, list, dict]:
         dataset = generated_dataset(EMBEDDED, {"train": opts["n_train"], "test": opts["n_test"]}, "pairs per task")
         return train, test, dataset
     pairs = list(data)
-    train, test = _split_held_out(pairs, opts["held_out"])
+    train, test = split_held_out(pairs, opts["held_out"])
     return train, test, {"kind": "preferences", "source": opts["data_source"] or "pairs", "sha256": _file_sha(pairs),
                          "split": {"method": "seeded share", "share": opts["held_out"], "seed": 0, "unit": "pairs",
                                    "sizes": {"train": len(train), "test": len(test)}}}
@@ -236,10 +232,10 @@ def _template(tok, pairs) -> str | None:
     return own
 
 
-def _encode(tok, template, pairs, block_size, source: str | None) -> tuple[PreferenceData, list, int]:
+def _encode(tok, template, pairs, block_size, source: str | None, what: str) -> tuple[PreferenceData, list, int]:
     """``(encoded, pairs kept, dropped)``. A file's pair longer than the window is an error
-    naming its line; the embedded set's (``source`` None) are dropped and counted, as SFT
-    drops its long conversations."""
+    naming its line; the embedded set's (``source`` None) are dropped, counted and said (a
+    warning naming ``what``), as SFT drops its long conversations."""
     encoded, kept, dropped = [], [], 0
     for i, pair in enumerate(pairs):
         where = f"{source}, line {pair['line']}" if source is not None else f"embedded pair {i + 1}"
@@ -252,7 +248,11 @@ def _encode(tok, template, pairs, block_size, source: str | None) -> tuple[Prefe
             continue
         kept.append(pair)
     if not kept:
-        raise ValueError(f"every one of the {len(pairs)} pairs is longer than block_size + 1 = {block_size + 1} tokens")
+        raise ValueError(f"every one of the {len(pairs)} {what} is longer than block_size + 1 = {block_size + 1} "
+                         f"tokens")
+    if dropped:
+        logger.warning("%d of %d %s have more than block_size + 1 = %d tokens and are dropped", dropped, len(pairs),
+                       what, block_size + 1)
     return PreferenceData(encoded), kept, dropped
 
 
@@ -283,19 +283,24 @@ def _setup(inputs: TaskInputs) -> TaskParts:
                                                                   for k, (a, b) in diff.items()))
     train_pairs, test_pairs, dataset = _pairs(inputs.data, opts)
     template = _template(tok, train_pairs + test_pairs)
+    # validation (which chooses checkpoints/best) from the training pairs, never the held-out ones
+    train_pairs, validation_pairs = split_held_out(train_pairs, VALIDATION_SHARE, seed=1)
     tok.chat_template = template
     T, pad_id = cfg.block_size, _pad_id(tok)
     where = None if inputs.data is None else str(opts["data_source"] or "the pairs given")
-    train, train_pairs, dropped_train = _encode(tok, template, train_pairs, T, where)
+    train, train_pairs, dropped_train = _encode(tok, template, train_pairs, T, where, "training pairs")
+    validation, validation_pairs, dropped_validation = _encode(tok, template, validation_pairs, T, where,
+                                                               "validation pairs")
     # exact match asks every held-out prompt, as SFT's does (a long one is skipped there, by
     # its rule); the reward accuracy, the pairs that fit the window
     conversations = [{"task": p.get("task", "pairs"), "messages": _conversation(p)} for p in test_pairs]
-    held, test_pairs, dropped_test = _encode(tok, template, test_pairs, T, where)
+    held, test_pairs, dropped_test = _encode(tok, template, test_pairs, T, where, "held-out pairs")
     ref_model = getattr(rt.module, "GPT")(cfg, seed=tc.seed)                 # frozen: never trained
     ref_model.load_state_dict(ref_state)
     ref_model = rt.prepare(ref_model)
     with rt.threads():
         train.reference_logps = reference_logps(rt, ref_model, train, pad_id)
+        validation.reference_logps = reference_logps(rt, ref_model, validation, pad_id)
         held.reference_logps = reference_logps(rt, ref_model, held, pad_id)
     del ref_model
     beta, eps, alpha = float(opts["beta"]), float(opts["label_smoothing"]), float(opts["rpo_alpha"])
@@ -308,11 +313,12 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     contract["truncation"] = "none: a pair longer than block_size + 1 tokens is an error"
     info = {"source_model": str(Path(opts["base"]).resolve()), "reference_model": str(Path(reference).resolve()),
             "beta": beta, "label_smoothing": eps, "rpo_alpha": alpha,
-            "dropped": {"train": dropped_train, "test": dropped_test}}
+            "dropped": {"train": dropped_train, "validation": dropped_validation, "test": dropped_test}}
     return TaskParts(PreferenceBatches(train, rank_batch_size(tc.batch_size, rt.world_size), pad_id, tc.seed,
                                        rank=rt.rank, world_size=rt.world_size),
-                     _eval_batches(held, pad_id, beta, eps), contract, tok, info=info,
-                     init=lambda model: model.load_state_dict(state), held_out=conversations,
+                     _eval_batches(validation, pad_id, beta, eps), contract, tok, info=info,
+                     init=lambda model: model.load_state_dict(state),
+                     held_out=(_eval_batches(held, pad_id, beta, eps), conversations),
                      data=(train_pairs, test_pairs), objective=objective)
 
 
@@ -332,8 +338,9 @@ def _exact_match(runtime, model, tok, rows, block_size) -> dict:
 
 
 def _test(inputs: TaskInputs, parts: TaskParts, model, tok) -> dict:
-    return {**preference_scores(inputs.runtime, model, parts.validation),
-            **_exact_match(inputs.runtime, model, tok, parts.held_out, inputs.run_config.model.block_size),
+    held_batches, conversations = parts.held_out
+    return {**preference_scores(inputs.runtime, model, held_batches),
+            **_exact_match(inputs.runtime, model, tok, conversations, inputs.run_config.model.block_size),
             "split": "test"}
 
 
@@ -351,7 +358,7 @@ def _evaluate(run, dataset=None, corpus_dir=None, split_name=None, **_) -> dict:
         if _file_sha(pairs) != own.get("sha256"):
             raise ValueError(f"{own['source']}: the file changed since the run was trained (sha256 differs), so "
                              f"its held-out pairs cannot be rebuilt")
-        test = _split_held_out(pairs, split["share"], split["seed"])[1]
+        test = split_held_out(pairs, split["share"], split["seed"])[1]
     rt, tok, cfg = run.runtime, run.tokenizer, run.config
     reference = run.extra.get("reference_model")
     if not reference or not Path(reference).exists():
@@ -360,7 +367,8 @@ def _evaluate(run, dataset=None, corpus_dir=None, split_name=None, **_) -> dict:
     _, ref_state, _, _ = read_policy(reference, rt.backend)
     where = None if own.get("kind") == "generated" else own["source"]
     rows = [{"task": p.get("task", "pairs"), "messages": _conversation(p)} for p in test]   # all, as in _setup
-    held, test, _ = _encode(tok, getattr(tok, "chat_template", None), test, cfg.block_size, where)
+    held, test, _ = _encode(tok, getattr(tok, "chat_template", None), test, cfg.block_size, where,
+                            "held-out pairs")
     ref_model = rt.prepare(getattr(rt.module, "GPT")(cfg))
     ref_model.load_state_dict(ref_state)
     pad_id = _pad_id(tok)

@@ -14,8 +14,9 @@ only on what the assistant writes.
   (:data:`~minillm.data.conversations.LONG_CONVERSATIONS`);
 - the batches: packed by default (several conversations a row, attention kept inside each),
   or padded (:mod:`minillm.data.chat_batches`);
-- the scores: validation loss on the held-out answers; at the end and in ``minillm
-  evaluate``, per task, the exact-match accuracy of greedy answers to the held-out rows'
+- the scores: validation loss on the answers of a seeded 5% of the training rows
+  (:data:`VALIDATION_SHARE`: it chooses ``checkpoints/best``, so it is never the held-out
+  rows); at the end and in ``minillm evaluate``, per task, the exact-match accuracy of greedy answers to the held-out rows'
   last user turn (:func:`answer_accuracy`).
 """
 from __future__ import annotations
@@ -105,6 +106,11 @@ def read_source(folder, *, dtype: str = "float32") -> SFTSource:
                      getattr(tok, "chat_template", None) or DEFAULT_CHAT_TEMPLATE, "run")
 
 
+# the share of the training rows that validates (chooses checkpoints/best); the held-out
+# rows are for the test and evaluate only
+VALIDATION_SHARE = 0.05
+
+
 def split_held_out(rows: list, share: float, seed: int = 0) -> tuple[list, list]:
     """``(train, held_out)``: a seeded ``share`` of ``rows`` held out (at least one row,
     and at least one left to train on), each part in the file's order."""
@@ -151,7 +157,11 @@ def _setup(inputs: TaskInputs) -> TaskParts:
     tok, template, T = src.tokenizer, src.template, cfg.block_size
     tok.chat_template = template
     train_rows, test_rows, dataset = _rows(inputs)
-    train = encode_conversations(tok, template, train_rows, T, "training conversations")
+    # the checkpoint kept as best is chosen on validation rows carved from the training rows,
+    # never on the held-out rows the test (and evaluate) scores it on
+    fit_rows, validation_rows = split_held_out(train_rows, VALIDATION_SHARE, seed=1)
+    train = encode_conversations(tok, template, fit_rows, T, "training conversations")
+    validation = encode_conversations(tok, template, validation_rows, T, "validation conversations")
     held = encode_conversations(tok, template, test_rows, T, "held-out conversations")
     pad_id = _pad_id(tok)
     rows_here = rank_batch_size(tc.batch_size, rt.world_size)                 # this rank's rows of a batch
@@ -159,8 +169,11 @@ def _setup(inputs: TaskInputs) -> TaskParts:
                                   rank=rt.rank, world_size=rt.world_size)
     contract = {**data_contract(dataset, tok, T), "truncation": LONG_CONVERSATIONS}
     info = {"source_model": str(Path(opts["base"]).resolve()), "source_kind": src.kind,
-            "packing": bool(opts["packing"]), "dropped": {"train": train.dropped, "test": held.dropped}}
-    return TaskParts(batches, conversation_eval_batches(held.ids, held.targets, EVAL_BATCH, pad_id), contract, tok,
+            "packing": bool(opts["packing"]), "validation": {"share": VALIDATION_SHARE, "seed": 1,
+                                                             "conversations": len(validation_rows)},
+            "dropped": {"train": train.dropped, "validation": validation.dropped, "test": held.dropped}}
+    return TaskParts(batches, conversation_eval_batches(validation.ids, validation.targets, EVAL_BATCH, pad_id),
+                     contract, tok,
                      info=info, init=lambda model: model.load_state_dict(src.state), held_out=test_rows,
                      data=(train_rows, test_rows))
 

@@ -78,7 +78,8 @@ def cmd_generate(a) -> int:
     if stream.dropped:
         print(f"warning: the prompt has {stream.dropped + stream.block_size} tokens, the model sees at most "
               f"{stream.block_size} (block_size): its first {stream.dropped} are left out", file=sys.stderr)
-    print(a.prompt, end="", flush=True)
+    if not stream.chat:                    # a continuation follows its prompt; an answer stands alone
+        print(a.prompt, end="", flush=True)
     try:
         for piece in stream:                 # the text as it comes; what came stays printed on Ctrl-C
             print(piece, end="", flush=True)

@@ -385,6 +385,7 @@ class TextStream:
                  temperature: float = 0.8, top_k: int | None = 40, top_p: float | None = None,
                  seed: int | None = 0, use_cache: bool = True, chat_template: str | None = None):
         self.tokenizer, self.block_size = tokenizer, model.config.block_size
+        self.chat = chat_template is not None          # the stream is an answer, not a continuation
         ids = (apply_chat_template(tokenizer, chat_template, [{"role": "user", "content": prompt}],
                                    add_generation_prompt=True).ids if chat_template is not None
                else tokenizer.encode(prompt) or [start_id])

@@ -256,9 +256,11 @@ def test_sft_command_on_a_jsonl_file_with_resume_and_bad_lines(char_run, tmp_pat
     assert stream.prompt_ids == apply_chat_template(stream.tokenizer, DEFAULT_CHAT_TEMPLATE,
                                                     [{"role": "user", "content": "Hi?"}],
                                                     add_generation_prompt=True).ids
+    capsys.readouterr()
     assert main(["generate", str(tmp_path / "run"), "--prompt", "Hi?", "--max-new-tokens", "3",
                  "--backend", "numpy"]) == 0
-    assert capsys.readouterr().out.startswith("Hi?")
+    answer = "".join(TextStream.of_run(tmp_path / "run", "Hi?", Runtime("numpy"), max_new_tokens=3))
+    assert capsys.readouterr().out == answer + "\n"          # the answer alone: the prompt is not echoed
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"messages": ROWS[0]}) + "\n" + json.dumps({"messages": [ROWS[0][0]]}) + "\n",
                    encoding="utf-8")
@@ -313,3 +315,32 @@ def test_answer_accuracy_scores_each_task_and_leaves_room_for_every_answer(char_
     monkeypatch.setattr(sft, "generate", table(1))
     assert sft.answer_accuracy(None, None, src.tokenizer, DEFAULT_CHAT_TEMPLATE, rows,
                                src.config.block_size)["exact"] == 0.0
+
+
+def test_the_best_checkpoint_is_chosen_on_training_rows_never_on_held_out_ones(char_run, monkeypatch):
+    """Validation (which chooses checkpoints/best) is a seeded 5% of the training rows; the
+    held-out rows, which the test and evaluate score, are none of them."""
+    import minillm.apps.sft as sft
+    from minillm.train.entry import train
+    from minillm.train.run_config import RunConfig
+    from minillm.train.training import TrainConfig
+
+    seen = {}
+    real = sft.encode_conversations
+
+    def recording(tok, template, rows, block_size, what="conversations"):
+        seen[what] = [json.dumps(r["messages"] if isinstance(r, dict) and "messages" in r else r, sort_keys=True)
+                      for r in rows]
+        return real(tok, template, rows, block_size, what)
+
+    monkeypatch.setattr(sft, "encode_conversations", recording)
+    rows = [{"task": "t", "messages": [{"role": "user", "content": f"{i}?"}, {"role": "assistant", "content": "ok"}]}
+            for i in range(40)]
+    src = read_source(char_run)
+    train("sft", None, RunConfig(src.config, TrainConfig.recipe(1, 1e-12, batch_size=2, warmup_steps=0),
+                                 backend="numpy"), data=rows, base=char_run, progress=False,
+          evaluate_test=False, held_out=0.25)
+    fit, validation, held = (seen["training conversations"], seen["validation conversations"],
+                             seen["held-out conversations"])
+    assert len(held) == 10 and len(validation) == max(1, round(0.05 * 30)) and len(fit) == 30 - len(validation)
+    assert not set(validation) & set(held) and not set(validation) & set(fit) and not set(fit) & set(held)
