@@ -41,7 +41,7 @@ from ..store.runs import checkpoint_folder, tokenizer_from_dict
 from ..train.contract import data_contract, generated_dataset, sha256
 from ..train.spec import TaskInputs, TaskParts, TaskSpec, register_task
 from ..train.task_endpoints import GENERATE, SCORE
-from .sft import VALIDATION_SHARE, split_held_out
+from .sft import VALIDATION_SHARE, check_enough, split_held_out
 
 logger = logging.getLogger("minillm")
 
@@ -216,6 +216,7 @@ def _pairs(data, opts) -> tuple[list, list, dict]:
         dataset = generated_dataset(EMBEDDED, {"train": opts["n_train"], "test": opts["n_test"]}, "pairs per task")
         return train, test, dataset
     pairs = list(data)
+    check_enough(pairs, "pairs")
     train, test = split_held_out(pairs, opts["held_out"])
     return train, test, {"kind": "preferences", "source": opts["data_source"] or "pairs", "sha256": _file_sha(pairs),
                          "split": {"method": "seeded share", "share": opts["held_out"], "seed": 0, "unit": "pairs",

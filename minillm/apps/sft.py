@@ -44,7 +44,8 @@ from ..train.generation import generate
 from ..train.spec import TaskInputs, TaskParts, TaskSpec, register_task
 from ..train.task_endpoints import GENERATE, SCORE
 
-__all__ = ["SFT_TASK", "SFTSource", "read_source", "answer_accuracy", "split_held_out"]
+__all__ = ["SFT_TASK", "SFTSource", "read_source", "answer_accuracy", "split_held_out", "check_enough",
+           "VALIDATION_SHARE"]
 
 logger = logging.getLogger("minillm")
 
@@ -106,6 +107,13 @@ def read_source(folder, *, dtype: str = "float32") -> SFTSource:
                      getattr(tok, "chat_template", None) or DEFAULT_CHAT_TEMPLATE, "run")
 
 
+def check_enough(rows: list, what: str) -> None:
+    """Rows given: at least one for the test, one for validation and one to train on."""
+    if len(rows) < 3:
+        raise ValueError(f"expected at least 3 {what} (one held out for the test, one for validation, one to "
+                         f"train on), got {len(rows)}")
+
+
 # the share of the training rows that validates (chooses checkpoints/best); the held-out
 # rows are for the test and evaluate only
 VALIDATION_SHARE = 0.05
@@ -117,7 +125,7 @@ def split_held_out(rows: list, share: float, seed: int = 0) -> tuple[list, list]
     if not 0 < share < 1:
         raise ValueError(f"expected a held-out share in (0, 1), got {share}")
     if len(rows) < 2:
-        raise ValueError(f"expected at least 2 conversations (one to train on, one held out), got {len(rows)}")
+        raise ValueError(f"expected at least 2 rows (one to keep, one to hold out), got {len(rows)}")
     n = min(max(1, round(share * len(rows))), len(rows) - 1)
     held = set(np.random.default_rng(seed).permutation(len(rows))[:n].tolist())
     return ([r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held])
@@ -136,6 +144,7 @@ def _rows(inputs: TaskInputs):
         return train, test, generated_dataset("instructions", {"train": opts["n_train"], "test": opts["n_test"]},
                                               "conversations of each task")
     rows = [check_conversation(row, f"data row {i}") for i, row in enumerate(inputs.data)]
+    check_enough(rows, "conversations")
     train, test = split_held_out(rows, opts["held_out"], seed=0)
     source = inputs.source or "conversations"
     digest = sha256("\n".join(json.dumps(r, sort_keys=True) for r in rows).encode("utf-8"))

@@ -344,3 +344,15 @@ def test_the_best_checkpoint_is_chosen_on_training_rows_never_on_held_out_ones(c
                              seen["held-out conversations"])
     assert len(held) == 10 and len(validation) == max(1, round(0.05 * 30)) and len(fit) == 30 - len(validation)
     assert not set(validation) & set(held) and not set(validation) & set(fit) and not set(fit) & set(held)
+
+
+def test_two_conversations_are_too_few_and_the_error_says_why(char_run):
+    from minillm.train.entry import train
+    from minillm.train.run_config import RunConfig
+    from minillm.train.training import TrainConfig
+
+    src = read_source(char_run)
+    with pytest.raises(ValueError, match=r"expected at least 3 conversations \(one held out for the test, one for "
+                                         r"validation, one to train on\), got 2"):
+        train("sft", None, RunConfig(src.config, TrainConfig.recipe(1, 1e-3, batch_size=2), backend="numpy"),
+              data=[{"task": "t", "messages": m} for m in ROWS[:2]], base=char_run, progress=False)
