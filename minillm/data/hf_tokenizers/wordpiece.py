@@ -53,20 +53,6 @@ def _is_cjk(cp: int) -> bool:
 
 
 class WordPieceTokenizer:
-    """BERT's tokenizer with the ids of ``vocab.txt`` (line ``i`` is token ``i``).
-
-    Basic tokenization: drop NUL, U+FFFD and control characters, turn whitespace into
-    spaces, put spaces around CJK ideographs, then per whitespace-separated word:
-    lowercase and strip accents (NFD, drop combining marks) when ``lowercase``, and cut
-    before and after every punctuation character. WordPiece: each word is split greedily
-    into the longest vocabulary prefix, then the longest ``##``-continuation, and so on;
-    a word that cannot be split (or is longer than ``max_chars_per_word``) is ``[UNK]``.
-    """
-
-    kind = "WordPieceTokenizer"
-
-
-class WordPieceTokenizer:
     """BERT's tokenizer with the ids of ``vocab.txt`` (line ``i`` is token ``i``; or of
     ``tokenizer.json``'s ``model.vocab``).
 
