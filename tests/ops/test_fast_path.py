@@ -555,6 +555,7 @@ def test_cli_generate_and_serve_pass_the_path_on(monkeypatch, tmp_path, explicit
     calls = {}
     class Stream(list):                                    # no tokens, no prompt cut: only the runtime is seen
         dropped = block_size = 0
+        chat = False                                       # a continuation, not a chat answer
 
         @classmethod
         def of_run(cls, run, prompt, rt, **options):
