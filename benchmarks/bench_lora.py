@@ -24,10 +24,9 @@ The counts are exact on any machine; the times depend on it and on what else it 
 """
 from __future__ import annotations
 
-import argparse
 import time
 
-from harness.machine import environment  # benchmarks/harness/, beside this script
+from _common import print_machine, rounds_parser  # benchmarks/, beside this script
 from harness.ratios import measure_for, ratio
 from harness.sizes import BenchSize, gpt_config, random_batch
 from harness.timing import summary
@@ -97,14 +96,8 @@ def bench(backend: str, repeats: int, warmup: int = 2, size: BenchSize = DEMO) -
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default: %(default)s)")
-    p.add_argument("--backends", nargs="+", default=["numpy", "torch"], choices=("numpy", "torch"))
-    a = p.parse_args()
-    env = environment("cpu")
-    print(f"Machine: {env['cpu']}, {env['cores']} cores; NumPy {env['numpy']}, torch {env['torch']}; "
-          f"load average at start {env.get('load_average_at_start')}")
+    a = rounds_parser(__doc__.splitlines()[0]).parse_args()
+    print_machine()
     c = DEMO.config
     print(f"demo GPT ({c.n_layers} layers, d_model {c.d_model}, V {c.vocab_size}, batch {DEMO.batch_size}x"
           f"{c.block_size}), float32; LoRA r={RANK}, alpha={ALPHA:g} on {', '.join(TARGETS)}; {a.repeats} rounds\n")

@@ -22,12 +22,11 @@ The shares do not depend on the machine; the times do, and on what else it runs.
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from dataclasses import replace
 
-from harness.machine import environment  # benchmarks/harness/, beside this script
+from _common import print_machine, rounds_parser  # benchmarks/, beside this script
 from harness.ratios import measure_for, median_interval
 from harness.sizes import gpt_config
 
@@ -88,14 +87,8 @@ def bench(backend: str, vocab_size: int, all_batches: dict, warmup: int = 2, con
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--repeats", type=int, default=9, help="interleaved rounds (default: %(default)s)")
-    p.add_argument("--backends", nargs="+", default=["numpy", "torch"], choices=("numpy", "torch"))
-    a = p.parse_args()
-    env = environment("cpu")
-    print(f"Machine: {env['cpu']}, {env['cores']} cores; NumPy {env['numpy']}, torch {env['torch']}; "
-          f"load average at start {env.get('load_average_at_start')}")
+    a = rounds_parser(__doc__.splitlines()[0]).parse_args()
+    print_machine()
     vocab_size, pad_id, all_batches = batches(a.repeats)
     timed = {name: bs[2:] for name, bs in all_batches.items()}
     print(f"demo GPT with a block of {BLOCK}, float32; instruction set, BPE {vocab_size}; padded "

@@ -20,6 +20,7 @@ from tolerances import FLOAT64
 
 torch = pytest.importorskip("torch")
 import minillm.torch_backend as T  # noqa: E402
+from training_helpers import interrupt_at  # noqa: E402  (tests/, beside conftest.py)
 
 CFG = ModelConfig(vocab_size=13, block_size=8, d_model=8, n_heads=2, n_layers=2, dtype="float64")
 
@@ -148,15 +149,6 @@ def lm_run(tmp_path_factory):
     return base / "lm", prefs
 
 
-def _interrupt_at(monkeypatch, stop: int) -> None:
-    from minillm.train.training import Trainer
-    real = Trainer._train_step
-
-    def step(self, k):
-        if k == stop:
-            raise KeyboardInterrupt
-        return real(self, k)
-    monkeypatch.setattr(Trainer, "_train_step", step)
 
 
 def test_dpo_command_trains_resumes_and_evaluates(lm_run, tmp_path, capsys, monkeypatch):
@@ -165,7 +157,7 @@ def test_dpo_command_trains_resumes_and_evaluates(lm_run, tmp_path, capsys, monk
     base = ["dpo", "--from", str(lm), "--data", str(prefs), "--backend", "numpy", "--steps", "4",
             "--batch-size", "4", "--beta", "0.5", "--held-out", "0.2"]
     with monkeypatch.context() as m:
-        _interrupt_at(m, 2)
+        interrupt_at(m, 2)
         assert main([*base, "--out", str(out)]) == 130
     assert main(["dpo", "--out", str(out), "--resume", "--backend", "numpy"]) == 0    # the rest as recorded
     summary = json.loads(capsys.readouterr().out)

@@ -14,6 +14,7 @@ from minillm.store.lora_adapters import add_lora, adapters
 from minillm.store.peft_adapters import CONFIG_FILE, WEIGHTS_FILE, load_adapters
 from minillm.store.runs import checkpoint_folder, load_run
 from minillm.store.runtime import Runtime
+from training_helpers import interrupt_at  # noqa: E402  (tests/, beside conftest.py)
 
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16", "--batch-size", "4"]
 
@@ -31,16 +32,6 @@ def _weights(folder):
     return {n: p.data.copy() for n, p in model.named_parameters()}
 
 
-def _interrupt_at(monkeypatch, stop: int) -> None:
-    """Ctrl-C before step ``stop``: the trainer saves checkpoints/last and the CLI ends with 130."""
-    from minillm.train.training import Trainer
-    real = Trainer._train_step
-
-    def step(self, k):
-        if k == stop:
-            raise KeyboardInterrupt
-        return real(self, k)
-    monkeypatch.setattr(Trainer, "_train_step", step)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -50,7 +41,7 @@ def test_finetune_lora_trains_the_adapters_and_the_head_only_and_resumes(encoder
     base = ["finetune", "--pretrained", str(encoder), "--backend", backend, "--batch-size", "8",
             "--lora", "4, 8, W_Q,W_V", "--steps", "5"]
     with monkeypatch.context() as m:
-        _interrupt_at(m, 3)
+        interrupt_at(m, 3)
         assert main([*base, "--out", str(out)]) == 130
     capsys.readouterr()
     before = _weights(checkpoint_folder(encoder))          # what --pretrained loads

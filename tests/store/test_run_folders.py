@@ -32,6 +32,7 @@ from minillm.train.evaluation import EVAL_BATCH, evaluate_lm
 from minillm.train.run_config import RunConfig
 from minillm.train.tasks import causal_lm_eval_batches
 from minillm.store.run_folder import RunExists, RunFolder
+from training_helpers import interrupt_at  # noqa: E402  (tests/, beside conftest.py)
 
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "32", "--batch-size", "4"]
 LABELS = ("neg", "neu", "pos")
@@ -232,17 +233,6 @@ def small_app_corpora(monkeypatch):
         monkeypatch.setattr(module, name, lambda n_train, n_test, seed=0, _real=real: _real(200, 20, seed=seed))
 
 
-def _interrupt_at(monkeypatch, stop: int) -> None:
-    """Ctrl-C as the trainer sees it, before step ``stop``: it saves checkpoints/last
-    (``stop`` steps in) and the CLI ends with status 130."""
-    from minillm.train.training import Trainer
-    real = Trainer._train_step
-
-    def step(self, k):
-        if k == stop:
-            raise KeyboardInterrupt
-        return real(self, k)
-    monkeypatch.setattr(Trainer, "_train_step", step)
 
 
 def _files(run):
@@ -258,7 +248,7 @@ def test_training_commands_refuse_a_finished_run_unless_resume_or_overwrite(comm
     base = [str(corpus) if a == "CORPUS" else str(three_class_csv) if a == "CSV" else a for a in TRAINING[command]]
     run = tmp_path / "run"
     with monkeypatch.context() as m:
-        _interrupt_at(m, 4)
+        interrupt_at(m, 4)
         assert main([*base, "--steps", "6", "--seed", "1", "--out", str(run)]) == 130
     assert _metrics_lines(run) == 4
     (run / "notes.txt").write_text("mine", encoding="utf-8")          # not written by the run
