@@ -33,7 +33,7 @@ from ..data.batching import rank_batch_size
 from ..data.chat_batches import ConversationBatches, conversation_eval_batches
 from ..data.chat_template import DEFAULT_CHAT_TEMPLATE, apply_chat_template, read_chat_template
 from ..data.conversations import LONG_CONVERSATIONS, check_conversation, encode_conversations
-from ..data.instructions import instruction_set
+from ..data.instructions import DEFAULT_N_TRAIN, instruction_set
 from ..store.checkpoint import load_checkpoint
 from ..store.model_io import MODEL_KEY
 from ..store.runs import checkpoint_folder, tokenizer_from_dict
@@ -270,5 +270,5 @@ def _evaluate(run, **data) -> dict:
 SFT_TASK = register_task(TaskSpec(
     "sft", "GPT", _setup, test=_test, test_best=True, steps=300, lr=1e-3, batch_size=16,
     recipe=lambda steps, lr: {"warmup_steps": min(30, steps // 10), "weight_decay": 0.0},
-    options={"base": None, "packing": True, "n_train": 600, "n_test": 50, "held_out": 0.05},
+    options={"base": None, "packing": True, "n_train": DEFAULT_N_TRAIN, "n_test": 50, "held_out": 0.05},
     evaluate=_evaluate, endpoints=(GENERATE, SCORE)))

@@ -264,8 +264,9 @@ def model_config_of(a, vocab_size: int) -> ModelConfig:
 
 def add_corpus_args(p, fallbacks: dict) -> None:
     add_option(p, fallbacks, "--corpus", default="python_docs",
-               help="'python_docs' (embedded), 'sentiment' (the embedded sentiment set's training texts) "
-                    "or a .txt/.jsonl/.csv file")
+               help="'python_docs' (embedded), 'sentiment' (the embedded sentiment set's training texts), "
+                    "'python_docs+requests' (the Python docs, then the requests of the embedded instruction "
+                    "set's training rows, answers left out: a base for `minillm sft`) or a .txt/.jsonl/.csv file")
     add_option(p, fallbacks, "--data", type=Path, default=None,
                help="a folder written by `minillm prepare` (overrides --corpus)")
     add_option(p, fallbacks, "--tokenizer", choices=sorted(pipeline.TOKENIZERS), default="bpe",

@@ -18,7 +18,7 @@ from pathlib import Path
 __all__ = ["EMBEDDED", "data_contract", "given_dataset", "generated_dataset", "split_sizes", "sha256",
            "source_of"]
 
-EMBEDDED = ("python_docs", "sentiment")
+EMBEDDED = ("python_docs", "sentiment", "python_docs+requests")
 
 
 def sha256(data: bytes) -> str:

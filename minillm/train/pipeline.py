@@ -46,6 +46,7 @@ import numpy as np
 
 from ..data import (BPETokenizer, CharTokenizer, Tokenizer, WordTokenizer, load_csv, load_jsonl,
                     load_text, python_docs, sentiment, split, split_contiguous)
+from ..data.instructions import training_requests
 from ..data.loaders import Splits
 from .contract import sha256, source_of, split_sizes
 
@@ -65,10 +66,15 @@ LABELLED_FRACTIONS = (0.8, 0.1, 0.1)       # a labelled file, shuffled with the 
 def load_corpus(corpus: str) -> str:
     """``"python_docs"`` (embedded), ``"sentiment"`` (the embedded sentiment set's
     training texts, one a line, labels unseen: what a classifier's encoder is pretrained
-    on; its validation and test texts stay unseen), or a path to a .txt, .jsonl ("text"
-    field) or .csv ("text" column) file."""
+    on; its validation and test texts stay unseen), ``"python_docs+requests"`` (the Python
+    docs, then the user turns of the embedded instruction set's training rows, answers
+    unseen, no held-out question among them: what a GPT for ``sft`` is pretrained on, see
+    :func:`~minillm.data.instructions.training_requests`), or a path to a .txt, .jsonl
+    ("text" field) or .csv ("text" column) file."""
     if corpus == "python_docs":
         return python_docs()
+    if corpus == "python_docs+requests":
+        return python_docs() + "\n" + training_requests()
     if corpus == "sentiment":
         return "\n".join(sentiment(seed=0).train.texts)
     path = Path(corpus)

@@ -4,7 +4,9 @@ import re
 
 import pytest
 
-from minillm.data.instructions import INSTRUCTION_TASKS, instruction_set, write_jsonl
+from minillm.data.instructions import (HELD_OUT_POOL, INSTRUCTION_TASKS, instruction_set, training_requests,
+                                      write_jsonl)
+from minillm.train.pipeline import load_corpus
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,37 @@ def test_held_out_requests_never_occur_in_training(rows):
     train, held_out = rows
     seen = {r["messages"][0]["content"] for r in train}
     assert not [r for r in held_out if r["messages"][0]["content"] in seen]
+
+
+def _clauses(row):
+    return frozenset(row["messages"][0]["content"].removeprefix("Sentiment: ").rstrip(".").split(", but "))
+
+
+def test_held_out_rows_do_not_depend_on_n_train_and_never_train_at_any_size():
+    held = instruction_set(40, 10, seed=3)[1]
+    assert instruction_set(7, 10, seed=3)[1] == held
+    assert instruction_set(90, 4, seed=3)[1] == [r for r in held if held.index(r) < 4 * len(INSTRUCTION_TASKS)]
+    pool = {r["messages"][0]["content"] for r in instruction_set(1, HELD_OUT_POOL, seed=3)[1]}
+    mirrors = {_clauses(r) for r in instruction_set(1, HELD_OUT_POOL, seed=3)[1] if r["task"] == "sentiment"}
+    for n_train in (5, 300):
+        train = instruction_set(n_train, 1, seed=3)[0]
+        assert not [r for r in train if r["messages"][0]["content"] in pool]
+        # a contrast sentence's mirror ("X, but Y." for a held-out "Y, but X.") never trains either
+        assert not [r for r in train if r["task"] == "sentiment" and _clauses(r) in mirrors]
+
+
+def test_the_held_out_pool_is_bounded():
+    with pytest.raises(ValueError, match=f"n_test must be at most {HELD_OUT_POOL}"):
+        instruction_set(1, HELD_OUT_POOL + 1)
+
+
+def test_the_sft_pretraining_corpus_holds_the_training_requests_and_no_held_out_one():
+    text = load_corpus("python_docs+requests")
+    lines = set(training_requests().splitlines())
+    assert text.endswith(training_requests()) and len(lines) > 3 * len(INSTRUCTION_TASKS) * 900
+    train, held_out = instruction_set(n_test=HELD_OUT_POOL)
+    assert {r["messages"][0]["content"] for r in train} == lines
+    assert not [r for r in held_out if r["messages"][0]["content"] in lines]
 
 
 def test_deterministic_and_seeded(rows):
