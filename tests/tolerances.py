@@ -43,8 +43,8 @@ FLOAT32 = {
     "relu": Tolerance(0.0, 0.0, "exact: a comparison and a copy, no rounding"),
     "gelu": Tolerance(
         1e-5, 1e-6,
-        "the reference evaluates erfc in float64 and rounds Phi(x) to float32; torch "
-        "evaluates erfc in float32 (a few ulps), then x * Phi rounds again"),
+        "both evaluate erfc in float32 (the reference one Chebyshev fit, <= 5.4 ulps "
+        "measured; torch its own kernel, a few ulps), then x * Phi rounds again"),
     "gelu_tanh": Tolerance(
         1e-5, 1e-5,
         "tanh of a cubic: the cubic's rounding (a few ulps) passes through tanh' <= 1. "

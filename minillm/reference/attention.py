@@ -59,7 +59,8 @@ class AttentionCache(NamedTuple):
     k: np.ndarray             # (..., T_k, d_k)
     v: np.ndarray             # (..., T_k, d_v)
     weights: np.ndarray       # (..., T_q, T_k), zero rows where nothing may be attended
-    has_any: np.ndarray       # (..., T_q, 1) bool: the row may attend to at least one key
+    has_any: np.ndarray       # (..., T_q, 1) bool (the mask's leading dims, broadcastable to the
+                              # scores'): the row may attend to at least one key
     softmax_cache: object     # what softmax_backward needs
 
 
@@ -98,8 +99,7 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None):
     if mask is None:
         has_any = np.ones(scores.shape[:-1] + (1,), dtype=bool)  # (..., T_q, 1)
     else:
-        mask, scores = np.broadcast_arrays(mask, scores)  # (..., T_q, T_k) both
-        has_any = mask.any(axis=-1, keepdims=True)  # (..., T_q, 1)
+        has_any = mask.any(axis=-1, keepdims=True)  # (..., T_q, 1), the mask's own shape
         scores = np.where(mask, scores, -np.inf)  # (..., T_q, T_k)
         scores = np.where(has_any, scores, 0.0)  # (..., T_q, T_k)
     probs, softmax_cache = softmax_forward(scores, axis=-1)  # (..., T_q, T_k)
