@@ -17,6 +17,13 @@ COMMANDS = ["demo", "prepare", "pretrain", "finetune", "sft", "evaluate", "gener
 TINY = ["--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--block-size", "16", "--batch-size", "4"]
 
 
+def test_python_dash_m_minillm_is_the_command():
+    out = subprocess.run([sys.executable, "-m", "minillm", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("minillm ") and out.stdout == subprocess.run(
+        [sys.executable, "-c", "from minillm.cli import main; main(['--version'])"], capture_output=True,
+        text=True).stdout
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
