@@ -16,7 +16,7 @@ task              user                                                        as
 ``sentiment`` comes from :func:`~minillm.data.corpora.sentiment`, ``iso_date`` from
 :func:`~minillm.data.parallel.dates_corpus`, ``extractive_qa`` from
 :func:`~minillm.data.qa.qa_corpus`; ``instruction`` is written here: upper-case, reverse
-or count two to four words, or repeat one word two to four times, the words drawn from
+or count two to four words, or repeat one or two words two to four times, the words drawn from
 the QA corpus's lists. Every answer is one short line, so a greedy answer is scored by
 exact match.
 
@@ -49,7 +49,7 @@ INSTRUCTION_TASKS = ("sentiment", "iso_date", "extractive_qa", "instruction")
 _WORDS = tuple(sorted(set(NAMES + CITIES + JOBS + COLOURS + ANIMALS)))
 _COUNTS = ("two", "three", "four")
 DEFAULT_N_TRAIN = 3000        # training rows of each task, `minillm sft`'s default
-HELD_OUT_POOL = 1000          # the held-out rows of any size come from a pool of this many a task
+HELD_OUT_POOL = 200           # the held-out rows of any size come from a pool of this many a task
 
 
 def _row(task: str, user: str, answer: str) -> dict:
@@ -77,10 +77,10 @@ def _qa_rows(n: int, seed: int) -> list[dict]:
 def _instruction(rng: np.random.Generator) -> tuple[str, str]:
     """One simple request over the QA corpus's words, and its answer."""
     kind = int(rng.integers(4))
-    if kind == 3:                                     # repeat one word k times
+    if kind == 3:                                     # repeat one or two words k times
         k = int(rng.integers(2, 5))
-        word = str(rng.choice(_WORDS))
-        return f"Repeat {_COUNTS[k - 2]} times: {word}", " ".join([word] * k)
+        words = [str(w) for w in rng.choice(_WORDS, size=int(rng.integers(1, 3)), replace=False)]
+        return f"Repeat {_COUNTS[k - 2]} times: {' '.join(words)}", " ".join(words * k)
     words = [str(w) for w in rng.choice(_WORDS, size=int(rng.integers(2, 5)), replace=False)]
     if kind == 0:
         return f"Upper-case: {' '.join(words)}", " ".join(words).upper()
