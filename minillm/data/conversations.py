@@ -83,9 +83,9 @@ def read_conversations(path: str | os.PathLike) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {n}: expected a JSON object, got text that is not JSON ({e.msg})") \
+                raise ValueError(f"{path}, line {n}: expected a JSON object, got text that is not JSON ({e.msg})") \
                     from None
-            rows.append(check_conversation(row, f"{path} line {n}"))
+            rows.append(check_conversation(row, f"{path}, line {n}"))
     if not rows:
         raise ValueError(f"{path}: expected at least one conversation, the file has none")
     return rows

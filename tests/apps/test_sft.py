@@ -265,7 +265,7 @@ def test_sft_command_on_a_jsonl_file_with_resume_and_bad_lines(char_run, tmp_pat
     bad.write_text(json.dumps({"messages": ROWS[0]}) + "\n" + json.dumps({"messages": [ROWS[0][0]]}) + "\n",
                    encoding="utf-8")
     assert main(["sft", "--from", str(char_run), "--data", str(bad), "--out", str(tmp_path / "bad")]) == 2
-    assert "bad.jsonl line 2: expected at least one assistant turn" in capsys.readouterr().err
+    assert "bad.jsonl, line 2: expected at least one assistant turn" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()                                    # nothing half-written
 
 
