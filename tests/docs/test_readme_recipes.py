@@ -138,3 +138,29 @@ def test_the_quickstart_python_run_trains_and_loads_back(tmp_path):
     assert float(perplexity) < 40, perplexity           # measured 25.3; uniform would be ~100
     assert loaded == "causal_lm 50 best"
     assert (tmp_path / "runs" / "tiny-gpt" / "run_config.json").exists()
+
+
+def test_the_fine_tuning_recipe_parses_and_is_the_one_bench_sft_runs():
+    """README's "Fine-tuning today" commands are accepted as written (every option exists
+    with that value), and they are the recipe benchmarks/bench_sft.py runs and prints."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    import minillm.bench
+    from minillm.cli import build_parser
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Fine-tuning today"):]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    commands = [shlex.split(line.split("#")[0])[1:] for line in block.splitlines() if line.startswith("minillm ")]
+    assert [c[0] for c in commands] == ["pretrain", "sft", "sft", "evaluate"]
+    for argv in commands:
+        build_parser().parse_args(argv)                   # argparse exits (status 2) on a bad option
+    minillm.bench.load_harness()                          # benchmarks/ on sys.path
+    import bench_sft
+    source = (root / "benchmarks" / "bench_sft.py").read_text(encoding="utf-8")
+    assert bench_sft.LORA in block and '"--n-train", a.n_train' in source
+    assert "--n-train 12000" in block and 'default=12000' in source and "--lr 5e-3" in block and "5e-3" in source
+    assert '"--positional", "rope"' in source and "--positional rope" in block
