@@ -38,7 +38,7 @@ def _exact(test: dict) -> dict:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(" ".join(__doc__.split("\n\n")[0].split()))   # the first paragraph
     p.add_argument("--sft", type=Path, default=None, help="an sft run to tune (default: make a small one)")
     p.add_argument("--pretrain-steps", type=int, default=150)
     p.add_argument("--sft-steps", type=int, default=300)

@@ -44,6 +44,7 @@ from _common import parser, print_machine  # noqa: E402
 GOAL = 0.9             # each task's held-out exact match after SFT, full or LoRA
 LORA_GAP = 0.05        # LoRA's exact match at most this far below full tuning's, each task
 LORA = "16,32,W_Q,W_K,W_V,W_O,W1,W2"
+FOLDERS = {"full": "sft", "lora": "sft-lora"}     # under --out: README's runs/chat-base, runs/sft, runs/sft-lora
 
 
 def _minillm(*args) -> list[str]:
@@ -64,7 +65,7 @@ def _wait(procs: dict) -> None:
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(" ".join(__doc__.split("\n\n")[0].split()))   # the first paragraph
     p.add_argument("--pretrain-steps", type=int, default=1200)
     p.add_argument("--sft-steps", type=int, default=6000)
     p.add_argument("--n-train", type=int, default=12000, help="training rows of each task (default: %(default)s)")
@@ -78,11 +79,11 @@ def main() -> None:
 
     base = a.base
     if base is None:
-        base = a.out / "base"
+        base = a.out / "chat-base"
         t0 = time.perf_counter()
         command = _minillm("pretrain", "--corpus", "python_docs+requests", "--block-size", 128, "--positional", "rope",
                            "--dropout", 0.1, "--steps", a.pretrain_steps, "--out", base, "--overwrite")
-        _wait({"pretrain": (_start(command, a.threads, a.out / "base.log"), a.out / "base.log")})
+        _wait({"pretrain": (_start(command, a.threads, a.out / "chat-base.log"), a.out / "chat-base.log")})
         seconds["pretrain"] = round(time.perf_counter() - t0)
 
     tunings = {"full": ("--n-train", a.n_train, "--steps", a.sft_steps),
@@ -90,8 +91,8 @@ def main() -> None:
     t0 = time.perf_counter()
     procs = {}
     for name, options in tunings.items():
-        log = a.out / f"sft-{name}.log"
-        command = _minillm("sft", "--from", base, *options, "--out", a.out / f"sft-{name}", "--overwrite")
+        log = a.out / f"{FOLDERS[name]}.log"
+        command = _minillm("sft", "--from", base, *options, "--out", a.out / FOLDERS[name], "--overwrite")
         procs[name] = (_start(command, 1 if a.side_by_side else a.threads, log), log)
         if not a.side_by_side:
             _wait({name: procs[name]})
@@ -103,7 +104,7 @@ def main() -> None:
 
     scores = {}
     for name in tunings:
-        out = subprocess.run(_minillm("evaluate", a.out / f"sft-{name}"), capture_output=True, text=True, check=True)
+        out = subprocess.run(_minillm("evaluate", a.out / FOLDERS[name]), capture_output=True, text=True, check=True)
         scores[name] = json.loads(out.stdout)["tasks"]
     print(f"\nseconds: {seconds}")
     print("\n| task | full SFT | LoRA SFT | LoRA - full |\n|---|---|---|---|")

@@ -27,8 +27,8 @@ __all__ = ["HelpFormatter", "add_option", "fill_defaults", "add_runtime_args", "
            "TRAINING_OPTIONS", "DESCRIPTION"]
 
 DESCRIPTION = textwrap.fill("Every formula of LLM training, in NumPy and in PyTorch: prepare a corpus, pretrain a GPT or "
-               "an encoder, fine-tune a classifier, evaluate, generate, embed, translate, answer questions, "
-               "serve a run over HTTP, benchmark. `minillm COMMAND --help` shows a command's options "
+               "an encoder, fine-tune a classifier, instruction-tune (SFT) and preference-tune (DPO) a GPT, "
+               "evaluate, generate, embed, translate, answer questions, serve a run over HTTP, benchmark. `minillm COMMAND --help` shows a command's options "
                "and their defaults.", width=88)
 
 

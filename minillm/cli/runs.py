@@ -122,7 +122,7 @@ def add_parsers(sub, command) -> None:
     p.add_argument("--label-column", default=None, help="--dataset: default: the run's (else 'label')")
     p.set_defaults(func=cmd_evaluate)
 
-    p = command(sub, "generate", help="continue a prompt with a GPT run")
+    p = command(sub, "generate", help="continue a prompt with a GPT run (an sft or dpo run: answer it as a user's turn)")
     p.add_argument("run", type=Path, nargs="?", default=None,
                    help="a causal_lm run folder or a checkpoint folder (or use --from-hf)")
     p.add_argument("--from-hf", type=Path, default=None, metavar="FOLDER",

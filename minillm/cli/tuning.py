@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..apps.sft import read_source
 from ..data.conversations import LONG_CONVERSATIONS, read_conversations
+from ..data.instructions import DEFAULT_N_TRAIN
 from ..train.contract import source_of
 from ..train.entry import train
 from .options import FRACTION, POSITIVE_INT, add_lora_arg, add_training_args, run_config_of
@@ -71,7 +72,7 @@ def add_parsers(sub, command) -> None:
     p.add_argument("--packing", action=argparse.BooleanOptionalAction, default=True,
                    help="pack several conversations into each row, attention kept inside each (else one a row, "
                         "padded)")
-    p.add_argument("--n-train", type=POSITIVE_INT, default=600, help="embedded set: training rows of each task")
+    p.add_argument("--n-train", type=POSITIVE_INT, default=DEFAULT_N_TRAIN, help="embedded set: training rows of each task")
     p.add_argument("--n-test", type=POSITIVE_INT, default=50, help="embedded set: held-out rows of each task")
     p.add_argument("--held-out", type=FRACTION, default=0.05, help="a .jsonl file: the share held out, seeded")
     p.add_argument("--dropout", type=FRACTION, default=None, help="dropout while tuning (default: the model's)")
